@@ -1,0 +1,55 @@
+"""``memtop`` and its subcommands. Exit status: 0 success, 1 failure, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from memtop import __version__
+from memtop.commands import COMMAND_MODULES, CliError
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="memtop",
+        description="Why is this memory here? A live, layered view of memory on this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"memtop {__version__}")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh interval in seconds (default 2)")
+    parser.add_argument("--pid", type=int, metavar="PID", help="select this process at start")
+    parser.add_argument("--read-only", action="store_true", help="disable every action (trim, evict, drop caches)")
+    parser.add_argument("--proc", default="/proc", metavar="DIR", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = {}
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        commands[module.NAME] = module
+    return parser, commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            if args.interval <= 0:
+                parser.error("--interval must be positive")
+            if not sys.stdout.isatty() or not sys.stdin.isatty():
+                print("memtop: the live view needs a terminal; try `memtop snapshot`", file=sys.stderr)
+                return 2
+            from memtop.tui.app import run_app  # Textual is imported only for the TUI
+
+            return run_app(args)
+        return commands[args.command].run(args)
+    except CliError as e:
+        print(f"memtop: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `memtop snapshot | head`: the reader went away; not our failure.
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,1 @@
+"""The sampler: decides what to read and how often, keeps bounded histories."""

@@ -1,0 +1,79 @@
+"""``memtop snapshot [--json] [--pid PID]``: one sample of everything, for scripts and bug reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from memtop.commands import CliError
+from memtop.format import fmt_bytes, fmt_count
+from memtop.output.snapshot import build_snapshot
+from memtop.procfs import ProcfsError
+from memtop.procfs.system import buff_cache, memory_used
+
+NAME = "snapshot"
+HELP = "one sample of the system and its processes, as text or JSON"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON (schema in README)")
+    parser.add_argument("--pid", type=int, metavar="PID", help="only this process")
+    parser.add_argument("--top", type=int, default=25, metavar="N", help="text: show the N largest processes by RSS (default 25)")
+
+
+def run(args) -> int:
+    root = Path(args.proc)
+    if args.pid is not None and not os.path.isdir(root / str(args.pid)):
+        raise CliError(f"no process with PID {args.pid}")
+    try:
+        doc = build_snapshot(root, pid=args.pid)
+    except ProcfsError as e:
+        raise CliError(str(e)) from e
+    if args.pid is not None and not doc["processes"]:
+        raise CliError(f"process {args.pid} exited while being read")
+    if args.json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(doc, top=args.top))
+    return 0
+
+
+def render_text(doc: dict, top: int = 25) -> str:
+    system = doc["system"]
+    mi = system["meminfo"]
+    lines = [
+        f"{system['hostname']}  kernel {system['kernel']}  {doc['time']}",
+        "memory  total {}  available {}  used {}  buff/cache {}  shmem {}  swap {}/{}".format(
+            fmt_bytes(mi.get("MemTotal")),
+            fmt_bytes(mi.get("MemAvailable")),
+            fmt_bytes(memory_used(mi)),
+            fmt_bytes(buff_cache(mi)),
+            fmt_bytes(mi.get("Shmem")),
+            fmt_bytes(_swap_used(mi)),
+            fmt_bytes(mi.get("SwapTotal")),
+        ),
+        "",
+        f"{'PID':>7} {'USER':<9} {'RSS':>9} {'PSS':>9} {'USS':>9} {'ANON':>9} {'SWAP':>9} {'THR':>4} {'FDS':>5}  COMMAND",
+    ]
+    procs = sorted(doc["processes"], key=lambda p: p["rss_bytes"] or 0, reverse=True)[:top]
+    for p in procs:
+        lines.append(
+            f"{p['pid']:>7} {(p['user'] or '?')[:9]:<9} {fmt_bytes(p['rss_bytes']):>9} {fmt_bytes(p['pss_bytes']):>9} "
+            f"{fmt_bytes(p['uss_bytes']):>9} {fmt_bytes(p['anon_bytes']):>9} {fmt_bytes(p['swap_bytes']):>9} "
+            f"{fmt_count(p['threads']):>4} {fmt_count(p['fd_count']):>5}  {(p['cmdline'] or '[' + p['comm'] + ']')[:60]}"
+        )
+    unknown = [p for p in doc["processes"] if p["pss_bytes"] is None and not p["kernel_thread"] and p["state"] != "Z"]
+    if unknown:
+        lines.append("")
+        lines.append(f"? = unknown: smaps_rollup unreadable for {len(unknown)} process(es), e.g. PID {unknown[0]['pid']}: "
+                     f"{unknown[0]['unknown_reasons'].get('smaps_rollup')}")
+    return "\n".join(lines) + "\n"
+
+
+def _swap_used(mi: dict) -> int | None:
+    if "SwapTotal" not in mi or "SwapFree" not in mi:
+        return None
+    return mi["SwapTotal"] - mi["SwapFree"]

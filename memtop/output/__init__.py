@@ -1,0 +1,1 @@
+"""Machine-readable outputs: JSON snapshot, Prometheus exporter, record/replay."""

@@ -1,0 +1,100 @@
+"""Pure readers and parsers of kernel files.
+
+Every reader takes the proc root (``root=Path("/proc")``) so tests can point it at captured
+trees. Errors are translated once, here, at the read boundary (psutil's ``wrap_exceptions``):
+a vanished process becomes :class:`NoSuchProcess`, a permission problem :class:`AccessDenied`,
+text that does not parse :class:`ParseError`. Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ProcfsError(Exception):
+    """Base of the errors a reader raises."""
+
+
+class NoSuchProcess(ProcfsError):
+    """The process (or the file) vanished between two reads."""
+
+
+class AccessDenied(ProcfsError):
+    """The file exists but this user may not read it; ``reason`` says what would be needed."""
+
+    def __init__(self, path: str | Path, reason: str | None = None):
+        self.path = str(path)
+        if reason is None:
+            if os.geteuid() == 0:
+                reason = f"the kernel refused {path} even to root (ptrace access check or LSM)"
+            else:
+                reason = f"permission denied reading {path} (needs root or CAP_SYS_PTRACE)"
+        self.reason = reason
+        super().__init__(self.reason)
+
+
+class ParseError(ProcfsError):
+    """The text of a kernel file did not have the expected shape."""
+
+    def __init__(self, path: str | Path, detail: str):
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"cannot parse {path}: {detail}")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a whole proc/sys file, translating errors (see module doc)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            chunks = []
+            while True:
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise NoSuchProcess(str(path)) from e
+    except PermissionError as e:
+        raise AccessDenied(path) from e
+    except OSError as e:
+        # ESRCH: the task exited while we read; EINVAL/EIO can come from a dying mm.
+        if e.errno in (errno.ESRCH, errno.EINVAL, errno.EIO, errno.ENOENT):
+            raise NoSuchProcess(str(path)) from e
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise AccessDenied(path) from e
+        raise
+
+
+def read_text(path: str | Path) -> str:
+    return read_bytes(path).decode("utf-8", "surrogateescape")
+
+
+def parse_kb_table(text: str, path: str | Path = "?") -> dict[str, int]:
+    """Parse ``Key:   123 kB`` lines (meminfo, status, smaps_rollup) into bytes.
+
+    Lines without a ``kB`` unit keep their raw integer value. Lines that are not ``key: value``
+    are skipped (smaps_rollup's first line is a mapping header).
+    """
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        parts = rest.split()
+        if not parts:
+            continue
+        try:
+            value = int(parts[0])
+        except ValueError:
+            continue
+        if len(parts) > 1 and parts[1] == "kB":
+            value *= 1024
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,207 @@
+"""Per-process files: stat, status, smaps_rollup / smaps, cmdline, fd.
+
+Parsers are pure functions named after the file they read (``parse_stat_file``); readers take
+the proc root and raise the errors of :mod:`memtop.procfs`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from memtop.model.process import Rollup, StatFields, StatusFields
+from memtop.procfs import (
+    PROC,
+    AccessDenied,
+    NoSuchProcess,
+    ParseError,
+    parse_kb_table,
+    read_bytes,
+)
+
+
+def list_pids(root: Path = PROC) -> list[int]:
+    """PIDs of the processes (thread group leaders) under the proc root."""
+    return [int(name) for name in os.listdir(root) if name.isdigit()]
+
+
+def parse_stat_file(data: bytes, path: str = "stat") -> StatFields:
+    """Parse /proc/PID/stat. The comm may hold spaces and parentheses: it ends at the LAST ')'."""
+    try:
+        open_paren = data.index(b"(")
+        close_paren = data.rindex(b")")
+        pid = int(data[:open_paren])
+        comm = data[open_paren + 1 : close_paren].decode("utf-8", "replace")
+        # Fields after comm, numbered from 3 (state) as in man 5 proc_pid_stat.
+        rest = data[close_paren + 2 :].split()
+        f = lambda n: int(rest[n - 3])  # noqa: E731
+        return StatFields(
+            pid=pid,
+            comm=comm,
+            state=rest[0].decode(),
+            ppid=f(4),
+            flags=f(9),
+            minflt=f(10),
+            majflt=f(12),
+            utime_ticks=f(14),
+            stime_ticks=f(15),
+            num_threads=f(20),
+            start_ticks=f(22),
+            vsize=f(23),
+            rss_pages=f(24),
+        )
+    except (ValueError, IndexError) as e:
+        raise ParseError(path, f"unexpected stat line: {data[:120]!r}") from e
+
+
+_STATUS_KEYS = {
+    "VmRSS": "rss",
+    "RssAnon": "rss_anon",
+    "RssFile": "rss_file",
+    "RssShmem": "rss_shmem",
+    "VmSwap": "swap",
+    "Threads": "threads",
+}
+
+
+def parse_status_file(data: bytes, path: str = "status") -> StatusFields:
+    """Parse /proc/PID/status. Kernel threads and zombies have no Vm*/Rss* lines: None."""
+    values: dict[str, int | None] = dict.fromkeys(_STATUS_KEYS.values())
+    uid = None
+    for line in data.split(b"\n"):
+        key, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        name = key.decode("ascii", "replace")
+        if name == "Uid":
+            try:
+                uid = int(rest.split()[0])  # real uid
+            except (IndexError, ValueError) as e:
+                raise ParseError(path, f"bad Uid line {line!r}") from e
+            continue
+        target = _STATUS_KEYS.get(name)
+        if target is None:
+            continue
+        parts = rest.split()
+        try:
+            value = int(parts[0])
+        except (IndexError, ValueError) as e:
+            raise ParseError(path, f"bad {name} line {line!r}") from e
+        if len(parts) > 1 and parts[1] == b"kB":
+            value *= 1024
+        values[target] = value
+    return StatusFields(uid=uid, **values)
+
+
+_ROLLUP_KEYS = {
+    "Rss": "rss",
+    "Pss": "pss",
+    "Pss_Anon": "pss_anon",
+    "Pss_File": "pss_file",
+    "Pss_Shmem": "pss_shmem",
+    "Shared_Clean": "shared_clean",
+    "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean",
+    "Private_Dirty": "private_dirty",
+    "Anonymous": "anonymous",
+    "LazyFree": "lazyfree",
+    "AnonHugePages": "anon_huge_pages",
+    "Swap": "swap",
+    "SwapPss": "swap_pss",
+}
+
+
+def _rollup_from_table(table: dict[str, int], source: str) -> Rollup:
+    return Rollup(**{field: table.get(key) for key, field in _ROLLUP_KEYS.items()}, source=source)
+
+
+def parse_smaps_rollup_file(text: str, path: str = "smaps_rollup") -> Rollup | None:
+    """Parse /proc/PID/smaps_rollup. Returns None for an empty file (kernel thread, zombie)."""
+    table = parse_kb_table(text, path)
+    if not table:
+        return None
+    if "Rss" not in table:
+        raise ParseError(path, "no Rss line")
+    return _rollup_from_table(table, "smaps_rollup")
+
+
+def parse_smaps_file(text: str, path: str = "smaps") -> Rollup | None:
+    """Sum /proc/PID/smaps over all mappings into the shape of smaps_rollup (psutil's fallback)."""
+    totals: dict[str, int] = {}
+    wanted = _ROLLUP_KEYS.keys()
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep or key not in wanted:
+            continue
+        parts = rest.split()
+        try:
+            value = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
+        except (IndexError, ValueError) as e:
+            raise ParseError(path, f"bad line {line!r}") from e
+        totals[key] = totals.get(key, 0) + value
+    if not totals:
+        return None
+    return _rollup_from_table(totals, "smaps")
+
+
+def read_stat(pid: int, root: Path = PROC) -> StatFields:
+    path = f"{root}/{pid}/stat"
+    return parse_stat_file(read_bytes(path), path)
+
+
+def read_status(pid: int, root: Path = PROC) -> StatusFields:
+    path = f"{root}/{pid}/status"
+    return parse_status_file(read_bytes(path), path)
+
+
+def read_rollup(pid: int, root: Path = PROC) -> Rollup | None:
+    """smaps_rollup, falling back to summing smaps when smaps_rollup fails (psutil does the same).
+
+    Raises AccessDenied when neither may be read by this user, NoSuchProcess when gone.
+    """
+    path = f"{root}/{pid}/smaps_rollup"
+    try:
+        return parse_smaps_rollup_file(read_bytes(path).decode("ascii", "replace"), path)
+    except AccessDenied:
+        raise
+    except (NoSuchProcess, ParseError):
+        if not os.path.exists(f"{root}/{pid}"):
+            raise NoSuchProcess(path) from None
+    spath = f"{root}/{pid}/smaps"
+    return parse_smaps_file(read_bytes(spath).decode("ascii", "replace"), spath)
+
+
+def read_cmdline(pid: int, root: Path = PROC) -> str:
+    """The command line with NULs as spaces; empty for kernel threads and zombies."""
+    data = read_bytes(f"{root}/{pid}/cmdline")
+    return data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def fd_count_is_stat_size(release: str | None = None) -> bool:
+    """Since Linux 6.2, stat("/proc/PID/fd").st_size is the number of open fds."""
+    release = release or os.uname().release
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        # "6.18.44-fc" splits fine; anything odd: be safe and list the directory.
+        return False
+    return (major, minor) >= (6, 2)
+
+
+def read_fd_count(pid: int, root: Path = PROC, *, stat_size: bool = True) -> int:
+    """Number of open fds: the fd directory's st_size (cheap) or a directory listing.
+
+    Raises AccessDenied when this user may not look at the process's fd table.
+    """
+    path = f"{root}/{pid}/fd"
+    try:
+        if stat_size:
+            # The size is given without a permission check; only count what we could list.
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise AccessDenied(path, f"cannot read {path} (owned by another user; needs root)")
+            return os.stat(path).st_size
+        return len(os.listdir(path))
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise NoSuchProcess(path) from e
+    except PermissionError as e:
+        raise AccessDenied(path, f"cannot read {path} (owned by another user; needs root)") from e

@@ -1,0 +1,1 @@
+"""The Textual app: the only package of memtop that imports textual."""

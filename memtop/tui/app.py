@@ -1,0 +1,222 @@
+"""The memtop Textual app: header, seven tabs, footer; a sampler thread feeds it snapshots."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from memtop.collect.sampler import DEFAULT_INTERVAL_S, Sampler
+from memtop.model.process import ProcessIdentity, ProcessView
+from memtop.model.snapshot import Snapshot
+from memtop.procfs import PROC
+from memtop.tui.arenas import ArenasTab
+from memtop.tui.header import MemoryHeader
+from memtop.tui.kernel import KernelTab
+from memtop.tui.layers import LayersTab
+from memtop.tui.pagecache import PageCacheTab
+from memtop.tui.pressure import PressureTab
+from memtop.tui.processes import ProcessesTab
+from memtop.tui.screens import HelpScreen
+from memtop.tui.tab import TabView
+from memtop.tui.tmpfs import TmpfsTab
+
+TABS: tuple[type[TabView], ...] = (ProcessesTab, LayersTab, ArenasTab, PageCacheTab, KernelTab, TmpfsTab, PressureTab)
+INTERVALS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+MIN_WIDTH, MIN_HEIGHT = 80, 24
+
+GLOBAL_KEYS = (
+    ("1-7", "switch tabs"),
+    ("q", "quit"),
+    ("?", "this help"),
+    ("/", "filter"),
+    ("s", "choose the sort column"),
+    ("p", "pause / resume sampling"),
+    ("+ -", "longer / shorter refresh interval"),
+    ("Enter", "open the selected process in Layers"),
+)
+
+
+class SnapshotReady(Message):
+    """Posted by the sampler thread with each new tick."""
+
+    def __init__(self, snapshot: Snapshot):
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class MemtopApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "memtop"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("1", "tab(0)", "Tabs", key_display="1-7"),
+        *(Binding(str(i + 1), f"tab({i})", show=False) for i in range(1, len(TABS))),
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort", "Sort"),
+        Binding("p", "pause", "Pause"),
+        Binding("plus,equals_sign", "interval(1)", "Slower", key_display="+"),
+        Binding("minus", "interval(-1)", "Faster", key_display="-"),
+        Binding("enter", "open_layers", "Layers", key_display="⏎"),
+    ]
+
+    def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
+                 read_only: bool = False, sample: bool = True):
+        super().__init__()
+        self.root = Path(root)
+        self.sampler = Sampler(self.root)
+        self.interval = interval
+        self.paused = False
+        self.read_only = read_only
+        self.snapshot: Snapshot | None = None
+        self.target: ProcessIdentity | None = None
+        self._initial_pid = pid
+        self._wake = threading.Event()
+        self._sample = sample
+
+    # --- layout -----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield MemoryHeader(id="header")
+        with TabbedContent(id="tabs"):
+            for i, tab in enumerate(TABS):
+                with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
+                    yield tab(id=f"view-{tab.TAB_ID}")
+        yield Static("", id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._check_size()
+        if self._sample:
+            self.run_sampler()
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        width, height = self.size
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        note = self.query_one("#too-small", Static)
+        note.update(f"The terminal is {width}x{height}; memtop needs at least {MIN_WIDTH}x{MIN_HEIGHT}. Enlarge it, or press q.")
+        self.screen.set_class(small, "-too-small")
+
+    # --- the sampler --------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="sampler", exit_on_error=False)
+    def run_sampler(self) -> None:
+        """Sample on every tick and post the snapshot; the UI never waits for /proc."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            if not self.paused:
+                snapshot = self.sampler.sample()
+                self.post_message(SnapshotReady(snapshot))
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.notify(f"{event.worker.name} failed: {event.worker.error!r}", severity="error", timeout=10)
+
+    @on(SnapshotReady)
+    def _snapshot_ready(self, message: SnapshotReady) -> None:
+        from dataclasses import replace
+
+        snapshot = replace(message.snapshot, interval_s=self.interval)
+        self.snapshot = snapshot
+        self._update_header()
+        active = self.active_tab()
+        if active is not None:
+            active.show_snapshot(snapshot)
+        if self._initial_pid is not None:
+            pid, self._initial_pid = self._initial_pid, None
+            processes = self.query_one(ProcessesTab)
+            if not processes.table.select_pid(pid):
+                self.notify(f"no process with PID {pid}", severity="warning")
+        self.update_visible()
+
+    def _update_header(self) -> None:
+        state = []
+        if self.paused:
+            state.append("PAUSED (p resumes)")
+        state.append(f"every {self.interval:g}s")
+        if self.read_only:
+            state.append("read-only")
+        self.query_one(MemoryHeader).update(self.snapshot, "  ".join(state))
+
+    def update_visible(self) -> None:
+        """Tell the sampler which PIDs are on screen (read every tick), plus the selected one."""
+        pids = set(self.query_one(ProcessesTab).table.visible_pids())
+        if self.target is not None:
+            pids.add(self.target.pid)
+        self.sampler.visible = frozenset(pids)
+
+    # --- selection ------------------------------------------------------------------
+    def select_process(self, view: ProcessView | None) -> None:
+        target = view.sample.identity if view is not None else None
+        if target == self.target:
+            return
+        self.target = target
+        for tab in self.query(TabView):
+            tab.show_target(target)
+        self.update_visible()
+
+    def active_tab(self) -> TabView | None:
+        tabs = self.query_one(TabbedContent)
+        pane = tabs.active_pane
+        if pane is None:
+            return None
+        return pane.query_one(TabView)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        view = event.pane.query_one(TabView)
+        view.show_target(self.target)
+        if self.snapshot is not None:
+            view.show_snapshot(self.snapshot)
+
+    # --- actions --------------------------------------------------------------------
+    def action_tab(self, index: int) -> None:
+        self.query_one(TabbedContent).active = f"tab-{TABS[index].TAB_ID}"
+
+    def action_help(self) -> None:
+        tab = self.active_tab()
+        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS))
+
+    def action_filter(self) -> None:
+        if not self.active_tab().start_filter():
+            self.notify("nothing to filter on this tab")
+
+    def action_sort(self) -> None:
+        if not self.active_tab().choose_sort():
+            self.notify("nothing to sort on this tab")
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self._wake.set()
+        self._update_header()
+
+    def action_interval(self, step: int) -> None:
+        steps = list(INTERVALS_S)
+        index = min(range(len(steps)), key=lambda i: abs(steps[i] - self.interval))
+        self.interval = steps[max(0, min(len(steps) - 1, index + step))]
+        self._wake.set()
+        self._update_header()
+
+    def action_open_layers(self) -> None:
+        if self.target is None:
+            self.notify("select a process first")
+            return
+        self.query_one(TabbedContent).active = "tab-layers"
+
+
+def run_app(args) -> int:
+    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only)
+    app.run()
+    return app.return_code or 0

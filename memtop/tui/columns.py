@@ -1,0 +1,84 @@
+"""The Processes table's columns: title, width, how to sort, how to show, where the figure comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from memtop.format import fmt_bytes, fmt_count, fmt_rate, sparkline
+from memtop.model.process import ProcessView
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    width: int  # 0: takes the remaining width (the command)
+    priority: int  # lower survives longer when the terminal is narrow
+    value: Callable[[ProcessView], Any]  # sort key; None sorts last
+    text: Callable[[ProcessView], str]
+    source: str
+    align: str = "right"
+    stale_with_rollup: bool = False  # dim when the smaps_rollup it comes from is old
+
+
+def _r(attr: str) -> Callable[[ProcessView], Any]:
+    def get(v: ProcessView):
+        r = v.sample.rollup
+        return getattr(r, attr) if r is not None else None
+
+    return get
+
+
+def _bytes(get: Callable[[ProcessView], Any]) -> Callable[[ProcessView], str]:
+    return lambda v: fmt_bytes(get(v))
+
+
+_uss = lambda v: v.sample.rollup.uss if v.sample.rollup else None  # noqa: E731
+_change = lambda v: v.rss_change_per_min  # noqa: E731
+
+COLUMNS: tuple[Column, ...] = (
+    Column("pid", "PID", 7, 0, lambda v: v.pid, lambda v: str(v.pid), "/proc (directory name)"),
+    Column("user", "USER", 8, 3, lambda v: v.sample.user or "", lambda v: (v.sample.user or "?")[:8],
+           "/proc/PID/status Uid, named by the password database", align="left"),
+    Column("rss", "RSS", 9, 0, lambda v: v.sample.rss_bytes, _bytes(lambda v: v.sample.rss_bytes), "/proc/PID/status VmRSS"),
+    Column("pss", "PSS", 9, 1, _r("pss"), _bytes(_r("pss")),
+           "/proc/PID/smaps_rollup Pss (shared pages divided among their mappers)", stale_with_rollup=True),
+    Column("uss", "USS", 9, 2, _uss, _bytes(_uss),
+           "/proc/PID/smaps_rollup Private_Clean + Private_Dirty", stale_with_rollup=True),
+    Column("anon", "ANON", 9, 4, lambda v: v.sample.anon_bytes, _bytes(lambda v: v.sample.anon_bytes), "/proc/PID/status RssAnon"),
+    Column("file", "FILE", 9, 6, lambda v: v.sample.file_bytes, _bytes(lambda v: v.sample.file_bytes), "/proc/PID/status RssFile"),
+    Column("shmem", "SHMEM", 9, 7, lambda v: v.sample.shmem_bytes, _bytes(lambda v: v.sample.shmem_bytes), "/proc/PID/status RssShmem"),
+    Column("swap", "SWAP", 9, 5, lambda v: v.sample.swap_bytes, _bytes(lambda v: v.sample.swap_bytes), "/proc/PID/status VmSwap"),
+    Column("lazyfree", "LAZYFREE", 9, 9, _r("lazyfree"), _bytes(_r("lazyfree")),
+           "/proc/PID/smaps_rollup LazyFree (MADV_FREE pages still counted in RSS)", stale_with_rollup=True),
+    Column("threads", "THR", 4, 8, lambda v: v.sample.threads, lambda v: fmt_count(v.sample.threads), "/proc/PID/stat num_threads"),
+    Column("fds", "FDS", 5, 5, lambda v: v.sample.fd_count, lambda v: fmt_count(v.sample.fd_count),
+           "stat(/proc/PID/fd).st_size (Linux >= 6.2), else a listing of /proc/PID/fd"),
+    Column("minflt", "MINF/s", 7, 6, lambda v: v.minflt_per_s, lambda v: fmt_rate(v.minflt_per_s, ""),
+           "/proc/PID/stat minflt, difference of two ticks / seconds between them"),
+    Column("majflt", "MAJF/s", 6, 7, lambda v: v.majflt_per_s, lambda v: fmt_rate(v.majflt_per_s, ""),
+           "/proc/PID/stat majflt, difference of two ticks / seconds between them"),
+    Column("change", "ΔRSS/min", 10, 3, _change, lambda v: fmt_bytes(v.rss_change_per_min, signed=True),
+           "VmRSS now minus VmRSS up to 60 s ago, per minute (needs 10 s of history)"),
+    Column("trend", "TREND", 10, 8, _change, lambda v: sparkline(v.rss_history, 10),
+           "the last 10 VmRSS readings, scaled between their own min and max", align="left"),
+    Column("command", "COMMAND", 0, 0, lambda v: v.sample.name.lower(), lambda v: v.sample.name,
+           "/proc/PID/cmdline ([comm] from /proc/PID/stat for kernel threads)", align="left"),
+)
+
+COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
+COMMAND_MIN_WIDTH = 12
+
+
+def fit_columns(width: int) -> list[Column]:
+    """The columns that fit ``width`` cells, dropping the highest priority numbers first."""
+    chosen = list(COLUMNS)
+    while True:
+        used = sum(c.width + 1 for c in chosen if c.width) + COMMAND_MIN_WIDTH
+        if used <= width:
+            return chosen
+        droppable = [c for c in chosen if c.priority > 0]
+        if not droppable:
+            return chosen
+        chosen.remove(max(droppable, key=lambda c: (c.priority, COLUMNS.index(c))))

@@ -1,0 +1,78 @@
+"""The two-line header: host, kernel, uptime, and a compact memory bar."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from memtop.format import fmt_bytes, fmt_duration
+from memtop.model.snapshot import Snapshot
+from memtop.procfs.system import memory_used
+
+
+class MemoryHeader(Widget):
+    """Host line and memory bar. Figures: /proc/meminfo (free(1)'s arithmetic)."""
+
+    COMPONENT_CLASSES = {
+        "header--title",
+        "header--used",
+        "header--cache",
+        "header--shmem",
+        "header--free",
+        "header--paused",
+    }
+
+    DEFAULT_CSS = """
+    MemoryHeader { height: 2; }
+    """
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._snapshot: Snapshot | None = None
+        self._state = ""
+
+    def update(self, snapshot: Snapshot | None, state: str = "") -> None:
+        self._snapshot = snapshot
+        self._state = state
+        self.refresh()
+
+    def render(self) -> Text:
+        style = self.get_component_rich_style
+        s = self._snapshot
+        if s is None:
+            return Text("memtop: reading /proc …", style=style("header--title"))
+        sysm = s.system
+        mi = sysm.meminfo
+        line1 = Text()
+        line1.append(f" memtop  {sysm.hostname}", style=style("header--title"))
+        line1.append(f"  kernel {sysm.kernel}  up {fmt_duration(sysm.uptime_s)}  {len(s.processes)} processes")
+        if self._state:
+            line1.append(f"  {self._state}", style=style("header--paused"))
+
+        total = mi.get("MemTotal")
+        used = memory_used(mi)
+        shmem = mi.get("Shmem")
+        cache = None
+        if "Buffers" in mi and "Cached" in mi and "SReclaimable" in mi:
+            # buff/cache without Shmem (which meminfo counts inside Cached), so segments add up.
+            cache = mi["Buffers"] + mi["Cached"] + mi["SReclaimable"] - (shmem or 0)
+        line2 = Text(" mem ")
+        bar_width = max(10, min(40, self.size.width - 80))
+        if total and used is not None:
+            parts = [(used - (shmem or 0), "header--used"), (shmem or 0, "header--shmem"), (max(0, cache or 0), "header--cache")]
+            cells = 0
+            for value, cls in parts:
+                n = max(0, min(bar_width - cells, round(value / total * bar_width)))
+                line2.append("█" * n, style=style(cls))
+                cells += n
+            line2.append("░" * (bar_width - cells), style=style("header--free"))
+        line2.append(f" used {fmt_bytes(used)}", style=style("header--used"))
+        line2.append(f"  buff/cache {fmt_bytes(cache + (shmem or 0) if cache is not None else None)}", style=style("header--cache"))
+        line2.append(f"  shmem {fmt_bytes(shmem)}", style=style("header--shmem"))
+        line2.append(f"  avail {fmt_bytes(mi.get('MemAvailable'))}/{fmt_bytes(total)}")
+        swap_total = mi.get("SwapTotal")
+        if swap_total:
+            line2.append(f"  swap {fmt_bytes(swap_total - mi.get('SwapFree', 0))}/{fmt_bytes(swap_total)}")
+        else:
+            line2.append("  swap none")
+        return line1 + Text("\n") + line2

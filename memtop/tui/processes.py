@@ -1,0 +1,376 @@
+"""The Processes tab: every process, drawn line by line (Textual's Line API), and the selected
+process's RSS history as a chart.
+
+Only the rows on screen are rendered (``render_line``); the table's data is rebuilt from each
+snapshot, which costs far less than updating DataTable cells (reference/facts.md).
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Input, Static
+from textual_plotext import PlotextPlot
+
+from memtop.format import fmt_bytes, fmt_duration
+from memtop.model.process import ProcessView
+from memtop.model.snapshot import Snapshot
+from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
+from memtop.tui.tab import TabView
+
+
+def _cell(text: str, width: int, align: str) -> str:
+    if len(text) > width:
+        return text[: width - 1] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
+def matches(view: ProcessView, needle: str) -> bool:
+    """Filter: a PID (exact), a user name (exact), or a substring of the command line."""
+    if not needle:
+        return True
+    s = view.sample
+    if needle.isdigit():
+        return s.pid == int(needle) or needle in s.name
+    needle_l = needle.lower()
+    return needle_l == (s.user or "").lower() or needle_l in s.name.lower()
+
+
+def sort_views(views, column: Column, reverse: bool) -> list[ProcessView]:
+    """Sort by ``column``; unknown (None) values always go last, ties by PID."""
+    known = [v for v in views if column.value(v) is not None]
+    unknown = [v for v in views if column.value(v) is None]
+    known.sort(key=lambda v: (column.value(v), -v.pid if reverse else v.pid), reverse=reverse)
+    unknown.sort(key=lambda v: v.pid)
+    return known + unknown
+
+
+class ColumnHeader(Widget):
+    """The table's title row, aligned with the rows below it."""
+
+    COMPONENT_CLASSES = {"column-header--sorted"}
+    DEFAULT_CSS = "ColumnHeader { height: 1; }"
+
+    def __init__(self, table: "ProcessTable", **kw):
+        super().__init__(**kw)
+        self.table = table
+
+    def render_line(self, y: int) -> Strip:
+        table = self.table
+        base = self.rich_style
+        sorted_style = self.get_component_rich_style("column-header--sorted")
+        segments = []
+        for col, width in table.layout(self.size.width):
+            title = col.title
+            if col.key == table.sort_key:
+                title = title + ("▼" if table.sort_reverse else "▲")
+            segments.append(Segment(_cell(title, width, col.align) + " ", sorted_style if col.key == table.sort_key else base))
+        return Strip(segments).crop(0, self.size.width)
+
+
+class ProcessTable(ScrollView, can_focus=True):
+    """The process list. The cursor follows a PID, so it stays on the same process across ticks."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", show=False),
+        Binding("pagedown", "page(1)", show=False),
+        Binding("home", "edge(0)", show=False),
+        Binding("end", "edge(1)", show=False),
+    ]
+    COMPONENT_CLASSES = {"process-table--cursor", "process-table--unknown", "process-table--stale", "process-table--kernel"}
+
+    cursor_pid: reactive[int | None] = reactive(None, always_update=True, repaint=False)
+
+    class Selected(Message):
+        """The cursor moved to another process."""
+
+        def __init__(self, view: ProcessView | None):
+            super().__init__()
+            self.view = view
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.rows: list[ProcessView] = []
+        self.all_views: tuple[ProcessView, ...] = ()
+        self.sort_key = "rss"
+        self.sort_reverse = True
+        self.filter_text = ""
+        self.stale_after_s = 3.0
+        self._cursor_index = 0
+
+    # --- data -----------------------------------------------------------------
+    def set_views(self, views: tuple[ProcessView, ...], interval_s: float) -> None:
+        self.all_views = views
+        self.stale_after_s = interval_s * 1.5
+        self._rebuild()
+
+    def set_sort(self, key: str, reverse: bool) -> None:
+        self.sort_key, self.sort_reverse = key, reverse
+        self._rebuild()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        shown = [v for v in self.all_views if matches(v, self.filter_text)]
+        self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse)
+        self.virtual_size = Size(self.size.width, len(self.rows))
+        index = next((i for i, v in enumerate(self.rows) if v.pid == self.cursor_pid), None)
+        if index is not None:
+            self._cursor_index = index
+            self._scroll_cursor_into_view()
+        else:
+            # The selected process went away (or was filtered out): stay at the same place.
+            self._move_to(min(self._cursor_index, len(self.rows) - 1))
+        self.refresh()
+
+    @property
+    def selected_view(self) -> ProcessView | None:
+        if 0 <= self._cursor_index < len(self.rows):
+            return self.rows[self._cursor_index]
+        return None
+
+    def visible_pids(self) -> frozenset[int]:
+        top = int(self.scroll_offset.y)
+        return frozenset(v.pid for v in self.rows[top : top + self.size.height])
+
+    # --- cursor ---------------------------------------------------------------
+    def _move_to(self, index: int, announce: bool = True) -> None:
+        if not self.rows:
+            self._cursor_index = 0
+            if self.cursor_pid is not None:
+                self.cursor_pid = None
+                self.post_message(self.Selected(None))
+            return
+        index = max(0, min(index, len(self.rows) - 1))
+        self._cursor_index = index
+        pid = self.rows[index].pid
+        changed = pid != self.cursor_pid
+        self.cursor_pid = pid
+        self._scroll_cursor_into_view()
+        if changed or announce:
+            self.post_message(self.Selected(self.rows[index]))
+        self.refresh()
+
+    def _scroll_cursor_into_view(self) -> None:
+        top = int(self.scroll_offset.y)
+        height = max(1, self.size.height)
+        if self._cursor_index < top:
+            self.scroll_to(y=self._cursor_index, animate=False)
+        elif self._cursor_index >= top + height:
+            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
+
+    def action_cursor(self, delta: int) -> None:
+        self._move_to(self._cursor_index + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._move_to(len(self.rows) - 1 if end else 0)
+
+    def select_pid(self, pid: int) -> bool:
+        for i, v in enumerate(self.rows):
+            if v.pid == pid:
+                self._move_to(i)
+                return True
+        return False
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None:
+            self._move_to(int(self.scroll_offset.y) + offset.y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, len(self.rows))
+
+    # --- drawing --------------------------------------------------------------
+    def layout(self, width: int) -> list[tuple[Column, int]]:
+        cols = fit_columns(width)
+        fixed = sum(c.width + 1 for c in cols if c.width)
+        return [(c, c.width or max(1, width - fixed - 1)) for c in cols]
+
+    def render_line(self, y: int) -> Strip:
+        index = int(self.scroll_offset.y) + y
+        width = self.size.width
+        if index >= len(self.rows):
+            return Strip.blank(width, self.rich_style)
+        view = self.rows[index]
+        style = self.get_component_rich_style
+        base = self.rich_style
+        if view.sample.kernel_thread:
+            base = base + style("process-table--kernel")
+        if index == self._cursor_index:
+            base = base + style("process-table--cursor")
+        stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
+        unknown_style = base + style("process-table--unknown")
+        stale_style = base + style("process-table--stale")
+        segments = []
+        for col, w in self.layout(width):
+            text = col.text(view)
+            seg_style = base
+            if text == "?":
+                seg_style = unknown_style
+            elif stale and col.stale_with_rollup:
+                seg_style = stale_style
+            segments.append(Segment(_cell(text, w, col.align), seg_style))
+            segments.append(Segment(" ", base))
+        return Strip(segments).crop(0, width).extend_cell_length(width, base)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self.app.call_later(self.app.update_visible)
+
+
+class RssChart(PlotextPlot):
+    """The selected process's RSS over the last minutes. Redrawn only when its data changed."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._drawn_key = None
+
+    def show(self, view: ProcessView | None) -> None:
+        key = (view.pid, view.history_times[-1] if view.history_times else None) if view else None
+        if key == self._drawn_key:
+            return
+        self._drawn_key = key
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if view is None or len(view.history_times) < 2:
+            plt.title("RSS history: waiting for a second tick" if view else "RSS history: no process selected")
+            self.refresh()
+            return
+        now = view.history_times[-1]
+        points = [(t - now, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
+        plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
+        plt.title(f"RSS of PID {view.pid} (MiB) over the last {fmt_duration(now - view.history_times[0])}")
+        plt.xlabel("seconds ago")
+        plt.xfrequency(5)
+        plt.yfrequency(3)
+        self.refresh()
+
+
+class ProcessesTab(TabView):
+    TAB_TITLE = "Processes"
+    TAB_ID = "processes"
+    FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
+        ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
+        ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (off-screen rows are read every 5 ticks)"),
+        ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s)"),
+    )
+    TAB_KEYS = (("↑ ↓ PgUp PgDn", "move the selection"), ("/", "filter by name, user or PID"), ("s", "sort column"),
+                ("Enter", "open the selected process in Layers"))
+
+    def compose(self) -> ComposeResult:
+        self.table = ProcessTable(id="process-table")
+        yield ColumnHeader(self.table, id="process-header")
+        yield self.table
+        yield Static("", id="process-totals")
+        yield Input(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
+        with Vertical(id="process-detail"):
+            yield Static("", id="process-detail-line")
+            yield RssChart(id="rss-chart")
+
+    def on_mount(self) -> None:
+        self.query_one("#process-filter").display = False
+        self.table.focus()
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
+        self.query_one(ColumnHeader).refresh()
+        self._show_totals()
+        self._show_detail(self.table.selected_view)
+
+    def _show_totals(self) -> None:
+        rows = self.table.rows
+        def total(get):
+            values = [get(v) for v in rows]
+            known = [x for x in values if x is not None]
+            prefix = "≥" if len(known) < len(values) else ""
+            return prefix + fmt_bytes(sum(known))
+        uss = COLUMNS_BY_KEY["uss"].value
+        pss = COLUMNS_BY_KEY["pss"].value
+        text = (f" {len(rows)} of {len(self.table.all_views)} processes"
+                + (f" matching '{self.table.filter_text}'" if self.table.filter_text else "")
+                + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
+                + f"   swap {total(lambda v: v.sample.swap_bytes)}")
+        self.query_one("#process-totals", Static).update(text)
+
+    def _show_detail(self, view: ProcessView | None) -> None:
+        line = self.query_one("#process-detail-line", Static)
+        if view is None:
+            line.update(" no process selected")
+        else:
+            s = view.sample
+            r = s.rollup
+            if r is not None:
+                age = f"read {view.rollup_age_s:.0f} s ago" if view.rollup_age_s and view.rollup_age_s >= 1 else "read this tick"
+                rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
+                          f"  LazyFree {fmt_bytes(r.lazyfree)}  AnonHuge {fmt_bytes(r.anon_huge_pages)}  ({r.source} {age})")
+            else:
+                rollup = f"PSS/USS unknown: {s.rollup_reason}"
+            fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"
+            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}")
+        self.query_one(RssChart).show(view)
+
+    @on(ProcessTable.Selected)
+    def _selected(self, message: ProcessTable.Selected) -> None:
+        self._show_detail(message.view)
+        self.app.select_process(message.view)
+
+    # --- filter and sort --------------------------------------------------------
+    def start_filter(self) -> bool:
+        box = self.query_one("#process-filter", Input)
+        box.display = True
+        box.focus()
+        return True
+
+    @on(Input.Changed, "#process-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+        self._show_totals()
+
+    @on(Input.Submitted, "#process-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.table.focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#process-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.table.set_filter("")
+            self._show_totals()
+            self.table.focus()
+
+    def choose_sort(self) -> bool:
+        from memtop.tui.screens import SortScreen
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            if key == self.table.sort_key:
+                reverse = not self.table.sort_reverse
+            else:
+                reverse = key not in ("pid", "user", "command")
+            self.table.set_sort(key, reverse)
+            self.query_one(ColumnHeader).refresh()
+
+        self.app.push_screen(SortScreen([(c.key, c.title) for c in COLUMNS], self.table.sort_key), chosen)
+        return True

@@ -1,0 +1,50 @@
+"""What every tab is: a container that receives snapshots while it is visible.
+
+A tab module defines one subclass of :class:`TabView` and the app lists it in ``TABS``
+(``memtop/tui/app.py``). The app calls :meth:`TabView.show_snapshot` with every new
+:class:`~memtop.model.snapshot.Snapshot` while the tab is the active one (and once when it
+becomes active), and :meth:`TabView.show_target` when the selected process changes. A tab that
+needs more than the snapshot starts its own thread workers (``@work(thread=True,
+exclusive=True, group=...)``) from those calls and posts results back as messages; workers
+never touch widgets.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.containers import Container
+
+from memtop.model.process import ProcessIdentity
+from memtop.model.snapshot import Snapshot
+
+
+class TabView(Container):
+    """Base of a tab's content."""
+
+    TAB_TITLE: ClassVar[str] = "?"
+    TAB_ID: ClassVar[str] = "?"
+    # (figure, where it comes from) for the help screen: every number on the tab has a row.
+    FIGURE_SOURCES: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Keys that only this tab handles, for the help screen: (key, what it does).
+    TAB_KEYS: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    DEFAULT_CSS = """
+    TabView {
+        height: 1fr;
+    }
+    """
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        """A new tick arrived and this tab is visible."""
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        """The selected process changed (it may be None)."""
+
+    def start_filter(self) -> bool:
+        """`/` was pressed on this tab. Return False when the tab has nothing to filter."""
+        return False
+
+    def choose_sort(self) -> bool:
+        """`s` was pressed on this tab. Return False when the tab has nothing to sort."""
+        return False

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up memtop in a project-local virtualenv; idempotent.
+# As root on Debian/Ubuntu it installs the missing system packages first:
+#   gdb (malloc_trim, malloc_info), gcc + libc6-dev (tests build small C targets),
+#   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v gdb >/dev/null 2>&1 || need+=(gdb)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${need[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "setup: missing system packages: ${need[*]} (run as root to install them); continuing" >&2
+    fi
+fi
+
+stamp=.venv/.memtop-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "$want" > "$stamp"

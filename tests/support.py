@@ -1,0 +1,135 @@
+"""Helpers for tests that start real processes: compile C targets, spawn children, clean up.
+
+A target speaks a tiny line protocol when it wants to be driven: it prints ``READY`` (optionally
+followed by fields) on stdout once set up, then reads commands from stdin, one per line, and
+answers each with one line. :class:`Child` wraps that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGET_CACHE = Path(__file__).resolve().parent / ".targets"
+
+
+def compile_c(source: str, *, name: str = "target", flags: tuple[str, ...] = ("-O1", "-g", "-pthread")) -> Path:
+    """Compile ``source`` with gcc during the run; binaries are cached by content hash."""
+    TARGET_CACHE.mkdir(exist_ok=True)
+    digest = hashlib.sha256((source + "\0".join(flags)).encode()).hexdigest()[:16]
+    binary = TARGET_CACHE / f"{name}-{digest}"
+    if not binary.exists():
+        src = TARGET_CACHE / f"{name}-{digest}.c"
+        src.write_text(source)
+        tmp = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", *flags, "-o", str(tmp), str(src)], check=True, capture_output=True, text=True)
+        tmp.rename(binary)
+    return binary
+
+
+class Child:
+    """A child process in its own process group, killed (group) at close."""
+
+    def __init__(self, argv: list[str], *, env: dict | None = None, ready: bool = True, timeout: float = 20.0, **kw):
+        self.proc = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+            **kw,
+        )
+        self.pid = self.proc.pid
+        self.ready_line = self.readline(timeout) if ready else None
+        if ready and not (self.ready_line or "").startswith("READY"):
+            err = self._stderr_now()
+            self.close()
+            raise RuntimeError(f"{argv[0]} did not get ready: {self.ready_line!r} {err}")
+
+    def _stderr_now(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def readline(self, timeout: float = 20.0) -> str:
+        fd = self.proc.stdout.fileno()
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            raise TimeoutError(f"no answer from PID {self.pid} in {timeout} s")
+        return self.proc.stdout.readline().decode().rstrip("\n")
+
+    def ask(self, command: str, timeout: float = 30.0) -> str:
+        """Send one command line, return the one-line answer."""
+        self.proc.stdin.write(command.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.readline(timeout)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def python_child(code: str, **kw) -> Child:
+    """A Python child running ``code`` (which should print READY and flush)."""
+    return Child([sys.executable, "-c", code], **kw)
+
+
+def status_kb(pid: int, key: str) -> int:
+    """An independent read of one /proc/PID/status line, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def rollup_kb(pid: int, key: str) -> int:
+    """An independent read of one /proc/PID/smaps_rollup line, in bytes."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; return it, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)
+
+
+IS_ROOT = os.geteuid() == 0
