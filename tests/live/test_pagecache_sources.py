@@ -1,0 +1,90 @@
+"""Sources (a) and (b): files a real child process maps or holds open."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from memtop.procfs import NoSuchProcess
+from memtop.procfs.filesources import process_cached_files, process_file_refs, system_cached_files
+from tests.pagecache_support import PAGE, drop_cache, read_part, write_file
+
+CHILD = r"""
+import ctypes, mmap, os, socket, sys
+opened_path, mapped_path, deleted_path = sys.argv[1:4]
+held = open(opened_path, "rb")
+# libc mmap, not Python's mmap module (which keeps a dup of the fd open)
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open(mapped_path, os.O_RDONLY)
+address = libc.mmap(None, os.fstat(fd).st_size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+os.close(fd)                         # only the mapping keeps it
+gone = open(deleted_path, "rb")
+os.unlink(deleted_path)              # open but deleted
+sock = socket.socket()
+r, w = os.pipe()
+print("READY", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path, children):
+    opened = write_file(tmp_path / "opened.bin", 16 * PAGE)
+    mapped = write_file(tmp_path / "mapped.bin", 8 * PAGE)
+    deleted = write_file(tmp_path / "deleted.bin", 4 * PAGE)
+    for p in (opened, mapped, deleted):
+        drop_cache(p)
+    read_part(opened, 8 * PAGE)  # half of it cached
+    read_part(deleted, 4 * PAGE)
+    child = children.start([sys.executable, "-c", CHILD, str(opened), str(mapped), str(deleted)])
+    return child, opened, mapped, deleted
+
+
+def test_selected_process_files(holder):
+    child, opened, mapped, deleted = holder
+    # GIVEN a process holding one file open, one only mapped, one open but deleted
+    files = {f.path: f for f in process_cached_files(child.pid)}
+    # THEN all three are listed with their pid, and measured
+    assert str(opened) in files and str(mapped) in files
+    assert f"{deleted} (deleted)" in files
+    assert files[str(opened)].pids == (child.pid,)
+    assert abs(files[str(opened)].stat.cached_bytes - 8 * PAGE) <= PAGE
+    assert files[str(opened)].stat.size_bytes == 16 * PAGE
+    # the deleted file is reached through /proc/PID/fd/N: its pages are still there
+    assert abs(files[f"{deleted} (deleted)"].stat.cached_bytes - 4 * PAGE) <= PAGE
+    # the interpreter itself is mapped
+    assert any("python" in p or "libpython" in p for p in files)
+    # sockets and pipes are not files with page cache
+    assert not any(p.startswith(("socket:", "pipe:")) for p in files)
+
+
+def test_refs_say_how_a_file_is_held(holder):
+    child, opened, mapped, _ = holder
+    refs = process_file_refs(child.pid)
+    assert refs[str(opened)].open and not refs[str(opened)].mapped
+    assert refs[str(mapped)].mapped and not refs[str(mapped)].open
+
+
+def test_system_files_include_the_child(holder):
+    child, opened, mapped, _ = holder
+    files, held = system_cached_files()
+    by_path = {f.path: f for f in files}
+    assert child.pid in by_path[str(opened)].pids
+    assert child.pid in by_path[str(mapped)].pids
+    assert held.processes_seen >= 2
+    # one entry per inode: libc is mapped by many processes and listed once
+    inodes = [(f.stat.device, f.stat.inode) for f in files if f.stat.device is not None]
+    assert len(inodes) == len(set(inodes))
+
+
+def test_vanished_process_is_no_such_process(children):
+    child = children.start([sys.executable, "-c", "print('READY', flush=True)"])
+    pid = child.pid
+    child.close()
+    with pytest.raises(NoSuchProcess):
+        process_cached_files(pid)
