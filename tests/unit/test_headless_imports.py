@@ -14,7 +14,7 @@ ROOT = Path(memtop.__file__).resolve().parent.parent
 def headless_modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages([str(ROOT / "memtop")], prefix="memtop."):
-        if info.name == "memtop.tui" or info.name.startswith("memtop.tui."):
+        if info.name in ("memtop.tui", "memtop.__main__") or info.name.startswith("memtop.tui."):
             continue
         names.append(info.name)
     return names
