@@ -141,3 +141,4 @@ class VmstatRates:
 
     def get(self, key: str) -> float | None:
         return self.rates.get(key)
+

@@ -19,7 +19,10 @@ from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
-SECTION_PROVIDERS: list[tuple[str, str]] = []
+SECTION_PROVIDERS: list[tuple[str, str]] = [
+    ("pagecache", "memtop.output.pagecache:pagecache_section"),
+    ("vmstat", "memtop.output.pagecache:vmstat_section"),
+]
 PROCESS_FIELD_PROVIDERS: list[str] = []
 
 

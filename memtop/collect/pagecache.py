@@ -1,0 +1,134 @@
+"""What the page cache tab collects over time: vmstat rates history, the thrashing finding.
+
+Reading /proc/vmstat is cheap (~50 us); the rates need two reads, so a one-shot caller (``memtop
+snapshot``) reads twice a short interval apart and says so (``interval_s``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+from memtop.format import fmt_bytes
+from memtop.model.findings import Finding, Severity
+from memtop.model.pagecache import VMSTAT_RATE_KEYS, VmstatRates
+from memtop.procfs import PAGE_SIZE, PROC
+from memtop.procfs.filesources import process_cached_files, system_cached_files
+from memtop.procfs.vmstat import read_vmstat, vmstat_rates
+
+HISTORY_LEN = 150  # 5 minutes at the default 2 s tick
+THRASH_WINDOW = 5  # rates averaged for the finding: ~10 s at the default tick
+
+
+class VmstatSampler:
+    """Reads /proc/vmstat on each call and keeps the rates between consecutive reads."""
+
+    def __init__(self, root: Path = PROC, history_len: int = HISTORY_LEN):
+        self.root = Path(root)
+        self.history: deque[VmstatRates] = deque(maxlen=history_len)
+        self._prev: dict[str, int] | None = None
+        self._prev_time: float | None = None
+
+    def sample(self, now: float | None = None) -> VmstatRates | None:
+        """Read once; returns the rates since the previous read (None on the first read).
+
+        Raises the errors of :mod:`memtop.procfs` (a missing /proc/vmstat is a ProcfsError).
+        """
+        counters = read_vmstat(self.root)
+        now = time.monotonic() if now is None else now
+        rates = None
+        if self._prev is not None and now > self._prev_time:
+            rates = vmstat_rates(self._prev, counters, now - self._prev_time, now)
+            self.history.append(rates)
+        self._prev, self._prev_time = counters, now
+        return rates
+
+    def series(self, key: str) -> list[float | None]:
+        """The history of one rate, oldest first (None where the counter was missing)."""
+        return [r.get(key) for r in self.history]
+
+    def window(self, n: int = THRASH_WINDOW) -> list[VmstatRates]:
+        return list(self.history)[-n:]
+
+
+def one_shot_rates(root: Path = PROC, interval_s: float = 0.5) -> VmstatRates:
+    """Two reads of /proc/vmstat ``interval_s`` apart (for a snapshot that has no history)."""
+    sampler = VmstatSampler(root)
+    sampler.sample()
+    time.sleep(interval_s)
+    rates = sampler.sample()
+    if rates is None:  # the monotonic clock did not move: no rate to give
+        return VmstatRates(interval_s=0.0, rates={}, time=time.monotonic())
+    return rates
+
+
+# A refault rate below this is background noise (4 KiB pages: 1 MiB/s).
+THRASH_MIN_REFAULT_BYTES_PER_S = 1 << 20
+# ... and refaults must be at least this share of all the data read from disk.
+THRASH_MIN_REFAULT_SHARE = 0.25
+
+
+def thrashing_finding(window, files=(), page_size: int = PAGE_SIZE) -> Finding | None:
+    """A finding when the page cache thrashes: file pages read back soon after being evicted.
+
+    ``workingset_refault_file`` counts file pages faulted back in while their shadow entry says
+    they were evicted recently (mm/workingset.c): the working set of file reads does not fit.
+    It is high *and* a large share of ``pgpgin`` (all reads, in KiB) when the same data is read
+    again and again. ``files`` (CachedFile) with recently evicted pages name the files being
+    re-read. Returns None when there is no thrashing in the rates of ``window``.
+    """
+    refaults = [r.get("workingset_refault_file") for r in window if r.get("workingset_refault_file") is not None]
+    reads = [r.get("pgpgin") for r in window if r.get("pgpgin") is not None]
+    if not refaults:
+        return None
+    refault_bps = sum(refaults) / len(refaults) * page_size
+    read_bps = (sum(reads) / len(reads) * 1024) if reads else None
+    if refault_bps < THRASH_MIN_REFAULT_BYTES_PER_S:
+        return None
+    share = refault_bps / read_bps if read_bps else None
+    if share is not None and share < THRASH_MIN_REFAULT_SHARE:
+        return None
+    seconds = sum(r.interval_s for r in window)
+    rereads = sorted(
+        (f for f in files if (f.stat.recently_evicted_bytes or 0) > 0),
+        key=lambda f: f.stat.recently_evicted_bytes,
+        reverse=True,
+    )
+    text = (
+        f"The page cache is thrashing: {fmt_bytes(refault_bps)}/s of file pages were read back soon "
+        f"after being evicted (workingset_refault_file, last {seconds:.0f} s)"
+    )
+    if share is not None:
+        text += f", {min(share, 1.0) * 100:.0f}% of all disk reads"
+    text += "."
+    if rereads:
+        names = ", ".join(f"{f.path} ({fmt_bytes(f.stat.recently_evicted_bytes)} recently evicted)" for f in rereads[:3])
+        text += f" Files read again after eviction: {names}."
+    severity = Severity.CRITICAL if share is not None and share >= 0.75 else Severity.WARNING
+    return Finding(
+        severity,
+        text,
+        "The working set of file reads does not fit in memory: find the reader of these files "
+        "(who maps/opens them), make it use less cache (posix_fadvise DONTNEED, O_DIRECT, a "
+        "memory cgroup limit for the batch job), or add memory.",
+    )
+
+
+def _cached_order(cached):
+    size = cached.stat.cached_bytes
+    return (size is None, -(size or 0), cached.path)
+
+
+def top_cached_files(root: Path = PROC, *, cancel=None):
+    """Source (b), most cached first (unknown last): ([CachedFile], HeldFiles)."""
+    files, held = system_cached_files(root, cancel=cancel)
+    files.sort(key=_cached_order)
+    return files, held
+
+
+def process_top_files(pid: int, root: Path = PROC):
+    """Source (a), most cached first. Raises NoSuchProcess / AccessDenied."""
+    files = process_cached_files(pid, root)
+    files.sort(key=_cached_order)
+    return files

@@ -1,0 +1,84 @@
+"""`memtop cache` and the page cache sections of `memtop snapshot --json`, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memtop.output.snapshot import build_snapshot
+from tests.pagecache_support import PAGE, drop_cache, fincore_bytes, have_fincore, read_part, write_file
+
+WORKTREE = Path(__file__).resolve().parents[2]
+FILE_KEYS = {"path", "size_bytes", "cached_bytes", "dirty_bytes", "writeback_bytes", "recently_evicted_bytes", "reason"}
+
+
+def memtop(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memtop", *args], cwd=WORKTREE, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cache_json_half_cached_file(tmp_path: Path):
+    path = write_file(tmp_path / "half.bin", 64 * PAGE)
+    drop_cache(path)
+    read_part(path, 32 * PAGE)
+    run = memtop("cache", "--json", str(path))
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert set(doc) == {"files"}
+    (entry,) = doc["files"]
+    assert set(entry) == FILE_KEYS
+    assert entry["path"] == str(path) and entry["size_bytes"] == 64 * PAGE
+    assert abs(entry["cached_bytes"] - 32 * PAGE) <= PAGE
+    if have_fincore():
+        assert abs(entry["cached_bytes"] - fincore_bytes(path)) <= PAGE
+    assert entry["dirty_bytes"] == 0 and entry["reason"] is None
+
+
+def test_cache_text_recursive_and_errors(tmp_path: Path):
+    (tmp_path / "sub").mkdir()
+    write_file(tmp_path / "a.bin", 4 * PAGE)
+    write_file(tmp_path / "sub" / "b.bin", 2 * PAGE)
+    os.mkfifo(tmp_path / "fifo")
+    run = memtop("cache", "-r", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split() == ["CACHED", "%", "DIRTY", "RECENT-EVICT", "SIZE", "PATH"]
+    assert any(line.endswith(str(tmp_path / "sub" / "b.bin")) for line in lines)
+    assert "total of 2 files" in lines[-1]
+    assert "skipped 1 fifo" in run.stderr
+    # a directory without -r, and a missing file: exit status 1, with the reason
+    run = memtop("cache", str(tmp_path), str(tmp_path / "missing"))
+    assert run.returncode == 1
+    assert "add -r" in run.stderr and "no such file" in run.stdout
+    run = memtop("cache", "--json", str(tmp_path / "missing"))
+    assert run.returncode == 1
+    assert json.loads(run.stdout)["files"][0]["reason"] == "no such file"
+    # usage errors
+    assert memtop("cache").returncode == 2
+    run = memtop("cache", "--limit", "0", str(tmp_path))
+    assert run.returncode == 1 and "--limit" in run.stderr
+
+
+def test_snapshot_sections(tmp_path: Path, children):
+    path = write_file(tmp_path / "held.bin", 32 << 20)
+    read_part(path, 32 << 20)
+    child = children.start([sys.executable, "-c",
+                            f"f = open({str(path)!r}, 'rb'); print('READY', flush=True); input()"])
+    doc = build_snapshot()
+    pc = doc["pagecache"]
+    assert pc["files_total"] >= len(pc["files"]) > 0
+    cached = [f["cached_bytes"] for f in pc["files"] if f["cached_bytes"] is not None]
+    assert cached == sorted(cached, reverse=True)
+    held = [f for f in pc["files"] if f["path"] == str(path)]
+    assert held and child.pid in held[0]["pids"]
+    vm = doc["vmstat"]
+    assert 0.3 < vm["interval_s"] < 5
+    assert set(vm["rates"]) >= {"pgpgin", "pgpgout", "pgmajfault", "workingset_refault_file",
+                                "workingset_refault_anon", "workingset_activate_file"}
+    assert all(v is None or v >= 0 for v in vm["rates"].values())
+    assert vm["units"]["pgpgin"] == "KiB/s"
