@@ -1,19 +1,689 @@
-"""The Page cache tab (not built yet: it says what it will show)."""
+"""The Page cache tab: what is cached per file (cachestat), who holds it, and whether the page
+cache thrashes (/proc/vmstat rates).
+
+Three sources of files, switched with ``o`` (and ``t`` for a directory):
+(a) the files the selected process maps or holds open, (b) the files any process maps or holds
+open (the system's top cached files), (c) a directory tree the user types, scanned in a worker
+with a progress bar (``x`` cancels). Sources (a) and (b) are re-measured every tick while the tab
+is visible, in a thread worker; a tree is measured once per scan (``r`` rescans).
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
 
+from rich.segment import Segment
+from rich.style import Style
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Input, ProgressBar, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+from textual_plotext import PlotextPlot
+
+from memtop.collect.pagecache import (
+    THRASH_MIN_REFAULT_BYTES_PER_S,
+    THRASH_MIN_REFAULT_SHARE,
+    VmstatSampler,
+    process_top_files,
+    thrashing_finding,
+    top_cached_files,
+)
+from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
+from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress, VmstatRates
+from memtop.model.process import ProcessIdentity
+from memtop.model.snapshot import Snapshot
+from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
+from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
 from memtop.tui.tab import TabView
 
-PLANNED = """What is cached per file (cachestat), who maps it, whether it thrashes
-(vmstat refault rates), and eviction of a file's clean pages."""
+SOURCE_PROCESS = "process"
+SOURCE_SYSTEM = "system"
+SOURCE_TREE = "tree"
+SOURCES = (SOURCE_PROCESS, SOURCE_SYSTEM, SOURCE_TREE)
+SOURCE_TITLES = {
+    SOURCE_PROCESS: "(a) selected process",
+    SOURCE_SYSTEM: "(b) all processes",
+    SOURCE_TREE: "(c) directory tree",
+}
 
 
+# --- columns -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileColumn:
+    key: str
+    title: str
+    width: int  # 0: the rest of the width (the path)
+    priority: int  # higher is dropped first when narrow
+    value: Callable[[CachedFile], Any]  # sort key; None sorts last
+    text: Callable[[CachedFile], str]
+    source: str
+    align: str = "right"
+
+
+def _stat(attr: str) -> Callable[[CachedFile], Any]:
+    return lambda f: getattr(f.stat, attr)
+
+
+def _bytes(attr: str) -> Callable[[CachedFile], str]:
+    return lambda f: fmt_bytes(getattr(f.stat, attr))
+
+
+def _holders(f: CachedFile) -> str:
+    return fmt_count(len(f.pids)) if f.pids else "-"
+
+
+FILE_COLUMNS: tuple[FileColumn, ...] = (
+    FileColumn("cached", "CACHED", 9, 0, _stat("cached_bytes"), _bytes("cached_bytes"),
+               "cachestat(2) nr_cache x page size (mincore(2) count before Linux 6.5)"),
+    FileColumn("percent", "%", 4, 1, lambda f: f.stat.cached_fraction,
+               lambda f: fmt_percent(f.stat.cached_fraction), "cached bytes / file size (fstat st_size)"),
+    FileColumn("size", "SIZE", 9, 2, _stat("size_bytes"), _bytes("size_bytes"), "fstat(2) st_size"),
+    FileColumn("dirty", "DIRTY", 9, 3, _stat("dirty_bytes"), _bytes("dirty_bytes"),
+               "cachestat(2) nr_dirty (+ nr_writeback in the detail line)"),
+    FileColumn("evicted", "R.EVICT", 9, 4, _stat("recently_evicted_bytes"), _bytes("recently_evicted_bytes"),
+               "cachestat(2) nr_recently_evicted: pages evicted recently enough to count as a refault if read again"),
+    FileColumn("procs", "PROCS", 5, 5, lambda f: len(f.pids), _holders,
+               "processes mapping (/proc/PID/maps) or holding (/proc/PID/fd) the file"),
+    FileColumn("path", "PATH", 0, 0, lambda f: f.path, lambda f: f.path, "/proc/PID/maps, /proc/PID/fd links, or the scan",
+               align="left"),
+)
+FILE_COLUMNS_BY_KEY = {c.key: c for c in FILE_COLUMNS}
+
+
+def fit_file_columns(width: int) -> list[FileColumn]:
+    chosen = list(FILE_COLUMNS)
+    while sum(c.width + 1 for c in chosen if c.width) + max(20, width // 3) > width:
+        droppable = [c for c in chosen if c.priority > 0]
+        if not droppable:
+            break
+        chosen.remove(max(droppable, key=lambda c: c.priority))
+    return chosen
+
+
+def sort_files(files, column: FileColumn, reverse: bool) -> list[CachedFile]:
+    """Sort by ``column``; unknown (None) always last, ties by path."""
+    known = [f for f in files if column.value(f) is not None]
+    unknown = [f for f in files if column.value(f) is None]
+    known.sort(key=lambda f: f.path)
+    known.sort(key=column.value, reverse=reverse)
+    unknown.sort(key=lambda f: f.path)
+    return known + unknown
+
+
+def _cell(text: str, width: int, align: str) -> str:
+    if len(text) > width:
+        if align == "left" and width > 1:  # paths: keep the end, it names the file
+            return "…" + text[-(width - 1):]
+        return text[: width - 1] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
+# --- messages from workers ------------------------------------------------------------------------
+class FilesReady(Message):
+    """A worker measured a list of files (immutable) for ``source``; ``note`` explains gaps."""
+
+    def __init__(self, source: str, key: Any, files: tuple[CachedFile, ...], note: str):
+        super().__init__()
+        self.source = source
+        self.key = key
+        self.files = files
+        self.note = note
+
+
+class ScanProgress(Message):
+    def __init__(self, progress: TreeScanProgress, scan_id: int):
+        super().__init__()
+        self.progress = progress
+        self.scan_id = scan_id
+
+
+# --- widgets -------------------------------------------------------------------------------------
+class FileHeader(Widget):
+    COMPONENT_CLASSES = {"file-header--sorted"}
+    DEFAULT_CSS = "FileHeader { height: 1; }"
+
+    def __init__(self, table: "FileTable", **kw):
+        super().__init__(**kw)
+        self.table = table
+
+    def render_line(self, y: int) -> Strip:
+        base = self.rich_style
+        sorted_style = base + self.get_component_rich_style("file-header--sorted", partial=True)
+        segments = []
+        for col, width in self.table.layout(self.size.width):
+            title = col.title
+            current = col.key == self.table.sort_key
+            if current:
+                title += "▼" if self.table.sort_reverse else "▲"
+            segments.append(Segment(_cell(title, width, col.align) + " ", sorted_style if current else base))
+        return Strip(segments).crop(0, self.size.width)
+
+
+class FileTable(ScrollView, can_focus=True):
+    """The list of files, drawn line by line; the cursor follows a path across refreshes."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", show=False),
+        Binding("pagedown", "page(1)", show=False),
+        Binding("home", "edge(0)", show=False),
+        Binding("end", "edge(1)", show=False),
+    ]
+    COMPONENT_CLASSES = {"file-table--cursor", "file-table--unknown"}
+
+    class Selected(Message):
+        def __init__(self, file: CachedFile | None):
+            super().__init__()
+            self.file = file
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.files: tuple[CachedFile, ...] = ()
+        self.rows: list[CachedFile] = []
+        self.sort_key = "cached"
+        self.sort_reverse = True
+        self.cursor_path: str | None = None
+        self._cursor_index = 0
+
+    def set_files(self, files: tuple[CachedFile, ...]) -> None:
+        self.files = files
+        self._rebuild()
+
+    def set_sort(self, key: str, reverse: bool) -> None:
+        self.sort_key, self.sort_reverse = key, reverse
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.rows = sort_files(self.files, FILE_COLUMNS_BY_KEY[self.sort_key], self.sort_reverse)
+        self.virtual_size = Size(self.size.width, len(self.rows))
+        index = next((i for i, f in enumerate(self.rows) if f.path == self.cursor_path), None)
+        self._move_to(index if index is not None else min(self._cursor_index, len(self.rows) - 1), announce=False)
+
+    @property
+    def selected(self) -> CachedFile | None:
+        if 0 <= self._cursor_index < len(self.rows):
+            return self.rows[self._cursor_index]
+        return None
+
+    def _move_to(self, index: int, announce: bool = True) -> None:
+        if not self.rows:
+            self._cursor_index = 0
+            self.cursor_path = None
+            self.post_message(self.Selected(None))
+            self.refresh()
+            return
+        self._cursor_index = max(0, min(index, len(self.rows) - 1))
+        self.cursor_path = self.rows[self._cursor_index].path
+        top = int(self.scroll_offset.y)
+        height = max(1, self.size.height)
+        if self._cursor_index < top:
+            self.scroll_to(y=self._cursor_index, animate=False)
+        elif self._cursor_index >= top + height:
+            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
+        # Also when the file is the same: its figures are new, the detail line follows them.
+        self.post_message(self.Selected(self.rows[self._cursor_index]))
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        self._move_to(self._cursor_index + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._move_to(len(self.rows) - 1 if end else 0)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None:
+            self._move_to(int(self.scroll_offset.y) + offset.y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, len(self.rows))
+
+    def layout(self, width: int) -> list[tuple[FileColumn, int]]:
+        cols = fit_file_columns(width)
+        fixed = sum(c.width + 1 for c in cols if c.width)
+        return [(c, c.width or max(1, width - fixed - 1)) for c in cols]
+
+    def render_line(self, y: int) -> Strip:
+        index = int(self.scroll_offset.y) + y
+        width = self.size.width
+        if index >= len(self.rows):
+            return Strip.blank(width, self.rich_style)
+        row = self.rows[index]
+        base = self.rich_style
+        if index == self._cursor_index:
+            base = base + self.get_component_rich_style("file-table--cursor")
+        unknown = base + self.get_component_rich_style("file-table--unknown", partial=True)
+        segments = []
+        for col, w in self.layout(width):
+            text = col.text(row)
+            segments.append(Segment(_cell(text, w, col.align), unknown if text == "?" else base))
+            segments.append(Segment(" ", base))
+        return Strip(segments).crop(0, width).extend_cell_length(width, base)
+
+
+# (vmstat key, label, factor to the unit shown) per chart line
+CHARTS = (
+    ("disk I/O MiB/s (vmstat bi/bo)", (("pgpgin", "in", 1 / 1024), ("pgpgout", "out", 1 / 1024))),
+    ("major faults /s", (("pgmajfault", "majflt", 1.0),)),
+    ("refaults /s (pages)", (("workingset_refault_file", "file", 1.0), ("workingset_refault_anon", "anon", 1.0),
+                             ("workingset_activate_file", "activate", 1.0))),
+)
+
+
+class RateChart(PlotextPlot):
+    """One small chart of vmstat rates; redrawn only when its data changed and it is visible."""
+
+    def __init__(self, title: str, lines, **kw):
+        super().__init__(**kw)
+        self.title = title
+        self.lines = lines
+        self._drawn = None
+
+    def show(self, history: tuple[VmstatRates, ...]) -> None:
+        key = (len(history), history[-1].time if history else None, self.size)
+        if key == self._drawn or not self.display:
+            return
+        self._drawn = key
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        if len(history) < 2:
+            plt.title(f"{self.title}: waiting for ticks")
+            self.refresh()
+            return
+        now = history[-1].time
+        xs = [r.time - now for r in history]
+        for vm_key, label, factor in self.lines:
+            ys = [(r.get(vm_key) or 0.0) * factor for r in history]
+            plt.plot(xs, ys, marker="braille", label=label)
+        plt.xfrequency(3)
+        plt.yfrequency(3)
+        self.refresh()
+
+
+# --- the tab -----------------------------------------------------------------------------------
 class PageCacheTab(TabView):
     TAB_TITLE = "Page cache"
     TAB_ID = "pagecache"
+    FIGURE_SOURCES = tuple((c.title, c.source) for c in FILE_COLUMNS) + (
+        ("?", "unknown: e.g. a file this user cannot write (cachestat EPERM; mincore would claim it all cached)"),
+        ("(a) files", "/proc/PID/maps (file-backed mappings) and /proc/PID/fd links of the selected process"),
+        ("(b) files", "the same for every process this user may inspect; one row per inode"),
+        ("(c) files", "a walk of the directory: no symlinks followed, FIFOs/sockets/devices skipped, pseudo fs not entered"),
+        ("disk I/O", "/proc/vmstat pgpgin / pgpgout (KiB, vmstat(8) bi/bo), difference per second"),
+        ("major faults", "/proc/vmstat pgmajfault per second"),
+        ("refaults", "/proc/vmstat workingset_refault_file/_anon, workingset_activate_file per second"),
+        ("thrashing", "refaults >= 1 MiB/s and >= 25% of pgpgin over the last 5 ticks; files with recently evicted pages"),
+    )
+    TAB_KEYS = (
+        ("o", "next source: selected process, all processes, directory tree"),
+        ("t", "scan a directory tree (type its path)"),
+        ("x", "cancel a running scan"),
+        ("r", "rescan the tree"),
+        ("s", "sort column"),
+        ("↑ ↓ PgUp PgDn", "move the selection"),
+    )
+    BINDINGS = [
+        Binding("o", "next_source", "Source"),
+        Binding("t", "ask_tree", "Tree"),
+        Binding("x", "cancel_scan", "Cancel scan", show=False),
+        Binding("r", "rescan", "Rescan", show=False),
+    ]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.source = SOURCE_SYSTEM
+        self.tree_root: str | None = None
+        self.tree_limit = DEFAULT_LIMIT
+        self.vmstat = VmstatSampler()
+        self.vmstat_error: str | None = None
+        self._files_busy = False
+        self._files: dict[str, tuple[Any, tuple[CachedFile, ...], str]] = {}
+        self._scan_cancel: threading.Event | None = None
+        self._scan_id = 0  # which scan a result belongs to (messages may arrive in any order)
+        self._scan_progress: TreeScanProgress | None = None
+        self._target: ProcessIdentity | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("This tab is not built yet. It will show:\n\n" + PLANNED, classes="planned")
+        self.table = FileTable(id="pc-table")
+        yield Static("", id="pc-source")
+        with Horizontal(id="pc-tree-bar"):
+            yield Input(placeholder="directory to scan (Enter starts, Esc closes)", id="pc-tree-input")
+            yield ProgressBar(id="pc-progress", show_eta=False)
+        yield FileHeader(self.table, id="pc-header")
+        yield self.table
+        yield Static("", id="pc-detail")
+        with Vertical(id="pc-thrash"):
+            yield Static("", id="pc-finding")
+            with Horizontal(id="pc-charts"):
+                for i, (title, lines) in enumerate(CHARTS):
+                    yield RateChart(title, lines, id=f"pc-chart-{i}", classes="pc-chart")
+
+    def on_mount(self) -> None:
+        self.query_one("#pc-tree-bar").display = False
+        self._show_source()
+
+    def on_show(self) -> None:
+        # The tab's keys (o, t, x, r) work when focus is inside it: take it when shown.
+        if not self.query_one("#pc-tree-input", Input).has_focus:
+            self.table.focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # At 80x24 the charts give way to one line of sparklines: the file list needs the rows.
+        self.query_one("#pc-charts").display = event.size.height >= 26
+
+    # --- ticks ----------------------------------------------------------------------------------
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        self._read_vmstat()
+        if self.source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
+            self._files_busy = True
+            self.measure_files(self.source, self._target, self.app.root)
+        self._show_thrashing()
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        changed = target != self._target
+        self._target = target
+        if changed and self.source == SOURCE_PROCESS and self.is_attached and self._visible_tab():
+            self._files_busy = True
+            self.measure_files(self.source, target, self.app.root)
+            self._show_source()
+
+    def _visible_tab(self) -> bool:
+        try:
+            return self.app.active_tab() is self
+        except Exception:  # noqa: BLE001 - before the app is fully mounted
+            return False
+
+    def _read_vmstat(self) -> None:
+        # /proc/vmstat is ~200 short lines (~50-100 us to read and parse): read in the UI thread.
+        try:
+            self.vmstat.sample()
+            self.vmstat_error = None
+        except ProcfsError as e:
+            self.vmstat_error = str(e)
+
+    @work(thread=True, exclusive=True, group="pagecache", exit_on_error=False)
+    def measure_files(self, source: str, target: ProcessIdentity | None, root) -> None:
+        """Sources (a) and (b), measured off the UI thread."""
+        try:
+            if source == SOURCE_PROCESS:
+                if target is None:
+                    self.post_message(FilesReady(source, None, (), "no process selected: select one on the Processes tab"))
+                    return
+                try:
+                    files = process_top_files(target.pid, root)
+                    note = f"PID {target.pid}: {len(files)} files mapped or open"
+                except NoSuchProcess:
+                    files, note = [], f"PID {target.pid} has exited"
+                except AccessDenied as e:
+                    files, note = [], f"PID {target.pid}: {e.reason}"
+                self.post_message(FilesReady(source, target, tuple(files), note))
+            else:
+                files, held = top_cached_files(root)
+                note = f"{len(files)} files held by {held.processes_seen} processes"
+                if held.processes_denied:
+                    note += (f"; {held.processes_denied} process(es) not readable by this user"
+                             " (their files are not listed)")
+                self.post_message(FilesReady(source, None, tuple(files), note))
+        except ProcfsError as e:
+            self.post_message(FilesReady(source, target, (), f"cannot list files: {e}"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The busy flag is reset here, in the UI thread, whatever way the worker ended.
+        if event.worker.group == "pagecache" and event.state in (
+                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._files_busy = False
+
+    @on(FilesReady)
+    def _files_ready(self, message: FilesReady) -> None:
+        if message.source == SOURCE_PROCESS and message.key != self._target:
+            return  # measured for a process that is no longer the selected one
+        if message.source == SOURCE_TREE and message.key != (self.tree_root, self._scan_id):
+            return  # an older scan
+        self._files[message.source] = (message.key, message.files, message.note)
+        if message.source == self.source:
+            self.table.set_files(message.files)
+            self.query_one(FileHeader).refresh()
+            self._show_source()
+            self._show_thrashing()
+
+    # --- source switching ---------------------------------------------------------------------
+    def action_next_source(self) -> None:
+        index = SOURCES.index(self.source)
+        self.set_source(SOURCES[(index + 1) % len(SOURCES)])
+
+    def set_source(self, source: str) -> None:
+        self.source = source
+        key, files, _ = self._files.get(source, (None, (), ""))
+        self.table.set_files(files)
+        self.query_one(FileHeader).refresh()
+        self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and (
+            self.tree_root is None or self._scan_cancel is not None)
+        if source == SOURCE_TREE and self.tree_root is None:
+            self.action_ask_tree()
+        elif source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
+            self._files_busy = True
+            self.measure_files(source, self._target, self.app.root)
+            self.table.focus()
+        self._show_source()
+
+    def _show_source(self) -> None:
+        parts = []
+        for s in SOURCES:
+            title = SOURCE_TITLES[s]
+            parts.append(f"[b reverse] {title} [/]" if s == self.source else f" {title} ")
+        _, files, note = self._files.get(self.source, (None, (), ""))
+        if self.source == SOURCE_TREE:
+            note = self._tree_note()
+        elif not note:
+            note = "measuring…"
+        cached = sum(f.stat.cached_bytes or 0 for f in files)
+        unknown = sum(1 for f in files if f.stat.cached_bytes is None)
+        total = f"   {len(files)} files, {fmt_bytes(cached)} cached" + (f", {unknown} unknown (?)" if unknown else "")
+        self.query_one("#pc-source", Static).update(" ".join(parts) + "  [dim](o switches)[/]\n " + note + total)
+
+    # --- the tree scan ------------------------------------------------------------------------
+    def _tree_note(self) -> str:
+        p = self._scan_progress
+        if self.tree_root is None:
+            return "type a directory to scan (t)"
+        if p is None:
+            return f"{self.tree_root}: starting"
+        skipped = ", ".join(f"{n} {k}" for k, n in sorted(p.skipped.items()) if n)
+        state = ("cancelled" if p.cancelled else f"stopped at the limit of {p.limit} files" if p.truncated
+                 else "done" if p.done else "scanning (x cancels)")
+        return f"{self.tree_root}: {state}" + (f"; skipped {skipped}" if skipped else "")
+
+    def action_ask_tree(self) -> None:
+        if self.source != SOURCE_TREE:
+            self.source = SOURCE_TREE
+            self.set_source(SOURCE_TREE)
+            return
+        self.query_one("#pc-tree-bar").display = True
+        box = self.query_one("#pc-tree-input", Input)
+        if self.tree_root and not box.value:
+            box.value = self.tree_root
+        # The bar was hidden until now: focus once it has been laid out.
+        self.call_after_refresh(box.focus)
+
+    @on(Input.Submitted, "#pc-tree-input")
+    def _tree_submitted(self, event: Input.Submitted) -> None:
+        path = os.path.expanduser(event.value.strip())
+        if not path:
+            return
+        self.start_scan(path)
+
+    def start_scan(self, path: str) -> None:
+        if self._scan_cancel is not None:
+            self._scan_cancel.set()
+        self.tree_root = os.path.abspath(path)
+        self._scan_progress = None
+        self._scan_cancel = threading.Event()
+        self._scan_id += 1
+        self._files.pop(SOURCE_TREE, None)
+        if self.source != SOURCE_TREE:
+            self.source = SOURCE_TREE
+        self.table.set_files(())
+        bar = self.query_one("#pc-progress", ProgressBar)
+        bar.update(total=None, progress=0)
+        self.query_one("#pc-tree-bar").display = True
+        self.table.focus()
+        self._show_source()
+        self.scan(self.tree_root, self.tree_limit, self._scan_cancel, self._scan_id)
+
+    @work(thread=True, exclusive=True, group="pagecache-scan", exit_on_error=False)
+    def scan(self, root: str, limit: int, cancel: threading.Event, scan_id: int) -> None:
+        """Source (c): the walk, in a worker; progress every 500 files; ``x`` cancels."""
+        worker = get_current_worker()
+
+        def progress(p: TreeScanProgress) -> None:
+            if worker.is_cancelled:
+                cancel.set()
+            self.post_message(ScanProgress(p, scan_id))
+
+        try:
+            files, final = scan_tree(root, limit=limit, cancel=cancel, progress=progress, progress_every=500)
+        except TreeScanError as e:
+            self.post_message(FilesReady(SOURCE_TREE, (root, scan_id), (), str(e)))
+            self.post_message(ScanProgress(TreeScanProgress(root, 0, limit, True), scan_id))
+            return
+        self.post_message(FilesReady(SOURCE_TREE, (root, scan_id), tuple(CachedFile(f) for f in files), ""))
+        self.post_message(ScanProgress(final, scan_id))
+
+    @on(ScanProgress)
+    def _scan_progress_msg(self, message: ScanProgress) -> None:
+        p = message.progress
+        if message.scan_id != self._scan_id:
+            return  # an older scan
+        self._scan_progress = p
+        bar = self.query_one("#pc-progress", ProgressBar)
+        bar.update(total=p.limit, progress=p.files_seen)
+        if p.done:
+            self._scan_cancel = None
+            self.query_one("#pc-tree-bar").display = False
+        self._show_source()
+
+    def action_cancel_scan(self) -> None:
+        if self._scan_cancel is not None:
+            self._scan_cancel.set()
+            self.notify("scan cancelled: the files measured so far are listed")
+
+    def action_rescan(self) -> None:
+        if self.source == SOURCE_TREE and self.tree_root:
+            self.start_scan(self.tree_root)
+
+    def key_escape(self) -> None:
+        bar = self.query_one("#pc-tree-bar")
+        if bar.display and self._scan_cancel is None:
+            bar.display = False
+            self.table.focus()
+
+    # --- detail and thrashing -------------------------------------------------------------------
+    @on(FileTable.Selected)
+    def _selected(self, message: FileTable.Selected) -> None:
+        detail = self.query_one("#pc-detail", Static)
+        f = message.file
+        if f is None:
+            detail.update(" no file selected")
+            return
+        s = f.stat
+        if s.cached_bytes is None:
+            figures = f"? unknown: {s.reason}"
+        else:
+            figures = (f"cached {fmt_bytes(s.cached_bytes)} of {fmt_bytes(s.size_bytes)} ({fmt_percent(s.cached_fraction)})"
+                       f"  dirty {fmt_bytes(s.dirty_bytes)}  writeback {fmt_bytes(s.writeback_bytes)}"
+                       f"  evicted {fmt_bytes(s.evicted_bytes)}  recently evicted {fmt_bytes(s.recently_evicted_bytes)}"
+                       f"  [{s.method}]")
+            if s.reason:
+                figures += f"  ({s.reason})"
+        holders = self._holder_names(f.pids)
+        detail.update(f" {s.path}\n {figures}" + (f"\n held by {holders}" if holders else ""))
+
+    def _holder_names(self, pids: tuple[int, ...]) -> str:
+        if not pids:
+            return ""
+        snapshot = self.app.snapshot
+        names = []
+        for pid in pids[:6]:
+            view = snapshot.by_pid(pid) if snapshot is not None else None
+            names.append(f"{pid} {view.sample.comm}" if view is not None else str(pid))
+        more = f" and {len(pids) - 6} more" if len(pids) > 6 else ""
+        return ", ".join(names) + more
+
+    def _show_thrashing(self) -> None:
+        history = tuple(self.vmstat.history)
+        finding_box = self.query_one("#pc-finding", Static)
+        if self.vmstat_error:
+            finding_box.update(f" vmstat unknown: {self.vmstat_error}")
+            return
+        last = history[-1] if history else None
+        rates = "waiting for a second read of /proc/vmstat" if last is None else (
+            f"bi {fmt_bytes((last.get('pgpgin') or 0) * 1024)}/s bo {fmt_bytes((last.get('pgpgout') or 0) * 1024)}/s"
+            f" majflt {fmt_rate(last.get('pgmajfault'))}"
+            f" refault file {fmt_rate(last.get('workingset_refault_file'))} anon {fmt_rate(last.get('workingset_refault_anon'))}"
+            f" activate {fmt_rate(last.get('workingset_activate_file'))}")
+        _, files, _ = self._files.get(self.source, (None, (), ""))
+        finding = thrashing_finding(self.vmstat.window(), files, PAGE_SIZE) if history else None
+        finding_box.set_class(finding is not None, "-thrashing")
+        if finding is not None:
+            text = f" {finding.text}\n {finding.next_step}"
+        else:
+            text = f" {rates}\n no thrashing: {self._why_not_thrashing()}"
+        if not self.query_one("#pc-charts").display and len(history) >= 2:
+            series = [(r.get("workingset_refault_file") or 0.0) for r in history]
+            text = (f" {rates}\n refaults {sparkline(series, 30)}  "
+                    + (finding.text[:80] + "…" if finding else "no thrashing"))
+        finding_box.update(text)
+        for chart in self.query(RateChart):
+            chart.show(history)
+
+    def _why_not_thrashing(self) -> str:
+        window = self.vmstat.window()
+        refaults = [r.get("workingset_refault_file") for r in window if r.get("workingset_refault_file") is not None]
+        reads = [r.get("pgpgin") for r in window if r.get("pgpgin") is not None]
+        if not refaults:
+            return "no workingset_refault_file counter in /proc/vmstat"
+        refault_bps = sum(refaults) / len(refaults) * PAGE_SIZE
+        text = f"file refaults {fmt_bytes(refault_bps)}/s"
+        if refault_bps < THRASH_MIN_REFAULT_BYTES_PER_S:
+            return text + f" (< {fmt_bytes(THRASH_MIN_REFAULT_BYTES_PER_S)}/s)"
+        read_bps = sum(reads) / len(reads) * 1024 if reads else 0
+        share = refault_bps / read_bps if read_bps else 0.0
+        return text + f", {fmt_percent(share)} of disk reads (< {fmt_percent(THRASH_MIN_REFAULT_SHARE)})"
+
+    # --- sort and evict -------------------------------------------------------------------------
+    def choose_sort(self) -> bool:
+        from memtop.tui.screens import SortScreen
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            reverse = not self.table.sort_reverse if key == self.table.sort_key else key != "path"
+            self.table.set_sort(key, reverse)
+            self.query_one(FileHeader).refresh()
+
+        self.app.push_screen(SortScreen([(c.key, c.title) for c in FILE_COLUMNS], self.table.sort_key), chosen)
+        return True
+
+    def selected_files(self, all_shown: bool = False) -> list[str]:
+        """Paths for an action (evict): the selected file, or every file in the list.
+
+        Deleted files (shown with " (deleted)") have no name to open, so they are left out.
+        """
+        rows = self.table.rows if all_shown else [f for f in (self.table.selected,) if f is not None]
+        return [f.path for f in rows if not f.path.endswith(" (deleted)")]
