@@ -350,8 +350,9 @@ class PageCacheTab(TabView):
         self.source = SOURCE_SYSTEM
         self.tree_root: str | None = None
         self.tree_limit = DEFAULT_LIMIT
-        self.vmstat = VmstatSampler()
+        self.vmstat: VmstatSampler | None = None  # made on mount, on the app's proc root
         self.vmstat_error: str | None = None
+        self._vmstat_tick: int | None = None
         self._files_busy = False
         self._files: dict[str, tuple[Any, tuple[CachedFile, ...], str]] = {}
         self._scan_cancel: threading.Event | None = None
@@ -375,6 +376,7 @@ class PageCacheTab(TabView):
                     yield RateChart(title, lines, id=f"pc-chart-{i}", classes="pc-chart")
 
     def on_mount(self) -> None:
+        self.vmstat = VmstatSampler(self.app.root)
         self.query_one("#pc-tree-bar").display = False
         self._show_source()
 
@@ -389,7 +391,11 @@ class PageCacheTab(TabView):
 
     # --- ticks ----------------------------------------------------------------------------------
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self._read_vmstat()
+        if snapshot.tick != self._vmstat_tick:
+            # Once per tick (not again when the tab is re-shown with the same snapshot), so the
+            # interval between two reads is the interval between their snapshots.
+            self._vmstat_tick = snapshot.tick
+            self._read_vmstat(snapshot.system.monotonic)
         if self.source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
             self._files_busy = True
             self.measure_files(self.source, self._target, self.app.root)
@@ -409,10 +415,11 @@ class PageCacheTab(TabView):
         except Exception:  # noqa: BLE001 - before the app is fully mounted
             return False
 
-    def _read_vmstat(self) -> None:
-        # /proc/vmstat is ~200 short lines (~50-100 us to read and parse): read in the UI thread.
+    def _read_vmstat(self, now: float) -> None:
+        # /proc/vmstat is ~200 short lines (~50-100 us to read and parse): read in the UI thread,
+        # timed by the snapshot's clock so that rates share the sampler's time base.
         try:
-            self.vmstat.sample()
+            self.vmstat.sample(now)
             self.vmstat_error = None
         except ProcfsError as e:
             self.vmstat_error = str(e)

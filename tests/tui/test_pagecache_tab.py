@@ -1,0 +1,221 @@
+"""The Page cache tab driven through the real app (Pilot), and its looks on fixed data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress
+from memtop.model.process import ProcessIdentity
+from memtop.procfs.process import read_stat
+from memtop.tui.app import MemtopApp
+from memtop.tui.pagecache import (
+    SOURCE_PROCESS,
+    SOURCE_SYSTEM,
+    SOURCE_TREE,
+    FilesReady,
+    FileTable,
+    PageCacheTab,
+    ScanProgress,
+)
+from tests.pagecache_support import PAGE, drop_cache, read_part, write_file
+from tests.tui.fixed import FIX, feed, fixed_app
+
+VMSTAT_LINES = ("nr_free_pages 1000\npgpgin {pgpgin}\npgpgout {pgpgout}\npgmajfault {majflt}\n"
+                "workingset_refault_anon 0\nworkingset_refault_file {refault}\nworkingset_activate_anon 0\n"
+                "workingset_activate_file {activate}\n")
+
+
+def write_vmstat(root: Path, tick: int, *, refault_per_tick: int, pgpgin_per_tick: int) -> None:
+    (root / "vmstat").write_text(VMSTAT_LINES.format(
+        pgpgin=1_000_000 + tick * pgpgin_per_tick, pgpgout=500_000 + tick * 300, majflt=100 + tick * 3,
+        refault=5000 + tick * refault_per_tick, activate=2000 + tick * refault_per_tick // 4))
+
+
+@pytest.fixture
+def proc_tree(tmp_path: Path) -> Path:
+    """The captured proc tree plus a vmstat the test rewrites at each tick."""
+    root = tmp_path / "proc"
+    shutil.copytree(FIX, root)
+    write_vmstat(root, 0, refault_per_tick=0, pgpgin_per_tick=0)
+    return root
+
+
+async def feed_vmstat(app, pilot, root: Path, ticks: int, *, refault_per_tick: int, pgpgin_per_tick: int, start: int = 1):
+    for tick in range(start, start + ticks):
+        write_vmstat(root, tick, refault_per_tick=refault_per_tick, pgpgin_per_tick=pgpgin_per_tick)
+        await feed(app, pilot)
+
+
+async def open_tab(app, pilot) -> PageCacheTab:
+    await pilot.press("4")
+    await pilot.pause()
+    tab = app.query_one(PageCacheTab)
+    assert app.active_tab() is tab
+    return tab
+
+
+async def wait_scan(app, pilot, tab: PageCacheTab) -> None:
+    for _ in range(200):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if tab._scan_progress is not None and tab._scan_progress.done and tab._scan_cancel is None:
+            return
+    raise AssertionError("the scan did not finish")
+
+
+async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path: Path, proc_tree: Path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for name, pages in (("a.bin", 8), ("b.bin", 2), ("sub/c.bin", 4)):
+        drop_cache(write_file(tree / name, pages * PAGE))
+    read_part(tree / "a.bin", 4 * PAGE)
+    os.mkfifo(tree / "fifo")
+    os.symlink("/etc", tree / "etc-link")
+    app = fixed_app(proc_tree)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        tab = await open_tab(app, pilot)
+        # WHEN the user presses t, types the directory and Enter
+        await pilot.press("t")
+        await pilot.pause()
+        assert tab.query_one("#pc-tree-input").has_focus
+        tab.query_one("#pc-tree-input").value = str(tree)  # (typing 100 characters is slow in Pilot)
+        await pilot.press("enter")
+        await wait_scan(app, pilot, tab)
+        # THEN the three regular files are listed, the most cached first
+        table = tab.query_one(FileTable)
+        assert tab.source == SOURCE_TREE
+        assert [f.path for f in table.rows][0] == str(tree / "a.bin")
+        assert {f.path for f in table.rows} == {str(tree / "a.bin"), str(tree / "b.bin"), str(tree / "sub" / "c.bin")}
+        assert table.rows[0].stat.cached_bytes >= 3 * PAGE  # (4 pages read; memory pressure may take one)
+        note = str(tab.query_one("#pc-source").render())
+        assert "done" in note and "1 fifo" in note and "1 symlink" in note
+        # AND sorting by path (s, then choose PATH) orders them by name
+        table.focus()
+        await pilot.press("s")
+        await pilot.pause()
+        options = app.screen.query_one("#sort-options")
+        options.highlighted = [o.id for o in options._options].index("path")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [f.path for f in table.rows] == sorted(f.path for f in table.rows)
+        # AND the detail line shows the selected file's figures
+        await pilot.press("home")
+        await pilot.pause()
+        detail = str(tab.query_one("#pc-detail").render())
+        assert str(tree / "a.bin") in detail and "recently evicted" in detail
+        assert tab.selected_files() == [str(tree / "a.bin")]
+        assert len(tab.selected_files(all_shown=True)) == 3
+
+
+async def test_o_cycles_the_sources(proc_tree: Path):
+    app = fixed_app(proc_tree)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        tab = await open_tab(app, pilot)
+        assert tab.source == SOURCE_SYSTEM
+        await pilot.press("o")
+        assert tab.source == SOURCE_TREE
+        await pilot.pause()
+        assert tab.query_one("#pc-tree-bar").display  # asks for a directory
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not tab.query_one("#pc-tree-bar").display
+        tab.query_one(FileTable).focus()
+        await pilot.press("o")
+        assert tab.source == SOURCE_PROCESS
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        # the captured tree's processes have no maps file: the reason is shown, not a crash
+        assert "PID" in str(tab.query_one("#pc-source").render())
+        # x reaches a running scan's cancel event (a real scan of a small tree ends before a key
+        # arrives; cancelling scan_tree itself is tested in tests/live/test_pagecache_treescan.py)
+        import threading
+
+        tab._scan_cancel = cancel = threading.Event()
+        await pilot.press("x")
+        assert cancel.is_set()
+
+
+async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
+    held = write_file(tmp_path / "held.bin", 16 * PAGE)
+    drop_cache(held)
+    read_part(held, 16 * PAGE)
+    child = children.start([sys.executable, "-c",
+                            f"f = open({str(held)!r}, 'rb'); print('READY', flush=True); input()"])
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await open_tab(app, pilot)
+        tab.show_target(ProcessIdentity(child.pid, read_stat(child.pid).start_ticks))
+        tab.set_source(SOURCE_PROCESS)
+        for _ in range(100):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if tab.query_one(FileTable).rows:
+                break
+        rows = {f.path: f for f in tab.query_one(FileTable).rows}
+        assert str(held) in rows
+        assert rows[str(held)].pids == (child.pid,)
+        assert rows[str(held)].stat.cached_bytes >= 12 * PAGE
+        assert f"PID {child.pid}" in str(tab.query_one("#pc-source").render())
+
+
+async def test_thrashing_finding_and_charts_from_vmstat(proc_tree: Path):
+    app = fixed_app(proc_tree)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        tab = await open_tab(app, pilot)
+        # GIVEN calm rates, THEN no finding
+        await feed_vmstat(app, pilot, proc_tree, 3, refault_per_tick=10, pgpgin_per_tick=1000)
+        box = tab.query_one("#pc-finding")
+        assert not box.has_class("-thrashing")
+        assert "no thrashing" in str(box.render())
+        # WHEN 5,120 file pages/tick (10 MiB/s at 2 s ticks) refault out of 12 MiB/s read
+        await feed_vmstat(app, pilot, proc_tree, 5, refault_per_tick=5120, pgpgin_per_tick=24576, start=4)
+        # THEN the finding is shown, in the thrashing style
+        assert box.has_class("-thrashing")
+        assert "thrashing" in str(box.render())
+        assert len(tab.vmstat.history) == 8  # one read when the tab opened, then one per tick
+
+
+def _fixed_rows() -> tuple[CachedFile, ...]:
+    def row(path, size, cached, dirty, recent, pids=(), reason=None, method="cachestat"):
+        stat = FileCacheStat(path, size, cached, dirty, 0 if dirty is not None else None, 0 if cached else None,
+                             recent, method, reason, 1, hash(path) & 0xFFFF)
+        return CachedFile(stat, pids)
+
+    return (
+        row("/data/logs/app.log", 3 << 30, 1536 << 20, 64 << 20, 900 << 20),
+        row("/data/index/segments.db", 800 << 20, 800 << 20, 0, 0),
+        row("/data/logs/app.log.1", 2 << 30, 12 << 20, 0, 1200 << 20),
+        row("/data/secret.bin", 1 << 20, None, None, None, reason="this user cannot write the file: mincore(2) would report every page cached"),
+        row("/data/small.txt", 4096, 4096, 0, 0),
+    )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_pagecache_tab_looks(snap_compare, size, tmp_path: Path):
+    root = tmp_path / "proc"
+    shutil.copytree(FIX, root)
+    write_vmstat(root, 0, refault_per_tick=0, pgpgin_per_tick=0)
+
+    async def run_before(pilot):
+        app = pilot.app
+        await feed(app, pilot)
+        tab = await open_tab(app, pilot)
+        await feed_vmstat(app, pilot, root, 8, refault_per_tick=5120, pgpgin_per_tick=24576)
+        # A finished tree scan of fixed files, through the tab's own messages
+        tab.tree_root, tab._scan_id = "/data", 1
+        tab.set_source(SOURCE_TREE)
+        tab.post_message(FilesReady(SOURCE_TREE, ("/data", 1), _fixed_rows(), ""))
+        tab.post_message(ScanProgress(TreeScanProgress("/data", 5, 100_000, True, skipped={"fifo": 1}), 1))
+        await pilot.pause()
+        tab.query_one(FileTable).focus()
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(root), terminal_size=size, run_before=run_before)
