@@ -75,6 +75,16 @@ def test_ten_thousand_files_half_cached(big_tree):
     assert total >= 0.9 * (N_FILES // 2) * SMALL
 
 
+def test_threads_give_the_same_answer_in_the_same_order(big_tree):
+    root, _ = big_tree
+    one, _ = scan_tree(root, threads=1)
+    four, progress = scan_tree(root, threads=4)
+    assert progress.done and len(four) == N_FILES
+    assert [f.path for f in four] == [f.path for f in one]
+    # (cached figures may move between the two scans under memory pressure; sizes may not)
+    assert [f.size_bytes for f in four] == [f.size_bytes for f in one]
+
+
 def test_limit_stops_the_scan(big_tree):
     root, _ = big_tree
     files, progress = scan_tree(root, limit=250, progress_every=100)
@@ -95,7 +105,7 @@ def test_cancel_from_progress_stops_the_scan(big_tree):
     files, progress = scan_tree(root, cancel=cancel, progress=on_progress, progress_every=500)
     assert progress.cancelled and progress.done
     assert 1000 <= len(files) < N_FILES
-    assert seen == sorted(seen) and seen[0] == 500
+    assert seen == sorted(seen) and 500 <= seen[0] < 1000  # (files are measured in batches)
 
 
 class _Inotify:
