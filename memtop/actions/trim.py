@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from memtop.actions import audit
-from memtop.heap import gdb
+from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
 from memtop.procfs import PROC, NoSuchProcess, ProcfsError
 from memtop.procfs.process import read_stat, read_status
@@ -46,6 +46,7 @@ class TrimPrediction:
     threads: int | None
     estimated_stop_s: float
     refusal: str | None = None  # the target cannot be trimmed (not glibc, static...): why
+    heap_ranges: tuple[tuple[int, int], ...] = ()  # (start, end) of every heap, to measure the actual drop
 
     def as_json(self) -> dict:
         return {
@@ -69,6 +70,11 @@ class TrimResult:
     rss_before: int | None = None
     rss_after: int | None = None
     minflt_after: int | None = None  # stat field 10 right after the trim, for the follow-up
+    # Resident bytes of the heaps (pagemap) before and after: what the trim itself released.
+    # RSS moves by a few pages more: gdb's breakpoints copy a page or two, its reads fault
+    # some file pages in.
+    heap_resident_before: int | None = None
+    heap_resident_after: int | None = None
     stopped_s: float | None = None
     call_s: float | None = None
     trim_returned: int | None = None  # malloc_trim's value: 1 if memory was released
@@ -83,9 +89,17 @@ class TrimResult:
 
     @property
     def released_bytes(self) -> int | None:
+        """The drop of RSS (VmRSS), what a user sees."""
         if self.rss_before is None or self.rss_after is None:
             return None
         return self.rss_before - self.rss_after
+
+    @property
+    def heap_released_bytes(self) -> int | None:
+        """The drop of the heaps' resident pages: what to compare with the prediction."""
+        if self.heap_resident_before is None or self.heap_resident_after is None:
+            return None
+        return self.heap_resident_before - self.heap_resident_after
 
     def as_json(self) -> dict:
         return {
@@ -98,6 +112,9 @@ class TrimResult:
             "rss_before_bytes": self.rss_before,
             "rss_after_bytes": self.rss_after,
             "released_bytes": self.released_bytes,
+            "heap_resident_before_bytes": self.heap_resident_before,
+            "heap_resident_after_bytes": self.heap_resident_after,
+            "heap_released_bytes": self.heap_released_bytes,
             "stopped_ms": None if self.stopped_s is None else round(self.stopped_s * 1000, 1),
             "call_ms": None if self.call_s is None else round(self.call_s * 1000, 1),
             "malloc_trim_returned": self.trim_returned,
@@ -126,23 +143,17 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         refusal = str(e)
     except gdb.TargetGone as e:
         refusal = str(e)
-    try:
-        from memtop.heap import analyze
-    except ImportError:
-        return TrimPrediction(None, "the heap walk is not available in this build", None, (), threads,
-                              estimate_stop_s(threads, None), refusal)
-    try:
-        report = analyze(identity.pid, root)
-    except (NoSuchProcess, ProcfsError, OSError) as e:
-        return TrimPrediction(None, f"the heap could not be read: {e}", None, (), threads,
-                              estimate_stop_s(threads, None), refusal)
-    kind = getattr(report, "allocator_kind", None)
-    arenas = tuple(a.address for a in (getattr(report, "arenas", None) or ()))
+    report = analyze(identity.pid, root)
+    kind = report.allocator_kind
+    # Arenas never move or go away once created, so a previous valid walk still names them.
+    known = report.arenas or (report.last_valid.arenas if report.last_valid is not None else ())
+    arenas = tuple(a.address for a in known)
     release = report.trim_release_bytes if report.valid else None
     reason = None if report.valid else (report.reason or "the heap walk was not consistent")
     if refusal is None and kind not in (None, "glibc"):
         refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
-    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal)
+    ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
+    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges)
 
 
 def _comm(pid: int, root: Path) -> str:
@@ -197,6 +208,7 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
     session = None
     try:
         gdb.check_identity(identity, root)
+        fields["heap_resident_before"] = _heap_resident(pid, prediction.heap_ranges, root)
         fields["rss_before"], _ = _rss_and_minflt(pid, root)
         stopped = gdb.open_session(identity, mutex_addresses=list(prediction.mutex_addresses), timeout=timeout,
                                    root=root)
@@ -209,6 +221,7 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
             gdb.finish_session(session)
         fields["trim_returned"] = int(value, 0) if value.strip().lstrip("-").isdigit() else None
         fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
+        fields["heap_resident_after"] = _heap_resident(pid, prediction.heap_ranges, root)
         released = (fields["rss_before"] - fields["rss_after"]) if fields["rss_before"] is not None and fields["rss_after"] is not None else None
         from memtop.format import fmt_bytes
 
@@ -231,6 +244,19 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         if session is not None:
             fields["stopped_s"] = session.times.stopped_s
             notes.extend(session.notes)
+
+
+def _heap_resident(pid: int, ranges, root: Path) -> int | None:
+    """Present pages (pagemap bit 63, the zero page excluded) in the heaps' ranges."""
+    if not ranges:
+        return None
+    from memtop.heap.memory import TargetMemory
+
+    try:
+        with TargetMemory(pid, root) as mem:
+            return sum(mem.resident_bytes(start, end) for start, end in ranges)
+    except (ProcfsError, OSError):
+        return None
 
 
 def _same(identity: ProcessIdentity, root: Path) -> bool:

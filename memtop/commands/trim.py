@@ -119,8 +119,8 @@ def describe_result(result) -> str:
     lines = [f"{result.status}: {result.message}"]
     if result.ok:
         predicted = result.prediction.release_bytes if result.prediction else None
-        lines.append(f"  predicted {fmt_bytes(predicted)}, actual {fmt_bytes(result.released_bytes)} "
-                     f"(RSS {fmt_bytes(result.rss_before)} -> {fmt_bytes(result.rss_after)}); "
+        lines.append(f"  predicted {fmt_bytes(predicted)}, heap released {fmt_bytes(result.heap_released_bytes)}; "
+                     f"RSS {fmt_bytes(result.rss_before)} -> {fmt_bytes(result.rss_after)}; "
                      f"stopped for {_ms(result.stopped_s)}")
     elif result.stopped_s is not None:
         lines.append(f"  the process was stopped for {_ms(result.stopped_s)} and is running again")

@@ -82,13 +82,6 @@ GDB_FAST_OPTIONS = (
 )
 
 _LIBC_NAME = re.compile(r"/libc(?:\.so\.6|-2\.\d+\.so)$")
-_OTHER_ALLOCATORS = (
-    (re.compile(r"/libjemalloc[^/]*\.so"), "jemalloc"),
-    (re.compile(r"/libtcmalloc[^/]*\.so"), "tcmalloc"),
-    (re.compile(r"/libmimalloc[^/]*\.so"), "mimalloc"),
-    (re.compile(r"/ld-musl-[^/]*\.so"), "musl"),
-    (re.compile(r"/libc\.musl-[^/]*\.so"), "musl"),
-)
 
 
 class GdbError(Exception):
@@ -213,28 +206,29 @@ def _ptrace_scope() -> int | None:
 
 
 def find_libc(pid: int, root: Path = PROC) -> LibcMapping:
-    """glibc's mapping in the target, or Refused with the reason (static, musl, jemalloc...)."""
+    """glibc's mapping in the target, or Refused with the reason (static, musl, jemalloc...).
+
+    Which malloc is in use is decided by :func:`memtop.heap.detect.detect_allocator` (a
+    preloaded allocator replaces glibc's malloc even though libc.so.6 is mapped too).
+    """
+    from memtop.heap.detect import detect_allocator, read_exe_header
+    from memtop.heap.memory import read_maps
+
     try:
-        maps = read_text(f"{root}/{pid}/maps")
+        maps = read_maps(pid, root)
     except NoSuchProcess:
         raise TargetGone(f"PID {pid} has exited") from None
-    libc = None
-    for line in maps.splitlines():
-        parts = line.split(maxsplit=5)
-        if len(parts) < 6:
-            continue
-        path = parts[5]
-        for pattern, name in _OTHER_ALLOCATORS:
-            if pattern.search(path):
-                raise Refused(f"PID {pid} uses {name} ({path}), not glibc malloc: malloc_trim would not touch its heap")
-        if libc is None and _LIBC_NAME.search(path) and parts[2] == "00000000":
-            libc = (path, int(parts[0].split("-")[0], 16))
+    allocator = detect_allocator(maps, read_exe_header(pid, root))
+    if allocator.kind != "glibc":
+        what = {"static": "it is statically linked: there is no libc.so to call malloc_trim in",
+                "unknown": "memtop can only call into a dynamically linked glibc"}.get(
+            allocator.kind, f"its malloc is {allocator.kind}, and glibc's malloc_trim would not touch that heap")
+        raise Refused(f"PID {pid} does not use glibc malloc ({allocator.evidence}): {what}")
+    libc = next((m for m in maps if _LIBC_NAME.search(m.path) and m.offset == 0), None)
     if libc is None:
-        raise Refused(f"PID {pid} has no glibc (libc.so.6) mapped: it is statically linked or uses another libc; "
-                      "memtop can only call into a dynamically linked glibc")
-    path, base = libc
-    host = f"{root}/{pid}/root{path}"
-    return LibcMapping(path=path, host_path=host if os.path.exists(host) else path, base=base)
+        raise Refused(f"PID {pid}: libc.so.6 is mapped but its first mapping was not found in /proc/{pid}/maps")
+    host = f"{root}/{pid}/root{libc.path}"
+    return LibcMapping(path=libc.path, host_path=host if os.path.exists(host) else libc.path, base=libc.start)
 
 
 def read_ints(pid: int, addresses: list[int], root: Path = PROC) -> list[int]:
@@ -667,7 +661,9 @@ def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeo
                 raise Refused(f"an arena lock of PID {identity.pid} was taken as gdb attached: nothing was done, "
                               "try again")
         by_tid = {t.tid: t for t in threads}
-        calling = next((by_tid[tid] for tid in pre.parked_tids if tid in by_tid), None)
+        # The main thread first when it is parked: it is the one most programs leave idle.
+        order = sorted(pre.parked_tids, key=lambda tid: tid != identity.pid)
+        calling = next((by_tid[tid] for tid in order if tid in by_tid), None)
         if calling is None:
             calling = by_tid.get(identity.pid, threads[0])
             session.notes.append(f"no thread was parked in a system call; calling from thread {calling.tid}")
