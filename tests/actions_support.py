@@ -12,6 +12,7 @@ answers commands on stdin (the main thread is parked in read(2) between them):
 - ``selflock`` / ``unlock`` -> the main thread itself takes / releases that arena's mutex (so
   the thread parked in read(2) is the one holding it)
 - ``alloc MIB`` -> allocate and touch MIB MiB more (kept), answers ``allocated``
+- ``spike MIB`` -> the same spike and drain again (a new pin), answers ``spiked``
 """
 
 from __future__ import annotations
@@ -117,7 +118,14 @@ int main(int argc, char **argv) {
             printf("holding\n");
         } else if (!strncmp(line, "selflock", 8)) { lll_lock(arena_mutex); printf("locked\n"); }
         else if (!strncmp(line, "unlock", 6)) { lll_unlock(arena_mutex); printf("unlocked\n"); }
-        else if (!strncmp(line, "alloc ", 6)) {
+        else if (!strncmp(line, "spike ", 6)) {
+            size_t m = strtoul(line + 6, NULL, 10) * 1024 * 1024 / 1000;
+            char **v = malloc(m * sizeof *v);
+            for (size_t i = 0; i < m; i++) { v[i] = malloc(1000); memset(v[i], 5, 1000); }
+            for (size_t i = 0; i + 1 < m; i++) free(v[i]);
+            free(v);
+            printf("spiked\n");
+        } else if (!strncmp(line, "alloc ", 6)) {
             size_t m = strtoul(line + 6, NULL, 10) * 1024 * 1024 / 1000;
             for (size_t i = 0; i < m; i++) memset(malloc(1000), 3, 1000);
             printf("allocated\n");

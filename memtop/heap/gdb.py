@@ -38,7 +38,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
