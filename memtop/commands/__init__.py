@@ -8,6 +8,9 @@ it in ``COMMAND_MODULES``.
 COMMAND_MODULES = [
     "memtop.commands.snapshot",
     "memtop.commands.cache",
+    "memtop.commands.trim",
+    "memtop.commands.evict",
+    "memtop.commands.drop_caches",
 ]
 
 
