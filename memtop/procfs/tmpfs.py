@@ -216,9 +216,10 @@ def parse_smaps_file_entries(text: str, path: str = "smaps", *, wanted=is_shared
                 figures.get("KernelPageSize", 4096)))
 
     for line in text.splitlines():
-        if not line:
+        words = line.split(None, 1)
+        if not words:
             continue
-        first = line.split(None, 1)[0]
+        first = words[0]
         if first.endswith(":"):
             if current is None:
                 continue
