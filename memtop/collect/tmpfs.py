@@ -386,7 +386,8 @@ class _ProcessPass:
             elif target.startswith("/dev/shm/"):
                 self._posix_fd(pid, fd)
         try:
-            entries = tfs.read_maps(pid, self.root, interesting=tfs.deleted_or_shared)
+            entries = tfs.read_maps(pid, self.root, interesting=tfs.deleted_or_shared,
+                                    needles=tfs.DELETED_OR_SHARED_NEEDLES)
         except NoSuchProcess:
             return
         except AccessDenied:

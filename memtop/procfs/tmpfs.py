@@ -168,9 +168,16 @@ def is_shared_memory_entry(entry: MapsEntry) -> bool:
     return name.startswith(("/memfd:", "/SYSV", "/dev/zero (deleted)", "[anon_shmem:"))
 
 
-def parse_maps_file(text: str, path: str = "maps", *, interesting=None) -> list[MapsEntry]:
+DELETED_OR_SHARED_NEEDLES = (DELETED_SUFFIX, "/dev/shm/", "[anon_shmem:")
+
+
+def parse_maps_file(text: str, path: str = "maps", *, interesting=None, needles=None) -> list[MapsEntry]:
     """Parse /proc/PID/maps; with ``interesting(path_text) -> bool``, keep only lines whose path
-    passes (the test runs on the raw text first, so uninteresting lines cost no parsing)."""
+    passes (the test runs on the raw text first, so uninteresting lines cost no parsing). With
+    ``needles``, a text containing none of them is skipped whole (most processes map no
+    deleted file: one substring search instead of a loop over their lines)."""
+    if needles is not None and not any(n in text for n in needles):
+        return []
     out = []
     for line in text.splitlines():
         if not line:
@@ -190,9 +197,9 @@ def deleted_or_shared(tail: str) -> bool:
     return tail.endswith(DELETED_SUFFIX) or tail.startswith(("/dev/shm/", "[anon_shmem:"))
 
 
-def read_maps(pid: int, root: Path = PROC, *, interesting=None) -> list[MapsEntry]:
+def read_maps(pid: int, root: Path = PROC, *, interesting=None, needles=None) -> list[MapsEntry]:
     path = f"{root}/{pid}/maps"
-    return parse_maps_file(read_text(path), path, interesting=interesting)
+    return parse_maps_file(read_text(path), path, interesting=interesting, needles=needles)
 
 
 class SmapsFigures(NamedTuple):

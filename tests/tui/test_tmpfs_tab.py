@@ -116,3 +116,61 @@ def test_snapshot_of_the_tab(snap_compare):
         await pilot.pause()
 
     assert snap_compare(MemtopApp(sample=False), terminal_size=(120, 40), run_before=feed)
+
+
+@pytest.mark.live
+async def test_live_tab_lists_a_deleted_file_held_by_a_child(tmp_path, children, gcc):
+    """GIVEN a child holding a deleted 3 MiB file in a tmpfs mounted for the test
+    WHEN the tmpfs tab is opened on a sampling app
+    THEN the Deleted section lists the file with the child's PID, and Enter opens it in Layers."""
+    from tests.live.test_tmpfs_live import _mount_tmpfs, _umount
+    from tests.live.tmpfs_targets import HOLDER_C
+    from tests.support import compile_c
+
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    mounted = _mount_tmpfs(mountpoint)
+    directory = mountpoint if mounted else None
+    if directory is None:
+        import tempfile
+
+        directory = __import__("pathlib").Path(tempfile.mkdtemp(prefix="memtop-tui-", dir="/dev/shm"))
+    try:
+        path = directory / "held.log"
+        child = children.start([compile_c(HOLDER_C, name="shmholder"), path, 3 * 2**20, 4096, 4096, 4096])
+        app = MemtopApp(interval=0.5)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("6")
+            tab = app.query_one(TmpfsTab)
+            await pilot.press("d")
+
+            def listed():
+                table = tab.query_one("#tbl-deleted", DataTable)
+                return [r for r in cells(table) if r[0] == str(path)]
+
+            async def wait_listed():
+                for _ in range(200):
+                    rows = listed()
+                    if rows and app.snapshot is not None and app.snapshot.by_pid(child.pid):
+                        return rows
+                    await pilot.pause(0.1)
+                raise TimeoutError("the deleted file never showed up")
+
+            (row,) = await wait_listed()
+            assert row[1] == "3.00 MiB"
+            assert row[3].startswith(f"{child.pid} ")
+            table = tab.query_one("#tbl-deleted", DataTable)
+            table.focus()
+            table.move_cursor(row=[r[0] for r in cells(table)].index(str(path)))
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.target is not None and app.target.pid == child.pid
+            assert app.active_tab().TAB_ID == "layers"
+        child.close()
+    finally:
+        if mounted:
+            _umount(mountpoint)
+        else:
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)

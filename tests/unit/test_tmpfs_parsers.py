@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from memtop.collect.tmpfs import _covered, usage_from_statvfs
 from memtop.procfs import ParseError
 from memtop.procfs.tmpfs import (
+    DELETED_OR_SHARED_NEEDLES,
     deleted_or_shared,
     is_shared_memory_entry,
     parse_maps_file,
@@ -107,6 +108,11 @@ def test_maps_selects_deleted_and_shared_memory_entries():
     assert [is_shared_memory_entry(e) for e in picked] == [True, True, True, False]
     sysv = picked[0]
     assert sysv.inode == 0  # the shmid (ipc/shm.c sets i_ino = shmid)
+    # The fast path gives the same answer, and skips a text without any deleted/shared entry.
+    assert parse_maps_file(fixture("maps.holder"), interesting=deleted_or_shared,
+                           needles=DELETED_OR_SHARED_NEEDLES) == picked
+    plain = "\n".join(line for line in fixture("maps.holder").splitlines() if "deleted" not in line)
+    assert parse_maps_file(plain, interesting=deleted_or_shared, needles=DELETED_OR_SHARED_NEEDLES) == []
 
 
 def test_smaps_entries_of_shared_memory():
