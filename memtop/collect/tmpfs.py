@@ -559,7 +559,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
         seen.add(m.device)
         if m.in_shmem:
             if m.used_bytes is None:
-                tmpfs_unknown.append(m.mountpoint)
+                tmpfs_unknown.append(f"{m.mountpoint}: {m.usage_reason or 'unknown'}")
             else:
                 tmpfs_total += m.used_bytes
         else:
@@ -570,7 +570,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
     if deleted_bytes:
         note += f"; includes {deleted_bytes} bytes of deleted-but-open files"
     if tmpfs_unknown:
-        note += f"; unknown for {', '.join(tmpfs_unknown[:3])} (no size limit: see the file scan)"
+        note += f"; unknown for {'; '.join(tmpfs_unknown[:3])}"
     parts.append(ShmemPart("tmpfs files", tmpfs_total, "lower bound" if tmpfs_unknown else "measured",
                            "statvfs(2) on each mount in /proc/*/mountinfo", note))
 

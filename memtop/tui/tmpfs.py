@@ -592,6 +592,14 @@ class TmpfsTab(TabView):
                 extra.append(f"{scan.skipped_mounts} mount(s) below not entered")
             if scan.errors:
                 extra.append(f"{scan.errors} unreadable ({scan.first_error})")
+            if mount.used_bytes is not None and not scan.truncated:
+                hidden = mount.used_bytes - scan.total_allocated_bytes
+                if hidden > 0:
+                    # df (statvfs) counts what du (the scan) cannot see: deleted-but-open files,
+                    # files under a mount covering a directory, directories' own blocks.
+                    extra.append(f"df says {fmt_bytes(mount.used_bytes)} used, the files found hold "
+                                 f"{fmt_bytes(scan.total_allocated_bytes)}: {fmt_bytes(hidden)} is elsewhere "
+                                 "(deleted-but-open files: d)")
             return text + ("\n " + "; ".join(extra) if extra else "")
         index = None
         if key is not None and "#" in key:
