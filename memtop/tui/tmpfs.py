@@ -45,7 +45,7 @@ COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
     "files": (("PATH", None), ("ALLOC", 9), ("SIZE", 9), ("AGE", 7), ("OWNER", 8)),
     "deleted": (("DELETED FILE", None), ("KEPT", 9), ("SIZE", 9), ("HOLDERS", 30), ("MOUNT", 12)),
     "sysv": (("KEY", 10), ("SHMID", 6), ("SIZE", 9), ("RSS", 9), ("SWAP", 8), ("NATT", 4), ("OWNER", 8),
-             ("CPID", 7), ("LAST USE", 8), ("STATE", None)),
+             ("CPID", 7), ("ATTACHED", 10), ("STATE", None)),
     "posix": (("NAME", None), ("ALLOC", 9), ("SIZE", 9), ("AGE", 7), ("OWNER", 8), ("HOLDERS", 24)),
     "memfd": (("PID", 7), ("COMM", 15), ("KIND", 6), ("NAME", None), ("MAPPED", 9), ("RSS", 9), ("PSS", 9),
               ("SWAP", 7), ("OBJECT", 9)),
@@ -101,7 +101,7 @@ class TmpfsTab(TabView):
         ("AGE", "now minus st_mtime"),
         ("deleted KEPT", "stat(/proc/PID/fd/N) st_blocks*512 of fd links ending in \" (deleted)\" on a "
                          "memory-backed device; /proc/PID/map_files/A-B for files only mapped (maps)"),
-        ("SysV", "/proc/sysvipc/shm: size, rss, swap, nattch, cpid, atime/dtime; attached PIDs from maps "
+        ("SysV", "/proc/sysvipc/shm: size, rss, swap, nattch, cpid, ATTACHED = now - atime; attached PIDs from maps "
                  "\"/SYSV<key>\" lines (inode = shmid); ORPHAN: nattch 0"),
         ("POSIX", "files in /dev/shm (shm_open(3)); holders from fd links and maps with the same inode"),
         ("memfd RSS PSS SWAP", "/proc/PID/smaps of \"/memfd:\" and \"/dev/zero (deleted)\" mappings "
@@ -501,10 +501,11 @@ class TmpfsTab(TabView):
                 state = Text(f"removed, freed at last detach; pids {', '.join(map(str, s.attached_pids)) or '?'}")
             else:
                 state = Text(f"attached: {', '.join(map(str, s.attached_pids)) or '? (other namespace)'}")
-            last = max(s.atime, s.dtime)
+            last = s.atime  # shm_atim: the last shmat(2)
             rows.append((f"s#{i}", (f"{s.key:#010x}" if s.key else "PRIVATE", str(s.shmid), self._b(s.size_bytes),
                                     self._b(s.rss_bytes), self._b(s.swap_bytes), str(s.nattch), s.owner or str(s.uid),
-                                    str(s.cpid), fmt_duration(now - last) if last else "never", state)))
+                                    str(s.cpid), f"{fmt_duration(max(0.0, now - last))} ago" if last else "never",
+                                    state)))
         return rows
 
     def _posix_rows(self):
