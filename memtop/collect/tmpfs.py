@@ -358,7 +358,7 @@ class _ProcessPass:
     mappings: dict[int, list[tfs.MapsEntry]] = field(default_factory=dict)  # pid -> shared-memory maps entries
     comms: dict[int, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    denied: int = 0
+    denied: set[int] = field(default_factory=set)  # processes whose fd table or maps we may not read
     seen: int = 0
 
     def comm(self, pid: int) -> str:
@@ -377,7 +377,7 @@ class _ProcessPass:
         except NoSuchProcess:
             return
         except AccessDenied:
-            self.denied += 1
+            self.denied.add(pid)
             links = []
         self.seen += 1
         for fd, target in links:
@@ -391,7 +391,7 @@ class _ProcessPass:
         except NoSuchProcess:
             return
         except AccessDenied:
-            self.denied += 1
+            self.denied.add(pid)
             return
         for entry in entries:
             dev = (entry.major, entry.minor)
@@ -536,7 +536,8 @@ def _read_smaps(proc: _ProcessPass, root: Path, max_processes: int, max_bytes: i
 # --- the reconciliation ----------------------------------------------------------------------
 
 def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
-              deleted_open=(), namespaces_unread: int = 0, smaps_skipped: int = 0) -> ShmemReconciliation:
+              deleted_open=(), namespaces_unread: int = 0, smaps_skipped: int = 0,
+              processes_unreadable: int = 0) -> ShmemReconciliation:
     """What explains meminfo Shmem: tmpfs files, SysV segments, memfds, shared anonymous memory,
     and what is left. Each object is counted once (mounts by device, memfds and shared
     anonymous objects by inode), so the parts do not overlap; where a part is a lower bound or
@@ -596,7 +597,10 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
             note += f"; {lower} only from the largest Rss of one mapper (pages nobody maps are missed)"
         if hugetlb:
             note += f"; {hugetlb} on huge pages left out (HugePages_*, not Shmem)"
-        parts.append(ShmemPart(title, total, "lower bound" if lower else "measured", source, note))
+        if processes_unreadable:
+            note += f"; {processes_unreadable} process(es) not readable: what they hold is missing"
+        parts.append(ShmemPart(title, total, "lower bound" if lower or processes_unreadable else "measured",
+                               source, note))
 
     explained = sum(p.bytes or 0 for p in parts)
     remainder = shmem - explained if shmem is not None else None
@@ -607,6 +611,8 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
         what += f"; {namespaces_unread} mount namespace(s) were not readable"
     if smaps_skipped:
         what += f"; {smaps_skipped} process(es) with shared mappings skipped by the smaps bounds"
+    if processes_unreadable:
+        what += f"; memfds and shared memory of {processes_unreadable} process(es) not readable (needs root)"
     if remainder is not None and remainder < 0:
         what = ("negative: the parts exceed Shmem because tmpfs used and memfd allocated count pages "
                 "swapped out" + (f" (swap in use: {swap_used} bytes)" if swap_used else "")
@@ -693,7 +699,8 @@ def collect_report(root: Path = PROC, meminfo: Mapping[str, int] | None = None, 
     for pid in pids:
         proc.visit(pid)
     if proc.denied:
-        warnings.append(f"{proc.denied} process file(s) not readable (fd or maps of other users' processes: needs root)")
+        warnings.append(f"{len(proc.denied)} process(es) whose fd table or maps is not readable "
+                        "(other users' processes need root): their deleted files and shared memory are missing")
 
     try:
         sysv = list(tfs.read_sysvipc_shm(root))
@@ -734,7 +741,8 @@ def collect_report(root: Path = PROC, meminfo: Mapping[str, int] | None = None, 
     unread = sum(1 for ns in {ns for ns in found.pid_namespace.values()}
                  if ns not in {n for n, _, _ in found.namespaces})
     reconciliation = reconcile(meminfo, found.mounts, sysv, objects, mappings, deleted_open=deleted,
-                               namespaces_unread=unread, smaps_skipped=smaps_skipped)
+                               namespaces_unread=unread, smaps_skipped=smaps_skipped,
+                               processes_unreadable=len(proc.denied))
     return TmpfsReport(
         mounts=tuple(found.mounts),
         namespaces=tuple(found.namespaces),

@@ -332,3 +332,23 @@ def test_stacked_mount_covers_the_one_below(tmpfs_dir):
         assert tmpfs_part.quality == "lower bound" and str(directory) in tmpfs_part.note
     finally:
         _umount(directory)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop to another user")
+def test_snapshot_json_as_an_unprivileged_user_says_what_it_could_not_read():
+    """GIVEN memtop run as nobody WHEN it writes `snapshot --json` THEN it exits 0 and the tmpfs
+    section says which figures are lower bounds and why, instead of reporting 0 as measured."""
+    import json
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv(1) is missing")
+    worktree = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                           "memtop", "snapshot", "--json"], capture_output=True, text=True, cwd=worktree, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tmpfs = json.loads(done.stdout)["tmpfs"]
+    assert any("need root" in w for w in tmpfs["warnings"])
+    parts = {p["name"]: p for p in tmpfs["shmem_reconciliation"]["parts"]}
+    assert parts["memfd"]["quality"] == "lower bound" and "not readable" in parts["memfd"]["note"]
+    assert {"mountpoint", "fstype", "size_bytes", "used_bytes"} <= set(tmpfs["mounts"][0])

@@ -78,3 +78,11 @@ def test_json_section_is_deterministic_and_complete():
     assert rec["shmem_bytes"] == 80 * MiB
     assert sum(p["bytes"] for p in rec["parts"]) == rec["shmem_bytes"]
     json.dumps(doc)  # serialisable
+
+
+def test_unreadable_processes_make_object_parts_lower_bounds():
+    rec = reconcile({"Shmem": 4 * MiB}, (), (), (), (), processes_unreadable=7)
+    p = parts(rec)
+    for name in ("memfd", "shared anonymous"):
+        assert p[name].quality == "lower bound" and "7 process(es) not readable" in p[name].note
+    assert "not readable (needs root)" in p["not explained"].note
