@@ -190,6 +190,8 @@ class TmpfsTab(TabView):
 
     def on_show(self) -> None:
         self._visible.set()
+        # The section keys (m f d …) work while focus is inside the tab: start on its table.
+        self.call_after_refresh(self._table(self.section).focus)
 
     def on_hide(self) -> None:
         self._visible.clear()
