@@ -33,7 +33,6 @@ from memtop.model.tmpfs import (
     ShmemObject,
     ShmemPart,
     ShmemReconciliation,
-    SysvSegment,
     TmpfsReport,
 )
 from memtop.procfs import PAGE_SIZE, PROC, AccessDenied, NoSuchProcess, ProcfsError
