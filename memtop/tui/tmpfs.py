@@ -191,7 +191,8 @@ class TmpfsTab(TabView):
     def on_show(self) -> None:
         self._visible.set()
         # The section keys (m f d …) work while focus is inside the tab: start on its table.
-        self.call_after_refresh(self._table(self.section).focus)
+        if self.app.active_tab() is self:
+            self.call_after_refresh(self._table(self.section).focus)
 
     def on_hide(self) -> None:
         self._visible.clear()
@@ -249,7 +250,8 @@ class TmpfsTab(TabView):
         sid = event.tab.id.removeprefix("sec-")
         self.section = sid
         self.query_one(ContentSwitcher).current = f"tbl-{sid}"
-        self._table(sid).focus()
+        if self.app.active_tab() is self:  # never take the focus from another tab (at start-up)
+            self._table(sid).focus()
         if sid == "files" and self.live:
             self._auto_scan()
         self._render_all()
