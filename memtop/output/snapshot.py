@@ -22,6 +22,7 @@ from memtop.procfs import PROC
 SECTION_PROVIDERS: list[tuple[str, str]] = [
     ("pagecache", "memtop.output.pagecache:pagecache_section"),
     ("vmstat", "memtop.output.pagecache:vmstat_section"),
+    ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
 ]
 PROCESS_FIELD_PROVIDERS: list[str] = []
 
