@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -43,9 +44,11 @@ from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress, 
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
+from memtop.procfs.cachestat import file_cache_stat
 from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
 from memtop.tui.tab import TabView
 
+TREE_LIVE_MAX = 1000  # a scanned list of at most this many files is re-measured every tick
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
 SOURCE_TREE = "tree"
@@ -332,15 +335,18 @@ class PageCacheTab(TabView):
     )
     TAB_KEYS = (
         ("o", "next source: selected process, all processes, directory tree"),
-        ("t", "scan a directory tree (type its path)"),
+        ("d", "scan a directory tree (type its path)"),
         ("x", "cancel a running scan"),
+        ("e", "evict the selected file (confirmation first; the Actions code)"),
+        ("E", "evict every file in the list (confirmation first)"),
         ("r", "rescan the tree"),
         ("s", "sort column"),
         ("↑ ↓ PgUp PgDn", "move the selection"),
     )
     BINDINGS = [
         Binding("o", "next_source", "Source"),
-        Binding("t", "ask_tree", "Tree"),
+        Binding("d", "ask_tree", "Directory"),
+        Binding("E", "evict_all", "Evict all shown", show=False),
         Binding("x", "cancel_scan", "Cancel scan", show=False),
         Binding("r", "rescan", "Rescan", show=False),
     ]
@@ -399,6 +405,13 @@ class PageCacheTab(TabView):
         if self.source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
             self._files_busy = True
             self.measure_files(self.source, self._target, self.app.root)
+        elif self.source == SOURCE_TREE and not self._files_busy and self._scan_cancel is None:
+            # A short list is re-measured every tick (cachestat only, no walk), so an eviction
+            # shows at once; a long one keeps the figures of its scan (r rescans).
+            key, files, _ = self._files.get(SOURCE_TREE, (None, (), ""))
+            if files and len(files) <= TREE_LIVE_MAX:
+                self._files_busy = True
+                self.remeasure_tree(key, tuple(f.path for f in files))
         self._show_thrashing()
 
     def show_target(self, target: ProcessIdentity | None) -> None:
@@ -449,6 +462,12 @@ class PageCacheTab(TabView):
                 self.post_message(FilesReady(source, None, tuple(files), note))
         except ProcfsError as e:
             self.post_message(FilesReady(source, target, (), f"cannot list files: {e}"))
+
+    @work(thread=True, exclusive=True, group="pagecache", exit_on_error=False)
+    def remeasure_tree(self, key, paths: tuple[str, ...]) -> None:
+        """The files of a finished scan, measured again (never following a symlink)."""
+        files = tuple(CachedFile(file_cache_stat(p, follow_symlinks=False)) for p in paths)
+        self.post_message(FilesReady(SOURCE_TREE, key, files, ""))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The busy flag is reset here, in the UI thread, whatever way the worker ended.
@@ -508,7 +527,7 @@ class PageCacheTab(TabView):
     def _tree_note(self) -> str:
         p = self._scan_progress
         if self.tree_root is None:
-            return "type a directory to scan (t)"
+            return "type a directory to scan (d)"
         if p is None:
             return f"{self.tree_root}: starting"
         skipped = ", ".join(f"{n} {k}" for k, n in sorted(p.skipped.items()) if n)
@@ -643,7 +662,7 @@ class PageCacheTab(TabView):
             f"bi {fmt_bytes((last.get('pgpgin') or 0) * 1024)}/s bo {fmt_bytes((last.get('pgpgout') or 0) * 1024)}/s"
             f" majflt {fmt_rate(last.get('pgmajfault'))}"
             f" refault file {fmt_rate(last.get('workingset_refault_file'))} anon {fmt_rate(last.get('workingset_refault_anon'))}"
-            f" activate {fmt_rate(last.get('workingset_activate_file'))}")
+            f" act {fmt_rate(last.get('workingset_activate_file'))}")
         _, files, _ = self._files.get(self.source, (None, (), ""))
         finding = thrashing_finding(self.vmstat.window(), files, PAGE_SIZE) if history else None
         finding_box.set_class(finding is not None, "-thrashing")
@@ -652,26 +671,30 @@ class PageCacheTab(TabView):
         else:
             text = f" {rates}\n no thrashing: {self._why_not_thrashing()}"
         if not self.query_one("#pc-charts").display and len(history) >= 2:
+            # 80x24: no charts; one line of refaults as a sparkline, and the finding in short.
             series = [(r.get("workingset_refault_file") or 0.0) for r in history]
-            text = (f" {rates}\n refaults {sparkline(series, 30)}  "
-                    + (finding.text[:80] + "…" if finding else "no thrashing"))
+            state = (f"THRASHING: {self._thrash_summary()} (taller terminal: details)" if finding
+                     else f"no thrashing: {self._thrash_summary()}")
+            text = f" {rates}\n refaults {sparkline(series, 16)} {state}"
         finding_box.update(text)
         for chart in self.query(RateChart):
             chart.show(history)
 
-    def _why_not_thrashing(self) -> str:
+    def _thrash_summary(self) -> str:
+        """The two numbers the thrashing finding is decided on (memtop/collect/pagecache.py)."""
         window = self.vmstat.window()
         refaults = [r.get("workingset_refault_file") for r in window if r.get("workingset_refault_file") is not None]
         reads = [r.get("pgpgin") for r in window if r.get("pgpgin") is not None]
         if not refaults:
             return "no workingset_refault_file counter in /proc/vmstat"
         refault_bps = sum(refaults) / len(refaults) * PAGE_SIZE
-        text = f"file refaults {fmt_bytes(refault_bps)}/s"
-        if refault_bps < THRASH_MIN_REFAULT_BYTES_PER_S:
-            return text + f" (< {fmt_bytes(THRASH_MIN_REFAULT_BYTES_PER_S)}/s)"
         read_bps = sum(reads) / len(reads) * 1024 if reads else 0
-        share = refault_bps / read_bps if read_bps else 0.0
-        return text + f", {fmt_percent(share)} of disk reads (< {fmt_percent(THRASH_MIN_REFAULT_SHARE)})"
+        share = f", {fmt_percent(refault_bps / read_bps)} of disk reads" if read_bps else ""
+        return f"file refaults {fmt_bytes(refault_bps)}/s{share}"
+
+    def _why_not_thrashing(self) -> str:
+        return (f"{self._thrash_summary()} (thrashing: >= {fmt_bytes(THRASH_MIN_REFAULT_BYTES_PER_S)}/s"
+                f" and >= {fmt_percent(THRASH_MIN_REFAULT_SHARE)})")
 
     # --- sort and evict -------------------------------------------------------------------------
     def choose_sort(self) -> bool:
@@ -687,10 +710,24 @@ class PageCacheTab(TabView):
         self.app.push_screen(SortScreen([(c.key, c.title) for c in FILE_COLUMNS], self.table.sort_key), chosen)
         return True
 
-    def selected_files(self, all_shown: bool = False) -> list[str]:
-        """Paths for an action (evict): the selected file, or every file in the list.
+    def selected_files(self) -> list[Path]:
+        """The highlighted file, for the app's `e` (evict, memtop/tui/actions.py).
 
-        Deleted files (shown with " (deleted)") have no name to open, so they are left out.
+        A deleted file (shown with " (deleted)") has no name to open: it cannot be evicted by path.
         """
-        rows = self.table.rows if all_shown else [f for f in (self.table.selected,) if f is not None]
-        return [f.path for f in rows if not f.path.endswith(" (deleted)")]
+        return self._evictable([self.table.selected] if self.table.selected is not None else [])
+
+    def shown_files(self) -> list[Path]:
+        """Every file in the list, for `E` (evict all shown)."""
+        return self._evictable(self.table.rows)
+
+    def _evictable(self, rows) -> list[Path]:
+        paths = [Path(f.path) for f in rows if not f.path.endswith(" (deleted)")]
+        if rows and not paths:
+            self.notify("a deleted file has no name to evict by; it leaves the cache when its last holder closes it")
+        return paths
+
+    def action_evict_all(self) -> None:
+        from memtop.tui import actions
+
+        actions.start_evict(self.app, self.shown_files())

@@ -80,8 +80,8 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
         tab = await open_tab(app, pilot)
-        # WHEN the user presses t, types the directory and Enter
-        await pilot.press("t")
+        # WHEN the user presses d, types the directory and Enter
+        await pilot.press("d")
         await pilot.pause()
         assert tab.query_one("#pc-tree-input").has_focus
         tab.query_one("#pc-tree-input").value = str(tree)  # (typing 100 characters is slow in Pilot)
@@ -109,8 +109,34 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         await pilot.pause()
         detail = str(tab.query_one("#pc-detail").render())
         assert str(tree / "a.bin") in detail and "recently evicted" in detail
-        assert tab.selected_files() == [str(tree / "a.bin")]
-        assert len(tab.selected_files(all_shown=True)) == 3
+        assert tab.selected_files() == [tree / "a.bin"]
+        assert len(tab.shown_files()) == 3
+        # WHEN e is pressed on it and the eviction confirmed (y) in the Actions screen
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "EvictScreen"
+        assert app.screen.paths == [tree / "a.bin"]
+        await pilot.press("y")
+        for _ in range(100):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if app.screen.results is not None:
+                break
+        (result,) = app.screen.results
+        assert result.ok and result.after.cached_bytes == 0
+        await pilot.press("escape")
+        await pilot.pause()
+        # THEN on the next tick the list (short: re-measured every tick) shows it uncached
+        await feed(app, pilot)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        rows = {f.path: f for f in table.rows}
+        assert rows[str(tree / "a.bin")].stat.cached_bytes == 0
+        # AND E offers every file shown
+        await pilot.press("E")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "EvictScreen" and len(app.screen.paths) == 3
+        await pilot.press("n")
 
 
 async def test_o_cycles_the_sources(proc_tree: Path):
