@@ -129,3 +129,18 @@ def run_as(uid: int, func, *args, timeout: float = 20.0):
     if "error" in answer:
         raise RuntimeError(f"child failed: {answer['error']}")
     return answer["ok"]
+
+
+def stable_reading(path: Path, length: int, measure, attempts: int = 4):
+    """Read ``length`` bytes of ``path`` into the cache, then take ``measure()`` and util-linux
+    fincore's count, and ``measure()`` again. Other sessions on this machine may evict pages (or
+    drop caches) at any moment: when the two memtop readings differ, the cache moved under the
+    test, so the reading is taken again. Returns (memtop reading, fincore bytes)."""
+    for _ in range(attempts):
+        read_part(path, length)
+        first = measure()
+        independent = fincore_bytes(path) if have_fincore() else None
+        second = measure()
+        if first == second:
+            return first, independent
+    raise AssertionError(f"the page cache of {path} kept changing under the test ({attempts} attempts)")

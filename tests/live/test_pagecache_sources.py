@@ -48,7 +48,12 @@ def holder(tmp_path: Path, children):
 def test_selected_process_files(holder):
     child, opened, mapped, deleted = holder
     # GIVEN a process holding one file open, one only mapped, one open but deleted
-    files = {f.path: f for f in process_cached_files(child.pid)}
+    for _ in range(3):  # (another session may drop caches meanwhile: read again, measure again)
+        files = {f.path: f for f in process_cached_files(child.pid)}
+        if files[str(opened)].stat.cached_bytes >= 7 * PAGE and files[f"{deleted} (deleted)"].stat.cached_bytes >= 3 * PAGE:
+            break
+        read_part(opened, 8 * PAGE)
+        read_part(Path(f"/proc/{child.pid}/fd/{_fd_of(child.pid, deleted)}"), 4 * PAGE)
     # THEN all three are listed with their pid, and measured
     assert str(opened) in files and str(mapped) in files
     assert f"{deleted} (deleted)" in files
@@ -61,6 +66,13 @@ def test_selected_process_files(holder):
     assert any("python" in p or "libpython" in p for p in files)
     # sockets and pipes are not files with page cache
     assert not any(p.startswith(("socket:", "pipe:")) for p in files)
+
+
+def _fd_of(pid: int, path: Path) -> str:
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(path)):
+            return fd
+    raise LookupError(path)
 
 
 def test_refs_say_how_a_file_is_held(holder):

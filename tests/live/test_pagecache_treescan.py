@@ -55,24 +55,32 @@ def big_tree(tmp_path_factory):
 
 def test_ten_thousand_files_half_cached(big_tree):
     root, paths = big_tree
-    files, progress = scan_tree(root)
+    # Other sessions on this machine may evict pages or drop caches at any moment: when the
+    # read half is found short, it is read again and the tree scanned again (at most 3 times).
+    for _ in range(3):
+        files, progress = scan_tree(root)
+        by_path = {f.path: f for f in files}
+        read = [by_path[str(p)] for p in paths[::2]]
+        total = sum(f.cached_bytes for f in read)
+        if total == (N_FILES // 2) * SMALL:
+            break
+        for p in paths[::2]:
+            read_part(p, SMALL)
     assert progress.done and not progress.truncated and not progress.cancelled
     assert len(files) == N_FILES
-    by_path = {f.path: f for f in files}
     assert set(by_path) == {str(p) for p in paths}
+    assert all(f.size_bytes == SMALL for f in files)
+    # THEN the files never read have nothing cached, the read ones are whole
     unread = [by_path[str(p)] for p in paths[1::2]]
     assert all(f.cached_bytes == 0 for f in unread), [f for f in unread if f.cached_bytes][:3]
-    read = [by_path[str(p)] for p in paths[::2]]
-    assert all(f.size_bytes == SMALL for f in files)
-    total = sum(f.cached_bytes for f in read)
+    assert total == (N_FILES // 2) * SMALL
     if have_fincore():
-        # An independent count of a sample of the read files, right after (util-linux fincore).
-        sample = paths[:200:2]
-        independent = sum(fincore_bytes(p) for p in sample[:20])
-        ours = sum(by_path[str(p)].cached_bytes for p in sample[:20])
-        assert abs(independent - ours) <= 20 * PAGE
-    # Other sessions' memory pressure may evict a few pages between reading and scanning.
-    assert total >= 0.9 * (N_FILES // 2) * SMALL
+        # AND an independent count (util-linux fincore) of a sample agrees, taken between two scans
+        sample = [str(p) for p in paths[:40:2]]
+        independent = sum(fincore_bytes(p) for p in sample)
+        again = {f.path: f.cached_bytes for f in scan_tree(root, limit=200)[0]}
+        ours = sum(by_path[p].cached_bytes for p in sample)
+        assert independent == ours or independent == sum(again.get(p, 0) for p in sample)
 
 
 def test_threads_give_the_same_answer_in_the_same_order(big_tree):
