@@ -337,7 +337,6 @@ class PageCacheTab(TabView):
         ("o", "next source: selected process, all processes, directory tree"),
         ("d", "scan a directory tree (type its path)"),
         ("x", "cancel a running scan"),
-        ("e", "evict the selected file (confirmation first; the Actions code)"),
         ("E", "evict every file in the list (confirmation first)"),
         ("r", "rescan the tree"),
         ("s", "sort column"),
