@@ -1,7 +1,7 @@
 """The Page cache tab: what is cached per file (cachestat), who holds it, and whether the page
 cache thrashes (/proc/vmstat rates).
 
-Three sources of files, switched with ``o`` (and ``t`` for a directory):
+Three sources of files, switched with ``o`` (and ``d`` for a directory):
 (a) the files the selected process maps or holds open, (b) the files any process maps or holds
 open (the system's top cached files), (c) a directory tree the user types, scanned in a worker
 with a progress bar (``x`` cancels). Sources (a) and (b) are re-measured every tick while the tab

@@ -180,13 +180,16 @@ async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
         tab = await open_tab(app, pilot)
         tab.show_target(ProcessIdentity(child.pid, read_stat(child.pid).start_ticks))
         tab.set_source(SOURCE_PROCESS)
-        for _ in range(100):
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             await app.workers.wait_for_complete()
-            await pilot.pause()
-            if tab.query_one(FileTable).rows:
+            await pilot.pause(0.05)
+            if any(f.path == str(held) for f in tab.query_one(FileTable).rows):
                 break
         rows = {f.path: f for f in tab.query_one(FileTable).rows}
-        assert str(held) in rows
+        assert str(held) in rows, (str(tab.query_one("#pc-source").render()), list(rows)[:5])
         assert rows[str(held)].pids == (child.pid,)
         assert rows[str(held)].stat.size_bytes == 16 * PAGE
         assert rows[str(held)].stat.cached_bytes is not None  # (its value: other sessions may drop caches)
