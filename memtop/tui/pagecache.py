@@ -5,7 +5,8 @@ Three sources of files, switched with ``o`` (and ``d`` for a directory):
 (a) the files the selected process maps or holds open, (b) the files any process maps or holds
 open (the system's top cached files), (c) a directory tree the user types, scanned in a worker
 with a progress bar (``x`` cancels). Sources (a) and (b) are re-measured every tick while the tab
-is visible, in a thread worker; a tree is measured once per scan (``r`` rescans).
+is visible, in a thread worker; a scanned tree of up to TREE_LIVE_MAX files is re-measured every
+tick (cachestat only, no walk), a longer one keeps the figures of its scan (``r`` rescans).
 """
 
 from __future__ import annotations
