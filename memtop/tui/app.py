@@ -21,7 +21,7 @@ from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
 from memtop.tui.layers import LayersTab
 from memtop.tui.pagecache import PageCacheTab
-from memtop.tui.pressure import PressureTab
+from memtop.tui.pressure import PressureAlert, PressureBanner, PressureTab
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
@@ -70,8 +70,9 @@ class MemtopApp(App):
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
-                 read_only: bool = False, sample: bool = True):
+                 read_only: bool = False, sample: bool = True, psi_trigger: str | None = None):
         super().__init__()
+        self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
         self.sampler = Sampler(self.root)
         self.interval = interval
@@ -86,6 +87,7 @@ class MemtopApp(App):
     # --- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield MemoryHeader(id="header")
+        yield PressureBanner(id="pressure-banner")
         with TabbedContent(id="tabs"):
             for i, tab in enumerate(TABS):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
@@ -140,6 +142,10 @@ class MemtopApp(App):
             if not processes.table.select_pid(pid):
                 self.notify(f"no process with PID {pid}", severity="warning")
         self.update_visible()
+
+    @on(PressureAlert)
+    def _pressure_alert(self, message: PressureAlert) -> None:
+        self.query_one(PressureBanner).show_alert(message.line)
 
     def _update_header(self) -> None:
         state = []
@@ -217,6 +223,7 @@ class MemtopApp(App):
 
 
 def run_app(args) -> int:
-    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only)
+    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only,
+                    psi_trigger=getattr(args, "psi_trigger", None))
     app.run()
     return app.return_code or 0
