@@ -19,8 +19,12 @@ from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
-SECTION_PROVIDERS: list[tuple[str, str]] = []
-PROCESS_FIELD_PROVIDERS: list[str] = []
+SECTION_PROVIDERS: list[tuple[str, str]] = [
+    ("pressure", "memtop.output.pressure:pressure_section"),
+]
+PROCESS_FIELD_PROVIDERS: list[str] = [
+    "memtop.output.pressure:process_cgroup",
+]
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,8 @@ def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: 
     memsw_limit = r.limit("memory.memsw.limit_in_bytes", "memsw_limit")
     swap_current = None
     if memsw_usage is not None and current is not None:
-        # memsw counts memory + swap (cgroup-v1/memory.rst 2.4): the difference is swap.
+        # memsw counts memory + swap (cgroup-v1/memory.rst 2.4): the difference is swap
+        # (approximately: the two files are read one after the other).
         swap_current = max(0, memsw_usage - current)
     else:
         r.unknown["swap_current"] = r.unknown.get("memsw_usage", "memory or memsw usage unknown")
@@ -329,6 +330,11 @@ def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: 
         raw_stat = r.keyed("memory.stat", "stat")
         kmem = r.limit("memory.kmem.usage_in_bytes", "kernel")
         stat = v1_breakdown(raw_stat, kmem)
+        # memory.stat's swap comes from one read; memsw - usage are two reads of moving counters.
+        swap = raw_stat.get("total_swap", raw_stat.get("swap"))
+        if swap is not None:
+            swap_current = swap
+            r.unknown.pop("swap_current", None)
     for key, why in (("high", "cgroup v1 has no memory.high (soft_limit_in_bytes is the nearest)"),
                      ("low", "cgroup v1 has no memory.low"),
                      ("min", "cgroup v1 has no memory.min"),
