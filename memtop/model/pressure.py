@@ -167,7 +167,7 @@ def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> lis
         out.append(Finding(
             Severity.CRITICAL if fraction >= 0.98 else Severity.WARNING,
             f"cgroup {cgroup.path} uses {fraction * 100:.0f}% of its limit "
-            f"({cgroup.current} of {cgroup.max} bytes): the kernel reclaims inside it and "
+            f"({cgroup.current / 2**20:.1f} of {cgroup.max / 2**20:.1f} MiB): the kernel reclaims inside it and "
             f"calls the OOM killer when reclaim cannot keep up, long before the host runs out",
             "raise the limit (memory.max / memory.limit_in_bytes) or find what grows in it",
         ))

@@ -89,7 +89,7 @@ def pressure_section(context) -> dict:
         tree = walk_memory_cgroups(hierarchy)
         doc["cgroups"] = {
             "version": hierarchy.version,
-            "mount": str(hierarchy.directory),
+            "mount": hierarchy.mount_point or str(hierarchy.directory),
             "unknown_reason": None,
             "tree": [cgroup_json(cg, detail=False) for cg in tree],
         }

@@ -61,6 +61,7 @@ class MemoryHierarchy:
     version: int
     directory: Path
     mount_root: str = "/"
+    mount_point: str = ""  # as mountinfo names it (directory differs in a captured tree)
 
     def directory_of(self, cgroup_path: str) -> Path | None:
         """The directory of ``cgroup_path`` in this mount, or None when the mount cannot see it."""
@@ -145,10 +146,10 @@ def locate_memory_hierarchy(root: Path = PROC) -> MemoryHierarchy:
         except ProcfsError:
             continue
         if "memory" in controllers:
-            return MemoryHierarchy(2, directory, mount.root)
+            return MemoryHierarchy(2, directory, mount.root, mount.mount_point)
     for mount in mounts:
         if mount.fstype == "cgroup" and "memory" in mount.super_options:
-            return MemoryHierarchy(1, host_path(root, mount.mount_point), mount.root)
+            return MemoryHierarchy(1, host_path(root, mount.mount_point), mount.root, mount.mount_point)
     v2 = [m.mount_point for m in mounts if m.fstype == "cgroup2"]
     detail = f" (cgroup2 at {v2[0]} has no memory controller)" if v2 else ""
     raise ProcfsError(f"no memory cgroup controller is mounted{detail}: see {mountinfo}")

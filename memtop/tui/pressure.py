@@ -154,8 +154,8 @@ class PsiChart(PlotextPlot):
         self.resource = resource
         self._drawn_key = None
 
-    def show(self, samples: tuple[PressureSample, ...], reason: str | None) -> None:
-        key = (len(samples), samples[-1].time if samples else None, reason)
+    def show(self, samples: tuple[PressureSample, ...], reason: str | None, live: bool = True) -> None:
+        key = (len(samples), samples[-1].time if samples else None, reason, live)
         if key == self._drawn_key:
             return
         self._drawn_key = key
@@ -166,7 +166,7 @@ class PsiChart(PlotextPlot):
         if reason is not None:
             plt.title(f"{self.resource}: no PSI")
         elif len(series) < 2:
-            plt.title(f"{self.resource}: waiting for readings")
+            plt.title(f"{self.resource}: waiting for readings" if live else f"{self.resource}: one reading (not live)")
         else:
             now = series[-1][0]
             xs = [t - now for t, _, _ in series]
@@ -294,7 +294,8 @@ class PressureTab(TabView):
         if self._live_loop:
             self.watch_pressure(self._trigger_spec(), root)
         else:
-            self.trigger_text = f"trigger: not armed ({root} is a captured tree, not the live /proc)"
+            self.trigger_text = "trigger: not armed (the proc root is a captured tree, not the live /proc)"
+        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
         self._show_psi()
         # The baseline for "events since memtop started": one walk now, visible or not.
         self.read_cgroups(root, None)
@@ -424,7 +425,9 @@ class PressureTab(TabView):
         result = message.result
         if result.hierarchy is not None:
             self._hierarchy = result.hierarchy
-        if result.pressure is not None:
+        if result.pressure is not None and (
+                not self.samples or dict(self.samples[-1].resources) != dict(result.pressure.resources)):
+            # A captured tree reads the same every time: one reading, not a flat line over time.
             self.samples.append(result.pressure)
         if not self._baseline_done:
             # Cgroups seen now are the "before": later ones start from zero (created since).
@@ -496,7 +499,7 @@ class PressureTab(TabView):
         reason = self._no_psi_reason()
         samples = tuple(self.samples)
         for chart in self.query(PsiChart):
-            chart.show(samples, reason)
+            chart.show(samples, reason, self._live_loop)
 
     def _show_detail(self) -> None:
         out = Text()
@@ -535,7 +538,7 @@ class PressureTab(TabView):
             tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style="dim"))
             return
         h = result.hierarchy
-        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.directory}); events+ = since memtop started"
+        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since memtop started"
         selected_path = result.selected.path if result.selected else None
         tree.show(result.tree, self.baselines, selected_path, note)
 

@@ -75,7 +75,7 @@ def cgroup(current, limit, events=None, pressure=None) -> CgroupMemory:
 def test_near_limit_finding_at_90_percent():
     assert cgroup_findings(cgroup(89 * MiB, 100 * MiB), {}) == []
     (warn,) = cgroup_findings(cgroup(90 * MiB, 100 * MiB), {})
-    assert warn.severity is Severity.WARNING and "90% of its limit" in warn.text
+    assert warn.severity is Severity.WARNING and "90% of its limit (90.0 of 100.0 MiB)" in warn.text
     (crit,) = cgroup_findings(cgroup(99 * MiB, 100 * MiB), {})
     assert crit.severity is Severity.CRITICAL
     assert cgroup_findings(cgroup(99 * MiB, None), {}) == []  # unlimited

@@ -181,6 +181,7 @@ def test_locate_v1_in_the_captured_tree_and_map_a_process():
     hierarchy = locate_memory_hierarchy(root)
     assert hierarchy.version == 1
     assert hierarchy.directory == FIX / "tree" / "sys/fs/cgroup/memory"
+    assert hierarchy.mount_point == "/sys/fs/cgroup/memory"
     pids = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit())
     paths = {memory_cgroup_of(pid, hierarchy, root) for pid in pids}
     assert "/memtop-test" in paths
