@@ -243,17 +243,24 @@ def top_growers(processes, count: int = 3) -> tuple[Grower, ...]:
     return tuple(scored[:count])
 
 
-def stall_series(samples, resource: str) -> list[tuple[float, float, float | None]]:
-    """(time, some ms/s, full ms/s) between consecutive PressureSamples for one resource."""
+def stall_series(samples, resource: str, min_gap_s: float = 0.9) -> list[tuple[float, float, float | None]]:
+    """(time, some ms/s, full ms/s) between PressureSamples for one resource.
+
+    Readings closer than ``min_gap_s`` to the previous one used (an extra read when a trigger
+    fired) are skipped: the kernel folds per-CPU stall time into ``total`` only when tasks
+    change state, so a rate over a few milliseconds is noise.
+    """
     out = []
     prev = None
     for sample in samples:
         current = sample.resources.get(resource)
-        if prev is not None and current is not None:
-            before = prev.resources.get(resource)
-            if before is not None:
-                rate = stall_rate(before, current, sample.time - prev.time)
-                if rate is not None:
-                    out.append((sample.time, rate.some_ms_per_s, rate.full_ms_per_s))
+        if current is None:
+            continue
+        if prev is not None:
+            if sample.time - prev.time < min_gap_s:
+                continue
+            rate = stall_rate(prev.resources[resource], current, sample.time - prev.time)
+            if rate is not None:
+                out.append((sample.time, rate.some_ms_per_s, rate.full_ms_per_s))
         prev = sample
     return out

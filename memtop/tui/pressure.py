@@ -27,7 +27,7 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from memtop.format import fmt_bytes, fmt_percent
+from memtop.format import fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding
 from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
@@ -82,10 +82,11 @@ class PsiRead(Message):
 
 
 class TriggerState(Message):
-    def __init__(self, armed: bool, text: str):
+    def __init__(self, armed: bool, text: str, spec: TriggerSpec | None = None):
         super().__init__()
         self.armed = armed
         self.text = text
+        self.spec = spec  # the trigger as registered (it may differ from the one asked for)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class PressureBanner(Static):
         self._timer = None
 
     def show_alert(self, line: str) -> None:
-        self.update(f" ⚠ {line}  (7: Pressure tab)")
+        self.update(Text(f" ⚠ {line}  (7: Pressure tab)"))  # Text: a command line may hold [markup]
         self.add_class("-alert")
         if self._timer is not None:
             self._timer.stop()
@@ -189,13 +190,18 @@ class CgroupTree(Static):
 
     def show(self, tree: tuple[CgroupMemory, ...], baselines: dict, selected_path: str | None, note: str) -> None:
         style = self.get_component_rich_style
+        # Narrow panes drop use% first, then headroom, so the names keep some room.
+        width = self.size.width or 200
+        show_use, show_headroom = width >= 75, width >= 55
         table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style="bold")
-        table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
         table.add_column("usage", justify="right", no_wrap=True)
         table.add_column("limit", justify="right", no_wrap=True)
-        table.add_column("use", justify="right", no_wrap=True)
-        table.add_column("headroom", justify="right", no_wrap=True)
-        table.add_column("events+", no_wrap=True)
+        if show_use:
+            table.add_column("use", justify="right", no_wrap=True)
+        if show_headroom:
+            table.add_column("headroom", justify="right", no_wrap=True)
+        table.add_column("events+", overflow="fold", max_width=24)
         for cg in tree:
             since = events_since(baselines.get(cg.path, {}), cg.events)
             row_style = Style()
@@ -205,15 +211,14 @@ class CgroupTree(Static):
                 row_style += style("cgroup-tree--event")
             elif cg.usage_fraction is not None and cg.usage_fraction >= NEAR_LIMIT_FRACTION:
                 row_style += style("cgroup-tree--near")
-            table.add_row(
-                "  " * cg.depth + cg.name,
-                fmt_bytes(cg.current),
-                "max" if cg.max is None and "max" not in cg.unknown else fmt_bytes(cg.max),
-                fmt_percent(cg.usage_fraction) if cg.max is not None else "",
-                fmt_bytes(cg.headroom) if cg.max is not None else "",
-                " ".join(f"{k}+{v}" for k, v in since.items()),
-                style=row_style,
-            )
+            cells = ["  " * cg.depth + cg.name, fmt_bytes(cg.current),
+                     "max" if cg.max is None and "max" not in cg.unknown else fmt_bytes(cg.max)]
+            if show_use:
+                cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
+            if show_headroom:
+                cells.append(fmt_bytes(cg.headroom) if cg.max is not None else "")
+            cells.append(" ".join(f"{k}+{fmt_count(v)}" for k, v in since.items()))
+            table.add_row(*cells, style=row_style)
         out = Table.grid()
         out.add_row(Text(note, style=style("cgroup-tree--muted")))
         out.add_row(table)
@@ -253,13 +258,13 @@ class PressureTab(TabView):
 
     DEFAULT_CSS = """
     PressureTab { layout: vertical; }
-    #pressure-trigger { height: 1; }
+    #pressure-trigger { height: auto; max-height: 2; }
     #pressure-psi { height: 4; }
     #pressure-charts { height: 7; }
     #pressure-charts PsiChart { width: 1fr; }
     #pressure-lower { height: 1fr; }
-    #pressure-detail-scroll { width: 1fr; }
-    #pressure-tree-scroll { width: 1fr; }
+    #pressure-detail-scroll { width: 2fr; }
+    #pressure-tree-scroll { width: 3fr; }
     """
 
     def __init__(self, **kw):
@@ -271,6 +276,7 @@ class PressureTab(TabView):
         self.cgroups: CgroupResult | None = None
         self.trigger_text = "trigger: starting"
         self.trigger_armed = False
+        self.trigger_spec: TriggerSpec | None = None
         self._hierarchy: MemoryHierarchy | None = None
         self._hierarchy_error: str | None = None
         self._live_loop = False
@@ -323,15 +329,18 @@ class PressureTab(TabView):
         else:
             try:
                 trigger = PsiTrigger(spec, "memory", root)
-                text = f"trigger: armed on {trigger.path}: {trigger.spec.describe()}"
+                text = f"trigger armed on {trigger.path}: {trigger.spec.describe()}"
                 if trigger.adjusted:
-                    text += f" ({trigger.adjusted})"
-                self.post_message(TriggerState(True, text))
+                    text += (f" (asked {trigger.asked.describe()}: without CAP_SYS_RESOURCE the kernel "
+                             "takes only windows in multiples of 2 s)")
+                self.post_message(TriggerState(True, text, trigger.spec))
             except TriggerError as e:
                 self.post_message(TriggerState(False, f"trigger: not armed: {e}"))
         try:
+            fired = False
             while not worker.is_cancelled:
-                self.post_message(PsiRead(read_system_pressure(root), False, time.time()))
+                # One read per wake: each tick, and at once when the trigger fires.
+                self.post_message(PsiRead(read_system_pressure(root), fired, time.time()))
                 fired = False
                 deadline = time.monotonic() + max(0.2, float(getattr(self.app, "interval", 2.0)))
                 # Wait in slices so that quitting never waits for a whole interval.
@@ -348,8 +357,6 @@ class PressureTab(TabView):
                         trigger.close()
                         trigger = None
                         self.post_message(TriggerState(False, f"trigger: lost: {e}"))
-                if fired:
-                    self.post_message(PsiRead(read_system_pressure(root), True, time.time()))
         finally:
             if trigger is not None:
                 trigger.close()
@@ -381,6 +388,7 @@ class PressureTab(TabView):
         message.stop()
         self.trigger_armed = message.armed
         self.trigger_text = message.text
+        self.trigger_spec = message.spec
         self.query_one("#pressure-trigger", Static).update(self._trigger_line())
 
     def _trigger_line(self) -> Text:
@@ -403,9 +411,8 @@ class PressureTab(TabView):
     def _stall(self, message: PsiRead) -> None:
         snapshot = self.app.snapshot
         growers = top_growers(snapshot.processes) if snapshot is not None else ()
-        spec = self._trigger_spec()
-        event = StallEvent(message.wall_time, spec, message.sample.resources.get("memory"), growers)
-        line = stall_line(event)
+        event = StallEvent(message.wall_time, self.trigger_spec, message.sample.resources.get("memory"), growers)
+        line = stall_line(event, with_time=False)
         last = self.log_entries[-1] if self.log_entries else None
         if last is not None and message.wall_time - last.last < COALESCE_S:
             last.last = message.wall_time
@@ -413,9 +420,9 @@ class PressureTab(TabView):
             last.line, last.event = line, event
         else:
             self.log_entries.append(_LogEntry(message.wall_time, message.wall_time, 1, line, event))
-        self.log.warning(line)
+        self.log.warning(stall_line(event))
         self.query_one("#pressure-trigger", Static).update(self._trigger_line())
-        self.post_message(PressureAlert(event, line))
+        self.post_message(PressureAlert(event, stall_line(event, short=True)))
         if self._visible():
             self._show_detail()
 
@@ -482,7 +489,7 @@ class PressureTab(TabView):
             if psi is None:
                 table.add_row(resource, Text(f"? {latest.unknown.get(resource, '')}", style="dim"))
                 continue
-            series = stall_series(list(self.samples)[-2:], resource)
+            series = stall_series(list(self.samples)[-6:], resource)
             rate = series[-1] if series else None
             full = psi.full
             table.add_row(
@@ -527,8 +534,11 @@ class PressureTab(TabView):
         if not self.log_entries:
             out.append(" no stall since memtop started\n" if self.trigger_armed else " (no trigger armed)\n", style="dim")
         for entry in reversed(self.log_entries):
-            times = f"×{entry.count} until {time.strftime('%H:%M:%S', time.localtime(entry.last))}  " if entry.count > 1 else ""
-            out.append(f" {times}{entry.line}\n")
+            times = time.strftime("%H:%M:%S", time.localtime(entry.first))
+            if entry.count > 1:
+                times += f"–{time.strftime('%H:%M:%S', time.localtime(entry.last))} ×{entry.count}"
+            out.append(f" {times} ", style="bold")
+            out.append(f"{entry.line}\n")
         self.query_one("#pressure-detail", Static).update(out)
 
     def _show_tree(self) -> None:
@@ -559,22 +569,34 @@ class PressureTab(TabView):
         return out
 
 
-def stall_line(event: StallEvent) -> str:
-    """The log line of a stall: time, PSI, and who grew."""
-    when = time.strftime("%H:%M:%S", time.localtime(event.wall_time))
+def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -> str:
+    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner."""
+    when = time.strftime("%H:%M:%S ", time.localtime(event.wall_time)) if with_time else ""
     psi = ""
     if event.memory is not None:
         psi = f" (memory some avg10 {event.memory.some.avg10:.2f}%"
         if event.memory.full is not None:
             psi += f", full {event.memory.full.avg10:.2f}%"
         psi += ")"
-    trigger = f"{event.trigger.describe()} passed" if event.trigger else "trigger fired"
-    if event.growers:
-        who = ", ".join(f"PID {g.pid} {g.name.split()[0].rsplit('/', 1)[-1][:20]} {fmt_bytes(g.growth_per_min, signed=True)}/min"
-                        for g in event.growers)
+    trigger = f": {event.trigger.describe()} passed" if event.trigger else ""
+    growers = event.growers[:1] if short else event.growers
+    if growers:
+        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {fmt_bytes(g.growth_per_min, signed=True)}/min" for g in growers)
     else:
         who = "no process's RSS was growing"
-    return f"{when} memory stall: {trigger}{psi}; grew most: {who}"
+    if short:
+        psi = ""
+        if event.memory is not None:
+            full = f" full {event.memory.full.avg10:.1f}%" if event.memory.full is not None else ""
+            psi = f" (some {event.memory.some.avg10:.1f}%{full})"
+        return f"{when}memory stall{psi}; grew most: {who}"
+    return f"{when}memory stall{trigger}{psi}; grew most: {who}"
+
+
+def _short_name(name: str) -> str:
+    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
+    first = name.split()[0] if name.split() else name
+    return first.rsplit("/", 1)[-1][:20]
 
 
 def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None) -> Text:

@@ -128,7 +128,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             finally:
                 thrash.close()
             assert banner.has_class("-alert"), "no stall alert within 30 s of thrashing a 32 MiB cgroup"
-            assert "memory stall" in str(banner.content)
+            assert "memory stall" in str(banner.content) and "(7: Pressure tab)" in str(banner.content)
             assert tab.log_entries and "memory stall" in tab.log_entries[-1].line
             assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
             # Clicking the banner opens the Pressure tab, whose log lists the stall.

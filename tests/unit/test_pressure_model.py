@@ -54,6 +54,8 @@ def test_stall_line_names_time_psi_and_growers():
     assert "memory stall: some 200 ms per 2 s window passed" in line
     assert "some avg10 12.50%, full 4.25%" in line
     assert "PID 12 young +60.0 MiB/min" in line
+    short = stall_line(event, short=True)
+    assert "per 2 s window" not in short and short.endswith("grew most: PID 12 young +60.0 MiB/min")
     quiet = stall_line(StallEvent(0.0, None, None, ()))
     assert "no process's RSS was growing" in quiet
 

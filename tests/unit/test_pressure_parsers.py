@@ -107,7 +107,15 @@ def test_stall_series_skips_a_sample_missing_the_resource():
     line = lambda total: PsiResource(PsiLine(0, 0, 0, total), None)  # noqa: E731
     samples = [PressureSample(0.0, {"memory": line(0)}), PressureSample(1.0, {}),
                PressureSample(2.0, {"memory": line(3000)}), PressureSample(4.0, {"memory": line(7000)})]
-    assert stall_series(samples, "memory") == [(4.0, 2.0, None)]
+    assert stall_series(samples, "memory") == [(2.0, 1.5, None), (4.0, 2.0, None)]
+
+
+def test_stall_series_skips_a_reading_milliseconds_after_the_previous():
+    line = lambda total: PsiResource(PsiLine(0, 0, 0, total), PsiLine(0, 0, 0, total // 2))  # noqa: E731
+    # A trigger wake read at 2.01 s right after the tick read at 2.0 s: the rate spans 0 -> 4 s.
+    samples = [PressureSample(0.0, {"memory": line(0)}), PressureSample(2.0, {"memory": line(400_000)}),
+               PressureSample(2.01, {"memory": line(400_000)}), PressureSample(4.0, {"memory": line(1_000_000)})]
+    assert stall_series(samples, "memory") == [(2.0, 200.0, 100.0), (4.0, 300.0, 150.0)]
 
 
 # --- triggers -------------------------------------------------------------------------------------
