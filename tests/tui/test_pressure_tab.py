@@ -110,9 +110,12 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
     if reason:
         pytest.skip(reason)
     cold = make_cold_file(tmp_path / "cold", 128 << 20)
-    app = MemtopApp(sample=True, interval=1.0)  # the live /proc, default trigger
+    # The live /proc and the default trigger. The sampler thread stays off (one snapshot is
+    # posted by hand), so that no tick lands while the app shuts down.
+    app = MemtopApp(sample=False, interval=1.0)
     with V1Cgroup(32 << 20) as cg:
         async with app.run_test(size=(120, 40)) as pilot:
+            app.post_message(SnapshotReady(Sampler().sample()))
             tab = app.query_one(PressureTab)
             banner = app.query_one(PressureBanner)
             deadline = time.monotonic() + 20
