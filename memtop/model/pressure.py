@@ -143,14 +143,16 @@ class CgroupMemory:
 def events_since(baseline: Mapping[str, int] | None, events: Mapping[str, int]) -> dict[str, int]:
     """Counter increases since ``baseline`` (the first read after memtop started).
 
-    ``under_oom`` (v1) is a state, not a counter: it is never a delta. A counter that went
-    down means the cgroup was removed and created again under the same name; count from 0.
+    An empty baseline is a cgroup created since: all its events are new. A counter missing
+    from a non-empty baseline was not read then (the tree walk reads fewer files than the
+    detail view): unknown, not new. ``under_oom`` (v1) is a state, not a counter. A counter
+    that went down means the cgroup was removed and created again under the same name.
     """
     if baseline is None:
         return {}
     out = {}
     for key, value in events.items():
-        if key == "under_oom":
+        if key == "under_oom" or (baseline and key not in baseline):
             continue
         before = baseline.get(key, 0)
         delta = value - before if value >= before else value

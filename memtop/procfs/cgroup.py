@@ -266,7 +266,11 @@ class _Reader:
 
 
 def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: bool = True) -> CgroupMemory:
-    """The memory figures of one cgroup. ``detail`` adds memory.stat and memory.pressure.
+    """The memory figures of one cgroup.
+
+    Without ``detail`` (the tree walk) only usage, limits and events are read: v2 memory.current,
+    .max, .high, .events; v1 usage_in_bytes, limit_in_bytes, failcnt, oom_control. ``detail``
+    reads every file listed in the module doc.
 
     Raises NoSuchProcess when the cgroup directory is gone (removed between two reads).
     """
@@ -292,10 +296,10 @@ def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: 
             current=r.limit("memory.current", "current"),
             max=r.limit("memory.max", "max"),
             high=r.limit("memory.high", "high"),
-            low=r.limit("memory.low", "low"),
-            min=r.limit("memory.min", "min"),
-            swap_current=r.limit("memory.swap.current", "swap_current"),
-            swap_max=r.limit("memory.swap.max", "swap_max"),
+            low=r.limit("memory.low", "low") if detail else None,
+            min=r.limit("memory.min", "min") if detail else None,
+            swap_current=r.limit("memory.swap.current", "swap_current") if detail else None,
+            swap_max=r.limit("memory.swap.max", "swap_max") if detail else None,
             events=MappingProxyType(r.keyed("memory.events", "events")),
             stat=MappingProxyType(v2_breakdown(raw_stat)),
             raw_stat=MappingProxyType(raw_stat),
@@ -305,22 +309,25 @@ def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: 
         return memory
     # v1
     current = r.limit("memory.usage_in_bytes", "current")
-    memsw_usage = r.limit("memory.memsw.usage_in_bytes", "memsw_usage")
-    memsw_limit = r.limit("memory.memsw.limit_in_bytes", "memsw_limit")
+    memsw_usage = r.limit("memory.memsw.usage_in_bytes", "memsw_usage") if detail else None
+    memsw_limit = r.limit("memory.memsw.limit_in_bytes", "memsw_limit") if detail else None
     swap_current = None
-    if memsw_usage is not None and current is not None:
+    if not detail:
+        pass
+    elif memsw_usage is not None and current is not None:
         # memsw counts memory + swap (cgroup-v1/memory.rst 2.4): the difference is swap
         # (approximately: the two files are read one after the other).
         swap_current = max(0, memsw_usage - current)
     else:
         r.unknown["swap_current"] = r.unknown.get("memsw_usage", "memory or memsw usage unknown")
     events: dict[str, int] = {}
-    failcnt = r.text("memory.failcnt", "failcnt")
+    failcnt = r.limit("memory.failcnt", "failcnt")
     if failcnt is not None:
-        events["failcnt"] = int(failcnt.strip() or 0)
-    memsw_failcnt = r.text("memory.memsw.failcnt", "memsw_failcnt") if "memsw_usage" not in r.unknown else None
-    if memsw_failcnt is not None:
-        events["memsw_failcnt"] = int(memsw_failcnt.strip() or 0)
+        events["failcnt"] = failcnt
+    if detail and "memsw_usage" not in r.unknown:
+        memsw_failcnt = r.limit("memory.memsw.failcnt", "memsw_failcnt")
+        if memsw_failcnt is not None:
+            events["memsw_failcnt"] = memsw_failcnt
     oom = r.keyed("memory.oom_control", "oom_control")
     for key in ("oom_kill", "under_oom"):
         if key in oom:
@@ -350,10 +357,10 @@ def read_cgroup_memory(hierarchy: MemoryHierarchy, cgroup_path: str, *, detail: 
         events=MappingProxyType(events),
         stat=MappingProxyType(stat),
         raw_stat=MappingProxyType(raw_stat),
-        soft_limit=r.limit("memory.soft_limit_in_bytes", "soft_limit"),
+        soft_limit=r.limit("memory.soft_limit_in_bytes", "soft_limit") if detail else None,
         memsw_usage=memsw_usage,
         memsw_limit=memsw_limit,
-        max_usage=r.limit("memory.max_usage_in_bytes", "max_usage"),
+        max_usage=r.limit("memory.max_usage_in_bytes", "max_usage") if detail else None,
         unknown=MappingProxyType(r.unknown),
     )
 

@@ -66,6 +66,8 @@ def test_events_since_start():
     assert events_since(base, {"failcnt": 25, "oom_kill": 1, "under_oom": 1}) == {"failcnt": 15}
     # A cgroup created after memtop started: its baseline is empty, every event is new.
     assert events_since({}, {"oom": 2, "oom_kill": 1, "max": 0}) == {"oom": 2, "oom_kill": 1}
+    # A counter the baseline did not read (the walk skips memsw.failcnt): unknown, not new.
+    assert events_since({"failcnt": 1}, {"failcnt": 1, "memsw_failcnt": 7}) == {}
     # A counter that went down: the cgroup was re-created under the same name.
     assert events_since({"max": 50}, {"max": 4}) == {"max": 4}
 
