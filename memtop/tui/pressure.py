@@ -186,14 +186,15 @@ class PsiChart(PlotextPlot):
 class CgroupTree(Static):
     """All memory cgroups: usage against limit, headroom, events since memtop started."""
 
-    COMPONENT_CLASSES = {"cgroup-tree--event", "cgroup-tree--near", "cgroup-tree--selected", "cgroup-tree--muted"}
+    COMPONENT_CLASSES = {"cgroup-tree--event", "cgroup-tree--near", "cgroup-tree--selected", "cgroup-tree--muted",
+                         "cgroup-tree--header"}
 
     def show(self, tree: tuple[CgroupMemory, ...], baselines: dict, selected_path: str | None, note: str) -> None:
         style = self.get_component_rich_style
         # Narrow panes drop use% first, then headroom, so the names keep some room.
         width = self.size.width or 200
-        show_use, show_headroom = width >= 75, width >= 55
-        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style="bold")
+        show_use, show_headroom = width >= 68, width >= 55
+        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style=style("cgroup-tree--header"))
         table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
         table.add_column("usage", justify="right", no_wrap=True)
         table.add_column("limit", justify="right", no_wrap=True)
@@ -240,6 +241,8 @@ class _LogEntry:
 class PressureTab(TabView):
     TAB_TITLE = "Pressure"
     TAB_ID = "pressure"
+    COMPONENT_CLASSES = {"pressure--muted", "pressure--heading", "pressure--event", "pressure--critical",
+                         "pressure--warning"}
     FIGURE_SOURCES = (
         ("some / full avg10 avg60 avg300", "/proc/pressure/{memory,io,cpu} (Documentation/accounting/psi.rst)"),
         ("ms/s, charts", "Δ total (µs) of /proc/pressure/* between two reads / 1000 / seconds between them"),
@@ -265,6 +268,11 @@ class PressureTab(TabView):
     #pressure-lower { height: 1fr; }
     #pressure-detail-scroll { width: 2fr; }
     #pressure-tree-scroll { width: 3fr; }
+    PressureTab > .pressure--muted { color: $text-muted; }
+    PressureTab > .pressure--heading { text-style: bold; }
+    PressureTab > .pressure--event { text-style: bold reverse; color: $error; }
+    PressureTab > .pressure--critical { text-style: bold; color: $error; }
+    PressureTab > .pressure--warning { color: $warning; }
     """
 
     def __init__(self, **kw):
@@ -339,8 +347,9 @@ class PressureTab(TabView):
         try:
             fired = False
             while not worker.is_cancelled:
-                # One read per wake: each tick, and at once when the trigger fires.
-                self.post_message(PsiRead(read_system_pressure(root), fired, time.time()))
+                # One read per wake: each tick (unless paused), and at once when the trigger fires.
+                if fired or not getattr(self.app, "paused", False):
+                    self.post_message(PsiRead(read_system_pressure(root), fired, time.time()))
                 fired = False
                 deadline = time.monotonic() + max(0.2, float(getattr(self.app, "interval", 2.0)))
                 # Wait in slices so that quitting never waits for a whole interval.
@@ -392,10 +401,10 @@ class PressureTab(TabView):
         self.query_one("#pressure-trigger", Static).update(self._trigger_line())
 
     def _trigger_line(self) -> Text:
-        text = Text(" " + self.trigger_text, style="" if self.trigger_armed else "dim")
+        text = Text(" " + self.trigger_text, style="" if self.trigger_armed else self._style("muted"))
         if self.log_entries:
             last = self.log_entries[-1]
-            text.append(f"   last stall {time.strftime('%H:%M:%S', time.localtime(last.last))}", style="bold")
+            text.append(f"   last stall {time.strftime('%H:%M:%S', time.localtime(last.last))}", style=self._style("critical"))
         return text
 
     @on(PsiRead)
@@ -474,20 +483,20 @@ class PressureTab(TabView):
         widget = self.query_one("#pressure-psi", Static)
         reason = self._no_psi_reason()
         if reason is not None:
-            widget.update(Text(f" No PSI to show: {reason}.", style="bold"))
+            widget.update(Text(f" No PSI to show: {reason}.", style=self._style("heading")))
             return
         if not self.samples:
             widget.update(" reading /proc/pressure …")
             return
         latest = self.samples[-1]
-        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style=self._style("heading"))
         table.add_column("PSI")
         for col in ("some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s"):
             table.add_column(col, justify="right")
         for resource in PSI_RESOURCES:
             psi = latest.resources.get(resource)
             if psi is None:
-                table.add_row(resource, Text(f"? {latest.unknown.get(resource, '')}", style="dim"))
+                table.add_row(resource, Text(f"? {latest.unknown.get(resource, '')}", style=self._style("muted")))
                 continue
             series = stall_series(list(self.samples)[-6:], resource)
             rate = series[-1] if series else None
@@ -515,29 +524,30 @@ class PressureTab(TabView):
         if result is None:
             out.append(" reading cgroups …\n")
         elif result.error:
-            out.append(f" cgroups: {result.error}\n", style="dim")
+            out.append(f" cgroups: {result.error}\n", style=self._style("muted"))
         elif self._target is None:
-            out.append(" Select a process (Processes tab) to see its cgroup.\n", style="dim")
+            out.append(" Select a process (Processes tab) to see its cgroup.\n", style=self._style("muted"))
         elif selected is None:
-            out.append(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}\n", style="dim")
+            out.append(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}\n", style=self._style("muted"))
         else:
-            out.append_text(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path)))
+            out.append_text(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
         findings = self.findings()
-        out.append("\n Findings\n", style="bold")
+        out.append("\n Findings\n", style=self._style("heading"))
         if not findings:
-            out.append(" none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start\n", style="dim")
+            out.append(" none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start\n", style=self._style("muted"))
         for f in findings:
-            out.append(f" {f.severity.value.upper()}: {f.text}\n", style="bold" if f.severity.value == "critical" else "")
+            out.append(f" {f.severity.value.upper()}: {f.text}\n",
+                       style=self._style("critical" if f.severity.value == "critical" else "warning"))
             if f.next_step:
-                out.append(f"   → {f.next_step}\n", style="dim")
-        out.append("\n Stall log\n", style="bold")
+                out.append(f"   → {f.next_step}\n", style=self._style("muted"))
+        out.append("\n Stall log\n", style=self._style("heading"))
         if not self.log_entries:
-            out.append(" no stall since memtop started\n" if self.trigger_armed else " (no trigger armed)\n", style="dim")
+            out.append(" no stall since memtop started\n" if self.trigger_armed else " (no trigger armed)\n", style=self._style("muted"))
         for entry in reversed(self.log_entries):
             times = time.strftime("%H:%M:%S", time.localtime(entry.first))
             if entry.count > 1:
                 times += f"–{time.strftime('%H:%M:%S', time.localtime(entry.last))} ×{entry.count}"
-            out.append(f" {times} ", style="bold")
+            out.append(f" {times} ", style=self._style("heading"))
             out.append(f"{entry.line}\n")
         self.query_one("#pressure-detail", Static).update(out)
 
@@ -545,12 +555,15 @@ class PressureTab(TabView):
         result = self.cgroups
         tree = self.query_one(CgroupTree)
         if result is None or result.hierarchy is None:
-            tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style="dim"))
+            tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style=self._style("muted")))
             return
         h = result.hierarchy
         note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since memtop started"
         selected_path = result.selected.path if result.selected else None
         tree.show(result.tree, self.baselines, selected_path, note)
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"pressure--{name}")
 
     def findings(self) -> list[Finding]:
         out = system_findings(self.samples[-1] if self.samples else None)
@@ -599,10 +612,13 @@ def _short_name(name: str) -> str:
     return first.rsplit("/", 1)[-1][:20]
 
 
-def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None) -> Text:
-    """The selected process's cgroup, figure by figure; unknowns with their reason."""
+def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Text:
+    """The selected process's cgroup, figure by figure; unknowns with their reason.
+
+    ``style(name)`` gives the Rich style of the tab's component class ``pressure--<name>``.
+    """
     out = Text()
-    out.append(f" PID {pid} in cgroup v{cg.version} ", style="bold")
+    out.append(f" PID {pid} in cgroup v{cg.version} ", style=style("heading"))
     out.append(f"{cg.path}\n")
 
     def limit(value: int | None, key: str) -> str:
@@ -619,14 +635,14 @@ def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None) -> Text:
         out.append(f" soft limit {limit(cg.soft_limit, 'soft_limit')}  peak {fmt_bytes(cg.max_usage)}"
                    f"  mem+swap {fmt_bytes(cg.memsw_usage)} of {limit(cg.memsw_limit, 'memsw_limit')}"
                    f"  swap {fmt_bytes(cg.swap_current)}\n")
-        out.append(" (v1: no memory.high/low/min, no per-cgroup pressure)\n", style="dim")
+        out.append(" (v1: no memory.high/low/min, no per-cgroup pressure)\n", style=style("muted"))
     since = events_since(baseline or {}, cg.events)
     out.append(" events ")
     if not cg.events:
-        out.append(f"? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style="dim")
+        out.append(f"? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style=style("muted"))
     for key, value in cg.events.items():
         if key in since:
-            out.append(f"{key} {value} (+{since[key]})", style="bold reverse")
+            out.append(f"{key} {value} (+{since[key]})", style=style("event"))
         else:
             out.append(f"{key} {value}")
         out.append("  ")
@@ -634,7 +650,7 @@ def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None) -> Text:
     if cg.stat:
         out.append(" stat " + "  ".join(f"{k} {fmt_bytes(v)}" for k, v in cg.stat.items()) + "\n")
     elif "stat" in cg.unknown:
-        out.append(f" stat ? {cg.unknown['stat']}\n", style="dim")
+        out.append(f" stat ? {cg.unknown['stat']}\n", style=style("muted"))
     if cg.pressure is not None:
         p = cg.pressure
         full = f"  full avg10 {p.full.avg10:.2f}% avg60 {p.full.avg60:.2f}%" if p.full else ""
