@@ -60,6 +60,22 @@ async def test_tab_on_the_captured_tree():
         assert any("memory.events" in src for _, src in app.screen.figure_sources)
 
 
+async def test_v2_cgroup_of_the_selected_process():
+    root = FIX / "v2tree" / "proc"  # hand-written v2 files (see its README)
+    app = MemtopApp(root=root, sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, root)
+        detail = text_of(tab.query_one("#pressure-detail"))
+        assert "PID 4242 in cgroup v2 /system.slice/postgresql.service" in detail
+        assert "high 240 MiB" in detail and "swap 0 B of max" in detail
+        assert "memory.pressure some avg10 3.20%" in detail and "full avg10 1.10%" in detail
+        assert "stalled on memory 1.10%" in detail  # cgroup full avg10 > 0
+        assert "uses 100% of its limit" in detail  # 255 of 256 MiB
+        tree = text_of(tab.query_one(CgroupTree))
+        assert "postgresql.service" in tree and "v2, /sys/fs/cgroup" in tree
+        assert "No PSI to show" in text_of(tab.query_one("#pressure-psi"))  # the v2 tree has no proc/pressure
+
+
 async def test_events_since_start_are_highlighted(tmp_path):
     root = tmp_path / "tree"
     shutil.copytree(TREE, root)

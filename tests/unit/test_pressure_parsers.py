@@ -300,3 +300,14 @@ def test_walk_the_captured_v1_tree():
     h = locate_memory_hierarchy(FIX / "tree" / "proc")
     paths = [c.path for c in walk_memory_cgroups(h)]
     assert paths[0] == "/" and "/memtop-test" in paths and any(p.startswith("/process_api/") for p in paths)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzzed_cgroup_texts_parse_or_raise_parse_error(text):
+    for parser in (parse_cgroup_file, parse_flat_keyed_file, parse_limit_value):
+        try:
+            parser(text)
+        except ParseError:
+            pass
+    parse_mountinfo_cgroups(text)  # skips what it does not understand

@@ -47,12 +47,19 @@ def test_per_process_cgroup_fields():
     assert other["max_bytes"] is None and other["max_unlimited"] is True
 
 
-def test_v2_tree_process_cgroup(tmp_path):
+def test_v2_tree_process_cgroup():
     doc = build_snapshot(FIX / "v2tree" / "proc")
-    # The written v2 tree has no stat/status for PID 4242, so no process rows, but the section works.
     tree = {c["path"]: c for c in doc["pressure"]["cgroups"]["tree"]}
     assert doc["pressure"]["cgroups"]["version"] == 2
     assert tree["/system.slice/postgresql.service"]["events"]["oom_kill"] == 1
+    assert tree["/"]["current_bytes"] is None and "root cgroup" in tree["/"]["unknown_reasons"]["current"]
+    (proc,) = doc["processes"]
+    cg = proc["cgroup"]
+    assert (cg["version"], cg["path"], cg["current_bytes"], cg["max_bytes"]) == (
+        2, "/system.slice/postgresql.service", 267386880, 256 << 20)
+    assert cg["high_bytes"] == 240 << 20 and cg["swap_max_bytes"] is None
+    assert cg["events"] == {"low": 0, "high": 1843, "max": 340, "oom": 2, "oom_kill": 1, "oom_group_kill": 0}
+    assert cg["pressure"]["full"]["avg10"] == 1.10 and cg["unknown_reasons"] == {}
     assert doc["pressure"]["unavailable_reason"].startswith(str(FIX / "v2tree" / "proc" / "pressure"))
 
 
