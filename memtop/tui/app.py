@@ -21,7 +21,7 @@ from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
 from memtop.tui.layers import LayersTab
 from memtop.tui.pagecache import PageCacheTab
-from memtop.tui.pressure import PressureTab
+from memtop.tui.pressure import PressureAlert, PressureBanner, PressureTab
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
@@ -70,9 +70,11 @@ class MemtopApp(App):
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
-                 read_only: bool = False, sample: bool = True, sampler: Sampler | None = None):
+                 read_only: bool = False, sample: bool = True, sampler: Sampler | None = None,
+                 psi_trigger: str | None = None):
         """``sample=False`` starts no sampler thread: tests post SnapshotReady themselves."""
         super().__init__()
+        self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
         self.sampler = sampler or Sampler(self.root)
         self.interval = interval
@@ -87,6 +89,7 @@ class MemtopApp(App):
     # --- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield MemoryHeader(id="header")
+        yield PressureBanner(id="pressure-banner")
         with TabbedContent(id="tabs"):
             for i, tab in enumerate(TABS):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
@@ -141,6 +144,10 @@ class MemtopApp(App):
             if not processes.table.select_pid(pid):
                 self.notify(f"no process with PID {pid}", severity="warning")
         self.update_visible()
+
+    @on(PressureAlert)
+    def _pressure_alert(self, message: PressureAlert) -> None:
+        self.query_one(PressureBanner).show_alert(message.line)
 
     def _update_header(self) -> None:
         state = f"every {self.interval:g}s" + ("  read-only" if self.read_only else "")
@@ -214,6 +221,7 @@ class MemtopApp(App):
 
 
 def run_app(args) -> int:
-    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only)
+    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only,
+                    psi_trigger=getattr(args, "psi_trigger", None))
     app.run()
     return app.return_code or 0
