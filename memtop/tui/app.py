@@ -84,6 +84,7 @@ class MemtopApp(App):
         self.target: ProcessIdentity | None = None
         self._initial_pid = pid
         self._wake = threading.Event()
+        self._stopping = False
         self._sample = sample
 
     # --- layout -----------------------------------------------------------------
@@ -117,7 +118,7 @@ class MemtopApp(App):
     def run_sampler(self) -> None:
         """Sample on every tick and post the snapshot; the UI never waits for /proc."""
         worker = get_current_worker()
-        while not worker.is_cancelled:
+        while not worker.is_cancelled and not self._stopping:
             if not self.paused:
                 snapshot = self.sampler.sample()
                 self.post_message(SnapshotReady(snapshot))
@@ -128,8 +129,16 @@ class MemtopApp(App):
         if event.state == WorkerState.ERROR:
             self.notify(f"{event.worker.name} failed: {event.worker.error!r}", severity="error", timeout=10)
 
+    async def action_quit(self) -> None:
+        # Wake the sampler so that it sees the stop now, not after up to a whole interval.
+        self._stopping = True
+        self._wake.set()
+        self.exit()
+
     @on(SnapshotReady)
     def _snapshot_ready(self, message: SnapshotReady) -> None:
+        if self._stopping:  # a tick that arrives while the app shuts down: nothing to show
+            return
         from dataclasses import replace
 
         snapshot = replace(message.snapshot, interval_s=self.interval)
