@@ -22,13 +22,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
-from textual_plotext import PlotextPlot
 
 from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
 from memtop.tui.tab import TabView
+from memtop.tui.widgets import CachedPlot
 
 
 def _cell(text: str, width: int, align: str) -> str:
@@ -246,7 +246,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self.app.call_later(self.app.update_visible)
 
 
-class RssChart(PlotextPlot):
+class RssChart(CachedPlot):
     """The selected process's RSS over the last minutes. Redrawn only when its data changed."""
 
     def __init__(self, **kw):
@@ -267,7 +267,7 @@ class RssChart(PlotextPlot):
         plt.clear_figure()
         if view is None or len(view.history_times) < 2:
             plt.title("RSS history: waiting for a second tick" if view else "RSS history: no process selected")
-            self.refresh()
+            self.replot()
             return
         now = view.history_times[-1]
         points = [(t - now, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
@@ -276,7 +276,7 @@ class RssChart(PlotextPlot):
         plt.xlabel("seconds ago")
         plt.xfrequency(5)
         plt.yfrequency(3)
-        self.refresh()
+        self.replot()
 
 
 class ProcessesTab(TabView):
