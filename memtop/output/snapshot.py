@@ -23,8 +23,11 @@ SECTION_PROVIDERS: list[tuple[str, str]] = [
     ("pagecache", "memtop.output.pagecache:pagecache_section"),
     ("vmstat", "memtop.output.pagecache:vmstat_section"),
     ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
+    ("pressure", "memtop.output.pressure:pressure_section"),
 ]
-PROCESS_FIELD_PROVIDERS: list[str] = []
+PROCESS_FIELD_PROVIDERS: list[str] = [
+    "memtop.output.pressure:process_cgroup",
+]
 
 
 @dataclass(frozen=True)
