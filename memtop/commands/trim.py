@@ -44,7 +44,7 @@ def run(args) -> int:
 
     prediction = trim_action.predict(identity, root)
     out = sys.stderr if args.json else sys.stdout
-    if not args.json or not args.yes:
+    if prediction.refusal is None and (not args.json or not args.yes):
         print(describe_prediction(identity.pid, prediction), file=out)
     if not args.yes and prediction.refusal is None:
         if not sys.stdin.isatty():

@@ -218,16 +218,41 @@ def find_libc(pid: int, root: Path = PROC) -> LibcMapping:
     except NoSuchProcess:
         raise TargetGone(f"PID {pid} has exited") from None
     allocator = detect_allocator(maps, read_exe_header(pid, root))
+    if allocator.kind == "static":
+        raise Refused(f"PID {pid} is statically linked (no program interpreter, no libc.so.6 mapped): there is no "
+                      "shared glibc to call malloc_trim in")
     if allocator.kind != "glibc":
-        what = {"static": "it is statically linked: there is no libc.so to call malloc_trim in",
-                "unknown": "memtop can only call into a dynamically linked glibc"}.get(
-            allocator.kind, f"its malloc is {allocator.kind}, and glibc's malloc_trim would not touch that heap")
+        what = ("memtop can only call into a dynamically linked glibc" if allocator.kind == "unknown"
+                else f"glibc's malloc_trim would not touch a {allocator.kind} heap")
         raise Refused(f"PID {pid} does not use glibc malloc ({allocator.evidence}): {what}")
     libc = next((m for m in maps if _LIBC_NAME.search(m.path) and m.offset == 0), None)
     if libc is None:
         raise Refused(f"PID {pid}: libc.so.6 is mapped but its first mapping was not found in /proc/{pid}/maps")
     host = f"{root}/{pid}/root{libc.path}"
     return LibcMapping(path=libc.path, host_path=host if os.path.exists(host) else libc.path, base=libc.start)
+
+
+def arena_mutexes(pid: int, root: Path = PROC) -> list[int]:
+    """Every arena's malloc_state address (its mutex is the int at offset 0), found read-only
+    the way :func:`memtop.heap.analyze` finds them (main_arena by symbols or heuristics, then
+    ``next`` round the cycle) without walking the heap. Refused when they cannot be found:
+    without them the lock check cannot be made."""
+    from memtop.heap import glibc
+    from memtop.heap.memory import TargetMemory, read_maps
+    from memtop.heap.walk import Inconsistent, arena_addresses
+
+    try:
+        maps = read_maps(pid, root)
+        libc = glibc.open_libc(pid, maps, root)
+        if libc is None:
+            raise Refused(f"PID {pid} has no glibc mapped")
+        symbols = glibc.locate(libc)
+        with TargetMemory(pid, root) as mem:
+            return arena_addresses(mem, symbols.main_arena)
+    except NoSuchProcess:
+        raise TargetGone(f"PID {pid} has exited") from None
+    except (glibc.GlibcError, Inconsistent, ProcfsError, OSError) as e:
+        raise Refused(f"the arenas of PID {pid} could not be found, so their locks cannot be checked: {e}") from None
 
 
 def read_ints(pid: int, addresses: list[int], root: Path = PROC) -> list[int]:
@@ -687,15 +712,20 @@ def finish_session(session: GdbSession) -> list[str]:
 # --- malloc_info -----------------------------------------------------------------------
 
 
-def fetch_malloc_info(identity: ProcessIdentity, timeout: float, *, mutex_addresses: list[int] = (),
+def fetch_malloc_info(identity: ProcessIdentity, timeout: float, *, mutex_addresses: list[int] | None = None,
                       root: Path = PROC) -> str:
     """malloc_info(0, fp)'s XML from the target, without touching its stdout, stderr or files.
 
     In the target: ``open_memstream`` gives a FILE that writes to a malloc'd buffer; malloc_info
     writes there (it releases each arena lock before writing, so it cannot self-deadlock);
     fclose stores the buffer pointer and size; memtop copies the buffer out and frees it. It
-    allocates a little in the target. Raises the errors of this module.
+    allocates a little in the target. ``mutex_addresses`` default: :func:`arena_mutexes`.
+    Raises the errors of this module (Refused, TargetGone, GdbUnavailable, CallFailed, GdbError).
     """
+    if mutex_addresses is None:
+        check_identity(identity, root)
+        find_libc(identity.pid, root)  # a clear refusal for static / other allocators first
+        mutex_addresses = arena_mutexes(identity.pid, root)
     stopped = open_session(identity, mutex_addresses=list(mutex_addresses), timeout=timeout, root=root)
     session, thread = stopped.session, stopped.calling_thread
     try:

@@ -149,6 +149,21 @@ def test_watchdog_recovers_a_call_deadlocked_on_its_own_thread(children, gcc):
     assert child.ask("alloc 1") == "allocated"  # its heap still works
 
 
+def test_thread_inside_malloc_is_refused_by_the_stack_check(children, gcc):
+    # GIVEN the arena thread blocked inside malloc (on the lock the main thread holds), and the
+    # mutex check defeated (no arena list), so only the stack check stands in the way
+    child = children.start([target_binary(), "4", "arena"])
+    assert child.ask("selflock") == "locked"
+    assert child.ask("amalloc") == "requested"
+    arena_tid = next(int(t) for t in os.listdir(f"/proc/{child.pid}/task") if int(t) != child.pid)
+    wait_until(lambda: arena_tid in gdb.parked_threads(child.pid))
+    # WHEN a session is opened THEN it refuses, naming the allocator frame, and lets go
+    with pytest.raises(gdb.Refused, match=r"thread \d+ of PID \d+ is inside the allocator \((malloc|__libc_malloc)"):
+        gdb.open_session(identity_of(child.pid), mutex_addresses=[], timeout=5)
+    assert child.ask("unlock") == "unlocked"  # the blocked malloc completes
+    assert_alive_and_running(child)
+
+
 def test_target_exiting_during_attach_is_reported(children, gcc):
     # GIVEN a target that is killed the moment a tracer appears (gdb's attach)
     child = children.start([target_binary(), "4", "arena"])
@@ -226,7 +241,9 @@ def test_cli_refuses_read_only_missing_pid_and_non_root(children, gcc):
 
 def test_fetch_malloc_info_writes_nothing_to_the_target_streams(children, gcc):
     child = children.start([target_binary(), "8", "arena"])
-    xml = gdb.fetch_malloc_info(identity_of(child.pid), 5)
+    identity = identity_of(child.pid)
+    assert len(gdb.arena_mutexes(child.pid)) == 2  # found read-only: main arena + the thread's
+    xml = gdb.fetch_malloc_info(identity, 5)
     assert xml.startswith('<malloc version="1">') and xml.rstrip().endswith("</malloc>")
     assert xml.count("<heap nr=") == 2  # main arena + the arena thread's
     assert_alive_and_running(child)
