@@ -139,10 +139,9 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         pass
     refusal = None
     try:
-        gdb.find_libc(identity.pid, root)
-    except gdb.Refused as e:
-        refusal = str(e)
-    except gdb.TargetGone as e:
+        gdb.check_traceable(identity, root)  # itself, stopped, traced, kernel thread, permission
+        gdb.find_libc(identity.pid, root)  # static, musl, jemalloc...
+    except (gdb.Refused, gdb.TargetGone, gdb.GdbUnavailable) as e:
         refusal = str(e)
     report = analyze(identity.pid, root)
     kind = report.allocator_kind

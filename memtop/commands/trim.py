@@ -50,7 +50,9 @@ def run(args) -> int:
         if not sys.stdin.isatty():
             raise CliError("not a terminal: add --yes to trim without a confirmation")
         try:
-            answer = input(f"Trim PID {identity.pid}? [y/N] ")
+            out.write(f"Trim PID {identity.pid}? [y/N] ")  # never on stdout: --json output stays clean
+            out.flush()
+            answer = input()
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

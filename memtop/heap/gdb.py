@@ -190,6 +190,9 @@ def check_traceable(identity: ProcessIdentity, root: Path = PROC) -> None:
         raise TargetGone(f"PID {pid} has exited") from None
     if stat.is_kernel_thread:
         raise Refused(f"PID {pid} is a kernel thread: it has no heap")
+    if pid == os.getpid():
+        # gdb would stop memtop itself, which then could never read gdb's answer.
+        raise Refused(f"PID {pid} is this memtop: it cannot stop itself to call into itself")
     if stat.state in ("T", "t"):
         raise Refused(f"PID {pid} is stopped (state {stat.state}): memtop does not act on a stopped process; "
                       f"resume it first (kill -CONT {pid})")

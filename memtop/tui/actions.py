@@ -243,6 +243,11 @@ class TrimScreen(_ActionScreen):
             for note in r.notes:
                 if note != "detached" and not note.startswith("attached to"):
                     text.append(f"· {note}\n", style="dim")
+            if r.ok:
+                text.append("sources: predicted = read-only heap walk (/proc/PID/mem); heap released = present pages "
+                            "of the heaps in /proc/PID/pagemap; RSS = VmRSS in /proc/PID/status; stopped = memtop's "
+                            "clock from gdb's attach to its detach; minor faults = /proc/PID/stat field 10\n",
+                            style="dim")
         if self.summary is not None and self.points:
             s = self.summary
             last = self.points[-1]

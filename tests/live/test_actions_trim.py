@@ -302,3 +302,8 @@ def test_follow_up_says_when_the_memory_came_straight_back(children, gcc):
     assert len(points) >= 2 and points[-1].rss_bytes > result.rss_after + 60 * 2**20
     assert summary.came_back and "came straight back" in summary.finding
     assert summary.minflt_per_s is not None and summary.minflt_per_s > 0
+
+
+def test_memtop_refuses_to_trim_itself():
+    result = trim.trim(identity_of(os.getpid()), timeout=2, log=False)
+    assert result.status == "refused" and "this memtop" in result.message
