@@ -115,25 +115,27 @@ class BlockCache:
 
     def __init__(self, mem: TargetMemory, limit_blocks: int = 4096):
         self.mem = mem
-        self.blocks: dict[int, bytes] = {}
+        self.blocks: dict[int, memoryview] = {}
         self.limit = limit_blocks
 
-    def word(self, address: int) -> int:
-        block = address & ~(self.BLOCK - 1)
+    def _block(self, block: int):
         data = self.blocks.get(block)
         if data is None:
             if len(self.blocks) >= self.limit:
                 self.blocks.clear()
             try:
-                data = bytes(self.mem.read(block, self.BLOCK)[0])
+                data = memoryview(bytes(self.mem.read(block, self.BLOCK)[0])).cast("Q")
             except MemoryReadError:
-                # The block straddles the end of a mapping: read just the word.
-                return self.mem.word(address)
+                return None  # straddles the end of a mapping
             self.blocks[block] = data
-        offset = address - block
-        if offset + 8 <= self.BLOCK:
-            return int.from_bytes(data[offset:offset + 8], "little")
-        return self.mem.word(address)
+        return data
+
+    def word(self, address: int) -> int:
+        block = address & ~(self.BLOCK - 1)
+        data = self._block(block)
+        if data is None or address & 7:
+            return self.mem.word(address)
+        return data[(address - block) >> 3]
 
 
 @dataclass(slots=True)
@@ -154,18 +156,17 @@ class SegmentWalk:
     free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
     checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
     tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
-    fastbin_confirmed: int = 0
     end_marker: int | None = None  # where a non-top segment's fencepost was found
     swapped_pages: int = 0
     last_chunk: int | None = None  # the chunk right before top (or the fencepost)
 
 
-def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[int], tcache_keys: set[int],
+def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
                  tcache_chunks: list[int] = (), progress=None, cancel=None) -> SegmentWalk:
     """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
 
-    ``fastbin_chunks``: sorted addresses of fastbin chunks in this segment (each must be found
-    as a chunk start). ``tcache_keys``: values whose presence in a chunk's second user word marks
+    Fastbin chunks are not checked here: they come from the arena's own lists, and the arena is
+    compared before and after the walk (any push or pop changes fastbinsY). ``tcache_keys``: values whose presence in a chunk's second user word marks
     it as a tcache candidate (confirmed when the walk lands on it).
     """
     result = SegmentWalk()
@@ -173,7 +174,6 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
     end = segment.end
     free_flat: list[int] = []
     key_bytes = [k.to_bytes(8, "little") for k in tcache_keys if k]
-    fast_index = bisect.bisect_left(fastbin_chunks, p)
     tc_index = bisect.bisect_left(tcache_chunks, p)
     prev_abs = None
     chunks = 0
@@ -197,9 +197,6 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
         # Stops: fastbin chunks and tcache candidates inside this window, as word indices.
         stops = []
         window_end_abs = base + limit * 8
-        while fast_index < len(fastbin_chunks) and fastbin_chunks[fast_index] < window_end_abs:
-            stops.append(((fastbin_chunks[fast_index] - base) >> 3, 1))
-            fast_index += 1
         while tc_index < len(tcache_chunks) and tcache_chunks[tc_index] < window_end_abs:
             stops.append(((tcache_chunks[tc_index] - base) >> 3, 2))
             tc_index += 1
@@ -218,20 +215,13 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
         n = 0
         while i < limit:
             next_stop = stops[stop_i][0]
-            while next_stop < i:
-                if stops[stop_i][1] == 1:
-                    raise Inconsistent("a fastbin list points inside a chunk", base + next_stop * 8)
+            while next_stop < i:  # a candidate inside a chunk: not a tcache chunk after all
                 stop_i += 1
                 next_stop = stops[stop_i][0]
             if next_stop == i:
-                kinds = set()
+                result.tcache.append((base + i * 8, words[i + 1] & ~7))
                 while stops[stop_i][0] == i:
-                    kinds.add(stops[stop_i][1])
                     stop_i += 1
-                if 1 in kinds:
-                    result.fastbin_confirmed += 1  # a stale tcache key in a fastbin chunk: fastbin wins
-                elif 2 in kinds:
-                    result.tcache.append((base + i * 8, words[i + 1] & ~7))
                 next_stop = stops[stop_i][0]
             lim = limit if next_stop > limit else next_stop
             # The inner loop: per chunk, read size, note a free predecessor, advance.
@@ -277,20 +267,35 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
 
 
 def follow_fastbins(cache: BlockCache, state: ArenaState, layout: Layout) -> list[tuple[int, int]]:
-    """(chunk address, bin index) of every chunk on the arena's fastbin lists."""
+    """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
+    size must be its bin's (glibc checks the same in malloc_consolidate)."""
     out = []
+    append = out.append
+    block_size = cache.BLOCK
+    safe = layout.safe_linking
     for index, head in enumerate(state.fastbins):
+        expected = fastbin_chunk_size(index)
         p = head
         count = 0
+        block_base, words = -1, None
         while p:
             if p & 15:
                 raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
-            out.append((p, index))
+            base = p & ~(block_size - 1)
+            if base != block_base or p + 24 > base + block_size:
+                block_base, words = base, cache._block(base)
+            if words is not None and p + 24 <= base + block_size:
+                k = (p - base) >> 3
+                size, stored = words[k + 1] & ~7, words[k + 2]
+            else:
+                size, stored = cache.word(p + 8) & ~7, cache.word(p + 16)
+            if size != expected:
+                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
+            append((p, size))
             count += 1
             if count > MAX_LIST:
                 raise Inconsistent(f"fastbinsY[{index}] does not end", p)
-            stored = cache.word(p + 16)
-            p = reveal_ptr(p + 16, stored) if layout.safe_linking else stored
+            p = ((p + 16) >> 12) ^ stored if safe else stored
     return out
 
 
