@@ -274,7 +274,8 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                                       state.attached_threads, state.mutex, (), 0, top_address=state.top))
             continue
         is_main = state.address == syms.main_arena
-        fast_chunks = sorted(follow_fastbins(cache, state, layout))
+        pagemaps = [mem.pagemap(seg.heap_start & ~(PAGE_SIZE - 1), seg.heap_start + seg.heap_size) for seg in segments]
+        fast_chunks = sorted(follow_fastbins(mem, state, layout, pagemaps))
         fast_addresses = [a for a, _ in fast_chunks]
         fast_set = set(fast_addresses)
         free: list[tuple[int, int]] = []
@@ -284,7 +285,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         resident = 0
         top_resident = 0
         runs_by_segment = []
-        for seg in segments:
+        for seg, entries in zip(segments, pagemaps):
             lo, hi = bisect.bisect_left(fast_addresses, seg.first_chunk), bisect.bisect_left(fast_addresses, seg.end)
             if (lo < len(fast_addresses) and fast_addresses[lo] < seg.end) and not seg.first_chunk <= fast_addresses[lo]:
                 raise Inconsistent("a fastbin chunk outside the heap", fast_addresses[lo])
@@ -309,12 +310,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             walked += result.chunks
             checkpoints.extend(result.checkpoints)
             entries_start = seg.heap_start & ~(PAGE_SIZE - 1)
-            entries = mem.pagemap(entries_start, seg.heap_start + seg.heap_size)
-            resident += mem.resident_bytes(entries_start, align_up(seg.heap_start + seg.heap_size, PAGE_SIZE),
-                                           entries, entries_start)
+            resident += mem.resident_bytes(entries_start, align_up(seg.heap_start + seg.heap_size, PAGE_SIZE), entries)
             if seg.holds_top:
                 top_resident = mem.resident_bytes(align_up(seg.end, PAGE_SIZE),
-                                                  (seg.end + top_size) & ~(PAGE_SIZE - 1), entries, entries_start)
+                                                  (seg.end + top_size) & ~(PAGE_SIZE - 1), entries)
             seg_fast = fast_chunks[lo:hi]
             seg_free = [(a, s) for a, s in free if seg.first_chunk <= a < seg.end]
             runs_by_segment.append((seg, merge_runs(seg_free + seg_fast), entries, entries_start))
@@ -328,26 +327,27 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         top_start = state.top
         top_end = state.top + top_size
         top_run = None
-        for seg, runs, entries, entries_start in runs_by_segment:
+        for seg, runs, entries, _ in runs_by_segment:
             for run in runs:
                 start, end = run
-                interior = (align_up(start + 16, PAGE_SIZE), end & ~(PAGE_SIZE - 1))
-                if interior[1] > interior[0]:
-                    free_resident += mem.resident_bytes(*interior, entries, entries_start)
                 if seg.holds_top and end == seg.end:
                     top_run = run  # malloc_consolidate merges it into top
                     continue
+                if end - start < PAGE_SIZE + 48:
+                    continue  # holds no whole page (the common case: skip the calls)
+                interior_lo = align_up(start + 16, PAGE_SIZE)
+                free_resident += mem.resident_bytes(interior_lo, max(interior_lo, end & ~(PAGE_SIZE - 1)), entries)
                 rng = madvise_range(start, end)
                 if rng is not None:
-                    release += mem.resident_bytes(*rng, entries, entries_start)
+                    release += mem.resident_bytes(*rng, entries)
         if top_run is not None:
             top_start = top_run[0]
         if is_main:
             rng = systrim_range(top_start, top_end - top_start, thp_pagesize=tunables.thp_pagesize)
             heap_map = _mapping_at(maps, top_start)
             if rng is not None and heap_map is not None and heap_map.end == align_up(top_end, PAGE_SIZE):
-                seg, _, entries, entries_start = runs_by_segment[-1]
-                release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries, entries_start)
+                entries = runs_by_segment[-1][2]
+                release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries)
             pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][1], tcache)
         free_bytes = sum(s for _, s in free)
         fast_bytes = sum(s for _, s in fast_chunks)

@@ -109,11 +109,11 @@ def arena_addresses(mem: TargetMemory, main_arena: int) -> list[int]:
 
 
 class BlockCache:
-    """Small reads (list nodes) served from 64 KiB resident-only blocks read once per walk."""
+    """Small reads (tcache nodes, heap_info) served from 64 KiB resident-only blocks read once."""
 
     BLOCK = 1 << 16
 
-    def __init__(self, mem: TargetMemory, limit_blocks: int = 4096):
+    def __init__(self, mem: TargetMemory, limit_blocks: int = 8192):
         self.mem = mem
         self.blocks: dict[int, memoryview] = {}
         self.limit = limit_blocks
@@ -170,6 +170,7 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
     it as a tcache candidate (confirmed when the walk lands on it).
     """
     result = SegmentWalk()
+    patterns: dict[tuple[int, int], bytes] = {}
     p = segment.first_chunk
     end = segment.end
     free_flat: list[int] = []
@@ -213,6 +214,7 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         app = free_flat.append
         n = 0
+        last, same, k = -1, 0, 16
         while i < limit:
             next_stop = stops[stop_i][0]
             while next_stop < i:  # a candidate inside a chunk: not a tcache chunk after all
@@ -233,7 +235,30 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
                     app(i)
                 prev = i
                 n += 1
-                i += (s >> 3) or FAR
+                step = (s >> 3) or FAR
+                i += step
+                if s != last:
+                    last = s
+                    same = 0
+                    continue
+                same += 1
+                if same < 8 or not s & 1:
+                    continue
+                # Gallop through a run of identical headers (same size, PREV_INUSE set: no free
+                # chunk among them): one strided slice compared at C speed checks k chunks.
+                while i + k * step <= lim:
+                    pattern = patterns.get((s, k))
+                    if pattern is None:
+                        pattern = patterns[(s, k)] = s.to_bytes(8, "little") * k
+                    if words[i + 1:i + 1 + k * step:step].tobytes() != pattern:
+                        break
+                    prev = i + (k - 1) * step
+                    i += k * step
+                    n += k
+                    if k < 4096:
+                        k *= 2
+                k = 16
+                same = 0
             if i >= FAR // 2:
                 q = base + prev * 8
                 if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
@@ -266,29 +291,39 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
     return result
 
 
-def follow_fastbins(cache: BlockCache, state: ArenaState, layout: Layout) -> list[tuple[int, int]]:
+def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
     """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
-    size must be its bin's (glibc checks the same in malloc_consolidate)."""
+    size must be its bin's (glibc checks the same in malloc_consolidate).
+
+    Nodes are scattered over the heap, so each is read on its own (16 bytes: size and fd), after
+    checking in the arena's pagemaps that its page is present (a wild pointer must not make the
+    kernel map a zero page into the target). Reading blocks instead re-read the whole heap.
+    """
     out = []
     append = out.append
-    block_size = cache.BLOCK
     safe = layout.safe_linking
+    unpack = struct.Struct("<QQ").unpack
+    maps = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
     for index, head in enumerate(state.fastbins):
         expected = fastbin_chunk_size(index)
         p = head
         count = 0
-        block_base, words = -1, None
         while p:
             if p & 15:
                 raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
-            base = p & ~(block_size - 1)
-            if base != block_base or p + 24 > base + block_size:
-                block_base, words = base, cache._block(base)
-            if words is not None and p + 24 <= base + block_size:
-                k = (p - base) >> 3
-                size, stored = words[k + 1] & ~7, words[k + 2]
+            page = (p + 8) // PAGE_SIZE
+            for first, last, mask in maps:
+                if first <= page < last:
+                    if not mask[page - first]:
+                        raise Inconsistent(f"a fastbin chunk in a page that is not resident (fastbinsY[{index}])", p)
+                    break
             else:
-                size, stored = cache.word(p + 8) & ~7, cache.word(p + 16)
+                raise Inconsistent(f"a fastbin chunk outside the arena's heaps (fastbinsY[{index}])", p)
+            try:
+                size, stored = unpack(mem.read_direct(p + 8, 16))
+            except MemoryReadError as e:
+                raise Inconsistent(f"fastbin chunk unreadable ({e})", p) from e
+            size &= ~7
             if size != expected:
                 raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
             append((p, size))
