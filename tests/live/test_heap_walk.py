@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from memtop.heap import analyze
-from memtop.heap.memory import PM_PRESENT, TargetMemory
+from memtop.heap.memory import TargetMemory
 from memtop.procfs import PAGE_SIZE
 from tests.heap_targets import HEAP_TARGET, gdb_malloc_info, gdb_trim
 from tests.support import IS_ROOT, compile_c
@@ -141,7 +141,8 @@ def test_walk_adds_no_zero_page_mappings(children, heap_target):
             total = 0
             for arena in report.arenas:
                 for start, size in arena.heaps:
-                    total += sum(1 for e in mem.pagemap(start, start + (64 << 20)) if e & PM_PRESENT)
+                    pagemap = mem.pagemap(start, start + (64 << 20))
+                    total += pagemap.present_mask().count(1)
             return total
 
     report = analyze(child.pid)
