@@ -240,6 +240,10 @@ class LayersTab(TabView):
         self.query_one("#layers-progress").display = False
         self._show_empty()
 
+    def on_show(self) -> None:
+        # Focus the body when the tab is shown, so that r and the scroll keys reach it.
+        self.query_one("#layers-body").focus()
+
     # --- what the app calls ------------------------------------------------------
     def show_target(self, target: ProcessIdentity | None) -> None:
         if target == self.target:
