@@ -120,6 +120,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
             try:
                 report = _walk_all(mem, maps, layout, syms, identity, progress, cancel)
             except Inconsistent as e:
+                if not mem.alive():
+                    return fail("gone", f"process {pid} exited during the walk", identity, "glibc", version, runtime)
                 errors.append(e)
                 time.sleep(0.02 * attempts)
                 try:
@@ -132,6 +134,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
             except AccessDenied as e:
                 return fail("denied", e.reason, identity, "glibc", version, runtime)
             except MemoryReadError as e:
+                if not mem.alive():
+                    return fail("gone", f"process {pid} exited during the walk", identity, "glibc", version, runtime)
                 errors.append(Inconsistent(str(e), e.address))
                 continue
             now = time.monotonic()

@@ -384,7 +384,9 @@ def report_json(report: LayerReport) -> dict:
             "reason": report.kernel_reason,
         },
         "allocator": {
-            "kind": heap.allocator_kind if heap else "unknown",
+            # The kinds; a static binary's malloc is unknown (which libc it linked is not told).
+            "kind": (heap.allocator_kind if heap.allocator_kind != "static" else "unknown") if heap else "unknown",
+            "static": heap.allocator_kind == "static" if heap else None,
             "glibc_version": heap.glibc_version if heap else None,
             "valid": valid,
             "status": heap.status if heap else None,

@@ -206,17 +206,26 @@ class TargetMemory:
             if e.errno in (errno.ESRCH,):
                 raise NoSuchProcess(f"{self.root}/{self.pid}/mem") from e
             if e.errno in (errno.EIO, errno.EFAULT, errno.EINVAL):
-                if not os.path.exists(f"{self.root}/{self.pid}"):
+                if not self.alive():
                     raise NoSuchProcess(f"{self.root}/{self.pid}/mem") from e
                 raise MemoryReadError(offset, os.strerror(e.errno)) from e
             if e.errno in (errno.EACCES, errno.EPERM):
                 raise AccessDenied(f"{self.root}/{self.pid}/mem") from e
             raise
         if len(data) != size:
-            if not data and not os.path.exists(f"{self.root}/{self.pid}"):
+            if not data and not self.alive():
                 raise NoSuchProcess(f"{self.root}/{self.pid}/mem")
             raise MemoryReadError(offset, f"short read ({len(data)} of {size} bytes)")
         return data
+
+    def alive(self) -> bool:
+        """False once the process is gone or a zombie (its memory is released: reads return 0)."""
+        try:
+            with open(f"{self.root}/{self.pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
     def pagemap(self, start: int, end: int) -> "Pagemap":
         """The pagemap entries (one 64-bit word per page) of [start, end), page-aligned outward."""

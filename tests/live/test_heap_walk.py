@@ -239,3 +239,25 @@ def test_permission_denied_says_what_is_needed(children, heap_target):
     status, reason = output.splitlines()[:2]
     assert status == "denied"
     assert "root or CAP_SYS_PTRACE" in reason
+
+
+@pytest.mark.parametrize("reap", [True, False], ids=["reaped", "zombie"])
+def test_a_process_that_dies_mid_walk_is_gone(children, heap_target, reap):
+    child = children.start([heap_target, "fastbins"])
+    killed = []
+
+    def progress(done, total):
+        if not killed:
+            child.proc.kill()
+            if reap:
+                child.proc.wait()
+            else:  # leave it a zombie: /proc/PID stays, its memory is gone
+                from tests.support import wait_until
+
+                wait_until(lambda: open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z")
+            killed.append(True)
+
+    report = analyze(child.pid, progress=progress)
+    assert killed
+    assert report.status == "gone" and not report.valid
+    assert "exited" in report.reason
