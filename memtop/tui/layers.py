@@ -85,7 +85,7 @@ class LayerBar(Widget):
 
     def show(self, values: list[tuple[str, int]]) -> None:
         self.values = values
-        self.refresh()
+        self.refresh(layout=True)  # height is auto: the legend may need another line
 
     def render(self) -> Text:
         width = max(10, self.size.width)
@@ -113,8 +113,9 @@ class LayerBar(Widget):
 
 
 class LayersReady(Message):
-    def __init__(self, report: LayerReport):
+    def __init__(self, target: ProcessIdentity, report: LayerReport):
         super().__init__()
+        self.target = target
         self.report = report
 
 
@@ -226,6 +227,7 @@ class LayersTab(TabView):
         self._walking: ProcessIdentity | None = None
         self._walk_started = 0.0
         self._finished_at = 0.0
+        self._worker = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="layers-body"):
@@ -277,7 +279,7 @@ class LayersTab(TabView):
     def _start_walk(self) -> None:
         self._walking = self.target
         self._walk_started = time.monotonic()
-        self.walk(self.target, self.app.root)
+        self._worker = self.walk(self.target, self.app.root)
 
     @work(thread=True, exclusive=True, group="layers", exit_on_error=False)
     def walk(self, target: ProcessIdentity, root) -> None:
@@ -292,9 +294,14 @@ class LayersTab(TabView):
                 last_post[0] = now
                 self.post_message(LayersProgress(target, done, total))
 
-        report = explain(target.pid, root, progress=progress, cancel=lambda: worker.is_cancelled)
+        from memtop.heap import Cancelled
+
+        try:
+            report = explain(target.pid, root, progress=progress, cancel=lambda: worker.is_cancelled)
+        except Cancelled:
+            return  # another target was selected; its own walk is already running
         if not worker.is_cancelled:
-            self.post_message(LayersReady(report))
+            self.post_message(LayersReady(target, report))
 
     @on(LayersProgress)
     def _progress(self, message: LayersProgress) -> None:
@@ -310,23 +317,25 @@ class LayersTab(TabView):
 
     @on(LayersReady)
     def _ready(self, message: LayersReady) -> None:
+        if message.target != self.target:
+            return  # a walk of the previous selection that finished as it was replaced
         report = message.report
         self._walking = None
         self._finished_at = time.monotonic()
         self.query_one("#layers-progress").display = False
-        if report.identity is not None and self.target is not None and report.identity.pid != self.target.pid:
-            return
         self.report = report
         self._show(report)
 
     def on_worker_state_changed(self, event) -> None:
-        if event.worker.group == "layers" and event.state.name in ("ERROR", "CANCELLED"):
+        if event.worker.group != "layers":
+            return
+        event.stop()
+        if event.worker is self._worker and event.state.name in ("ERROR", "CANCELLED"):
             self._walking = None
             self._finished_at = time.monotonic()
             self.query_one("#layers-progress").display = False
             if event.state.name == "ERROR":
                 self.query_one("#layers-title", Static).update(f"the heap walk failed: {event.worker.error!r}")
-            event.stop()
 
     # --- drawing ----------------------------------------------------------------------
     def _show_empty(self) -> None:

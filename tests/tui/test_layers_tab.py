@@ -92,8 +92,14 @@ async def test_a_large_walk_shows_progress_and_keys_still_work(children):
         assert app.query_one("#tabs").active == "tab-processes"
         assert walking[0].state == WorkerState.RUNNING or tab.report is not None
         await pilot.press("2")
+        # Selecting another process mid-walk cancels the big walk; only the new one is shown.
+        small = children.start([compile_c(HEAP_TARGET, name="heap_target"), "inuse"])
+        app.target = identity_of(small.pid)
+        tab.show_target(app.target)
         assert await wait_for(pilot, lambda: tab.report is not None, steps=1200)
-        assert tab.report.heap.valid and tab.report.heap.chunks_walked > 1_000_000
+        assert tab.report.identity.pid == small.pid and tab.report.heap.valid
+        assert walking[0].state in (WorkerState.CANCELLED, WorkerState.SUCCESS)
+        assert f"PID {small.pid}" in str(app.query_one("#layers-title", Static).render())
 
 
 def fixed_report() -> LayerReport:
@@ -132,6 +138,8 @@ def test_layers_tab_snapshot(snap_compare):
         tab = pilot.app.query_one(LayersTab)
         tab.target = fixed_report().identity
         tab._show(fixed_report())
-        await pilot.pause()
+        for _ in range(3):  # auto-height widgets settle over a few refreshes
+            await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(MemtopApp(sample=False), terminal_size=(120, 40), run_before=run_before)
