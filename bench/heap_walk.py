@@ -1,6 +1,7 @@
 """Walk speed of the read-only glibc heap walk (issue 3, Deliver 8). Run by hand, as root:
 
     /work/main/.venv/bin/python -m bench.heap_walk [--mib 1024] [--request 24] [--repeat 3]
+        [--mixed] [--pure-python] [--symbols auto|debug|heuristic]
 
 A C target fills its main heap with `--mib` MiB of `--request`-byte allocations (chunks of
 request + 8 rounded up to 16, at least 32 bytes), frees one in 64 (so the walk also finds free
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from memtop.heap import analyze
+from memtop.heap import analyze, native
 from tests.support import Child, compile_c
 
 TARGET = r"""
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--request", type=int, default=24)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--symbols", default="auto", choices=("auto", "debug", "heuristic"))
+    parser.add_argument("--pure-python", action="store_true", help="force the pure-Python inner loop")
     parser.add_argument("--mixed", action="store_true",
                         help="request sizes vary (request .. 8*request, pseudo-random) instead of all equal")
     args = parser.parse_args()
@@ -60,12 +62,14 @@ def main() -> None:
         best = best_cpu = None
         for _ in range(args.repeat):
             start, start_cpu = time.perf_counter(), time.process_time()
-            report = analyze(child.pid, symbols=args.symbols)
+            report = analyze(child.pid, symbols=args.symbols, native=not args.pure_python)
             seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
             assert report.valid, report.reason
             best = seconds if best is None else min(best, seconds)
             best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
         heap = sum(a.system_bytes for a in report.arenas)
+        loop = "pure-Python" if args.pure_python or native.load() is None else "native (gcc, ctypes)"
+        print(f"inner loop: {loop}; {'mixed' if args.mixed else 'equal'} request sizes from {args.request} bytes")
         print(f"heap {heap / 2**20:.0f} MiB, {report.chunks_walked:,} chunks "
               f"({report.main_arena.free_count:,} free, {report.main_arena.tcache_count} tcache), "
               f"predicted trim release {report.trim_release_bytes / 2**20:.1f} MiB")

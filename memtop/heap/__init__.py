@@ -47,7 +47,7 @@ _last_valid_lock = threading.Lock()
 
 
 def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: str = "auto",
-            progress=None, cancel=None) -> HeapReport:
+            progress=None, cancel=None, native: bool = True) -> HeapReport:
     """Walk the heap of process ``pid`` and report on it. Never raises for a vanished process
     or a permission problem: the report's ``status`` and ``reason`` say why.
 
@@ -56,6 +56,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         symbols: 'auto' (libc6-dbg symbols when installed, else heuristics), 'debug', 'heuristic'.
         progress: called as ``progress(bytes_walked, bytes_total)`` from the walking thread.
         cancel: a callable; when it returns True the walk stops and Cancelled is raised.
+        native: use the compiled inner loop when it can be built (memtop.heap.native); False
+            forces the pure-Python loop. Both give the same report.
     """
     root = Path(root)
     started = time.monotonic()
@@ -118,7 +120,7 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         for attempt in range(max(1, retries)):
             attempts = attempt + 1
             try:
-                report = _walk_all(mem, maps, layout, syms, identity, progress, cancel)
+                report = _walk_all(mem, maps, layout, syms, identity, progress, cancel, native)
             except Inconsistent as e:
                 if not mem.alive():
                     return fail("gone", f"process {pid} exited during the walk", identity, "glibc", version, runtime)
@@ -249,7 +251,7 @@ def _tcache_keys_and_chunks(cache: BlockCache, syms: Symbols, layout: Layout, st
 
 
 def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symbols, identity: ProcessIdentity,
-              progress, cancel) -> HeapReport:
+              progress, cancel, native: bool = True) -> HeapReport:
     tunables = _read_tunables(mem, syms, layout)
     cache = BlockCache(mem)
     addresses = arena_addresses(mem, syms.main_arena)
@@ -301,7 +303,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                     progress(base_done + done, total_bytes)
 
             result = walk_segment(mem, seg, tcache_keys=keys, tcache_chunks=listed,
-                                  progress=seg_progress, cancel=cancel)
+                                  progress=seg_progress, cancel=cancel, use_native=native)
             done_before += seg.end - seg.first_chunk
             if seg.holds_top:
                 top_header = cache.word(seg.end + 8)

@@ -218,6 +218,16 @@ class TargetMemory:
             raise MemoryReadError(offset, f"short read ({len(data)} of {size} bytes)")
         return data
 
+    def _preadinto(self, fd: int, buffer: memoryview, offset: int) -> None:
+        """Read straight into ``buffer`` (no intermediate bytes object)."""
+        try:
+            got = os.preadv(fd, [buffer], offset)
+        except OSError:
+            buffer[:] = self._pread(fd, len(buffer), offset)  # the same errors, translated
+            return
+        if got != len(buffer):
+            buffer[:] = self._pread(fd, len(buffer), offset)
+
     def alive(self) -> bool:
         """False once the process is gone or a zombie (its memory is released: reads return 0)."""
         try:
@@ -253,6 +263,7 @@ class TargetMemory:
         if size <= 0:
             return out, 0
         end = address + size
+        view = memoryview(out)
         pagemap = self.pagemap(address, end)
         mask = pagemap.present_mask()
         swapped = pagemap.swapped_pages()
@@ -268,10 +279,11 @@ class TargetMemory:
             at = lo
             while at < hi:
                 n = min(READ_CHUNK, hi - at)
-                out[at - address:at - address + n] = self._pread(mem, n, at)
+                self._preadinto(mem, view[at - address:at - address + n], at)
                 at += n
             self.bytes_read += hi - lo
             pos = mask.find(1, stop)
+        view.release()
         return out, swapped
 
     def read_direct(self, address: int, size: int) -> bytes:

@@ -58,9 +58,9 @@ def assert_trim_prediction(report, pid):
 def test_pinned_small_chunks_both_symbol_paths(children, heap_target):
     child = children.start([heap_target, "pinned"])
     debug = analyze(child.pid, symbols="debug")
-    heuristic = analyze(child.pid, symbols="heuristic")
+    heuristic = analyze(child.pid, symbols="heuristic", native=False)
     assert debug.symbols == "debug" and heuristic.symbols == "heuristic"
-    assert debug.arenas == heuristic.arenas  # same heap, found two ways
+    assert debug.arenas == heuristic.arenas  # same heap, found two ways, walked by both loops
     assert_matches_malloc_info(debug, gdb_malloc_info(child))
     main = debug.main_arena
     # 60000 freed 208-byte chunks coalesced into one free chunk pinned by the last allocation.
@@ -76,6 +76,7 @@ def test_pinned_small_chunks_both_symbol_paths(children, heap_target):
 def test_fastbin_heavy_heap_never_consolidated(children, heap_target):
     child = children.start([heap_target, "fastbins"])
     report = analyze(child.pid)
+    assert analyze(child.pid, native=False, symbols="heuristic").arenas == report.arenas
     assert_matches_malloc_info(report, gdb_malloc_info(child))
     main = report.main_arena
     assert main.fastbin_count > 150_000 and main.free_bytes == 0

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memtop.heap import native
 from memtop.heap import walk as walk_module
 from memtop.heap.walk import Inconsistent, Segment, madvise_range, merge_runs, systrim_range, walk_segment
 
@@ -83,14 +84,21 @@ def heaps(draw):
     return chunks
 
 
+NATIVE = native.load() is not None
+BOTH_LOOPS = pytest.mark.parametrize("use_native", [
+    False, pytest.param(True, marks=pytest.mark.skipif(not NATIVE, reason=f"no native loop: {native.build_error}"))],
+    ids=["python", "native"])
+
+
+@BOTH_LOOPS
 @settings(max_examples=25, deadline=None)
-@given(heaps(), st.sampled_from([1024, 4096, 1 << 22]))
-def test_walk_finds_exactly_what_was_laid_out(chunks, window):
+@given(chunks=heaps(), window=st.sampled_from([1024, 4096, 1 << 22]))
+def test_walk_finds_exactly_what_was_laid_out(chunks, window, use_native):
     original = walk_module.WINDOW
     walk_module.WINDOW = window  # small windows exercise the window boundaries
     try:
         mem, segment, expected = lay_out(chunks)
-        result = walk_segment(mem, segment, tcache_keys={KEY})
+        result = walk_segment(mem, segment, tcache_keys={KEY}, use_native=use_native)
     finally:
         walk_module.WINDOW = original
     assert result.chunks == expected["count"]
@@ -98,20 +106,33 @@ def test_walk_finds_exactly_what_was_laid_out(chunks, window):
     assert sorted(result.tcache) == expected["tcache"]
 
 
-def test_gallop_over_a_long_run_of_identical_chunks():
+def test_the_native_loop_drains_its_buffers_when_they_fill(monkeypatch):
+    if not NATIVE:
+        pytest.skip(f"no native loop: {native.build_error}")
+    monkeypatch.setattr(walk_module, "_NATIVE_CAP", 8)  # forces many FULL returns
+    chunks = [(64, "free" if i % 2 else "used") for i in range(999)] + [(64, "tcache")] * 30 + [(64, "used")]
+    mem, segment, expected = lay_out(chunks)
+    result = walk_segment(mem, segment, tcache_keys={KEY}, use_native=True)
+    assert result.chunks == expected["count"]
+    assert sorted(result.free) == expected["free"] and sorted(result.tcache) == expected["tcache"]
+
+
+@BOTH_LOOPS
+def test_gallop_over_a_long_run_of_identical_chunks(use_native):
     chunks = [(48, "used")] * 100_000 + [(48, "free")] + [(48, "used")] * 50_000
     mem, segment, expected = lay_out(chunks)
-    result = walk_segment(mem, segment, tcache_keys=set())
+    result = walk_segment(mem, segment, tcache_keys=set(), use_native=use_native)
     assert result.chunks == 150_001
     assert result.free == expected["free"]
 
 
-def test_a_zero_size_stops_the_walk_and_says_where():
+@BOTH_LOOPS
+def test_a_zero_size_stops_the_walk_and_says_where(use_native):
     mem, segment, _ = lay_out([(64, "used")] * 10)
     bad = BASE + 5 * 64
     mem.data[bad - BASE + 8:bad - BASE + 16] = (0).to_bytes(8, "little")
     with pytest.raises(Inconsistent) as info:
-        walk_segment(mem, segment, tcache_keys=set())
+        walk_segment(mem, segment, tcache_keys=set(), use_native=use_native)
     assert info.value.address == bad
 
 
