@@ -11,6 +11,8 @@ answers commands on stdin (the main thread is parked in read(2) between them):
   int at malloc_state offset 0) and keeps it for S seconds; answers ``holding`` once held
 - ``selflock`` / ``unlock`` -> the main thread itself takes / releases that arena's mutex (so
   the thread parked in read(2) is the one holding it)
+- ``amalloc`` -> the arena thread calls malloc (after ``selflock`` it blocks inside malloc, on
+  the arena lock), answers ``requested``
 - ``alloc MIB`` -> allocate and touch MIB MiB more (kept), answers ``allocated``
 - ``spike MIB`` -> the same spike and drain again (a new pin), answers ``spiked``
 """
@@ -36,6 +38,7 @@ TARGET_SOURCE = r"""
 static volatile long max_gap_ns;
 static int *arena_mutex; /* the arena thread's malloc_state->mutex */
 static volatile int hold_seconds;
+static volatile int malloc_request;
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cmd_cond = PTHREAD_COND_INITIALIZER;
 static volatile int holding;
@@ -74,7 +77,14 @@ static void *arena_thread(void *unused) {
     arena_mutex = *(int **)((uintptr_t)p & ~(HEAP_MAX - 1)); /* heap_info.ar_ptr */
     pthread_mutex_lock(&cmd_lock);
     for (;;) {
-        while (hold_seconds == 0) pthread_cond_wait(&cmd_cond, &cmd_lock);
+        while (hold_seconds == 0 && malloc_request == 0) pthread_cond_wait(&cmd_cond, &cmd_lock);
+        if (malloc_request) {
+            malloc_request = 0;
+            pthread_mutex_unlock(&cmd_lock);
+            memset(malloc(200), 2, 200); /* blocks inside malloc while the arena is locked */
+            pthread_mutex_lock(&cmd_lock);
+            continue;
+        }
         int s = hold_seconds;
         hold_seconds = 0;
         pthread_mutex_unlock(&cmd_lock);
@@ -116,6 +126,12 @@ int main(int argc, char **argv) {
             pthread_mutex_unlock(&cmd_lock);
             while (!holding) usleep(1000);
             printf("holding\n");
+        } else if (!strncmp(line, "amalloc", 7)) {
+            pthread_mutex_lock(&cmd_lock);
+            malloc_request = 1;
+            pthread_cond_signal(&cmd_cond);
+            pthread_mutex_unlock(&cmd_lock);
+            printf("requested\n");
         } else if (!strncmp(line, "selflock", 8)) { lll_lock(arena_mutex); printf("locked\n"); }
         else if (!strncmp(line, "unlock", 6)) { lll_unlock(arena_mutex); printf("unlocked\n"); }
         else if (!strncmp(line, "spike ", 6)) {

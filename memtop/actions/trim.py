@@ -139,10 +139,9 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         pass
     refusal = None
     try:
-        gdb.find_libc(identity.pid, root)
-    except gdb.Refused as e:
-        refusal = str(e)
-    except gdb.TargetGone as e:
+        gdb.check_traceable(identity, root)  # itself, stopped, traced, kernel thread, permission
+        gdb.find_libc(identity.pid, root)  # static, musl, jemalloc...
+    except (gdb.Refused, gdb.TargetGone, gdb.GdbUnavailable) as e:
         refusal = str(e)
     report = analyze(identity.pid, root)
     kind = report.allocator_kind
@@ -228,10 +227,13 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
 
         return "ok", f"malloc_trim(0) returned {value}: RSS went down by {fmt_bytes(released)}"
     except gdb.Refused as e:
+        _carry(e, fields, notes)
         return "refused", str(e)
     except gdb.TargetGone as e:
+        _carry(e, fields, notes)
         return "gone", str(e)
     except gdb.GdbUnavailable as e:
+        _carry(e, fields, notes)
         return "unavailable", str(e)
     except gdb.CallFailed as e:
         fields["interrupted"] = e.interrupted
@@ -243,8 +245,15 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         return "failed", str(e)
     finally:
         if session is not None:
-            fields["stopped_s"] = session.times.stopped_s
+            fields["stopped_s"] = session.stopped_s
             notes.extend(session.notes)
+
+
+def _carry(error: gdb.GdbError, fields: dict, notes: list[str]) -> None:
+    """A refusal from inside open_session: keep what happened before it."""
+    notes.extend(error.notes)
+    if error.stopped_s is not None:
+        fields["stopped_s"] = error.stopped_s
 
 
 def _heap_resident(pid: int, ranges, root: Path) -> int | None:

@@ -44,13 +44,15 @@ def run(args) -> int:
 
     prediction = trim_action.predict(identity, root)
     out = sys.stderr if args.json else sys.stdout
-    if not args.json or not args.yes:
+    if prediction.refusal is None and (not args.json or not args.yes):
         print(describe_prediction(identity.pid, prediction), file=out)
     if not args.yes and prediction.refusal is None:
         if not sys.stdin.isatty():
             raise CliError("not a terminal: add --yes to trim without a confirmation")
         try:
-            answer = input(f"Trim PID {identity.pid}? [y/N] ")
+            out.write(f"Trim PID {identity.pid}? [y/N] ")  # never on stdout: --json output stays clean
+            out.flush()
+            answer = input()
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

@@ -96,8 +96,8 @@ _RUNTIME_EXES = (
 )
 
 ADVICE = {
-    "cpython": ("CPython keeps small objects in its own 256 KiB arenas (obmalloc); see them with "
-                "`sys._debugmallocstats()`, or run with PYTHONMALLOC=malloc to hand them to glibc.",),
+    "cpython": ("CPython keeps objects of up to 512 bytes in its own arenas (obmalloc), outside glibc's "
+                "heap; see them with `sys._debugmallocstats()`, or run with PYTHONMALLOC=malloc to hand them to glibc.",),
     "jvm": ("The Java heap and metaspace are the JVM's own: `jcmd PID VM.native_memory summary` "
             "(start with -XX:NativeMemoryTracking=summary) and `jcmd PID GC.heap_info`.",
             "glibc arenas under the JVM: MALLOC_ARENA_MAX=2 often cuts native RSS."),
@@ -191,10 +191,11 @@ def _runtime_regions(kind: str, maps: list[Mapping], rss: dict[int, int]) -> tup
             if m.size >= 64 << 20:
                 out.append(RuntimeRegion(m.start, m.size, rss.get(m.start), "Java heap (largest anonymous mapping)"))
     elif kind == "node":
-        # V8 reserves its pointer-compression cage (4 GiB) and allocates 256 KiB pages inside.
+        # V8 heap pages are 256 KiB-aligned anonymous mappings (kPageSize; large objects get
+        # bigger ones, still aligned). glibc's own heaps are claimed before runtime regions.
         for m in anon:
-            if m.size in (256 << 10,) or (m.start % (4 << 30) == 0 and m.size >= 1 << 30):
-                out.append(RuntimeRegion(m.start, m.size, rss.get(m.start), "V8 heap"))
+            if m.start % (256 << 10) == 0 and m.path == "":
+                out.append(RuntimeRegion(m.start, m.size, rss.get(m.start), "V8 heap page"))
     # CPython: obmalloc's 1 MiB arenas are plain anonymous mmaps that the kernel merges with
     # their neighbours, so they cannot be told apart in maps; none are claimed.
     return tuple(out)

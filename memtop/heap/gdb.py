@@ -84,7 +84,14 @@ _LIBC_NAME = re.compile(r"/libc(?:\.so\.6|-2\.\d+\.so)$")
 
 
 class GdbError(Exception):
-    """Base of the failures of this module; ``str()`` is one line for the user."""
+    """Base of the failures of this module; ``str()`` is one line for the user.
+
+    Raised by :func:`open_session`, it carries ``notes`` (what happened) and ``stopped_s`` (how
+    long the target was stopped in all, None if it never was).
+    """
+
+    notes: list[str] = []
+    stopped_s: float | None = None
 
 
 class GdbUnavailable(GdbError):
@@ -93,6 +100,11 @@ class GdbUnavailable(GdbError):
 
 class Refused(GdbError):
     """memtop decided not to act; nothing was done to the target."""
+
+
+class Busy(Refused):
+    """The target was caught inside the allocator (or with an arena lock taken) at the moment
+    of attaching: a passing state, so :func:`open_session` detaches and tries again."""
 
 
 class TargetGone(GdbError):
@@ -178,6 +190,9 @@ def check_traceable(identity: ProcessIdentity, root: Path = PROC) -> None:
         raise TargetGone(f"PID {pid} has exited") from None
     if stat.is_kernel_thread:
         raise Refused(f"PID {pid} is a kernel thread: it has no heap")
+    if pid == os.getpid():
+        # gdb would stop memtop itself, which then could never read gdb's answer.
+        raise Refused(f"PID {pid} is this memtop: it cannot stop itself to call into itself")
     if stat.state in ("T", "t"):
         raise Refused(f"PID {pid} is stopped (state {stat.state}): memtop does not act on a stopped process; "
                       f"resume it first (kill -CONT {pid})")
@@ -218,16 +233,41 @@ def find_libc(pid: int, root: Path = PROC) -> LibcMapping:
     except NoSuchProcess:
         raise TargetGone(f"PID {pid} has exited") from None
     allocator = detect_allocator(maps, read_exe_header(pid, root))
+    if allocator.kind == "static":
+        raise Refused(f"PID {pid} is statically linked (no program interpreter, no libc.so.6 mapped): there is no "
+                      "shared glibc to call malloc_trim in")
     if allocator.kind != "glibc":
-        what = {"static": "it is statically linked: there is no libc.so to call malloc_trim in",
-                "unknown": "memtop can only call into a dynamically linked glibc"}.get(
-            allocator.kind, f"its malloc is {allocator.kind}, and glibc's malloc_trim would not touch that heap")
+        what = ("memtop can only call into a dynamically linked glibc" if allocator.kind == "unknown"
+                else f"glibc's malloc_trim would not touch a {allocator.kind} heap")
         raise Refused(f"PID {pid} does not use glibc malloc ({allocator.evidence}): {what}")
     libc = next((m for m in maps if _LIBC_NAME.search(m.path) and m.offset == 0), None)
     if libc is None:
         raise Refused(f"PID {pid}: libc.so.6 is mapped but its first mapping was not found in /proc/{pid}/maps")
     host = f"{root}/{pid}/root{libc.path}"
     return LibcMapping(path=libc.path, host_path=host if os.path.exists(host) else libc.path, base=libc.start)
+
+
+def arena_mutexes(pid: int, root: Path = PROC) -> list[int]:
+    """Every arena's malloc_state address (its mutex is the int at offset 0), found read-only
+    the way :func:`memtop.heap.analyze` finds them (main_arena by symbols or heuristics, then
+    ``next`` round the cycle) without walking the heap. Refused when they cannot be found:
+    without them the lock check cannot be made."""
+    from memtop.heap import glibc
+    from memtop.heap.memory import TargetMemory, read_maps
+    from memtop.heap.walk import Inconsistent, arena_addresses
+
+    try:
+        maps = read_maps(pid, root)
+        libc = glibc.open_libc(pid, maps, root)
+        if libc is None:
+            raise Refused(f"PID {pid} has no glibc mapped")
+        symbols = glibc.locate(libc)
+        with TargetMemory(pid, root) as mem:
+            return arena_addresses(mem, symbols.main_arena)
+    except NoSuchProcess:
+        raise TargetGone(f"PID {pid} has exited") from None
+    except (glibc.GlibcError, Inconsistent, ProcfsError, OSError) as e:
+        raise Refused(f"the arenas of PID {pid} could not be found, so their locks cannot be checked: {e}") from None
 
 
 def read_ints(pid: int, addresses: list[int], root: Path = PROC) -> list[int]:
@@ -357,6 +397,7 @@ class GdbSession:
         self.attached = False
         self.exited = False
         self.times = SessionTimes()
+        self.earlier_stops_s = 0.0  # windows of earlier attaches (a Busy retry detaches first)
         self.notes: list[str] = []  # what happened, in order, for the user and the audit log
         self.stray_gdb_pid: int | None = None  # set when gdb had to be left running (see close)
 
@@ -429,7 +470,17 @@ class GdbSession:
         return self.command(f"-interpreter-exec console {_mi_quote(cli)}", timeout, what=what)
 
     # --- attach / inspect / call / detach ---
+    @property
+    def stopped_s(self) -> float | None:
+        """How long the target was stopped in all, over every attach of this session."""
+        current = self.times.stopped_s
+        if current is None:
+            return self.earlier_stops_s or None
+        return self.earlier_stops_s + current
+
     def attach(self, timeout: float) -> None:
+        if self.times.stopped_s is not None:
+            self.earlier_stops_s += self.times.stopped_s
         self.times = SessionTimes(attach_sent=time.monotonic())
         try:
             self.command(f"-target-attach {self.pid}", timeout, what="attaching")
@@ -635,41 +686,75 @@ class StoppedTarget:
     notes: list[str] = field(default_factory=list)
 
 
+ATTEMPTS = 3
+
+
 def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeout: float,
-                 root: Path = PROC) -> StoppedTarget:
+                 root: Path = PROC, attempts: int = ATTEMPTS) -> StoppedTarget:
     """Steps 1-3 of the recipe: returns the target stopped and checked, or raises (with the
-    target detached and running again). The caller calls, then :func:`finish_session`."""
+    target detached and running again). The caller calls, then :func:`finish_session`.
+
+    A busy program is often inside malloc at any given instant: when the attach catches it
+    there (:class:`Busy`), memtop detaches, waits a moment and attaches again with the same gdb,
+    up to ``attempts`` times within ``timeout``; each try stops the process once, briefly.
+    """
+    deadline = time.monotonic() + timeout
     pre = preflight(identity, mutex_addresses=mutex_addresses, timeout=timeout, root=root)
     session = GdbSession(identity, pre.libc, root=root)
     try:
         session.start(max(timeout, 10.0))
-        check_identity(identity, root)
-        session.attach(timeout)
-        threads = session.threads(timeout)
-        inside = [t for t in threads if t.allocator_frame]
-        if inside:
-            t = inside[0]
-            raise Refused(f"thread {t.tid} of PID {identity.pid} is inside the allocator ({t.allocator_frame}); "
-                          "calling malloc now could corrupt the heap: nothing was done, try again")
-        if mutex_addresses:
+        for attempt in range(1, attempts + 1):
+            check_identity(identity, root)
+            session.attach(max(0.5, deadline - time.monotonic()))
             try:
-                values = read_ints(identity.pid, mutex_addresses, root)
-            except OSError as e:
-                raise Refused(f"cannot read the arena mutexes of PID {identity.pid}: {e}") from None
-            if any(values):
-                raise Refused(f"an arena lock of PID {identity.pid} was taken as gdb attached: nothing was done, "
-                              "try again")
-        by_tid = {t.tid: t for t in threads}
-        # The main thread first when it is parked: it is the one most programs leave idle.
-        order = sorted(pre.parked_tids, key=lambda tid: tid != identity.pid)
-        calling = next((by_tid[tid] for tid in order if tid in by_tid), None)
-        if calling is None:
-            calling = by_tid.get(identity.pid, threads[0])
-            session.notes.append(f"no thread was parked in a system call; calling from thread {calling.tid}")
-        return StoppedTarget(session=session, threads=threads, calling_thread=calling)
-    except BaseException:
+                return _checked(session, identity, pre, mutex_addresses, timeout)
+            except Busy as e:
+                session.detach(timeout)
+                note = ensure_running(identity.pid, root)
+                if note:
+                    session.notes.append(note)
+                remaining = deadline - time.monotonic()
+                if attempt == attempts or remaining < 0.3:
+                    raise Busy(f"{e} (tried {attempt} time(s))") from None
+                session.notes.append(f"attempt {attempt}: {e}; detached and retried")
+                time.sleep(min(0.1 * attempt, remaining / 2))
+                wait_for_free_mutexes(identity.pid, mutex_addresses, max(0.0, deadline - time.monotonic()), root)
+                pre = Preflight(libc=pre.libc, parked_tids=tuple(parked_threads(identity.pid, root)))
+        raise AssertionError("unreachable")
+    except BaseException as e:
         finish_session(session)
+        if isinstance(e, GdbError):
+            # What happened before the refusal (attaches, retries) travels with it.
+            e.notes = list(session.notes)
+            e.stopped_s = session.stopped_s
         raise
+
+
+def _checked(session: GdbSession, identity: ProcessIdentity, pre: Preflight, mutex_addresses: list[int],
+             timeout: float) -> StoppedTarget:
+    """Step 3, with the target stopped: no thread inside the allocator, every arena lock free."""
+    root = session.root
+    threads = session.threads(timeout)
+    inside = [t for t in threads if t.allocator_frame]
+    if inside:
+        t = inside[0]
+        raise Busy(f"thread {t.tid} of PID {identity.pid} is inside the allocator ({t.allocator_frame}); "
+                   "calling malloc now could corrupt the heap: nothing was done")
+    if mutex_addresses:
+        try:
+            values = read_ints(identity.pid, mutex_addresses, root)
+        except OSError as e:
+            raise Refused(f"cannot read the arena mutexes of PID {identity.pid}: {e}") from None
+        if any(values):
+            raise Busy(f"an arena lock of PID {identity.pid} was taken as gdb attached: nothing was done")
+    by_tid = {t.tid: t for t in threads}
+    # The main thread first when it is parked: it is the one most programs leave idle.
+    order = sorted(pre.parked_tids, key=lambda tid: tid != identity.pid)
+    calling = next((by_tid[tid] for tid in order if tid in by_tid), None)
+    if calling is None:
+        calling = by_tid.get(identity.pid, threads[0])
+        session.notes.append(f"no thread was parked in a system call; calling from thread {calling.tid}")
+    return StoppedTarget(session=session, threads=threads, calling_thread=calling)
 
 
 def finish_session(session: GdbSession) -> list[str]:
@@ -687,15 +772,20 @@ def finish_session(session: GdbSession) -> list[str]:
 # --- malloc_info -----------------------------------------------------------------------
 
 
-def fetch_malloc_info(identity: ProcessIdentity, timeout: float, *, mutex_addresses: list[int] = (),
+def fetch_malloc_info(identity: ProcessIdentity, timeout: float, *, mutex_addresses: list[int] | None = None,
                       root: Path = PROC) -> str:
     """malloc_info(0, fp)'s XML from the target, without touching its stdout, stderr or files.
 
     In the target: ``open_memstream`` gives a FILE that writes to a malloc'd buffer; malloc_info
     writes there (it releases each arena lock before writing, so it cannot self-deadlock);
     fclose stores the buffer pointer and size; memtop copies the buffer out and frees it. It
-    allocates a little in the target. Raises the errors of this module.
+    allocates a little in the target. ``mutex_addresses`` default: :func:`arena_mutexes`.
+    Raises the errors of this module (Refused, TargetGone, GdbUnavailable, CallFailed, GdbError).
     """
+    if mutex_addresses is None:
+        check_identity(identity, root)
+        find_libc(identity.pid, root)  # a clear refusal for static / other allocators first
+        mutex_addresses = arena_mutexes(identity.pid, root)
     stopped = open_session(identity, mutex_addresses=list(mutex_addresses), timeout=timeout, root=root)
     session, thread = stopped.session, stopped.calling_thread
     try:

@@ -32,6 +32,7 @@ from memtop.heap.glibc import (
     align_up,
     reveal_ptr,
 )
+from memtop.heap import native
 from memtop.heap.memory import MemoryReadError, TargetMemory
 from memtop.procfs import PAGE_SIZE
 
@@ -109,31 +110,33 @@ def arena_addresses(mem: TargetMemory, main_arena: int) -> list[int]:
 
 
 class BlockCache:
-    """Small reads (list nodes) served from 64 KiB resident-only blocks read once per walk."""
+    """Small reads (tcache nodes, heap_info) served from 64 KiB resident-only blocks read once."""
 
     BLOCK = 1 << 16
 
-    def __init__(self, mem: TargetMemory, limit_blocks: int = 4096):
+    def __init__(self, mem: TargetMemory, limit_blocks: int = 8192):
         self.mem = mem
-        self.blocks: dict[int, bytes] = {}
+        self.blocks: dict[int, memoryview] = {}
         self.limit = limit_blocks
 
-    def word(self, address: int) -> int:
-        block = address & ~(self.BLOCK - 1)
+    def _block(self, block: int):
         data = self.blocks.get(block)
         if data is None:
             if len(self.blocks) >= self.limit:
                 self.blocks.clear()
             try:
-                data = bytes(self.mem.read(block, self.BLOCK)[0])
+                data = memoryview(bytes(self.mem.read(block, self.BLOCK)[0])).cast("Q")
             except MemoryReadError:
-                # The block straddles the end of a mapping: read just the word.
-                return self.mem.word(address)
+                return None  # straddles the end of a mapping
             self.blocks[block] = data
-        offset = address - block
-        if offset + 8 <= self.BLOCK:
-            return int.from_bytes(data[offset:offset + 8], "little")
-        return self.mem.word(address)
+        return data
+
+    def word(self, address: int) -> int:
+        block = address & ~(self.BLOCK - 1)
+        data = self._block(block)
+        if data is None or address & 7:
+            return self.mem.word(address)
+        return data[(address - block) >> 3]
 
 
 @dataclass(slots=True)
@@ -154,26 +157,26 @@ class SegmentWalk:
     free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
     checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
     tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
-    fastbin_confirmed: int = 0
     end_marker: int | None = None  # where a non-top segment's fencepost was found
     swapped_pages: int = 0
     last_chunk: int | None = None  # the chunk right before top (or the fencepost)
 
 
-def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[int], tcache_keys: set[int],
-                 tcache_chunks: list[int] = (), progress=None, cancel=None) -> SegmentWalk:
+def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
+                 tcache_chunks: list[int] = (), progress=None, cancel=None, use_native: bool = True) -> SegmentWalk:
     """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
 
-    ``fastbin_chunks``: sorted addresses of fastbin chunks in this segment (each must be found
-    as a chunk start). ``tcache_keys``: values whose presence in a chunk's second user word marks
-    it as a tcache candidate (confirmed when the walk lands on it).
+    Fastbin chunks are not checked here: they come from the arena's own lists, and the arena is
+    compared before and after the walk (any push or pop changes fastbinsY). ``tcache_keys``:
+    values whose presence in a chunk's second user word marks it as a tcache candidate
+    (confirmed when the walk lands on it). ``use_native``: the compiled loop when available.
     """
     result = SegmentWalk()
+    patterns: dict[tuple[int, int], bytes] = {}
     p = segment.first_chunk
     end = segment.end
     free_flat: list[int] = []
     key_bytes = [k.to_bytes(8, "little") for k in tcache_keys if k]
-    fast_index = bisect.bisect_left(fastbin_chunks, p)
     tc_index = bisect.bisect_left(tcache_chunks, p)
     prev_abs = None
     chunks = 0
@@ -194,63 +197,34 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
         lim_window = (window_len - 32) // 8
         lim_end = (end - base) // 8
         limit = min(lim_window, lim_end)
-        # Stops: fastbin chunks and tcache candidates inside this window, as word indices.
+        # Stops: tcache candidates inside this window, as word indices.
         stops = []
         window_end_abs = base + limit * 8
-        while fast_index < len(fastbin_chunks) and fastbin_chunks[fast_index] < window_end_abs:
-            stops.append(((fastbin_chunks[fast_index] - base) >> 3, 1))
-            fast_index += 1
         while tc_index < len(tcache_chunks) and tcache_chunks[tc_index] < window_end_abs:
             stops.append(((tcache_chunks[tc_index] - base) >> 3, 2))
             tc_index += 1
-        for key in key_bytes:
+        walker = native.load() if use_native and native.enabled else None
+        for key in key_bytes if walker is None else ():  # the native loop compares keys itself
             pos = data.find(key, 24)
             while pos != -1 and pos < limit * 8 + 24:
                 if pos % 16 == 8:
                     stops.append(((pos - 24) >> 3, 2))
                 pos = data.find(key, pos + 8)
-        stops.sort()
-        stops.append((FAR, 0))
-        stop_i = 0
-        i = 0
+        stops = sorted({index for index, _ in stops})
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
-        app = free_flat.append
-        n = 0
-        while i < limit:
-            next_stop = stops[stop_i][0]
-            while next_stop < i:
-                if stops[stop_i][1] == 1:
-                    raise Inconsistent("a fastbin list points inside a chunk", base + next_stop * 8)
-                stop_i += 1
-                next_stop = stops[stop_i][0]
-            if next_stop == i:
-                kinds = set()
-                while stops[stop_i][0] == i:
-                    kinds.add(stops[stop_i][1])
-                    stop_i += 1
-                if 1 in kinds:
-                    result.fastbin_confirmed += 1  # a stale tcache key in a fastbin chunk: fastbin wins
-                elif 2 in kinds:
-                    result.tcache.append((base + i * 8, words[i + 1] & ~7))
-                next_stop = stops[stop_i][0]
-            lim = limit if next_stop > limit else next_stop
-            # The inner loop: per chunk, read size, note a free predecessor, advance.
-            # `or FAR` ends the loop on a zero size instead of spinning (checked below).
-            while i < lim:
-                s = words[i + 1]
-                if not s & 1:
-                    app(prev)
-                    app(i)
-                prev = i
-                n += 1
-                i += (s >> 3) or FAR
-            if i >= FAR // 2:
-                q = base + prev * 8
-                if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
-                    raise Inconsistent("a chunk of size 0 (heap corrupt or changing)", q)
-                result.end_marker = q
-                n -= 1  # the size-0 fencepost is not a chunk
-                break
+        tc_hits: list[int] = []
+        if walker is not None:
+            i, prev, n = _window_native(walker, data, limit, stops, tcache_keys, prev, free_flat, tc_hits)
+        else:
+            i, prev, n = _window_python(words, limit, stops, prev, free_flat, tc_hits, patterns)
+        for index in tc_hits:
+            result.tcache.append((base + index * 8, words[index + 1] & ~7))
+        if i >= FAR // 2:  # a zero size: the fencepost that closes a heap without top, or damage
+            q = base + prev * 8
+            if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
+                raise Inconsistent("a chunk of size 0 (heap corrupt or changing)", q)
+            result.end_marker = q
+            n -= 1  # the size-0 fencepost is not a chunk
         chunks += n
         # Convert this window's free notes to absolute (address, size).
         for k in range(0, len(free_flat), 2):
@@ -276,21 +250,151 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
     return result
 
 
-def follow_fastbins(cache: BlockCache, state: ArenaState, layout: Layout) -> list[tuple[int, int]]:
-    """(chunk address, bin index) of every chunk on the arena's fastbin lists."""
+def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: list, tc_hits: list,
+                   patterns: dict) -> tuple[int, int, int]:
+    """Walk one window's chunks from word index 0 up to ``limit``; returns (i, prev, chunks).
+    On a zero size, i is FAR or more and prev is the zero-size chunk."""
+    stops = stops + [FAR]
+    stop_i = 0
+    i = 0
+    app = free_flat.append
+    n = 0
+    last, same, k = -1, 0, 16
+    while i < limit:
+        next_stop = stops[stop_i]
+        while next_stop < i:  # a candidate inside a chunk: not a tcache chunk after all
+            stop_i += 1
+            next_stop = stops[stop_i]
+        if next_stop == i:
+            tc_hits.append(i)
+            stop_i += 1
+            next_stop = stops[stop_i]
+        lim = limit if next_stop > limit else next_stop
+        # The inner loop: per chunk, read size, note a free predecessor, advance.
+        # `or FAR` ends the loop on a zero size instead of spinning (checked by the caller).
+        while i < lim:
+            s = words[i + 1]
+            if not s & 1:
+                app(prev)
+                app(i)
+            prev = i
+            n += 1
+            step = (s >> 3) or FAR
+            i += step
+            if s != last:
+                last = s
+                same = 0
+                continue
+            same += 1
+            if same < 8 or not s & 1:
+                continue
+            # Gallop through a run of identical headers (same size, PREV_INUSE set: no free
+            # chunk among them): one strided slice compared at C speed checks k chunks.
+            while i + k * step <= lim:
+                pattern = patterns.get((s, k))
+                if pattern is None:
+                    pattern = patterns[(s, k)] = s.to_bytes(8, "little") * k
+                if words[i + 1:i + 1 + k * step:step].tobytes() != pattern:
+                    break
+                prev = i + (k - 1) * step
+                i += k * step
+                n += k
+                if k < 4096:
+                    k *= 2
+            k = 16
+            same = 0
+        if i >= FAR // 2:
+            break
+    return i, prev, n
+
+
+_NATIVE_CAP = 1 << 16
+
+
+def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, prev: int, free_flat: list,
+                   tc_hits: list) -> tuple[int, int, int]:
+    """The same as _window_python, by the compiled loop (memtop.heap.native)."""
+    import ctypes
+
+    buffer = (ctypes.c_char * len(data)).from_buffer(data)
+    stop_array = (ctypes.c_int64 * max(1, len(stops)))(*stops)
+    keys = [k for k in keys if k]
+    key_array = (ctypes.c_uint64 * max(1, len(keys)))(*keys)
+    free_out = (ctypes.c_int64 * _NATIVE_CAP)()
+    tc_out = (ctypes.c_int64 * _NATIVE_CAP)()
+    state = native.WalkState(0, prev, 0, 0, 0, 0)
+    stop_index = ctypes.c_int64(0)
+    while True:
+        status = walker(ctypes.addressof(buffer), limit, ctypes.addressof(stop_array), len(stops),
+                        ctypes.byref(stop_index), ctypes.addressof(key_array), len(keys),
+                        ctypes.addressof(free_out), _NATIVE_CAP,
+                        ctypes.addressof(tc_out), _NATIVE_CAP, ctypes.byref(state))
+        free_flat.extend(free_out[:state.nfree])
+        tc_hits.extend(tc_out[:state.ntc])
+        state.nfree = state.ntc = 0
+        if status != native.FULL:
+            break
+    del buffer  # release the export of data before the caller lets it go
+    i = state.i
+    if status == native.ZERO:
+        i = FAR
+    return i, state.prev, state.n
+
+
+def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
+    """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
+    size must be its bin's (glibc checks the same in malloc_consolidate).
+
+    Nodes are scattered over the heap, and a read of /proc/PID/mem costs mostly the call, so the
+    page holding each node is read whole and kept (a dense list costs one read per page, a sparse
+    one a read per node); a page is read only when the arena's pagemap says it is present (a
+    wild pointer must not make the kernel map a zero page into the target).
+    """
     out = []
+    append = out.append
+    safe = layout.safe_linking
+    masks = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
+    pages: dict[int, memoryview] = {}
+    page_shift = PAGE_SIZE.bit_length() - 1
+    in_page = PAGE_SIZE - 1
     for index, head in enumerate(state.fastbins):
+        expected = fastbin_chunk_size(index)
         p = head
         count = 0
         while p:
             if p & 15:
                 raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
-            out.append((p, index))
+            page = p >> page_shift
+            words = pages.get(page) if (p & in_page) + 24 <= PAGE_SIZE else None
+            if words is None:
+                for first, last, mask in masks:
+                    if first <= page < last:
+                        if not mask[page - first]:
+                            raise Inconsistent(f"a fastbin chunk in a page that is not resident (fastbinsY[{index}])", p)
+                        break
+                else:
+                    raise Inconsistent(f"a fastbin chunk outside the arena's heaps (fastbinsY[{index}])", p)
+                if (p & in_page) + 24 > PAGE_SIZE:  # size and fd straddle two pages
+                    size, stored = struct.unpack("<QQ", mem.read_direct(p + 8, 16))
+                    words = None
+                else:
+                    if len(pages) >= 8192:
+                        pages.clear()
+                    try:
+                        words = pages[page] = memoryview(mem.read_direct(page << page_shift, PAGE_SIZE)).cast("Q")
+                    except MemoryReadError as e:
+                        raise Inconsistent(f"fastbin chunk unreadable ({e})", p) from e
+            if words is not None:
+                k = (p & in_page) >> 3
+                size, stored = words[k + 1], words[k + 2]
+            size &= ~7
+            if size != expected:
+                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
+            append((p, size))
             count += 1
             if count > MAX_LIST:
                 raise Inconsistent(f"fastbinsY[{index}] does not end", p)
-            stored = cache.word(p + 16)
-            p = reveal_ptr(p + 16, stored) if layout.safe_linking else stored
+            p = ((p + 16) >> 12) ^ stored if safe else stored
     return out
 
 

@@ -79,10 +79,17 @@ def show_actions_log(app) -> None:
     app.push_screen(ActionsLogScreen())
 
 
+class _ActionScreen(ModalScreen[None]):
+    """A bordered box in the middle; the keys it takes are in its bottom border."""
+
+    def _hint(self, text: str) -> None:
+        self.query_one("#action-body").border_subtitle = text
+
+
 # --- trim -----------------------------------------------------------------------------------
 
 
-class TrimScreen(ModalScreen[None]):
+class TrimScreen(_ActionScreen):
     """Predict -> confirm -> trim -> result -> one-minute follow-up, in one view."""
 
     BINDINGS = [
@@ -123,7 +130,6 @@ class TrimScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="action-body"):
             yield Static(id="action-text")
-            yield Static(id="action-hint", classes="action-hint")
 
     def on_mount(self) -> None:
         self.query_one("#action-body").border_title = f"Trim the heap of PID {self.identity.pid}"
@@ -237,18 +243,24 @@ class TrimScreen(ModalScreen[None]):
             for note in r.notes:
                 if note != "detached" and not note.startswith("attached to"):
                     text.append(f"· {note}\n", style="dim")
+            if r.ok:
+                text.append("sources: predicted = read-only heap walk (/proc/PID/mem); heap released = present pages "
+                            "of the heaps in /proc/PID/pagemap; RSS = VmRSS in /proc/PID/status; stopped = memtop's "
+                            "clock from gdb's attach to its detach; minor faults = /proc/PID/stat field 10\n",
+                            style="dim")
         if self.summary is not None and self.points:
             s = self.summary
             last = self.points[-1]
             text.append(f"\nAfter the trim ({fmt_duration(last.seconds_after)} of {fmt_duration(self.follow_s)}): "
                         f"RSS {fmt_bytes(last.rss_bytes)}, regrowth {fmt_bytes(s.regrowth_bytes, signed=True)}, "
                         f"minor faults {fmt_rate(s.minflt_per_s)}\n")
-            text.append(sparkline([pt.rss_bytes for pt in self.points], 60) + "\n", style="bold")
+            text.append(sparkline([pt.rss_bytes for pt in self.points], 50) + "\n", style="bold")
             text.append(s.finding + "\n", style="bold" if s.came_back else "")
+        text.rstrip()
         self.query_one("#action-text", Static).update(text)
         hint = {"predicting": "Esc cancel", "confirm": "y trim   n / Esc cancel", "refused": "Esc close",
                 "trimming": "please wait", "done": "Esc close"}[self.phase]
-        self.query_one("#action-hint", Static).update(hint)
+        self._hint(hint)
 
 
 def _render(renderable) -> Text:
@@ -256,13 +268,13 @@ def _render(renderable) -> Text:
 
     console = Console(width=72, record=True, file=io.StringIO())
     console.print(renderable)
-    return Text.from_ansi(console.export_text(styles=True))
+    return Text.from_ansi(console.export_text(styles=True).rstrip("\n") + "\n")
 
 
 # --- evict ----------------------------------------------------------------------------------
 
 
-class EvictScreen(ModalScreen[None]):
+class EvictScreen(_ActionScreen):
     BINDINGS = [
         Binding("y", "confirm(False)", "Evict", show=False),
         Binding("s", "confirm(True)", "Sync and evict", show=False),
@@ -283,7 +295,6 @@ class EvictScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="action-body"):
             yield Static(id="action-text")
-            yield Static(id="action-hint", classes="action-hint")
 
     def on_mount(self) -> None:
         self.query_one("#action-body").border_title = "Evict from the page cache"
@@ -327,8 +338,9 @@ class EvictScreen(ModalScreen[None]):
                 text.append(describe(r) + "\n", style="" if r.ok else "bold")
             dropped = sum(r.dropped_bytes or 0 for r in self.results if r.ok)
             text.append(f"\n{fmt_bytes(dropped)} dropped from the page cache\n", style="bold")
+        text.rstrip()
         self.query_one("#action-text", Static).update(text)
-        self.query_one("#action-hint", Static).update(
+        self._hint(
             {"confirm": "y evict   s sync first, then evict   n / Esc cancel", "running": "please wait",
              "done": "Esc close"}[self.phase])
 
@@ -336,7 +348,7 @@ class EvictScreen(ModalScreen[None]):
 # --- drop caches -----------------------------------------------------------------------------
 
 
-class DropCachesScreen(ModalScreen[None]):
+class DropCachesScreen(_ActionScreen):
     """A strong confirmation: choose the level, then type ``drop``."""
 
     BINDINGS = [Binding("escape", "close", "Close", show=False)]
@@ -357,7 +369,6 @@ class DropCachesScreen(ModalScreen[None]):
         with VerticalScroll(id="action-body"):
             yield Static(id="action-text")
             yield Input(placeholder="type drop, or 1/2/3 to choose the level first", id="drop-confirm")
-            yield Static(id="action-hint", classes="action-hint")
 
     def on_mount(self) -> None:
         self.query_one("#action-body").border_title = "Drop caches (the whole machine)"
@@ -429,8 +440,9 @@ class DropCachesScreen(ModalScreen[None]):
                 table.add_row(key, fmt_bytes(r.before.get(key)), fmt_bytes(r.after.get(key)),
                               fmt_bytes(r.change(key), signed=True))
             text.append_text(_render(table))
+        text.rstrip()
         self.query_one("#action-text", Static).update(text)
-        self.query_one("#action-hint", Static).update({"confirm": "Esc cancel", "running": "please wait",
+        self._hint({"confirm": "Esc cancel", "running": "please wait",
                                                        "done": "Esc close"}[self.phase])
 
 

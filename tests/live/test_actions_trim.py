@@ -149,6 +149,21 @@ def test_watchdog_recovers_a_call_deadlocked_on_its_own_thread(children, gcc):
     assert child.ask("alloc 1") == "allocated"  # its heap still works
 
 
+def test_thread_inside_malloc_is_refused_by_the_stack_check(children, gcc):
+    # GIVEN the arena thread blocked inside malloc (on the lock the main thread holds), and the
+    # mutex check defeated (no arena list), so only the stack check stands in the way
+    child = children.start([target_binary(), "4", "arena"])
+    assert child.ask("selflock") == "locked"
+    assert child.ask("amalloc") == "requested"
+    arena_tid = next(int(t) for t in os.listdir(f"/proc/{child.pid}/task") if int(t) != child.pid)
+    wait_until(lambda: arena_tid in gdb.parked_threads(child.pid))
+    # WHEN a session is opened THEN it refuses, naming the allocator frame, and lets go
+    with pytest.raises(gdb.Refused, match=r"thread \d+ of PID \d+ is inside the allocator \((malloc|__libc_malloc)"):
+        gdb.open_session(identity_of(child.pid), mutex_addresses=[], timeout=5)
+    assert child.ask("unlock") == "unlocked"  # the blocked malloc completes
+    assert_alive_and_running(child)
+
+
 def test_target_exiting_during_attach_is_reported(children, gcc):
     # GIVEN a target that is killed the moment a tracer appears (gdb's attach)
     child = children.start([target_binary(), "4", "arena"])
@@ -226,7 +241,9 @@ def test_cli_refuses_read_only_missing_pid_and_non_root(children, gcc):
 
 def test_fetch_malloc_info_writes_nothing_to_the_target_streams(children, gcc):
     child = children.start([target_binary(), "8", "arena"])
-    xml = gdb.fetch_malloc_info(identity_of(child.pid), 5)
+    identity = identity_of(child.pid)
+    assert len(gdb.arena_mutexes(child.pid)) == 2  # found read-only: main arena + the thread's
+    xml = gdb.fetch_malloc_info(identity, 5)
     assert xml.startswith('<malloc version="1">') and xml.rstrip().endswith("</malloc>")
     assert xml.count("<heap nr=") == 2  # main arena + the arena thread's
     assert_alive_and_running(child)
@@ -234,3 +251,59 @@ def test_fetch_malloc_info_writes_nothing_to_the_target_streams(children, gcc):
     child.proc.stdin.close()
     assert child.proc.stdout.read() == b""
     assert child.proc.stderr.read() == b""
+
+
+CHURN_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    static void *slots[4096];
+    unsigned x = 1;
+    printf("READY\n");
+    fflush(stdout);
+    for (;;) { /* single-threaded: glibc skips the arena lock, so only the stack check protects it */
+        x = x * 1103515245u + 12345u;
+        unsigned i = (x >> 8) % 4096;
+        free(slots[i]);
+        size_t n = 16 + (x >> 20) % 4000;
+        slots[i] = malloc(n);
+        memset(slots[i], 1, n < 64 ? n : 64);
+    }
+}
+"""
+
+
+def test_single_threaded_program_busy_in_malloc_is_never_corrupted(children, gcc):
+    # GIVEN a single-threaded program that spends its life in malloc and free
+    from tests.support import compile_c
+
+    child = children.start([compile_c(CHURN_SOURCE, name="actions-churn")])
+    identity = identity_of(child.pid)
+    # WHEN it is trimmed twice
+    outcomes = [trim.trim(identity, timeout=3, log=False) for _ in range(2)]
+    # THEN each trim either ran between two allocator calls or was refused, retrying first
+    for result in outcomes:
+        assert result.status in ("ok", "refused"), (result.status, result.message)
+        if result.status == "refused":
+            assert "inside the allocator" in result.message and "tried 3 time(s)" in result.message
+    # and the heap is intact: glibc's own checks would abort a corrupted heap within moments
+    time.sleep(1.0)
+    assert child.alive() and state_of(child.pid) in ("R", "S")
+
+
+def test_follow_up_says_when_the_memory_came_straight_back(children, gcc):
+    child = children.start([target_binary(), "64"])
+    result = trim.trim(identity_of(child.pid), timeout=5, log=False)
+    assert result.ok and result.released_bytes > 60 * 2**20
+    assert child.ask("alloc 64") == "allocated"  # the program needs the memory again at once
+    points = list(trim.follow(result, duration_s=1.5, interval_s=0.5))
+    summary = trim.summarize_follow(result, points)
+    assert len(points) >= 2 and points[-1].rss_bytes > result.rss_after + 60 * 2**20
+    assert summary.came_back and "came straight back" in summary.finding
+    assert summary.minflt_per_s is not None and summary.minflt_per_s > 0
+
+
+def test_memtop_refuses_to_trim_itself():
+    result = trim.trim(identity_of(os.getpid()), timeout=2, log=False)
+    assert result.status == "refused" and "this memtop" in result.message
