@@ -30,7 +30,6 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
-from textual_plotext import PlotextPlot
 
 from memtop.collect.pagecache import (
     THRASH_MIN_REFAULT_BYTES_PER_S,
@@ -48,6 +47,7 @@ from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs.cachestat import file_cache_stat
 from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
 from memtop.tui.tab import TabView
+from memtop.tui.widgets import CachedPlot
 
 TREE_LIVE_MAX = 1000  # a scanned list of at most this many files is re-measured every tick
 SOURCE_PROCESS = "process"
@@ -288,7 +288,7 @@ CHARTS = (
 )
 
 
-class RateChart(PlotextPlot):
+class RateChart(CachedPlot):
     """One small chart of vmstat rates; redrawn only when its data changed and it is visible."""
 
     def __init__(self, title: str, lines, **kw):
@@ -308,7 +308,7 @@ class RateChart(PlotextPlot):
         plt.title(self.title)
         if len(history) < 2:
             plt.title(f"{self.title}: waiting for ticks")
-            self.refresh()
+            self.replot()
             return
         now = history[-1].time
         xs = [r.time - now for r in history]
@@ -317,7 +317,7 @@ class RateChart(PlotextPlot):
             plt.plot(xs, ys, marker="braille", label=label)
         plt.xfrequency(3)
         plt.yfrequency(3)
-        self.refresh()
+        self.replot()
 
 
 # --- the tab -----------------------------------------------------------------------------------

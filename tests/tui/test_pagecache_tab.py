@@ -51,6 +51,14 @@ async def feed_vmstat(app, pilot, root: Path, ticks: int, *, refault_per_tick: i
         await feed(app, pilot)
 
 
+async def wait_tab_workers(app) -> None:
+    """Wait for this tab's workers only (other tabs may run workers that never end, e.g. a PSI
+    trigger poll), and for the evict screen's."""
+    for worker in list(app.workers):
+        if worker.group in ("pagecache", "pagecache-scan", "actions-evict"):
+            await worker.wait()
+
+
 async def open_tab(app, pilot) -> PageCacheTab:
     await pilot.press("4")
     await pilot.pause()
@@ -61,7 +69,7 @@ async def open_tab(app, pilot) -> PageCacheTab:
 
 async def wait_scan(app, pilot, tab: PageCacheTab) -> None:
     for _ in range(200):
-        await app.workers.wait_for_complete()
+        await wait_tab_workers(app)
         await pilot.pause()
         if tab._scan_progress is not None and tab._scan_progress.done and tab._scan_cancel is None:
             return
@@ -119,7 +127,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         assert app.screen.paths == [tree / "a.bin"]
         await pilot.press("y")
         for _ in range(100):
-            await app.workers.wait_for_complete()
+            await wait_tab_workers(app)
             await pilot.pause()
             if app.screen.results is not None:
                 break
@@ -129,7 +137,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         await pilot.pause()
         # THEN on the next tick the list (short: re-measured every tick) shows it uncached
         await feed(app, pilot)
-        await app.workers.wait_for_complete()
+        await wait_tab_workers(app)
         await pilot.pause()
         rows = {f.path: f for f in table.rows}
         assert rows[str(tree / "a.bin")].stat.cached_bytes == 0
@@ -156,7 +164,7 @@ async def test_o_cycles_the_sources(proc_tree: Path):
         tab.query_one(FileTable).focus()
         await pilot.press("o")
         assert tab.source == SOURCE_PROCESS
-        await app.workers.wait_for_complete()
+        await wait_tab_workers(app)
         await pilot.pause()
         # the captured tree's processes have no maps file: the reason is shown, not a crash
         assert "PID" in str(tab.query_one("#pc-source").render())
@@ -184,7 +192,7 @@ async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            await app.workers.wait_for_complete()
+            await wait_tab_workers(app)
             await pilot.pause(0.05)
             if any(f.path == str(held) for f in tab.query_one(FileTable).rows):
                 break
