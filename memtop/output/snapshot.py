@@ -19,8 +19,12 @@ from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
-SECTION_PROVIDERS: list[tuple[str, str]] = []
-PROCESS_FIELD_PROVIDERS: list[str] = []
+SECTION_PROVIDERS: list[tuple[str, str]] = [
+    ("kernel", "memtop.output.kernel:kernel_section"),
+]
+PROCESS_FIELD_PROVIDERS: list[str] = [
+    "memtop.output.kernel:process_fd_growth",
+]
 
 
 @dataclass(frozen=True)
