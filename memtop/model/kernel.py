@@ -100,7 +100,7 @@ KERNEL_CATEGORIES: tuple[tuple[str, str], ...] = (
 UNEXPLAINED_MEANING = (
     "MemTotal - MemFree - (AnonPages + Cached + Buffers + SwapCached + Hugetlb + Zswap) - "
     "(Slab + KernelStack + PageTables + SecPageTables + Percpu + VmallocUsed): memory no meminfo "
-    "line accounts for, typically pages drivers take straight from the page allocator"
+    "line accounts for: pages drivers take straight from the page allocator, and free pages held in per-CPU lists"
 )
 
 # Memory on the user side of the ledger: what processes and the page cache hold.
