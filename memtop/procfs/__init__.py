@@ -48,15 +48,20 @@ class ParseError(ProcfsError):
         super().__init__(f"cannot parse {path}: {detail}")
 
 
+_CHUNK = 1 << 16
+
+
 def read_bytes(path: str | Path) -> bytes:
     """Read a whole proc/sys file, translating errors (see module doc)."""
     try:
         with open(path, "rb", buffering=0) as f:
-            chunks = []
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
+            # Kernel seq_files fill the buffer until EOF, so a short read is the end: one
+            # read() per small file instead of two (this runs for every process every tick).
+            data = f.read(_CHUNK)
+            if len(data) < _CHUNK:
+                return data
+            chunks = [data]
+            while chunk := f.read(_CHUNK):
                 chunks.append(chunk)
             return b"".join(chunks)
     except (FileNotFoundError, ProcessLookupError) as e:

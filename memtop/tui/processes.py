@@ -22,7 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
-from memtop.format import fmt_bytes, fmt_duration
+from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
@@ -68,7 +68,7 @@ class ColumnHeader(Widget):
     def render_line(self, y: int) -> Strip:
         table = self.table
         base = self.rich_style
-        sorted_style = self.get_component_rich_style("column-header--sorted")
+        sorted_style = base + self.get_component_rich_style("column-header--sorted", partial=True)
         segments = []
         for col, width in table.layout(self.size.width):
             title = col.title
@@ -209,12 +209,15 @@ class ProcessTable(ScrollView, can_focus=True):
         if index >= len(self.rows):
             return Strip.blank(width, self.rich_style)
         view = self.rows[index]
-        style = self.get_component_rich_style
+        def style(name: str) -> Style:
+            return self.get_component_rich_style(name, partial=True)
+
         base = self.rich_style
         if view.sample.kernel_thread:
             base = base + style("process-table--kernel")
         if index == self._cursor_index:
-            base = base + style("process-table--cursor")
+            # The full style: partial would drop the blending of the translucent background.
+            base = base + self.get_component_rich_style("process-table--cursor")
         stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
         unknown_style = base + style("process-table--unknown")
         stale_style = base + style("process-table--stale")
@@ -289,6 +292,13 @@ class ProcessesTab(TabView):
         self.query_one("#process-filter").display = False
         self.table.focus()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Short terminals (80x24 over ssh) keep the rows for the table: the chart gives way to
+        # a one-line sparkline of the same history.
+        tall = event.size.height >= 30
+        self.query_one("#process-detail").styles.height = 12 if tall else 3
+        self.query_one(RssChart).display = tall
+
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
         self.query_one(ColumnHeader).refresh()
@@ -318,13 +328,19 @@ class ProcessesTab(TabView):
             s = view.sample
             r = s.rollup
             if r is not None:
-                age = f"read {view.rollup_age_s:.0f} s ago" if view.rollup_age_s and view.rollup_age_s >= 1 else "read this tick"
+                age = f"{view.rollup_age_s:.0f}s old" if view.rollup_age_s and view.rollup_age_s >= 1 else "fresh"
                 rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
-                          f"  LazyFree {fmt_bytes(r.lazyfree)}  AnonHuge {fmt_bytes(r.anon_huge_pages)}  ({r.source} {age})")
+                          f"  LazyFree {fmt_bytes(r.lazyfree)}  ({r.source}, {age})")
             else:
                 rollup = f"PSS/USS unknown: {s.rollup_reason}"
             fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"
-            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}")
+            known = [r for r in view.rss_history if r is not None]
+            history = ""
+            if len(known) >= 2 and not self.query_one(RssChart).display:
+                span = fmt_duration(view.history_times[-1] - view.history_times[0])
+                history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
+                           f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
+            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}")
         self.query_one(RssChart).show(view)
 
     @on(ProcessTable.Selected)
