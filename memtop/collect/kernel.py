@@ -9,7 +9,6 @@ keeps the history consistent when an old worker is still finishing).
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from pathlib import Path
 from types import MappingProxyType
@@ -100,8 +99,12 @@ def read_namespaces(root: Path, pids, comms: dict[int, str]) -> tuple[tuple[NetN
 
 
 class KernelCollector:
-    def __init__(self, root: Path = PROC, sys_root: Path = SYS, history_len: int = SLAB_HISTORY_LEN):
+    def __init__(self, root: Path = PROC, sys_root: Path | None = None, history_len: int = SLAB_HISTORY_LEN):
+        """``sys_root`` defaults to /sys for /proc, and to a ``sys`` beside any other proc root
+        (a captured tree keeps OUT/proc and OUT/sys side by side)."""
         self.root = Path(root)
+        if sys_root is None:
+            sys_root = SYS if self.root == PROC else self.root.parent / "sys"
         self.sys_root = Path(sys_root)
         self._lock = threading.Lock()
         self._times: deque = deque(maxlen=history_len)
@@ -113,8 +116,13 @@ class KernelCollector:
             info = kfs.read_slabinfo(self.root)
         except ProcfsError as e:
             return None, getattr(e, "reason", None) or str(e)
-        self._times.append(now)
-        self._slab_totals.append({c.name: c.total_bytes for c in info.caches})
+        totals = {c.name: c.total_bytes for c in info.caches}
+        if self._times and now <= self._times[-1]:
+            # The same tick again (the tab was re-shown): replace, never two points at one time.
+            self._slab_totals[-1] = totals
+        else:
+            self._times.append(now)
+            self._slab_totals.append(totals)
         return info, None
 
     def _reclaim_flag(self, name: str) -> bool | None:
@@ -128,7 +136,8 @@ class KernelCollector:
             return self._collect(snapshot, target_pid, namespaces)
 
     def _collect(self, snapshot: Snapshot, target_pid: int | None, want_namespaces: bool) -> KernelView:
-        now = time.monotonic()
+        # The tick's time, so that slab growth and fd growth share one clock (and tests a fake one).
+        now = snapshot.system.monotonic
         info, slab_reason = self._read_slabs(now)
         times = tuple(self._times)
         rows = None

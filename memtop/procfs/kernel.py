@@ -73,11 +73,28 @@ def parse_slabinfo_file(text: str, path: str = "slabinfo", page_size: int = PAGE
     return SlabInfo(version=version, statistics=statistics is not None, caches=tuple(caches))
 
 
+def read_until_eof(path: str) -> str:
+    """Read a multi-record seq_file whole.
+
+    A read() of /proc/slabinfo returns at most one seq_file buffer (a page: ~4 KiB of ~25 KiB,
+    fs/seq_file.c seq_read_iter), so a short read is not the end here: read until read() returns
+    nothing. (memtop.procfs.read_bytes stops at the first short read, which is right only for
+    single-record files such as stat, status or meminfo.)
+    """
+    try:
+        with open(path, "rb") as f:  # buffered: read() loops until EOF
+            return f.read().decode("utf-8", "surrogateescape")
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise NoSuchProcess(path) from e
+    except PermissionError as e:
+        raise AccessDenied(path) from e
+
+
 def read_slabinfo(root: Path = PROC) -> SlabInfo:
     """/proc/slabinfo. Raises AccessDenied with the reason when not root (the file is 0400)."""
     path = f"{root}/slabinfo"
     try:
-        text = read_text(path)
+        text = read_until_eof(path)
     except AccessDenied as e:
         raise AccessDenied(path, f"{path} is readable by root only (mode 0400): run memtop as root to see slab caches") from e
     return parse_slabinfo_file(text, path)

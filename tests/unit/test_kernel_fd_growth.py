@@ -13,9 +13,8 @@ def make_view(pid: int, times, fds) -> ProcessView:
         identity=ProcessIdentity(pid, 100), ppid=1, comm=f"proc{pid}", cmdline=f"proc{pid}", user="root", state="S",
         kernel_thread=False, rss_bytes=1 << 20, anon_bytes=0, file_bytes=0, shmem_bytes=0, swap_bytes=0, threads=1,
         minflt=0, majflt=0, fd_count=fds[-1], fd_reason=None, rollup=None, rollup_reason="test", rollup_time=None,
-        time=times[-1],
     )
-    return ProcessView(sample, None, None, None, None, tuple(times), tuple(1 << 20 for _ in times), tuple(fds))
+    return ProcessView(sample, None, None, None, None, history=tuple((t, 1 << 20, n) for t, n in zip(times, fds)))
 
 
 def test_steady_growth_rate_and_finding():
