@@ -454,6 +454,9 @@ class KernelTab(TabView):
 
     @on(KernelViewReady)
     def _view_ready(self, message: KernelViewReady) -> None:
+        # A superseded worker may finish after its successor: never go back in time.
+        if self.view is not None and message.view.tick < self.view.tick:
+            return
         self.show_view(message.view)
 
     def show_view(self, view: KernelView) -> None:

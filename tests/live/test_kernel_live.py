@@ -3,7 +3,10 @@ the real Sampler; sockstat of a real second network namespace."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +133,21 @@ def test_read_slabinfo_reads_past_the_first_page():
     got = {c.name for c in caches}
     assert len(got & set(names)) >= 0.95 * len(names)
     assert "dentry" in got and "kmalloc-64" in got
+
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def test_snapshot_as_an_unprivileged_user_says_slabinfo_needs_root():
+    """Run the real CLI on the real /proc as nobody (dropping root with setpriv when root)."""
+    argv = [sys.executable, "-m", "memtop", "snapshot", "--json"]
+    if IS_ROOT:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 0, out.stderr
+    kernel = json.loads(out.stdout)["kernel"]
+    assert kernel["slabs"] is None and "root" in kernel["unknown_reasons"]["slabs"]
+    assert kernel["meminfo_categories"]["SUnreclaim"] > 0  # meminfo is readable by anyone
+    own = kernel["sockstat"][0]
+    assert own["own"] and own["protocols"]["TCP"]["mem_bytes"] == own["protocols"]["TCP"]["mem_pages"] * PAGE_SIZE
