@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup
 from memtop.model.snapshot import Snapshot, SystemSample
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ParseError, ProcfsError, read_bytes
+from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError
 from memtop.procfs import process as procfs
 from memtop.procfs import system as sysfs
 
@@ -57,6 +57,7 @@ class Sampler:
         self._cmdlines: dict[ProcessIdentity, str] = {}
         self._last: dict[int, tuple[bytes, ProcessSample]] = {}  # PID -> (raw stat line, sample)
         self._prev_time: float | None = None
+        self._stat_files = OpenFiles("stat", self.root)
         self._rollups: dict[ProcessIdentity, _RollupState] = {}
         self._histories: dict[ProcessIdentity, deque] = {}  # of (time, rss, fds), bounded
         self._users: dict[int, str] = {}
@@ -64,6 +65,10 @@ class Sampler:
         self._sys_available: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
         self._hostname = self._read_or(sysfs.read_hostname, "?")
         self._kernel = self._read_or(sysfs.read_kernel_release, "?")
+
+    def close(self) -> None:
+        """Close the proc files held open between ticks."""
+        self._stat_files.close()
 
     def _read_or(self, reader, default):
         try:
@@ -103,8 +108,8 @@ class Sampler:
         root = self.root
         stat_path = f"{root}/{pid}/stat"
         try:
-            raw = read_bytes(stat_path)
-        except NoSuchProcess:
+            raw = self._stat_files.read(pid)
+        except (NoSuchProcess, AccessDenied):
             return None
         last = self._last.get(pid)
         prev = last[1] if last is not None and last[0] == raw else None
@@ -260,6 +265,9 @@ class Sampler:
                 del cache[identity]
         for pid in [pid for pid, (_, sample) in self._last.items() if sample.identity not in samples]:
             del self._last[pid]
+        for pid in self._stat_files.pids():
+            if pid not in self._last:
+                self._stat_files.forget(pid)
         self._prev = samples
         self._prev_time = now
         snapshot = Snapshot(

@@ -20,6 +20,7 @@ from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
 SECTION_PROVIDERS: list[tuple[str, str]] = [
+    ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
     ("kernel", "memtop.output.kernel:kernel_section"),
 ]
 PROCESS_FIELD_PROVIDERS: list[str] = [

@@ -7,6 +7,8 @@ snapshot, which costs far less than updating DataTable cells (reference/facts.md
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
@@ -53,6 +55,14 @@ def sort_views(views, column: Column, reverse: bool) -> list[ProcessView]:
     known.sort(key=lambda v: (column.value(v), -v.pid if reverse else v.pid), reverse=reverse)
     unknown.sort(key=lambda v: v.pid)
     return known + unknown
+
+
+@lru_cache(maxsize=16)
+def _layout(width: int) -> tuple[tuple[Column, int], ...]:
+    """The columns that fit and their widths; the command takes what is left."""
+    cols = fit_columns(width)
+    fixed = sum(c.width + 1 for c in cols if c.width)
+    return tuple((c, c.width or max(1, width - fixed - 1)) for c in cols)
 
 
 class ColumnHeader(Widget):
@@ -198,10 +208,8 @@ class ProcessTable(ScrollView, can_focus=True):
         self.virtual_size = Size(event.size.width, len(self.rows))
 
     # --- drawing --------------------------------------------------------------
-    def layout(self, width: int) -> list[tuple[Column, int]]:
-        cols = fit_columns(width)
-        fixed = sum(c.width + 1 for c in cols if c.width)
-        return [(c, c.width or max(1, width - fixed - 1)) for c in cols]
+    def layout(self, width: int) -> tuple[tuple[Column, int], ...]:
+        return _layout(width)
 
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
@@ -282,10 +290,10 @@ class ProcessesTab(TabView):
         self.table = ProcessTable(id="process-table")
         yield ColumnHeader(self.table, id="process-header")
         yield self.table
-        yield Static("", id="process-totals")
+        yield Static("", id="process-totals", markup=False)
         yield Input(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
         with Vertical(id="process-detail"):
-            yield Static("", id="process-detail-line")
+            yield Static("", id="process-detail-line", markup=False)
             yield RssChart(id="rss-chart")
 
     def on_mount(self) -> None:
@@ -318,12 +326,12 @@ class ProcessesTab(TabView):
                 + (f" matching '{self.table.filter_text}'" if self.table.filter_text else "")
                 + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
                 + f"   swap {total(lambda v: v.sample.swap_bytes)}")
-        self.query_one("#process-totals", Static).update(text)
+        self.query_one("#process-totals", Static).update(text, layout=False)  # fixed height: no layout pass
 
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
         if view is None:
-            line.update(" no process selected")
+            line.update(" no process selected", layout=False)
         else:
             s = view.sample
             r = s.rollup
@@ -340,7 +348,7 @@ class ProcessesTab(TabView):
                 span = fmt_duration(view.history_times[-1] - view.history_times[0])
                 history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
                            f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
-            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}")
+            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}", layout=False)
         self.query_one(RssChart).show(view)
 
     @on(ProcessTable.Selected)
