@@ -52,7 +52,9 @@ def main() -> None:
     cpu, wall = timed(lambda: kfs.read_sockstat(f"{PROC}/net"), args.reads)
     print(f"read+parse sockstat+sockstat6: {cpu:.3f} ms CPU, {wall:.3f} ms wall")
 
-    snapshot = Sampler(PROC).sample()
+    sampler = Sampler(PROC)
+    snapshot = sampler.sample()
+    sampler.close()
     collector = KernelCollector(PROC)
     view = collector.collect(snapshot)
     cpu, wall = timed(lambda: collector.collect(snapshot), max(5, args.reads // 5))

@@ -37,9 +37,12 @@ def test_steady_fd_leak_is_flagged_with_the_true_rate(fdleak, children):
     sampler = Sampler(PROC)
     # WHEN the sampler ticks every second for 12 s (absolute times: no drift)
     start = time.monotonic()
-    for i in range(13):
-        time.sleep(max(0.0, start + i - time.monotonic()))
-        snapshot = sampler.sample()
+    try:
+        for i in range(13):
+            time.sleep(max(0.0, start + i - time.monotonic()))
+            snapshot = sampler.sample()
+    finally:
+        sampler.close()
     view = snapshot.by_pid(child.pid)
     assert view is not None and view.sample.fd_count is not None
     # THEN its growth is within 10 % of the truth, and it is flagged as a steady leak
@@ -108,7 +111,11 @@ def test_sockstat_per_network_namespace(fdleak, children):
 def test_snapshot_kernel_section_on_this_machine(fdleak, children):
     child = children.start([fdleak, 50, 3, 0])
     assert child.readline(20) == "DONE 3"
-    snapshot = Sampler(PROC).sample()
+    sampler = Sampler(PROC)
+    try:
+        snapshot = sampler.sample()
+    finally:
+        sampler.close()
     doc = kernel_json(KernelCollector(PROC).collect(snapshot, target_pid=child.pid))
     assert doc["meminfo_categories"]["SUnreclaim"] > 0
     assert doc["sockstat"][0]["own"] and doc["sockstat"][0]["protocols"]["TCP"]["inuse"] >= 1 + 2 * 3
