@@ -8,6 +8,7 @@ keeps the history consistent when an old worker is still finishing).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from pathlib import Path
@@ -23,7 +24,7 @@ from memtop.model.kernel import (
     meminfo_categories,
 )
 from memtop.model.snapshot import Snapshot
-from memtop.procfs import PROC, ProcfsError
+from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs import kernel as kfs
 from memtop.procfs.kernel import SYS
 
@@ -131,6 +132,14 @@ class KernelCollector:
             self._reclaimable[name] = kfs.read_slab_reclaimable(name, self.sys_root)
         return self._reclaimable[name]
 
+    def _others(self, views):
+        """Every process but memtop itself: its sampler keeps one /proc/PID/stat open per process
+        (memtop.procfs.OpenFiles), so its fd count follows the process count; that is no leak."""
+        if self.root != PROC:
+            return views
+        own = os.getpid()
+        return [v for v in views if v.pid != own]
+
     def collect(self, snapshot: Snapshot, target_pid: int | None = None, *, namespaces: bool = True) -> KernelView:
         with self._lock:
             return self._collect(snapshot, target_pid, namespaces)
@@ -170,10 +179,10 @@ class KernelCollector:
         if target_pid is not None:
             try:
                 breakdown = kfs.read_fd_breakdown(target_pid, self.root)
-            except ProcfsError as e:
-                breakdown_reason = getattr(e, "reason", None) or f"process {target_pid} exited"
-                if isinstance(e, kfs.NoSuchProcess):
-                    breakdown_reason = f"process {target_pid} exited"
+            except NoSuchProcess:
+                breakdown_reason = f"process {target_pid} exited"
+            except AccessDenied as e:
+                breakdown_reason = e.reason
 
         meminfo = snapshot.system.meminfo
         return KernelView(
@@ -189,7 +198,7 @@ class KernelCollector:
             namespaces_unreadable=unreadable,
             file_nr=file_nr,
             file_nr_reason=file_nr_reason,
-            growers=fd_growers(snapshot.processes, FD_WINDOW_S)[:20],
+            growers=fd_growers(self._others(snapshot.processes), FD_WINDOW_S)[:20],
             target_pid=target_pid,
             fd_breakdown=breakdown,
             fd_breakdown_reason=breakdown_reason,
