@@ -281,7 +281,7 @@ def read_fd_breakdown(pid: int, root: Path = PROC) -> FdBreakdown:
     except (FileNotFoundError, ProcessLookupError) as e:
         raise NoSuchProcess(fd_dir) from e
     except PermissionError as e:
-        raise AccessDenied(fd_dir, f"cannot list {fd_dir} (another user's process; needs root)") from e
+        raise AccessDenied(fd_dir) from e  # its default reason tells root from non-root
     targets: list[str | None] = []
     for name in names:
         try:
@@ -289,7 +289,7 @@ def read_fd_breakdown(pid: int, root: Path = PROC) -> FdBreakdown:
         except FileNotFoundError:
             targets.append(None)  # closed between listdir and readlink
         except PermissionError as e:
-            raise AccessDenied(fd_dir, f"cannot read the links in {fd_dir} (needs root)") from e
+            raise AccessDenied(f"{fd_dir}/{name}") from e
         except OSError:
             targets.append(None)
     return fd_breakdown_from_links(pid, targets)
