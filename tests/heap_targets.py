@@ -59,6 +59,22 @@ static void thread_top(void) {
     for (int i = 0; i < 20000; i += 2) free(keep[i]);
 }
 
+/* A thread arena that outgrew its first 64 MiB heap: two heaps or more, closed by fenceposts. */
+static void *big_body(void *arg) {
+    (void)arg;
+    int n = 100000;
+    void **v = malloc(n * sizeof(void *));
+    for (int i = 0; i < n; i++) { v[i] = malloc(1500); memset(v[i], 9, 64); }
+    for (int i = 0; i < n; i += 3) free(v[i]);
+    return NULL;
+}
+
+static void thread_heaps(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, big_body, NULL);
+    pthread_join(t, NULL);
+}
+
 /* Allocating and freeing all the time, in two threads. */
 static volatile int stop;
 static void *churn_body(void *arg) {
@@ -90,6 +106,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "fastbins")) fastbins();
     else if (!strcmp(s, "inuse")) inuse();
     else if (!strcmp(s, "thread_top")) thread_top();
+    else if (!strcmp(s, "thread_heaps")) thread_heaps();
     else if (!strcmp(s, "churn")) {
         printf("READY\n");
         churn();
