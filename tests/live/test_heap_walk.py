@@ -111,6 +111,21 @@ def test_thread_arena_with_several_heaps(children, heap_target):
     assert_trim_prediction(report, child.pid)
 
 
+def test_zero_page_mappings_are_not_predicted_as_released(children, heap_target):
+    """An 8 MiB free chunk whose pages were only read: all map the zero page. pagemap says
+    present, RSS does not count them, and the real trim releases nothing from RSS."""
+    child = children.start([heap_target, "zeropages"])
+    report = analyze(child.pid)
+    main = report.main_arena
+    assert main.free_bytes >= 8 << 20
+    with TargetMemory(child.pid) as mem:
+        start, size = main.heaps[0]
+        present = mem.pagemap(start, start + size).present_mask().count(1) * 4096
+    assert present - main.resident_bytes >= 7 << 20  # the zero-page mappings were told apart
+    assert report.trim_release_bytes < 1 << 20
+    assert_trim_prediction(report, child.pid)
+
+
 def test_everything_in_use(children, heap_target):
     child = children.start([heap_target, "inuse"])
     report = analyze(child.pid)
