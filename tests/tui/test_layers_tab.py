@@ -13,7 +13,7 @@ from memtop.procfs.process import read_stat
 from memtop.tui.app import MemtopApp
 from memtop.tui.layers import LayersTab
 from tests.heap_targets import HEAP_TARGET
-from tests.support import IS_ROOT, Child, compile_c
+from tests.support import IS_ROOT, compile_c
 
 BIG_HEAP = r"""
 #include <stdio.h>
