@@ -406,9 +406,9 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
                 else:
                     if len(pages) >= 16384:
                         pages.clear()
-                    # Misses close to each other mean a dense list: then read the whole
+                    # Misses on neighbouring pages mean a dense list: then read the whole
                     # 64 KiB block around the page (its present pages) in one call.
-                    near = last_miss is not None and abs(page - last_miss) <= READ_AHEAD_PAGES
+                    near = last_miss is not None and abs(page - last_miss) <= 2
                     density = min(8, density + 1) if near else max(0, density - 2)
                     last_miss = page
                     try:
