@@ -7,6 +7,7 @@ it in ``COMMAND_MODULES``.
 
 COMMAND_MODULES = [
     "memtop.commands.snapshot",
+    "memtop.commands.explain",
 ]
 
 

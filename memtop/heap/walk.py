@@ -1,0 +1,502 @@
+"""The read-only chunk walk of one glibc arena, and what malloc_trim(0) would do to it.
+
+A heap segment (the main arena's [heap], or one heap of a thread arena) is a sequence of chunks:
+each starts with prev_size and size (flag bits PREV_INUSE=1, IS_MMAPPED=2, NON_MAIN_ARENA=4);
+the next chunk is at ``p + (size & ~7)``. A chunk is free in a bin when the following chunk's
+PREV_INUSE bit is clear (malloc.c ``inuse_bit_at_offset``). Fastbin and tcache chunks keep the
+bit set: fastbins are found by following ``fastbinsY`` (safe-linked ``fd``), tcache chunks by the
+``tcache_key`` in their second user word (malloc.c ``tcache_put``; glibc's own double-free check).
+
+The inner loop is plain Python over a ``memoryview.cast('Q')`` of a window of the heap read from
+/proc/PID/mem, and it does as little as possible per chunk: it only advances and notes the chunks
+whose successor has PREV_INUSE clear. Known addresses (fastbin and tcache candidates) become
+stops, so that checking them costs nothing per chunk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass, field
+
+from memtop.heap.glibc import (
+    ARENA_ATTACHED,
+    ARENA_FASTBINS,
+    ARENA_NEXT,
+    ARENA_SYSTEM_MEM,
+    ARENA_TOP,
+    MALLOC_STATE_SIZE,
+    MINSIZE,
+    NFASTBINS,
+    Layout,
+    align_up,
+    reveal_ptr,
+)
+from memtop.heap import native
+from memtop.heap.memory import MemoryReadError, TargetMemory
+from memtop.procfs import PAGE_SIZE
+
+WINDOW = 4 << 20  # bytes of heap read at a time
+MAX_ARENAS = 4096
+MAX_LIST = 50_000_000  # a fastbin or tcache list longer than this is a loop (corruption)
+FAR = 1 << 62
+NO_PREV = -(1 << 62)
+
+
+class Inconsistent(Exception):
+    """The heap did not look as it must: either it changed under the walk, or it is corrupt.
+
+    ``address`` is where the walk stopped.
+    """
+
+    def __init__(self, detail: str, address: int | None = None):
+        self.detail = detail
+        self.address = address
+        where = f" at 0x{address:x}" if address is not None else ""
+        super().__init__(f"{detail}{where}")
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class ArenaState:
+    """The fields of one malloc_state (malloc.c ``struct malloc_state``) as read."""
+
+    address: int
+    raw: bytes
+    mutex: int
+    top: int
+    fastbins: tuple[int, ...]
+    next: int
+    attached_threads: int
+    system_mem: int
+
+    @classmethod
+    def parse(cls, address: int, raw: bytes) -> "ArenaState":
+        return cls(
+            address=address,
+            raw=raw,
+            mutex=struct.unpack_from("<i", raw, 0)[0],
+            top=struct.unpack_from("<Q", raw, ARENA_TOP)[0],
+            fastbins=struct.unpack_from(f"<{NFASTBINS}Q", raw, ARENA_FASTBINS),
+            next=struct.unpack_from("<Q", raw, ARENA_NEXT)[0],
+            attached_threads=struct.unpack_from("<Q", raw, ARENA_ATTACHED)[0],
+            system_mem=struct.unpack_from("<Q", raw, ARENA_SYSTEM_MEM)[0],
+        )
+
+    def same_as(self, other: "ArenaState") -> bool:
+        """Unchanged apart from the mutex word (taking and releasing the lock changes nothing)."""
+        return self.raw[4:] == other.raw[4:]
+
+
+def read_arena(mem: TargetMemory, address: int) -> ArenaState:
+    return ArenaState.parse(address, mem.read_exact(address, MALLOC_STATE_SIZE))
+
+
+def arena_addresses(mem: TargetMemory, main_arena: int) -> list[int]:
+    """main_arena, then each arena by ``next`` until the cycle returns to main_arena."""
+    addresses = [main_arena]
+    seen = {main_arena}
+    current = mem.word(main_arena + ARENA_NEXT)
+    while current != main_arena:
+        if current in seen or current == 0 or len(addresses) >= MAX_ARENAS:
+            raise Inconsistent("the arena list (malloc_state.next) does not cycle back to main_arena", current)
+        seen.add(current)
+        addresses.append(current)
+        current = mem.word(current + ARENA_NEXT)
+    return addresses
+
+
+class BlockCache:
+    """Small reads (tcache nodes, heap_info) served from 64 KiB resident-only blocks read once."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, mem: TargetMemory, limit_blocks: int = 8192):
+        self.mem = mem
+        self.blocks: dict[int, memoryview] = {}
+        self.limit = limit_blocks
+
+    def _block(self, block: int):
+        data = self.blocks.get(block)
+        if data is None:
+            if len(self.blocks) >= self.limit:
+                self.blocks.clear()
+            try:
+                data = memoryview(bytes(self.mem.read(block, self.BLOCK)[0])).cast("Q")
+            except MemoryReadError:
+                return None  # straddles the end of a mapping
+            self.blocks[block] = data
+        return data
+
+    def word(self, address: int) -> int:
+        block = address & ~(self.BLOCK - 1)
+        data = self._block(block)
+        if data is None or address & 7:
+            return self.mem.word(address)
+        return data[(address - block) >> 3]
+
+
+@dataclass(slots=True)
+class Segment:
+    """One contiguous run of chunks: [first_chunk, end). ``end`` is top for the segment that
+    holds top, else the heap's end (where fenceposts close it)."""
+
+    heap_start: int
+    heap_size: int
+    first_chunk: int
+    end: int
+    holds_top: bool
+
+
+@dataclass(slots=True)
+class SegmentWalk:
+    chunks: int = 0
+    free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
+    checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
+    tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
+    end_marker: int | None = None  # where a non-top segment's fencepost was found
+    swapped_pages: int = 0
+    last_chunk: int | None = None  # the chunk right before top (or the fencepost)
+
+
+def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
+                 tcache_chunks: list[int] = (), progress=None, cancel=None, use_native: bool = True) -> SegmentWalk:
+    """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
+
+    Fastbin chunks are not checked here: they come from the arena's own lists, and the arena is
+    compared before and after the walk (any push or pop changes fastbinsY). ``tcache_keys``:
+    values whose presence in a chunk's second user word marks it as a tcache candidate
+    (confirmed when the walk lands on it). ``use_native``: the compiled loop when available.
+    """
+    result = SegmentWalk()
+    patterns: dict[tuple[int, int], bytes] = {}
+    p = segment.first_chunk
+    end = segment.end
+    free_flat: list[int] = []
+    key_bytes = [k.to_bytes(8, "little") for k in tcache_keys if k]
+    tc_index = bisect.bisect_left(tcache_chunks, p)
+    prev_abs = None
+    chunks = 0
+    while p < end:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        window_len = min(WINDOW, end - p + 32)
+        window_len = align_up(window_len, 16)
+        try:
+            data, swapped = mem.read(p, window_len)
+        except MemoryReadError as e:
+            raise Inconsistent(f"heap memory unreadable ({e})", p) from e
+        result.swapped_pages += swapped
+        result.checkpoints.append(p)
+        words = memoryview(data).cast("Q")
+        base = p
+        # Word index limit: a chunk's header (size at +8) and the tcache key (+24) must be inside.
+        lim_window = (window_len - 32) // 8
+        lim_end = (end - base) // 8
+        limit = min(lim_window, lim_end)
+        # Stops: tcache candidates inside this window, as word indices.
+        stops = []
+        window_end_abs = base + limit * 8
+        while tc_index < len(tcache_chunks) and tcache_chunks[tc_index] < window_end_abs:
+            stops.append(((tcache_chunks[tc_index] - base) >> 3, 2))
+            tc_index += 1
+        walker = native.load() if use_native and native.enabled else None
+        for key in key_bytes if walker is None else ():  # the native loop compares keys itself
+            pos = data.find(key, 24)
+            while pos != -1 and pos < limit * 8 + 24:
+                if pos % 16 == 8:
+                    stops.append(((pos - 24) >> 3, 2))
+                pos = data.find(key, pos + 8)
+        stops = sorted({index for index, _ in stops})
+        prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
+        tc_hits: list[int] = []
+        if walker is not None:
+            i, prev, n = _window_native(walker, data, limit, stops, tcache_keys, prev, free_flat, tc_hits)
+        else:
+            i, prev, n = _window_python(words, limit, stops, prev, free_flat, tc_hits, patterns)
+        for index in tc_hits:
+            result.tcache.append((base + index * 8, words[index + 1] & ~7))
+        if i >= FAR // 2:  # a zero size: the fencepost that closes a heap without top, or damage
+            q = base + prev * 8
+            if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
+                raise Inconsistent("a chunk of size 0 (heap corrupt or changing)", q)
+            result.end_marker = q
+            n -= 1  # the size-0 fencepost is not a chunk
+        chunks += n
+        # Convert this window's free notes to absolute (address, size).
+        for k in range(0, len(free_flat), 2):
+            if free_flat[k] == NO_PREV:
+                raise Inconsistent("the first chunk of a heap has PREV_INUSE clear", base + free_flat[k + 1] * 8)
+            a = base + free_flat[k] * 8
+            b = base + free_flat[k + 1] * 8
+            result.free.append((a, b - a))
+        free_flat.clear()
+        prev_abs = base + prev * 8 if prev != NO_PREV else None
+        if result.end_marker is not None:
+            break
+        p = base + i * 8
+        if progress is not None:
+            progress(min(p, end) - segment.first_chunk)
+    result.chunks = chunks
+    if segment.holds_top:
+        if p != end:
+            raise Inconsistent(f"the walk ended at 0x{p:x}, not at top 0x{end:x}", prev_abs if prev_abs is not None else p)
+    elif result.end_marker is None:
+        raise Inconsistent("a heap without top has no fencepost", p)
+    result.last_chunk = prev_abs
+    return result
+
+
+def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: list, tc_hits: list,
+                   patterns: dict) -> tuple[int, int, int]:
+    """Walk one window's chunks from word index 0 up to ``limit``; returns (i, prev, chunks).
+    On a zero size, i is FAR or more and prev is the zero-size chunk."""
+    stops = stops + [FAR]
+    stop_i = 0
+    i = 0
+    app = free_flat.append
+    n = 0
+    last, same, k = -1, 0, 16
+    while i < limit:
+        next_stop = stops[stop_i]
+        while next_stop < i:  # a candidate inside a chunk: not a tcache chunk after all
+            stop_i += 1
+            next_stop = stops[stop_i]
+        if next_stop == i:
+            tc_hits.append(i)
+            stop_i += 1
+            next_stop = stops[stop_i]
+        lim = limit if next_stop > limit else next_stop
+        # The inner loop: per chunk, read size, note a free predecessor, advance.
+        # `or FAR` ends the loop on a zero size instead of spinning (checked by the caller).
+        while i < lim:
+            s = words[i + 1]
+            if not s & 1:
+                app(prev)
+                app(i)
+            prev = i
+            n += 1
+            step = (s >> 3) or FAR
+            i += step
+            if s != last:
+                last = s
+                same = 0
+                continue
+            same += 1
+            if same < 8 or not s & 1:
+                continue
+            # Gallop through a run of identical headers (same size, PREV_INUSE set: no free
+            # chunk among them): one strided slice compared at C speed checks k chunks.
+            while i + k * step <= lim:
+                pattern = patterns.get((s, k))
+                if pattern is None:
+                    pattern = patterns[(s, k)] = s.to_bytes(8, "little") * k
+                if words[i + 1:i + 1 + k * step:step].tobytes() != pattern:
+                    break
+                prev = i + (k - 1) * step
+                i += k * step
+                n += k
+                if k < 4096:
+                    k *= 2
+            k = 16
+            same = 0
+        if i >= FAR // 2:
+            break
+    return i, prev, n
+
+
+_NATIVE_CAP = 1 << 16
+
+
+def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, prev: int, free_flat: list,
+                   tc_hits: list) -> tuple[int, int, int]:
+    """The same as _window_python, by the compiled loop (memtop.heap.native)."""
+    import ctypes
+
+    buffer = (ctypes.c_char * len(data)).from_buffer(data)
+    stop_array = (ctypes.c_int64 * max(1, len(stops)))(*stops)
+    keys = [k for k in keys if k]
+    key_array = (ctypes.c_uint64 * max(1, len(keys)))(*keys)
+    free_out = (ctypes.c_int64 * _NATIVE_CAP)()
+    tc_out = (ctypes.c_int64 * _NATIVE_CAP)()
+    state = native.WalkState(0, prev, 0, 0, 0, 0)
+    stop_index = ctypes.c_int64(0)
+    while True:
+        status = walker(ctypes.addressof(buffer), limit, ctypes.addressof(stop_array), len(stops),
+                        ctypes.byref(stop_index), ctypes.addressof(key_array), len(keys),
+                        ctypes.addressof(free_out), _NATIVE_CAP,
+                        ctypes.addressof(tc_out), _NATIVE_CAP, ctypes.byref(state))
+        free_flat.extend(free_out[:state.nfree])
+        tc_hits.extend(tc_out[:state.ntc])
+        state.nfree = state.ntc = 0
+        if status != native.FULL:
+            break
+    del buffer  # release the export of data before the caller lets it go
+    i = state.i
+    if status == native.ZERO:
+        i = FAR
+    return i, state.prev, state.n
+
+
+READ_AHEAD_PAGES = 16
+
+
+def _read_block(mem: TargetMemory, pages: dict, page: int, first: int, last: int, mask: bytes, page_shift: int):
+    """Read the present pages of the READ_AHEAD_PAGES-aligned block holding ``page`` into
+    ``pages`` (runs of present pages, one read each); returns the words of ``page``."""
+    lo = max(first, page - page % READ_AHEAD_PAGES)
+    hi = min(last, lo + READ_AHEAD_PAGES)
+    k = lo
+    while k < hi:
+        if not mask[k - first]:
+            k += 1
+            continue
+        run_end = k
+        while run_end < hi and mask[run_end - first]:
+            run_end += 1
+        data = mem.read_direct(k << page_shift, (run_end - k) << page_shift)
+        view = memoryview(data)
+        for j in range(k, run_end):
+            offset = (j - k) << page_shift
+            pages[j] = view[offset:offset + (1 << page_shift)].cast("Q")
+        k = run_end
+    return pages[page]
+
+
+def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
+    """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
+    size must be its bin's (glibc checks the same in malloc_consolidate).
+
+    Nodes are scattered over the heap, and a read of /proc/PID/mem costs mostly the call, so the
+    page holding each node is read whole and kept (a dense list costs one read per page, a sparse
+    one a read per node); a page is read only when the arena's pagemap says it is present (a
+    wild pointer must not make the kernel map a zero page into the target).
+    """
+    out = []
+    append = out.append
+    safe = layout.safe_linking
+    masks = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
+    pages: dict[int, memoryview] = {}
+    last_miss, density = None, 0
+    page_shift = PAGE_SIZE.bit_length() - 1
+    in_page = PAGE_SIZE - 1
+    for index, head in enumerate(state.fastbins):
+        expected = fastbin_chunk_size(index)
+        p = head
+        count = 0
+        while p:
+            if p & 15:
+                raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
+            page = p >> page_shift
+            words = pages.get(page) if (p & in_page) + 24 <= PAGE_SIZE else None
+            if words is None:
+                for first, last, mask in masks:
+                    if first <= page < last:
+                        if not mask[page - first]:
+                            raise Inconsistent(f"a fastbin chunk in a page that is not resident (fastbinsY[{index}])", p)
+                        break
+                else:
+                    raise Inconsistent(f"a fastbin chunk outside the arena's heaps (fastbinsY[{index}])", p)
+                if (p & in_page) + 24 > PAGE_SIZE:  # size and fd straddle two pages
+                    size, stored = struct.unpack("<QQ", mem.read_direct(p + 8, 16))
+                    words = None
+                else:
+                    if len(pages) >= 16384:
+                        pages.clear()
+                    # Misses on neighbouring pages mean a dense list: then read the whole
+                    # 64 KiB block around the page (its present pages) in one call.
+                    near = last_miss is not None and abs(page - last_miss) <= 2
+                    density = min(8, density + 1) if near else max(0, density - 2)
+                    last_miss = page
+                    try:
+                        if density >= 4:
+                            words = _read_block(mem, pages, page, first, last, mask, page_shift)
+                        else:
+                            words = pages[page] = memoryview(mem.read_direct(page << page_shift, PAGE_SIZE)).cast("Q")
+                    except MemoryReadError as e:
+                        raise Inconsistent(f"fastbin chunk unreadable ({e})", p) from e
+            if words is not None:
+                k = (p & in_page) >> 3
+                size, stored = words[k + 1], words[k + 2]
+            size &= ~7
+            if size != expected:
+                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
+            append((p, size))
+            count += 1
+            if count > MAX_LIST:
+                raise Inconsistent(f"fastbinsY[{index}] does not end", p)
+            p = ((p + 16) >> 12) ^ stored if safe else stored
+    return out
+
+
+def fastbin_chunk_size(index: int) -> int:
+    """malloc.c fastbin_index inverted: bin i holds chunks of (i + 2) * 16 bytes on 64-bit."""
+    return (index + 2) * 16
+
+
+def tcache_struct_entries(cache: BlockCache, struct_user: int, layout: Layout) -> list[int]:
+    """Chunk addresses of every entry of one tcache_perthread_struct (user pointer given)."""
+    out = []
+    counts_size = 2 if layout.tcache_counts_u16 else 1
+    entries_offset = 64 * counts_size
+    for index in range(64):
+        head = cache.word(struct_user + entries_offset + 8 * index)
+        e = head
+        count = 0
+        while e:
+            if e & 15:
+                raise Inconsistent(f"misaligned tcache entry in bin {index}", e)
+            out.append(e - 16)
+            count += 1
+            if count > 65535:
+                raise Inconsistent(f"tcache bin {index} does not end", e)
+            stored = cache.word(e)
+            e = reveal_ptr(e, stored) if layout.safe_linking else stored
+    return out
+
+
+# ---- trim prediction ----------------------------------------------------------------------
+
+
+def merge_runs(chunks: list[tuple[int, int]]) -> list[list[int]]:
+    """Merge adjacent (address, size) chunks into [start, end] runs (malloc_consolidate joins
+    fastbin chunks with free neighbours; bin-free chunks are never adjacent to each other)."""
+    runs: list[list[int]] = []
+    for address, size in sorted(chunks):
+        if runs and runs[-1][1] == address:
+            runs[-1][1] = address + size
+        elif runs and address < runs[-1][1]:
+            raise Inconsistent("two free chunks overlap", address)
+        else:
+            runs.append([address, address + size])
+    return runs
+
+
+def madvise_range(start: int, end: int, page: int = PAGE_SIZE) -> tuple[int, int] | None:
+    """What mtrim (malloc.c) passes to madvise(MADV_DONTNEED) for a free chunk [start, end):
+    only chunks larger than pagesize - 1 + sizeof(struct malloc_chunk) (48), from the first page
+    boundary after the chunk's first 48 bytes, in whole pages."""
+    size = end - start
+    if size <= page - 1 + 48:
+        return None
+    lo = align_up(start + 48, page)
+    rest = end - lo
+    if rest <= page - 1:
+        return None
+    return lo, lo + (rest & ~(page - 1))
+
+
+def systrim_range(top: int, top_size: int, page: int = PAGE_SIZE, pad: int = 0, thp_pagesize: int = 0) -> tuple[int, int] | None:
+    """What systrim (malloc.c) gives back with sbrk(-extra): the tail of the top chunk."""
+    top_area = top_size - MINSIZE - 1
+    if top_area <= pad:
+        return None
+    unit = thp_pagesize or page
+    extra = (top_area - pad) // unit * unit
+    if extra == 0:
+        return None
+    end = top + top_size
+    return end - extra, end
