@@ -4,7 +4,8 @@
  * - 8 threads that each allocated and freed in their own arena;
  * - a deleted file in /dev/shm that it keeps open (RAM no `du` shows);
  * - a few loopback sockets.
- * It prints READY and then sleeps until killed. */
+ * It prints READY first, then grows the heap over ~3 s (the spike), frees it (RSS stays: glibc
+ * keeps the pages below the pin), and sleeps until killed. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +24,19 @@ static void *thread_work(void *arg) {
 }
 
 int main(void) {
+    printf("READY\n");
+    fflush(stdout);
+    sleep(2);
     size_t n = (200u << 20) / 1024;
     void **chunks = malloc(n * sizeof *chunks);
-    for (size_t i = 0; i < n; i++) { chunks[i] = malloc(1000); memset(chunks[i], 1, 1000); }
+    for (size_t i = 0; i < n; i++) {
+        chunks[i] = malloc(1000);
+        memset(chunks[i], 1, 1000);
+        if (i % 20000 == 0) usleep(200000);  /* a spike over ~2 s, visible tick by tick */
+    }
     void *pin = malloc(1000);  /* allocated last: near the top of the heap */
     memset(pin, 2, 1000);
+    sleep(2);
     for (size_t i = 0; i < n; i++) free(chunks[i]);
     free(chunks);
 
@@ -46,8 +55,5 @@ int main(void) {
     int sv[2];
     for (int i = 0; i < 16; i++) socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
 
-    sleep(1);
-    printf("READY\n");
-    fflush(stdout);
     for (;;) pause();
 }

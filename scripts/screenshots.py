@@ -64,7 +64,7 @@ async def shoot(demo_pid: int) -> list[Path]:
     app = MemtopApp(interval=1.0, pid=demo_pid)
     saved = []
     async with app.run_test(size=SIZE) as pilot:
-        await asyncio.sleep(5)  # real ticks: rates and history need a few
+        await asyncio.sleep(12)  # real ticks: the demo's spike, and history for the chart
         table = app.query_one(ProcessTable)
         table.focus()
         table.select_pid(demo_pid)

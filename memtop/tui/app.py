@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -168,6 +169,8 @@ class MemtopApp(App):
 
     def _update_header(self) -> None:
         state = f"every {self.interval:g}s" + ("  read-only" if self.read_only else "")
+        if os.geteuid() != 0:
+            state += "  not root: other users' PSS/fds are ?"
         alert = "PAUSED (p resumes)" if self.paused else ""
         self.query_one(MemoryHeader).update(self.snapshot, state, alert)
 

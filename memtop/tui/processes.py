@@ -22,13 +22,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
-from textual_plotext import PlotextPlot
 
 from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
 from memtop.tui.tab import TabView
+from memtop.tui.widgets import CachedPlot
 
 
 def _cell(text: str, width: int, align: str) -> str:
@@ -246,24 +246,28 @@ class ProcessTable(ScrollView, can_focus=True):
         self.app.call_later(self.app.update_visible)
 
 
-class RssChart(PlotextPlot):
+class RssChart(CachedPlot):
     """The selected process's RSS over the last minutes. Redrawn only when its data changed."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self._drawn_key = None
+        self._drawn_at = 0.0
 
     def show(self, view: ProcessView | None) -> None:
-        key = (view.pid, view.history_times[-1] if view.history_times else None) if view else None
-        if key == self._drawn_key:
+        # A plotext redraw costs 20-40 ms: redraw when the values changed, and otherwise only
+        # every 10 s so that the time axis keeps up (an idle process's chart is flat anyway).
+        values = (view.pid, view.rss_history[-30:]) if view else None
+        now = view.history_times[-1] if view and view.history_times else 0.0
+        if values == self._drawn_key and now - self._drawn_at < 10.0:
             return
-        self._drawn_key = key
+        self._drawn_key, self._drawn_at = values, now
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         if view is None or len(view.history_times) < 2:
             plt.title("RSS history: waiting for a second tick" if view else "RSS history: no process selected")
-            self.refresh()
+            self.replot()
             return
         now = view.history_times[-1]
         points = [(t - now, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
@@ -272,7 +276,7 @@ class RssChart(PlotextPlot):
         plt.xlabel("seconds ago")
         plt.xfrequency(5)
         plt.yfrequency(3)
-        self.refresh()
+        self.replot()
 
 
 class ProcessesTab(TabView):
