@@ -41,6 +41,10 @@ GLOBAL_KEYS = (
     ("p", "pause / resume sampling"),
     ("+ -", "longer / shorter refresh interval"),
     ("Enter", "open the selected process in Layers"),
+    ("t", "trim the selected process's heap: malloc_trim(0) through gdb (Processes, Layers)"),
+    ("e", "evict the selected file(s) from the page cache (Page cache, Layers)"),
+    ("D", "drop caches machine-wide (root; asks you to type drop)"),
+    ("A", "the actions log"),
 )
 
 
@@ -68,6 +72,10 @@ class MemtopApp(App):
         Binding("plus,equals_sign", "interval(1)", "Interval", key_display="+/-"),
         Binding("minus", "interval(-1)", "Faster", show=False),
         Binding("enter", "open_layers", "Layers", key_display="⏎"),
+        Binding("t", "trim", "Trim", show=False),
+        Binding("e", "evict", "Evict", show=False),
+        Binding("D", "drop_caches", "Drop caches", show=False),
+        Binding("A", "actions_log", "Actions log", show=False),
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
@@ -230,6 +238,34 @@ class MemtopApp(App):
             self.notify("select a process first")
             return
         self.query_one(TabbedContent).active = "tab-layers"
+
+
+    # --- actions that change memory (memtop/tui/actions.py) ---------------------------
+    def action_trim(self) -> None:
+        from memtop.tui import actions
+
+        tab = self.active_tab()
+        if tab is None or tab.TAB_ID not in ("processes", "layers"):
+            self.notify("t trims the process selected on the Processes or Layers tab")
+            return
+        view = self.snapshot.by_pid(self.target.pid) if self.snapshot and self.target else None
+        actions.start_trim(self, self.target, view.sample.name[:60] if view else "")
+
+    def action_evict(self) -> None:
+        from memtop.tui import actions
+
+        tab = self.active_tab()
+        actions.start_evict(self, tab.selected_files() if tab is not None else [])
+
+    def action_drop_caches(self) -> None:
+        from memtop.tui import actions
+
+        actions.start_drop_caches(self)
+
+    def action_actions_log(self) -> None:
+        from memtop.tui import actions
+
+        actions.show_actions_log(self)
 
 
 def run_app(args) -> int:

@@ -11,6 +11,7 @@ never touch widgets.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from textual.containers import Container
@@ -40,6 +41,14 @@ class TabView(Container):
 
     def show_target(self, target: ProcessIdentity | None) -> None:
         """The selected process changed (it may be None)."""
+
+    def selected_files(self) -> list[Path]:
+        """The files the user selected on this tab, for `e` (evict from the page cache).
+
+        A tab that lists files (Page cache, Layers) returns the highlighted one(s); the default
+        is none, and the app then says where files can be selected.
+        """
+        return []
 
     def start_filter(self) -> bool:
         """`/` was pressed on this tab. Return False when the tab has nothing to filter."""

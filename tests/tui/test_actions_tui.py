@@ -1,0 +1,176 @@
+"""The action keys in the app: t (trim) end to end on a real target, and the refusals and
+confirmations of t, e, D and the Actions log view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memtop.actions import audit
+from memtop.tui.actions import ActionsLogScreen, DropCachesScreen, TrimScreen
+from memtop.tui.app import MemtopApp, SnapshotReady
+from memtop.tui.processes import ProcessTable
+from tests.actions_support import target_binary
+from tests.support import IS_ROOT, status_kb
+from tests.tui.fixed import feed, fixed_app
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def messages(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the screen did not reach the expected state")
+        await pilot.pause(0.05)
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not IS_ROOT, reason="trimming another process needs root")
+async def test_t_confirm_and_see_the_trim_result(children, gcc, state_home):
+    # GIVEN a process holding ~64 MiB of free heap, selected in the Processes tab
+    child = children.start([target_binary(), "64"])
+    rss_before = status_kb(child.pid, "VmRSS")
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.post_message(SnapshotReady(app.sampler.sample()))
+        await pilot.pause()
+        table = app.query_one(ProcessTable)
+        assert table.select_pid(child.pid)
+        table.focus()
+        await pilot.pause()
+        # WHEN t is pressed, the prediction shown, and y confirms
+        await pilot.press("t")
+        screen = app.screen
+        assert isinstance(screen, TrimScreen)
+        await wait_for(pilot, lambda: screen.phase == "confirm")
+        text = str(screen.query_one("#action-text").render())
+        assert "predicts RSS will drop by" in text and "stop the process for about" in text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.phase == "done")
+        # THEN the result is on screen, and true
+        text = str(screen.query_one("#action-text").render())
+        assert "ok: malloc_trim(0) returned 1" in text
+        assert "heap released" in text and "stopped (attach → detach)" in text
+        assert screen.result.ok and screen.result.heap_released_bytes > 60 * 2**20
+        assert status_kb(child.pid, "VmRSS") < rss_before - 60 * 2**20
+        # and the follow-up starts
+        await wait_for(pilot, lambda: screen.points, timeout=10)
+        assert "After the trim" in str(screen.query_one("#action-text").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, TrimScreen)
+    assert child.ask("ping") == "pong"
+    records, _ = audit.read_log()
+    assert [r["action"] for r in records] == ["trim"] and records[0]["result"]["status"] == "ok"
+
+
+async def test_read_only_t_e_and_d_say_why_and_do_nothing():
+    app = fixed_app(read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        app.query_one(ProcessTable).focus()
+        await pilot.press("t", "D")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]  # no confirmation was opened
+        text = " ".join(messages(app))
+        assert "cannot trim: memtop runs with --read-only" in text
+        assert "cannot drop caches: memtop runs with --read-only" in text
+
+
+async def test_t_outside_processes_and_layers_and_e_without_files_explain():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        await pilot.press("5", "t", "e")
+        await pilot.pause()
+        text = " ".join(messages(app))
+        assert "Processes or Layers tab" in text
+        assert "no file selected" in text
+        assert app.screen is app.screen_stack[0]
+
+
+async def test_drop_caches_needs_the_word_and_escape_cancels(state_home):
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        await pilot.press("D")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DropCachesScreen)
+        assert screen.query_one("#drop-confirm").value == ""
+        await pilot.press("2")  # chooses the level
+        assert screen.level == 2
+        await pilot.press(*"yes", "enter")  # not the word: nothing happens
+        await pilot.pause()
+        assert screen.phase == "confirm" and "type the word drop" in " ".join(messages(app))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, DropCachesScreen)
+    assert audit.read_log() == ([], [])  # nothing was done, nothing logged
+
+
+async def test_actions_log_view_lists_newest_first(state_home):
+    audit.append(audit.make_record("evict", {"paths": ["/a", "/b"]}, prediction=None,
+                                   result={"files": 2, "failed": 0, "dropped_bytes": 2 * 2**20}, duration_s=0.01,
+                                   when=1_790_000_000))
+    audit.append(audit.make_record("trim", {"pid": 42, "start_ticks": 1, "comm": "app"}, prediction=None,
+                                   result={"status": "refused", "message": "PID 42 is stopped"}, duration_s=0.1,
+                                   when=1_790_000_100))
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        await pilot.press("A")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionsLogScreen)
+        rows = app.screen.rows
+        assert [row[2] for row in rows] == ["trim", "evict"]  # newest first
+        assert rows[0][3] == "PID 42 app" and rows[0][4] == "refused: PID 42 is stopped"
+        assert rows[1][3] == "/a +1" and "dropped 2.00 MiB" in rows[1][4]
+        assert json.loads(audit.log_path().read_text().splitlines()[0])["action"] == "evict"
+
+
+async def test_evict_confirmation_then_result(tmp_path, state_home):
+    # GIVEN a cached file that a tab hands to the evict confirmation (what `e` does)
+    import os
+
+    from memtop.procfs.cachestat import file_cache_stat
+    from memtop.tui import actions
+    from memtop.tui.actions import EvictScreen
+
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(2 * 2**20))
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+        f.read()
+    assert file_cache_stat(path).cached_bytes >= 2 * 2**20
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        actions.start_evict(app, [path])
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, EvictScreen)
+        assert str(path) in str(screen.query_one("#action-text").render())
+        # WHEN y confirms THEN the file's pages are gone and the result says so
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.phase == "done")
+        text = str(screen.query_one("#action-text").render())
+        assert f"{path}: cached 2.00 MiB -> 0 B" in text
+        assert file_cache_stat(path).cached_bytes == 0
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, EvictScreen)
+    records, _ = audit.read_log()
+    assert [r["action"] for r in records] == ["evict"]
