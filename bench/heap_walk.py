@@ -38,7 +38,8 @@ int main(int argc, char **argv) {
         v[i] = malloc(r); memset(v[i], 1, 8);
         used += ((r + 8 + 15) & ~15UL);
     }
-    for (size_t i = 0; i < n; i += 64) free(v[i]);
+    size_t every = strtoull(argv[4], 0, 10);
+    if (every) for (size_t i = 0; i < n; i += every) free(v[i]);
     printf("READY %zu\n", n);
     char line[64];
     while (fgets(line, sizeof line, stdin)) printf("pong\n");
@@ -54,11 +55,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--symbols", default="auto", choices=("auto", "debug", "heuristic"))
     parser.add_argument("--pure-python", action="store_true", help="force the pure-Python inner loop")
+    parser.add_argument("--free-every", type=int, default=64, metavar="N",
+                        help="free one chunk in N after filling (default 64; 0 frees none)")
     parser.add_argument("--mixed", action="store_true",
                         help="request sizes vary (request .. 8*request, pseudo-random) instead of all equal")
     args = parser.parse_args()
     binary = compile_c(TARGET, name="bench_heap", flags=("-O2",))
-    with Child([binary, str(args.mib), str(args.request), "1" if args.mixed else "0"], timeout=300) as child:
+    with Child([binary, str(args.mib), str(args.request), "1" if args.mixed else "0", str(args.free_every)],
+               timeout=300) as child:
         best = best_cpu = None
         for _ in range(args.repeat):
             start, start_cpu = time.perf_counter(), time.process_time()

@@ -13,13 +13,14 @@ HEAP_TARGET = r"""
 #include <unistd.h>
 
 static void *keep[400000];
+static void *volatile pins[4]; /* globals: gcc may not elide a malloc whose result is kept here */
 
 /* Many small chunks, all freed but one allocated last (near the top). */
 static void pinned(void) {
     int n = 60000;
     for (int i = 0; i < n; i++) { keep[i] = malloc(200); memset(keep[i], 1, 200); }
-    void *pin = malloc(200);
-    memset(pin, 2, 200);
+    pins[0] = malloc(200);
+    memset(pins[0], 2, 200);
     for (int i = 0; i < n; i++) free(keep[i]);
 }
 
@@ -27,8 +28,8 @@ static void pinned(void) {
 static void fastbins(void) {
     int n = 200000;
     for (int i = 0; i < n; i++) { keep[i] = malloc(24 + 16 * (i % 5)); memset(keep[i], 3, 24); }
-    void *pin = malloc(64);
-    memset(pin, 4, 64);
+    pins[1] = malloc(64);
+    memset(pins[1], 4, 64);
     for (int i = 0; i < n; i++) if (i % 2000 != 0) free(keep[i]);
 }
 
@@ -45,8 +46,8 @@ static void *thread_body(void *arg) {
     for (int i = 0; i < n; i++) { v[i] = malloc(1000); memset(v[i], 6, 1000); }
     for (int i = n - 1; i >= 0; i--) free(v[i]);
     free(v);
-    void *small = malloc(5000); /* leaves a small in-use chunk and a free hole */
-    memset(small, 7, 5000);
+    pins[2] = malloc(5000); /* leaves a small in-use chunk */
+    memset(pins[2], 7, 5000);
     return NULL;
 }
 
@@ -57,6 +58,35 @@ static void thread_top(void) {
     pthread_join(t, NULL);
     for (int i = 0; i < 20000; i++) { keep[i] = malloc(300); memset(keep[i], 8, 300); }
     for (int i = 0; i < 20000; i += 2) free(keep[i]);
+}
+
+/* A thread arena that outgrew its first 64 MiB heap: two heaps or more, closed by fenceposts. */
+static void *big_body(void *arg) {
+    (void)arg;
+    int n = 100000;
+    void **v = malloc(n * sizeof(void *));
+    for (int i = 0; i < n; i++) { v[i] = malloc(1500); memset(v[i], 9, 64); }
+    for (int i = 0; i < n; i += 3) free(v[i]);
+    return NULL;
+}
+
+static void thread_heaps(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, big_body, NULL);
+    pthread_join(t, NULL);
+}
+
+/* A free chunk whose pages were never written, only read: each read maps the shared zero page,
+ * which pagemap reports present but RSS does not count (and a trim cannot release). */
+static void zeropages(void) {
+    mallopt(M_MMAP_THRESHOLD, 16 << 20); /* at most 32 MiB is accepted */
+    volatile char *big = malloc(8 << 20);
+    keep[1] = malloc(300000); /* no free chunk that big: it comes from top, after big */
+    memset(keep[1], 1, 100);  /* kept in a global: gcc may not elide it */
+    free((void *)big);
+    long sum = 0;
+    for (long off = 4096; off < (8 << 20) - 4096; off += 4096) sum += big[off];
+    keep[0] = (void *)sum;
 }
 
 /* Allocating and freeing all the time, in two threads. */
@@ -90,6 +120,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "fastbins")) fastbins();
     else if (!strcmp(s, "inuse")) inuse();
     else if (!strcmp(s, "thread_top")) thread_top();
+    else if (!strcmp(s, "thread_heaps")) thread_heaps();
+    else if (!strcmp(s, "zeropages")) zeropages();
     else if (!strcmp(s, "churn")) {
         printf("READY\n");
         churn();

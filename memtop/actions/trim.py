@@ -148,6 +148,13 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
     # Arenas never move or go away once created, so a previous valid walk still names them.
     known = report.arenas or (report.last_valid.arenas if report.last_valid is not None else ())
     arenas = tuple(a.address for a in known)
+    if not arenas and refusal is None:
+        # No walk ever validated (a heap changing fast): the arena list alone is cheap to read,
+        # and the lock check must not be skipped for want of it.
+        try:
+            arenas = tuple(gdb.arena_mutexes(identity.pid, root))
+        except (gdb.Refused, gdb.TargetGone) as e:
+            reason = f"{reason}; {e}" if reason else str(e)
     release = report.trim_release_bytes if report.valid else None
     reason = None if report.valid else (report.reason or "the heap walk was not consistent")
     if refusal is None and kind not in (None, "glibc"):

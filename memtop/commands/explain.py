@@ -67,6 +67,8 @@ def render_text(report: LayerReport) -> str:
     elif heap.valid:
         lines.append(f"Allocator: glibc {heap.glibc_version}, heap walked read-only in {heap.walk_seconds:.2f} s "
                      f"({heap.chunks_walked:,} chunks, symbols: {heap.symbols})")
+        if heap.version_tested is False:
+            lines.append(f"  note: glibc {heap.glibc_version}'s layout is from the glibc source; memtop was tested on 2.36")
         lines.append(_row("heap (system bytes)", heap.system_bytes, f"{len(heap.arenas)} arena(s)"))
         lines.append(_row("in use", heap.in_use_bytes, f"incl. {fmt_bytes(heap.tcache_bytes)} in tcache", indent=4))
         lines.append(_row("free, kept by glibc", heap.free_bytes + heap.fastbin_bytes,

@@ -142,7 +142,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
                 continue
             now = time.monotonic()
             report = replace(report, glibc_version=version, walked_at=now, walk_seconds=now - started,
-                             attempts=attempts, runtime=runtime, libc_path=libc.path, symbols=syms.source)
+                             attempts=attempts, runtime=runtime, libc_path=libc.path, symbols=syms.source,
+                             version_tested=libc.version in glibc.TESTED_VERSIONS)
             with _last_valid_lock:
                 if len(_last_valid) > 64:
                     _last_valid.clear()

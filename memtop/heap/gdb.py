@@ -779,10 +779,10 @@ def fetch_malloc_info(identity: ProcessIdentity, timeout: float, *, mutex_addres
     In the target: ``open_memstream`` gives a FILE that writes to a malloc'd buffer; malloc_info
     writes there (it releases each arena lock before writing, so it cannot self-deadlock);
     fclose stores the buffer pointer and size; memtop copies the buffer out and frees it. It
-    allocates a little in the target. ``mutex_addresses`` default: :func:`arena_mutexes`.
+    allocates a little in the target. ``mutex_addresses`` default (or empty): :func:`arena_mutexes`.
     Raises the errors of this module (Refused, TargetGone, GdbUnavailable, CallFailed, GdbError).
     """
-    if mutex_addresses is None:
+    if not mutex_addresses:  # None, or an empty list from a heap walk that failed: find them here
         check_identity(identity, root)
         find_libc(identity.pid, root)  # a clear refusal for static / other allocators first
         mutex_addresses = arena_mutexes(identity.pid, root)

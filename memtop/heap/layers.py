@@ -392,6 +392,7 @@ def report_json(report: LayerReport) -> dict:
             "status": heap.status if heap else None,
             "reason": heap.reason if heap else None,
             "symbols": heap.symbols if heap else None,
+            "version_tested": heap.version_tested if heap else None,
             "arenas": arenas if valid else [],
             "system_bytes": heap.system_bytes if valid else None,
             "in_use_bytes": heap.in_use_bytes if valid else None,

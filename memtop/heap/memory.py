@@ -93,11 +93,15 @@ def zero_page_pfn() -> int | None:
     return pfn
 
 
-# Tables over the top byte of a pagemap entry (bit 63 present, 62 swapped, 61 file/shared).
+# Tables over the top byte of a pagemap entry (bits 56-63): 63 present, 62 swapped, 61 file or
+# shared-anon page, 56 exclusively mapped. The shared zero page has no struct page for pagemap
+# (vm_normal_page returns NULL), so it is present with neither bit 61 nor bit 56: only such
+# entries need their PFN compared with the zero page's (seen here: 0x8000.. vs 0x8100.. for an
+# ordinary anonymous page).
 _PRESENT_TABLE = bytes(1 if b & 0x80 else 0 for b in range(256))
 _SWAPPED_TABLE = bytes(1 if b & 0xC0 == 0x40 else 0 for b in range(256))
-_PRESENT_ANON_TABLE = bytes(1 if b & 0xA0 == 0x80 else 0 for b in range(256))
-_PRESENT_FILE_TABLE = bytes(1 if b & 0xA0 == 0xA0 else 0 for b in range(256))
+_PRESENT_SURE_TABLE = bytes(1 if b & 0x80 and b & 0x21 else 0 for b in range(256))
+_PRESENT_CHECK_TABLE = bytes(1 if b & 0x80 and not b & 0x21 else 0 for b in range(256))
 
 
 class Pagemap:
@@ -127,16 +131,15 @@ class Pagemap:
 
     def resident_pages(self, first: int, last: int) -> int:
         """Present pages in [first, last) (page numbers), not counting the shared zero page.
-
-        The zero page is not anonymous, so pagemap flags it PM_FILE (bit 61): only present
-        PM_FILE entries have their PFN compared."""
+        Only present entries that are neither exclusive nor file pages can be the zero page:
+        those have their PFN compared (a shared anonymous page after fork is one too)."""
         lo = max(0, first - self.first_page)
         hi = min(len(self._tops), last - self.first_page)
         if hi <= lo:
             return 0
         tops = self._tops[lo:hi]
-        count = tops.translate(_PRESENT_ANON_TABLE).count(1)
-        file_mask = tops.translate(_PRESENT_FILE_TABLE)
+        count = tops.translate(_PRESENT_SURE_TABLE).count(1)
+        file_mask = tops.translate(_PRESENT_CHECK_TABLE)
         pos = file_mask.find(1)
         while pos != -1:
             entry = self.entry(self.first_page + lo + pos)

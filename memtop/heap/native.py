@@ -79,7 +79,7 @@ _lock = threading.Lock()
 _lib = None
 _tried = False
 enabled = os.environ.get("MEMTOP_PURE_PYTHON", "") not in ("1", "yes", "true")
-build_error: str | None = None
+build_error: str | None = None if enabled else "disabled by MEMTOP_PURE_PYTHON"
 
 
 def _cache_dir() -> Path:

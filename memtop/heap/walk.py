@@ -341,6 +341,31 @@ def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, 
     return i, state.prev, state.n
 
 
+READ_AHEAD_PAGES = 16
+
+
+def _read_block(mem: TargetMemory, pages: dict, page: int, first: int, last: int, mask: bytes, page_shift: int):
+    """Read the present pages of the READ_AHEAD_PAGES-aligned block holding ``page`` into
+    ``pages`` (runs of present pages, one read each); returns the words of ``page``."""
+    lo = max(first, page - page % READ_AHEAD_PAGES)
+    hi = min(last, lo + READ_AHEAD_PAGES)
+    k = lo
+    while k < hi:
+        if not mask[k - first]:
+            k += 1
+            continue
+        run_end = k
+        while run_end < hi and mask[run_end - first]:
+            run_end += 1
+        data = mem.read_direct(k << page_shift, (run_end - k) << page_shift)
+        view = memoryview(data)
+        for j in range(k, run_end):
+            offset = (j - k) << page_shift
+            pages[j] = view[offset:offset + (1 << page_shift)].cast("Q")
+        k = run_end
+    return pages[page]
+
+
 def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
     """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
     size must be its bin's (glibc checks the same in malloc_consolidate).
@@ -355,6 +380,7 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
     safe = layout.safe_linking
     masks = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
     pages: dict[int, memoryview] = {}
+    last_miss, density = None, 0
     page_shift = PAGE_SIZE.bit_length() - 1
     in_page = PAGE_SIZE - 1
     for index, head in enumerate(state.fastbins):
@@ -378,10 +404,18 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
                     size, stored = struct.unpack("<QQ", mem.read_direct(p + 8, 16))
                     words = None
                 else:
-                    if len(pages) >= 8192:
+                    if len(pages) >= 16384:
                         pages.clear()
+                    # Misses on neighbouring pages mean a dense list: then read the whole
+                    # 64 KiB block around the page (its present pages) in one call.
+                    near = last_miss is not None and abs(page - last_miss) <= 2
+                    density = min(8, density + 1) if near else max(0, density - 2)
+                    last_miss = page
                     try:
-                        words = pages[page] = memoryview(mem.read_direct(page << page_shift, PAGE_SIZE)).cast("Q")
+                        if density >= 4:
+                            words = _read_block(mem, pages, page, first, last, mask, page_shift)
+                        else:
+                            words = pages[page] = memoryview(mem.read_direct(page << page_shift, PAGE_SIZE)).cast("Q")
                     except MemoryReadError as e:
                         raise Inconsistent(f"fastbin chunk unreadable ({e})", p) from e
             if words is not None:

@@ -124,6 +124,7 @@ class HeapReport:
     runtime: RuntimeInfo | None = None
     libc_path: str | None = None
     last_valid: "HeapReport | None" = None  # when not valid: the last validated report, if any
+    version_tested: bool | None = None  # False: a layout known from the glibc source, not tried live
 
     @property
     def system_bytes(self) -> int:

@@ -24,9 +24,11 @@ SECTION_PROVIDERS: list[tuple[str, str]] = [
     ("vmstat", "memtop.output.pagecache:vmstat_section"),
     ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
     ("pressure", "memtop.output.pressure:pressure_section"),
+    ("kernel", "memtop.output.kernel:kernel_section"),
 ]
 PROCESS_FIELD_PROVIDERS: list[str] = [
     "memtop.output.pressure:process_cgroup",
+    "memtop.output.kernel:process_fd_growth",
 ]
 
 

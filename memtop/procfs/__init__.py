@@ -55,12 +55,10 @@ def read_bytes(path: str | Path) -> bytes:
     """Read a whole proc/sys file, translating errors (see module doc)."""
     try:
         with open(path, "rb", buffering=0) as f:
-            # Kernel seq_files fill the buffer until EOF, so a short read is the end: one
-            # read() per small file instead of two (this runs for every process every tick).
-            data = f.read(_CHUNK)
-            if len(data) < _CHUNK:
-                return data
-            chunks = [data]
+            # Read to EOF: a seq_file (smaps, slabinfo) returns about a page per read(), so a
+            # short read is not the end. (/proc/PID/stat, re-read every tick, goes through
+            # OpenFiles: one pread of a single-record file.)
+            chunks = []
             while chunk := f.read(_CHUNK):
                 chunks.append(chunk)
             return b"".join(chunks)

@@ -1,19 +1,521 @@
-"""The Kernel tab (not built yet: it says what it will show)."""
+"""The Kernel tab: memory that no RSS shows.
+
+Top: meminfo's kernel categories and the remainder none of them explains. Middle: a
+slabtop-like table of /proc/slabinfo (sortable, growth per minute, reclaimable flag), totals
+reconciled with meminfo Slab / SReclaimable / SUnreclaim, and a chart of the largest caches.
+Bottom: sockstat per network namespace, and file descriptors (file-nr, the processes whose fd
+count grows, the selected process's fd breakdown).
+
+Reads happen in a thread worker (:class:`~memtop.collect.kernel.KernelCollector`) started on
+every tick while the tab is visible; it posts an immutable KernelView.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+from dataclasses import dataclass
+from typing import Any, Callable
 
+from rich.segment import Segment
+from rich.table import Table
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Input, Static
+from textual_plotext import PlotextPlot
+
+from memtop.collect.kernel import KernelCollector
+from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
+from memtop.model.kernel import (
+    FD_WINDOW_S,
+    KERNEL_CATEGORIES,
+    UNEXPLAINED_MEANING,
+    KernelView,
+    NetNamespace,
+    SlabRow,
+)
+from memtop.model.process import ProcessIdentity
+from memtop.model.snapshot import Snapshot
 from memtop.tui.tab import TabView
 
-PLANNED = """Memory that no RSS shows: slab caches, kernel categories of meminfo, socket buffers
-per network namespace, and per-process fd growth."""
+# --- the slab table's columns ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlabColumn:
+    key: str
+    title: str
+    width: int  # 0: the remaining width (the name)
+    value: Callable[[SlabRow], Any]  # sort key; None sorts last
+    text: Callable[[SlabRow], str]
+    source: str
+    align: str = "right"
+
+
+def _reclaim_text(row: SlabRow) -> str:
+    return {True: "R", False: "U", None: "?"}[row.reclaimable]
+
+
+SLAB_COLUMNS: tuple[SlabColumn, ...] = (
+    SlabColumn("name", "CACHE", 0, lambda r: r.cache.name.lower(), lambda r: r.cache.name,
+               "/proc/slabinfo name", align="left"),
+    SlabColumn("active", "ACTIVE", 8, lambda r: r.cache.active_objs, lambda r: fmt_count(r.cache.active_objs),
+               "/proc/slabinfo <active_objs>: objects in use"),
+    SlabColumn("objs", "OBJS", 8, lambda r: r.cache.num_objs, lambda r: fmt_count(r.cache.num_objs),
+               "/proc/slabinfo <num_objs>: objects allocated in its slabs"),
+    SlabColumn("objsize", "SIZE", 6, lambda r: r.cache.objsize, lambda r: str(r.cache.objsize),
+               "/proc/slabinfo <objsize>: bytes per object"),
+    SlabColumn("total", "TOTAL", 9, lambda r: r.cache.total_bytes, lambda r: fmt_bytes(r.cache.total_bytes),
+               "<num_slabs> x <pagesperslab> x page size (slabtop's CACHE SIZE)"),
+    SlabColumn("use", "USE", 4, lambda r: r.cache.active_fraction, lambda r: fmt_percent(r.cache.active_fraction),
+               "<active_objs> / <num_objs>"),
+    SlabColumn("growth", "Δ/min", 9, lambda r: r.growth_bytes_per_min,
+               lambda r: fmt_bytes(r.growth_bytes_per_min, signed=True),
+               "TOTAL now minus TOTAL up to 60 s ago, per minute (needs 10 s of the tab being visible)"),
+    SlabColumn("reclaim", "R", 1, lambda r: r.reclaimable, _reclaim_text,
+               "R: reclaimable (counted in SReclaimable), U: not; /sys/kernel/slab/NAME/reclaim_account (root)"),
+)
+SLAB_COLUMNS_BY_KEY = {c.key: c for c in SLAB_COLUMNS}
+NAME_MIN_WIDTH = 14
+
+
+def sort_slabs(rows, key: str, reverse: bool) -> list[SlabRow]:
+    """Sort by a column; unknown (None) values go last, ties by name."""
+    column = SLAB_COLUMNS_BY_KEY[key]
+    known = [r for r in rows if column.value(r) is not None]
+    unknown = [r for r in rows if column.value(r) is None]
+    known.sort(key=lambda r: r.cache.name)
+    known.sort(key=column.value, reverse=reverse)
+    unknown.sort(key=lambda r: r.cache.name)
+    return known + unknown
+
+
+def _cell(text: str, width: int, align: str) -> str:
+    if len(text) > width:
+        return text[: width - 1] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
+class SlabHeader(Widget):
+    """The slab table's title row."""
+
+    COMPONENT_CLASSES = {"slab-header--sorted"}
+    DEFAULT_CSS = "SlabHeader { height: 1; }"
+
+    def __init__(self, table: "SlabTable", **kw):
+        super().__init__(**kw)
+        self.table = table
+
+    def render_line(self, y: int) -> Strip:
+        table = self.table
+        segments = []
+        for col, width in table.layout(self.size.width):
+            title = col.title
+            sorted_here = col.key == table.sort_key
+            if sorted_here:
+                title += "▼" if table.sort_reverse else "▲"
+            style = self.get_component_rich_style("slab-header--sorted") if sorted_here else self.rich_style
+            segments.append(Segment(_cell(title, width + (1 if sorted_here and col.width == 1 else 0), col.align) + " ", style))
+        return Strip(segments).crop(0, self.size.width)
+
+
+class SlabTable(ScrollView, can_focus=True):
+    """Slab caches, drawn line by line; the cursor follows a cache name across refreshes."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", show=False),
+        Binding("pagedown", "page(1)", show=False),
+        Binding("home", "edge(0)", show=False),
+        Binding("end", "edge(1)", show=False),
+    ]
+    COMPONENT_CLASSES = {"slab-table--cursor", "slab-table--growing", "slab-table--note"}
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.all_rows: tuple[SlabRow, ...] = ()
+        self.rows: list[SlabRow] = []
+        self.sort_key = "total"
+        self.sort_reverse = True
+        self.filter_text = ""
+        self.note = "waiting for the first read of /proc/slabinfo"
+        self.cursor_name: str | None = None
+        self._cursor_index = 0
+
+    def set_rows(self, rows: tuple[SlabRow, ...] | None, note: str | None) -> None:
+        self.all_rows = rows or ()
+        self.note = note or ""
+        self._rebuild()
+
+    def set_sort(self, key: str, reverse: bool) -> None:
+        self.sort_key, self.sort_reverse = key, reverse
+        self._rebuild()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip().lower()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        shown = [r for r in self.all_rows if self.filter_text in r.cache.name.lower()]
+        self.rows = sort_slabs(shown, self.sort_key, self.sort_reverse)
+        self.virtual_size = Size(self.size.width, max(1, len(self.rows)))
+        index = next((i for i, r in enumerate(self.rows) if r.cache.name == self.cursor_name), None)
+        self._move_to(index if index is not None else min(self._cursor_index, len(self.rows) - 1))
+
+    def _move_to(self, index: int) -> None:
+        if not self.rows:
+            self._cursor_index, self.cursor_name = 0, None
+            self.refresh()
+            return
+        self._cursor_index = max(0, min(index, len(self.rows) - 1))
+        self.cursor_name = self.rows[self._cursor_index].cache.name
+        top = int(self.scroll_offset.y)
+        height = max(1, self.size.height)
+        if self._cursor_index < top:
+            self.scroll_to(y=self._cursor_index, animate=False)
+        elif self._cursor_index >= top + height:
+            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        self._move_to(self._cursor_index + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._move_to(len(self.rows) - 1 if end else 0)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None:
+            self._move_to(int(self.scroll_offset.y) + offset.y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, max(1, len(self.rows)))
+
+    def layout(self, width: int) -> list[tuple[SlabColumn, int]]:
+        fixed = sum(c.width + 1 for c in SLAB_COLUMNS if c.width)
+        return [(c, c.width or max(NAME_MIN_WIDTH, width - fixed - 1)) for c in SLAB_COLUMNS]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if not self.rows:
+            text = self.note if y == 0 else ""
+            if y == 0 and self.all_rows and self.filter_text:
+                text = f"no cache name contains '{self.filter_text}'"
+            return Strip([Segment(text, base + self.get_component_rich_style("slab-table--note"))]).crop(0, width).extend_cell_length(width, base)
+        index = int(self.scroll_offset.y) + y
+        if index >= len(self.rows):
+            return Strip.blank(width, base)
+        row = self.rows[index]
+        if index == self._cursor_index:
+            base = base + self.get_component_rich_style("slab-table--cursor")
+        growing = base + self.get_component_rich_style("slab-table--growing")
+        segments = []
+        for col, w in self.layout(width):
+            style = growing if col.key == "growth" and (row.growth_bytes_per_min or 0) > 0 else base
+            segments.append(Segment(_cell(col.text(row), w, col.align), style))
+            segments.append(Segment(" ", base))
+        return Strip(segments).crop(0, width).extend_cell_length(width, base)
+
+
+class SlabChart(PlotextPlot):
+    """Total bytes of the largest caches over time. Redrawn only when its data changed."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._drawn_key = None
+        self._drawn_at = 0.0
+
+    def show(self, view: KernelView | None) -> None:
+        # A redraw costs ~20-40 ms (reference/facts.md): only when the charted values changed, or
+        # every 10 s so that the time axis keeps up.
+        times = view.slab_history_times if view else ()
+        key = (view.slabs is None, len(times) >= 2, tuple((k, v[-30:]) for k, v in view.slab_history.items())) if view else None
+        now = times[-1] if times else 0.0
+        if key == self._drawn_key and now - self._drawn_at < 10.0:
+            return
+        self._drawn_key, self._drawn_at = key, now
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if view is None or view.slabs is None:
+            plt.title("largest caches: needs /proc/slabinfo")
+        elif len(times) < 2:
+            plt.title("largest caches: waiting for a second read")
+        else:
+            now = times[-1]
+            for name, values in view.slab_history.items():
+                points = [(t - now, v / 2**20) for t, v in zip(times, values) if v is not None]
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=name[:16])
+            plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
+            plt.xfrequency(3)
+            plt.yfrequency(3)
+        self.refresh()
+
+
+# --- the text panels ---------------------------------------------------------------------------
+
+
+def pack(items: list[tuple[str, str]], width: int) -> Text:
+    """Join (text, style) items with two spaces, breaking lines only between items."""
+    text = Text()
+    used = 0
+    for item, style in items:
+        if used and used + 2 + len(item) > width:
+            text.append("\n")
+            used = 0
+        elif used:
+            text.append("  ")
+            used += 2
+        text.append(item, style=style)
+        used += len(item)
+    return text
+
+
+def categories_text(view: KernelView, width: int = 200) -> Text:
+    items = []
+    for c in view.categories:
+        name = "unexplained" if c.key == "Unexplained" else c.key
+        items.append((f"{name} {fmt_bytes(c.bytes)}", "bold" if c.key in ("SUnreclaim", "Unexplained") else ""))
+    return pack(items, width)
+
+
+def slab_title(view: KernelView) -> str:
+    slab = view.meminfo.get("Slab")
+    if view.slabs is None:
+        return f"{view.slab_reason}\nmeminfo Slab {fmt_bytes(slab)} = SReclaimable + SUnreclaim (above)"
+    total = sum(r.cache.total_bytes for r in view.slabs)
+    known = all(r.reclaimable is not None for r in view.slabs)
+    reclaim = sum(r.cache.total_bytes for r in view.slabs if r.reclaimable)
+    rec = f", reclaimable {fmt_bytes(reclaim)} (SReclaimable {fmt_bytes(view.meminfo.get('SReclaimable'))})" if known else ""
+    outside = f"; outside caches {fmt_bytes(slab - total)} (large kmallocs)" if slab is not None else ""
+    return f"{len(view.slabs)} caches hold {fmt_bytes(total)}{rec}\nof meminfo Slab {fmt_bytes(slab)}{outside}"
+
+
+SOCKET_COLUMNS = ("NET NS", "PROCS", "SOCK", "TCP in/or/tw/al", "TCP mem", "UDP in", "UDP mem", "TCP6", "UDP6", "e.g.")
+
+
+def sockets_table(view: KernelView, width: int = 200) -> Table:
+    table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold", expand=False)
+    for i, title in enumerate(SOCKET_COLUMNS):
+        last = i == len(SOCKET_COLUMNS) - 1
+        table.add_column(title, justify="left" if i in (0, len(SOCKET_COLUMNS) - 1) else "right", no_wrap=True,
+                         overflow="ellipsis", min_width=None if last else (11 if i == 0 else len(title)), max_width=max(4, width - 80) if last else None)
+    for ns in view.namespaces:
+        table.add_row(*namespace_cells(ns))
+    if view.namespaces_unreadable:
+        table.caption = f"namespace of {view.namespaces_unreadable} process(es) unreadable"
+    return table
+
+
+def namespace_cells(ns: NetNamespace) -> list[str]:
+    name = f"{'*' if ns.own else ''}{ns.inode if ns.inode is not None else '?'}"
+    procs = str(len(ns.pids)) if ns.pids else "?"
+    s = ns.sockstat
+    if s is None:
+        return [name, procs, "?", (ns.reason or "?")[:40], "", "", "", "", "", ns.example]
+    tcp, udp, tcp6, udp6 = (s.protocol(p) for p in ("TCP", "UDP", "TCP6", "UDP6"))
+    def count(p, key):
+        return fmt_count(p.get(key)) if p is not None else "?"
+    tcp_counts = "/".join(count(tcp, k) for k in ("inuse", "orphan", "tw", "alloc"))
+    return [name, procs, fmt_count(s.sockets_used), tcp_counts, fmt_bytes(tcp.mem_bytes if tcp else None),
+            count(udp, "inuse"), fmt_bytes(udp.mem_bytes if udp else None), count(tcp6, "inuse"), count(udp6, "inuse"),
+            ns.example]
+
+
+def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapshot | None, width: int = 200) -> Text:
+    nr = view.file_nr
+    items = [(f"file handles {fmt_count(nr.allocated)} of {fmt_count(nr.maximum)}" if nr is not None
+              else f"file handles ? ({view.file_nr_reason})", ""),
+             (f"fd growth/min over {FD_WINDOW_S:.0f} s:" + ("" if view.growers else " none"), "")]
+    for g in view.growers[:5]:
+        items.append((f"{g.view.pid} {g.view.sample.comm[:12]} {g.growth.per_min:+.0f}", "bold" if g.finding else ""))
+    text = Text()
+    first = pack(items, width)
+    text.append_text(first.split("\n")[0] if "\n" in first.plain else first)
+    text.append("\n")
+    leaks = [g for g in view.growers if g.finding is not None]
+    if leaks:
+        g = leaks[0]
+        text.append(f"LEAK? PID {g.view.pid} {g.view.sample.comm[:16]}: fds {g.growth.first} → {g.growth.last} in "
+                    f"{g.growth.span_s:.0f} s ({g.growth.per_min:+.0f}/min, steady: R² {g.growth.r2:.2f})", style="bold")
+        if len(leaks) > 1:
+            text.append(f"  (+{len(leaks) - 1} more)")
+    else:
+        text.append("no process's fd count grows steadily", style="dim")
+    text.append("\n")
+    if target is None:
+        text.append("select a process (Processes tab) for its fd breakdown", style="dim")
+    elif view.target_pid != target.pid:
+        text.append(f"PID {target.pid}: reading its fd table at the next refresh", style="dim")
+    elif view.fd_breakdown is None:
+        text.append(f"PID {target.pid} fds: ? ({view.fd_breakdown_reason})")
+    else:
+        b = view.fd_breakdown
+        current = snapshot.by_pid(b.pid) if snapshot else None
+        comm = current.sample.comm if current else "?"
+        text.append(f"PID {b.pid} {comm[:16]}: {b.total} fds = sockets {b.sockets}  pipes {b.pipes}  files {b.files}"
+                    f"  anon {b.anon_inodes}  other {b.other}")
+        if b.anon_kinds:
+            text.append(" (" + ", ".join(f"{k} {n}" for k, n in list(b.anon_kinds.items())[:3]) + ")")
+        if b.deleted_files:
+            text.append(f"  deleted-but-open {b.deleted_files}", style="bold")
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+# --- the tab -------------------------------------------------------------------------------------
+
+
+class KernelViewReady(Message):
+    def __init__(self, view: KernelView):
+        super().__init__()
+        self.view = view
 
 
 class KernelTab(TabView):
     TAB_TITLE = "Kernel"
     TAB_ID = "kernel"
+    FIGURE_SOURCES = (
+        *((key, f"/proc/meminfo {key}: {meaning}") for key, meaning in KERNEL_CATEGORIES),
+        ("unexplained", UNEXPLAINED_MEANING),
+        *((f"slab {c.title}", c.source) for c in SLAB_COLUMNS),
+        ("caches hold", "sum of TOTAL over /proc/slabinfo; reclaimable: sum over caches marked R"),
+        ("outside caches", "meminfo Slab minus the caches' total: kmalloc() above 2 pages goes straight to the page "
+                           "allocator and is counted in SUnreclaim, with no slabinfo line"),
+        ("chart", "TOTAL of the 5 largest caches at each refresh while this tab is visible"),
+        ("NET NS", "inode of /proc/PID/ns/net (ls -Li); * marks memtop's own, whose figures /proc/net/sockstat shows"),
+        ("PROCS, e.g.", "processes in the namespace (grouped by that inode), and its lowest PID"),
+        ("SOCK", "/proc/PID/net/sockstat 'sockets: used' (per namespace)"),
+        ("TCP in/or/tw/al", "sockstat TCP inuse, orphan, tw, alloc: inuse and tw are per namespace; orphan and alloc "
+                            "are system-wide (net/ipv4/proc.c)"),
+        ("TCP mem, UDP mem", "sockstat mem (pages) x page size: socket buffers, system-wide (the same in every namespace)"),
+        ("UDP in, TCP6, UDP6", "sockstat UDP inuse, sockstat6 TCP6 / UDP6 inuse (per namespace)"),
+        ("file handles", "/proc/sys/fs/file-nr: allocated file handles of maximum"),
+        ("fd growth", "fd count of every process every tick (stat(/proc/PID/fd).st_size), least-squares slope over "
+                      "the last 60 s, per minute (needs 10 s of history)"),
+        ("LEAK?", "the fd count grew by at least 10 over the window, a straight line fits it (R² ≥ 0.8) and it "
+                  "fell at no more than 40 % of ticks"),
+        ("fd breakdown", "readlink of every /proc/PID/fd/N of the selected process: socket:[..], pipe:[..], "
+                         "anon_inode:.., paths (files, devices, memfd), other"),
+    )
+    TAB_KEYS = (
+        ("↑ ↓ PgUp PgDn", "move in the slab table"),
+        ("s", "sort the slab table"),
+        ("/", "filter caches by name"),
+    )
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.collector: KernelCollector | None = None
+        self.view: KernelView | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("This tab is not built yet. It will show:\n\n" + PLANNED, classes="planned")
+        self.table = SlabTable(id="slab-table")
+        yield Static("", id="kernel-categories")
+        with Horizontal(id="kernel-slab-area"):
+            with Vertical(id="kernel-slab-pane"):
+                yield Static("", id="kernel-slab-title")
+                yield SlabHeader(self.table, id="slab-header")
+                yield self.table
+                yield Input(placeholder="filter caches by name (Enter keeps it, Esc clears)", id="slab-filter")
+            yield SlabChart(id="slab-chart")
+        yield Static("", id="kernel-sockets")
+        yield Static("", id="kernel-fds")
+
+    def on_mount(self) -> None:
+        self.query_one("#slab-filter").display = False
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The chart needs room beside a full-width table: only on wide terminals.
+        self.set_class(event.size.width < 110, "-narrow")
+
+    # --- data flow -----------------------------------------------------------------------
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        if self.collector is None:
+            self.collector = KernelCollector(self.app.root)
+        target = self.app.target
+        self._collect(snapshot, target.pid if target else None)
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        if self.view is not None:
+            self._show_fds()
+
+    @work(thread=True, exclusive=True, group="kernel", exit_on_error=False)
+    def _collect(self, snapshot: Snapshot, target_pid: int | None) -> None:
+        self.post_message(KernelViewReady(self.collector.collect(snapshot, target_pid)))
+
+    @on(KernelViewReady)
+    def _view_ready(self, message: KernelViewReady) -> None:
+        # A superseded worker may finish after its successor: never go back in time.
+        if self.view is not None and message.view.tick < self.view.tick:
+            return
+        self.show_view(message.view)
+
+    def show_view(self, view: KernelView) -> None:
+        """Draw one KernelView (the snapshot test calls this with fixed data)."""
+        self.view = view
+        width = self.size.width or 200
+        self.query_one("#kernel-categories", Static).update(categories_text(view, width))
+        self.query_one("#kernel-slab-title", Static).update(slab_title(view))
+        self.query_one("#kernel-slab-title").set_class(view.slabs is None, "-unknown")
+        self.table.set_rows(view.slabs, None if view.slabs is not None else
+                            "run memtop as root to list the slab caches; meminfo's totals are above")
+        self.query_one(SlabHeader).refresh()
+        self.query_one("#kernel-sockets", Static).update(sockets_table(view, width))
+        self._show_fds()
+        if not self.has_class("-narrow"):
+            self.query_one(SlabChart).show(view)
+
+    def _show_fds(self) -> None:
+        self.query_one("#kernel-fds", Static).update(fds_text(self.view, self.app.target, self.app.snapshot,
+                                                                   self.size.width or 200))
+
+    # --- filter and sort -----------------------------------------------------------------
+    def start_filter(self) -> bool:
+        box = self.query_one("#slab-filter", Input)
+        box.display = True
+        box.focus()
+        return True
+
+    @on(Input.Changed, "#slab-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value)
+
+    @on(Input.Submitted, "#slab-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.table.focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#slab-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.table.set_filter("")
+            self.table.focus()
+
+    def choose_sort(self) -> bool:
+        from memtop.tui.screens import SortScreen
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            reverse = not self.table.sort_reverse if key == self.table.sort_key else key != "name"
+            self.table.set_sort(key, reverse)
+            self.query_one(SlabHeader).refresh()
+
+        self.app.push_screen(SortScreen([(c.key, c.title) for c in SLAB_COLUMNS], self.table.sort_key), chosen)
+        return True

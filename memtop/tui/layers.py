@@ -205,8 +205,10 @@ class LayersTab(TabView):
     FIGURE_SOURCES = (
         ("RSS, file-backed, anonymous, shmem, Swap", "/proc/PID/status VmRSS, RssFile, RssAnon, RssShmem, VmSwap"),
         ("PSS, Private_Dirty, LazyFree", "/proc/PID/smaps_rollup"),
-        ("brk heap, thread heaps, stacks, other anon", "/proc/PID/smaps Anonymous: per mapping ([heap], the walk's heaps, "
-                                                       "[stack] and mappings holding a thread's SP from task/TID/syscall)"),
+        # No square brackets here: the help screen reads these as Rich markup.
+        ("brk heap, thread heaps, stacks, other anon", "/proc/PID/smaps Anonymous: per mapping (the heap mapping, the "
+                                                       "walk's heaps, the stack mapping and mappings holding a thread's "
+                                                       "SP from task/TID/syscall)"),
         ("mmapped malloc chunks", "IS_MMAPPED chunk headers read through /proc/PID/mem, resident pages from pagemap; "
                                   "checked against glibc mp_.mmapped_mem"),
         ("heap in use / free / top", "read-only walk of every glibc chunk through /proc/PID/mem (arena list from "

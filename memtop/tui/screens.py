@@ -28,13 +28,14 @@ class HelpScreen(ModalScreen[None]):
         keys = Table.grid(padding=(0, 2))
         keys.add_column(style="bold")
         keys.add_column()
+        # Text, not str: a source such as "[heap]" must not be read as Rich markup.
         for key, what in (*self.global_keys, *self.tab_keys):
-            keys.add_row(key, what)
+            keys.add_row(Text(key), Text(what))
         sources = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
         sources.add_column("figure")
         sources.add_column("where it comes from (check it by hand)")
         for figure, source in self.figure_sources:
-            sources.add_row(figure, source)
+            sources.add_row(Text(figure), Text(source))
         with VerticalScroll(id="help-body"):
             yield Static(Text(f"memtop help — {self.tab_title} tab", style="bold"))
             yield Static(keys)

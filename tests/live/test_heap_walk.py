@@ -37,8 +37,9 @@ def assert_matches_malloc_info(report, heaps):
     assert report.valid, report.reason
     assert len(report.arenas) == len(heaps)
     for arena, info in zip(report.arenas, heaps):
-        # malloc_info sizes are chunksize_nomask: PREV_INUSE, plus NON_MAIN_ARENA in thread arenas.
-        flag_bits = 1 if arena.is_main else 5
+        # malloc_info sizes are chunksize_nomask: a chunk in a bin has PREV_INUSE set (its
+        # neighbour is not free) and no other bit (_int_free sets size | PREV_INUSE).
+        flag_bits = 1
         assert arena.system_bytes == info["system"]
         assert arena.fastbin_bytes == info["fast_size"]
         assert arena.fastbin_count == info["fast_count"]
@@ -95,6 +96,33 @@ def test_thread_arena_with_a_large_top(children, heap_target):
     assert thread.top_bytes > 20 << 20
     assert thread.top_resident_bytes > 20 << 20  # resident, and malloc_trim keeps it
     assert len(thread.heaps) >= 1 and thread.heaps[0][0] % (64 << 20) == 0
+    assert_trim_prediction(report, child.pid)
+
+
+def test_thread_arena_with_several_heaps(children, heap_target):
+    child = children.start([heap_target, "thread_heaps"])
+    report = analyze(child.pid)
+    assert_matches_malloc_info(report, gdb_malloc_info(child))
+    thread = next(a for a in report.arenas if not a.is_main)
+    assert len(thread.heaps) >= 3  # 150 MB in 64 MiB heaps
+    assert all(start % (64 << 20) == 0 for start, _ in thread.heaps)
+    assert sum(size for _, size in thread.heaps) == thread.system_bytes
+    assert thread.free_count > 30_000
+    assert_trim_prediction(report, child.pid)
+
+
+def test_zero_page_mappings_are_not_predicted_as_released(children, heap_target):
+    """An 8 MiB free chunk whose pages were only read: all map the zero page. pagemap says
+    present, RSS does not count them, and the real trim releases nothing from RSS."""
+    child = children.start([heap_target, "zeropages"])
+    report = analyze(child.pid)
+    main = report.main_arena
+    assert main.free_bytes >= 8 << 20
+    with TargetMemory(child.pid) as mem:
+        start, size = main.heaps[0]
+        present = mem.pagemap(start, start + size).present_mask().count(1) * 4096
+    assert present - main.resident_bytes >= 7 << 20  # the zero-page mappings were told apart
+    assert report.trim_release_bytes < 1 << 20
     assert_trim_prediction(report, child.pid)
 
 

@@ -139,3 +139,38 @@ async def test_actions_log_view_lists_newest_first(state_home):
         assert rows[0][3] == "PID 42 app" and rows[0][4] == "refused: PID 42 is stopped"
         assert rows[1][3] == "/a +1" and "dropped 2.00 MiB" in rows[1][4]
         assert json.loads(audit.log_path().read_text().splitlines()[0])["action"] == "evict"
+
+
+async def test_evict_confirmation_then_result(tmp_path, state_home):
+    # GIVEN a cached file that a tab hands to the evict confirmation (what `e` does)
+    import os
+
+    from memtop.procfs.cachestat import file_cache_stat
+    from memtop.tui import actions
+    from memtop.tui.actions import EvictScreen
+
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(2 * 2**20))
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+        f.read()
+    assert file_cache_stat(path).cached_bytes >= 2 * 2**20
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        actions.start_evict(app, [path])
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, EvictScreen)
+        assert str(path) in str(screen.query_one("#action-text").render())
+        # WHEN y confirms THEN the file's pages are gone and the result says so
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.phase == "done")
+        text = str(screen.query_one("#action-text").render())
+        assert f"{path}: cached 2.00 MiB -> 0 B" in text
+        assert file_cache_stat(path).cached_bytes == 0
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, EvictScreen)
+    records, _ = audit.read_log()
+    assert [r["action"] for r in records] == ["evict"]

@@ -173,3 +173,23 @@ def test_merge_runs_joins_neighbours_and_rejects_overlaps():
     assert merge_runs([(100, 16), (64, 32), (96, 4), (200, 8)]) == [[64, 116], [200, 208]]
     with pytest.raises(Inconsistent):
         merge_runs([(0, 64), (32, 64)])
+
+
+def test_resident_pages_leave_out_the_zero_page_only():
+    from memtop.heap.memory import Pagemap
+
+    zero_pfn = 0x3B32
+    entries = [
+        (1 << 63) | zero_pfn,  # the shared zero page: present, not exclusive, not a file page
+        (1 << 63) | (1 << 56) | 0x169FDD,  # an ordinary anonymous page
+        (1 << 63) | 0x22222,  # anonymous, shared after fork (not exclusive), not the zero page
+        (1 << 63) | (1 << 61) | 0x33333,  # a file page
+        (1 << 62) | 0x1234,  # swapped out: not resident
+        0,  # never touched
+    ]
+    raw = b"".join(e.to_bytes(8, "little") for e in entries)
+    pagemap = Pagemap(100, raw, zero_pfn)
+    assert pagemap.resident_pages(100, 106) == 3
+    assert pagemap.present_mask() == bytes([1, 1, 1, 1, 0, 0])
+    assert pagemap.swapped_pages() == 1
+    assert Pagemap(100, raw, None).resident_pages(100, 106) == 4  # PFNs hidden: cannot tell

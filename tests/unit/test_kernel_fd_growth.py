@@ -1,0 +1,69 @@
+"""fd growth per minute and the leak finding, from fd histories (the sampler's ProcessView)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memtop.model.kernel import FdGrowth, fd_growers, fd_growth, fd_leak_finding
+from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
+
+
+def make_view(pid: int, times, fds) -> ProcessView:
+    sample = ProcessSample(
+        identity=ProcessIdentity(pid, 100), ppid=1, comm=f"proc{pid}", cmdline=f"proc{pid}", user="root", state="S",
+        kernel_thread=False, rss_bytes=1 << 20, anon_bytes=0, file_bytes=0, shmem_bytes=0, swap_bytes=0, threads=1,
+        minflt=0, majflt=0, fd_count=fds[-1], fd_reason=None, rollup=None, rollup_reason="test", rollup_time=None,
+    )
+    return ProcessView(sample, None, None, None, None, history=tuple((t, 1 << 20, n) for t, n in zip(times, fds)))
+
+
+def test_steady_growth_rate_and_finding():
+    times = [1000.0 + 2 * i for i in range(16)]  # 30 s at a 2 s tick
+    fds = [10 + 3 * i for i in range(16)]  # 3 fds per 2 s = 90/min
+    growth = fd_growth(tuple(times), tuple(fds))
+    assert growth.per_min == pytest.approx(90.0)
+    assert growth.steady and growth.first == 10 and growth.last == 55
+    finding = fd_leak_finding(make_view(7, times, fds), growth)
+    assert finding is not None and "from 10 to 55 in 30 s (+90/min" in finding.text
+    assert "/proc/7/fd" in finding.next_step
+
+
+def test_window_keeps_only_the_last_minute():
+    times = [float(i) for i in range(0, 121, 2)]
+    fds = [100 if t < 60 else 100 + int(t - 60) for t in times]  # flat for a minute, then 1/s
+    growth = fd_growth(tuple(times), tuple(fds), window_s=60)
+    assert growth.per_min == pytest.approx(60.0)
+
+
+def test_not_enough_history_is_unknown():
+    assert fd_growth((0.0, 2.0, 4.0, 6.0), (1, 2, 3, 4)) is None  # 6 s < 10 s
+    assert fd_growth((0.0, 20.0), (1, 2)) is None  # too few points
+    assert fd_growth((), ()) is None
+    # Unknown counts (None) are skipped, not taken as 0.
+    assert fd_growth(tuple(float(t) for t in range(0, 22, 2)), (None,) * 11) is None
+
+
+@pytest.mark.parametrize(
+    "fds, why",
+    [
+        ([50, 50, 50, 50, 50, 50, 50, 50], "flat"),
+        ([50, 80, 50, 80, 50, 80, 50, 80], "oscillating: a pool opening and closing"),
+        ([50, 51, 52, 52, 53, 54, 55, 56], "too small an increase to call a leak"),
+        ([50, 50, 50, 50, 50, 50, 50, 120], "one jump, not steady"),
+    ],
+)
+def test_no_leak_finding_without_steady_growth(fds, why):
+    times = [2.0 * i for i in range(len(fds))]
+    growth = fd_growth(tuple(times), tuple(fds))
+    assert fd_leak_finding(make_view(1, times, fds), growth) is None, why
+
+
+def test_growers_sorted_fastest_first_and_only_growing():
+    times = [2.0 * i for i in range(10)]
+    fast = make_view(3, times, [10 + 5 * i for i in range(10)])
+    slow = make_view(2, times, [10 + i for i in range(10)])
+    shrinking = make_view(1, times, [100 - i for i in range(10)])
+    growers = fd_growers([shrinking, slow, fast])
+    assert [g.view.pid for g in growers] == [3, 2]
+    assert growers[0].finding is not None
+    assert isinstance(growers[0].growth, FdGrowth)
