@@ -59,9 +59,10 @@ class Child:
         return self.proc.stderr.read().decode(errors="replace")
 
     def readline(self, timeout: float = 20.0) -> str:
-        fd = self.proc.stdout.fileno()
-        r, _, _ = select.select([fd], [], [], timeout)
-        if not r:
+        # poll, not select: select() fails on fd numbers >= 1024.
+        poller = select.poll()
+        poller.register(self.proc.stdout.fileno(), select.POLLIN)
+        if not poller.poll(timeout * 1000):
             raise TimeoutError(f"no answer from PID {self.pid} in {timeout} s")
         return self.proc.stdout.readline().decode().rstrip("\n")
 
@@ -160,8 +161,9 @@ def run_as_user(uid: int, func, timeout: float = 30.0):
         os._exit(status)
     os.close(write_fd)
     try:
-        ready, _, _ = select.select([read_fd], [], [], timeout)
-        if not ready:
+        poller = select.poll()
+        poller.register(read_fd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             os.kill(pid, signal.SIGKILL)
             raise TimeoutError(f"child as uid {uid} did not answer in {timeout} s")
         with os.fdopen(read_fd, "rb") as f:

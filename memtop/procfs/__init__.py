@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import weakref
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -120,9 +121,11 @@ class OpenFiles:
         self.root = root
         if limit is None:
             soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            limit = max(0, min(soft, 65536) - 256)
+            limit = max(0, min(512, soft - 256))
         self.limit = limit
         self._fds: dict[int, int] = {}
+        # Close what is held when the owner is dropped without close() (tests make many).
+        weakref.finalize(self, _close_all, self._fds)
 
     def read(self, pid: int) -> bytes:
         fd = self._fds.get(pid)
@@ -159,5 +162,10 @@ class OpenFiles:
         return list(self._fds)
 
     def close(self) -> None:
-        for pid in list(self._fds):
-            self.forget(pid)
+        _close_all(self._fds)
+
+
+def _close_all(fds: dict[int, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()
