@@ -10,13 +10,25 @@ from memtop import __version__
 from memtop.commands import COMMAND_MODULES, CliError
 
 
+def interval_seconds(text: str) -> float:
+    """A refresh interval: a finite number of seconds from 0.5 (the sampler's floor) to an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0.5 <= value <= 3600):  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 3600 seconds, not {text}")
+    return value
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(
         prog="memtop",
         description="Why is this memory here? A live, layered view of memory on this machine.",
     )
     parser.add_argument("--version", action="version", version=f"memtop {__version__}")
-    parser.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh interval in seconds (default 2)")
+    parser.add_argument("--interval", type=interval_seconds, default=2.0, metavar="S",
+                        help="refresh interval in seconds, 0.5 to 3600 (default 2)")
     parser.add_argument("--pid", type=int, metavar="PID", help="select this process at start")
     parser.add_argument("--read-only", action="store_true", help="disable every action (trim, evict, drop caches)")
     parser.add_argument("--psi-trigger", default=None, metavar="SPEC",
@@ -38,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            if args.interval <= 0:
-                parser.error("--interval must be positive")
             if args.psi_trigger is not None and args.psi_trigger.strip().lower() not in ("off", "none", "no"):
                 from memtop.procfs.pressure import parse_trigger_spec
 

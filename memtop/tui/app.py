@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -112,11 +112,12 @@ class MemtopApp(App):
         if self._sample:
             self.run_sampler()
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: self.size may still be the previous one here.
+        self._check_size(event.size)
 
-    def _check_size(self) -> None:
-        width, height = self.size
+    def _check_size(self, size=None) -> None:
+        width, height = size or self.size
         small = width < MIN_WIDTH or height < MIN_HEIGHT
         note = self.query_one("#too-small", Static)
         note.update(f"The terminal is {width}x{height}; memtop needs at least {MIN_WIDTH}x{MIN_HEIGHT}. Enlarge it, or press q.")
@@ -234,6 +235,10 @@ class MemtopApp(App):
         self._update_header()
 
     def action_open_layers(self) -> None:
+        active = self.active_tab()
+        if isinstance(active, ProcessesTab):
+            # The row under the cursor, even if another tab chose a target since it moved.
+            self.select_process(active.table.selected_view)
         if self.target is None:
             self.notify("select a process first")
             return

@@ -287,8 +287,8 @@ class ProcessesTab(TabView):
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (off-screen rows are read every 5 ticks)"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s)"),
     )
-    TAB_KEYS = (("↑ ↓ PgUp PgDn", "move the selection"), ("/", "filter by name, user or PID"), ("s", "sort column"),
-                ("Enter", "open the selected process in Layers"))
+    TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
+                ("Esc", "clear the filter"))
 
     def compose(self) -> ComposeResult:
         self.table = ProcessTable(id="process-table")
@@ -322,6 +322,8 @@ class ProcessesTab(TabView):
         def total(get):
             values = [get(v) for v in rows]
             known = [x for x in values if x is not None]
+            if not known:
+                return fmt_bytes(None)
             prefix = "≥" if len(known) < len(values) else ""
             return prefix + fmt_bytes(sum(known))
         uss = COLUMNS_BY_KEY["uss"].value
@@ -329,8 +331,17 @@ class ProcessesTab(TabView):
         text = (f" {len(rows)} of {len(self.table.all_views)} processes"
                 + (f" matching '{self.table.filter_text}'" if self.table.filter_text else "")
                 + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
-                + f"   swap {total(lambda v: v.sample.swap_bytes)}")
+                + f"   swap {total(lambda v: v.sample.swap_bytes)}"
+                + self._sort_note())
         self.query_one("#process-totals", Static).update(text, layout=False)  # fixed height: no layout pass
+
+    def _sort_note(self) -> str:
+        """Say the sort when its column is not on screen (a narrow terminal drops columns)."""
+        shown = {c.key for c in fit_columns(self.table.size.width or 80)}
+        if self.table.sort_key in shown:
+            return ""
+        column = COLUMNS_BY_KEY[self.table.sort_key]
+        return f"   sorted by {column.title} {'▼' if self.table.sort_reverse else '▲'} (column hidden: widen)"
 
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
@@ -399,6 +410,7 @@ class ProcessesTab(TabView):
                 reverse = key not in ("pid", "user", "command")
             self.table.set_sort(key, reverse)
             self.query_one(ColumnHeader).refresh()
+            self._show_totals()
 
         self.app.push_screen(SortScreen([(c.key, c.title) for c in COLUMNS], self.table.sort_key), chosen)
         return True

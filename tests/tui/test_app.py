@@ -145,3 +145,43 @@ def test_processes_tab_looks(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(fixed_app(), terminal_size=size, run_before=run_before)
+
+
+async def test_too_small_follows_every_resize():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        assert not app.screen.has_class("-too-small")
+        await pilot.resize_terminal(60, 18)
+        await pilot.pause()
+        assert app.screen.has_class("-too-small")
+        assert "60x18" in str(app.query_one("#too-small").render())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not app.screen.has_class("-too-small")
+
+
+async def test_enter_opens_the_row_under_the_cursor_even_after_another_tab_chose():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.focus()
+        table.select_pid(1077)
+        # another tab (tmpfs' holders, for example) opens a different process in Layers
+        app.select_process(next(v for v in table.rows if v.pid == 7335))
+        await pilot.press("1")
+        table.focus()
+        await pilot.press("enter")
+        assert app.active_tab().TAB_ID == "layers" and app.target.pid == 1077
+
+
+async def test_a_sort_by_a_hidden_column_is_said():
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.set_sort("majflt", True)
+        app.query_one("ProcessesTab")._show_totals()
+        await pilot.pause()
+        assert "sorted by MAJF/s" in str(app.query_one("#process-totals").render())
