@@ -23,7 +23,7 @@ from memtop.model.arenas import (
     TuningState,
 )
 from memtop.model.findings import Finding, Severity
-from memtop.procfs import PAGE_SIZE, PROC, AccessDenied, NoSuchProcess, ProcfsError, read_text
+from memtop.procfs import PAGE_SIZE, PROC, AccessDenied, NoSuchProcess, ProcfsError, read_bytes, read_text
 
 # malloc.c defaults on 64-bit (checked against mp_ of a live process with libc6-dbg, 2.36).
 DEFAULT_MMAP_THRESHOLD = 128 * 1024
@@ -219,7 +219,7 @@ def predict_saving(arenas) -> SavingPrediction | None:
     )
 
 
-def setting_line(cmdline: str | None, cgroup_text: str | None) -> str:
+def setting_line(argv: list[str] | None, cgroup_text: str | None) -> str:
     """The exact line to set MALLOC_ARENA_MAX=2 for this process: a systemd drop-in for a
     service, otherwise the command line prefixed with the variable."""
     unit = None
@@ -230,9 +230,8 @@ def setting_line(cmdline: str | None, cgroup_text: str | None) -> str:
             break
     if unit:
         return f"systemctl edit {unit}  →  [Service] Environment=MALLOC_ARENA_MAX=2"
-    if cmdline:
-        args = cmdline.split(" ")
-        return "MALLOC_ARENA_MAX=2 " + " ".join(shlex.quote(a) for a in args if a)
+    if argv:
+        return "MALLOC_ARENA_MAX=2 " + shlex.join(argv)
     return "MALLOC_ARENA_MAX=2 <the command that starts it>"
 
 
@@ -316,7 +315,7 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
     ``heap`` may pass a walk already made (``memtop explain`` walks once for all its sections).
     """
     from memtop.procfs.environ import read_environ
-    from memtop.procfs.process import read_cmdline, read_stat
+    from memtop.procfs.process import read_stat
 
     root = Path(root)
     stat = read_stat(pid, root)
@@ -335,9 +334,10 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
     except NoSuchProcess:
         env = allocator_env(None, "the process exited")
     try:
-        cmdline = read_cmdline(pid, root)
+        raw = read_bytes(f"{root}/{pid}/cmdline").rstrip(b"\0")
+        argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")] if raw else None
     except ProcfsError:
-        cmdline = None
+        argv = None
     try:
         cgroup = read_text(f"{root}/{pid}/cgroup")
     except ProcfsError:
@@ -375,7 +375,7 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
     line = None
     if heap is not None and heap.valid:
         prediction = predict_saving(heap.arenas)
-        line = setting_line(cmdline, cgroup)
+        line = setting_line(argv, cgroup)
         findings = arena_findings(heap, cap, env, prediction, tuning, stat.num_threads, rss, line)
         if not any(f.severity == Severity.WARNING for f in findings):
             line = None

@@ -108,9 +108,8 @@ def test_saving_model_concentrated_and_degenerate():
 
 
 def test_setting_line():
-    assert setting_line("/usr/bin/app --x 'a b'", "0::/user.slice/session-1.scope\n") == \
-        "MALLOC_ARENA_MAX=2 /usr/bin/app --x ''\"'\"'a' 'b'\"'\"''"[:0] + setting_line("/usr/bin/app --x 'a b'", "")
-    assert setting_line("/usr/bin/app", "") == "MALLOC_ARENA_MAX=2 /usr/bin/app"
-    line = setting_line("/usr/sbin/mysqld", "12:memory:/system.slice/mysql.service\n0::/system.slice/mysql.service\n")
+    assert setting_line(["/usr/bin/app", "--name", "a b"], "0::/user.slice/session-1.scope\n") == \
+        "MALLOC_ARENA_MAX=2 /usr/bin/app --name 'a b'"
+    line = setting_line(["/usr/sbin/mysqld"], "12:memory:/system.slice/mysql.service\n0::/system.slice/mysql.service\n")
     assert line == "systemctl edit mysql.service  →  [Service] Environment=MALLOC_ARENA_MAX=2"
     assert "MALLOC_ARENA_MAX=2" in setting_line(None, None)
