@@ -1,0 +1,428 @@
+"""The glibc heap of a live process, read-only: arenas, a full chunk walk, trim prediction.
+
+Entry point: :func:`analyze`. Nothing here stops the target or calls into it; everything is
+read through /proc/PID/maps, /proc/PID/mem and /proc/PID/pagemap (root or CAP_SYS_PTRACE).
+The gdb session that calls malloc_trim/malloc_info lives in :mod:`memtop.heap.gdb`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from memtop.heap import glibc
+from memtop.heap.detect import detect_allocator, detect_runtime, read_exe_header
+from memtop.heap.elf import elf_class
+from memtop.heap.glibc import HEAP_MAX_SIZE, GlibcError, Layout, Symbols, align_up
+from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory, read_maps
+from memtop.heap.walk import (
+    ArenaState,
+    BlockCache,
+    Cancelled,
+    Inconsistent,
+    Segment,
+    arena_addresses,
+    fastbin_chunk_size,
+    follow_fastbins,
+    madvise_range,
+    merge_runs,
+    read_arena,
+    systrim_range,
+    tcache_struct_entries,
+    walk_segment,
+)
+from memtop.model.heap import ArenaReport, HeapReport, Pin, Tunables
+from memtop.model.process import ProcessIdentity
+from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
+from memtop.procfs.process import read_stat
+
+__all__ = ["analyze", "Cancelled"]
+
+TCACHE_CHUNK = 0x290
+_last_valid: dict[ProcessIdentity, HeapReport] = {}
+_last_valid_lock = threading.Lock()
+
+
+def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: str = "auto",
+            progress=None, cancel=None) -> HeapReport:
+    """Walk the heap of process ``pid`` and report on it. Never raises for a vanished process
+    or a permission problem: the report's ``status`` and ``reason`` say why.
+
+    Args:
+        retries: walks to try before calling the heap "changing" (each walk is validated).
+        symbols: 'auto' (libc6-dbg symbols when installed, else heuristics), 'debug', 'heuristic'.
+        progress: called as ``progress(bytes_walked, bytes_total)`` from the walking thread.
+        cancel: a callable; when it returns True the walk stops and Cancelled is raised.
+    """
+    root = Path(root)
+    started = time.monotonic()
+
+    def fail(status: str, reason: str, identity=None, kind="unknown", version=None, runtime=None, **kw) -> HeapReport:
+        return HeapReport(identity=identity, allocator_kind=kind, glibc_version=version, valid=False, status=status,
+                          reason=reason, walked_at=time.monotonic(), walk_seconds=time.monotonic() - started,
+                          runtime=runtime, **kw)
+
+    try:
+        stat = read_stat(pid, root)
+    except NoSuchProcess:
+        return fail("gone", f"process {pid} does not exist (or exited)")
+    except AccessDenied as e:
+        return fail("denied", e.reason)
+    except ProcfsError as e:
+        return fail("gone", str(e))
+    identity = ProcessIdentity(pid, stat.start_ticks)
+    if stat.is_kernel_thread:
+        return fail("kernel-thread", "a kernel thread has no user-space heap", identity)
+    if stat.is_zombie:
+        return fail("zombie", "the process has exited (zombie): its memory is already gone", identity)
+    try:
+        maps = read_maps(pid, root)
+    except NoSuchProcess:
+        return fail("gone", f"process {pid} exited", identity)
+    except AccessDenied as e:
+        return fail("denied", e.reason, identity)
+    if not maps:
+        return fail("gone", f"process {pid} has no memory mappings (exiting)", identity)
+    exe_head = read_exe_header(pid, root)
+    runtime = detect_runtime(pid, maps, root, exe_head)
+    allocator = detect_allocator(maps, exe_head)
+    if exe_head is not None and elf_class(exe_head) == 1:
+        return fail("unsupported", "a 32-bit process: only x86_64 heaps are walked", identity, allocator.kind, runtime=runtime)
+    if allocator.kind != "glibc":
+        words = {"static": "a static binary: its malloc cannot be located without symbols",
+                 "unknown": "no glibc malloc found"}
+        return fail("not-glibc", f"{allocator.evidence}; {words.get(allocator.kind, allocator.kind + ' is not walked: the kernel and runtime layers still apply')}",
+                    identity, allocator.kind, runtime=runtime)
+    try:
+        libc = glibc.open_libc(pid, maps, root)
+        if libc is None:
+            return fail("not-glibc", "no libc is mapped", identity, "unknown", runtime=runtime)
+        version = f"{libc.version[0]}.{libc.version[1]}"
+        layout = glibc.layout_for(libc.version)
+        syms = glibc.locate(libc, symbols)
+    except GlibcError as e:
+        return fail(e.status, e.reason, identity, "glibc", runtime=runtime)
+    try:
+        mem = TargetMemory(pid, root)
+    except NoSuchProcess:
+        return fail("gone", f"process {pid} exited", identity, "glibc", version, runtime)
+    except AccessDenied as e:
+        return fail("denied", e.reason, identity, "glibc", version, runtime)
+
+    errors: list[Inconsistent] = []
+    attempts = 0
+    with mem:
+        for attempt in range(max(1, retries)):
+            attempts = attempt + 1
+            try:
+                report = _walk_all(mem, maps, layout, syms, identity, progress, cancel)
+            except Inconsistent as e:
+                errors.append(e)
+                time.sleep(0.02 * attempts)
+                try:
+                    maps = read_maps(pid, root)
+                except (NoSuchProcess, AccessDenied):
+                    return fail("gone", f"process {pid} exited during the walk", identity, "glibc", version, runtime)
+                continue
+            except NoSuchProcess:
+                return fail("gone", f"process {pid} exited during the walk", identity, "glibc", version, runtime)
+            except AccessDenied as e:
+                return fail("denied", e.reason, identity, "glibc", version, runtime)
+            except MemoryReadError as e:
+                errors.append(Inconsistent(str(e), e.address))
+                continue
+            now = time.monotonic()
+            report = replace(report, glibc_version=version, walked_at=now, walk_seconds=now - started,
+                             attempts=attempts, runtime=runtime, libc_path=libc.path, symbols=syms.source)
+            with _last_valid_lock:
+                if len(_last_valid) > 64:
+                    _last_valid.clear()
+                _last_valid[identity] = report
+            return report
+    # Never validated.
+    with _last_valid_lock:
+        last = _last_valid.get(identity)
+    age = time.monotonic() - last.walked_at if last is not None else None
+    same_place = len({e.address for e in errors}) == 1 and len(errors) == attempts and all(
+        "changed" not in e.detail for e in errors)
+    first = errors[0] if errors else Inconsistent("no walk completed")
+    if same_place and attempts > 1:
+        status, reason = "corrupt", f"the heap looks corrupt or unfamiliar: {first} (same place in {attempts} walks)"
+    else:
+        status, reason = "changing", f"heap changing too fast: no consistent walk in {attempts} tries (last: {errors[-1] if errors else first})"
+    return fail(status, reason, identity, "glibc", version, runtime, attempts=attempts, last_valid=last,
+                last_valid_age_s=age, libc_path=libc.path, symbols=syms.source)
+
+
+def _read_tunables(mem: TargetMemory, syms: Symbols, layout: Layout) -> Tunables:
+    mp = glibc.parse_mp(mem.read_exact(syms.mp, layout.mp_size), layout)
+    return Tunables(
+        trim_threshold=mp["trim_threshold"], top_pad=mp["top_pad"], mmap_threshold=mp["mmap_threshold"],
+        arena_test=mp["arena_test"], arena_max=mp["arena_max"], no_dyn_threshold=mp["no_dyn_threshold"],
+        n_mmaps=mp["n_mmaps"], mmapped_mem=mp["mmapped_mem"], max_mmapped_mem=mp["max_mmapped_mem"],
+        sbrk_base=mp["sbrk_base"], hp_pagesize=mp.get("hp_pagesize", 0), thp_pagesize=mp.get("thp_pagesize", 0),
+    )
+
+
+def _mapping_at(maps: list[Mapping], address: int) -> Mapping | None:
+    for m in maps:
+        if m.start <= address < m.end:
+            return m
+    return None
+
+
+def _segments(mem: TargetMemory, cache: BlockCache, state: ArenaState, is_main: bool, tunables: Tunables,
+              layout: Layout, maps: list[Mapping]) -> tuple[list[Segment], int]:
+    """The heaps of an arena, oldest first, and the size of its top chunk."""
+    top_size = cache.word(state.top + 8) & ~7
+    if is_main:
+        start = tunables.sbrk_base
+        if _mapping_at(maps, state.top) is None or _mapping_at(maps, start) is None:
+            raise Inconsistent("main_arena.top or sbrk_base is not mapped", state.top)
+        first = align_up(start, 16)
+        end = state.top + top_size
+        if end - start != state.system_mem:
+            raise Inconsistent(f"main heap spans {end - start} bytes but system_mem is {state.system_mem} (changed, or not contiguous)",
+                               state.top)
+        return [Segment(start, end - start, first, state.top, True)], top_size
+    heap_max = 4 * tunables.hp_pagesize if tunables.hp_pagesize else HEAP_MAX_SIZE
+    h = state.top & ~(heap_max - 1)
+    heaps = []
+    while h:
+        ar_ptr = cache.word(h)
+        prev = cache.word(h + 8)
+        size = cache.word(h + 16)
+        if ar_ptr != state.address or size > heap_max or size < layout.heap_info_size:
+            raise Inconsistent("a heap_info does not belong to its arena", h)
+        heaps.append((h, size, prev))
+        if len(heaps) > 1_000_000:
+            raise Inconsistent("the heap list (heap_info.prev) does not end", h)
+        h = prev
+    heaps.reverse()
+    segments = []
+    total = 0
+    for h, size, _prev in heaps:
+        total += size
+        holds_top = h <= state.top < h + size
+        if h + layout.heap_info_size == state.address:
+            first = align_up(state.address + glibc.MALLOC_STATE_SIZE, 16)
+        else:
+            first = align_up(h + layout.heap_info_size, 16)
+        if holds_top and state.top + top_size != h + size:
+            raise Inconsistent("top does not end at its heap's end", state.top)
+        segments.append(Segment(h, size, first, state.top if holds_top else h + size, holds_top))
+    if not segments or not segments[-1].holds_top:
+        raise Inconsistent("top is not in the arena's newest heap", state.top)
+    if total != state.system_mem:
+        raise Inconsistent(f"heaps add up to {total} bytes, system_mem says {state.system_mem}", state.address)
+    return segments, top_size
+
+
+def _tcache_keys_and_chunks(cache: BlockCache, syms: Symbols, layout: Layout, struct_users: list[int],
+                            mem: TargetMemory) -> tuple[set[int], set[int]]:
+    """Key values marking tcache chunks, and chunks found by following the known tcaches."""
+    chunks: set[int] = set()
+    for user in struct_users:
+        try:
+            chunks.update(tcache_struct_entries(cache, user, layout))
+        except (Inconsistent, MemoryReadError):
+            continue
+    keys: set[int] = set()
+    if layout.tcache_key == "random":
+        if syms.tcache_key is not None:
+            keys.add(mem.word(syms.tcache_key))
+        else:
+            # Without symbols: the key any visible tcache entry carries (tcache_put sets e->key).
+            for chunk in sorted(chunks)[:16]:
+                keys.add(cache.word(chunk + 24))
+    elif layout.tcache_key == "pointer":
+        keys.update(struct_users)
+    keys.discard(0)
+    return keys, chunks
+
+
+def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symbols, identity: ProcessIdentity,
+              progress, cancel) -> HeapReport:
+    tunables = _read_tunables(mem, syms, layout)
+    cache = BlockCache(mem)
+    addresses = arena_addresses(mem, syms.main_arena)
+    states = [read_arena(mem, a) for a in addresses]
+    plans = []
+    struct_users = []
+    for state in states:
+        is_main = state.address == syms.main_arena
+        if is_main and state.top == state.address + 96:
+            plans.append((state, [], 0))  # initial_top: malloc never called, no heap yet
+            continue
+        segments, top_size = _segments(mem, cache, state, is_main, tunables, layout, maps)
+        plans.append((state, segments, top_size))
+        first = segments[0].first_chunk
+        if cache.word(first + 8) & ~7 == layout.tcache_struct_size + 16:
+            struct_users.append(first + 16)
+    keys, listed_tcache = _tcache_keys_and_chunks(cache, syms, layout, struct_users, mem)
+    total_bytes = sum(seg.end - seg.first_chunk for _, segs, _ in plans for seg in segs) or 1
+    done_before = 0
+    arenas = []
+    chunks_total = 0
+    pin = None
+    for state, segments, top_size in plans:
+        if not segments:
+            arenas.append(ArenaReport(state.address, True, (), state.system_mem, state.system_mem, 0, 0, 0, 0, 0,
+                                      state.attached_threads, state.mutex, (), 0, top_address=state.top))
+            continue
+        is_main = state.address == syms.main_arena
+        fast = follow_fastbins(cache, state, layout)
+        fast_chunks = []
+        for address, index in fast:
+            size = cache.word(address + 8) & ~7
+            if size != fastbin_chunk_size(index):
+                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", address)
+            fast_chunks.append((address, size))
+        fast_addresses = sorted(a for a, _ in fast_chunks)
+        free: list[tuple[int, int]] = []
+        tcache: dict[int, int] = {}
+        walked = 0
+        checkpoints: list[int] = []
+        resident = 0
+        top_resident = 0
+        runs_by_segment = []
+        for seg in segments:
+            in_seg = [a for a in fast_addresses if seg.first_chunk <= a < seg.end]
+            listed = sorted(a for a in listed_tcache if seg.first_chunk <= a < seg.end)
+            base_done = done_before
+
+            def seg_progress(done, base_done=base_done):
+                if progress is not None:
+                    progress(base_done + done, total_bytes)
+
+            result = walk_segment(mem, seg, fastbin_chunks=in_seg, tcache_keys=keys, tcache_chunks=listed,
+                                  progress=seg_progress, cancel=cancel)
+            done_before += seg.end - seg.first_chunk
+            if result.fastbin_confirmed != len(in_seg):
+                raise Inconsistent("a fastbin chunk was not found by the walk (heap changed)", seg.first_chunk)
+            if seg.holds_top:
+                top_header = cache.word(seg.end + 8)
+                if not top_header & 1 and result.last_chunk is not None:
+                    free.append((result.last_chunk, seg.end - result.last_chunk))
+            free.extend(result.free)
+            fast_set = set(in_seg)
+            for address, size in result.tcache:
+                if address not in fast_set:
+                    tcache[address] = size
+            walked += result.chunks
+            checkpoints.extend(result.checkpoints)
+            entries_start = seg.heap_start & ~(PAGE_SIZE - 1)
+            entries = mem.pagemap(entries_start, seg.heap_start + seg.heap_size)
+            resident += mem.resident_bytes(entries_start, align_up(seg.heap_start + seg.heap_size, PAGE_SIZE),
+                                           entries, entries_start)
+            if seg.holds_top:
+                top_resident = mem.resident_bytes(align_up(seg.end, PAGE_SIZE),
+                                                  (seg.end + top_size) & ~(PAGE_SIZE - 1), entries, entries_start)
+            seg_fast = [(a, s) for a, s in fast_chunks if seg.first_chunk <= a < seg.end]
+            seg_free = [(a, s) for a, s in free if seg.first_chunk <= a < seg.end]
+            runs_by_segment.append((seg, merge_runs(seg_free + seg_fast), entries, entries_start))
+        after = read_arena(mem, state.address)
+        if not after.same_as(state):
+            raise Inconsistent("the arena changed during the walk", state.address)
+        chunks_total += walked
+        # --- trim prediction (malloc.c mtrim, then systrim for the main arena) -----------------
+        release = 0
+        free_resident = 0
+        top_start = state.top
+        top_end = state.top + top_size
+        top_run = None
+        for seg, runs, entries, entries_start in runs_by_segment:
+            for run in runs:
+                start, end = run
+                interior = (align_up(start + 16, PAGE_SIZE), end & ~(PAGE_SIZE - 1))
+                if interior[1] > interior[0]:
+                    free_resident += mem.resident_bytes(*interior, entries, entries_start)
+                if seg.holds_top and end == seg.end:
+                    top_run = run  # malloc_consolidate merges it into top
+                    continue
+                rng = madvise_range(start, end)
+                if rng is not None:
+                    release += mem.resident_bytes(*rng, entries, entries_start)
+        if top_run is not None:
+            top_start = top_run[0]
+        if is_main:
+            rng = systrim_range(top_start, top_end - top_start, thp_pagesize=tunables.thp_pagesize)
+            heap_map = _mapping_at(maps, top_start)
+            if rng is not None and heap_map is not None and heap_map.end == align_up(top_end, PAGE_SIZE):
+                seg, _, entries, entries_start = runs_by_segment[-1]
+                release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries, entries_start)
+            pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][1], tcache)
+        free_bytes = sum(s for _, s in free)
+        fast_bytes = sum(s for _, s in fast_chunks)
+        tcache_bytes = sum(tcache.values())
+        histogram = Counter(s for _, s in free)
+        histogram.update(s for _, s in fast_chunks)
+        arenas.append(ArenaReport(
+            address=state.address,
+            is_main=is_main,
+            heaps=tuple((seg.heap_start, seg.heap_size) for seg in segments),
+            system_bytes=state.system_mem,
+            in_use_bytes=state.system_mem - free_bytes - fast_bytes - top_size,
+            free_bytes=free_bytes,
+            fastbin_bytes=fast_bytes,
+            tcache_bytes=tcache_bytes,
+            top_bytes=top_size,
+            resident_bytes=resident,
+            attached_threads=state.attached_threads,
+            mutex=state.mutex,
+            free_size_histogram=tuple(sorted((size, count, size * count) for size, count in histogram.items())),
+            trim_release_bytes=release,
+            top_address=state.top,
+            free_count=len(free),
+            fastbin_count=len(fast_chunks),
+            tcache_count=len(tcache),
+            in_use_count=walked - len(free) - len(fast_chunks) - len(tcache),
+            chunks_walked=walked,
+            top_resident_bytes=top_resident,
+            free_resident_bytes=free_resident,
+        ))
+    return HeapReport(
+        identity=identity,
+        allocator_kind="glibc",
+        glibc_version=None,
+        valid=True,
+        status="valid",
+        reason=None,
+        arenas=tuple(arenas),
+        mmapped_count=tunables.n_mmaps,
+        mmapped_bytes=tunables.mmapped_mem,
+        tunables=tunables,
+        trim_release_bytes=sum(a.trim_release_bytes or 0 for a in arenas),
+        pin=pin,
+        chunks_walked=chunks_total,
+    )
+
+
+def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start: int, top_end: int,
+              runs: list[list[int]], tcache: dict[int, int]) -> Pin | None:
+    """The busy chunk that ends where the consolidated top begins (re-walked from the nearest
+    checkpoint below it)."""
+    if top_start <= seg.first_chunk:
+        return None
+    below = [c for c in checkpoints if seg.first_chunk <= c < top_start]
+    p = max(below) if below else seg.first_chunk
+    data, _ = mem.read(p, top_start - p + 16)
+    words = memoryview(data).cast("Q")
+    i = 0
+    limit = (top_start - p) // 8
+    last = None
+    while i < limit:
+        size = words[i + 1] & ~7
+        if size == 0:
+            raise Inconsistent("a chunk of size 0 below top", p + i * 8)
+        last = i
+        i += size >> 3
+    if last is None or i != limit:
+        raise Inconsistent("the chunk below top could not be found again", p)
+    address = p + last * 8
+    run_below = next((end - start for start, end in runs if end == address), 0)
+    return Pin(address=address, size=top_start - address, distance_below_top=top_end - top_start,
+               pinned_bytes=run_below, is_tcache=address in tcache)

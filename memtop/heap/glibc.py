@@ -1,0 +1,308 @@
+"""Which glibc a process runs, the layout of its malloc structures, and where they are.
+
+Layouts are from glibc's malloc/malloc.c and malloc/arena.c (see reference/glibc-heap.md), for
+x86_64. Only versions whose layout is known are accepted (2.27 to 2.41); anything else is
+refused rather than read with guessed offsets.
+
+main_arena, mp_ and tcache_key are private symbols. Two ways to find them:
+1. ``debug``: the separate debug file found by the libc's NT_GNU_BUILD_ID under
+   /usr/lib/debug/.build-id/ (Debian's libc6-dbg) has them in .symtab.
+2. ``heuristic``: the on-disk libc image. In .data, main_arena is all zeros except
+   ``.next = &main_arena`` (at +2160) and ``.attached_threads = 1`` (+2176); the self-pointer is
+   either stored in place (DT_RELR, implicit addend) or given by an R_X86_64_RELATIVE entry with
+   ``r_offset - r_addend == 2160``. mp_ starts with its defaults {128 KiB, 128 KiB, 128 KiB, 8}
+   (DEFAULT_TRIM_THRESHOLD, DEFAULT_TOP_PAD, DEFAULT_MMAP_THRESHOLD_MIN... , arena_test).
+   tcache_key is read from an entry of a tcache that the walk can see.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from memtop.heap.elf import ElfError, ElfFile
+from memtop.heap.memory import Mapping
+
+MIN_VERSION = (2, 27)
+MAX_VERSION = (2, 41)  # 2.42 moved to 76 bins and renamed tcache counts: not handled
+TESTED_VERSIONS = ((2, 36),)
+DEBUG_DIRS = (Path("/usr/lib/debug/.build-id"),)
+
+MALLOC_STATE_SIZE = 2200
+ARENA_NEXT = 2160
+ARENA_ATTACHED = 2176
+ARENA_SYSTEM_MEM = 2184
+ARENA_TOP = 96
+ARENA_FASTBINS = 16
+NFASTBINS = 10
+SIZE_SZ = 8
+MALLOC_ALIGNMENT = 16
+MINSIZE = 32
+HEAP_MAX_SIZE = 64 << 20  # 2 * DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (arena.c)
+
+_LIBC_RE = re.compile(r"/libc(?:-[0-9.]+)?\.so(?:\.6)?$")
+_VERSION_RE = re.compile(rb"release version (\d+)\.(\d+)")
+
+
+class GlibcError(Exception):
+    """glibc could not be understood; ``status`` is the report status to use."""
+
+    def __init__(self, status: str, reason: str):
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    version: tuple[int, int]
+    heap_info_size: int  # 32 before 2.35 (no pagesize field), 48 from 2.35
+    tcache_counts_u16: bool  # uint16_t counts from 2.30, char before
+    tcache_key: str  # 'none' (2.26-2.28), 'pointer' (2.29-2.33: the owning tcache), 'random' (2.34+)
+    safe_linking: bool  # PROTECT_PTR on fastbin fd and tcache next from 2.32
+    mp_format: str  # struct layout of the mp_ fields read, see MP_FIELDS
+    mp_size: int
+
+    @property
+    def first_chunk_offset(self) -> int:
+        """Offset of the first chunk in an arena's first heap: heap_info, then malloc_state."""
+        return align_up(self.heap_info_size + MALLOC_STATE_SIZE, MALLOC_ALIGNMENT)
+
+    @property
+    def tcache_struct_size(self) -> int:
+        return 64 * (2 if self.tcache_counts_u16 else 1) + 64 * 8
+
+
+# mp_ (struct malloc_par) field order; 2.35 added thp_pagesize, hp_pagesize, hp_flags.
+MP_FIELDS_235 = ("trim_threshold", "top_pad", "mmap_threshold", "arena_test", "arena_max", "thp_pagesize",
+                 "hp_pagesize", "hp_flags", "n_mmaps", "n_mmaps_max", "max_n_mmaps", "no_dyn_threshold",
+                 "mmapped_mem", "max_mmapped_mem", "sbrk_base")
+MP_FORMAT_235 = "<QQQQQQQiiiii4xQQQ"  # ... hp_flags @56, n_mmaps @60 ... sbrk_base @96
+MP_FIELDS_OLD = ("trim_threshold", "top_pad", "mmap_threshold", "arena_test", "arena_max", "n_mmaps",
+                 "n_mmaps_max", "max_n_mmaps", "no_dyn_threshold", "mmapped_mem", "max_mmapped_mem", "sbrk_base")
+MP_FORMAT_OLD = "<QQQQQiiiiQQQ"  # n_mmaps @40 ... sbrk_base @72
+
+
+def layout_for(version: tuple[int, int]) -> Layout:
+    if version < MIN_VERSION:
+        raise GlibcError("unsupported", f"glibc {version[0]}.{version[1]} is older than 2.27: its heap layout is not handled")
+    if version > MAX_VERSION:
+        raise GlibcError("unsupported", f"glibc {version[0]}.{version[1]} is newer than memtop knows "
+                                        f"(up to {MAX_VERSION[0]}.{MAX_VERSION[1]}); not guessing its layout")
+    new_mp = version >= (2, 35)
+    return Layout(
+        version=version,
+        heap_info_size=48 if version >= (2, 35) else 32,
+        tcache_counts_u16=version >= (2, 30),
+        tcache_key="random" if version >= (2, 34) else ("pointer" if version >= (2, 29) else "none"),
+        safe_linking=version >= (2, 32),
+        mp_format=MP_FORMAT_235 if new_mp else MP_FORMAT_OLD,
+        mp_size=struct.calcsize(MP_FORMAT_235 if new_mp else MP_FORMAT_OLD),
+    )
+
+
+def parse_mp(data: bytes, layout: Layout) -> dict[str, int]:
+    fields = MP_FIELDS_235 if layout.mp_format == MP_FORMAT_235 else MP_FIELDS_OLD
+    return dict(zip(fields, struct.unpack_from(layout.mp_format, data)))
+
+
+def align_up(value: int, alignment: int) -> int:
+    return (value + alignment - 1) & ~(alignment - 1)
+
+
+def reveal_ptr(position: int, stored: int) -> int:
+    """glibc's REVEAL_PTR (malloc.c, safe-linking): ``(pos >> 12) ^ ptr``."""
+    return (position >> 12) ^ stored
+
+
+@dataclass(frozen=True, slots=True)
+class LibcImage:
+    """The libc mapped into a target: where it is loaded and what it is."""
+
+    path: str  # the path in the target's maps
+    file_path: str  # how we read it (map_files or root/)
+    base: int
+    version: tuple[int, int]
+    build_id: str | None
+    writable: tuple[tuple[int, int], ...]  # libc's rw mappings (for .data/.bss)
+
+
+@dataclass(frozen=True, slots=True)
+class Symbols:
+    main_arena: int
+    mp: int
+    tcache_key: int | None  # address of tcache_key (2.34+), when known
+    source: str  # 'debug' or 'heuristic'
+
+
+def find_libc_mappings(maps: list[Mapping]) -> list[Mapping]:
+    return [m for m in maps if _LIBC_RE.search(m.path.removesuffix(" (deleted)"))]
+
+
+def open_libc(pid: int, maps: list[Mapping], root: Path) -> LibcImage | None:
+    """The libc of the target, read through /proc/PID/map_files (works across mount
+    namespaces, root only) or /proc/PID/root + path. None when no libc is mapped."""
+    mappings = find_libc_mappings(maps)
+    if not mappings:
+        return None
+    first = min((m for m in mappings if m.offset == 0), key=lambda m: m.start, default=None)
+    if first is None:
+        raise GlibcError("unsupported", "libc is mapped without its first page; cannot find its load address")
+    candidates = [f"{root}/{pid}/map_files/{first.start:x}-{first.end:x}",
+                  f"{root}/{pid}/root{first.path.removesuffix(' (deleted)')}"]
+    data = None
+    used = None
+    for candidate in candidates:
+        try:
+            data = _read_file_cached(candidate)
+            used = candidate
+            break
+        except OSError:
+            continue
+    if data is None:
+        raise GlibcError("denied", f"cannot read the target's libc ({first.path}); root or CAP_SYS_PTRACE is needed")
+    elf = _elf_cached(data)
+    match = _VERSION_RE.search(data)
+    if match is None:
+        raise GlibcError("unsupported", f"{first.path} has no glibc version string (not glibc?)")
+    version = (int(match.group(1)), int(match.group(2)))
+    base = first.start - elf.first_load_vaddr()
+    writable = tuple((m.start, m.end) for m in mappings if "w" in m.perms)
+    return LibcImage(first.path, used, base, version, elf.build_id(), writable)
+
+
+_cache_lock = threading.Lock()
+_file_cache: dict[tuple[int, int, int], bytes] = {}
+_elf_cache: dict[int, ElfFile] = {}
+_offsets_cache: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def _read_file_cached(path: str) -> bytes:
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    with _cache_lock:
+        data = _file_cache.get(key)
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
+        with _cache_lock:
+            if len(_file_cache) > 8:
+                _file_cache.clear()
+                _elf_cache.clear()
+            _file_cache[key] = data
+    return data
+
+
+def _elf_cached(data: bytes) -> ElfFile:
+    with _cache_lock:
+        elf = _elf_cache.get(id(data))
+    if elf is None:
+        try:
+            elf = ElfFile(data)
+        except (ElfError, struct.error) as e:
+            raise GlibcError("unsupported", f"libc is not a 64-bit ELF file we can read: {e}") from e
+        with _cache_lock:
+            _elf_cache[id(data)] = elf
+    return elf
+
+
+def debug_file_for(build_id: str | None) -> Path | None:
+    if not build_id or len(build_id) < 3:
+        return None
+    for directory in DEBUG_DIRS:
+        candidate = directory / build_id[:2] / f"{build_id[2:]}.debug"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def debug_offsets(build_id: str | None) -> dict[str, int] | None:
+    """Offsets (from the load base) of main_arena, mp_ and tcache_key from libc6-dbg, or None."""
+    path = debug_file_for(build_id)
+    if path is None:
+        return None
+    key = ("debug", build_id)
+    with _cache_lock:
+        cached = _offsets_cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        with open(path, "rb") as f:
+            elf = ElfFile(f.read())
+        found = elf.symbols({"main_arena", "mp_", "tcache_key"})
+    except (OSError, ElfError, struct.error):
+        return None
+    if "main_arena" not in found or "mp_" not in found:
+        return None
+    with _cache_lock:
+        _offsets_cache[key] = found
+    return found
+
+
+def heuristic_offsets(libc: LibcImage) -> dict[str, int]:
+    """main_arena and mp_ offsets from the on-disk libc image (see module doc)."""
+    key = ("heuristic", libc.build_id or libc.file_path)
+    with _cache_lock:
+        cached = _offsets_cache.get(key)
+    if cached is not None:
+        return cached
+    data = _read_file_cached(libc.file_path)
+    elf = _elf_cached(data)
+    data_section = elf.section(".data")
+    if data_section is None:
+        raise GlibcError("unsupported", "libc has no .data section; cannot find main_arena without debug symbols")
+    blob = data[data_section.offset:data_section.offset + data_section.size]
+    vaddr0 = data_section.addr
+    arenas = set()
+    # In-place self-pointer (DT_RELR keeps the addend in the word itself).
+    for index, (word,) in enumerate(struct.iter_unpack("<Q", blob[: len(blob) // 8 * 8])):
+        vaddr = vaddr0 + index * 8
+        if word and word == vaddr - ARENA_NEXT:
+            arenas.add(word)
+    # R_X86_64_RELATIVE entries whose addend is the relocated word's address - 2160.
+    for r_offset, r_addend in elf.relative_relocations():
+        if r_offset - r_addend == ARENA_NEXT:
+            arenas.add(r_addend)
+    good = []
+    for arena in arenas:
+        off = arena - vaddr0
+        if off < 0 or off + MALLOC_STATE_SIZE > len(blob):
+            continue
+        image = blob[off:off + MALLOC_STATE_SIZE]
+        attached = struct.unpack_from("<Q", image, ARENA_ATTACHED)[0]
+        rest = image[:ARENA_NEXT] + image[ARENA_NEXT + 8:ARENA_ATTACHED] + image[ARENA_ATTACHED + 8:]
+        if attached == 1 and not rest.strip(b"\0"):
+            good.append(arena)
+    if len(good) != 1:
+        raise GlibcError("unsupported", f"cannot identify main_arena in libc's .data without debug symbols ({len(good)} candidates)")
+    mp_pattern = struct.pack("<QQQQ", 128 * 1024, 128 * 1024, 128 * 1024, 8)
+    hits = [m.start() for m in re.finditer(re.escape(mp_pattern), blob) if m.start() % 8 == 0]
+    if len(hits) != 1:
+        raise GlibcError("unsupported", f"cannot identify mp_ in libc's .data without debug symbols ({len(hits)} candidates)")
+    found = {"main_arena": good[0], "mp_": vaddr0 + hits[0]}
+    with _cache_lock:
+        _offsets_cache[key] = found
+    return found
+
+
+def locate(libc: LibcImage, mode: str = "auto") -> Symbols:
+    """Find main_arena, mp_ (and tcache_key when symbols allow) in the target.
+
+    ``mode``: 'auto' (debug symbols when installed, else heuristics), 'debug' or 'heuristic'.
+    """
+    if mode not in ("auto", "debug", "heuristic"):
+        raise ValueError(mode)
+    if mode in ("auto", "debug"):
+        offsets = debug_offsets(libc.build_id)
+        if offsets is not None:
+            key = offsets.get("tcache_key")
+            return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"],
+                           libc.base + key if key is not None else None, "debug")
+        if mode == "debug":
+            raise GlibcError("unsupported", f"no debug symbols for libc build-id {libc.build_id} (install libc6-dbg)")
+    offsets = heuristic_offsets(libc)
+    return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"], None, "heuristic")

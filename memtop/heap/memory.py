@@ -1,0 +1,251 @@
+"""A target's address space, read-only: /proc/PID/maps, pagemap and mem (man 5 proc_pid_maps,
+Documentation/admin-guide/mm/pagemap.rst, man 5 proc_pid_mem).
+
+Reading a never-touched or madvised page through /proc/PID/mem makes the kernel map the shared
+zero page into the target (pagemap then reports it present), so :meth:`TargetMemory.read`
+consults pagemap first and reads only pages that are present; the others read as zeros, which
+is what they contain (swapped-out pages are the exception, reported by ``swapped_pages``).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, read_bytes
+
+PM_PRESENT = 1 << 63
+PM_SWAPPED = 1 << 62
+PM_PFN_MASK = (1 << 55) - 1
+READ_CHUNK = 1 << 20  # one pread per MiB at most: bigger reads gained nothing in the prototype
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def anonymous(self) -> bool:
+        return self.inode == 0 and (not self.path or self.path.startswith("["))
+
+
+def parse_maps_file(text: str) -> list[Mapping]:
+    """Parse /proc/PID/maps. The path may contain spaces (and end in " (deleted)")."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        lo, _, hi = parts[0].partition("-")
+        out.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), parts[3], int(parts[4]),
+                           parts[5] if len(parts) > 5 else ""))
+    return out
+
+
+def read_maps(pid: int, root: Path = Path("/proc")) -> list[Mapping]:
+    return parse_maps_file(read_bytes(f"{root}/{pid}/maps").decode("utf-8", "surrogateescape"))
+
+
+_ZERO_PFN: int | None = None
+_ZERO_PFN_KNOWN = False
+
+
+def zero_page_pfn() -> int | None:
+    """The PFN of the shared zero page, found by mapping an anonymous page here, reading it (a
+    read fault maps the zero page, mm/memory.c do_anonymous_page) and asking our own pagemap.
+    None when PFNs are hidden (pagemap shows PFN 0 without CAP_SYS_ADMIN)."""
+    global _ZERO_PFN, _ZERO_PFN_KNOWN
+    if _ZERO_PFN_KNOWN:
+        return _ZERO_PFN
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    addr = libc.mmap(None, PAGE_SIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    pfn = None
+    if addr not in (None, ctypes.c_void_p(-1).value):
+        try:
+            ctypes.string_at(addr, 1)
+            with open("/proc/self/pagemap", "rb", buffering=0) as f:
+                entry = int.from_bytes(os.pread(f.fileno(), 8, (addr // PAGE_SIZE) * 8), "little")
+            if entry & PM_PRESENT and entry & PM_PFN_MASK:
+                pfn = entry & PM_PFN_MASK
+        except OSError:
+            pfn = None
+        finally:
+            libc.munmap(addr, PAGE_SIZE)
+    _ZERO_PFN, _ZERO_PFN_KNOWN = pfn, True
+    return pfn
+
+
+class MemoryReadError(Exception):
+    """An address of the target could not be read (unmapped, or the heap moved under us)."""
+
+    def __init__(self, address: int, detail: str):
+        self.address = address
+        super().__init__(f"cannot read 0x{address:x}: {detail}")
+
+
+class TargetMemory:
+    """Read-only access to a live process's memory through /proc/PID/mem and pagemap.
+
+    Opening /proc/PID/mem needs PTRACE_MODE_ATTACH_FSCREDS (man 5 proc_pid_mem): root or
+    CAP_SYS_PTRACE for another user's process, and Yama's ptrace_scope may forbid even that.
+    """
+
+    def __init__(self, pid: int, root: Path = Path("/proc")):
+        self.pid = pid
+        self.root = Path(root)
+        self.zero_pfn = zero_page_pfn()
+        self._mem = self._open(f"{root}/{pid}/mem")
+        try:
+            self._pagemap = self._open(f"{root}/{pid}/pagemap")
+        except Exception:
+            os.close(self._mem)
+            raise
+        self.bytes_read = 0
+
+    @staticmethod
+    def _open(path: str) -> int:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError) as e:
+            raise NoSuchProcess(path) from e
+        except PermissionError as e:
+            if os.geteuid() == 0:
+                raise AccessDenied(path, f"the kernel refused {path} even to root (Yama ptrace_scope or an LSM)") from e
+            raise AccessDenied(path, f"reading another process's heap needs root or CAP_SYS_PTRACE ({path})") from e
+
+    def close(self) -> None:
+        for fd in (self._mem, self._pagemap):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pread(self, fd: int, size: int, offset: int) -> bytes:
+        try:
+            data = os.pread(fd, size, offset)
+        except ProcessLookupError as e:
+            raise NoSuchProcess(f"{self.root}/{self.pid}/mem") from e
+        except OSError as e:
+            if e.errno in (errno.ESRCH,):
+                raise NoSuchProcess(f"{self.root}/{self.pid}/mem") from e
+            if e.errno in (errno.EIO, errno.EFAULT, errno.EINVAL):
+                if not os.path.exists(f"{self.root}/{self.pid}"):
+                    raise NoSuchProcess(f"{self.root}/{self.pid}/mem") from e
+                raise MemoryReadError(offset, os.strerror(e.errno)) from e
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise AccessDenied(f"{self.root}/{self.pid}/mem") from e
+            raise
+        if len(data) != size:
+            if not data and not os.path.exists(f"{self.root}/{self.pid}"):
+                raise NoSuchProcess(f"{self.root}/{self.pid}/mem")
+            raise MemoryReadError(offset, f"short read ({len(data)} of {size} bytes)")
+        return data
+
+    def pagemap(self, start: int, end: int) -> array:
+        """The pagemap entries (one 64-bit word per page) of [start, end), page-aligned outward."""
+        first = start // PAGE_SIZE
+        last = (end + PAGE_SIZE - 1) // PAGE_SIZE
+        entries = array("Q")
+        if last > first:
+            entries.frombytes(self._pread(self._pagemap, (last - first) * 8, first * 8))
+        return entries
+
+    def is_resident(self, entry: int) -> bool:
+        return bool(entry & PM_PRESENT) and (self.zero_pfn is None or (entry & PM_PFN_MASK) != self.zero_pfn)
+
+    def resident_bytes(self, start: int, end: int, entries: array | None = None, entries_start: int | None = None) -> int:
+        """Bytes of whole pages in [start, end) that are present and are not the zero page.
+
+        ``start`` and ``end`` must be page-aligned. ``entries`` may be a pagemap already read that
+        begins at page ``entries_start`` (an address) and covers the range.
+        """
+        if end <= start:
+            return 0
+        if entries is None:
+            entries, base = self.pagemap(start, end), start // PAGE_SIZE
+        else:
+            base = entries_start // PAGE_SIZE
+        zero = self.zero_pfn
+        count = 0
+        for entry in entries[start // PAGE_SIZE - base: end // PAGE_SIZE - base]:
+            if entry & PM_PRESENT and (zero is None or entry & PM_PFN_MASK != zero):
+                count += 1
+        return count * PAGE_SIZE
+
+    def read(self, address: int, size: int, *, entries: array | None = None) -> tuple[bytearray, int]:
+        """Read [address, address+size) reading only present pages; returns (data, swapped pages).
+
+        Pages not present read as zeros without touching the target. Swapped-out pages are not
+        read either (that would swap them in): they read as zeros and are counted.
+        """
+        out = bytearray(size)
+        if size <= 0:
+            return out, 0
+        first_page = address // PAGE_SIZE
+        if entries is None:
+            entries = self.pagemap(address, address + size)
+            entries_first = first_page
+        else:
+            entries_first = first_page
+        swapped = 0
+        end = address + size
+        run_start = None
+        page = first_page
+        last_page = (end + PAGE_SIZE - 1) // PAGE_SIZE
+        mem = self._mem
+        while page <= last_page:
+            present = False
+            if page < last_page:
+                entry = entries[page - entries_first]
+                present = bool(entry & PM_PRESENT)
+                if not present and entry & PM_SWAPPED:
+                    swapped += 1
+            if present and run_start is None:
+                run_start = page
+            elif not present and run_start is not None:
+                lo = max(address, run_start * PAGE_SIZE)
+                hi = min(end, page * PAGE_SIZE)
+                pos = lo
+                while pos < hi:
+                    n = min(READ_CHUNK, hi - pos)
+                    out[pos - address:pos - address + n] = self._pread(mem, n, pos)
+                    pos += n
+                self.bytes_read += hi - lo
+                run_start = None
+            page += 1
+        return out, swapped
+
+    def read_exact(self, address: int, size: int) -> bytes:
+        """Read a small structure (an arena, mp_) that is expected to be resident."""
+        # A direct read: these live in libc's .data/.bss or an arena header, pages glibc has
+        # written, so they are present; a file-backed page that is not would be faulted in from
+        # the file (not the zero page), which is harmless.
+        return self._pread(self._mem, size, address)
+
+    def word(self, address: int) -> int:
+        return int.from_bytes(self.read_exact(address, 8), "little")

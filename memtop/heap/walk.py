@@ -1,0 +1,364 @@
+"""The read-only chunk walk of one glibc arena, and what malloc_trim(0) would do to it.
+
+A heap segment (the main arena's [heap], or one heap of a thread arena) is a sequence of chunks:
+each starts with prev_size and size (flag bits PREV_INUSE=1, IS_MMAPPED=2, NON_MAIN_ARENA=4);
+the next chunk is at ``p + (size & ~7)``. A chunk is free in a bin when the following chunk's
+PREV_INUSE bit is clear (malloc.c ``inuse_bit_at_offset``). Fastbin and tcache chunks keep the
+bit set: fastbins are found by following ``fastbinsY`` (safe-linked ``fd``), tcache chunks by the
+``tcache_key`` in their second user word (malloc.c ``tcache_put``; glibc's own double-free check).
+
+The inner loop is plain Python over a ``memoryview.cast('Q')`` of a window of the heap read from
+/proc/PID/mem, and it does as little as possible per chunk: it only advances and notes the chunks
+whose successor has PREV_INUSE clear. Known addresses (fastbin and tcache candidates) become
+stops, so that checking them costs nothing per chunk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass, field
+
+from memtop.heap.glibc import (
+    ARENA_ATTACHED,
+    ARENA_FASTBINS,
+    ARENA_NEXT,
+    ARENA_SYSTEM_MEM,
+    ARENA_TOP,
+    MALLOC_STATE_SIZE,
+    MINSIZE,
+    NFASTBINS,
+    Layout,
+    align_up,
+    reveal_ptr,
+)
+from memtop.heap.memory import MemoryReadError, TargetMemory
+from memtop.procfs import PAGE_SIZE
+
+WINDOW = 4 << 20  # bytes of heap read at a time
+MAX_ARENAS = 4096
+MAX_LIST = 50_000_000  # a fastbin or tcache list longer than this is a loop (corruption)
+FAR = 1 << 62
+NO_PREV = -(1 << 62)
+
+
+class Inconsistent(Exception):
+    """The heap did not look as it must: either it changed under the walk, or it is corrupt.
+
+    ``address`` is where the walk stopped.
+    """
+
+    def __init__(self, detail: str, address: int | None = None):
+        self.detail = detail
+        self.address = address
+        where = f" at 0x{address:x}" if address is not None else ""
+        super().__init__(f"{detail}{where}")
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class ArenaState:
+    """The fields of one malloc_state (malloc.c ``struct malloc_state``) as read."""
+
+    address: int
+    raw: bytes
+    mutex: int
+    top: int
+    fastbins: tuple[int, ...]
+    next: int
+    attached_threads: int
+    system_mem: int
+
+    @classmethod
+    def parse(cls, address: int, raw: bytes) -> "ArenaState":
+        return cls(
+            address=address,
+            raw=raw,
+            mutex=struct.unpack_from("<i", raw, 0)[0],
+            top=struct.unpack_from("<Q", raw, ARENA_TOP)[0],
+            fastbins=struct.unpack_from(f"<{NFASTBINS}Q", raw, ARENA_FASTBINS),
+            next=struct.unpack_from("<Q", raw, ARENA_NEXT)[0],
+            attached_threads=struct.unpack_from("<Q", raw, ARENA_ATTACHED)[0],
+            system_mem=struct.unpack_from("<Q", raw, ARENA_SYSTEM_MEM)[0],
+        )
+
+    def same_as(self, other: "ArenaState") -> bool:
+        """Unchanged apart from the mutex word (taking and releasing the lock changes nothing)."""
+        return self.raw[4:] == other.raw[4:]
+
+
+def read_arena(mem: TargetMemory, address: int) -> ArenaState:
+    return ArenaState.parse(address, mem.read_exact(address, MALLOC_STATE_SIZE))
+
+
+def arena_addresses(mem: TargetMemory, main_arena: int) -> list[int]:
+    """main_arena, then each arena by ``next`` until the cycle returns to main_arena."""
+    addresses = [main_arena]
+    seen = {main_arena}
+    current = mem.word(main_arena + ARENA_NEXT)
+    while current != main_arena:
+        if current in seen or current == 0 or len(addresses) >= MAX_ARENAS:
+            raise Inconsistent("the arena list (malloc_state.next) does not cycle back to main_arena", current)
+        seen.add(current)
+        addresses.append(current)
+        current = mem.word(current + ARENA_NEXT)
+    return addresses
+
+
+class BlockCache:
+    """Small reads (list nodes) served from 64 KiB resident-only blocks read once per walk."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, mem: TargetMemory, limit_blocks: int = 4096):
+        self.mem = mem
+        self.blocks: dict[int, bytes] = {}
+        self.limit = limit_blocks
+
+    def word(self, address: int) -> int:
+        block = address & ~(self.BLOCK - 1)
+        data = self.blocks.get(block)
+        if data is None:
+            if len(self.blocks) >= self.limit:
+                self.blocks.clear()
+            try:
+                data = bytes(self.mem.read(block, self.BLOCK)[0])
+            except MemoryReadError:
+                # The block straddles the end of a mapping: read just the word.
+                return self.mem.word(address)
+            self.blocks[block] = data
+        offset = address - block
+        if offset + 8 <= self.BLOCK:
+            return int.from_bytes(data[offset:offset + 8], "little")
+        return self.mem.word(address)
+
+
+@dataclass(slots=True)
+class Segment:
+    """One contiguous run of chunks: [first_chunk, end). ``end`` is top for the segment that
+    holds top, else the heap's end (where fenceposts close it)."""
+
+    heap_start: int
+    heap_size: int
+    first_chunk: int
+    end: int
+    holds_top: bool
+
+
+@dataclass(slots=True)
+class SegmentWalk:
+    chunks: int = 0
+    free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
+    checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
+    tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
+    fastbin_confirmed: int = 0
+    end_marker: int | None = None  # where a non-top segment's fencepost was found
+    swapped_pages: int = 0
+    last_chunk: int | None = None  # the chunk right before top (or the fencepost)
+
+
+def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[int], tcache_keys: set[int],
+                 tcache_chunks: list[int] = (), progress=None, cancel=None) -> SegmentWalk:
+    """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
+
+    ``fastbin_chunks``: sorted addresses of fastbin chunks in this segment (each must be found
+    as a chunk start). ``tcache_keys``: values whose presence in a chunk's second user word marks
+    it as a tcache candidate (confirmed when the walk lands on it).
+    """
+    result = SegmentWalk()
+    p = segment.first_chunk
+    end = segment.end
+    free_flat: list[int] = []
+    key_bytes = [k.to_bytes(8, "little") for k in tcache_keys if k]
+    fast_index = bisect.bisect_left(fastbin_chunks, p)
+    tc_index = bisect.bisect_left(tcache_chunks, p)
+    prev_abs = None
+    chunks = 0
+    while p < end:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        window_len = min(WINDOW, end - p + 32)
+        window_len = align_up(window_len, 16)
+        try:
+            data, swapped = mem.read(p, window_len)
+        except MemoryReadError as e:
+            raise Inconsistent(f"heap memory unreadable ({e})", p) from e
+        result.swapped_pages += swapped
+        result.checkpoints.append(p)
+        words = memoryview(data).cast("Q")
+        base = p
+        # Word index limit: a chunk's header (size at +8) and the tcache key (+24) must be inside.
+        lim_window = (window_len - 32) // 8
+        lim_end = (end - base) // 8
+        limit = min(lim_window, lim_end)
+        # Stops: fastbin chunks and tcache candidates inside this window, as word indices.
+        stops = []
+        window_end_abs = base + limit * 8
+        while fast_index < len(fastbin_chunks) and fastbin_chunks[fast_index] < window_end_abs:
+            stops.append(((fastbin_chunks[fast_index] - base) >> 3, 1))
+            fast_index += 1
+        while tc_index < len(tcache_chunks) and tcache_chunks[tc_index] < window_end_abs:
+            stops.append(((tcache_chunks[tc_index] - base) >> 3, 2))
+            tc_index += 1
+        for key in key_bytes:
+            pos = data.find(key, 24)
+            while pos != -1 and pos < limit * 8 + 24:
+                if pos % 16 == 8:
+                    stops.append(((pos - 24) >> 3, 2))
+                pos = data.find(key, pos + 8)
+        stops.sort()
+        stops.append((FAR, 0))
+        stop_i = 0
+        i = 0
+        prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
+        app = free_flat.append
+        n = 0
+        while i < limit:
+            next_stop = stops[stop_i][0]
+            while next_stop < i:
+                if stops[stop_i][1] == 1:
+                    raise Inconsistent("a fastbin list points inside a chunk", base + next_stop * 8)
+                stop_i += 1
+                next_stop = stops[stop_i][0]
+            if next_stop == i:
+                kinds = set()
+                while stops[stop_i][0] == i:
+                    kinds.add(stops[stop_i][1])
+                    stop_i += 1
+                if 1 in kinds:
+                    result.fastbin_confirmed += 1  # a stale tcache key in a fastbin chunk: fastbin wins
+                elif 2 in kinds:
+                    result.tcache.append((base + i * 8, words[i + 1] & ~7))
+                next_stop = stops[stop_i][0]
+            lim = limit if next_stop > limit else next_stop
+            # The inner loop: per chunk, read size, note a free predecessor, advance.
+            # `or FAR` ends the loop on a zero size instead of spinning (checked below).
+            while i < lim:
+                s = words[i + 1]
+                if not s & 1:
+                    app(prev)
+                    app(i)
+                prev = i
+                n += 1
+                i += (s >> 3) or FAR
+            if i >= FAR // 2:
+                q = base + prev * 8
+                if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
+                    raise Inconsistent("a chunk of size 0 (heap corrupt or changing)", q)
+                result.end_marker = q
+                n -= 1  # the size-0 fencepost is not a chunk
+                break
+        chunks += n
+        # Convert this window's free notes to absolute (address, size).
+        for k in range(0, len(free_flat), 2):
+            if free_flat[k] == NO_PREV:
+                raise Inconsistent("the first chunk of a heap has PREV_INUSE clear", base + free_flat[k + 1] * 8)
+            a = base + free_flat[k] * 8
+            b = base + free_flat[k + 1] * 8
+            result.free.append((a, b - a))
+        free_flat.clear()
+        prev_abs = base + prev * 8 if prev != NO_PREV else None
+        if result.end_marker is not None:
+            break
+        p = base + i * 8
+        if progress is not None:
+            progress(min(p, end) - segment.first_chunk)
+    result.chunks = chunks
+    if segment.holds_top:
+        if p != end:
+            raise Inconsistent(f"the walk ended at 0x{p:x}, not at top 0x{end:x}", prev_abs if prev_abs is not None else p)
+    elif result.end_marker is None:
+        raise Inconsistent("a heap without top has no fencepost", p)
+    result.last_chunk = prev_abs
+    return result
+
+
+def follow_fastbins(cache: BlockCache, state: ArenaState, layout: Layout) -> list[tuple[int, int]]:
+    """(chunk address, bin index) of every chunk on the arena's fastbin lists."""
+    out = []
+    for index, head in enumerate(state.fastbins):
+        p = head
+        count = 0
+        while p:
+            if p & 15:
+                raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
+            out.append((p, index))
+            count += 1
+            if count > MAX_LIST:
+                raise Inconsistent(f"fastbinsY[{index}] does not end", p)
+            stored = cache.word(p + 16)
+            p = reveal_ptr(p + 16, stored) if layout.safe_linking else stored
+    return out
+
+
+def fastbin_chunk_size(index: int) -> int:
+    """malloc.c fastbin_index inverted: bin i holds chunks of (i + 2) * 16 bytes on 64-bit."""
+    return (index + 2) * 16
+
+
+def tcache_struct_entries(cache: BlockCache, struct_user: int, layout: Layout) -> list[int]:
+    """Chunk addresses of every entry of one tcache_perthread_struct (user pointer given)."""
+    out = []
+    counts_size = 2 if layout.tcache_counts_u16 else 1
+    entries_offset = 64 * counts_size
+    for index in range(64):
+        head = cache.word(struct_user + entries_offset + 8 * index)
+        e = head
+        count = 0
+        while e:
+            if e & 15:
+                raise Inconsistent(f"misaligned tcache entry in bin {index}", e)
+            out.append(e - 16)
+            count += 1
+            if count > 65535:
+                raise Inconsistent(f"tcache bin {index} does not end", e)
+            stored = cache.word(e)
+            e = reveal_ptr(e, stored) if layout.safe_linking else stored
+    return out
+
+
+# ---- trim prediction ----------------------------------------------------------------------
+
+
+def merge_runs(chunks: list[tuple[int, int]]) -> list[list[int]]:
+    """Merge adjacent (address, size) chunks into [start, end] runs (malloc_consolidate joins
+    fastbin chunks with free neighbours; bin-free chunks are never adjacent to each other)."""
+    runs: list[list[int]] = []
+    for address, size in sorted(chunks):
+        if runs and runs[-1][1] == address:
+            runs[-1][1] = address + size
+        elif runs and address < runs[-1][1]:
+            raise Inconsistent("two free chunks overlap", address)
+        else:
+            runs.append([address, address + size])
+    return runs
+
+
+def madvise_range(start: int, end: int, page: int = PAGE_SIZE) -> tuple[int, int] | None:
+    """What mtrim (malloc.c) passes to madvise(MADV_DONTNEED) for a free chunk [start, end):
+    only chunks larger than pagesize - 1 + sizeof(struct malloc_chunk) (48), from the first page
+    boundary after the chunk's first 48 bytes, in whole pages."""
+    size = end - start
+    if size <= page - 1 + 48:
+        return None
+    lo = align_up(start + 48, page)
+    rest = end - lo
+    if rest <= page - 1:
+        return None
+    return lo, lo + (rest & ~(page - 1))
+
+
+def systrim_range(top: int, top_size: int, page: int = PAGE_SIZE, pad: int = 0, thp_pagesize: int = 0) -> tuple[int, int] | None:
+    """What systrim (malloc.c) gives back with sbrk(-extra): the tail of the top chunk."""
+    top_area = top_size - MINSIZE - 1
+    if top_area <= pad:
+        return None
+    unit = thp_pagesize or page
+    extra = (top_area - pad) // unit * unit
+    if extra == 0:
+        return None
+    end = top + top_size
+    return end - extra, end
