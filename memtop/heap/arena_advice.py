@@ -168,9 +168,10 @@ def _mib(value: int | float) -> str:
 
 
 def arena_live_bytes(arena) -> int:
-    """Bytes an arena would keep however arenas are shared: chunks in use, plus the chunks parked
-    in tcache and fastbins (they look in use to the heap and stay with their thread)."""
-    return (arena.in_use_bytes or 0) + (arena.tcache_bytes or 0) + (arena.fastbin_bytes or 0)
+    """Bytes an arena would keep however arenas are shared: chunks in use (the walk's in_use
+    includes the chunks parked in tcache, as mallinfo's uordblks does) plus those on fastbins;
+    both stay with their thread's allocations."""
+    return (arena.in_use_bytes or 0) + (arena.fastbin_bytes or 0)
 
 
 def predict_saving(arenas) -> SavingPrediction | None:
@@ -411,7 +412,5 @@ def _walk(pid: int, root: Path):
         from memtop.heap import analyze
     except ImportError:
         return None, "the heap walk is not available in this build"
-    try:
-        return analyze(pid, root), None
-    except ProcfsError as e:
-        return None, getattr(e, "reason", None) or str(e)
+    report = analyze(pid, root)  # never raises for a vanished or forbidden process: status says
+    return report, None if report.valid else report.reason
