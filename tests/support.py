@@ -133,3 +133,41 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 IS_ROOT = os.geteuid() == 0
+
+
+def run_as_user(uid: int, func, timeout: float = 30.0):
+    """Run ``func()`` in a forked child that dropped to ``uid`` (root only); return its result.
+
+    Forking (no exec) sidesteps interpreters that the unprivileged user cannot execute.
+    """
+    import pickle
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 0
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            payload = pickle.dumps(("ok", func()))
+        except BaseException as e:  # report anything to the parent, then exit
+            payload = pickle.dumps(("error", repr(e)))
+            status = 1
+        with os.fdopen(write_fd, "wb") as f:
+            f.write(payload)
+        os._exit(status)
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            raise TimeoutError(f"child as uid {uid} did not answer in {timeout} s")
+        with os.fdopen(read_fd, "rb") as f:
+            kind, value = pickle.loads(f.read())
+    finally:
+        os.waitpid(pid, 0)
+    if kind == "error":
+        raise RuntimeError(f"in the child as uid {uid}: {value}")
+    return value

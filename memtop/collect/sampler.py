@@ -49,13 +49,17 @@ class Sampler:
     one) from another thread: it is replaced, never mutated.
     """
 
-    def __init__(self, root: Path = PROC, *, stagger: int = 5, history_len: int = HISTORY_LEN):
+    def __init__(self, root: Path = PROC, *, stagger: int = 5, history_len: int = HISTORY_LEN,
+                 clock=time.monotonic, wall_clock=time.time):
         self.root = Path(root)
+        self._clock = clock
+        self._wall_clock = wall_clock
         self.stagger = max(1, stagger)
         self.history_len = history_len
         self.visible: frozenset[int] = frozenset()
         self.tick = 0
-        self._fd_stat_size = procfs.fd_count_is_stat_size()
+        # A captured tree (tests) has plain directories for fd: count by listing there.
+        self._fd_stat_size = self.root == PROC and procfs.fd_count_is_stat_size()
         self._prev: dict[ProcessIdentity, ProcessSample] = {}
         self._cmdlines: dict[ProcessIdentity, str] = {}
         self._rollups: dict[ProcessIdentity, _RollupState] = {}
@@ -203,7 +207,7 @@ class Sampler:
     def sample(self, *, all_rollups: bool = False) -> Snapshot:
         """Read one tick. ``all_rollups`` reads smaps_rollup for every process (snapshot CLI)."""
         cpu0 = time.thread_time()
-        now = time.monotonic()
+        now = self._clock()
         self.rollups_read = 0
         warnings: list[str] = []
         try:
@@ -213,7 +217,7 @@ class Sampler:
             warnings.append(str(e))
         uptime = self._read_or(sysfs.read_uptime, None)
         system = SystemSample(
-            wall_time=time.time(),
+            wall_time=self._wall_clock(),
             monotonic=now,
             hostname=self._hostname,
             kernel=self._kernel,

@@ -7,6 +7,9 @@ it in ``COMMAND_MODULES``.
 
 COMMAND_MODULES = [
     "memtop.commands.snapshot",
+    "memtop.commands.trim",
+    "memtop.commands.evict",
+    "memtop.commands.drop_caches",
 ]
 
 

@@ -68,14 +68,18 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
-COMMAND_MIN_WIDTH = 12
+
+
+def command_min_width(width: int) -> int:
+    """The command keeps a quarter of the width (at least 16 cells): a row must say what it is."""
+    return max(16, width // 4)
 
 
 def fit_columns(width: int) -> list[Column]:
     """The columns that fit ``width`` cells, dropping the highest priority numbers first."""
     chosen = list(COLUMNS)
     while True:
-        used = sum(c.width + 1 for c in chosen if c.width) + COMMAND_MIN_WIDTH
+        used = sum(c.width + 1 for c in chosen if c.width) + command_min_width(width)
         if used <= width:
             return chosen
         droppable = [c for c in chosen if c.priority > 0]

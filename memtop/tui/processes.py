@@ -289,6 +289,10 @@ class ProcessesTab(TabView):
         self.query_one("#process-filter").display = False
         self.table.focus()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Short terminals (80x24 over ssh) keep most rows for the table and a small chart.
+        self.query_one("#process-detail").styles.height = 11 if event.size.height >= 30 else 7
+
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
         self.query_one(ColumnHeader).refresh()
@@ -318,9 +322,9 @@ class ProcessesTab(TabView):
             s = view.sample
             r = s.rollup
             if r is not None:
-                age = f"read {view.rollup_age_s:.0f} s ago" if view.rollup_age_s and view.rollup_age_s >= 1 else "read this tick"
+                age = f"{view.rollup_age_s:.0f}s old" if view.rollup_age_s and view.rollup_age_s >= 1 else "fresh"
                 rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
-                          f"  LazyFree {fmt_bytes(r.lazyfree)}  AnonHuge {fmt_bytes(r.anon_huge_pages)}  ({r.source} {age})")
+                          f"  LazyFree {fmt_bytes(r.lazyfree)}  ({r.source}, {age})")
             else:
                 rollup = f"PSS/USS unknown: {s.rollup_reason}"
             fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"

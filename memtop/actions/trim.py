@@ -1,0 +1,317 @@
+"""Trim a process's glibc heap: predict, run malloc_trim(0) through gdb, report, follow up.
+
+malloc_trim(0) (glibc malloc/malloc.c: ``__malloc_trim`` -> ``mtrim``) consolidates fastbins,
+madvise(MADV_DONTNEED)s the whole free pages inside free chunks of every arena and shrinks the
+main arena's top with brk. The prediction comes from memtop's read-only heap walk
+(:func:`memtop.heap.analyze`); the call goes through :mod:`memtop.heap.gdb`, which holds the
+safety recipe. Afterwards RSS is followed for a minute: memory that comes straight back means
+the program reuses it, and trimming will not help for long.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from memtop.actions import audit
+from memtop.heap import gdb
+from memtop.model.process import ProcessIdentity
+from memtop.procfs import PROC, NoSuchProcess, ProcfsError
+from memtop.procfs.process import read_stat, read_status
+
+TRIM_EXPRESSION = "((int (*)(unsigned long))malloc_trim)(0)"
+DEFAULT_TIMEOUT_S = 5.0
+
+# The stop estimate shown before a trim: gdb's attach, thread listing and detach, plus per-thread
+# stack reads, plus the madvise work. Measured with bench/trim_stop.py on this kind of machine
+# (2 cores, busy): ~40-80 ms fixed for one thread, a few ms per thread, ~0.1 ms per MiB released.
+STOP_BASE_S = 0.060
+STOP_PER_THREAD_S = 0.004
+STOP_PER_MIB_RELEASED_S = 0.0001
+
+# "Came straight back": at least this share of what was released is resident again.
+CAME_BACK_FRACTION = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPrediction:
+    """What the read-only heap walk says a trim would do, before anything is stopped."""
+
+    release_bytes: int | None  # expected RSS drop; None when the walk could not tell
+    reason: str | None  # why release_bytes is None, or a caveat
+    allocator_kind: str | None
+    mutex_addresses: tuple[int, ...]  # each arena's malloc_state (its mutex is the int at offset 0)
+    threads: int | None
+    estimated_stop_s: float
+    refusal: str | None = None  # the target cannot be trimmed (not glibc, static...): why
+
+    def as_json(self) -> dict:
+        return {
+            "release_bytes": self.release_bytes,
+            "reason": self.reason,
+            "allocator_kind": self.allocator_kind,
+            "arenas": len(self.mutex_addresses),
+            "threads": self.threads,
+            "estimated_stop_ms": round(self.estimated_stop_s * 1000),
+            "refusal": self.refusal,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    identity: ProcessIdentity
+    comm: str
+    status: str  # "ok", "refused" (nothing done), "failed", "gone", "unavailable"
+    message: str
+    prediction: TrimPrediction | None
+    rss_before: int | None = None
+    rss_after: int | None = None
+    minflt_after: int | None = None  # stat field 10 right after the trim, for the follow-up
+    stopped_s: float | None = None
+    call_s: float | None = None
+    trim_returned: int | None = None  # malloc_trim's value: 1 if memory was released
+    interrupted: bool = False
+    duration_s: float = 0.0
+    notes: tuple[str, ...] = ()
+    log_warning: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def released_bytes(self) -> int | None:
+        if self.rss_before is None or self.rss_after is None:
+            return None
+        return self.rss_before - self.rss_after
+
+    def as_json(self) -> dict:
+        return {
+            "pid": self.identity.pid,
+            "start_ticks": self.identity.start_ticks,
+            "comm": self.comm,
+            "status": self.status,
+            "message": self.message,
+            "prediction": self.prediction.as_json() if self.prediction else None,
+            "rss_before_bytes": self.rss_before,
+            "rss_after_bytes": self.rss_after,
+            "released_bytes": self.released_bytes,
+            "stopped_ms": None if self.stopped_s is None else round(self.stopped_s * 1000, 1),
+            "call_ms": None if self.call_s is None else round(self.call_s * 1000, 1),
+            "malloc_trim_returned": self.trim_returned,
+            "interrupted": self.interrupted,
+            "notes": list(self.notes),
+        }
+
+
+def estimate_stop_s(threads: int | None, release_bytes: int | None) -> float:
+    threads = threads or 1
+    release_mib = (release_bytes or 0) / 2**20
+    return STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MIB_RELEASED_S * release_mib
+
+
+def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
+    """Read-only: allocator, arenas (for the mutex check) and the expected RSS drop."""
+    threads = None
+    try:
+        threads = read_stat(identity.pid, root).num_threads
+    except (NoSuchProcess, ProcfsError):
+        pass
+    refusal = None
+    try:
+        gdb.find_libc(identity.pid, root)
+    except gdb.Refused as e:
+        refusal = str(e)
+    except gdb.TargetGone as e:
+        refusal = str(e)
+    try:
+        from memtop.heap import analyze
+    except ImportError:
+        return TrimPrediction(None, "the heap walk is not available in this build", None, (), threads,
+                              estimate_stop_s(threads, None), refusal)
+    try:
+        report = analyze(identity.pid, root)
+    except (NoSuchProcess, ProcfsError, OSError) as e:
+        return TrimPrediction(None, f"the heap could not be read: {e}", None, (), threads,
+                              estimate_stop_s(threads, None), refusal)
+    kind = getattr(report, "allocator_kind", None)
+    arenas = tuple(a.address for a in (getattr(report, "arenas", None) or ()))
+    release = report.trim_release_bytes if report.valid else None
+    reason = None if report.valid else (report.reason or "the heap walk was not consistent")
+    if refusal is None and kind not in (None, "glibc"):
+        refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
+    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal)
+
+
+def _comm(pid: int, root: Path) -> str:
+    try:
+        return read_stat(pid, root).comm
+    except (NoSuchProcess, ProcfsError):
+        return "?"
+
+
+def _rss_and_minflt(pid: int, root: Path) -> tuple[int | None, int | None]:
+    try:
+        return read_status(pid, root).rss, read_stat(pid, root).minflt
+    except (NoSuchProcess, ProcfsError):
+        return None, None
+
+
+def trim(identity: ProcessIdentity, *, timeout: float = DEFAULT_TIMEOUT_S, root: Path = PROC,
+         prediction: TrimPrediction | None = None, log: bool = True) -> TrimResult:
+    """Run malloc_trim(0) in the process, safely (memtop.heap.gdb's recipe); never raises for
+    a problem with the target. The result says what happened; one audit line is written."""
+    root = Path(root)
+    started = time.monotonic()
+    comm = _comm(identity.pid, root)
+    fields: dict = {}
+    notes: list[str] = []
+    if prediction is None:
+        prediction = predict(identity, root)
+    if prediction.refusal:
+        status, message = "refused", prediction.refusal
+    else:
+        status, message = _run(identity, timeout, root, prediction, fields, notes)
+    result = TrimResult(identity=identity, comm=comm, status=status, message=message, prediction=prediction,
+                        duration_s=time.monotonic() - started, notes=tuple(notes), **fields)
+    if log:
+        warning = audit.log_action(
+            "trim", {"pid": identity.pid, "start_ticks": identity.start_ticks, "comm": comm},
+            prediction=prediction.as_json(), result={k: v for k, v in result.as_json().items() if k != "prediction"},
+            duration_s=result.duration_s)
+        if warning:
+            result = _replace(result, log_warning=warning)
+    return result
+
+
+def _replace(result: TrimResult, **changes) -> TrimResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
+    pid = identity.pid
+    session = None
+    try:
+        gdb.check_identity(identity, root)
+        fields["rss_before"], _ = _rss_and_minflt(pid, root)
+        stopped = gdb.open_session(identity, mutex_addresses=list(prediction.mutex_addresses), timeout=timeout,
+                                   root=root)
+        session = stopped.session
+        call_started = time.monotonic()
+        try:
+            value = session.call(TRIM_EXPRESSION, stopped.calling_thread, timeout)
+        finally:
+            fields["call_s"] = time.monotonic() - call_started
+            gdb.finish_session(session)
+        fields["trim_returned"] = int(value, 0) if value.strip().lstrip("-").isdigit() else None
+        fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
+        released = (fields["rss_before"] - fields["rss_after"]) if fields["rss_before"] is not None and fields["rss_after"] is not None else None
+        from memtop.format import fmt_bytes
+
+        return "ok", f"malloc_trim(0) returned {value}: RSS went down by {fmt_bytes(released)}"
+    except gdb.Refused as e:
+        return "refused", str(e)
+    except gdb.TargetGone as e:
+        return "gone", str(e)
+    except gdb.GdbUnavailable as e:
+        return "unavailable", str(e)
+    except gdb.CallFailed as e:
+        fields["interrupted"] = e.interrupted
+        fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
+        return "failed", str(e)
+    except gdb.GdbError as e:
+        if session is not None and session.exited or not _same(identity, root):
+            return "gone", f"PID {pid} exited during the trim ({e})"
+        return "failed", str(e)
+    finally:
+        if session is not None:
+            fields["stopped_s"] = session.times.stopped_s
+            notes.extend(session.notes)
+
+
+def _same(identity: ProcessIdentity, root: Path) -> bool:
+    try:
+        gdb.check_identity(identity, root)
+        return True
+    except gdb.TargetGone:
+        return False
+
+
+# --- after the trim -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FollowPoint:
+    seconds_after: float
+    rss_bytes: int | None
+    minflt_per_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSummary:
+    seconds: float
+    regrowth_bytes: int | None  # RSS now minus RSS right after the trim
+    minflt_per_s: float | None  # average since the trim
+    came_back: bool
+    finding: str
+    points: tuple[FollowPoint, ...] = field(default=())
+
+
+def follow(result: TrimResult, *, duration_s: float = 60.0, interval_s: float = 1.0, root: Path = PROC,
+           should_stop=lambda: False) -> Iterator[FollowPoint]:
+    """RSS and the minor-fault rate of the trimmed process, every ``interval_s`` for
+    ``duration_s``; stops early when the process is gone (or its PID reused) or ``should_stop()``."""
+    pid = result.identity.pid
+    start = time.monotonic()
+    prev_time, prev_minflt = start, result.minflt_after
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration_s or should_stop():
+            return
+        time.sleep(min(interval_s, max(0.0, duration_s - elapsed)))
+        if should_stop():
+            return
+        try:
+            stat = read_stat(pid, root)
+            status = read_status(pid, root)
+        except (NoSuchProcess, ProcfsError):
+            return
+        if stat.start_ticks != result.identity.start_ticks:
+            return
+        now = time.monotonic()
+        rate = None
+        if prev_minflt is not None and now > prev_time:
+            rate = (stat.minflt - prev_minflt) / (now - prev_time)
+        prev_time, prev_minflt = now, stat.minflt
+        yield FollowPoint(now - start, status.rss, rate)
+
+
+def summarize_follow(result: TrimResult, points: list[FollowPoint] | tuple[FollowPoint, ...]) -> FollowSummary:
+    """The finding after a follow-up: did the memory come straight back?"""
+    from memtop.format import fmt_bytes, fmt_duration, fmt_rate
+
+    points = tuple(points)
+    if not points or result.rss_after is None or points[-1].rss_bytes is None:
+        return FollowSummary(0.0, None, None, False, "no follow-up: the process is gone or was not trimmed", points)
+    last = points[-1]
+    seconds = last.seconds_after
+    regrowth = last.rss_bytes - result.rss_after
+    rates = [p.minflt_per_s for p in points if p.minflt_per_s is not None]
+    rate = sum(rates) / len(rates) if rates else None
+    released = result.released_bytes or 0
+    came_back = released > 0 and regrowth >= CAME_BACK_FRACTION * released
+    span = fmt_duration(seconds)
+    if came_back:
+        finding = (f"the memory came straight back: RSS regrew by {fmt_bytes(regrowth)} of the {fmt_bytes(released)} "
+                   f"released within {span} ({fmt_rate(rate)} minor faults): the program reuses it, so trimming "
+                   "only moves the cost to page faults")
+    elif released <= 0:
+        finding = f"nothing was released; RSS changed by {fmt_bytes(regrowth, signed=True)} in {span}"
+    else:
+        finding = (f"RSS stayed down: {fmt_bytes(max(regrowth, 0))} of the {fmt_bytes(released)} released came back "
+                   f"in {span} ({fmt_rate(rate)} minor faults)")
+    return FollowSummary(seconds, regrowth, rate, came_back, finding, points)

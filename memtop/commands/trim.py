@@ -1,0 +1,134 @@
+"""``memtop trim PID [--yes] [--timeout S] [--follow S] [--json]``: predict, malloc_trim(0), report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from memtop.actions import identity_of, unavailable_reason
+from memtop.commands import CliError
+from memtop.format import fmt_bytes, fmt_rate
+
+NAME = "trim"
+HELP = "run malloc_trim(0) in a process through gdb, safely; report predicted vs actual RSS drop"
+
+EXIT_REFUSED = 1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("pid", type=int, metavar="PID", help="the process to trim")
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="give up on a held arena lock, and interrupt the call, after S seconds (default 5)")
+    parser.add_argument("--follow", type=float, default=None, metavar="S",
+                        help="then follow RSS and minor faults for S seconds (default 60 in text mode, 0 with --json)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args) -> int:
+    from memtop.actions import trim as trim_action
+
+    if args.timeout <= 0:
+        raise CliError("--timeout must be positive")
+    root = Path(args.proc)
+    reason = unavailable_reason("trim", read_only=getattr(args, "read_only", False), target_uid=_uid(root, args.pid))
+    if reason:
+        raise CliError(reason)
+    identity = identity_of(args.pid, root)
+    if identity is None:
+        raise CliError(f"no process with PID {args.pid}")
+    follow_s = args.follow if args.follow is not None else (0.0 if args.json else 60.0)
+    if follow_s < 0:
+        raise CliError("--follow must be 0 or more")
+
+    prediction = trim_action.predict(identity, root)
+    out = sys.stderr if args.json else sys.stdout
+    if not args.json or not args.yes:
+        print(describe_prediction(identity.pid, prediction), file=out)
+    if not args.yes and prediction.refusal is None:
+        if not sys.stdin.isatty():
+            raise CliError("not a terminal: add --yes to trim without a confirmation")
+        try:
+            answer = input(f"Trim PID {identity.pid}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing done", file=out)
+            return 1
+
+    result = trim_action.trim(identity, timeout=args.timeout, root=root, prediction=prediction)
+    summary = None
+    if result.ok and follow_s > 0:
+        points = []
+        if not args.json:
+            print(describe_result(result))
+            print(f"following PID {identity.pid} for {follow_s:g} s (Ctrl-C stops)...")
+        try:
+            for point in trim_action.follow(result, duration_s=follow_s, root=root):
+                points.append(point)
+                if not args.json and (len(points) % 10 == 0):
+                    print(f"  +{point.seconds_after:4.0f}s  RSS {fmt_bytes(point.rss_bytes)}  "
+                          f"minor faults {fmt_rate(point.minflt_per_s)}")
+        except KeyboardInterrupt:
+            pass
+        summary = trim_action.summarize_follow(result, points)
+    if args.json:
+        doc = result.as_json()
+        if summary is not None:
+            doc["follow"] = {
+                "seconds": round(summary.seconds, 1),
+                "regrowth_bytes": summary.regrowth_bytes,
+                "minflt_per_s": summary.minflt_per_s,
+                "came_back": summary.came_back,
+                "finding": summary.finding,
+                "points": [{"s": round(p.seconds_after, 2), "rss_bytes": p.rss_bytes, "minflt_per_s": p.minflt_per_s}
+                           for p in summary.points],
+            }
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        if summary is None:
+            print(describe_result(result))
+        else:
+            print(summary.finding)
+    if result.log_warning:
+        print(f"memtop: {result.log_warning}", file=sys.stderr)
+    return 0 if result.ok else EXIT_REFUSED
+
+
+def _uid(root: Path, pid: int) -> int | None:
+    try:
+        return (root / str(pid)).stat().st_uid
+    except OSError:
+        return None
+
+
+def describe_prediction(pid: int, prediction) -> str:
+    if prediction.refusal:
+        return f"cannot trim: {prediction.refusal}"
+    if prediction.release_bytes is not None:
+        what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
+    else:
+        what = f"no prediction ({prediction.reason})"
+    return (f"PID {pid}: {what}; the process will be stopped for about "
+            f"{prediction.estimated_stop_s * 1000:.0f} ms while gdb calls malloc_trim(0)")
+
+
+def describe_result(result) -> str:
+    lines = [f"{result.status}: {result.message}"]
+    if result.ok:
+        predicted = result.prediction.release_bytes if result.prediction else None
+        lines.append(f"  predicted {fmt_bytes(predicted)}, actual {fmt_bytes(result.released_bytes)} "
+                     f"(RSS {fmt_bytes(result.rss_before)} -> {fmt_bytes(result.rss_after)}); "
+                     f"stopped for {_ms(result.stopped_s)}")
+    elif result.stopped_s is not None:
+        lines.append(f"  the process was stopped for {_ms(result.stopped_s)} and is running again")
+    for note in result.notes:
+        if note not in ("detached",) and not note.startswith("attached to"):
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds * 1000:.0f} ms"

@@ -1,0 +1,156 @@
+"""The sampler against real processes the test starts, checked against /proc read independently."""
+
+import os
+import sys
+import time
+
+import pytest
+
+from memtop.collect.sampler import Sampler
+from tests.support import IS_ROOT, compile_c, rollup_kb, run_as_user, status_kb
+
+MiB = 2**20
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+TOUCHER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+/* Touch N MiB of private anonymous memory, then wait. */
+int main(int argc, char **argv) {
+    size_t n = (size_t)atoi(argv[1]) << 20;
+    volatile char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 1;
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    printf("READY\n"); fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) { printf("ok\n"); fflush(stdout); }
+    return 0;
+}
+"""
+
+SHARER = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/mman.h>
+/* Map a 32 MiB file in /dev/shm shared and touch all of it, then wait. */
+int main(int argc, char **argv) {
+    size_t n = 32u << 20;
+    int fd = open(argv[1], O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ftruncate(fd, n) != 0) return 1;
+    volatile char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return 1;
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    printf("READY\n"); fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) { printf("ok\n"); fflush(stdout); }
+    return 0;
+}
+"""
+
+
+def _view(snapshot, pid):
+    view = snapshot.by_pid(pid)
+    assert view is not None, f"PID {pid} missing from the snapshot"
+    return view
+
+
+def test_a_child_touching_64_mib(children, gcc):
+    # GIVEN a child that touched 64 MiB of private anonymous memory
+    child = children.start([compile_c(TOUCHER, name="toucher"), "64"])
+    sampler = Sampler()
+    sampler.visible = frozenset({child.pid})
+    # WHEN memtop samples it
+    view = _view(sampler.sample(), child.pid)
+    s = view.sample
+    # THEN its figures equal /proc read independently, and include the 64 MiB
+    assert s.rss_bytes == status_kb(child.pid, "VmRSS")
+    assert s.anon_bytes == status_kb(child.pid, "RssAnon")
+    assert s.anon_bytes >= 64 * MiB
+    assert s.rollup.pss == rollup_kb(child.pid, "Pss")
+    assert s.rollup.uss == rollup_kb(child.pid, "Private_Clean") + rollup_kb(child.pid, "Private_Dirty")
+    assert s.rollup.private_dirty >= 64 * MiB
+    assert s.threads == 1
+    assert s.fd_count == len(os.listdir(f"/proc/{child.pid}/fd"))
+    assert s.cmdline.endswith(" 64")
+
+
+def test_two_processes_sharing_32_mib_of_dev_shm(children, gcc, tmp_path):
+    # GIVEN two processes mapping the same 32 MiB /dev/shm file, every page touched
+    path = f"/dev/shm/memtop-test-{os.getpid()}"
+    try:
+        binary = compile_c(SHARER, name="sharer")
+        a = children.start([binary, path])
+        b = children.start([binary, path])
+        sampler = Sampler()
+        sampler.visible = frozenset({a.pid, b.pid})
+        snapshot = sampler.sample()
+        va, vb = _view(snapshot, a.pid).sample, _view(snapshot, b.pid).sample
+        # THEN each has the 32 MiB as shmem in RSS, and PSS splits it between the two
+        for v in (va, vb):
+            assert v.shmem_bytes == 32 * MiB
+            assert v.rollup.pss == rollup_kb(v.pid, "Pss")
+            assert v.rollup.pss_shmem == pytest.approx(16 * MiB, abs=64 * 1024)
+            assert v.rollup.uss < 8 * MiB  # the shared pages are nobody's unique pages
+        assert va.rollup.pss_shmem + vb.rollup.pss_shmem == pytest.approx(32 * MiB, abs=64 * 1024)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_rates_history_and_a_process_that_exits(children, gcc):
+    child = children.start([compile_c(TOUCHER, name="toucher"), "8"])
+    sampler = Sampler()
+    first = sampler.sample()
+    assert _view(first, child.pid).minflt_per_s is None  # one sample has no rate
+    time.sleep(0.3)
+    second = sampler.sample()
+    view = _view(second, child.pid)
+    assert view.minflt_per_s is not None and view.minflt_per_s >= 0
+    assert len(view.rss_history) == 2 == len(view.history_times)
+    # WHEN the child exits, THEN its row and its history are dropped, without error
+    child.close()
+    third = sampler.sample()
+    assert third.by_pid(child.pid) is None
+    assert all(i.pid != child.pid for i in sampler._histories)
+
+
+def test_staggered_rollups_are_never_older_than_five_ticks(children, gcc):
+    binary = compile_c(TOUCHER, name="toucher")
+    kids = [children.start([binary, "1"]) for _ in range(12)]
+    sampler = Sampler(stagger=5)
+    visible = kids[0].pid
+    sampler.visible = frozenset({visible})
+    sampler.sample()  # first tick reads everything
+    per_tick = []
+    for _ in range(10):
+        snapshot = sampler.sample()
+        per_tick.append(snapshot.rollups_read)
+        for kid in kids:
+            view = _view(snapshot, kid.pid)
+            assert view.sample.rollup is not None
+            assert sampler.tick - 1 - sampler._rollups[view.sample.identity].tick < 5
+        # the visible row is read on every tick
+        assert sampler._rollups[_view(snapshot, visible).sample.identity].tick == snapshot.tick
+    user_processes = sum(1 for v in snapshot.processes if not v.sample.kernel_thread and v.sample.state != "Z")
+    # tiering: on average a fifth of the processes (plus the visible one) per tick, not all of them
+    assert sum(per_tick) / len(per_tick) < user_processes / 2
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop privileges in a child")
+def test_non_root_sees_unknown_with_reasons_never_zero(children, gcc):
+    child = children.start([compile_c(TOUCHER, name="toucher"), "4"])  # runs as root
+
+    def sample_as_nobody():
+        view = Sampler().sample().by_pid(child.pid)
+        s = view.sample
+        return s.rss_bytes, s.rollup, s.rollup_reason, s.fd_count, s.fd_reason
+
+    rss, rollup, rollup_reason, fd_count, fd_reason = run_as_user(65534, sample_as_nobody)
+    assert rss is not None and rss > 4 * MiB  # status is world-readable
+    assert rollup is None and "permission denied" in rollup_reason
+    assert fd_count is None and "needs root" in fd_reason
