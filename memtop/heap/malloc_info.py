@@ -19,9 +19,9 @@ type="subheaps">``)::
     ... one <heap> per arena, then the totals over all arenas, with <total type="mmap">
     </malloc>
 
-Trap: glibc's print loop over the bins stops early (``for (i = NFASTBINS; i < NBINS - 1; ...)``
-over an array of NFASTBINS + NBINS - 1 entries), so the largest bins are missing from
-``<sizes>`` while ``<total type="rest">`` counts them. Compare totals, not the sum of ``<sizes>``.
+Trap: ``<total type="rest">`` is not only the bins: glibc starts its count with the top chunk
+(``avail = chunksize (ar_ptr->top); nblocks = 1;``), so rest = bins + top, and its count is one
+more than the ``<sizes>`` lines add up to. Sizes include the flag bits (``chunksize_nomask``).
 
 The text comes out of another process's memory, so it is not trusted: this is a small
 tokenizer for exactly elements and attributes (no DTD, no entities, no text content), not a

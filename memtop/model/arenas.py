@@ -42,7 +42,7 @@ class MallocInfoArena:
     sizes: tuple[MallocInfoSize, ...]
     fast_count: int | None  # <total type="fast">: chunks in fastbins
     fast_bytes: int | None
-    rest_count: int | None  # <total type="rest">: chunks in the unsorted, small and large bins (not top)
+    rest_count: int | None  # <total type="rest">: chunks in the unsorted, small and large bins, plus top
     rest_bytes: int | None
     system_current: int | None  # ar_ptr->system_mem
     system_max: int | None
