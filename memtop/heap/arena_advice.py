@@ -101,9 +101,9 @@ def arena_cap(arena_max: int | None, arena_test: int | None, cpus: int | None) -
         return ArenaCap(limit=None, cpus=None, basis="8 x CPUs, CPU count unknown")
     test = arena_test if arena_test is not None else ARENAS_PER_CORE
     limit = max(test + 1, ARENAS_PER_CORE * cpus)
-    basis = f"{ARENAS_PER_CORE} x {cpus} CPU{'s' if cpus != 1 else ''} (mp_.arena_max unset)"
+    basis = f"{ARENAS_PER_CORE} x {cpus} CPU{'s' if cpus != 1 else ''}, mp_.arena_max unset"
     if limit != ARENAS_PER_CORE * cpus:
-        basis = f"arena_test + 1 = {limit} (mp_.arena_max unset, {cpus} CPUs)"
+        basis = f"arena_test + 1 with {cpus} CPU{'s' if cpus != 1 else ''}, mp_.arena_max unset"
     return ArenaCap(limit=limit, cpus=cpus, basis=basis)
 
 
@@ -251,11 +251,16 @@ def arena_findings(heap, cap: ArenaCap, env: AllocatorEnv, prediction: SavingPre
         enough = prediction.saving_bytes >= EXPLOSION_MIN_SAVING and (
             rss is None or prediction.saving_bytes >= EXPLOSION_MIN_SAVING_OF_RSS * rss)
         if enough:
+            resident = sum(a.resident_bytes or 0 for a in arenas)
+            live = sum(arena_live_bytes(a) for a in arenas)
+            concentrated = ""
+            if prediction.concentration_arenas <= n // 2:
+                concentrated = (f" {CONCENTRATION:.0%} of the live data is in {prediction.concentration_arenas} "
+                                f"of them.")
             findings.append(Finding(
                 Severity.WARNING,
-                f"Arena explosion: {n} arenas hold {_mib(sum(a.resident_bytes or 0 for a in arenas))} resident, "
-                f"{CONCENTRATION:.0%} of the live data is in {prediction.concentration_arenas} of them. "
-                f"MALLOC_ARENA_MAX=2 would save about {_mib(prediction.saving_bytes)} of RSS "
+                f"Arena explosion: {n} arenas hold {_mib(resident)} resident for {_mib(live)} of live data."
+                f"{concentrated} MALLOC_ARENA_MAX=2 would save about {_mib(prediction.saving_bytes)} of RSS "
                 f"(predicted from the heap walk: {prediction.basis}).",
                 f"restart it with {line}" if line else "restart it with MALLOC_ARENA_MAX=2 in its environment",
             ))

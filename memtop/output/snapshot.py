@@ -20,7 +20,9 @@ from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
 SECTION_PROVIDERS: list[tuple[str, str]] = []
-PROCESS_FIELD_PROVIDERS: list[str] = []
+PROCESS_FIELD_PROVIDERS: list[str] = [
+    "memtop.output.arenas:snapshot_process_fields",
+]
 
 
 @dataclass(frozen=True)
