@@ -300,9 +300,14 @@ class ArenasTab(TabView):
         if result.error is not None:
             self.notify(f"malloc_info: {result.error}", severity="error", timeout=8)
             return
-        self.malloc_info = result
+        self.show_malloc_info(result)
         self.notify(f"malloc_info fetched in {result.seconds:.2f} s; walking again to compare")
         self._start_walk()  # a walk right after, so that the two are compared at nearly one moment
+
+    def show_malloc_info(self, result: MallocInfoResult) -> None:
+        """Show malloc_info beside the walk (also the entry point for tests with fixed data)."""
+        self.malloc_info = result
+        self._render_all()
 
     # --- actions ---------------------------------------------------------------------------------
     def action_rewalk(self) -> None:
@@ -467,10 +472,9 @@ class ArenasTab(TabView):
                     f"{', fastbins ' + fmt_bytes(arena.fastbin_bytes) if arena.fastbin_bytes else ''}\n")
         text.append_text(_histogram_text(arena, mi_arena, styles))
         if mi_arena is not None:
-            age = time.monotonic() - self.malloc_info.fetched_at
-            note = Text(f"malloc_info fetched {fmt_duration(age)} ago; it counts top in \"rest\" and sizes with the "
-                        "flag bits; the gdb calls allocate a little in one arena. ≠ marks a difference.",
-                        styles["dim"])
+            note = Text(f"malloc_info (fetched in {self.malloc_info.seconds:.2f} s, just before the walk shown) "
+                        "counts top in \"rest\" and sizes with the flag bits; the gdb calls allocate a little "
+                        "in one arena. ≠ marks a difference.", styles["dim"])
             box.update(Text("\n").join([text, note]))
             return
         box.update(text)
