@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "memtop.commands.trim",
     "memtop.commands.evict",
     "memtop.commands.drop_caches",
+    "memtop.commands.explain",
 ]
 
 

@@ -7,6 +7,7 @@ The gdb session that calls malloc_trim/malloc_info lives in :mod:`memtop.heap.gd
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import Counter
@@ -25,7 +26,6 @@ from memtop.heap.walk import (
     Inconsistent,
     Segment,
     arena_addresses,
-    fastbin_chunk_size,
     follow_fastbins,
     madvise_range,
     merge_runs,
@@ -274,14 +274,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                                       state.attached_threads, state.mutex, (), 0, top_address=state.top))
             continue
         is_main = state.address == syms.main_arena
-        fast = follow_fastbins(cache, state, layout)
-        fast_chunks = []
-        for address, index in fast:
-            size = cache.word(address + 8) & ~7
-            if size != fastbin_chunk_size(index):
-                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", address)
-            fast_chunks.append((address, size))
-        fast_addresses = sorted(a for a, _ in fast_chunks)
+        pagemaps = [mem.pagemap(seg.heap_start & ~(PAGE_SIZE - 1), seg.heap_start + seg.heap_size) for seg in segments]
+        fast_chunks = sorted(follow_fastbins(mem, state, layout, pagemaps))
+        fast_addresses = [a for a, _ in fast_chunks]
+        fast_set = set(fast_addresses)
         free: list[tuple[int, int]] = []
         tcache: dict[int, int] = {}
         walked = 0
@@ -289,8 +285,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         resident = 0
         top_resident = 0
         runs_by_segment = []
-        for seg in segments:
-            in_seg = [a for a in fast_addresses if seg.first_chunk <= a < seg.end]
+        for seg, entries in zip(segments, pagemaps):
+            lo, hi = bisect.bisect_left(fast_addresses, seg.first_chunk), bisect.bisect_left(fast_addresses, seg.end)
+            if (lo < len(fast_addresses) and fast_addresses[lo] < seg.end) and not seg.first_chunk <= fast_addresses[lo]:
+                raise Inconsistent("a fastbin chunk outside the heap", fast_addresses[lo])
             listed = sorted(a for a in listed_tcache if seg.first_chunk <= a < seg.end)
             base_done = done_before
 
@@ -298,30 +296,25 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                 if progress is not None:
                     progress(base_done + done, total_bytes)
 
-            result = walk_segment(mem, seg, fastbin_chunks=in_seg, tcache_keys=keys, tcache_chunks=listed,
+            result = walk_segment(mem, seg, tcache_keys=keys, tcache_chunks=listed,
                                   progress=seg_progress, cancel=cancel)
             done_before += seg.end - seg.first_chunk
-            if result.fastbin_confirmed != len(in_seg):
-                raise Inconsistent("a fastbin chunk was not found by the walk (heap changed)", seg.first_chunk)
             if seg.holds_top:
                 top_header = cache.word(seg.end + 8)
                 if not top_header & 1 and result.last_chunk is not None:
                     free.append((result.last_chunk, seg.end - result.last_chunk))
             free.extend(result.free)
-            fast_set = set(in_seg)
             for address, size in result.tcache:
                 if address not in fast_set:
                     tcache[address] = size
             walked += result.chunks
             checkpoints.extend(result.checkpoints)
             entries_start = seg.heap_start & ~(PAGE_SIZE - 1)
-            entries = mem.pagemap(entries_start, seg.heap_start + seg.heap_size)
-            resident += mem.resident_bytes(entries_start, align_up(seg.heap_start + seg.heap_size, PAGE_SIZE),
-                                           entries, entries_start)
+            resident += mem.resident_bytes(entries_start, align_up(seg.heap_start + seg.heap_size, PAGE_SIZE), entries)
             if seg.holds_top:
                 top_resident = mem.resident_bytes(align_up(seg.end, PAGE_SIZE),
-                                                  (seg.end + top_size) & ~(PAGE_SIZE - 1), entries, entries_start)
-            seg_fast = [(a, s) for a, s in fast_chunks if seg.first_chunk <= a < seg.end]
+                                                  (seg.end + top_size) & ~(PAGE_SIZE - 1), entries)
+            seg_fast = fast_chunks[lo:hi]
             seg_free = [(a, s) for a, s in free if seg.first_chunk <= a < seg.end]
             runs_by_segment.append((seg, merge_runs(seg_free + seg_fast), entries, entries_start))
         after = read_arena(mem, state.address)
@@ -334,26 +327,27 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         top_start = state.top
         top_end = state.top + top_size
         top_run = None
-        for seg, runs, entries, entries_start in runs_by_segment:
+        for seg, runs, entries, _ in runs_by_segment:
             for run in runs:
                 start, end = run
-                interior = (align_up(start + 16, PAGE_SIZE), end & ~(PAGE_SIZE - 1))
-                if interior[1] > interior[0]:
-                    free_resident += mem.resident_bytes(*interior, entries, entries_start)
                 if seg.holds_top and end == seg.end:
                     top_run = run  # malloc_consolidate merges it into top
                     continue
+                if end - start < PAGE_SIZE + 48:
+                    continue  # holds no whole page (the common case: skip the calls)
+                interior_lo = align_up(start + 16, PAGE_SIZE)
+                free_resident += mem.resident_bytes(interior_lo, max(interior_lo, end & ~(PAGE_SIZE - 1)), entries)
                 rng = madvise_range(start, end)
                 if rng is not None:
-                    release += mem.resident_bytes(*rng, entries, entries_start)
+                    release += mem.resident_bytes(*rng, entries)
         if top_run is not None:
             top_start = top_run[0]
         if is_main:
             rng = systrim_range(top_start, top_end - top_start, thp_pagesize=tunables.thp_pagesize)
             heap_map = _mapping_at(maps, top_start)
             if rng is not None and heap_map is not None and heap_map.end == align_up(top_end, PAGE_SIZE):
-                seg, _, entries, entries_start = runs_by_segment[-1]
-                release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries, entries_start)
+                entries = runs_by_segment[-1][2]
+                release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries)
             pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][1], tcache)
         free_bytes = sum(s for _, s in free)
         fast_bytes = sum(s for _, s in fast_chunks)

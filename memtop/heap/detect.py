@@ -96,8 +96,8 @@ _RUNTIME_EXES = (
 )
 
 ADVICE = {
-    "cpython": ("CPython keeps small objects in its own 256 KiB arenas (obmalloc); see them with "
-                "`sys._debugmallocstats()`, or run with PYTHONMALLOC=malloc to hand them to glibc.",),
+    "cpython": ("CPython keeps objects of up to 512 bytes in its own arenas (obmalloc), outside glibc's "
+                "heap; see them with `sys._debugmallocstats()`, or run with PYTHONMALLOC=malloc to hand them to glibc.",),
     "jvm": ("The Java heap and metaspace are the JVM's own: `jcmd PID VM.native_memory summary` "
             "(start with -XX:NativeMemoryTracking=summary) and `jcmd PID GC.heap_info`.",
             "glibc arenas under the JVM: MALLOC_ARENA_MAX=2 often cuts native RSS."),

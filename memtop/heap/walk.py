@@ -109,31 +109,33 @@ def arena_addresses(mem: TargetMemory, main_arena: int) -> list[int]:
 
 
 class BlockCache:
-    """Small reads (list nodes) served from 64 KiB resident-only blocks read once per walk."""
+    """Small reads (tcache nodes, heap_info) served from 64 KiB resident-only blocks read once."""
 
     BLOCK = 1 << 16
 
-    def __init__(self, mem: TargetMemory, limit_blocks: int = 4096):
+    def __init__(self, mem: TargetMemory, limit_blocks: int = 8192):
         self.mem = mem
-        self.blocks: dict[int, bytes] = {}
+        self.blocks: dict[int, memoryview] = {}
         self.limit = limit_blocks
 
-    def word(self, address: int) -> int:
-        block = address & ~(self.BLOCK - 1)
+    def _block(self, block: int):
         data = self.blocks.get(block)
         if data is None:
             if len(self.blocks) >= self.limit:
                 self.blocks.clear()
             try:
-                data = bytes(self.mem.read(block, self.BLOCK)[0])
+                data = memoryview(bytes(self.mem.read(block, self.BLOCK)[0])).cast("Q")
             except MemoryReadError:
-                # The block straddles the end of a mapping: read just the word.
-                return self.mem.word(address)
+                return None  # straddles the end of a mapping
             self.blocks[block] = data
-        offset = address - block
-        if offset + 8 <= self.BLOCK:
-            return int.from_bytes(data[offset:offset + 8], "little")
-        return self.mem.word(address)
+        return data
+
+    def word(self, address: int) -> int:
+        block = address & ~(self.BLOCK - 1)
+        data = self._block(block)
+        if data is None or address & 7:
+            return self.mem.word(address)
+        return data[(address - block) >> 3]
 
 
 @dataclass(slots=True)
@@ -154,26 +156,25 @@ class SegmentWalk:
     free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
     checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
     tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
-    fastbin_confirmed: int = 0
     end_marker: int | None = None  # where a non-top segment's fencepost was found
     swapped_pages: int = 0
     last_chunk: int | None = None  # the chunk right before top (or the fencepost)
 
 
-def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[int], tcache_keys: set[int],
+def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
                  tcache_chunks: list[int] = (), progress=None, cancel=None) -> SegmentWalk:
     """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
 
-    ``fastbin_chunks``: sorted addresses of fastbin chunks in this segment (each must be found
-    as a chunk start). ``tcache_keys``: values whose presence in a chunk's second user word marks
+    Fastbin chunks are not checked here: they come from the arena's own lists, and the arena is
+    compared before and after the walk (any push or pop changes fastbinsY). ``tcache_keys``: values whose presence in a chunk's second user word marks
     it as a tcache candidate (confirmed when the walk lands on it).
     """
     result = SegmentWalk()
+    patterns: dict[tuple[int, int], bytes] = {}
     p = segment.first_chunk
     end = segment.end
     free_flat: list[int] = []
     key_bytes = [k.to_bytes(8, "little") for k in tcache_keys if k]
-    fast_index = bisect.bisect_left(fastbin_chunks, p)
     tc_index = bisect.bisect_left(tcache_chunks, p)
     prev_abs = None
     chunks = 0
@@ -197,9 +198,6 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
         # Stops: fastbin chunks and tcache candidates inside this window, as word indices.
         stops = []
         window_end_abs = base + limit * 8
-        while fast_index < len(fastbin_chunks) and fastbin_chunks[fast_index] < window_end_abs:
-            stops.append(((fastbin_chunks[fast_index] - base) >> 3, 1))
-            fast_index += 1
         while tc_index < len(tcache_chunks) and tcache_chunks[tc_index] < window_end_abs:
             stops.append(((tcache_chunks[tc_index] - base) >> 3, 2))
             tc_index += 1
@@ -216,22 +214,16 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         app = free_flat.append
         n = 0
+        last, same, k = -1, 0, 16
         while i < limit:
             next_stop = stops[stop_i][0]
-            while next_stop < i:
-                if stops[stop_i][1] == 1:
-                    raise Inconsistent("a fastbin list points inside a chunk", base + next_stop * 8)
+            while next_stop < i:  # a candidate inside a chunk: not a tcache chunk after all
                 stop_i += 1
                 next_stop = stops[stop_i][0]
             if next_stop == i:
-                kinds = set()
+                result.tcache.append((base + i * 8, words[i + 1] & ~7))
                 while stops[stop_i][0] == i:
-                    kinds.add(stops[stop_i][1])
                     stop_i += 1
-                if 1 in kinds:
-                    result.fastbin_confirmed += 1  # a stale tcache key in a fastbin chunk: fastbin wins
-                elif 2 in kinds:
-                    result.tcache.append((base + i * 8, words[i + 1] & ~7))
                 next_stop = stops[stop_i][0]
             lim = limit if next_stop > limit else next_stop
             # The inner loop: per chunk, read size, note a free predecessor, advance.
@@ -243,7 +235,30 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
                     app(i)
                 prev = i
                 n += 1
-                i += (s >> 3) or FAR
+                step = (s >> 3) or FAR
+                i += step
+                if s != last:
+                    last = s
+                    same = 0
+                    continue
+                same += 1
+                if same < 8 or not s & 1:
+                    continue
+                # Gallop through a run of identical headers (same size, PREV_INUSE set: no free
+                # chunk among them): one strided slice compared at C speed checks k chunks.
+                while i + k * step <= lim:
+                    pattern = patterns.get((s, k))
+                    if pattern is None:
+                        pattern = patterns[(s, k)] = s.to_bytes(8, "little") * k
+                    if words[i + 1:i + 1 + k * step:step].tobytes() != pattern:
+                        break
+                    prev = i + (k - 1) * step
+                    i += k * step
+                    n += k
+                    if k < 4096:
+                        k *= 2
+                k = 16
+                same = 0
             if i >= FAR // 2:
                 q = base + prev * 8
                 if segment.holds_top or q + 48 < segment.heap_start + segment.heap_size:
@@ -276,21 +291,46 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, fastbin_chunks: list[in
     return result
 
 
-def follow_fastbins(cache: BlockCache, state: ArenaState, layout: Layout) -> list[tuple[int, int]]:
-    """(chunk address, bin index) of every chunk on the arena's fastbin lists."""
+def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
+    """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
+    size must be its bin's (glibc checks the same in malloc_consolidate).
+
+    Nodes are scattered over the heap, so each is read on its own (16 bytes: size and fd), after
+    checking in the arena's pagemaps that its page is present (a wild pointer must not make the
+    kernel map a zero page into the target). Reading blocks instead re-read the whole heap.
+    """
     out = []
+    append = out.append
+    safe = layout.safe_linking
+    unpack = struct.Struct("<QQ").unpack
+    maps = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
     for index, head in enumerate(state.fastbins):
+        expected = fastbin_chunk_size(index)
         p = head
         count = 0
         while p:
             if p & 15:
                 raise Inconsistent(f"misaligned fastbin chunk in fastbinsY[{index}]", p)
-            out.append((p, index))
+            page = (p + 8) // PAGE_SIZE
+            for first, last, mask in maps:
+                if first <= page < last:
+                    if not mask[page - first]:
+                        raise Inconsistent(f"a fastbin chunk in a page that is not resident (fastbinsY[{index}])", p)
+                    break
+            else:
+                raise Inconsistent(f"a fastbin chunk outside the arena's heaps (fastbinsY[{index}])", p)
+            try:
+                size, stored = unpack(mem.read_direct(p + 8, 16))
+            except MemoryReadError as e:
+                raise Inconsistent(f"fastbin chunk unreadable ({e})", p) from e
+            size &= ~7
+            if size != expected:
+                raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
+            append((p, size))
             count += 1
             if count > MAX_LIST:
                 raise Inconsistent(f"fastbinsY[{index}] does not end", p)
-            stored = cache.word(p + 16)
-            p = reveal_ptr(p + 16, stored) if layout.safe_linking else stored
+            p = ((p + 16) >> 12) ^ stored if safe else stored
     return out
 
 

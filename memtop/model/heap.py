@@ -155,3 +155,39 @@ class HeapReport:
             if arena.is_main:
                 return arena
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One slice of a process's memory: a label, resident bytes (None: unknown) and its source."""
+
+    key: str
+    label: str
+    bytes: int | None
+    source: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerReport:
+    """Who holds each byte of one process, from RSS down (what the Layers tab and
+    ``memtop explain`` show). Kernel figures are from status/smaps; heap figures from the walk."""
+
+    identity: ProcessIdentity | None
+    comm: str
+    cmdline: str
+    rss_bytes: int | None
+    pss_bytes: int | None
+    private_dirty_bytes: int | None
+    lazyfree_bytes: int | None
+    swap_bytes: int | None
+    file_bytes: int | None
+    anon_bytes: int | None
+    shmem_bytes: int | None
+    anon_split: tuple[Layer, ...]  # brk heap, thread-arena heaps, mmapped chunks, runtime, stacks, other
+    heap_split: tuple[Layer, ...]  # resident heap pages: in use, free kept by glibc, top
+    heap: HeapReport | None
+    runtime: RuntimeInfo | None
+    findings: tuple = ()  # of memtop.model.findings.Finding
+    kernel_reason: str | None = None  # why kernel figures are unknown, if they are
+    made_at: float = 0.0

@@ -159,7 +159,8 @@ def census_lines(c: AnonCensus) -> list[str]:
         lines.append(f"[heap] (brk): {fmt_bytes(c.brk_heap.mapped_bytes)} mapped, {fmt_bytes(c.brk_heap.rss_bytes)} resident")
     if c.arena_heaps:
         sizes = sorted(r.mapped_bytes for r in c.arena_heaps)
-        spread = fmt_bytes(sizes[0]) if sizes[0] == sizes[-1] else f"{fmt_bytes(sizes[0])}–{fmt_bytes(sizes[-1])}"
+        low, high = fmt_bytes(sizes[0]), fmt_bytes(sizes[-1])
+        spread = low if low == high else f"{low}–{high}"
         lines.append(f"64 MiB-aligned heaps: {len(c.arena_heaps)} ({spread} each), {fmt_bytes(c.arena_heap_mapped_bytes)} "
                      f"mapped, {fmt_bytes(c.arena_heap_rss_bytes)} resident")
     else:
@@ -230,3 +231,52 @@ def snapshot_process_fields(context, view) -> dict:
     if analysis.start_ticks != view.sample.identity.start_ticks:
         return {"arenas": None}  # the PID was reused between the sample and the walk
     return {"arenas": analysis_json(analysis)}
+
+
+# --- `memtop explain` ------------------------------------------------------------------------------
+
+HEAP_FRAGMENTATION_MARK = "(arena fragmentation)"  # the Layers issue's coarser arena finding
+
+
+def explain_arenas(pid: int, root, heap) -> ArenaAnalysis | None:
+    """The arena analysis for `memtop explain`, reusing explain's own heap walk."""
+    from memtop.heap.arena_advice import analyze_arenas
+    from memtop.procfs import NoSuchProcess
+
+    try:
+        return analyze_arenas(pid, root, heap=heap, walk=heap is None)
+    except NoSuchProcess:
+        return None
+
+
+def merge_findings(findings, analysis: ArenaAnalysis | None) -> list:
+    """explain's findings plus the arena findings. When the arena analysis found an explosion (with
+    the saving predicted), the coarser "arena fragmentation" finding says the same thing: drop it."""
+    findings = list(findings)
+    if analysis is None:
+        return findings
+    from memtop.model.findings import Severity
+
+    if any(f.severity == Severity.WARNING for f in analysis.findings):
+        findings = [f for f in findings if HEAP_FRAGMENTATION_MARK not in f.text]
+    return findings + list(analysis.findings)
+
+
+def add_to_explain_json(doc: dict, analysis: ArenaAnalysis | None) -> dict:
+    """Add the ``arenas`` object, the per-arena fields (index, utilization, free_size_histogram)
+    to ``allocator.arenas[]``, and the arena findings, to explain's JSON document."""
+    doc["arenas"] = analysis_json(analysis) if analysis is not None else None
+    if analysis is not None and analysis.heap is not None and analysis.heap.valid:
+        extra = {a["address"]: a for a in doc["arenas"]["arenas"]}
+        for entry in doc.get("allocator", {}).get("arenas", []):
+            mine = extra.get(entry.get("address"))
+            if mine is not None:
+                for key in ("index", "utilization", "free_size_histogram"):
+                    entry[key] = mine[key]
+    if analysis is not None:
+        kept = [f.as_json() for f in merge_findings([], analysis)]
+        base = doc.get("findings", [])
+        if any(f.severity.value == "warning" for f in analysis.findings):
+            base = [f for f in base if HEAP_FRAGMENTATION_MARK not in f.get("text", "")]
+        doc["findings"] = base + kept
+    return doc

@@ -1,21 +1,353 @@
-"""The Layers tab (not built yet: it says what it will show)."""
+"""The Layers tab: for the selected process, who holds each byte, from RSS down.
+
+One stacked bar and a table: the kernel's split (file-backed, anonymous, shmem), the anonymous
+part split into brk heap, thread-arena heaps, mmapped malloc chunks, runtime regions, stacks and
+the rest; the heap's resident pages split into in use, free kept by glibc, and top; LazyFree and
+Swap. Then what malloc_trim(0) would release now, the chunk that pins the heap, and findings.
+
+The report (:func:`memtop.heap.layers.explain`, a read-only heap walk) is built in a thread
+worker, never on the UI thread; it is redone every few seconds while the tab is visible, and a
+large heap shows the walk's progress.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+import time
 
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import ProgressBar, Static
+from textual.worker import get_current_worker
+
+from memtop.format import fmt_bytes, fmt_duration, fmt_percent
+from memtop.model.heap import LayerReport
+from memtop.model.process import ProcessIdentity
+from memtop.model.snapshot import Snapshot
 from memtop.tui.tab import TabView
 
-PLANNED = """For the selected process, from RSS down: who holds each byte.
-The kernel's view (file-backed, anonymous, shmem, LazyFree, Swap), glibc's view (in use,
-free but kept, top) from a read-only heap walk, the runtime's slice, what malloc_trim(0)
-would release now, and the chunk that pins the heap."""
+REFRESH_S = 5.0  # a new walk this long after the last one finished, while visible
+PROGRESS_EVERY_S = 0.2
+SHOW_PROGRESS_AFTER_S = 0.5  # small heaps finish before a progress bar would be useful
+
+# (key, label, component class) of the bar's segments, in order.
+SEGMENTS = (
+    ("file", "file", "layer-bar--file"),
+    ("shmem", "shmem", "layer-bar--shmem"),
+    ("in_use", "heap in use", "layer-bar--inuse"),
+    ("free", "heap free", "layer-bar--free"),
+    ("top", "heap top", "layer-bar--top"),
+    ("thread_heaps", "thread heaps", "layer-bar--thread"),
+    ("mmapped", "mmapped", "layer-bar--mmapped"),
+    ("runtime", "runtime", "layer-bar--runtime"),
+    ("stacks", "stacks", "layer-bar--stacks"),
+    ("other", "other anon", "layer-bar--other"),
+)
+
+
+def bar_values(report: LayerReport) -> list[tuple[str, int]]:
+    """The bar's segments in bytes. The brk heap is shown through its split (in use / free /
+    top) when the walk is valid; whatever the split does not cover stays "in use"."""
+    values: dict[str, int] = {}
+    values["file"] = report.file_bytes or 0
+    values["shmem"] = report.shmem_bytes or 0
+    anon = {layer.key: layer.bytes or 0 for layer in report.anon_split}
+    heap_split = {layer.key: layer.bytes or 0 for layer in report.heap_split}
+    if heap_split:
+        # heap_split covers all arenas' heaps; thread heaps are in it too.
+        brk_and_threads = anon.get("brk", 0) + anon.get("thread_heaps", 0)
+        split_total = sum(heap_split.values())
+        scale = brk_and_threads / split_total if split_total else 0
+        for key in ("in_use", "free", "top"):
+            values[key] = int(heap_split.get(key, 0) * scale)
+    else:
+        values["in_use"] = anon.get("brk", 0)
+        values["thread_heaps"] = anon.get("thread_heaps", 0)
+    for key in ("mmapped", "runtime", "stacks", "other"):
+        values[key] = anon.get(key, 0)
+    return [(key, values.get(key, 0)) for key, _, _ in SEGMENTS]
+
+
+class LayerBar(Widget):
+    """One stacked bar of RSS, with a legend line under it."""
+
+    COMPONENT_CLASSES = {cls for _, _, cls in SEGMENTS}
+    DEFAULT_CSS = "LayerBar { height: auto; }"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.values: list[tuple[str, int]] = []
+
+    def show(self, values: list[tuple[str, int]]) -> None:
+        self.values = values
+        self.refresh()
+
+    def render(self) -> Text:
+        width = max(10, self.size.width)
+        total = sum(v for _, v in self.values)
+        text = Text()
+        if not total:
+            return Text("RSS unknown", style=self.rich_style)
+        styles = {key: self.get_component_rich_style(cls) for key, _, cls in SEGMENTS}
+        # Largest-remainder rounding so the cells add up to the width.
+        raw = [(key, v * width / total) for key, v in self.values]
+        cells = {key: int(x) for key, x in raw}
+        rest = width - sum(cells.values())
+        for key, x in sorted(raw, key=lambda kv: kv[1] - int(kv[1]), reverse=True)[:rest]:
+            cells[key] += 1
+        for key, _ in self.values:
+            if cells[key]:
+                text.append("█" * cells[key], styles[key])
+        text.append("\n")
+        for key, label, _ in SEGMENTS:
+            value = dict(self.values).get(key, 0)
+            if value:
+                text.append("■ ", styles[key])
+                text.append(f"{label} {fmt_bytes(value)}  ")
+        return text
+
+
+class LayersReady(Message):
+    def __init__(self, report: LayerReport):
+        super().__init__()
+        self.report = report
+
+
+class LayersProgress(Message):
+    def __init__(self, identity: ProcessIdentity, done: int, total: int):
+        super().__init__()
+        self.identity = identity
+        self.done = done
+        self.total = total
+
+
+def layer_table(report: LayerReport) -> Table:
+    rss = report.rss_bytes
+    table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold", expand=False)
+    table.add_column("layer")
+    table.add_column("bytes", justify="right")
+    table.add_column("of RSS", justify="right")
+    table.add_column("source / note", overflow="fold")
+
+    def row(label: str, value: int | None, source: str, indent: int = 0, of_rss: bool = True):
+        share = fmt_percent(value / rss) if of_rss and value is not None and rss else ""
+        # Text, not str: a str cell is parsed as Rich markup and "[heap]" would vanish.
+        table.add_row(Text(" " * indent + label), Text(fmt_bytes(value)), Text(share), Text(source))
+
+    row("RSS", rss, "status VmRSS", of_rss=False)
+    row("file-backed", report.file_bytes, "status RssFile", 2)
+    row("anonymous", report.anon_bytes, "status RssAnon", 2)
+    for layer in report.anon_split:
+        row(layer.label, layer.bytes, layer.note or layer.source, 4)
+        if layer.key == "brk" and report.heap_split:
+            for part in report.heap_split:
+                row(part.label, part.bytes, part.source, 6)
+    row("shmem", report.shmem_bytes, "status RssShmem", 2)
+    row("LazyFree", report.lazyfree_bytes, "smaps_rollup LazyFree (in RSS, reclaimable)")
+    row("Swap", report.swap_bytes, "status VmSwap (not in RSS)", of_rss=False)
+    return table
+
+
+def heap_lines(report: LayerReport) -> Text:
+    heap = report.heap
+    text = Text()
+    if heap is None:
+        return text
+    if heap.valid:
+        text.append("malloc_trim(0) would release ", "bold")
+        text.append(fmt_bytes(heap.trim_release_bytes), "bold")
+        text.append(" of RSS now", "bold")
+        text.append(f"   glibc {heap.glibc_version}: heap {fmt_bytes(heap.system_bytes)}, in use {fmt_bytes(heap.in_use_bytes)}, "
+                    f"free {fmt_bytes(heap.free_bytes + heap.fastbin_bytes)}, top {fmt_bytes(heap.top_bytes)}, "
+                    f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {len(heap.arenas)} arena(s), "
+                    f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s\n")
+        pin = heap.pin
+        if pin is not None:
+            text.append(f"pin: a {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
+                        f"{fmt_bytes(pin.distance_below_top)} below the end of the brk heap; "
+                        f"{fmt_bytes(pin.pinned_bytes)} free right below it cannot go back by shrinking brk\n")
+    else:
+        text.append(f"allocator: {heap.allocator_kind}{' ' + heap.glibc_version if heap.glibc_version else ''}: "
+                    f"{heap.status}: {heap.reason}\n")
+        last = heap.last_valid
+        if last is not None:
+            text.append(f"last valid walk ({fmt_duration(heap.last_valid_age_s)} ago): malloc_trim(0) would have released "
+                        f"{fmt_bytes(last.trim_release_bytes)}; heap {fmt_bytes(last.system_bytes)}, "
+                        f"in use {fmt_bytes(last.in_use_bytes)}\n")
+    return text
+
+
+class FindingsView(Static):
+    """The findings, one paragraph each, severity shown through component classes."""
+
+    COMPONENT_CLASSES = {"findings--info", "findings--warning", "findings--critical", "findings--next"}
+
+    def show(self, report: LayerReport | None) -> None:
+        text = Text()
+        for finding in report.findings if report else ():
+            text.append(f"[{finding.severity.value}] ", self.get_component_rich_style(f"findings--{finding.severity.value}"))
+            text.append(finding.text + "\n")
+            if finding.next_step:
+                text.append(f"    next: {finding.next_step}\n", self.get_component_rich_style("findings--next"))
+        text.rstrip()
+        self.update(text)
 
 
 class LayersTab(TabView):
     TAB_TITLE = "Layers"
     TAB_ID = "layers"
+    FIGURE_SOURCES = (
+        ("RSS, file-backed, anonymous, shmem, Swap", "/proc/PID/status VmRSS, RssFile, RssAnon, RssShmem, VmSwap"),
+        ("PSS, Private_Dirty, LazyFree", "/proc/PID/smaps_rollup"),
+        ("brk heap, thread heaps, stacks, other anon", "/proc/PID/smaps Anonymous: per mapping ([heap], the walk's heaps, "
+                                                       "[stack] and mappings holding a thread's SP from task/TID/syscall)"),
+        ("mmapped malloc chunks", "IS_MMAPPED chunk headers read through /proc/PID/mem, resident pages from pagemap; "
+                                  "checked against glibc mp_.mmapped_mem"),
+        ("heap in use / free / top", "read-only walk of every glibc chunk through /proc/PID/mem (arena list from "
+                                     "main_arena, found by libc6-dbg symbols or heuristics); resident pages from pagemap"),
+        ("malloc_trim(0) would release", "glibc mtrim simulated: fastbins consolidated, madvise of whole pages in free "
+                                         "chunks, systrim of the main top; only pages pagemap marks present"),
+        ("pin", "the busy chunk right below the consolidated top of the brk heap"),
+        ("runtime", "/proc/PID/maps (libpython, libjvm, libnode...), the exe name, Go's ELF build note"),
+    )
+    TAB_KEYS = (("r", "walk the heap again now"),)
+
+    BINDINGS = [Binding("r", "refresh_now", "Walk again", show=False)]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.target: ProcessIdentity | None = None
+        self.report: LayerReport | None = None
+        self._walking: ProcessIdentity | None = None
+        self._walk_started = 0.0
+        self._finished_at = 0.0
 
     def compose(self) -> ComposeResult:
-        yield Static("This tab is not built yet. It will show:\n\n" + PLANNED, classes="planned")
+        with VerticalScroll(id="layers-body"):
+            yield Static("", id="layers-title")
+            yield ProgressBar(total=100, show_eta=False, id="layers-progress")
+            yield LayerBar(id="layers-bar")
+            yield Static("", id="layers-heap")
+            yield Static("", id="layers-table")
+            yield FindingsView("", id="layers-findings")
+
+    def on_mount(self) -> None:
+        self.query_one("#layers-progress").display = False
+        self._show_empty()
+
+    def on_show(self) -> None:
+        # Focus the body when the tab is shown, so that r and the scroll keys reach it.
+        self.query_one("#layers-body").focus()
+
+    # --- what the app calls ------------------------------------------------------
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        if target == self.target:
+            return
+        self.target = target
+        self.report = None
+        self._finished_at = 0.0
+        self._walking = None
+        self.workers.cancel_group(self, "layers")
+        self._show_empty()
+        if target is not None and self._is_active():
+            self._start_walk()
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        if self.target is None or self._walking is not None:
+            return
+        if self.report is None or time.monotonic() - self._finished_at >= REFRESH_S:
+            self._start_walk()
+
+    def action_refresh_now(self) -> None:
+        if self.target is not None and self._walking is None:
+            self._start_walk()
+
+    # --- the worker -----------------------------------------------------------------
+    def _is_active(self) -> bool:
+        try:
+            return self.app.active_tab() is self
+        except Exception:  # noqa: BLE001 - during mount/unmount there may be no active tab
+            return False
+
+    def _start_walk(self) -> None:
+        self._walking = self.target
+        self._walk_started = time.monotonic()
+        self.walk(self.target, self.app.root)
+
+    @work(thread=True, exclusive=True, group="layers", exit_on_error=False)
+    def walk(self, target: ProcessIdentity, root) -> None:
+        from memtop.heap.layers import explain  # heavy import kept off the app's start
+
+        worker = get_current_worker()
+        last_post = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last_post[0] >= PROGRESS_EVERY_S:
+                last_post[0] = now
+                self.post_message(LayersProgress(target, done, total))
+
+        report = explain(target.pid, root, progress=progress, cancel=lambda: worker.is_cancelled)
+        if not worker.is_cancelled:
+            self.post_message(LayersReady(report))
+
+    @on(LayersProgress)
+    def _progress(self, message: LayersProgress) -> None:
+        if message.identity != self.target or self._walking is None:
+            return
+        if time.monotonic() - self._walk_started < SHOW_PROGRESS_AFTER_S:
+            return
+        bar = self.query_one("#layers-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=max(1, message.total), progress=message.done)
+        self.query_one("#layers-title", Static).update(
+            f"walking the heap of PID {message.identity.pid}: {fmt_bytes(message.done)} of {fmt_bytes(message.total)}")
+
+    @on(LayersReady)
+    def _ready(self, message: LayersReady) -> None:
+        report = message.report
+        self._walking = None
+        self._finished_at = time.monotonic()
+        self.query_one("#layers-progress").display = False
+        if report.identity is not None and self.target is not None and report.identity.pid != self.target.pid:
+            return
+        self.report = report
+        self._show(report)
+
+    def on_worker_state_changed(self, event) -> None:
+        if event.worker.group == "layers" and event.state.name in ("ERROR", "CANCELLED"):
+            self._walking = None
+            self._finished_at = time.monotonic()
+            self.query_one("#layers-progress").display = False
+            if event.state.name == "ERROR":
+                self.query_one("#layers-title", Static).update(f"the heap walk failed: {event.worker.error!r}")
+            event.stop()
+
+    # --- drawing ----------------------------------------------------------------------
+    def _show_empty(self) -> None:
+        if self.target is None:
+            title = "No process selected: pick one in the Processes tab (Enter opens it here)."
+        else:
+            title = f"PID {self.target.pid}: reading its memory layers…"
+        self.query_one("#layers-title", Static).update(title)
+        self.query_one(LayerBar).show([])
+        for name in ("#layers-table", "#layers-heap"):
+            self.query_one(name, Static).update("")
+        self.query_one(FindingsView).show(None)
+
+    def _show(self, report: LayerReport) -> None:
+        heap = report.heap
+        state = "heap valid" if heap is not None and heap.valid else f"heap {heap.status if heap else '?'}"
+        command = " ".join(report.cmdline.split()) or f"[{report.comm}]"
+        self.query_one("#layers-title", Static).update(
+            Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command[:48],
+                          f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
+        self.query_one(LayerBar).show(bar_values(report))
+        self.query_one("#layers-table", Static).update(layer_table(report))
+        self.query_one("#layers-heap", Static).update(heap_lines(report))
+        self.query_one(FindingsView).show(report)

@@ -85,3 +85,25 @@ def test_unprivileged_user_on_its_own_process_gets_the_census(children, target_b
     assert census is not None and census["arena_heaps"]["count"] == 3
     assert census["thread_stacks"]["count"] == 3
     assert arenas["environment"]["readable"] is True
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the heap walk of another process needs root (or CAP_SYS_PTRACE)")
+def test_explain_gains_the_arena_fields_and_finding(children, target_binary):
+    child = children.start([target_binary, "4"])
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "memtop", "explain", str(child.pid), *extra],  # noqa: E731
+                                        cwd=WORKTREE, capture_output=True, text=True, timeout=60)
+    proc = run("--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["arenas"]["arena_count"] == 5 and doc["arenas"]["cap"]["limit"] >= 9
+    for index, entry in enumerate(doc["allocator"]["arenas"]):
+        assert entry["index"] == index and 0 < entry["utilization"] < 1
+        assert sum(h["total_bytes"] for h in entry["free_size_histogram"]) == entry["free_bytes"] + entry["fastbin_bytes"]
+    texts = [f["text"] for f in doc["findings"]]
+    assert sum(t.startswith("Arena explosion: 5 arenas") for t in texts) == 1
+    assert not any("(arena fragmentation)" in t for t in texts)  # the coarser finding is replaced
+    text = run()
+    assert text.returncode == 0, text.stderr
+    assert "Arenas (threads, cap" in text.stdout and "5 threads, 5 arenas" in text.stdout
+    assert f"set: MALLOC_ARENA_MAX=2 {target_binary} 4" in text.stdout
+    assert "[warning] Arena explosion: 5 arenas" in text.stdout

@@ -1,0 +1,415 @@
+"""From RSS down: who holds each byte of one process (the Layers tab and ``memtop explain``).
+
+The kernel's split (file / anonymous / shmem) is /proc/PID/status (RssFile, RssAnon, RssShmem);
+PSS, Private_Dirty, LazyFree and Swap are smaps_rollup. The anonymous part is split per mapping
+with /proc/PID/smaps ``Anonymous:``: the brk heap ([heap]), thread-arena heaps (from the heap
+walk), mmapped malloc chunks (mappings made of chunks with IS_MMAPPED set, malloc.c
+``sysmalloc_mmap``), the runtime's regions, thread stacks ([stack] and the mappings holding each
+thread's stack pointer, /proc/PID/task/TID/syscall), and the rest. The heap's resident pages are
+split by the walk into top, free chunks kept by glibc, and in use.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+from memtop.format import fmt_bytes, fmt_percent
+from memtop.heap import analyze
+from memtop.heap.memory import Mapping, TargetMemory, parse_maps_file
+from memtop.model.findings import Finding, Severity
+from memtop.model.heap import HeapReport, Layer, LayerReport
+from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError, read_bytes
+from memtop.procfs.process import read_cmdline, read_rollup, read_stat, read_status
+
+MiB = 1 << 20
+_SMAPS_KEYS = {"Rss", "Pss", "Anonymous", "LazyFree", "Swap", "Private_Dirty"}
+
+
+def parse_smaps_mappings(text: str) -> list[tuple[Mapping, dict[str, int]]]:
+    """Parse /proc/PID/smaps into (mapping, {field: bytes}) per mapping (man 5 proc_pid_smaps)."""
+    out: list[tuple[Mapping, dict[str, int]]] = []
+    current: dict[str, int] | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        head = line.split(None, 1)[0]
+        if "-" in head and not head.endswith(":"):
+            mapping = parse_maps_file(line)
+            if mapping:
+                current = {}
+                out.append((mapping[0], current))
+            continue
+        if current is None:
+            continue
+        key, sep, rest = line.partition(":")
+        if sep and key in _SMAPS_KEYS:
+            parts = rest.split()
+            if parts:
+                try:
+                    current[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
+                except ValueError:
+                    pass
+    return out
+
+
+def thread_stack_pointers(pid: int, root: Path) -> list[int]:
+    """Each thread's stack pointer from /proc/PID/task/TID/syscall ("nr a1..a6 sp pc", or
+    "-1 sp pc" outside a syscall; "running" gives none). Needs ptrace access (root)."""
+    sps = []
+    try:
+        tids = [t for t in (Path(root) / str(pid) / "task").iterdir()]
+    except OSError:
+        return sps
+    for tid in tids:
+        try:
+            fields = (tid / "syscall").read_text().split()
+        except OSError:
+            continue
+        if len(fields) >= 3 and fields[0] != "running":
+            try:
+                sps.append(int(fields[-2], 16))
+            except ValueError:
+                pass
+    return sps
+
+
+MAX_SCAN_PAGES = 50_000
+
+
+def mmapped_chunk_ranges(mem: TargetMemory, mappings: list[Mapping]) -> tuple[list[tuple[int, int, int]], bool]:
+    """(start, end, mapping start) of mmapped malloc chunks inside anonymous mappings, and
+    whether the scan was complete.
+
+    An mmapped chunk starts on a page boundary (plus an alignment offset kept in prev_size)
+    with IS_MMAPPED (2) in its size, and its length with that offset is a multiple of the page
+    size (malloc.c sysmalloc_mmap). The kernel merges neighbouring anonymous mappings, so each
+    present page start is checked, and a chunk found is skipped over whole. The caller compares
+    the total with mp_.mmapped_mem, which says whether all were found.
+    """
+    found = []
+    scanned = 0
+    for m in mappings:
+        if not (m.anonymous and not m.path and m.perms.startswith("rw")):
+            continue
+        pagemap = mem.pagemap(m.start, m.end)
+        mask = pagemap.present_mask()
+        p = m.start
+        while p < m.end:
+            index = (p - m.start) // PAGE_SIZE
+            if not mask[index]:
+                nxt = mask.find(1, index)
+                if nxt == -1:
+                    break
+                p = m.start + nxt * PAGE_SIZE
+                continue
+            scanned += 1
+            if scanned > MAX_SCAN_PAGES:
+                return found, False
+            try:
+                prev_size, size = struct.unpack("<QQ", mem.read_direct(p, 16))
+            except (ProcfsError, OSError, ValueError):
+                p += PAGE_SIZE
+                continue
+            chunk_size = size & ~7
+            if prev_size & 15 or prev_size >= PAGE_SIZE or not size & 2 or size & 4 or chunk_size == 0 \
+                    or (prev_size + chunk_size) % PAGE_SIZE or p + prev_size + chunk_size > m.end:
+                p += PAGE_SIZE
+                continue
+            found.append((p, p + prev_size + chunk_size, m.start))
+            p += prev_size + chunk_size
+    return found, True
+
+
+def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = None, symbols: str = "auto",
+            progress=None, cancel=None) -> LayerReport:
+    """Build the layered report of one process. Never raises for a vanished or forbidden process."""
+    root = Path(root)
+    now = time.monotonic()
+    identity = None
+    comm, cmdline = "?", ""
+    kernel_reason = None
+    status = rollup = None
+    smaps: list[tuple[Mapping, dict[str, int]]] = []
+    try:
+        stat = read_stat(pid, root)
+        comm = stat.comm
+        from memtop.model.process import ProcessIdentity
+
+        identity = ProcessIdentity(pid, stat.start_ticks)
+        cmdline = read_cmdline(pid, root)
+        status = read_status(pid, root)
+        rollup = read_rollup(pid, root)
+        smaps = parse_smaps_mappings(read_bytes(f"{root}/{pid}/smaps").decode("utf-8", "surrogateescape"))
+    except NoSuchProcess:
+        kernel_reason = f"process {pid} does not exist (or exited)"
+    except AccessDenied as e:
+        kernel_reason = e.reason
+    except ProcfsError as e:
+        kernel_reason = str(e)
+    if heap is None:
+        heap = analyze(pid, root, symbols=symbols, progress=progress, cancel=cancel)
+    runtime = heap.runtime
+    anon_split = _anon_split(pid, root, smaps, heap, runtime) if smaps else ()
+    heap_split = _heap_split(heap)
+    report = LayerReport(
+        identity=identity or heap.identity,
+        comm=comm,
+        cmdline=cmdline,
+        rss_bytes=status.rss if status else None,
+        pss_bytes=rollup.pss if rollup else None,
+        private_dirty_bytes=rollup.private_dirty if rollup else None,
+        lazyfree_bytes=rollup.lazyfree if rollup else None,
+        swap_bytes=status.swap if status else None,
+        file_bytes=status.rss_file if status else None,
+        anon_bytes=status.rss_anon if status else None,
+        shmem_bytes=status.rss_shmem if status else None,
+        anon_split=anon_split,
+        heap_split=heap_split,
+        heap=heap,
+        runtime=runtime,
+        kernel_reason=kernel_reason,
+        made_at=now,
+    )
+    return _with_findings(report)
+
+
+def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple[Layer, ...]:
+    anon_of = {m.start: fields.get("Anonymous", 0) for m, fields in smaps}
+    mappings = [m for m, _ in smaps]
+    used: set[int] = set()
+
+    def take(starts) -> int:
+        total = 0
+        for start in starts:
+            if start not in used and start in anon_of:
+                used.add(start)
+                total += anon_of[start]
+        return total
+
+    brk = take(m.start for m in mappings if m.path == "[heap]")
+    thread_heaps: set[int] = set()
+    for arena in (heap.arenas if heap and heap.valid else ()):
+        if arena.is_main:
+            continue
+        for start, size in arena.heaps:
+            thread_heaps.update(m.start for m in mappings if m.start < start + size and m.end > start)
+    thread = take(thread_heaps) if heap and heap.valid else None
+    mmapped = None
+    mmapped_note = None
+    if heap is not None and heap.allocator_kind == "glibc" and heap.status not in ("denied", "gone"):
+        try:
+            with TargetMemory(pid, root) as mem:
+                candidates = [m for m in mappings if m.start not in used]
+                mmapped = 0
+                ranges, complete = mmapped_chunk_ranges(mem, candidates)
+                for start, end, mapping_start in ranges:
+                    resident = mem.resident_bytes(start, end)
+                    mmapped += resident
+                    if mapping_start in anon_of:  # the rest of the mapping stays "other"
+                        anon_of[mapping_start] = max(0, anon_of[mapping_start] - resident)
+                found_virtual = sum(end - start for start, end, _ in ranges)
+                if heap.mmapped_bytes is not None and found_virtual != heap.mmapped_bytes:
+                    mmapped_note = (f"found {fmt_bytes(found_virtual)} of the {fmt_bytes(heap.mmapped_bytes)} that mp_ counts"
+                                    + ("" if complete else f" (scan stopped after {MAX_SCAN_PAGES} pages)"))
+        except (ProcfsError, OSError) as e:
+            mmapped_note = str(e)
+    elif heap is not None and heap.allocator_kind != "glibc":
+        mmapped_note = f"not glibc ({heap.allocator_kind})"
+    runtime_bytes = None
+    if runtime is not None and runtime.kind != "none":
+        runtime_bytes = take(r.start for r in runtime.regions) if runtime.regions else 0
+    stack_starts = {m.start for m in mappings if m.path == "[stack]"}
+    for sp in thread_stack_pointers(pid, root):
+        for m in mappings:
+            if m.start <= sp < m.end:
+                stack_starts.add(m.start)
+    stacks = take(stack_starts)
+    other = sum(v for start, v in anon_of.items() if start not in used)
+    layers = [
+        Layer("brk", "brk heap [heap]", brk, "smaps Anonymous of [heap]"),
+        Layer("thread_heaps", "thread-arena heaps", thread, "smaps Anonymous of the heaps found by the walk",
+              None if thread is not None else "needs a valid heap walk"),
+        Layer("mmapped", "mmapped malloc chunks", mmapped, "resident pages (pagemap) of IS_MMAPPED chunks",
+              mmapped_note),
+    ]
+    if runtime is not None and runtime.kind != "none":
+        layers.append(Layer("runtime", f"{runtime.kind} runtime regions", runtime_bytes,
+                            "smaps Anonymous of the runtime's own mappings",
+                            None if runtime.regions else "not separable from other anonymous memory"))
+    layers += [
+        Layer("stacks", "thread stacks", stacks, "[stack] and mappings holding a thread's SP (task/TID/syscall)"),
+        Layer("other", "other anonymous", other, "smaps Anonymous of the remaining mappings"),
+    ]
+    return tuple(layers)
+
+
+def _heap_split(heap: HeapReport | None) -> tuple[Layer, ...]:
+    """Resident pages of all heaps: top, interior pages of free chunks, and the rest (in use)."""
+    if heap is None or not heap.valid or not heap.arenas:
+        return ()
+    resident = sum(a.resident_bytes or 0 for a in heap.arenas)
+    top = sum(a.top_resident_bytes or 0 for a in heap.arenas)
+    free = sum(a.free_resident_bytes or 0 for a in heap.arenas)
+    return (
+        Layer("in_use", "in use", max(0, resident - top - free),
+              "resident heap pages not in top or inside free chunks"),
+        Layer("free", "free (kept)", free, "resident whole pages inside bin and fastbin chunks"),
+        Layer("top", "top", top, "resident pages of the top chunks"),
+    )
+
+
+def _with_findings(report: LayerReport) -> LayerReport:
+    from dataclasses import replace
+
+    return replace(report, findings=tuple(findings_for(report)))
+
+
+def findings_for(report: LayerReport) -> list[Finding]:
+    """Plain-words diagnoses with numbers and a next step."""
+    out: list[Finding] = []
+    heap = report.heap
+    pid = report.identity.pid if report.identity else "PID"
+    if report.kernel_reason:
+        out.append(Finding(Severity.WARNING, f"Kernel figures unknown: {report.kernel_reason}."))
+    if heap is not None and not heap.valid:
+        if heap.status == "not-glibc":
+            out.append(Finding(Severity.INFO, f"Allocator: {heap.allocator_kind}, not glibc ({heap.reason}). "
+                                              "Its heap is not walked; the kernel and runtime layers still apply."))
+        elif heap.status == "changing":
+            age = f" The last valid walk is {heap.last_valid_age_s:.0f} s old." if heap.last_valid_age_s is not None else ""
+            out.append(Finding(Severity.INFO, f"The heap is changing too fast to walk consistently ({heap.attempts} tries).{age}",
+                               "Try again when the process is quieter."))
+        elif heap.status in ("denied",):
+            out.append(Finding(Severity.WARNING, f"The heap cannot be read: {heap.reason}.", "Run memtop as root."))
+        elif heap.status not in ("gone", "kernel-thread", "zombie"):
+            out.append(Finding(Severity.WARNING, f"Heap not analysed ({heap.status}): {heap.reason}."))
+    if heap is not None and heap.valid and heap.arenas:
+        system = heap.system_bytes
+        in_use = heap.in_use_bytes
+        free = heap.free_bytes + heap.fastbin_bytes
+        top = heap.top_bytes
+        release = heap.trim_release_bytes or 0
+        if system and free + top > max(8 * MiB, in_use):
+            out.append(Finding(
+                Severity.WARNING,
+                f"glibc holds {fmt_bytes(free + top)} free ({fmt_bytes(free)} in free chunks, {fmt_bytes(top)} in top) "
+                f"against {fmt_bytes(in_use)} in use: {fmt_percent((free + top) / system)} of its {fmt_bytes(system)} heap. "
+                f"malloc_trim(0) would release {fmt_bytes(release)} of RSS now.",
+                f"`memtop trim {pid}` releases it (it comes back if the program allocates again)."
+                if release >= MiB else "Little would come back from a trim now: the free space is not in whole resident pages."))
+        elif release >= 4 * MiB:
+            out.append(Finding(Severity.INFO, f"malloc_trim(0) would release {fmt_bytes(release)} of RSS now.",
+                               f"`memtop trim {pid}`"))
+        if heap.fastbin_bytes >= 4 * MiB:
+            main = heap.main_arena
+            count = sum(a.fastbin_count for a in heap.arenas)
+            out.append(Finding(Severity.INFO,
+                               f"{fmt_bytes(heap.fastbin_bytes)} sit in {count:,} fastbin chunks never consolidated "
+                               "(small frees are not merged until a large malloc, a big free or a trim).",
+                               "malloc_trim(0) consolidates them first." if main else None))
+        pin = heap.pin
+        main = heap.main_arena
+        if pin is not None and main is not None and pin.pinned_bytes >= 4 * MiB:
+            out.append(Finding(
+                Severity.WARNING,
+                f"A live {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x} pins the "
+                f"brk heap: {fmt_bytes(pin.pinned_bytes)} of free memory lies right below it and cannot go back "
+                f"by shrinking brk (free() trims only the top).",
+                "malloc_trim(0) still releases the whole free pages in the middle; the lasting fix is in "
+                "the program (allocate long-lived objects early, or M_MMAP_THRESHOLD lower)."))
+        threads = [a for a in heap.arenas if not a.is_main]
+        thread_top_res = sum(a.top_resident_bytes or 0 for a in threads)
+        if thread_top_res >= 16 * MiB:
+            out.append(Finding(
+                Severity.WARNING,
+                f"Thread arenas keep {fmt_bytes(thread_top_res)} resident in their top chunks; malloc_trim(0) "
+                "never releases a thread arena's top (glibc mtrim).",
+                "MALLOC_ARENA_MAX=2 (fewer arenas), or a lower M_TRIM_THRESHOLD so free() shrinks those heaps."))
+        if len(threads) >= 4:
+            thread_system = sum(a.system_bytes for a in threads)
+            thread_in_use = sum(a.in_use_bytes for a in threads)
+            if thread_system > 2 * thread_in_use and thread_system >= 32 * MiB:
+                out.append(Finding(
+                    Severity.WARNING,
+                    f"{len(threads) + 1} arenas: the {len(threads)} thread arenas hold {fmt_bytes(thread_system)} "
+                    f"for {fmt_bytes(thread_in_use)} in use (arena fragmentation).",
+                    "Set MALLOC_ARENA_MAX=2 (or a small multiple of the cores) in the program's environment."))
+    if report.lazyfree_bytes:
+        out.append(Finding(Severity.INFO,
+                           f"{fmt_bytes(report.lazyfree_bytes)} of RSS is LazyFree (MADV_FREE): freed by the program, "
+                           "counted in RSS until the kernel needs the memory.",
+                           "Nothing to do; RSS overstates use. Go: GODEBUG=madvdontneed=1 returns it at once."))
+    if report.swap_bytes:
+        out.append(Finding(Severity.INFO, f"{fmt_bytes(report.swap_bytes)} of this process is in swap (not in RSS)."))
+    runtime = report.runtime
+    if runtime is not None and runtime.kind != "none":
+        out.append(Finding(Severity.INFO, f"Runtime: {runtime.kind}{' ' + runtime.version if runtime.version else ''} "
+                                          f"({runtime.evidence}). It manages part of the memory itself.",
+                           " ".join(runtime.advice) or None))
+    if not out and heap is not None and heap.valid:
+        out.append(Finding(Severity.INFO, f"Nothing stands out: glibc's heap is {fmt_bytes(heap.system_bytes)} with "
+                                          f"{fmt_bytes(heap.in_use_bytes)} in use."))
+    return out
+
+
+def report_json(report: LayerReport) -> dict:
+    """The JSON of ``memtop explain --json`` (keys documented in the README). Unknown is null."""
+    heap = report.heap
+    valid = bool(heap and heap.valid)
+    arenas = []
+    if heap is not None:
+        for a in heap.arenas:
+            arenas.append({
+                "address": a.address, "is_main": a.is_main, "system_bytes": a.system_bytes,
+                "in_use_bytes": a.in_use_bytes, "free_bytes": a.free_bytes, "fastbin_bytes": a.fastbin_bytes,
+                "tcache_bytes": a.tcache_bytes, "top_bytes": a.top_bytes, "resident_bytes": a.resident_bytes,
+                "trim_release_bytes": a.trim_release_bytes, "attached_threads": a.attached_threads,
+                "heaps": [{"start": s, "size": n} for s, n in a.heaps],
+            })
+    pin = heap.pin if heap is not None else None
+    runtime = report.runtime
+    return {
+        "pid": report.identity.pid if report.identity else None,
+        "start_ticks": report.identity.start_ticks if report.identity else None,
+        "comm": report.comm,
+        "cmdline": report.cmdline,
+        "kernel": {
+            "rss_bytes": report.rss_bytes, "pss_bytes": report.pss_bytes,
+            "private_dirty_bytes": report.private_dirty_bytes, "lazyfree_bytes": report.lazyfree_bytes,
+            "swap_bytes": report.swap_bytes, "file_bytes": report.file_bytes, "anon_bytes": report.anon_bytes,
+            "shmem_bytes": report.shmem_bytes,
+            "anon_split": {layer.key: layer.bytes for layer in report.anon_split},
+            "reason": report.kernel_reason,
+        },
+        "allocator": {
+            "kind": heap.allocator_kind if heap else "unknown",
+            "glibc_version": heap.glibc_version if heap else None,
+            "valid": valid,
+            "status": heap.status if heap else None,
+            "reason": heap.reason if heap else None,
+            "symbols": heap.symbols if heap else None,
+            "arenas": arenas if valid else [],
+            "system_bytes": heap.system_bytes if valid else None,
+            "in_use_bytes": heap.in_use_bytes if valid else None,
+            "mmapped_count": heap.mmapped_count if valid else None,
+            "mmapped_bytes": heap.mmapped_bytes if valid else None,
+            "trim_release_bytes": heap.trim_release_bytes if valid else None,
+            "pin": {"address": pin.address, "size": pin.size, "pinned_bytes": pin.pinned_bytes,
+                    "distance_below_top": pin.distance_below_top} if valid and pin else None,
+            "heap_split": {layer.key: layer.bytes for layer in report.heap_split} if valid else None,
+            "chunks_walked": heap.chunks_walked if valid else None,
+            "walk_seconds": round(heap.walk_seconds, 3) if heap else None,
+            "last_valid_age_s": heap.last_valid_age_s if heap else None,
+        },
+        "runtime": {
+            "kind": runtime.kind if runtime else None,
+            "version": runtime.version if runtime else None,
+            "evidence": runtime.evidence if runtime else None,
+            "regions": [{"start": r.start, "size": r.size, "rss_bytes": r.rss_bytes, "label": r.label}
+                        for r in runtime.regions] if runtime else [],
+            "advice": list(runtime.advice) if runtime else [],
+        },
+        "findings": [f.as_json() for f in report.findings],
+    }
