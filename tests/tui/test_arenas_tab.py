@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static
 
 from memtop.model.process import ProcessIdentity
 from memtop.tui.app import MemtopApp
-from memtop.tui.arenas import ArenasTab
+from memtop.tui.arenas import ArenasTab, ConfirmMallocInfo
 from tests.arenas_support import load_analysis, load_malloc_info_result
 from tests.support import IS_ROOT, compile_c
 
@@ -145,3 +145,19 @@ async def test_live_walk_of_the_real_target(children):
         table = app.query_one("#arenas-table", DataTable)
         assert table.row_count == len(tab.analysis.heap.arenas) + 1 == 6  # main + 4 threads, and the total
         assert f"PID {child.pid} " in _text(app, "#arenas-summary")
+        # WHEN m is pressed and confirmed THEN malloc_info comes through gdb and joins the table
+        app.query_one("#arenas-table", DataTable).focus()
+        await pilot.press("m")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmMallocInfo)
+        await pilot.press("y")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if tab.malloc_info is not None and not tab.loading:
+                break
+        assert tab.malloc_info is not None and tab.malloc_info.info is not None
+        assert len(tab.malloc_info.info.arenas) == 5
+        assert [str(c.label) for c in table.columns.values()][-3:] == ["MI SYSTEM", "MI FREE+TOP", "MI FAST"]
+        # system bytes agree (the walk was made again right after), so no arena is marked there
+        assert not any(str(table.get_row_at(row)[12]).startswith("≠") for row in range(5))
+        assert child.ask("ping") == "pong"  # nothing was written to the target's stdout
