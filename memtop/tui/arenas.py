@@ -29,7 +29,7 @@ from memtop.model.snapshot import Snapshot
 from memtop.output.arenas import bucket_histogram, census_lines, utilization
 from memtop.tui.tab import TabView
 
-REFRESH_S = 10.0
+REFRESH_S = 10.0  # the shortest interval between automatic walks while the tab is visible
 MALLOC_INFO_TIMEOUT_S = 10.0
 BAR_WIDTH = 10
 
@@ -191,6 +191,7 @@ class ArenasTab(TabView):
         self.malloc_info: MallocInfoResult | None = None
         self.selected_arena = 0
         self._rows_key = None
+        self._refresh_s = REFRESH_S
 
     def compose(self) -> ComposeResult:
         yield Static("", id="arenas-summary")
@@ -233,7 +234,7 @@ class ArenasTab(TabView):
         if self.identity is None or self.loading:
             self._render_summary(snapshot)
             return
-        stale = self.walked_at is None or time.monotonic() - self.walked_at >= REFRESH_S
+        stale = self.walked_at is None or time.monotonic() - self.walked_at >= self._refresh_s
         if stale:
             self._start_walk()
         self._render_summary(snapshot)
@@ -290,6 +291,9 @@ class ArenasTab(TabView):
         self.loading = False
         self.walked_at = time.monotonic()
         self.walk_seconds = message.seconds
+        # A big heap or thousands of mappings make a walk expensive: keep this tab under ~5 % of
+        # a core by spacing the automatic walks at least 20 times their cost apart.
+        self._refresh_s = max(REFRESH_S, 20 * message.seconds)
         self.show_analysis(message.analysis, message.error)
 
     @on(MallocInfoLoaded)

@@ -39,6 +39,16 @@ def test_parse_smaps_values_in_bytes():
     assert heap.rss == 3556 * 1024 and heap.private_dirty == 3556 * 1024 and heap.swap == 0
 
 
+def test_both_parsers_agree_on_real_smaps():
+    # smaps with VmFlags lines goes the fast way (str.find per mapping); without, line by line
+    from memtop.procfs.smaps_mappings import _parse_lines
+
+    text = (FIXTURES / "smaps_16threads.txt").read_text()
+    assert parse_smaps_mappings(text) == _parse_lines(text, "smaps")
+    own = Path("/proc/self/smaps").read_text()
+    assert parse_smaps_mappings(own) == _parse_lines(own, "smaps")
+
+
 def test_parse_maps_without_values():
     maps = parse_smaps_mappings("7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n")
     assert maps[0].rss is None and maps[0].is_anonymous and maps[0].size == 4096
@@ -48,6 +58,8 @@ def test_parse_maps_without_values():
     "Rss: 4 kB\n",
     "0z-yy rw-p 0 00:00 0\n",
     "7f0000000000-7f0000001000 rw-p 00000000 00:00 0\nRss: x kB\n",
+    "7f0000000000-7f0000001000 rw-p 00000000 00:00 0\nRss: x kB\nVmFlags: rd wr\n",
+    "Size: 4 kB\nVmFlags: rd wr\n",
 ])
 def test_bad_smaps_is_a_parse_error(text):
     with pytest.raises(ParseError):
