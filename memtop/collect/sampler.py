@@ -12,26 +12,19 @@ import bisect
 import pwd
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup
 from memtop.model.snapshot import Snapshot, SystemSample
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ParseError, ProcfsError
+from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError
 from memtop.procfs import process as procfs
 from memtop.procfs import system as sysfs
 
 DEFAULT_INTERVAL_S = 2.0
 HISTORY_LEN = 150  # points per process: 5 minutes at the default 2 s tick
 SYSTEM_HISTORY_LEN = 600
-
-
-@dataclass(slots=True)
-class _History:
-    times: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
-    rss: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
-    fds: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
 
 
 @dataclass(slots=True)
@@ -62,13 +55,20 @@ class Sampler:
         self._fd_stat_size = self.root == PROC and procfs.fd_count_is_stat_size()
         self._prev: dict[ProcessIdentity, ProcessSample] = {}
         self._cmdlines: dict[ProcessIdentity, str] = {}
+        self._last: dict[int, tuple[bytes, ProcessSample]] = {}  # PID -> (raw stat line, sample)
+        self._prev_time: float | None = None
+        self._stat_files = OpenFiles("stat", self.root)
         self._rollups: dict[ProcessIdentity, _RollupState] = {}
-        self._histories: dict[ProcessIdentity, _History] = {}
+        self._histories: dict[ProcessIdentity, deque] = {}  # of (time, rss, fds), bounded
         self._users: dict[int, str] = {}
         self._sys_times: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
         self._sys_available: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
         self._hostname = self._read_or(sysfs.read_hostname, "?")
         self._kernel = self._read_or(sysfs.read_kernel_release, "?")
+
+    def close(self) -> None:
+        """Close the proc files held open between ticks."""
+        self._stat_files.close()
 
     def _read_or(self, reader, default):
         try:
@@ -99,43 +99,58 @@ class Sampler:
         return (identity.pid + self.tick) % self.stagger == 0
 
     def _read_process(self, pid: int, now: float, all_rollups: bool) -> ProcessSample | None:
-        """One process, or None when it vanished. Permission problems become reasons."""
+        """One process, or None when it vanished. Permission problems become reasons.
+
+        An idle process costs two syscalls: when its stat line is byte for byte the one of the
+        last tick (same start time, so the same process; no CPU time, no fault, same RSS), the
+        last sample is reused and only the fd count (and a due smaps_rollup) is read again.
+        """
         root = self.root
+        stat_path = f"{root}/{pid}/stat"
         try:
-            stat = procfs.read_stat(pid, root)
-            status = procfs.read_status(pid, root)
-        except NoSuchProcess:
+            raw = self._stat_files.read(pid)
+        except (NoSuchProcess, AccessDenied):
             return None
-        except ParseError:
-            # A stat line we do not understand: drop the row rather than show wrong numbers.
-            return None
-        identity = ProcessIdentity(pid, stat.start_ticks)
-        cmdline = self._cmdlines.get(identity)
-        if cmdline is None:
+        last = self._last.get(pid)
+        prev = last[1] if last is not None and last[0] == raw else None
+        if prev is not None:
+            identity, kernel_thread, zombie = prev.identity, prev.kernel_thread, prev.state in ("Z", "X")
+        else:
             try:
-                cmdline = procfs.read_cmdline(pid, root)
-            except NoSuchProcess:
+                stat = procfs.parse_stat_file(raw, stat_path)
+            except ParseError:
+                # A stat line we do not understand: drop the row rather than show wrong numbers.
                 return None
-            except AccessDenied:
-                cmdline = ""
-            self._cmdlines[identity] = cmdline
+            identity = ProcessIdentity(pid, stat.start_ticks)
+            kernel_thread, zombie = stat.is_kernel_thread, stat.is_zombie
+            try:
+                status = procfs.read_status(pid, root)
+                cmdline = self._cmdlines.get(identity)
+                if cmdline is None:
+                    try:
+                        cmdline = procfs.read_cmdline(pid, root)
+                    except AccessDenied:
+                        cmdline = ""
+                    self._cmdlines[identity] = cmdline
+            except (NoSuchProcess, ParseError):
+                return None
 
         fd_count: int | None = None
         fd_reason: str | None = None
-        if stat.is_kernel_thread:
+        if kernel_thread:
             fd_reason = "kernel thread"
         else:
             try:
                 fd_count = procfs.read_fd_count(pid, root, stat_size=self._fd_stat_size)
             except NoSuchProcess:
-                fd_reason = "process exited"
+                return None
             except AccessDenied as e:
                 fd_reason = e.reason
 
         state = self._rollups.get(identity)
-        if stat.is_kernel_thread:
+        if kernel_thread:
             state = _RollupState(None, "kernel thread: no user address space", None, self.tick)
-        elif stat.is_zombie:
+        elif zombie:
             state = _RollupState(None, "zombie: its memory is already released", None, self.tick)
         elif self._want_rollup(identity, all_rollups):
             try:
@@ -149,59 +164,64 @@ class Sampler:
             except ParseError as e:
                 state = _RollupState(None, str(e), now, self.tick)
             self.rollups_read += 1
-        if state is not None:
-            self._rollups[identity] = state
+        self._rollups[identity] = state
+        rollup, rollup_reason, rollup_time = state.rollup, state.reason, state.time
 
-        return ProcessSample(
-            identity=identity,
-            ppid=stat.ppid,
-            comm=stat.comm,
-            cmdline=cmdline,
-            user=self._user(status.uid),
-            state=stat.state,
-            kernel_thread=stat.is_kernel_thread,
-            rss_bytes=status.rss if status.rss is not None else (0 if stat.is_kernel_thread else None),
-            anon_bytes=status.rss_anon,
-            file_bytes=status.rss_file,
-            shmem_bytes=status.rss_shmem,
-            swap_bytes=status.swap,
-            threads=stat.num_threads,
-            minflt=stat.minflt,
-            majflt=stat.majflt,
-            fd_count=fd_count,
-            fd_reason=fd_reason,
-            rollup=state.rollup if state else None,
-            rollup_reason=state.reason if state else "not read yet",
-            rollup_time=state.time if state else None,
-            time=now,
-        )
+        if prev is not None:
+            if (prev.fd_count, prev.fd_reason, prev.rollup, prev.rollup_reason, prev.rollup_time) == (
+                fd_count, fd_reason, rollup, rollup_reason, rollup_time
+            ):
+                sample = prev
+            else:
+                sample = replace(prev, fd_count=fd_count, fd_reason=fd_reason, rollup=rollup,
+                                 rollup_reason=rollup_reason, rollup_time=rollup_time)
+        else:
+            sample = ProcessSample(
+                identity=identity,
+                ppid=stat.ppid,
+                comm=stat.comm,
+                cmdline=cmdline,
+                user=self._user(status.uid),
+                state=stat.state,
+                kernel_thread=kernel_thread,
+                rss_bytes=status.rss if status.rss is not None else (0 if kernel_thread else None),
+                anon_bytes=status.rss_anon,
+                file_bytes=status.rss_file,
+                shmem_bytes=status.rss_shmem,
+                swap_bytes=status.swap,
+                threads=stat.num_threads,
+                minflt=stat.minflt,
+                majflt=stat.majflt,
+                fd_count=fd_count,
+                fd_reason=fd_reason,
+                rollup=rollup,
+                rollup_reason=rollup_reason,
+                rollup_time=rollup_time,
+            )
+        self._last[pid] = (raw, sample)
+        return sample
 
     def _view(self, sample: ProcessSample, now: float) -> ProcessView:
         identity = sample.identity
         history = self._histories.get(identity)
         if history is None:
-            history = self._histories[identity] = _History(
-                deque(maxlen=self.history_len), deque(maxlen=self.history_len), deque(maxlen=self.history_len)
-            )
-        history.times.append(now)
-        history.rss.append(sample.rss_bytes)
-        history.fds.append(sample.fd_count)
+            history = self._histories[identity] = deque(maxlen=self.history_len)
+        history.append((now, sample.rss_bytes, sample.fd_count))
+        frozen = tuple(history)
 
         prev = self._prev.get(identity)
         minflt_rate = majflt_rate = None
-        if prev is not None and now > prev.time:
-            dt = now - prev.time
+        if prev is not None and self._prev_time is not None and now > self._prev_time:
+            dt = now - self._prev_time
             minflt_rate = (sample.minflt - prev.minflt) / dt
             majflt_rate = (sample.majflt - prev.majflt) / dt
         return ProcessView(
             sample=sample,
             minflt_per_s=minflt_rate,
             majflt_per_s=majflt_rate,
-            rss_change_per_min=rss_change_per_min(tuple(history.times), tuple(history.rss)),
+            rss_change_per_min=rss_change_per_min(frozen),
             rollup_age_s=(now - sample.rollup_time) if sample.rollup_time is not None else None,
-            history_times=tuple(history.times),
-            rss_history=tuple(history.rss),
-            fd_history=tuple(history.fds),
+            history=frozen,
         )
 
     def sample(self, *, all_rollups: bool = False) -> Snapshot:
@@ -243,7 +263,13 @@ class Sampler:
         for cache in (self._cmdlines, self._rollups, self._histories):
             for identity in [i for i in cache if i not in samples]:
                 del cache[identity]
+        for pid in [pid for pid, (_, sample) in self._last.items() if sample.identity not in samples]:
+            del self._last[pid]
+        for pid in self._stat_files.pids():
+            if pid not in self._last:
+                self._stat_files.forget(pid)
         self._prev = samples
+        self._prev_time = now
         snapshot = Snapshot(
             tick=self.tick,
             interval_s=0.0,
@@ -259,14 +285,18 @@ class Sampler:
         return snapshot
 
 
-def rss_change_per_min(times: tuple[float, ...], rss: tuple[int | None, ...], window_s: float = 60.0) -> float | None:
-    """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s)."""
-    if len(times) < 2 or rss[-1] is None:
+def rss_change_per_min(history: tuple[tuple[float, int | None, int | None], ...], window_s: float = 60.0) -> float | None:
+    """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s).
+
+    ``history`` holds (time, rss, fds) points, oldest first.
+    """
+    if len(history) < 2 or history[-1][1] is None:
         return None
-    now = times[-1]
-    i = bisect.bisect_left(times, now - window_s)
-    while i < len(times) - 1 and rss[i] is None:
+    now, rss_now = history[-1][0], history[-1][1]
+    i = bisect.bisect_left(history, now - window_s, key=lambda h: h[0])
+    while i < len(history) - 1 and history[i][1] is None:
         i += 1
-    if now - times[i] < 10.0 or rss[i] is None:
+    t0, rss0 = history[i][0], history[i][1]
+    if now - t0 < 10.0 or rss0 is None:
         return None
-    return (rss[-1] - rss[i]) / (now - times[i]) * 60.0
+    return (rss_now - rss0) / (now - t0) * 60.0

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # /proc/PID/stat field 9 (flags): PF_KTHREAD, include/linux/sched.h
 PF_KTHREAD = 0x00200000
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessIdentity:
+class ProcessIdentity(NamedTuple):
     """A process is its PID plus its start time (clock ticks since boot, stat field 22).
 
     Two processes with the same PID and different start times are different processes: every
-    action compares the whole identity before it acts.
+    action compares the whole identity before it acts. (A NamedTuple: it is a key of the
+    sampler's caches, hashed thousands of times a tick.)
     """
 
     pid: int
@@ -112,7 +113,6 @@ class ProcessSample:
     rollup: Rollup | None
     rollup_reason: str | None
     rollup_time: float | None  # monotonic time the rollup was read; older than the tick when staggered
-    time: float  # monotonic time of this sample
 
     @property
     def pid(self) -> int:
@@ -132,10 +132,20 @@ class ProcessView:
     majflt_per_s: float | None
     rss_change_per_min: float | None
     rollup_age_s: float | None
-    # Aligned histories, oldest first: monotonic times, RSS bytes and fd counts (None: unknown).
-    history_times: tuple[float, ...] = field(default=())
-    rss_history: tuple[int | None, ...] = field(default=())
-    fd_history: tuple[int | None, ...] = field(default=())
+    # Oldest first: (monotonic time, RSS bytes, fd count) per tick; None where unknown.
+    history: tuple[tuple[float, int | None, int | None], ...] = field(default=())
+
+    @property
+    def history_times(self) -> tuple[float, ...]:
+        return tuple(h[0] for h in self.history)
+
+    @property
+    def rss_history(self) -> tuple[int | None, ...]:
+        return tuple(h[1] for h in self.history)
+
+    @property
+    def fd_history(self) -> tuple[int | None, ...]:
+        return tuple(h[2] for h in self.history)
 
     @property
     def pid(self) -> int:

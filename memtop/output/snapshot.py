@@ -19,7 +19,9 @@ from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
-SECTION_PROVIDERS: list[tuple[str, str]] = []
+SECTION_PROVIDERS: list[tuple[str, str]] = [
+    ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
+]
 PROCESS_FIELD_PROVIDERS: list[str] = [
     "memtop.output.arenas:snapshot_process_fields",
 ]

@@ -48,15 +48,20 @@ class ParseError(ProcfsError):
         super().__init__(f"cannot parse {path}: {detail}")
 
 
+_CHUNK = 1 << 16
+
+
 def read_bytes(path: str | Path) -> bytes:
     """Read a whole proc/sys file, translating errors (see module doc)."""
     try:
         with open(path, "rb", buffering=0) as f:
-            chunks = []
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
+            # Kernel seq_files fill the buffer until EOF, so a short read is the end: one
+            # read() per small file instead of two (this runs for every process every tick).
+            data = f.read(_CHUNK)
+            if len(data) < _CHUNK:
+                return data
+            chunks = [data]
+            while chunk := f.read(_CHUNK):
                 chunks.append(chunk)
             return b"".join(chunks)
     except (FileNotFoundError, ProcessLookupError) as e:
@@ -98,3 +103,63 @@ def parse_kb_table(text: str, path: str | Path = "?") -> dict[str, int]:
             value *= 1024
         out[key.strip()] = value
     return out
+
+
+class OpenFiles:
+    """Keeps one proc file per PID open and re-reads it with pread(2).
+
+    Re-reading an open /proc/PID/stat costs one syscall instead of a path walk, open, read and
+    close: this file is read for every process on every tick. The fd is bound to the process
+    it was opened for: once that process is gone, pread fails with ESRCH even if the PID was
+    reused, so a reused PID is never read through an old fd. At most ``limit`` files are held
+    (the rest are opened per read), well under RLIMIT_NOFILE.
+    """
+
+    def __init__(self, name: str, root: Path = PROC, limit: int | None = None):
+        import resource
+
+        self.name = name
+        self.root = root
+        if limit is None:
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            limit = max(0, min(soft, 65536) - 256)
+        self.limit = limit
+        self._fds: dict[int, int] = {}
+
+    def read(self, pid: int) -> bytes:
+        fd = self._fds.get(pid)
+        path = f"{self.root}/{pid}/{self.name}"
+        if fd is None:
+            if len(self._fds) >= self.limit:
+                return read_bytes(path)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, ProcessLookupError) as e:
+                raise NoSuchProcess(path) from e
+            except PermissionError as e:
+                raise AccessDenied(path) from e
+            self._fds[pid] = fd
+        try:
+            data = os.pread(fd, _CHUNK, 0)
+        except OSError as e:
+            self.forget(pid)
+            if e.errno in (errno.ESRCH, errno.ENOENT, errno.EINVAL, errno.EIO):
+                raise NoSuchProcess(path) from e
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise AccessDenied(path) from e
+            raise
+        if len(data) == _CHUNK:  # not expected for these small files: read it whole
+            return read_bytes(path)
+        return data
+
+    def forget(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def pids(self) -> list[int]:
+        return list(self._fds)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self.forget(pid)

@@ -7,6 +7,7 @@ the proc root and raise the errors of :mod:`memtop.procfs`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from memtop.model.process import Rollup, StatFields, StatusFields
@@ -15,7 +16,6 @@ from memtop.procfs import (
     AccessDenied,
     NoSuchProcess,
     ParseError,
-    parse_kb_table,
     read_bytes,
 )
 
@@ -34,21 +34,21 @@ def parse_stat_file(data: bytes, path: str = "stat") -> StatFields:
         comm = data[open_paren + 1 : close_paren].decode("utf-8", "replace")
         # Fields after comm, numbered from 3 (state) as in man 5 proc_pid_stat.
         rest = data[close_paren + 2 :].split()
-        f = lambda n: int(rest[n - 3])  # noqa: E731
+        # rest[n - 3] is field n of man 5 proc_pid_stat (state is field 3).
         return StatFields(
             pid=pid,
             comm=comm,
             state=rest[0].decode(),
-            ppid=f(4),
-            flags=f(9),
-            minflt=f(10),
-            majflt=f(12),
-            utime_ticks=f(14),
-            stime_ticks=f(15),
-            num_threads=f(20),
-            start_ticks=f(22),
-            vsize=f(23),
-            rss_pages=f(24),
+            ppid=int(rest[1]),
+            flags=int(rest[6]),
+            minflt=int(rest[7]),
+            majflt=int(rest[9]),
+            utime_ticks=int(rest[11]),
+            stime_ticks=int(rest[12]),
+            num_threads=int(rest[17]),
+            start_ticks=int(rest[19]),
+            vsize=int(rest[20]),
+            rss_pages=int(rest[21]),
         )
     except (ValueError, IndexError) as e:
         raise ParseError(path, f"unexpected stat line: {data[:120]!r}") from e
@@ -64,32 +64,27 @@ _STATUS_KEYS = {
 }
 
 
+_STATUS_LINE = re.compile(rb"^(Uid|VmRSS|RssAnon|RssFile|RssShmem|VmSwap|Threads):[ \t]*(\S*)([^\n]*)", re.M)
+
+
 def parse_status_file(data: bytes, path: str = "status") -> StatusFields:
-    """Parse /proc/PID/status. Kernel threads and zombies have no Vm*/Rss* lines: None."""
+    """Parse /proc/PID/status. Kernel threads and zombies have no Vm*/Rss* lines: None.
+
+    One regular-expression pass: this file is read for every process on every tick.
+    """
     values: dict[str, int | None] = dict.fromkeys(_STATUS_KEYS.values())
     uid = None
-    for line in data.split(b"\n"):
-        key, sep, rest = line.partition(b":")
-        if not sep:
-            continue
-        name = key.decode("ascii", "replace")
-        if name == "Uid":
-            try:
-                uid = int(rest.split()[0])  # real uid
-            except (IndexError, ValueError) as e:
-                raise ParseError(path, f"bad Uid line {line!r}") from e
-            continue
-        target = _STATUS_KEYS.get(name)
-        if target is None:
-            continue
-        parts = rest.split()
+    for key, first, rest in _STATUS_LINE.findall(data):
         try:
-            value = int(parts[0])
-        except (IndexError, ValueError) as e:
-            raise ParseError(path, f"bad {name} line {line!r}") from e
-        if len(parts) > 1 and parts[1] == b"kB":
+            value = int(first)
+        except ValueError as e:
+            raise ParseError(path, f"bad {key.decode()} line {first + rest!r}") from e
+        if key == b"Uid":
+            uid = value  # the real uid, first of four
+            continue
+        if rest.strip() == b"kB":
             value *= 1024
-        values[target] = value
+        values[_STATUS_KEYS[key.decode()]] = value
     return StatusFields(uid=uid, **values)
 
 
@@ -115,10 +110,15 @@ def _rollup_from_table(table: dict[str, int], source: str) -> Rollup:
     return Rollup(**{field: table.get(key) for key, field in _ROLLUP_KEYS.items()}, source=source)
 
 
+_KB_LINE = re.compile(r"^(\w+):[ \t]+(\d+) kB$", re.M)
+
+
 def parse_smaps_rollup_file(text: str, path: str = "smaps_rollup") -> Rollup | None:
     """Parse /proc/PID/smaps_rollup. Returns None for an empty file (kernel thread, zombie)."""
-    table = parse_kb_table(text, path)
+    table = {key: int(value) * 1024 for key, value in _KB_LINE.findall(text)}
     if not table:
+        if text.strip() and "[rollup]" not in text:
+            raise ParseError(path, f"unexpected {text[:80]!r}")
         return None
     if "Rss" not in table:
         raise ParseError(path, "no Rss line")
@@ -197,7 +197,7 @@ def read_fd_count(pid: int, root: Path = PROC, *, stat_size: bool = True) -> int
     try:
         if stat_size:
             # The size is given without a permission check; only count what we could list.
-            if not os.access(path, os.R_OK | os.X_OK):
+            if os.geteuid() != 0 and not os.access(path, os.R_OK | os.X_OK):
                 raise AccessDenied(path, f"cannot read {path} (owned by another user; needs root)")
             return os.stat(path).st_size
         return len(os.listdir(path))

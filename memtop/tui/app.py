@@ -64,16 +64,17 @@ class MemtopApp(App):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "sort", "Sort"),
         Binding("p", "pause", "Pause"),
-        Binding("plus,equals_sign", "interval(1)", "Slower", key_display="+"),
-        Binding("minus", "interval(-1)", "Faster", key_display="-"),
+        Binding("plus,equals_sign", "interval(1)", "Interval", key_display="+/-"),
+        Binding("minus", "interval(-1)", "Faster", show=False),
         Binding("enter", "open_layers", "Layers", key_display="⏎"),
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
-                 read_only: bool = False, sample: bool = True):
+                 read_only: bool = False, sample: bool = True, sampler: Sampler | None = None):
+        """``sample=False`` starts no sampler thread: tests post SnapshotReady themselves."""
         super().__init__()
         self.root = Path(root)
-        self.sampler = Sampler(self.root)
+        self.sampler = sampler or Sampler(self.root)
         self.interval = interval
         self.paused = False
         self.read_only = read_only
@@ -142,13 +143,9 @@ class MemtopApp(App):
         self.update_visible()
 
     def _update_header(self) -> None:
-        state = []
-        if self.paused:
-            state.append("PAUSED (p resumes)")
-        state.append(f"every {self.interval:g}s")
-        if self.read_only:
-            state.append("read-only")
-        self.query_one(MemoryHeader).update(self.snapshot, "  ".join(state))
+        state = f"every {self.interval:g}s" + ("  read-only" if self.read_only else "")
+        alert = "PAUSED (p resumes)" if self.paused else ""
+        self.query_one(MemoryHeader).update(self.snapshot, state, alert)
 
     def update_visible(self) -> None:
         """Tell the sampler which PIDs are on screen (read every tick), plus the selected one."""

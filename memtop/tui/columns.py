@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 from memtop.format import fmt_bytes, fmt_count, fmt_rate, sparkline
@@ -75,14 +76,15 @@ def command_min_width(width: int) -> int:
     return max(16, width // 4)
 
 
-def fit_columns(width: int) -> list[Column]:
+@lru_cache(maxsize=16)
+def fit_columns(width: int) -> tuple[Column, ...]:
     """The columns that fit ``width`` cells, dropping the highest priority numbers first."""
     chosen = list(COLUMNS)
     while True:
         used = sum(c.width + 1 for c in chosen if c.width) + command_min_width(width)
         if used <= width:
-            return chosen
+            return tuple(chosen)
         droppable = [c for c in chosen if c.priority > 0]
         if not droppable:
-            return chosen
+            return tuple(chosen)
         chosen.remove(max(droppable, key=lambda c: (c.priority, COLUMNS.index(c))))

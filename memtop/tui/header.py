@@ -30,10 +30,13 @@ class MemoryHeader(Widget):
         super().__init__(**kw)
         self._snapshot: Snapshot | None = None
         self._state = ""
+        self._alert = ""
 
-    def update(self, snapshot: Snapshot | None, state: str = "") -> None:
+    def update(self, snapshot: Snapshot | None, state: str = "", alert: str = "") -> None:
+        """``state`` is shown plainly (interval, read-only); ``alert`` stands out (PAUSED)."""
         self._snapshot = snapshot
         self._state = state
+        self._alert = alert
         self.refresh()
 
     def render(self) -> Text:
@@ -47,7 +50,9 @@ class MemoryHeader(Widget):
         line1.append(f" memtop  {sysm.hostname}", style=style("header--title"))
         line1.append(f"  kernel {sysm.kernel}  up {fmt_duration(sysm.uptime_s)}  {len(s.processes)} processes")
         if self._state:
-            line1.append(f"  {self._state}", style=style("header--paused"))
+            line1.append(f"  {self._state}")
+        if self._alert:
+            line1.append(f"  {self._alert}", style=style("header--paused"))
 
         total = mi.get("MemTotal")
         used = memory_used(mi)
@@ -57,7 +62,7 @@ class MemoryHeader(Widget):
             # buff/cache without Shmem (which meminfo counts inside Cached), so segments add up.
             cache = mi["Buffers"] + mi["Cached"] + mi["SReclaimable"] - (shmem or 0)
         line2 = Text(" mem ")
-        bar_width = max(10, min(40, self.size.width - 80))
+        bar_width = max(8, min(40, self.size.width - 90))
         if total and used is not None:
             parts = [(used - (shmem or 0), "header--used"), (shmem or 0, "header--shmem"), (max(0, cache or 0), "header--cache")]
             cells = 0
@@ -66,13 +71,15 @@ class MemoryHeader(Widget):
                 line2.append("█" * n, style=style(cls))
                 cells += n
             line2.append("░" * (bar_width - cells), style=style("header--free"))
+        narrow = self.size.width < 110
         line2.append(f" used {fmt_bytes(used)}", style=style("header--used"))
-        line2.append(f"  buff/cache {fmt_bytes(cache + (shmem or 0) if cache is not None else None)}", style=style("header--cache"))
-        line2.append(f"  shmem {fmt_bytes(shmem)}", style=style("header--shmem"))
-        line2.append(f"  avail {fmt_bytes(mi.get('MemAvailable'))}/{fmt_bytes(total)}")
+        buff_cache = cache + (shmem or 0) if cache is not None else None
+        line2.append(f" {'cache' if narrow else ' buff/cache'} {fmt_bytes(buff_cache)}", style=style("header--cache"))
+        line2.append(f" {'shm' if narrow else ' shmem'} {fmt_bytes(shmem)}", style=style("header--shmem"))
+        line2.append(f" {'' if narrow else ' '}avail {fmt_bytes(mi.get('MemAvailable'))}/{fmt_bytes(total)}")
         swap_total = mi.get("SwapTotal")
         if swap_total:
             line2.append(f"  swap {fmt_bytes(swap_total - mi.get('SwapFree', 0))}/{fmt_bytes(swap_total)}")
         else:
-            line2.append("  swap none")
+            line2.append(" swap none")
         return line1 + Text("\n") + line2

@@ -7,6 +7,8 @@ snapshot, which costs far less than updating DataTable cells (reference/facts.md
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
@@ -22,7 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
-from memtop.format import fmt_bytes, fmt_duration
+from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
@@ -55,6 +57,14 @@ def sort_views(views, column: Column, reverse: bool) -> list[ProcessView]:
     return known + unknown
 
 
+@lru_cache(maxsize=16)
+def _layout(width: int) -> tuple[tuple[Column, int], ...]:
+    """The columns that fit and their widths; the command takes what is left."""
+    cols = fit_columns(width)
+    fixed = sum(c.width + 1 for c in cols if c.width)
+    return tuple((c, c.width or max(1, width - fixed - 1)) for c in cols)
+
+
 class ColumnHeader(Widget):
     """The table's title row, aligned with the rows below it."""
 
@@ -68,7 +78,7 @@ class ColumnHeader(Widget):
     def render_line(self, y: int) -> Strip:
         table = self.table
         base = self.rich_style
-        sorted_style = self.get_component_rich_style("column-header--sorted")
+        sorted_style = base + self.get_component_rich_style("column-header--sorted", partial=True)
         segments = []
         for col, width in table.layout(self.size.width):
             title = col.title
@@ -198,10 +208,8 @@ class ProcessTable(ScrollView, can_focus=True):
         self.virtual_size = Size(event.size.width, len(self.rows))
 
     # --- drawing --------------------------------------------------------------
-    def layout(self, width: int) -> list[tuple[Column, int]]:
-        cols = fit_columns(width)
-        fixed = sum(c.width + 1 for c in cols if c.width)
-        return [(c, c.width or max(1, width - fixed - 1)) for c in cols]
+    def layout(self, width: int) -> tuple[tuple[Column, int], ...]:
+        return _layout(width)
 
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
@@ -209,12 +217,15 @@ class ProcessTable(ScrollView, can_focus=True):
         if index >= len(self.rows):
             return Strip.blank(width, self.rich_style)
         view = self.rows[index]
-        style = self.get_component_rich_style
+        def style(name: str) -> Style:
+            return self.get_component_rich_style(name, partial=True)
+
         base = self.rich_style
         if view.sample.kernel_thread:
             base = base + style("process-table--kernel")
         if index == self._cursor_index:
-            base = base + style("process-table--cursor")
+            # The full style: partial would drop the blending of the translucent background.
+            base = base + self.get_component_rich_style("process-table--cursor")
         stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
         unknown_style = base + style("process-table--unknown")
         stale_style = base + style("process-table--stale")
@@ -279,10 +290,10 @@ class ProcessesTab(TabView):
         self.table = ProcessTable(id="process-table")
         yield ColumnHeader(self.table, id="process-header")
         yield self.table
-        yield Static("", id="process-totals")
+        yield Static("", id="process-totals", markup=False)
         yield Input(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
         with Vertical(id="process-detail"):
-            yield Static("", id="process-detail-line")
+            yield Static("", id="process-detail-line", markup=False)
             yield RssChart(id="rss-chart")
 
     def on_mount(self) -> None:
@@ -290,8 +301,11 @@ class ProcessesTab(TabView):
         self.table.focus()
 
     def on_resize(self, event: events.Resize) -> None:
-        # Short terminals (80x24 over ssh) keep most rows for the table and a small chart.
-        self.query_one("#process-detail").styles.height = 11 if event.size.height >= 30 else 7
+        # Short terminals (80x24 over ssh) keep the rows for the table: the chart gives way to
+        # a one-line sparkline of the same history.
+        tall = event.size.height >= 30
+        self.query_one("#process-detail").styles.height = 12 if tall else 3
+        self.query_one(RssChart).display = tall
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
@@ -312,12 +326,12 @@ class ProcessesTab(TabView):
                 + (f" matching '{self.table.filter_text}'" if self.table.filter_text else "")
                 + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
                 + f"   swap {total(lambda v: v.sample.swap_bytes)}")
-        self.query_one("#process-totals", Static).update(text)
+        self.query_one("#process-totals", Static).update(text, layout=False)  # fixed height: no layout pass
 
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
         if view is None:
-            line.update(" no process selected")
+            line.update(" no process selected", layout=False)
         else:
             s = view.sample
             r = s.rollup
@@ -328,7 +342,13 @@ class ProcessesTab(TabView):
             else:
                 rollup = f"PSS/USS unknown: {s.rollup_reason}"
             fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"
-            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}")
+            known = [r for r in view.rss_history if r is not None]
+            history = ""
+            if len(known) >= 2 and not self.query_one(RssChart).display:
+                span = fmt_duration(view.history_times[-1] - view.history_times[0])
+                history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
+                           f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
+            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}", layout=False)
         self.query_one(RssChart).show(view)
 
     @on(ProcessTable.Selected)

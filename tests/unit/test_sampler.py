@@ -88,12 +88,14 @@ def test_garbage_in_stat_drops_the_row_not_the_tick(tree):
 
 
 def test_rss_change_per_minute():
-    times = tuple(float(t) for t in range(0, 122, 2))
-    rss = tuple(1000 * t for t in range(0, 122, 2))  # +1000 bytes per second
-    assert rss_change_per_min(times, rss) == pytest.approx(60_000)
-    assert rss_change_per_min((0.0, 5.0), (1, 2)) is None  # less than 10 s of history
-    assert rss_change_per_min((0.0, 20.0), (1, None)) is None
-    assert rss_change_per_min((0.0, 20.0, 40.0), (None, 100, 160)) == pytest.approx(180)
+    def h(times, rss):
+        return tuple((float(t), r, None) for t, r in zip(times, rss))
+
+    history = h(range(0, 122, 2), [1000 * t for t in range(0, 122, 2)])  # +1000 bytes per second
+    assert rss_change_per_min(history) == pytest.approx(60_000)
+    assert rss_change_per_min(h((0, 5), (1, 2))) is None  # less than 10 s of history
+    assert rss_change_per_min(h((0, 20), (1, None))) is None
+    assert rss_change_per_min(h((0, 20, 40), (None, 100, 160))) == pytest.approx(180)
 
 
 def test_history_is_bounded(tree):

@@ -1,0 +1,147 @@
+"""Pilot tests of the app shell and the Processes tab, on fixed data."""
+
+import shutil
+
+import pytest
+
+from memtop.tui.app import TABS
+from memtop.tui.processes import ProcessTable
+from tests.tui.fixed import FIX, feed, fixed_app
+
+
+async def test_number_keys_switch_tabs():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        for i, tab in enumerate(TABS):
+            await pilot.press(str(i + 1))
+            assert app.query_one("TabbedContent").active == f"tab-{tab.TAB_ID}"
+        await pilot.press("1")
+        assert app.active_tab().TAB_ID == "processes"
+
+
+async def test_rows_sorted_by_rss_and_resorted_by_pid():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        rss = [v.sample.rss_bytes for v in table.rows if v.sample.rss_bytes is not None]
+        assert rss == sorted(rss, reverse=True) and len(rss) >= 2
+        # s opens the sort chooser; pick PID
+        await pilot.press("s")
+        await pilot.pause()
+        options = app.screen.query_one("#sort-options")
+        options.highlighted = [o.id for o in options._options].index("pid")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table.sort_key == "pid"
+        assert [v.pid for v in table.rows] == sorted(v.pid for v in table.rows)
+        # unknown values sort last whatever the direction
+        table.set_sort("pss", True)
+        pss = [v.sample.rollup.pss if v.sample.rollup else None for v in table.rows]
+        known = [p for p in pss if p is not None]
+        assert pss[: len(known)] == sorted(known, reverse=True) and all(p is None for p in pss[len(known):])
+
+
+async def test_filter_by_name_user_and_pid():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.focus()
+        await pilot.press("slash")
+        await pilot.press(*"a) b")
+        await pilot.pause()
+        assert {v.pid for v in table.rows} == {7335, 7337}
+        await pilot.press("enter")
+        assert table.has_focus
+        await pilot.press("slash", "ctrl+u", *"1077")  # ctrl+u clears the input line
+        await pilot.pause()
+        assert [v.pid for v in table.rows] == [1077]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table.rows) == 4
+
+
+async def test_selection_follows_the_process_across_refreshes(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(FIX, root)
+    app = fixed_app(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.focus()
+        assert table.select_pid(1077)
+        # WHEN the process above it in the list exits and the order changes
+        shutil.rmtree(root / "7335")
+        await feed(app, pilot, ticks=2)
+        # THEN the cursor is still on PID 1077 and the app's target is that process
+        assert table.cursor_pid == 1077 and table.selected_view.pid == 1077
+        assert app.target.pid == 1077
+        # WHEN the selected process itself exits, THEN the cursor stays at the same place
+        index = table._cursor_index
+        shutil.rmtree(root / "1077")
+        await feed(app, pilot)
+        assert table.cursor_pid is not None and table._cursor_index == min(index, len(table.rows) - 1)
+        await pilot.press("down")
+        assert table._cursor_index == min(index + 1, len(table.rows) - 1)
+
+
+async def test_enter_opens_layers_with_the_selected_process():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.focus()
+        table.select_pid(7335)
+        await pilot.press("enter")
+        assert app.active_tab().TAB_ID == "layers"
+        assert app.target.pid == 7335
+
+
+async def test_pause_and_interval_keys():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        await pilot.press("p")
+        assert app.paused
+        await pilot.press("plus")
+        assert app.interval == 3.0
+        await pilot.press("minus", "minus")
+        assert app.interval == 1.0
+        await pilot.press("p")
+        assert not app.paused
+
+
+async def test_help_names_the_source_of_every_column():
+    from memtop.tui.columns import COLUMNS
+
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        figures = dict(app.screen.figure_sources)
+        for col in COLUMNS:
+            assert col.title in figures and figures[col.title]
+        await pilot.press("escape")
+        assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+async def test_a_small_terminal_says_so():
+    app = fixed_app()
+    async with app.run_test(size=(70, 20)) as pilot:
+        await feed(app, pilot)
+        assert app.screen.has_class("-too-small")
+        assert "needs at least 80x24" in str(app.query_one("#too-small").render())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_processes_tab_looks(snap_compare, size):
+    async def run_before(pilot):
+        await feed(pilot.app, pilot, ticks=3)
+        pilot.app.query_one(ProcessTable).select_pid(7335)
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=run_before)
