@@ -19,6 +19,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh interval in seconds (default 2)")
     parser.add_argument("--pid", type=int, metavar="PID", help="select this process at start")
     parser.add_argument("--read-only", action="store_true", help="disable every action (trim, evict, drop caches)")
+    parser.add_argument("--psi-trigger", default=None, metavar="SPEC",
+                        help="PSI trigger for stall alerts: 'some|full THRESHOLD_US WINDOW_US' "
+                             "(default 'some 100000 1000000': 100 ms of stall per 1 s), or 'off'")
     parser.add_argument("--proc", default="/proc", metavar="DIR", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
@@ -37,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             if args.interval <= 0:
                 parser.error("--interval must be positive")
+            if args.psi_trigger is not None and args.psi_trigger.strip().lower() not in ("off", "none", "no"):
+                from memtop.procfs.pressure import parse_trigger_spec
+
+                try:
+                    parse_trigger_spec(args.psi_trigger)
+                except ValueError as e:
+                    parser.error(f"--psi-trigger: {e}")
             if not sys.stdout.isatty() or not sys.stdin.isatty():
                 print("memtop: the live view needs a terminal; try `memtop snapshot`", file=sys.stderr)
                 return 2

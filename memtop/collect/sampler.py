@@ -143,7 +143,7 @@ class Sampler:
             try:
                 fd_count = procfs.read_fd_count(pid, root, stat_size=self._fd_stat_size)
             except NoSuchProcess:
-                return None
+                fd_reason = "no fd table (process exiting, or not in a captured tree)"
             except AccessDenied as e:
                 fd_reason = e.reason
 

@@ -21,8 +21,10 @@ from memtop.procfs import PROC
 
 SECTION_PROVIDERS: list[tuple[str, str]] = [
     ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
+    ("pressure", "memtop.output.pressure:pressure_section"),
 ]
 PROCESS_FIELD_PROVIDERS: list[str] = [
+    "memtop.output.pressure:process_cgroup",
     "memtop.output.arenas:snapshot_process_fields",
 ]
 

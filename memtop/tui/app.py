@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
 from memtop.tui.layers import LayersTab
 from memtop.tui.pagecache import PageCacheTab
-from memtop.tui.pressure import PressureTab
+from memtop.tui.pressure import PressureAlert, PressureBanner, PressureTab
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
@@ -70,9 +71,11 @@ class MemtopApp(App):
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
-                 read_only: bool = False, sample: bool = True, sampler: Sampler | None = None):
+                 read_only: bool = False, sample: bool = True, sampler: Sampler | None = None,
+                 psi_trigger: str | None = None):
         """``sample=False`` starts no sampler thread: tests post SnapshotReady themselves."""
         super().__init__()
+        self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
         self.sampler = sampler or Sampler(self.root)
         self.interval = interval
@@ -82,11 +85,13 @@ class MemtopApp(App):
         self.target: ProcessIdentity | None = None
         self._initial_pid = pid
         self._wake = threading.Event()
+        self._stopping = False
         self._sample = sample
 
     # --- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield MemoryHeader(id="header")
+        yield PressureBanner(id="pressure-banner")
         with TabbedContent(id="tabs"):
             for i, tab in enumerate(TABS):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
@@ -114,7 +119,7 @@ class MemtopApp(App):
     def run_sampler(self) -> None:
         """Sample on every tick and post the snapshot; the UI never waits for /proc."""
         worker = get_current_worker()
-        while not worker.is_cancelled:
+        while not worker.is_cancelled and not self._stopping:
             if not self.paused:
                 snapshot = self.sampler.sample()
                 self.post_message(SnapshotReady(snapshot))
@@ -125,8 +130,16 @@ class MemtopApp(App):
         if event.state == WorkerState.ERROR:
             self.notify(f"{event.worker.name} failed: {event.worker.error!r}", severity="error", timeout=10)
 
+    async def action_quit(self) -> None:
+        # Wake the sampler so that it sees the stop now, not after up to a whole interval.
+        self._stopping = True
+        self._wake.set()
+        self.exit()
+
     @on(SnapshotReady)
     def _snapshot_ready(self, message: SnapshotReady) -> None:
+        if self._stopping:  # a tick that arrives while the app shuts down: nothing to show
+            return
         from dataclasses import replace
 
         snapshot = replace(message.snapshot, interval_s=self.interval)
@@ -142,8 +155,14 @@ class MemtopApp(App):
                 self.notify(f"no process with PID {pid}", severity="warning")
         self.update_visible()
 
+    @on(PressureAlert)
+    def _pressure_alert(self, message: PressureAlert) -> None:
+        self.query_one(PressureBanner).show_alert(message.line)
+
     def _update_header(self) -> None:
         state = f"every {self.interval:g}s" + ("  read-only" if self.read_only else "")
+        if os.geteuid() != 0:
+            state += "  not root: other users' PSS/fds are ?"
         alert = "PAUSED (p resumes)" if self.paused else ""
         self.query_one(MemoryHeader).update(self.snapshot, state, alert)
 
@@ -214,6 +233,7 @@ class MemtopApp(App):
 
 
 def run_app(args) -> int:
-    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only)
+    app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only,
+                    psi_trigger=getattr(args, "psi_trigger", None))
     app.run()
     return app.return_code or 0

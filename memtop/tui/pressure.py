@@ -1,19 +1,658 @@
-"""The Pressure tab (not built yet: it says what it will show)."""
+"""The Pressure tab: system PSI with small live charts, stall alerts from a PSI trigger, and
+memory cgroups (the selected process's, and a tree of all of them against their limits).
+
+Two thread workers feed it. ``watch_pressure`` starts when the tab mounts (all tabs mount at
+start) and runs while the app runs, visible or not: it keeps a PSI trigger registered on
+/proc/pressure/memory, waits in poll() for POLLPRI, and reads /proc/pressure/* once per tick
+for the charts. A stall posts :class:`PressureAlert`, which bubbles to the app and raises
+:class:`PressureBanner` on every tab. ``read_cgroups`` walks the memory cgroups once at start
+(the baseline for "events since memtop started") and then on every tick while visible.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from memtop.format import fmt_bytes, fmt_count, fmt_percent
+from memtop.model.findings import Finding
+from memtop.model.pressure import (
+    NEAR_LIMIT_FRACTION,
+    PSI_RESOURCES,
+    CgroupMemory,
+    PressureSample,
+    StallEvent,
+    TriggerSpec,
+    cgroup_findings,
+    events_since,
+    stall_series,
+    system_findings,
+    top_growers,
+)
+from memtop.model.process import ProcessIdentity
+from memtop.model.snapshot import Snapshot
+from memtop.procfs import NoSuchProcess, ProcfsError
+from memtop.procfs.cgroup import (
+    MemoryHierarchy,
+    locate_memory_hierarchy,
+    memory_cgroup_of,
+    read_cgroup_memory,
+    walk_memory_cgroups,
+)
+from memtop.procfs.pressure import (
+    DEFAULT_TRIGGER,
+    PsiTrigger,
+    TriggerError,
+    is_live_proc,
+    parse_trigger_spec,
+    pressure_unavailable_reason,
+    read_system_pressure,
+)
 from memtop.tui.tab import TabView
 
-PLANNED = """PSI for memory, io and cpu, stall alerts from PSI triggers, and each process's cgroup
-against its limit."""
+HISTORY_POINTS = 300  # PSI readings kept for the charts: 10 minutes at 2 s
+LOG_LINES = 50
+COALESCE_S = 10.0  # stalls closer together than this extend the last log line
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+class PsiRead(Message):
+    """A reading of /proc/pressure/*; ``fired``: the trigger woke the worker for it."""
+
+    def __init__(self, sample: PressureSample, fired: bool, wall_time: float):
+        super().__init__()
+        self.sample = sample
+        self.fired = fired
+        self.wall_time = wall_time
+
+
+class TriggerState(Message):
+    def __init__(self, armed: bool, text: str, spec: TriggerSpec | None = None):
+        super().__init__()
+        self.armed = armed
+        self.text = text
+        self.spec = spec  # the trigger as registered (it may differ from the one asked for)
+
+
+@dataclass(frozen=True)
+class CgroupResult:
+    """One walk of the memory cgroups, built in a worker, handed to the UI."""
+
+    hierarchy: MemoryHierarchy | None
+    tree: tuple[CgroupMemory, ...] = ()
+    target_pid: int | None = None
+    selected: CgroupMemory | None = None
+    selected_reason: str | None = None
+    error: str | None = None
+    pressure: PressureSample | None = None  # read here only when no watch loop runs
+
+
+class CgroupsRead(Message):
+    def __init__(self, result: CgroupResult):
+        super().__init__()
+        self.result = result
+
+
+class PressureAlert(Message):
+    """A PSI trigger fired. Bubbles to the app, which raises the banner (any tab)."""
+
+    def __init__(self, event: StallEvent, line: str):
+        super().__init__()
+        self.event = event
+        self.line = line
+
+
+# --- widgets ----------------------------------------------------------------------------------
+
+
+class PressureBanner(Static):
+    """A one-line alert above the tabs, shown for a while after each stall; click: Pressure tab."""
+
+    SHOW_S = 60.0
+    DEFAULT_CSS = """
+    PressureBanner { height: 1; display: none; }
+    PressureBanner.-alert { display: block; }
+    """
+
+    def __init__(self, **kw):
+        super().__init__("", **kw)
+        self._timer = None
+
+    def show_alert(self, line: str) -> None:
+        self.update(Text(f" ⚠ {line}  (7: Pressure tab)"))  # Text: a command line may hold [markup]
+        self.add_class("-alert")
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(self.SHOW_S, self.clear_alert)
+
+    def clear_alert(self) -> None:
+        self.remove_class("-alert")
+
+    def on_click(self, event: events.Click) -> None:
+        self.app.query_one("#tabs").active = "tab-pressure"
+
+
+class PsiChart(PlotextPlot):
+    """Stall ms per second of one resource over the last minutes; redrawn only on change."""
+
+    def __init__(self, resource: str, **kw):
+        super().__init__(**kw)
+        self.resource = resource
+        self._drawn_key = None
+
+    def show(self, samples: tuple[PressureSample, ...], reason: str | None, live: bool = True) -> None:
+        key = (len(samples), samples[-1].time if samples else None, reason, live)
+        if key == self._drawn_key:
+            return
+        self._drawn_key = key
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        series = stall_series(samples, self.resource)
+        if reason is not None:
+            plt.title(f"{self.resource}: no PSI")
+        elif len(series) < 2:
+            plt.title(f"{self.resource}: waiting for readings" if live else f"{self.resource}: one reading (not live)")
+        else:
+            now = series[-1][0]
+            xs = [t - now for t, _, _ in series]
+            plt.plot(xs, [s for _, s, _ in series], marker="braille", label="some")
+            fulls = [(t - now, f) for t, _, f in series if f is not None]
+            if fulls and any(f for _, f in fulls):
+                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker="braille", label="full")
+            top = max(max(s for _, s, _ in series), max((f for _, f in fulls), default=0))
+            plt.ylim(0, max(1.0, top * 1.1))
+            plt.title(f"{self.resource} stall ms/s")
+            plt.xfrequency(3)
+            plt.yfrequency(2)
+        self.refresh()
+
+
+class CgroupTree(Static):
+    """All memory cgroups: usage against limit, headroom, events since memtop started."""
+
+    COMPONENT_CLASSES = {"cgroup-tree--event", "cgroup-tree--near", "cgroup-tree--selected", "cgroup-tree--muted",
+                         "cgroup-tree--header"}
+
+    def show(self, tree: tuple[CgroupMemory, ...], baselines: dict, selected_path: str | None, note: str) -> None:
+        style = self.get_component_rich_style
+        # Narrow panes drop use% first, then headroom, so the names keep some room.
+        width = self.size.width or 200
+        show_use, show_headroom = width >= 68, width >= 55
+        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style=style("cgroup-tree--header"))
+        table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+        table.add_column("usage", justify="right", no_wrap=True)
+        table.add_column("limit", justify="right", no_wrap=True)
+        if show_use:
+            table.add_column("use", justify="right", no_wrap=True)
+        if show_headroom:
+            table.add_column("headroom", justify="right", no_wrap=True)
+        table.add_column("events+", overflow="fold", max_width=24)
+        for cg in tree:
+            since = events_since(baselines.get(cg.path, {}), cg.events)
+            row_style = Style()
+            if cg.path == selected_path:
+                row_style += style("cgroup-tree--selected")
+            if since:
+                row_style += style("cgroup-tree--event")
+            elif cg.usage_fraction is not None and cg.usage_fraction >= NEAR_LIMIT_FRACTION:
+                row_style += style("cgroup-tree--near")
+            cells = ["  " * cg.depth + cg.name, fmt_bytes(cg.current),
+                     "max" if cg.max is None and "max" not in cg.unknown else fmt_bytes(cg.max)]
+            if show_use:
+                cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
+            if show_headroom:
+                cells.append(fmt_bytes(cg.headroom) if cg.max is not None else "")
+            cells.append(" ".join(f"{k}+{fmt_count(v)}" for k, v in since.items()))
+            table.add_row(*cells, style=row_style)
+        out = Table.grid()
+        out.add_row(Text(note, style=style("cgroup-tree--muted")))
+        out.add_row(table)
+        self.update(out)
+
+
+# --- the tab -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _LogEntry:
+    first: float
+    last: float
+    count: int
+    line: str
+    event: StallEvent = field(repr=False)
 
 
 class PressureTab(TabView):
     TAB_TITLE = "Pressure"
     TAB_ID = "pressure"
+    COMPONENT_CLASSES = {"pressure--muted", "pressure--heading", "pressure--event", "pressure--critical",
+                         "pressure--warning"}
+    FIGURE_SOURCES = (
+        ("some / full avg10 avg60 avg300", "/proc/pressure/{memory,io,cpu} (Documentation/accounting/psi.rst)"),
+        ("ms/s, charts", "Δ total (µs) of /proc/pressure/* between two reads / 1000 / seconds between them"),
+        ("trigger", "'some|full THRESHOLD_US WINDOW_US' written to /proc/pressure/memory; poll() for POLLPRI"),
+        ("stall log growers", "VmRSS change per minute of each process (memtop's history of /proc/PID/status)"),
+        ("cgroup of the process", "/proc/PID/cgroup (v2 line 0::, else the v1 line naming 'memory')"),
+        ("current / max / high / low / min", "v2 memory.current .max .high .low .min; v1 memory.usage_in_bytes, .limit_in_bytes"),
+        ("swap", "v2 memory.swap.current/.max; v1 memsw.usage_in_bytes - usage_in_bytes"),
+        ("events", "v2 memory.events; v1 memory.failcnt, memsw.failcnt, memory.oom_control (oom_kill, under_oom)"),
+        ("events+", "increase since memtop started (the first read), highlighted"),
+        ("breakdown", "v2 memory.stat; v1 memory.stat total_* (rss→anon, cache→file) and memory.kmem.usage_in_bytes"),
+        ("cgroup pressure", "v2 memory.pressure (v1 has none)"),
+        ("tree", "every directory of the memory hierarchy (mount found in /proc/self/mountinfo)"),
+        ("headroom", "max − current; blank when the cgroup has no limit"),
+    )
+
+    DEFAULT_CSS = """
+    PressureTab { layout: vertical; }
+    #pressure-trigger { height: auto; max-height: 2; }
+    #pressure-psi { height: 4; }
+    #pressure-charts { height: 7; }
+    #pressure-charts PsiChart { width: 1fr; }
+    #pressure-lower { height: 1fr; }
+    #pressure-detail-scroll { width: 2fr; }
+    #pressure-tree-scroll { width: 3fr; }
+    PressureTab > .pressure--muted { color: $text-muted; }
+    PressureTab > .pressure--heading { text-style: bold; }
+    PressureTab > .pressure--event { text-style: bold reverse; color: $error; }
+    PressureTab > .pressure--critical { text-style: bold; color: $error; }
+    PressureTab > .pressure--warning { color: $warning; }
+    """
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.samples: deque[PressureSample] = deque(maxlen=HISTORY_POINTS)
+        self.log_entries: deque[_LogEntry] = deque(maxlen=LOG_LINES)
+        self.baselines: dict[str, dict[str, int]] = {}
+        self._baseline_done = False
+        self.cgroups: CgroupResult | None = None
+        self.trigger_text = "trigger: starting"
+        self.trigger_armed = False
+        self.trigger_spec: TriggerSpec | None = None
+        self._hierarchy: MemoryHierarchy | None = None
+        self._hierarchy_error: str | None = None
+        self._live_loop = False
+        self._target: ProcessIdentity | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("This tab is not built yet. It will show:\n\n" + PLANNED, classes="planned")
+        yield Static(self.trigger_text, id="pressure-trigger")
+        yield Static("", id="pressure-psi")
+        with Horizontal(id="pressure-charts"):
+            for resource in PSI_RESOURCES:
+                yield PsiChart(resource, id=f"pressure-chart-{resource}")
+        with Horizontal(id="pressure-lower"):
+            with VerticalScroll(id="pressure-detail-scroll"):
+                yield Static("", id="pressure-detail")
+            with VerticalScroll(id="pressure-tree-scroll"):
+                yield CgroupTree("", id="pressure-tree")
+
+    def on_mount(self) -> None:
+        root = Path(self.app.root)
+        self._live_loop = is_live_proc(root)
+        if self._live_loop:
+            self.watch_pressure(self._trigger_spec(), root)
+        else:
+            self.trigger_text = "trigger: not armed (the proc root is a captured tree, not the live /proc)"
+        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
+        self._show_psi()
+        # The baseline for "events since memtop started": one walk now, visible or not.
+        self.read_cgroups(root, None)
+
+    def _trigger_spec(self) -> TriggerSpec | None:
+        text = getattr(self.app, "psi_trigger", None) or DEFAULT_TRIGGER
+        if text.strip().lower() in ("off", "none", "no"):
+            return None
+        return parse_trigger_spec(text)  # cli.py validated it already
+
+    def _visible(self) -> bool:
+        try:
+            return self.app.active_tab() is self
+        except Exception:  # noqa: BLE001 - during mount/unmount there may be no active pane
+            return False
+
+    # --- workers ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="pressure-trigger", exit_on_error=False)
+    def watch_pressure(self, spec: TriggerSpec | None, root: Path) -> None:
+        """Keep the trigger registered; read PSI each tick and at each stall. Never touches widgets."""
+        worker = get_current_worker()
+        trigger: PsiTrigger | None = None
+        if spec is None:
+            self.post_message(TriggerState(False, "trigger: off (--psi-trigger off)"))
+        else:
+            try:
+                trigger = PsiTrigger(spec, "memory", root)
+                text = f"trigger armed on {trigger.path}: {trigger.spec.describe()}"
+                if trigger.adjusted:
+                    text += (f" (asked {trigger.asked.describe()}: without CAP_SYS_RESOURCE the kernel "
+                             "takes only windows in multiples of 2 s)")
+                self.post_message(TriggerState(True, text, trigger.spec))
+            except TriggerError as e:
+                self.post_message(TriggerState(False, f"trigger: not armed: {e}"))
+        try:
+            fired = False
+            while not worker.is_cancelled:
+                # One read per wake: each tick (unless paused), and at once when the trigger fires.
+                if fired or not getattr(self.app, "paused", False):
+                    self.post_message(PsiRead(read_system_pressure(root), fired, time.time()))
+                fired = False
+                deadline = time.monotonic() + max(0.2, float(getattr(self.app, "interval", 2.0)))
+                # Wait in slices so that quitting never waits for a whole interval.
+                while not worker.is_cancelled and not fired:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    if trigger is None:
+                        worker.cancelled_event.wait(min(left, 0.5))
+                        continue
+                    try:
+                        fired = trigger.wait(min(left, 0.5))
+                    except TriggerError as e:
+                        trigger.close()
+                        trigger = None
+                        self.post_message(TriggerState(False, f"trigger: lost: {e}"))
+        finally:
+            if trigger is not None:
+                trigger.close()
+
+    @work(thread=True, exclusive=True, group="pressure", exit_on_error=False)
+    def read_cgroups(self, root: Path, target_pid: int | None) -> None:
+        """Locate the memory hierarchy, walk it, read the target's cgroup in detail."""
+        pressure = None if self._live_loop else read_system_pressure(root)
+        try:
+            hierarchy = self._hierarchy or locate_memory_hierarchy(root)
+        except ProcfsError as e:
+            self.post_message(CgroupsRead(CgroupResult(None, error=str(e), target_pid=target_pid, pressure=pressure)))
+            return
+        tree = tuple(walk_memory_cgroups(hierarchy))
+        selected = reason = None
+        if target_pid is not None:
+            try:
+                path = memory_cgroup_of(target_pid, hierarchy, root)
+                selected = read_cgroup_memory(hierarchy, path, detail=True)
+            except NoSuchProcess:
+                reason = f"PID {target_pid} exited (or its cgroup was removed)"
+            except ProcfsError as e:
+                reason = str(e)
+        self.post_message(CgroupsRead(CgroupResult(hierarchy, tree, target_pid, selected, reason, None, pressure)))
+
+    # --- messages ----------------------------------------------------------------------------------
+    @on(TriggerState)
+    def _trigger_state(self, message: TriggerState) -> None:
+        message.stop()
+        self.trigger_armed = message.armed
+        self.trigger_text = message.text
+        self.trigger_spec = message.spec
+        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
+
+    def _trigger_line(self) -> Text:
+        text = Text(" " + self.trigger_text, style="" if self.trigger_armed else self._style("muted"))
+        if self.log_entries:
+            last = self.log_entries[-1]
+            text.append(f"   last stall {time.strftime('%H:%M:%S', time.localtime(last.last))}", style=self._style("critical"))
+        return text
+
+    @on(PsiRead)
+    def _psi_read(self, message: PsiRead) -> None:
+        message.stop()
+        self.samples.append(message.sample)
+        if message.fired:
+            self._stall(message)
+        if self._visible():
+            self._show_psi()
+            self._show_charts()
+
+    def _stall(self, message: PsiRead) -> None:
+        snapshot = self.app.snapshot
+        growers = top_growers(snapshot.processes) if snapshot is not None else ()
+        event = StallEvent(message.wall_time, self.trigger_spec, message.sample.resources.get("memory"), growers)
+        line = stall_line(event, with_time=False)
+        last = self.log_entries[-1] if self.log_entries else None
+        if last is not None and message.wall_time - last.last < COALESCE_S:
+            last.last = message.wall_time
+            last.count += 1
+            last.line, last.event = line, event
+        else:
+            self.log_entries.append(_LogEntry(message.wall_time, message.wall_time, 1, line, event))
+        self.log.warning(stall_line(event))
+        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
+        self.post_message(PressureAlert(event, stall_line(event, short=True)))
+        if self._visible():
+            self._show_detail()
+
+    @on(CgroupsRead)
+    def _cgroups_read(self, message: CgroupsRead) -> None:
+        message.stop()
+        result = message.result
+        if result.hierarchy is not None:
+            self._hierarchy = result.hierarchy
+        if result.pressure is not None and (
+                not self.samples or dict(self.samples[-1].resources) != dict(result.pressure.resources)):
+            # A captured tree reads the same every time: one reading, not a flat line over time.
+            self.samples.append(result.pressure)
+        if not self._baseline_done:
+            # Cgroups seen now are the "before": later ones start from zero (created since).
+            for cg in result.tree:
+                self.baselines[cg.path] = dict(cg.events)
+            self._baseline_done = result.error is None
+        else:
+            for cg in result.tree:
+                self.baselines.setdefault(cg.path, {})
+        self.cgroups = result
+        if self._visible():
+            self._show_psi()
+            self._show_charts()
+            self._show_detail()
+            self._show_tree()
+
+    # --- TabView --------------------------------------------------------------------------------------
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        self.read_cgroups(Path(self.app.root), self._target.pid if self._target else None)
+        self._show_psi()
+        self._show_charts()
+        self._show_detail()
+        self._show_tree()
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        if target == self._target:
+            return
+        self._target = target
+        if self._visible():
+            self.read_cgroups(Path(self.app.root), target.pid if target else None)
+
+    # --- drawing ----------------------------------------------------------------------------------
+    def _no_psi_reason(self) -> str | None:
+        return pressure_unavailable_reason(Path(self.app.root))
+
+    def _show_psi(self) -> None:
+        widget = self.query_one("#pressure-psi", Static)
+        reason = self._no_psi_reason()
+        if reason is not None:
+            widget.update(Text(f" No PSI to show: {reason}.", style=self._style("heading")))
+            return
+        if not self.samples:
+            widget.update(" reading /proc/pressure …")
+            return
+        latest = self.samples[-1]
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style=self._style("heading"))
+        table.add_column("PSI")
+        for col in ("some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s"):
+            table.add_column(col, justify="right")
+        for resource in PSI_RESOURCES:
+            psi = latest.resources.get(resource)
+            if psi is None:
+                table.add_row(resource, Text(f"? {latest.unknown.get(resource, '')}", style=self._style("muted")))
+                continue
+            series = stall_series(list(self.samples)[-6:], resource)
+            rate = series[-1] if series else None
+            full = psi.full
+            table.add_row(
+                resource,
+                f"{psi.some.avg10:.2f}%", f"{psi.some.avg60:.2f}%", f"{psi.some.avg300:.2f}%",
+                f"{rate[1]:.1f}" if rate else "?",
+                f"{full.avg10:.2f}%" if full else "?", f"{full.avg60:.2f}%" if full else "?",
+                f"{full.avg300:.2f}%" if full else "?",
+                f"{rate[2]:.1f}" if rate and rate[2] is not None else "?",
+            )
+        widget.update(table)
+
+    def _show_charts(self) -> None:
+        reason = self._no_psi_reason()
+        samples = tuple(self.samples)
+        for chart in self.query(PsiChart):
+            chart.show(samples, reason, self._live_loop)
+
+    def _show_detail(self) -> None:
+        out = Text()
+        result = self.cgroups
+        selected = result.selected if result else None
+        if result is None:
+            out.append(" reading cgroups …\n")
+        elif result.error:
+            out.append(f" cgroups: {result.error}\n", style=self._style("muted"))
+        elif self._target is None:
+            out.append(" Select a process (Processes tab) to see its cgroup.\n", style=self._style("muted"))
+        elif selected is None:
+            out.append(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}\n", style=self._style("muted"))
+        else:
+            out.append_text(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
+        findings = self.findings()
+        out.append("\n Findings\n", style=self._style("heading"))
+        if not findings:
+            out.append(" none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start\n", style=self._style("muted"))
+        for f in findings:
+            out.append(f" {f.severity.value.upper()}: {f.text}\n",
+                       style=self._style("critical" if f.severity.value == "critical" else "warning"))
+            if f.next_step:
+                out.append(f"   → {f.next_step}\n", style=self._style("muted"))
+        out.append("\n Stall log\n", style=self._style("heading"))
+        if not self.log_entries:
+            out.append(" no stall since memtop started\n" if self.trigger_armed else " (no trigger armed)\n", style=self._style("muted"))
+        for entry in reversed(self.log_entries):
+            times = time.strftime("%H:%M:%S", time.localtime(entry.first))
+            if entry.count > 1:
+                times += f"–{time.strftime('%H:%M:%S', time.localtime(entry.last))} ×{entry.count}"
+            out.append(f" {times} ", style=self._style("heading"))
+            out.append(f"{entry.line}\n")
+        self.query_one("#pressure-detail", Static).update(out)
+
+    def _show_tree(self) -> None:
+        result = self.cgroups
+        tree = self.query_one(CgroupTree)
+        if result is None or result.hierarchy is None:
+            tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style=self._style("muted")))
+            return
+        h = result.hierarchy
+        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since memtop started"
+        selected_path = result.selected.path if result.selected else None
+        tree.show(result.tree, self.baselines, selected_path, note)
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"pressure--{name}")
+
+    def findings(self) -> list[Finding]:
+        out = system_findings(self.samples[-1] if self.samples else None)
+        result = self.cgroups
+        if result is None:
+            return out
+        seen = set()
+        cgroups = list(result.tree)
+        if result.selected is not None:
+            cgroups.insert(0, result.selected)
+        for cg in cgroups:
+            if cg.path in seen:
+                continue
+            seen.add(cg.path)
+            out.extend(cgroup_findings(cg, events_since(self.baselines.get(cg.path, {}), cg.events)))
+        return out
+
+
+def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -> str:
+    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner."""
+    when = time.strftime("%H:%M:%S ", time.localtime(event.wall_time)) if with_time else ""
+    psi = ""
+    if event.memory is not None:
+        psi = f" (memory some avg10 {event.memory.some.avg10:.2f}%"
+        if event.memory.full is not None:
+            psi += f", full {event.memory.full.avg10:.2f}%"
+        psi += ")"
+    trigger = f": {event.trigger.describe()} passed" if event.trigger else ""
+    growers = event.growers[:1] if short else event.growers
+    if growers:
+        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {fmt_bytes(g.growth_per_min, signed=True)}/min" for g in growers)
+    else:
+        who = "no process's RSS was growing"
+    if short:
+        psi = ""
+        if event.memory is not None:
+            full = f" full {event.memory.full.avg10:.1f}%" if event.memory.full is not None else ""
+            psi = f" (some {event.memory.some.avg10:.1f}%{full})"
+        return f"{when}memory stall{psi}; grew most: {who}"
+    return f"{when}memory stall{trigger}{psi}; grew most: {who}"
+
+
+def _short_name(name: str) -> str:
+    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
+    first = name.split()[0] if name.split() else name
+    return first.rsplit("/", 1)[-1][:20]
+
+
+def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Text:
+    """The selected process's cgroup, figure by figure; unknowns with their reason.
+
+    ``style(name)`` gives the Rich style of the tab's component class ``pressure--<name>``.
+    """
+    out = Text()
+    out.append(f" PID {pid} in cgroup v{cg.version} ", style=style("heading"))
+    out.append(f"{cg.path}\n")
+
+    def limit(value: int | None, key: str) -> str:
+        if value is None:
+            return "?" if key in cg.unknown and not cg.unknown[key].startswith("cgroup v1") else "max"
+        return fmt_bytes(value)
+
+    use = f" ({fmt_percent(cg.usage_fraction)} of max, headroom {fmt_bytes(cg.headroom)})" if cg.max is not None else ""
+    out.append(f" current {fmt_bytes(cg.current)}  max {limit(cg.max, 'max')}{use}\n")
+    if cg.version == 2:
+        out.append(f" high {limit(cg.high, 'high')}  low {fmt_bytes(cg.low)}  min {fmt_bytes(cg.min)}"
+                   f"  swap {fmt_bytes(cg.swap_current)} of {limit(cg.swap_max, 'swap_max')}\n")
+    else:
+        out.append(f" soft limit {limit(cg.soft_limit, 'soft_limit')}  peak {fmt_bytes(cg.max_usage)}"
+                   f"  mem+swap {fmt_bytes(cg.memsw_usage)} of {limit(cg.memsw_limit, 'memsw_limit')}"
+                   f"  swap {fmt_bytes(cg.swap_current)}\n")
+        out.append(" (v1: no memory.high/low/min, no per-cgroup pressure)\n", style=style("muted"))
+    since = events_since(baseline or {}, cg.events)
+    out.append(" events ")
+    if not cg.events:
+        out.append(f"? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style=style("muted"))
+    for key, value in cg.events.items():
+        if key in since:
+            out.append(f"{key} {value} (+{since[key]})", style=style("event"))
+        else:
+            out.append(f"{key} {value}")
+        out.append("  ")
+    out.append("\n")
+    if cg.stat:
+        out.append(" stat " + "  ".join(f"{k} {fmt_bytes(v)}" for k, v in cg.stat.items()) + "\n")
+    elif "stat" in cg.unknown:
+        out.append(f" stat ? {cg.unknown['stat']}\n", style=style("muted"))
+    if cg.pressure is not None:
+        p = cg.pressure
+        full = f"  full avg10 {p.full.avg10:.2f}% avg60 {p.full.avg60:.2f}%" if p.full else ""
+        out.append(f" memory.pressure some avg10 {p.some.avg10:.2f}% avg60 {p.some.avg60:.2f}%{full}\n")
+    return out

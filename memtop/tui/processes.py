@@ -252,12 +252,16 @@ class RssChart(PlotextPlot):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._drawn_key = None
+        self._drawn_at = 0.0
 
     def show(self, view: ProcessView | None) -> None:
-        key = (view.pid, view.history_times[-1] if view.history_times else None) if view else None
-        if key == self._drawn_key:
+        # A plotext redraw costs 20-40 ms: redraw when the values changed, and otherwise only
+        # every 10 s so that the time axis keeps up (an idle process's chart is flat anyway).
+        values = (view.pid, view.rss_history[-30:]) if view else None
+        now = view.history_times[-1] if view and view.history_times else 0.0
+        if values == self._drawn_key and now - self._drawn_at < 10.0:
             return
-        self._drawn_key = key
+        self._drawn_key, self._drawn_at = values, now
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()

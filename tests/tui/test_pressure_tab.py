@@ -1,0 +1,156 @@
+"""The Pressure tab driven through the real app: on the captured tree (deterministic), with
+cgroup events changing on disk, without /proc/pressure, and live with a real stall."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from memtop.collect.sampler import Sampler
+from memtop.tui.app import MemtopApp, SnapshotReady
+from memtop.tui.pressure import CgroupTree, PressureBanner, PressureTab
+from tests.pressure_support import THRASH_CODE, V1Cgroup, make_cold_file, v1_memory_available
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "pressure"
+TREE = FIX / "tree"
+
+
+def text_of(widget, width: int = 200) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def show_pressure(app: MemtopApp, pilot, root: Path) -> PressureTab:
+    """GIVEN one snapshot of ``root`` delivered, WHEN the Pressure tab is opened."""
+    await app.workers.wait_for_complete()
+    app.post_message(SnapshotReady(Sampler(root).sample()))
+    await pilot.pause()
+    await pilot.press("7")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.query_one(PressureTab)
+
+
+async def test_tab_on_the_captured_tree():
+    app = MemtopApp(root=TREE / "proc", sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, TREE / "proc")
+        psi = text_of(tab.query_one("#pressure-psi"))
+        assert "memory" in psi and "5.97%" in psi and "1.81%" in psi
+        assert "captured tree" in text_of(tab.query_one("#pressure-trigger"))
+        tree = text_of(tab.query_one(CgroupTree))
+        assert "memtop-test" in tree and "32.0 MiB" in tree and "v1, /sys/fs/cgroup/memory" in tree
+        detail = text_of(tab.query_one("#pressure-detail"))
+        # The largest process is selected at start: the thrasher in the limited cgroup.
+        assert "in cgroup v1 /memtop-test" in detail
+        assert "oom_kill 1" in detail and "(+" not in detail  # nothing new since start
+        assert "uses 100% of its limit" in detail and "full avg10" in detail
+        assert "no stall since memtop started" not in detail  # no trigger armed on a captured tree
+        assert "(no trigger armed)" in detail
+        # The help screen lists the sources of the tab's figures.
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert any("memory.events" in src for _, src in app.screen.figure_sources)
+
+
+async def test_v2_cgroup_of_the_selected_process():
+    root = FIX / "v2tree" / "proc"  # hand-written v2 files (see its README)
+    app = MemtopApp(root=root, sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, root)
+        detail = text_of(tab.query_one("#pressure-detail"))
+        assert "PID 4242 in cgroup v2 /system.slice/postgresql.service" in detail
+        assert "high 240 MiB" in detail and "swap 0 B of max" in detail
+        assert "memory.pressure some avg10 3.20%" in detail and "full avg10 1.10%" in detail
+        assert "stalled on memory 1.10%" in detail  # cgroup full avg10 > 0
+        assert "uses 100% of its limit" in detail  # 255 of 256 MiB
+        tree = text_of(tab.query_one(CgroupTree))
+        assert "postgresql.service" in tree and "v2, /sys/fs/cgroup" in tree
+        assert "No PSI to show" in text_of(tab.query_one("#pressure-psi"))  # the v2 tree has no proc/pressure
+
+
+async def test_events_since_start_are_highlighted(tmp_path):
+    root = tmp_path / "tree"
+    shutil.copytree(TREE, root)
+    app = MemtopApp(root=root / "proc", sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, root / "proc")
+        assert "oom_kill+" not in text_of(tab.query_one(CgroupTree))
+        # WHEN the kernel counts two more OOM kills and more failed charges in the cgroup
+        cg = root / "sys/fs/cgroup/memory/memtop-test"
+        oom = (cg / "memory.oom_control").read_text().replace("oom_kill 1", "oom_kill 3")
+        (cg / "memory.oom_control").write_text(oom)
+        (cg / "memory.failcnt").write_text(str(int((cg / "memory.failcnt").read_text()) + 10) + "\n")
+        app.post_message(SnapshotReady(Sampler(root / "proc").sample()))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        # THEN the tree and the detail show the increase, and a finding names it
+        tree = text_of(tab.query_one(CgroupTree))
+        assert "failcnt+10 oom_kill+2" in tree
+        detail = text_of(tab.query_one("#pressure-detail"))
+        assert "oom_kill 3 (+2)" in detail
+        assert "killed 2 process(es) in cgroup /memtop-test since memtop started" in detail
+
+
+async def test_a_root_without_pressure_says_why(tmp_path):
+    root = tmp_path / "tree"
+    shutil.copytree(TREE, root)
+    shutil.rmtree(root / "proc" / "pressure")
+    app = MemtopApp(root=root / "proc", sample=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab = await show_pressure(app, pilot, root / "proc")
+        psi = text_of(tab.query_one("#pressure-psi"))
+        assert "No PSI to show" in psi and "CONFIG_PSI" in psi and "psi=0" in psi
+        # The cgroups are still shown.
+        assert "memtop-test" in text_of(tab.query_one(CgroupTree))
+
+
+def test_snapshot_of_the_tab(snap_compare):
+    async def run_before(pilot):
+        await show_pressure(pilot.app, pilot, TREE / "proc")
+
+    assert snap_compare(MemtopApp(root=TREE / "proc", sample=False), terminal_size=(120, 40), run_before=run_before)
+
+
+@pytest.mark.live
+async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
+    reason = v1_memory_available()
+    if reason:
+        pytest.skip(reason)
+    cold = make_cold_file(tmp_path / "cold", 128 << 20)
+    # The live /proc and the default trigger. The sampler thread stays off (one snapshot is
+    # posted by hand), so that no tick lands while the app shuts down.
+    app = MemtopApp(sample=False, interval=1.0)
+    with V1Cgroup(32 << 20) as cg:
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.post_message(SnapshotReady(Sampler().sample()))
+            tab = app.query_one(PressureTab)
+            banner = app.query_one(PressureBanner)
+            deadline = time.monotonic() + 20
+            while not tab.trigger_armed and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert tab.trigger_armed, tab.trigger_text
+            assert app.active_tab().TAB_ID == "processes"
+            thrash = cg.start(THRASH_CODE, str(cold))
+            try:
+                deadline = time.monotonic() + 30
+                while not banner.has_class("-alert") and time.monotonic() < deadline:
+                    await pilot.pause(0.2)
+            finally:
+                thrash.close()
+            assert banner.has_class("-alert"), "no stall alert within 30 s of thrashing a 32 MiB cgroup"
+            assert "memory stall" in str(banner.content) and "(7: Pressure tab)" in str(banner.content)
+            assert tab.log_entries and "memory stall" in tab.log_entries[-1].line
+            assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
+            # Clicking the banner opens the Pressure tab, whose log lists the stall.
+            await pilot.click(PressureBanner)
+            await pilot.pause()
+            assert app.active_tab() is tab

@@ -1,0 +1,104 @@
+"""Findings, events since start, stall lines and growers: derived from models, no I/O."""
+
+from __future__ import annotations
+
+from memtop.model.findings import Severity
+from memtop.model.pressure import (
+    CgroupMemory,
+    PressureSample,
+    PsiLine,
+    PsiResource,
+    StallEvent,
+    cgroup_findings,
+    events_since,
+    system_findings,
+    top_growers,
+)
+from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
+from memtop.procfs.pressure import parse_trigger_spec
+from memtop.tui.pressure import stall_line
+
+MiB = 1 << 20
+
+
+def view(pid: int, name: str, rss: list[int | None], change: float | None = None, dt: float = 2.0) -> ProcessView:
+    sample = ProcessSample(
+        identity=ProcessIdentity(pid, 100 + pid), ppid=1, comm=name, cmdline=f"/usr/bin/{name} --serve", user="root",
+        state="S", kernel_thread=False, rss_bytes=rss[-1], anon_bytes=None, file_bytes=None, shmem_bytes=None,
+        swap_bytes=None, threads=1, minflt=0, majflt=0, fd_count=3, fd_reason=None, rollup=None,
+        rollup_reason="not read", rollup_time=None,
+    )
+    times = tuple(10.0 - dt * (len(rss) - 1 - i) for i in range(len(rss)))
+    return ProcessView(sample, None, None, change, None, tuple((t, r, 3) for t, r in zip(times, rss)))
+
+
+def test_growers_use_the_minute_rate_then_the_last_step_and_ignore_shrinking():
+    views = [
+        view(10, "steady", [100 * MiB, 100 * MiB]),
+        view(11, "leaker", [100 * MiB, 110 * MiB], change=30 * MiB),  # the minute rate wins
+        view(12, "young", [10 * MiB, 12 * MiB]),  # no minute rate yet: 2 MiB in 2 s = 60 MiB/min
+        view(13, "shrinker", [50 * MiB, 40 * MiB], change=-5 * MiB),
+        view(14, "unknown", [None, 5 * MiB]),
+    ]
+    growers = top_growers(views)
+    assert [(g.pid, g.growth_per_min) for g in growers] == [(12, 60 * MiB), (11, 30 * MiB)]
+    assert growers[0].rss == 12 * MiB and growers[0].name == "/usr/bin/young --serve"
+    assert top_growers(views, count=1)[0].pid == 12
+
+
+def test_stall_line_names_time_psi_and_growers():
+    memory = PsiResource(PsiLine(12.5, 3.0, 1.0, 900_000), PsiLine(4.25, 1.0, 0.2, 300_000))
+    event = StallEvent(0.0, parse_trigger_spec("some 200000 2000000"), memory,
+                       top_growers([view(12, "young", [10 * MiB, 12 * MiB])]))
+    line = stall_line(event)
+    assert "memory stall: some 200 ms per 2 s window passed" in line
+    assert "some avg10 12.50%, full 4.25%" in line
+    assert "PID 12 young +60.0 MiB/min" in line
+    short = stall_line(event, short=True)
+    assert "per 2 s window" not in short and short.endswith("grew most: PID 12 young +60.0 MiB/min")
+    quiet = stall_line(StallEvent(0.0, None, None, ()))
+    assert "no process's RSS was growing" in quiet
+
+
+def test_events_since_start():
+    assert events_since(None, {"oom_kill": 3}) == {}
+    base = {"failcnt": 10, "oom_kill": 1, "under_oom": 0}
+    assert events_since(base, {"failcnt": 25, "oom_kill": 1, "under_oom": 1}) == {"failcnt": 15}
+    # A cgroup created after memtop started: its baseline is empty, every event is new.
+    assert events_since({}, {"oom": 2, "oom_kill": 1, "max": 0}) == {"oom": 2, "oom_kill": 1}
+    # A counter the baseline did not read (the walk skips memsw.failcnt): unknown, not new.
+    assert events_since({"failcnt": 1}, {"failcnt": 1, "memsw_failcnt": 7}) == {}
+    # A counter that went down: the cgroup was re-created under the same name.
+    assert events_since({"max": 50}, {"max": 4}) == {"max": 4}
+
+
+def cgroup(current, limit, events=None, pressure=None) -> CgroupMemory:
+    return CgroupMemory(2, "/svc", current, limit, events=events or {}, pressure=pressure)
+
+
+def test_near_limit_finding_at_90_percent():
+    assert cgroup_findings(cgroup(89 * MiB, 100 * MiB), {}) == []
+    (warn,) = cgroup_findings(cgroup(90 * MiB, 100 * MiB), {})
+    assert warn.severity is Severity.WARNING and "90% of its limit (90.0 of 100.0 MiB)" in warn.text
+    (crit,) = cgroup_findings(cgroup(99 * MiB, 100 * MiB), {})
+    assert crit.severity is Severity.CRITICAL
+    assert cgroup_findings(cgroup(99 * MiB, None), {}) == []  # unlimited
+
+
+def test_full_stall_and_oom_kill_findings():
+    stalled = PsiResource(PsiLine(5, 1, 0, 10), PsiLine(0.5, 0.1, 0, 5))
+    findings = cgroup_findings(cgroup(1 * MiB, None, pressure=stalled), {"oom_kill": 2})
+    texts = [f.text for f in findings]
+    assert any("stalled on memory 0.50%" in t for t in texts)
+    assert any("killed 2 process(es)" in t for t in texts)
+    calm = PsiResource(PsiLine(5, 1, 0, 10), PsiLine(0.0, 0.1, 0, 5))
+    assert cgroup_findings(cgroup(1 * MiB, None, pressure=calm), {"failcnt": 9}) == []
+
+
+def test_system_full_avg10_finding():
+    assert system_findings(None) == []
+    calm = PressureSample(0, {"memory": PsiResource(PsiLine(1, 0, 0, 1), PsiLine(0, 0, 0, 1))})
+    assert system_findings(calm) == []
+    stalled = PressureSample(0, {"memory": PsiResource(PsiLine(9, 0, 0, 1), PsiLine(1.81, 0, 0, 1))})
+    (finding,) = system_findings(stalled)
+    assert "1.81%" in finding.text
