@@ -60,8 +60,10 @@ class Child:
 
     def readline(self, timeout: float = 20.0) -> str:
         fd = self.proc.stdout.fileno()
-        r, _, _ = select.select([fd], [], [], timeout)
-        if not r:
+        # poll, not select: select() refuses fds >= 1024, which a long test session reaches
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if not poller.poll(timeout * 1000):
             raise TimeoutError(f"no answer from PID {self.pid} in {timeout} s")
         return self.proc.stdout.readline().decode().rstrip("\n")
 
