@@ -30,14 +30,17 @@ def run(args) -> int:
         raise CliError(f"invalid PID {args.pid}")
     if not os.path.isdir(root / str(args.pid)):
         raise CliError(f"no process with PID {args.pid}")
+    from memtop.output.arenas import add_to_explain_json, explain_arenas
+
     report = explain(args.pid, root, symbols=args.symbols)
     if report.heap is not None and report.heap.status == "gone" and report.rss_bytes is None:
         raise CliError(f"process {args.pid} exited while being read")
+    arenas = explain_arenas(args.pid, root, report.heap)  # the Arenas issue: cap, env, saving, census
     if args.json:
-        json.dump(report_json(report), sys.stdout, indent=1)
+        json.dump(add_to_explain_json(report_json(report), arenas), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_text(report))
+        sys.stdout.write(render_text(report, arenas))
     return 0
 
 
@@ -45,7 +48,7 @@ def _row(label: str, value: int | None, note: str = "", indent: int = 2) -> str:
     return f"{' ' * indent}{label:<{34 - indent}} {fmt_bytes(value):>10}  {note}".rstrip()
 
 
-def render_text(report: LayerReport) -> str:
+def render_text(report: LayerReport, arenas=None) -> str:
     heap = report.heap
     ident = report.identity
     command = " ".join(report.cmdline.split()) or f"[{report.comm}]"
@@ -100,8 +103,16 @@ def render_text(report: LayerReport) -> str:
     runtime = report.runtime
     lines.append(f"Runtime: {runtime.kind if runtime else '?'}" + (f" ({runtime.evidence})" if runtime and runtime.kind != "none" else ""))
     lines.append("")
+    if arenas is not None:
+        from memtop.output.arenas import analysis_lines
+
+        lines.append("Arenas (threads, cap, environment, MALLOC_ARENA_MAX=2 prediction, smaps census)")
+        lines.extend("  " + line for line in analysis_lines(arenas))
+        lines.append("")
+    from memtop.output.arenas import merge_findings
+
     lines.append("Findings")
-    for f in report.findings:
+    for f in merge_findings(report.findings, arenas):
         lines.append(f"  [{f.severity.value}] {f.text}")
         if f.next_step:
             lines.append(f"      next: {f.next_step}")

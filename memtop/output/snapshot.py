@@ -29,6 +29,7 @@ SECTION_PROVIDERS: list[tuple[str, str]] = [
 PROCESS_FIELD_PROVIDERS: list[str] = [
     "memtop.output.pressure:process_cgroup",
     "memtop.output.kernel:process_fd_growth",
+    "memtop.output.arenas:snapshot_process_fields",
 ]
 
 

@@ -50,16 +50,24 @@ class ParseError(ProcfsError):
 
 
 _CHUNK = 1 << 16
+# Files the kernel produces whole in one show() (single_open seq_files): a short read of them is
+# the end. Multi-record seq_files are NOT: /proc/PID/smaps answers each read() with about one
+# page (seen: 4037, 3911, 3979... bytes of a 31 KB file), as maps, mountinfo or vmstat may.
+_SINGLE_SHOW = frozenset({"stat", "statm", "status", "smaps_rollup", "meminfo", "uptime", "loadavg"})
 
 
 def read_bytes(path: str | Path) -> bytes:
     """Read a whole proc/sys file, translating errors (see module doc)."""
     try:
         with open(path, "rb", buffering=0) as f:
-            # Read to EOF: a seq_file (smaps, slabinfo) returns about a page per read(), so a
-            # short read is not the end. (/proc/PID/stat, re-read every tick, goes through
-            # OpenFiles: one pread of a single-record file.)
-            chunks = []
+            # For single-show files a short read is the end: one read() per small file instead
+            # of two (this runs for every process every tick). Other files: read until EOF.
+            data = f.read(_CHUNK)
+            if len(data) < _CHUNK and os.path.basename(path) in _SINGLE_SHOW:
+                return data
+            if not data:
+                return data
+            chunks = [data]
             while chunk := f.read(_CHUNK):
                 chunks.append(chunk)
             return b"".join(chunks)
