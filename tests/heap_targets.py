@@ -1,7 +1,7 @@
 """C targets for the heap tests, compiled with gcc during the run (tests.support.compile_c).
 
 `heap_target SCENARIO` sets up its heap, prints READY, then answers commands on stdin:
-`ping` -> `pong`, `quit` -> exits. The heap stays still while it waits (blocked in read).
+`ping` -> `pong`, `trim` -> malloc_trim(0) then `trimmed`, `quit` -> exits. The heap stays still while it waits (blocked in read).
 """
 
 HEAP_TARGET = r"""
@@ -130,6 +130,7 @@ int main(int argc, char **argv) {
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
         if (!strncmp(line, "quit", 4)) break;
+        if (!strncmp(line, "trim", 4)) { malloc_trim(0); printf("trimmed\n"); continue; }
         printf("pong\n");
     }
     return 0;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -15,8 +16,19 @@ NAME = "explain"
 HELP = "why is this process's memory where it is: kernel, allocator and runtime layers, in plain words"
 
 
+def pid_arg(text: str) -> int:
+    """argparse type of PID: a positive integer (a bad one is a usage error, exit 2)."""
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid PID {text!r}: not an integer") from None
+    if pid <= 0:
+        raise argparse.ArgumentTypeError(f"invalid PID {pid}: must be a positive integer")
+    return pid
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("pid", type=int, metavar="PID", help="the process to explain")
+    parser.add_argument("pid", type=pid_arg, metavar="PID", help="the process to explain")
     parser.add_argument("--json", action="store_true", help="print JSON (schema in README)")
     parser.add_argument("--symbols", default="auto", choices=("auto", "debug", "heuristic"),
                         help="how to find glibc's main_arena: libc6-dbg symbols, heuristics, or auto (default)")
@@ -26,8 +38,6 @@ def run(args) -> int:
     from memtop.heap.layers import explain, report_json  # imported here: `memtop --help` stays fast
 
     root = Path(args.proc)
-    if args.pid <= 0:
-        raise CliError(f"invalid PID {args.pid}")
     if not os.path.isdir(root / str(args.pid)):
         raise CliError(f"no process with PID {args.pid}")
     from memtop.output.arenas import add_to_explain_json, explain_arenas
@@ -49,6 +59,8 @@ def _row(label: str, value: int | None, note: str = "", indent: int = 2) -> str:
 
 
 def render_text(report: LayerReport, arenas=None) -> str:
+    from memtop.heap.layers import split_unknown_reason
+
     heap = report.heap
     ident = report.identity
     command = " ".join(report.cmdline.split()) or f"[{report.comm}]"
@@ -59,8 +71,15 @@ def render_text(report: LayerReport, arenas=None) -> str:
     lines.append(_row("RSS", report.rss_bytes, f"PSS {fmt_bytes(report.pss_bytes)}, private dirty {fmt_bytes(report.private_dirty_bytes)}"))
     lines.append(_row("file-backed", report.file_bytes, indent=4))
     lines.append(_row("anonymous", report.anon_bytes, indent=4))
+    unknown = split_unknown_reason(report)
     for layer in report.anon_split:
         lines.append(_row(layer.label, layer.bytes, f"({layer.note})" if layer.note else "", indent=6))
+        # The resident pages of that place, split (they add up to the row above).
+        for part in report.heap_split:
+            if part.parent == layer.key:
+                lines.append(_row(part.label, part.bytes, indent=8))
+        if layer.key == "brk" and unknown:
+            lines.append(_row("in use / free / top", None, f"({unknown})", indent=8))
     lines.append(_row("shmem", report.shmem_bytes, indent=4))
     lines.append(_row("LazyFree (in RSS, reclaimable)", report.lazyfree_bytes))
     lines.append(_row("Swap (not in RSS)", report.swap_bytes))
@@ -77,19 +96,18 @@ def render_text(report: LayerReport, arenas=None) -> str:
         lines.append(_row("free, kept by glibc", heap.free_bytes + heap.fastbin_bytes,
                           f"{fmt_bytes(heap.fastbin_bytes)} of it in fastbins", indent=4))
         lines.append(_row("top", heap.top_bytes, indent=4))
-        for layer in report.heap_split:
-            lines.append(_row(f"resident, {layer.label}", layer.bytes, indent=6))
         lines.append(_row("mmapped chunks", heap.mmapped_bytes, f"{heap.mmapped_count} chunk(s), from mp_"))
         lines.append(_row("malloc_trim(0) would release", heap.trim_release_bytes, "of RSS, now"))
         if heap.pin is not None:
             pin = heap.pin
             lines.append(f"  pin: {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
-                         f"{fmt_bytes(pin.distance_below_top)} below the heap's end, {fmt_bytes(pin.pinned_bytes)} free right below it")
+                         f"{fmt_bytes(pin.distance_below_top)} below the heap's end, {fmt_bytes(pin.pinned_bytes)} free right below it"
+                         + (f" ({fmt_bytes(pin.pinned_resident_bytes)} resident)" if pin.pinned_resident_bytes is not None else ""))
         lines.append("")
-        lines.append(f"  {'arena':<16} {'system':>9} {'in use':>9} {'free':>9} {'fastbin':>9} {'top':>9} {'resident':>9} {'trim':>9}")
+        lines.append(f"  {'arena':<19} {'system':>9} {'in use':>9} {'free':>9} {'fastbin':>9} {'top':>9} {'resident':>9} {'trim':>9}")
         for a in heap.arenas:
             name = f"{'main ' if a.is_main else ''}0x{a.address:x}"
-            lines.append(f"  {name[:16]:<16} {fmt_bytes(a.system_bytes):>9} {fmt_bytes(a.in_use_bytes):>9} "
+            lines.append(f"  {name:<19} {fmt_bytes(a.system_bytes):>9} {fmt_bytes(a.in_use_bytes):>9} "
                          f"{fmt_bytes(a.free_bytes):>9} {fmt_bytes(a.fastbin_bytes):>9} {fmt_bytes(a.top_bytes):>9} "
                          f"{fmt_bytes(a.resident_bytes):>9} {fmt_bytes(a.trim_release_bytes):>9}")
     else:

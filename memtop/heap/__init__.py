@@ -425,5 +425,11 @@ def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start
         raise Inconsistent("the chunk below top could not be found again", p)
     address = p + last * 8
     run_below = next((end - start for start, end in runs if end == address), 0)
+    # What the pin costs in RAM: after a trim the pages of that free run are no longer resident.
+    try:
+        lo, hi = align_up(address - run_below, PAGE_SIZE), address // PAGE_SIZE * PAGE_SIZE
+        pinned_resident = mem.resident_bytes(lo, hi) if hi > lo else 0
+    except (ProcfsError, OSError):
+        pinned_resident = None
     return Pin(address=address, size=top_start - address, distance_below_top=top_end - top_start,
-               pinned_bytes=run_below, is_tcache=address in tcache)
+               pinned_bytes=run_below, is_tcache=address in tcache, pinned_resident_bytes=pinned_resident)

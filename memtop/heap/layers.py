@@ -17,6 +17,7 @@ from pathlib import Path
 
 from memtop.format import fmt_bytes, fmt_percent
 from memtop.heap import analyze
+from memtop.heap.glibc import HEAP_MAX_SIZE
 from memtop.heap.memory import Mapping, TargetMemory, parse_maps_file
 from memtop.model.findings import Finding, Severity
 from memtop.model.heap import HeapReport, Layer, LayerReport
@@ -130,6 +131,7 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
     identity = None
     comm, cmdline = "?", ""
     kernel_reason = None
+    kernel_thread = False
     status = rollup = None
     smaps: list[tuple[Mapping, dict[str, int]]] = []
     try:
@@ -138,6 +140,7 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
         from memtop.model.process import ProcessIdentity
 
         identity = ProcessIdentity(pid, stat.start_ticks)
+        kernel_thread = stat.is_kernel_thread
         cmdline = read_cmdline(pid, root)
         status = read_status(pid, root)
         rollup = read_rollup(pid, root)
@@ -152,19 +155,22 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
         heap = analyze(pid, root, symbols=symbols, progress=progress, cancel=cancel)
     runtime = heap.runtime
     anon_split = _anon_split(pid, root, smaps, heap, runtime) if smaps else ()
-    heap_split = _heap_split(heap)
+    heap_split = _heap_split(heap, anon_split)
+    # A kernel thread has no user address space (no mm): its RSS is 0, as Processes shows it,
+    # not unknown (status has no Vm* lines and smaps is empty for it).
+    zero = 0 if kernel_thread and status is not None else None
     report = LayerReport(
         identity=identity or heap.identity,
         comm=comm,
         cmdline=cmdline,
-        rss_bytes=status.rss if status else None,
-        pss_bytes=rollup.pss if rollup else None,
-        private_dirty_bytes=rollup.private_dirty if rollup else None,
-        lazyfree_bytes=rollup.lazyfree if rollup else None,
-        swap_bytes=status.swap if status else None,
-        file_bytes=status.rss_file if status else None,
-        anon_bytes=status.rss_anon if status else None,
-        shmem_bytes=status.rss_shmem if status else None,
+        rss_bytes=status.rss if status and status.rss is not None else zero,
+        pss_bytes=rollup.pss if rollup and rollup.pss is not None else zero,
+        private_dirty_bytes=rollup.private_dirty if rollup and rollup.private_dirty is not None else zero,
+        lazyfree_bytes=rollup.lazyfree if rollup and rollup.lazyfree is not None else zero,
+        swap_bytes=status.swap if status and status.swap is not None else zero,
+        file_bytes=status.rss_file if status and status.rss_file is not None else zero,
+        anon_bytes=status.rss_anon if status and status.rss_anon is not None else zero,
+        shmem_bytes=status.rss_shmem if status and status.rss_shmem is not None else zero,
         anon_split=anon_split,
         heap_split=heap_split,
         heap=heap,
@@ -196,6 +202,25 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple
         for start, size in arena.heaps:
             thread_heaps.update(m.start for m in mappings if m.start < start + size and m.end > start)
     thread = take(thread_heaps) if heap and heap.valid else None
+    thread_source = "smaps Anonymous of the heaps found by the walk"
+    if thread is None and heap is not None and heap.allocator_kind == "glibc":
+        # Without a valid walk, thread-arena heaps are still recognisable from the maps: glibc
+        # maps each one HEAP_MAX_SIZE-aligned (malloc/arena.c new_heap) and makes only its used
+        # part read-write, so it is an anonymous rw mapping starting on a 64 MiB boundary and
+        # ending on a 64 MiB boundary or followed by the PROT_NONE rest of its reservation.
+        # Heaps of one arena lie next to each other and the kernel merges their rw parts into
+        # one mapping, so it may span several 64 MiB blocks.
+        by_start = {m.start: m for m in mappings}
+        for m in mappings:
+            if not (m.anonymous and not m.path and m.perms.startswith("rw")) or m.start % HEAP_MAX_SIZE:
+                continue
+            rest = by_start.get(m.end)
+            if m.end % HEAP_MAX_SIZE == 0 or (rest is not None and rest.perms.startswith("---")
+                                               and rest.end % HEAP_MAX_SIZE == 0
+                                               and rest.end - m.end < HEAP_MAX_SIZE):
+                thread_heaps.add(m.start)
+        thread = take(thread_heaps)
+        thread_source = "smaps Anonymous of 64 MiB-aligned heap mappings (maps; the walk is not valid)"
     mmapped = None
     mmapped_note = None
     if heap is not None and heap.allocator_kind == "glibc" and heap.status not in ("denied", "gone"):
@@ -229,7 +254,7 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple
     other = sum(v for start, v in anon_of.items() if start not in used)
     layers = [
         Layer("brk", "brk heap [heap]", brk, "smaps Anonymous of [heap]"),
-        Layer("thread_heaps", "thread-arena heaps", thread, "smaps Anonymous of the heaps found by the walk",
+        Layer("thread_heaps", "thread-arena heaps", thread, thread_source,
               None if thread is not None else "needs a valid heap walk"),
         Layer("mmapped", "mmapped malloc chunks", mmapped, "resident pages (pagemap) of IS_MMAPPED chunks",
               mmapped_note),
@@ -245,19 +270,44 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple
     return tuple(layers)
 
 
-def _heap_split(heap: HeapReport | None) -> tuple[Layer, ...]:
-    """Resident pages of all heaps: top, interior pages of free chunks, and the rest (in use)."""
+def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> tuple[Layer, ...]:
+    """Resident pages of the heaps, per place: the main arena's under the brk heap layer, the
+    thread arenas' under the thread-arena heaps layer. Each is split into top, interior pages of
+    free chunks, and the rest (in use), so that the three add up to their parent exactly."""
     if heap is None or not heap.valid or not heap.arenas:
         return ()
-    resident = sum(a.resident_bytes or 0 for a in heap.arenas)
-    top = sum(a.top_resident_bytes or 0 for a in heap.arenas)
-    free = sum(a.free_resident_bytes or 0 for a in heap.arenas)
-    return (
-        Layer("in_use", "in use", max(0, resident - top - free),
-              "resident heap pages not in top or inside free chunks"),
-        Layer("free", "free (kept)", free, "resident whole pages inside bin and fastbin chunks"),
-        Layer("top", "top", top, "resident pages of the top chunks"),
-    )
+    parents = {layer.key: layer.bytes for layer in anon_split}
+    out: list[Layer] = []
+    for parent, arenas in (("brk", [a for a in heap.arenas if a.is_main]),
+                           ("thread_heaps", [a for a in heap.arenas if not a.is_main])):
+        if not arenas:
+            continue
+        # The parent is smaps Anonymous of the same mappings; pagemap's count may differ by a
+        # page or two taken between the reads, so the parent wins and top/free are capped by it.
+        total = parents.get(parent)
+        if total is None:
+            total = sum(a.resident_bytes or 0 for a in arenas)
+        top = min(total, sum(a.top_resident_bytes or 0 for a in arenas))
+        free = min(total - top, sum(a.free_resident_bytes or 0 for a in arenas))
+        out += [
+            Layer("in_use", "in use", total - top - free, "resident heap pages not in top or inside free chunks",
+                  parent=parent),
+            Layer("free", "free (kept)", free, "resident whole pages inside bin and fastbin chunks", parent=parent),
+            Layer("top", "top", top, "resident pages of the top chunk" + ("s" if len(arenas) > 1 else ""),
+                  parent=parent),
+        ]
+    return tuple(out)
+
+
+def split_unknown_reason(report: LayerReport) -> str | None:
+    """Why the heap's in use / free / top split is not shown (None when it is, or when there is
+    no glibc heap to split)."""
+    heap = report.heap
+    if report.heap_split or heap is None or heap.allocator_kind != "glibc" or heap.valid:
+        return None
+    if heap.status in ("gone", "kernel-thread", "zombie"):
+        return None
+    return f"heap walk {heap.status}: {heap.reason}" if heap.reason else f"heap walk {heap.status}"
 
 
 def _with_findings(report: LayerReport) -> LayerReport:
@@ -291,14 +341,25 @@ def findings_for(report: LayerReport) -> list[Finding]:
         free = heap.free_bytes + heap.fastbin_bytes
         top = heap.top_bytes
         release = heap.trim_release_bytes or 0
-        if system and free + top > max(8 * MiB, in_use):
+        # What costs RAM is the resident part of the free memory (pagemap): after a trim, or
+        # once the kernel reclaimed it, free chunks and top are address space only.
+        free_res = sum(a.free_resident_bytes or 0 for a in heap.arenas)
+        top_res = sum(a.top_resident_bytes or 0 for a in heap.arenas)
+        if system and free_res + top_res > max(8 * MiB, in_use):
             out.append(Finding(
-                Severity.WARNING,
-                f"glibc holds {fmt_bytes(free + top)} free ({fmt_bytes(free)} in free chunks, {fmt_bytes(top)} in top) "
-                f"against {fmt_bytes(in_use)} in use: {fmt_percent((free + top) / system)} of its {fmt_bytes(system)} heap. "
+                Severity.WARNING if release >= MiB else Severity.INFO,
+                f"glibc keeps {fmt_bytes(free_res + top_res)} of free memory resident ({fmt_bytes(free_res)} in free chunks, "
+                f"{fmt_bytes(top_res)} in top) against {fmt_bytes(in_use)} in use, in a {fmt_bytes(system)} heap. "
                 f"malloc_trim(0) would release {fmt_bytes(release)} of RSS now.",
                 f"`memtop trim {pid}` releases it (it comes back if the program allocates again)."
-                if release >= MiB else "Little would come back from a trim now: the free space is not in whole resident pages."))
+                if release >= MiB else "A trim would give back little now: the resident free space is not in "
+                "whole pages malloc_trim(0) releases (a thread arena's top is never trimmed)."))
+        elif system and free + top > max(8 * MiB, in_use):
+            out.append(Finding(
+                Severity.INFO,
+                f"glibc holds {fmt_bytes(free + top)} free against {fmt_bytes(in_use)} in use, but only "
+                f"{fmt_bytes(free_res + top_res)} of it is resident: it costs address space, not RAM. "
+                f"malloc_trim(0) would release {fmt_bytes(release)} of RSS now."))
         elif release >= 4 * MiB:
             out.append(Finding(Severity.INFO, f"malloc_trim(0) would release {fmt_bytes(release)} of RSS now.",
                                f"`memtop trim {pid}`"))
@@ -311,12 +372,15 @@ def findings_for(report: LayerReport) -> list[Finding]:
                                "malloc_trim(0) consolidates them first." if main else None))
         pin = heap.pin
         main = heap.main_arena
-        if pin is not None and main is not None and pin.pinned_bytes >= 4 * MiB:
+        # Only the resident part of the pinned run costs RAM (none of it after a trim).
+        pinned_res = pin.pinned_resident_bytes if pin is not None and pin.pinned_resident_bytes is not None \
+            else (pin.pinned_bytes if pin is not None else 0)
+        if pin is not None and main is not None and pinned_res >= 4 * MiB:
             out.append(Finding(
                 Severity.WARNING,
                 f"A live {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x} pins the "
-                f"brk heap: {fmt_bytes(pin.pinned_bytes)} of free memory lies right below it and cannot go back "
-                f"by shrinking brk (free() trims only the top).",
+                f"brk heap: {fmt_bytes(pin.pinned_bytes)} of free memory ({fmt_bytes(pinned_res)} resident) lies right "
+                f"below it and cannot go back by shrinking brk (free() trims only the top).",
                 "malloc_trim(0) still releases the whole free pages in the middle; the lasting fix is in "
                 "the program (allocate long-lived objects early, or M_MMAP_THRESHOLD lower)."))
         threads = [a for a in heap.arenas if not a.is_main]
@@ -352,6 +416,13 @@ def findings_for(report: LayerReport) -> list[Finding]:
         out.append(Finding(Severity.INFO, f"Nothing stands out: glibc's heap is {fmt_bytes(heap.system_bytes)} with "
                                           f"{fmt_bytes(heap.in_use_bytes)} in use."))
     return out
+
+
+def _split_totals(split: tuple[Layer, ...]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for layer in split:
+        totals[layer.key] = totals.get(layer.key, 0) + (layer.bytes or 0)
+    return totals
 
 
 def report_json(report: LayerReport) -> dict:
@@ -401,7 +472,10 @@ def report_json(report: LayerReport) -> dict:
             "trim_release_bytes": heap.trim_release_bytes if valid else None,
             "pin": {"address": pin.address, "size": pin.size, "pinned_bytes": pin.pinned_bytes,
                     "distance_below_top": pin.distance_below_top} if valid and pin else None,
-            "heap_split": {layer.key: layer.bytes for layer in report.heap_split} if valid else None,
+            "heap_split": _split_totals(report.heap_split) if valid else None,
+            "heap_split_by_layer": {parent: {layer.key: layer.bytes for layer in report.heap_split if layer.parent == parent}
+                                    for parent in dict.fromkeys(layer.parent for layer in report.heap_split)}
+            if valid else None,
             "chunks_walked": heap.chunks_walked if valid else None,
             "walk_seconds": round(heap.walk_seconds, 3) if heap else None,
             "last_valid_age_s": heap.last_valid_age_s if heap else None,

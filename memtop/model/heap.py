@@ -54,6 +54,7 @@ class Pin:
     distance_below_top: int
     pinned_bytes: int
     is_tcache: bool = False
+    pinned_resident_bytes: int | None = None  # the part of pinned_bytes that is resident (pagemap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ class Layer:
     bytes: int | None
     source: str
     note: str | None = None
+    parent: str | None = None  # key of the layer this one splits (heap_split: "brk" or "thread_heaps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ class LayerReport:
     anon_bytes: int | None
     shmem_bytes: int | None
     anon_split: tuple[Layer, ...]  # brk heap, thread-arena heaps, mmapped chunks, runtime, stacks, other
-    heap_split: tuple[Layer, ...]  # resident heap pages: in use, free kept by glibc, top
+    heap_split: tuple[Layer, ...]  # resident heap pages: in use, free kept by glibc, top; per parent layer
     heap: HeapReport | None
     runtime: RuntimeInfo | None
     findings: tuple = ()  # of memtop.model.findings.Finding

@@ -26,6 +26,7 @@ from textual.widgets import ProgressBar, Static
 from textual.worker import get_current_worker
 
 from memtop.format import fmt_bytes, fmt_duration, fmt_percent
+from memtop.heap.layers import split_unknown_reason
 from memtop.model.heap import LayerReport
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
@@ -39,9 +40,10 @@ SHOW_PROGRESS_AFTER_S = 0.5  # small heaps finish before a progress bar would be
 SEGMENTS = (
     ("file", "file", "layer-bar--file"),
     ("shmem", "shmem", "layer-bar--shmem"),
-    ("in_use", "heap in use", "layer-bar--inuse"),
-    ("free", "heap free", "layer-bar--free"),
-    ("top", "heap top", "layer-bar--top"),
+    ("in_use", "brk in use", "layer-bar--inuse"),
+    ("free", "brk free", "layer-bar--free"),
+    ("top", "brk top", "layer-bar--top"),
+    ("brk", "brk heap", "layer-bar--brk"),
     ("thread_heaps", "thread heaps", "layer-bar--thread"),
     ("mmapped", "mmapped", "layer-bar--mmapped"),
     ("runtime", "runtime", "layer-bar--runtime"),
@@ -51,24 +53,20 @@ SEGMENTS = (
 
 
 def bar_values(report: LayerReport) -> list[tuple[str, int]]:
-    """The bar's segments in bytes. The brk heap is shown through its split (in use / free /
-    top) when the walk is valid; whatever the split does not cover stays "in use"."""
+    """The bar's segments in bytes, the same places as the table. The brk heap is shown through
+    its split (in use / free / top, which add up to it) when the walk is valid, and whole as
+    "brk heap" when it is not; the thread-arena heaps are one segment."""
     values: dict[str, int] = {}
     values["file"] = report.file_bytes or 0
     values["shmem"] = report.shmem_bytes or 0
     anon = {layer.key: layer.bytes or 0 for layer in report.anon_split}
-    heap_split = {layer.key: layer.bytes or 0 for layer in report.heap_split}
-    if heap_split:
-        # heap_split covers all arenas' heaps; thread heaps are in it too.
-        brk_and_threads = anon.get("brk", 0) + anon.get("thread_heaps", 0)
-        split_total = sum(heap_split.values())
-        scale = brk_and_threads / split_total if split_total else 0
+    brk_split = {layer.key: layer.bytes or 0 for layer in report.heap_split if layer.parent == "brk"}
+    if brk_split:
         for key in ("in_use", "free", "top"):
-            values[key] = int(heap_split.get(key, 0) * scale)
+            values[key] = brk_split.get(key, 0)
     else:
-        values["in_use"] = anon.get("brk", 0)
-        values["thread_heaps"] = anon.get("thread_heaps", 0)
-    for key in ("mmapped", "runtime", "stacks", "other"):
+        values["brk"] = anon.get("brk", 0)
+    for key in ("thread_heaps", "mmapped", "runtime", "stacks", "other"):
         values[key] = anon.get(key, 0)
     return [(key, values.get(key, 0)) for key, _, _ in SEGMENTS]
 
@@ -82,9 +80,11 @@ class LayerBar(Widget):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.values: list[tuple[str, int]] = []
+        self.empty = "RSS unknown"
 
-    def show(self, values: list[tuple[str, int]]) -> None:
+    def show(self, values: list[tuple[str, int]], empty: str = "RSS unknown") -> None:
         self.values = values
+        self.empty = empty
         self.refresh(layout=True)  # height is auto: the legend may need another line
 
     def render(self) -> Text:
@@ -92,7 +92,7 @@ class LayerBar(Widget):
         total = sum(v for _, v in self.values)
         text = Text()
         if not total:
-            return Text("RSS unknown", style=self.rich_style)
+            return Text(self.empty, style=self.rich_style)
         styles = {key: self.get_component_rich_style(cls) for key, _, cls in SEGMENTS}
         # Largest-remainder rounding so the cells add up to the width.
         raw = [(key, v * width / total) for key, v in self.values]
@@ -143,11 +143,15 @@ def layer_table(report: LayerReport) -> Table:
     row("RSS", rss, "status VmRSS", of_rss=False)
     row("file-backed", report.file_bytes, "status RssFile", 2)
     row("anonymous", report.anon_bytes, "status RssAnon", 2)
+    unknown = split_unknown_reason(report)
     for layer in report.anon_split:
         row(layer.label, layer.bytes, layer.note or layer.source, 4)
-        if layer.key == "brk" and report.heap_split:
-            for part in report.heap_split:
+        # Each heap place's resident pages, split; the three add up to the row above.
+        for part in report.heap_split:
+            if part.parent == layer.key:
                 row(part.label, part.bytes, part.source, 6)
+        if layer.key == "brk" and unknown:
+            row("in use / free / top", None, f"unknown: {unknown}", 6)
     row("shmem", report.shmem_bytes, "status RssShmem", 2)
     row("LazyFree", report.lazyfree_bytes, "smaps_rollup LazyFree (in RSS, reclaimable)")
     row("Swap", report.swap_bytes, "status VmSwap (not in RSS)", of_rss=False)
@@ -171,7 +175,9 @@ def heap_lines(report: LayerReport) -> Text:
         if pin is not None:
             text.append(f"pin: a {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
                         f"{fmt_bytes(pin.distance_below_top)} below the end of the brk heap; "
-                        f"{fmt_bytes(pin.pinned_bytes)} free right below it cannot go back by shrinking brk\n")
+                        f"{fmt_bytes(pin.pinned_bytes)} free right below it"
+                        + (f" ({fmt_bytes(pin.pinned_resident_bytes)} resident)" if pin.pinned_resident_bytes is not None else "")
+                        + " cannot go back by shrinking brk\n")
     else:
         text.append(f"allocator: {heap.allocator_kind}{' ' + heap.glibc_version if heap.glibc_version else ''}: "
                     f"{heap.status}: {heap.reason}\n")
@@ -358,7 +364,9 @@ class LayersTab(TabView):
         self.query_one("#layers-title", Static).update(
             Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command[:48],
                           f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
-        self.query_one(LayerBar).show(bar_values(report))
+        kernel_thread = heap is not None and heap.status == "kernel-thread"
+        self.query_one(LayerBar).show(bar_values(report), "RSS 0 B: a kernel thread has no user address space"
+                                      if kernel_thread and report.rss_bytes == 0 else "RSS unknown")
         self.query_one("#layers-table", Static).update(layer_table(report))
         self.query_one("#layers-heap", Static).update(heap_lines(report))
         self.query_one(FindingsView).show(report)

@@ -51,7 +51,12 @@ def test_explain_a_kernel_thread_says_there_is_no_heap():
     assert doc["allocator"]["valid"] is False
     assert doc["allocator"]["status"] == "kernel-thread"
     assert doc["allocator"]["trim_release_bytes"] is None and doc["allocator"]["pin"] is None
-    assert doc["kernel"]["rss_bytes"] is None  # unknown is null, not 0
+    # No user address space: RSS is 0, as the Processes tab and the snapshot say (not unknown).
+    assert doc["kernel"]["rss_bytes"] == 0 and doc["kernel"]["anon_bytes"] == 0
+    text = memtop("explain", "2")
+    assert text.returncode == 0 and "RSS " in text.stdout
+    rss_line = next(line for line in text.stdout.splitlines() if line.strip().startswith("RSS"))
+    assert rss_line.split()[1:3] == ["0", "B"]
 
 
 def test_explain_bad_input():
@@ -59,4 +64,8 @@ def test_explain_bad_input():
     assert gone.returncode == 1 and "no process with PID 99999999" in gone.stderr
     usage = memtop("explain", "abc")
     assert usage.returncode == 2
+    for bad in ("0", "-5"):  # invalid arguments are usage errors: exit 2 with the usage line
+        out = memtop("explain", bad)
+        assert out.returncode == 2, (bad, out.stderr)
+        assert out.stderr.startswith("usage: memtop explain") and f"invalid PID {bad}" in out.stderr
     assert "Traceback" not in gone.stderr + usage.stderr

@@ -12,7 +12,7 @@ from memtop.model.heap import ArenaReport, HeapReport, Layer, LayerReport, Pin, 
 from memtop.model.process import ProcessIdentity
 from memtop.procfs.process import read_stat
 from memtop.tui.app import MemtopApp
-from memtop.tui.layers import LayersTab
+from memtop.tui.layers import LayerBar, LayersTab
 from tests.heap_targets import HEAP_TARGET
 from tests.support import IS_ROOT, compile_c
 
@@ -74,6 +74,22 @@ async def test_layers_tab_shows_the_walk_of_the_selected_process(children):
 
 
 @pytest.mark.live
+async def test_a_kernel_thread_shows_rss_0_not_unknown():
+    # kthreadd (PID 2): no user address space, so 0 B as in the Processes tab, not "?"
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        tab = app.query_one(LayersTab)
+        app.target = identity_of(2)
+        tab.show_target(app.target)
+        assert await wait_for(pilot, lambda: tab.report is not None)
+        await pilot.pause()
+        title = str(app.query_one("#layers-title", Static).render())
+        assert "RSS 0 B" in title and "RSS ?" not in title
+        assert "kernel thread" in str(app.query_one(LayerBar).render())
+
+
+@pytest.mark.live
 @pytest.mark.skipif(not IS_ROOT, reason="reading another process's heap needs root (or CAP_SYS_PTRACE)")
 async def test_a_large_walk_shows_progress_and_keys_still_work(children, monkeypatch):
     # The pure-Python loop (the fallback when gcc is missing): the compiled one can finish
@@ -128,8 +144,9 @@ def fixed_report() -> LayerReport:
                     Layer("mmapped", "mmapped malloc chunks", 16 << 10, "resident pages (pagemap) of IS_MMAPPED chunks"),
                     Layer("stacks", "thread stacks", 32 << 10, "[stack]"),
                     Layer("other", "other anonymous", (1 << 20) - (48 << 10), "the rest")),
-        heap_split=(Layer("in_use", "in use", 4 << 20, "x"), Layer("free", "free (kept)", 91 << 20, "x"),
-                    Layer("top", "top", 0, "x")),
+        heap_split=(Layer("in_use", "in use", 4 << 20, "x", parent="brk"),
+                    Layer("free", "free (kept)", 91 << 20, "x", parent="brk"),
+                    Layer("top", "top", 0, "x", parent="brk")),
         heap=heap, runtime=heap.runtime,
         findings=(Finding(Severity.WARNING, "glibc holds 93 MiB free against 3 MiB in use.", "`memtop trim 4242`"),
                   Finding(Severity.INFO, "Runtime: cpython 3.11.")),
