@@ -130,6 +130,11 @@ def estimate_stop_s(threads: int | None, release_bytes: int | None) -> float:
     return STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MIB_RELEASED_S * release_mib
 
 
+def refused_prediction(reason: str, threads: int | None = None) -> TrimPrediction:
+    """A prediction that says the trim cannot be done, and why."""
+    return TrimPrediction(None, reason, None, (), threads, estimate_stop_s(threads, None), reason)
+
+
 def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
     """Read-only: allocator, arenas (for the mutex check) and the expected RSS drop."""
     threads = None
@@ -147,7 +152,7 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         refusal = f"cannot read PID {identity.pid}: {_error_text(e)}"
     if refusal is not None:
         # Nothing can be done: skip the walk (it would fail on the same file, or waste seconds).
-        return TrimPrediction(None, refusal, None, (), threads, estimate_stop_s(threads, None), refusal)
+        return refused_prediction(refusal, threads)
     reason = None
     report = analyze(identity.pid, root)
     kind = report.allocator_kind

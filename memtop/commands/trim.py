@@ -50,7 +50,9 @@ def run(args) -> int:
         if not sys.stdin.isatty():
             raise CliError("not a terminal: add --yes to trim without a confirmation")
         try:
-            out.write(f"Trim PID {identity.pid}? [y/N] ")  # never on stdout: --json output stays clean
+            question = (f"Nothing would be released: trim PID {identity.pid} anyway? [y/N] "
+                        if prediction.release_bytes == 0 else f"Trim PID {identity.pid}? [y/N] ")
+            out.write(question)  # never on stdout: --json output stays clean
             out.flush()
             answer = input()
         except EOFError:
@@ -109,6 +111,10 @@ def _uid(root: Path, pid: int) -> int | None:
 def describe_prediction(pid: int, prediction) -> str:
     if prediction.refusal:
         return f"cannot trim: {prediction.refusal}"
+    if prediction.release_bytes == 0:
+        return (f"PID {pid}: nothing would be released: the heap walk finds no resident free page for "
+                f"malloc_trim(0) to give back (e.g. right after a trim); trimming would stop the process for about "
+                f"{prediction.estimated_stop_s * 1000:.0f} ms for nothing")
     if prediction.release_bytes is not None:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
     else:

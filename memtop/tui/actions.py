@@ -94,7 +94,7 @@ class TrimScreen(_ActionScreen):
 
     BINDINGS = [
         Binding("y", "confirm", "Trim", show=False),
-        Binding("n,escape,q", "close", "Close", show=False),
+        Binding("n,escape,q,enter", "close", "Close", show=False),  # Enter: the default answer is no
     ]
 
     class Predicted(Message):
@@ -140,14 +140,22 @@ class TrimScreen(_ActionScreen):
     def predict(self) -> None:
         from memtop.actions import trim
 
-        self.post_message(self.Predicted(trim.predict(self.identity, self.root)))
+        try:
+            prediction = trim.predict(self.identity, self.root)
+        except Exception as e:  # noqa: BLE001 - any failure must end the "walking" state with its reason
+            prediction = trim.refused_prediction(f"the prediction failed: {e or type(e).__name__}")
+        self.post_message(self.Predicted(prediction))
 
     @work(thread=True, exclusive=True, group="actions-trim", exit_on_error=False)
     def run_trim(self) -> None:
         from memtop.actions import trim
 
-        self.post_message(self.Trimmed(trim.trim(self.identity, timeout=self.timeout, root=self.root,
-                                                 prediction=self.prediction)))
+        try:
+            result = trim.trim(self.identity, timeout=self.timeout, root=self.root, prediction=self.prediction)
+        except Exception as e:  # noqa: BLE001 - the view must leave "trimming" (it cannot be closed then)
+            result = trim.TrimResult(identity=self.identity, comm=self.process_name or "?", status="failed",
+                                     message=f"the trim failed: {e or type(e).__name__}", prediction=self.prediction)
+        self.post_message(self.Trimmed(result))
 
     @work(thread=True, exclusive=True, group="actions-follow", exit_on_error=False)
     def run_follow(self) -> None:
@@ -211,7 +219,12 @@ class TrimScreen(_ActionScreen):
             if p.refusal:
                 text.append(f"Cannot trim: {p.refusal}\n", style="bold")
             else:
-                if p.release_bytes is not None:
+                if p.release_bytes == 0:
+                    text.append("Nothing would be released: ", style="bold")
+                    text.append("the heap walk finds no resident free page malloc_trim(0) could give back "
+                                f"({len(p.mutex_addresses)} arena(s)), e.g. right after a trim. Trimming now would "
+                                "stop the process for nothing; the default is to leave it.\n")
+                elif p.release_bytes is not None:
                     text.append("The heap walk predicts RSS will drop by ")
                     text.append(fmt_bytes(p.release_bytes), style="bold")
                     text.append(f" ({len(p.mutex_addresses)} arena(s)).\n")
@@ -258,7 +271,10 @@ class TrimScreen(_ActionScreen):
             text.append(s.finding + "\n", style="bold" if s.came_back else "")
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
-        hint = {"predicting": "Esc cancel", "confirm": "y trim   n / Esc cancel", "refused": "Esc close",
+        confirm = "y trim   n / Esc cancel"
+        if p is not None and p.release_bytes == 0:
+            confirm = "Enter / n / Esc leave it   y trim anyway"
+        hint = {"predicting": "Esc cancel", "confirm": confirm, "refused": "Esc close",
                 "trimming": "please wait", "done": "Esc close"}[self.phase]
         self._hint(hint)
 

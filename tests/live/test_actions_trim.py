@@ -353,3 +353,15 @@ def test_unreadable_proc_files_become_refusals_in_predict(children, gcc, tmp_pat
     result = trim.trim(identity, timeout=2, root=root, log=False)
     assert result.status == "refused"
     assert_alive_and_running(child)
+
+
+def test_cli_says_plainly_when_nothing_would_be_released(children, gcc):
+    # GIVEN a target trimmed a moment ago
+    child = children.start([target_binary(), "16"])
+    assert trim.trim(identity_of(child.pid), timeout=5, log=False).ok
+    # WHEN memtop trim runs on it again THEN the prediction says nothing would be released
+    done = memtop_cli("trim", str(child.pid), "--yes", "--follow", "0")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert "nothing would be released" in first and "predicts RSS will drop" not in first
+    assert_alive_and_running(child)
