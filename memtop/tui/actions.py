@@ -339,7 +339,7 @@ class EvictScreen(_ActionScreen):
             self.dismiss(None)
 
     def _draw(self) -> None:
-        from memtop.commands.evict import describe
+        from memtop.commands.evict import describe, summarize
 
         text = Text()
         if self.results is None:
@@ -351,9 +351,8 @@ class EvictScreen(_ActionScreen):
                 text.append(f"  … and {len(self.paths) - 12} more\n")
         else:
             for r in self.results:
-                text.append(describe(r) + "\n", style="" if r.ok else "bold")
-            dropped = sum(r.dropped_bytes or 0 for r in self.results if r.ok)
-            text.append(f"\n{fmt_bytes(dropped)} dropped from the page cache\n", style="bold")
+                text.append(describe(r) + "\n", style="" if r.outcome in ("complete", "unknown") else "bold")
+            text.append(f"\n{summarize(self.results)}\n", style="bold")
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
         self._hint(
@@ -478,7 +477,9 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
     elif action == "evict":
         paths = target.get("paths") or []
         what = f"{paths[0] if paths else '?'}" + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
-        outcome = f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed, dropped {fmt_bytes(result.get('dropped_bytes'))}"
+        partial = f", {result['partial']} partly" if result.get("partial") else ""
+        outcome = (f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed{partial}, "
+                   f"dropped {fmt_bytes(result.get('dropped_bytes'))}")
     elif action == "drop-caches":
         what = f"level {target.get('level', '?')}"
         outcome = "ok" if result.get("ok") else f"not done: {result.get('error')}"
