@@ -493,7 +493,8 @@ class ActionsLogScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,A", "dismiss", "Close", show=False)]
 
     def __init__(self):
-        super().__init__(classes="action-screen")
+        # actions-log: the whole width (app.tcss), paths and results are long
+        super().__init__(classes="action-screen actions-log")
 
     def compose(self) -> ComposeResult:
         from memtop.actions import audit
@@ -501,13 +502,17 @@ class ActionsLogScreen(ModalScreen[None]):
         records, problems = audit.read_log()
         self.rows = [describe_record(record) for record in reversed(records)]
         table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-        for column in ("time (UTC)", "user", "action", "target", "result"):
-            table.add_column(column, overflow="fold")
+        for column in ("time (UTC)", "user", "action"):
+            table.add_column(column, no_wrap=True)
+        # The rest of the width goes to the target (paths) and the result, 3:2; long paths fold.
+        table.add_column("target", overflow="fold", ratio=3)
+        table.add_column("result", overflow="fold", ratio=2)
         for row in self.rows:
             table.add_row(*row)
+        self.table = table
         with VerticalScroll(id="action-body"):
             yield Static(Text(f"{audit.log_path()} — newest first; one JSON line per action", style="dim"))
-            yield Static(table if records else Text("No action has been logged yet."))
+            yield Static(table if records else Text("No action has been logged yet."), id="actions-log-table")
             if problems:
                 yield Static(Text("; ".join(problems), style="dim"))
 

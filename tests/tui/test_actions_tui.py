@@ -237,3 +237,29 @@ async def test_nothing_to_release_says_so_and_enter_leaves_it(children, gcc, sta
         assert not isinstance(app.screen, TrimScreen)
     assert audit.read_log() == ([], [])  # nothing was done
     assert child.ask("ping") == "pong"
+
+
+async def test_actions_log_view_uses_the_terminal_width(state_home):
+    # GIVEN an evict record with a long path
+    long_path = "/tmp/pytest-of-root/pytest-1234/test_evict0/f"  # 45 characters
+    audit.append(audit.make_record("evict", {"paths": [long_path]}, prediction=None,
+                                   result={"files": 1, "failed": 0, "dropped_bytes": 2**20}, duration_s=0.01,
+                                   when=1_790_000_000))
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        # WHEN the log view opens on a 120-column terminal
+        await pilot.press("A")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ActionsLogScreen)
+        # THEN the box takes (nearly) the whole width and the path is on one line
+        assert screen.query_one("#action-body").size.width >= 110
+        import io
+
+        from rich.console import Console
+
+        static = screen.query_one("#actions-log-table")
+        console = Console(width=static.content_size.width, record=True, file=io.StringIO())
+        console.print(screen.table)  # laid out at the width the view gives it
+        assert long_path in console.export_text()  # not folded into 17-character pieces
