@@ -5,6 +5,14 @@ import pytest
 from tests.support import Child
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory, monkeypatch):
+    """Every test (and every child it starts, which inherits the environment) writes the audit log
+    (memtop.actions.audit: $XDG_STATE_HOME/memtop/actions.log) to a temporary directory, never to
+    the user's real ~/.local/state. Tests that look at the log set their own XDG_STATE_HOME."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def children():
     """Start children with ``children.start(argv, ...)``; all are killed at teardown, even on failure."""

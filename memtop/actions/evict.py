@@ -53,6 +53,24 @@ class EvictResult:
         return self.after.dirty_bytes + (self.after.writeback_bytes or 0)
 
     @property
+    def kept_other_bytes(self) -> int | None:
+        """Pages still cached after the advice that were not dirty: mapped by a process (DONTNEED
+        leaves mapped pages), locked, or read again by someone between the advice and the check."""
+        if self.after is None or self.after.cached_bytes is None:
+            return None
+        return max(0, self.after.cached_bytes - (self.kept_dirty_bytes or 0))
+
+    @property
+    def outcome(self) -> str:
+        """"failed" (nothing done), "complete" (no page left cached), "partial" (pages stayed),
+        or "unknown" (advised, but the kernel cannot say what is left)."""
+        if not self.ok:
+            return "failed"
+        if self.after is None or self.after.cached_bytes is None:
+            return "unknown"
+        return "complete" if self.after.cached_bytes == 0 else "partial"
+
+    @property
     def unknown_reason(self) -> str | None:
         for s in (self.before, self.after):
             if s is not None and s.cached_bytes is None:
@@ -69,6 +87,8 @@ class EvictResult:
             "cached_after_bytes": self.after.cached_bytes if self.after else None,
             "dropped_bytes": self.dropped_bytes,
             "dirty_kept_bytes": self.kept_dirty_bytes,
+            "other_kept_bytes": self.kept_other_bytes,
+            "outcome": self.outcome,
             "unknown_reason": self.unknown_reason,
         }
 
@@ -179,7 +199,8 @@ def evict_paths(paths, recursive: bool = False, sync: bool = False, *, log: bool
         audit.log_action(
             "evict", {"paths": [os.fspath(p) for p in paths], "recursive": recursive, "sync": sync},
             prediction=None,
-            result={"files": len(results), "failed": sum(not r.ok for r in results), "dropped_bytes": dropped,
+            result={"files": len(results), "failed": sum(not r.ok for r in results),
+                    "partial": sum(r.outcome == "partial" for r in results), "dropped_bytes": dropped,
                     "per_file": [r.as_json() for r in results[:200]]},
             duration_s=time.monotonic() - started)
     return results

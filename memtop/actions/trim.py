@@ -130,6 +130,11 @@ def estimate_stop_s(threads: int | None, release_bytes: int | None) -> float:
     return STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MIB_RELEASED_S * release_mib
 
 
+def refused_prediction(reason: str, threads: int | None = None) -> TrimPrediction:
+    """A prediction that says the trim cannot be done, and why."""
+    return TrimPrediction(None, reason, None, (), threads, estimate_stop_s(threads, None), reason)
+
+
 def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
     """Read-only: allocator, arenas (for the mutex check) and the expected RSS drop."""
     threads = None
@@ -141,8 +146,14 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
     try:
         gdb.check_traceable(identity, root)  # itself, stopped, traced, kernel thread, permission
         gdb.find_libc(identity.pid, root)  # static, musl, jemalloc...
-    except (gdb.Refused, gdb.TargetGone, gdb.GdbUnavailable) as e:
+    except gdb.GdbError as e:
         refusal = str(e)
+    except (ProcfsError, OSError) as e:  # whatever the kernel refuses becomes a refusal, never a traceback
+        refusal = f"cannot read PID {identity.pid}: {_error_text(e)}"
+    if refusal is not None:
+        # Nothing can be done: skip the walk (it would fail on the same file, or waste seconds).
+        return refused_prediction(refusal, threads)
+    reason = None
     report = analyze(identity.pid, root)
     kind = report.allocator_kind
     # Arenas never move or go away once created, so a previous valid walk still names them.
@@ -153,14 +164,23 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         # and the lock check must not be skipped for want of it.
         try:
             arenas = tuple(gdb.arena_mutexes(identity.pid, root))
-        except (gdb.Refused, gdb.TargetGone) as e:
-            reason = f"{reason}; {e}" if reason else str(e)
+        except gdb.GdbError as e:
+            refusal = str(e)  # without the arenas the lock check cannot be made: do not trim
     release = report.trim_release_bytes if report.valid else None
-    reason = None if report.valid else (report.reason or "the heap walk was not consistent")
+    if not report.valid:
+        walk = report.reason or "the heap walk was not consistent"
+        reason = f"{walk}; {reason}" if reason else walk
     if refusal is None and kind not in (None, "glibc"):
         refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
     ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
     return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges)
+
+
+def _error_text(e: BaseException) -> str:
+    """One line for an OSError or a ProcfsError (AccessDenied carries the kernel's reason)."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e) or type(e).__name__
 
 
 def _comm(pid: int, root: Path) -> str:
@@ -250,6 +270,14 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         if session is not None and session.exited or not _same(identity, root):
             return "gone", f"PID {pid} exited during the trim ({e})"
         return "failed", str(e)
+    except (ProcfsError, OSError) as e:
+        # A /proc file the kernel refused (or a vanished one) inside the recipe. open_session
+        # detaches before it lets anything through, and the call path finishes the session.
+        if not _same(identity, root):
+            return "gone", f"PID {pid} exited during the trim ({_error_text(e)})"
+        if session is None:
+            return "refused", f"nothing was done: cannot read PID {pid}: {_error_text(e)}"
+        return "failed", f"cannot read PID {pid} after the call: {_error_text(e)}"
     finally:
         if session is not None:
             fields["stopped_s"] = session.stopped_s
@@ -282,6 +310,8 @@ def _same(identity: ProcessIdentity, root: Path) -> bool:
         return True
     except gdb.TargetGone:
         return False
+    except gdb.GdbError:
+        return True  # could not tell (e.g. refused): do not claim it is gone
 
 
 # --- after the trim -----------------------------------------------------------------------

@@ -11,9 +11,19 @@ from memtop.format import fmt_bytes
 
 NAME = "evict"
 HELP = "posix_fadvise(DONTNEED) on files: report cached bytes before and after, and dirty pages kept"
+EPILOG = """\
+Clean, unmapped pages are dropped at once; dirty pages stay until written back (--sync writes
+them first); pages mapped by a process, locked, or read again meanwhile stay cached too.
+Exit status: 0 when every file was evicted completely (nothing of it left in the page cache, or
+the kernel cannot tell: no cachestat); 1 when any file could not be evicted, or kept pages
+cached (partly evicted: each such file's line says how much stayed, and why); 2 usage error."""
 
 
 def add_arguments(parser) -> None:
+    import argparse
+
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the epilog's lines
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files (or directories with -r)")
     parser.add_argument("-r", "--recursive", action="store_true", help="evict every regular file under a directory")
     parser.add_argument("--sync", action="store_true", help="write dirty pages first (fdatasync) so they can be dropped")
@@ -33,10 +43,23 @@ def run(args) -> int:
     else:
         for r in results:
             print(describe(r))
-        ok = [r for r in results if r.ok]
-        dropped = sum(r.dropped_bytes or 0 for r in ok)
-        print(f"{len(ok)} of {len(results)} file(s) evicted, {fmt_bytes(dropped)} dropped from the page cache")
-    return 0 if results and all(r.ok for r in results) else 1
+        print(summarize(results))
+    # See EPILOG: a partly evicted file is not a success, the user asked for its pages to go.
+    return 0 if results and all(r.outcome in ("complete", "unknown") for r in results) else 1
+
+
+def summarize(results) -> str:
+    """One line: how many files were evicted completely, partly, not at all, and the bytes dropped."""
+    count = {k: sum(r.outcome == k for r in results) for k in ("complete", "partial", "failed", "unknown")}
+    parts = [f"{count['complete']} of {len(results)} file(s) evicted completely"]
+    if count["partial"]:
+        parts.append(f"{count['partial']} partly (pages stayed cached, see above)")
+    if count["unknown"]:
+        parts.append(f"{count['unknown']} advised, outcome unknown")
+    if count["failed"]:
+        parts.append(f"{count['failed']} not evicted")
+    dropped = sum(r.dropped_bytes or 0 for r in results if r.ok)
+    return "; ".join(parts) + f"; {fmt_bytes(dropped)} dropped from the page cache"
 
 
 def describe(r) -> str:
@@ -44,9 +67,14 @@ def describe(r) -> str:
         return f"{r.path}: not evicted: {r.error}"
     if r.dropped_bytes is None:
         return f"{r.path}: evicted; cached before/after unknown ({r.unknown_reason})"
-    text = (f"{r.path}: cached {fmt_bytes(r.before.cached_bytes)} -> {fmt_bytes(r.after.cached_bytes)} "
-            f"(dropped {fmt_bytes(r.dropped_bytes)})")
+    text = (f"{r.path}: cached {fmt_bytes(r.before.cached_bytes)} -> {fmt_bytes(r.after.cached_bytes)}: "
+            f"dropped {fmt_bytes(r.dropped_bytes)} clean")
     kept = r.kept_dirty_bytes
     if kept:
-        text += f"; {fmt_bytes(kept)} dirty or under writeback could not be dropped (try --sync)"
+        text += f"; kept {fmt_bytes(kept)} dirty or under writeback, which could not be dropped (try --sync)"
+    other = r.kept_other_bytes
+    if other:
+        text += f"; {fmt_bytes(other)} stayed cached for other reasons (mapped by a process, locked, or read again)"
+    if r.outcome == "partial":
+        text += " [partly evicted]"
     return text

@@ -16,12 +16,43 @@ HELP = "run malloc_trim(0) in a process through gdb, safely; report predicted vs
 EXIT_REFUSED = 1
 
 
+def _seconds(*, positive: bool):
+    """An argparse type: a finite number of seconds, > 0 or >= 0; anything else is a usage error
+    (argparse prints the usage and exits 2)."""
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if positive else 'at least'} 0 seconds: {text!r}")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+def _pid(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r} (PIDs are positive)")
+    return value
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("pid", type=int, metavar="PID", help="the process to trim")
+    parser.add_argument("pid", type=_pid, metavar="PID", help="the process to trim")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=_seconds(positive=True), default=5.0, metavar="S",
                         help="give up on a held arena lock, and interrupt the call, after S seconds (default 5)")
-    parser.add_argument("--follow", type=float, default=None, metavar="S",
+    parser.add_argument("--follow", type=_seconds(positive=False), default=None, metavar="S",
                         help="then follow RSS and minor faults for S seconds (default 60 in text mode, 0 with --json)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -29,8 +60,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from memtop.actions import trim as trim_action
 
-    if args.timeout <= 0:
-        raise CliError("--timeout must be positive")
     root = Path(args.proc)
     reason = unavailable_reason("trim", read_only=getattr(args, "read_only", False), target_uid=_uid(root, args.pid))
     if reason:
@@ -39,8 +68,6 @@ def run(args) -> int:
     if identity is None:
         raise CliError(f"no process with PID {args.pid}")
     follow_s = args.follow if args.follow is not None else (0.0 if args.json else 60.0)
-    if follow_s < 0:
-        raise CliError("--follow must be 0 or more")
 
     prediction = trim_action.predict(identity, root)
     out = sys.stderr if args.json else sys.stdout
@@ -50,7 +77,9 @@ def run(args) -> int:
         if not sys.stdin.isatty():
             raise CliError("not a terminal: add --yes to trim without a confirmation")
         try:
-            out.write(f"Trim PID {identity.pid}? [y/N] ")  # never on stdout: --json output stays clean
+            question = (f"Nothing would be released: trim PID {identity.pid} anyway? [y/N] "
+                        if prediction.release_bytes == 0 else f"Trim PID {identity.pid}? [y/N] ")
+            out.write(question)  # never on stdout: --json output stays clean
             out.flush()
             answer = input()
         except EOFError:
@@ -109,6 +138,10 @@ def _uid(root: Path, pid: int) -> int | None:
 def describe_prediction(pid: int, prediction) -> str:
     if prediction.refusal:
         return f"cannot trim: {prediction.refusal}"
+    if prediction.release_bytes == 0:
+        return (f"PID {pid}: nothing would be released: the heap walk finds no resident free page for "
+                f"malloc_trim(0) to give back (e.g. right after a trim); trimming would stop the process for about "
+                f"{prediction.estimated_stop_s * 1000:.0f} ms for nothing")
     if prediction.release_bytes is not None:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
     else:

@@ -174,6 +174,8 @@ def check_identity(identity: ProcessIdentity, root: Path = PROC) -> None:
         stat = read_stat(identity.pid, root)
     except NoSuchProcess:
         raise TargetGone(f"PID {identity.pid} has exited") from None
+    except ProcfsError as e:  # AccessDenied, ParseError: refuse with the kernel's reason, never a traceback
+        raise Refused(f"cannot check the identity of PID {identity.pid}: {e}") from None
     if stat.start_ticks != identity.start_ticks:
         raise TargetGone(f"PID {identity.pid} is now another process (start time changed): it was reused")
     if stat.is_zombie:
@@ -188,6 +190,8 @@ def check_traceable(identity: ProcessIdentity, root: Path = PROC) -> None:
         status = read_text(f"{root}/{pid}/status")
     except NoSuchProcess:
         raise TargetGone(f"PID {pid} has exited") from None
+    except ProcfsError as e:
+        raise Refused(f"cannot read the state of PID {pid}: {e}") from None
     if stat.is_kernel_thread:
         raise Refused(f"PID {pid} is a kernel thread: it has no heap")
     if pid == os.getpid():
@@ -232,6 +236,9 @@ def find_libc(pid: int, root: Path = PROC) -> LibcMapping:
         maps = read_maps(pid, root)
     except NoSuchProcess:
         raise TargetGone(f"PID {pid} has exited") from None
+    except ProcfsError as e:
+        # e.g. AccessDenied: /proc/1/maps refused even to root (ptrace access mode check, LSM).
+        raise Refused(f"cannot read the memory map of PID {pid}: {e}") from None
     allocator = detect_allocator(maps, read_exe_header(pid, root))
     if allocator.kind == "static":
         raise Refused(f"PID {pid} is statically linked (no program interpreter, no libc.so.6 mapped): there is no "

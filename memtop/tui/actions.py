@@ -94,7 +94,7 @@ class TrimScreen(_ActionScreen):
 
     BINDINGS = [
         Binding("y", "confirm", "Trim", show=False),
-        Binding("n,escape,q", "close", "Close", show=False),
+        Binding("n,escape,q,enter", "close", "Close", show=False),  # Enter: the default answer is no
     ]
 
     class Predicted(Message):
@@ -140,14 +140,22 @@ class TrimScreen(_ActionScreen):
     def predict(self) -> None:
         from memtop.actions import trim
 
-        self.post_message(self.Predicted(trim.predict(self.identity, self.root)))
+        try:
+            prediction = trim.predict(self.identity, self.root)
+        except Exception as e:  # noqa: BLE001 - any failure must end the "walking" state with its reason
+            prediction = trim.refused_prediction(f"the prediction failed: {e or type(e).__name__}")
+        self.post_message(self.Predicted(prediction))
 
     @work(thread=True, exclusive=True, group="actions-trim", exit_on_error=False)
     def run_trim(self) -> None:
         from memtop.actions import trim
 
-        self.post_message(self.Trimmed(trim.trim(self.identity, timeout=self.timeout, root=self.root,
-                                                 prediction=self.prediction)))
+        try:
+            result = trim.trim(self.identity, timeout=self.timeout, root=self.root, prediction=self.prediction)
+        except Exception as e:  # noqa: BLE001 - the view must leave "trimming" (it cannot be closed then)
+            result = trim.TrimResult(identity=self.identity, comm=self.process_name or "?", status="failed",
+                                     message=f"the trim failed: {e or type(e).__name__}", prediction=self.prediction)
+        self.post_message(self.Trimmed(result))
 
     @work(thread=True, exclusive=True, group="actions-follow", exit_on_error=False)
     def run_follow(self) -> None:
@@ -211,7 +219,12 @@ class TrimScreen(_ActionScreen):
             if p.refusal:
                 text.append(f"Cannot trim: {p.refusal}\n", style="bold")
             else:
-                if p.release_bytes is not None:
+                if p.release_bytes == 0:
+                    text.append("Nothing would be released: ", style="bold")
+                    text.append("the heap walk finds no resident free page malloc_trim(0) could give back "
+                                f"({len(p.mutex_addresses)} arena(s)), e.g. right after a trim. Trimming now would "
+                                "stop the process for nothing; the default is to leave it.\n")
+                elif p.release_bytes is not None:
                     text.append("The heap walk predicts RSS will drop by ")
                     text.append(fmt_bytes(p.release_bytes), style="bold")
                     text.append(f" ({len(p.mutex_addresses)} arena(s)).\n")
@@ -258,7 +271,10 @@ class TrimScreen(_ActionScreen):
             text.append(s.finding + "\n", style="bold" if s.came_back else "")
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
-        hint = {"predicting": "Esc cancel", "confirm": "y trim   n / Esc cancel", "refused": "Esc close",
+        confirm = "y trim   n / Esc cancel"
+        if p is not None and p.release_bytes == 0:
+            confirm = "Enter / n / Esc leave it   y trim anyway"
+        hint = {"predicting": "Esc cancel", "confirm": confirm, "refused": "Esc close",
                 "trimming": "please wait", "done": "Esc close"}[self.phase]
         self._hint(hint)
 
@@ -323,7 +339,7 @@ class EvictScreen(_ActionScreen):
             self.dismiss(None)
 
     def _draw(self) -> None:
-        from memtop.commands.evict import describe
+        from memtop.commands.evict import describe, summarize
 
         text = Text()
         if self.results is None:
@@ -335,9 +351,8 @@ class EvictScreen(_ActionScreen):
                 text.append(f"  … and {len(self.paths) - 12} more\n")
         else:
             for r in self.results:
-                text.append(describe(r) + "\n", style="" if r.ok else "bold")
-            dropped = sum(r.dropped_bytes or 0 for r in self.results if r.ok)
-            text.append(f"\n{fmt_bytes(dropped)} dropped from the page cache\n", style="bold")
+                text.append(describe(r) + "\n", style="" if r.outcome in ("complete", "unknown") else "bold")
+            text.append(f"\n{summarize(self.results)}\n", style="bold")
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
         self._hint(
@@ -462,7 +477,9 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
     elif action == "evict":
         paths = target.get("paths") or []
         what = f"{paths[0] if paths else '?'}" + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
-        outcome = f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed, dropped {fmt_bytes(result.get('dropped_bytes'))}"
+        partial = f", {result['partial']} partly" if result.get("partial") else ""
+        outcome = (f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed{partial}, "
+                   f"dropped {fmt_bytes(result.get('dropped_bytes'))}")
     elif action == "drop-caches":
         what = f"level {target.get('level', '?')}"
         outcome = "ok" if result.get("ok") else f"not done: {result.get('error')}"
@@ -476,7 +493,8 @@ class ActionsLogScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,A", "dismiss", "Close", show=False)]
 
     def __init__(self):
-        super().__init__(classes="action-screen")
+        # actions-log: the whole width (app.tcss), paths and results are long
+        super().__init__(classes="action-screen actions-log")
 
     def compose(self) -> ComposeResult:
         from memtop.actions import audit
@@ -484,13 +502,17 @@ class ActionsLogScreen(ModalScreen[None]):
         records, problems = audit.read_log()
         self.rows = [describe_record(record) for record in reversed(records)]
         table = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
-        for column in ("time (UTC)", "user", "action", "target", "result"):
-            table.add_column(column, overflow="fold")
+        for column in ("time (UTC)", "user", "action"):
+            table.add_column(column, no_wrap=True)
+        # The rest of the width goes to the target (paths) and the result, 3:2; long paths fold.
+        table.add_column("target", overflow="fold", ratio=3)
+        table.add_column("result", overflow="fold", ratio=2)
         for row in self.rows:
             table.add_row(*row)
+        self.table = table
         with VerticalScroll(id="action-body"):
             yield Static(Text(f"{audit.log_path()} — newest first; one JSON line per action", style="dim"))
-            yield Static(table if records else Text("No action has been logged yet."))
+            yield Static(table if records else Text("No action has been logged yet."), id="actions-log-table")
             if problems:
                 yield Static(Text("; ".join(problems), style="dim"))
 

@@ -84,6 +84,28 @@ def test_dirty_pages_kept_are_reported(tmp_path):
         assert "could not be dropped" in describe(result)
 
 
+def test_pages_that_stay_cached_are_reported_and_make_the_exit_status_1(tmp_path, children):
+    # GIVEN a clean cached file of which a process maps (and has touched) the first 2 MiB
+    path = cached_file(tmp_path / "mapped", 8 * MIB)
+    child = children.start([sys.executable, "-c", (
+        "import mmap, sys\n"
+        f"f = open({str(path)!r}, 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "sum(m[i] for i in range(0, 2 * 2**20, 4096))\n"
+        "print('READY', flush=True); sys.stdin.readline()\n")])
+    # WHEN it is evicted
+    done = memtop_cli("evict", str(path))
+    # THEN the line says what was dropped and what stayed and why, and the exit status is 1
+    assert done.returncode == 1, done.stdout + done.stderr
+    line, summary = done.stdout.splitlines()
+    assert "dropped 6.00 MiB clean" in line
+    assert "2.00 MiB stayed cached for other reasons (mapped by a process" in line and "[partly evicted]" in line
+    assert summary.startswith("0 of 1 file(s) evicted completely; 1 partly")
+    assert file_cache_stat(path).cached_bytes == 2 * MIB  # an independent read agrees
+    # and the JSON says the same
+    (result,) = json.loads(memtop_cli("evict", str(path), "--json").stdout)["results"]
+    assert result["outcome"] == "partial" and result["other_kept_bytes"] == 2 * MIB
+
+
 def test_odd_paths_each_get_a_clear_result_and_nothing_blocks(tmp_path):
     regular = cached_file(tmp_path / "regular", MIB)
     directory = tmp_path / "dir"
@@ -111,7 +133,7 @@ def test_odd_paths_each_get_a_clear_result_and_nothing_blocks(tmp_path):
     assert "a socket" in by_path[str(sock_path)]
     assert "a character device" in by_path["/dev/null"]
     assert "no such file" in by_path[str(tmp_path / "missing")]
-    assert lines[-1].startswith("1 of 7 file(s) evicted")
+    assert lines[-1].startswith("1 of 7 file(s) evicted completely; 6 not evicted;")
 
 
 def test_recursive_evicts_regular_files_only(tmp_path):

@@ -307,3 +307,61 @@ def test_follow_up_says_when_the_memory_came_straight_back(children, gcc):
 def test_memtop_refuses_to_trim_itself():
     result = trim.trim(identity_of(os.getpid()), timeout=2, log=False)
     assert result.status == "refused" and "this memtop" in result.message
+
+
+def _proc_copy(pid: int, root: Path, unreadable: str | None = None) -> Path:
+    """A proc tree for ``pid`` made of this machine's real stat/status/maps text; ``unreadable``
+    is chmod 000 (memtop then runs without CAP_DAC_OVERRIDE, as a root the kernel refuses)."""
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    for name in ("stat", "status", "maps"):
+        (d / name).write_bytes(Path(f"/proc/{pid}/{name}").read_bytes())
+    if unreadable:
+        (d / unreadable).chmod(0)
+    return root
+
+
+def test_maps_refused_even_to_root_is_a_one_line_refusal(children, gcc, tmp_path, state_home):
+    # GIVEN a process whose maps the kernel refuses to root (as /proc/1/maps in a container):
+    # a copy of a real target's proc files, maps unreadable, memtop without DAC override
+    child = children.start([target_binary(), "4"])
+    root = _proc_copy(child.pid, tmp_path / "proc", unreadable="maps")
+    argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search",
+            sys.executable, "-m", "memtop", "--proc", str(root), "trim", str(child.pid)]
+    # WHEN trim runs, asked for confirmation (with n) or not
+    for extra in ([], ["--yes"]):
+        done = subprocess.run(argv + extra, cwd=REPO, capture_output=True, text=True, timeout=60, input="n\n",
+                              env=dict(os.environ))
+        # THEN one line says why, exit 1, no traceback
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        out = (done.stdout + done.stderr).strip()
+        assert len(out.splitlines()) == 1 and "maps" in out and "refused" in out, out
+    assert_alive_and_running(child)
+
+
+def test_unreadable_proc_files_become_refusals_in_predict(children, gcc, tmp_path):
+    # GIVEN proc files that fail with an error read_bytes does not translate (EISDIR)
+    child = children.start([target_binary(), "4"])
+    root = _proc_copy(child.pid, tmp_path / "proc")
+    (root / str(child.pid) / "maps").unlink()
+    (root / str(child.pid) / "maps").mkdir()
+    identity = identity_of(child.pid, root)
+    # WHEN memtop predicts and trims THEN it refuses with the reason, never raises
+    prediction = trim.predict(identity, root)
+    assert prediction.refusal and "maps" in prediction.refusal
+    result = trim.trim(identity, timeout=2, root=root, log=False)
+    assert result.status == "refused"
+    assert_alive_and_running(child)
+
+
+def test_cli_says_plainly_when_nothing_would_be_released(children, gcc):
+    # GIVEN a target trimmed a moment ago
+    child = children.start([target_binary(), "16"])
+    assert trim.trim(identity_of(child.pid), timeout=5, log=False).ok
+    # WHEN memtop trim runs on it again THEN the prediction says nothing would be released
+    done = memtop_cli("trim", str(child.pid), "--yes", "--follow", "0")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert "nothing would be released" in first and "predicts RSS will drop" not in first
+    assert_alive_and_running(child)

@@ -4,6 +4,7 @@ confirmations of t, e, D and the Actions log view."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,91 @@ async def test_evict_confirmation_then_result(tmp_path, state_home):
         assert not isinstance(app.screen, EvictScreen)
     records, _ = audit.read_log()
     assert [r["action"] for r in records] == ["evict"]
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not IS_ROOT, reason="reads another process's proc files")
+async def test_trim_dialog_shows_why_the_maps_cannot_be_read(children, gcc, tmp_path):
+    # GIVEN a process whose maps cannot be read (a copy of a real target's proc files where
+    # maps is a directory, so reading it fails as /proc/1/maps does for PID 1 in a container)
+    from pathlib import Path
+
+    from memtop.actions import identity_of
+
+    child = children.start([target_binary(), "4"])
+    root = tmp_path / "proc"
+    (root / str(child.pid)).mkdir(parents=True)
+    for name in ("stat", "status"):
+        (root / str(child.pid) / name).write_bytes(Path(f"/proc/{child.pid}/{name}").read_bytes())
+    (root / str(child.pid) / "maps").mkdir()
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        # WHEN the trim dialog opens on it
+        screen = TrimScreen(identity_of(child.pid, root), "target", root=root)
+        app.push_screen(screen)
+        # THEN the walking state ends with the refusal and its reason, and Esc closes it
+        await wait_for(pilot, lambda: screen.phase != "predicting")
+        assert screen.phase == "refused"
+        text = str(screen.query_one("#action-text").render())
+        assert "Walking the heap" not in text
+        assert "Cannot trim" in text and "maps" in text
+        assert screen.query_one("#action-body").border_subtitle == "Esc close"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, TrimScreen)
+    assert child.ask("ping") == "pong"
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not IS_ROOT, reason="trimming another process needs root")
+async def test_nothing_to_release_says_so_and_enter_leaves_it(children, gcc, state_home):
+    # GIVEN a target trimmed a moment ago: nothing resident is left to release
+    from memtop.actions import identity_of, trim
+
+    child = children.start([target_binary(), "16"])
+    identity = identity_of(child.pid)
+    assert trim.trim(identity, timeout=5, log=False).ok
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        # WHEN the trim dialog opens again
+        screen = TrimScreen(identity, "target", root=Path("/proc"))
+        app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.phase != "predicting")
+        # THEN it says plainly that nothing would be released, and Enter (the default) leaves it
+        assert screen.phase == "confirm" and screen.prediction.release_bytes == 0
+        text = str(screen.query_one("#action-text").render())
+        assert "Nothing would be released" in text and "predicts RSS will drop" not in text
+        assert screen.query_one("#action-body").border_subtitle.startswith("Enter / n / Esc leave it")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, TrimScreen)
+    assert audit.read_log() == ([], [])  # nothing was done
+    assert child.ask("ping") == "pong"
+
+
+async def test_actions_log_view_uses_the_terminal_width(state_home):
+    # GIVEN an evict record with a long path
+    long_path = "/tmp/pytest-of-root/pytest-1234/test_evict0/f"  # 45 characters
+    audit.append(audit.make_record("evict", {"paths": [long_path]}, prediction=None,
+                                   result={"files": 1, "failed": 0, "dropped_bytes": 2**20}, duration_s=0.01,
+                                   when=1_790_000_000))
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        # WHEN the log view opens on a 120-column terminal
+        await pilot.press("A")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ActionsLogScreen)
+        # THEN the box takes (nearly) the whole width and the path is on one line
+        assert screen.query_one("#action-body").size.width >= 110
+        import io
+
+        from rich.console import Console
+
+        static = screen.query_one("#actions-log-table")
+        console = Console(width=static.content_size.width, record=True, file=io.StringIO())
+        console.print(screen.table)  # laid out at the width the view gives it
+        assert long_path in console.export_text()  # not folded into 17-character pieces

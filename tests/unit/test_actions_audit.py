@@ -97,3 +97,11 @@ def test_gdb_missing_is_explained(monkeypatch):
     assert shutil.which("gdb") is None
     with pytest.raises(gdb.GdbUnavailable, match="gdb is not installed"):
         gdb.gdb_path()
+
+
+def test_tests_never_write_the_real_audit_log():
+    """tests/conftest.py points XDG_STATE_HOME at a temporary directory for every test, so an
+    action run by any test (evict, trim, the TUI, the Page cache tab) logs there."""
+    real = Path(os.path.expanduser("~")) / ".local" / "state" / "memtop" / "actions.log"
+    assert audit.log_path() != real
+    assert os.environ["XDG_STATE_HOME"].startswith(str(Path(os.environ.get("TMPDIR", "/tmp")).resolve()))
