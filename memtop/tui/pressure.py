@@ -134,7 +134,7 @@ class PressureBanner(Static):
         self._timer = None
 
     def show_alert(self, line: str) -> None:
-        self.update(Text(f" ⚠ {line}  (7: Pressure tab)"))  # Text: a command line may hold [markup]
+        self.update(Text(f" ⚠ {line} · 7: details"))  # Text: a command line may hold [markup]
         self.add_class("-alert")
         if self._timer is not None:
             self._timer.stop()
@@ -247,7 +247,7 @@ class PressureTab(TabView):
         ("some / full avg10 avg60 avg300", "/proc/pressure/{memory,io,cpu} (Documentation/accounting/psi.rst)"),
         ("ms/s, charts", "Δ total (µs) of /proc/pressure/* between two reads / 1000 / seconds between them"),
         ("trigger", "'some|full THRESHOLD_US WINDOW_US' written to /proc/pressure/memory; poll() for POLLPRI"),
-        ("stall log growers", "VmRSS change per minute of each process (memtop's history of /proc/PID/status)"),
+        ("stall log growers", "VmRSS growth of each process over the last minute seen (memtop's history of /proc/PID/status)"),
         ("cgroup of the process", "/proc/PID/cgroup (v2 line 0::, else the v1 line naming 'memory')"),
         ("current / max / high / low / min", "v2 memory.current .max .high .low .min; v1 memory.usage_in_bytes, .limit_in_bytes"),
         ("swap", "v2 memory.swap.current/.max; v1 memsw.usage_in_bytes - usage_in_bytes"),
@@ -583,8 +583,15 @@ class PressureTab(TabView):
 
 
 def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -> str:
-    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner."""
+    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner,
+    which must fit 80 columns with its figure and unit whole (the name gives way first)."""
     when = time.strftime("%H:%M:%S ", time.localtime(event.wall_time)) if with_time else ""
+    if short:
+        psi = f" some {event.memory.some.avg10:.1f}%" if event.memory is not None else ""
+        if not event.growers:
+            return f"{when}memory stall{psi}; no process's RSS was growing"
+        g = event.growers[0]
+        return f"{when}memory stall{psi}: {_short_name(g.name, 12)}[{g.pid}] {_growth(g)}"
     psi = ""
     if event.memory is not None:
         psi = f" (memory some avg10 {event.memory.some.avg10:.2f}%"
@@ -592,24 +599,23 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -
             psi += f", full {event.memory.full.avg10:.2f}%"
         psi += ")"
     trigger = f": {event.trigger.describe()} passed" if event.trigger else ""
-    growers = event.growers[:1] if short else event.growers
-    if growers:
-        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {fmt_bytes(g.growth_per_min, signed=True)}/min" for g in growers)
+    if event.growers:
+        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {_growth(g)}" for g in event.growers)
     else:
         who = "no process's RSS was growing"
-    if short:
-        psi = ""
-        if event.memory is not None:
-            full = f" full {event.memory.full.avg10:.1f}%" if event.memory.full is not None else ""
-            psi = f" (some {event.memory.some.avg10:.1f}%{full})"
-        return f"{when}memory stall{psi}; grew most: {who}"
     return f"{when}memory stall{trigger}{psi}; grew most: {who}"
 
 
-def _short_name(name: str) -> str:
+def _growth(g) -> str:
+    """What was seen, not a projection: ``+260 MiB in 16 s``."""
+    return f"{fmt_bytes(g.growth_bytes, signed=True)} in {g.span_s:.0f} s"
+
+
+def _short_name(name: str, width: int = 20) -> str:
     """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
     first = name.split()[0] if name.split() else name
-    return first.rsplit("/", 1)[-1][:20]
+    base = first.rsplit("/", 1)[-1]
+    return base if len(base) <= width else base[:width - 1] + "…"
 
 
 def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Text:
