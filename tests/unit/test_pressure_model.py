@@ -16,7 +16,7 @@ from memtop.model.pressure import (
 )
 from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
 from memtop.procfs.pressure import parse_trigger_spec
-from memtop.tui.pressure import stall_line
+from memtop.tui.pressure import figure_grid, stall_line
 
 MiB = 1 << 20
 
@@ -62,7 +62,8 @@ def test_stall_line_names_time_psi_and_growers():
     short = stall_line(event, short=True)
     assert "per 2 s window" not in short and short.endswith("memory stall some 12.5%: demo[22173] +260 MiB in 16 s")
     # The banner (" ⚠ " + line + " · 7: details") fits 80 columns with the unit whole.
-    assert len(f" ⚠ {short} · 7: details") <= 80
+    assert len(f" ⚠ {short} (7)") <= 80
+    assert stall_line(event, with_time=False, who=False).endswith("(memory some avg10 12.50%, full 4.25%)")
     quiet = stall_line(StallEvent(0.0, None, None, ()))
     assert "no process's RSS was growing" in quiet
 
@@ -109,3 +110,22 @@ def test_system_full_avg10_finding():
     stalled = PressureSample(0, {"memory": PsiResource(PsiLine(9, 0, 0, 1), PsiLine(1.81, 0, 0, 1))})
     (finding,) = system_findings(stalled)
     assert "1.81%" in finding.text
+
+
+def test_figure_grid_never_parts_a_number_from_its_unit():
+    import io
+
+    from rich.console import Console
+
+    items = [("current", "31.9 MiB"), ("max", "32.0 MiB"), ("mem+swap", "31.9 MiB of max"),
+             ("file_writeback", "0 B"), ("anon_thp", "652 KiB"), ("swap", "0 B")]
+    for width in range(32, 121):  # below 32 the widest pair itself cannot fit
+        console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+        console.print(figure_grid(items, width))
+        lines = console.export_text().splitlines()
+        assert all(len(line.rstrip()) <= width for line in lines), width
+        text = "\n".join(lines)
+        for label, value in items:
+            assert value in text and label in text, (width, value)  # whole, on one line
+        # As many pairs per row as fit: one per row only when two do not.
+        assert len(lines) == (6 if width < 50 else 3 if width < 69 else 2), (width, lines)
