@@ -274,8 +274,8 @@ class PressureTab(TabView):
     #pressure-tree-scroll { width: 3fr; padding-left: 1; }
     /* Small terminals: one column, and the whole tab scrolls (PgDn/End reach the stall log). */
     PressureTab.-narrow #pressure-lower { layout: vertical; height: auto; }
-    PressureTab.-narrow #pressure-detail-scroll { width: 1fr; height: auto; }
-    PressureTab.-narrow #pressure-tree-scroll { width: 1fr; height: auto; padding-left: 0; margin-top: 1; }
+    PressureTab.-narrow #pressure-detail-scroll { width: 1fr; height: auto; overflow: hidden hidden; scrollbar-gutter: auto; }
+    PressureTab.-narrow #pressure-tree-scroll { width: 1fr; height: auto; overflow: hidden hidden; padding-left: 0; margin-top: 1; }
     PressureTab > .pressure--muted { color: $text-muted; }
     PressureTab > .pressure--heading { text-style: bold; }
     PressureTab > .pressure--event { text-style: bold reverse; color: $error; }

@@ -119,6 +119,26 @@ async def test_a_root_without_pressure_says_why(tmp_path):
         assert "memtop-test" in text_of(tab.query_one(CgroupTree))
 
 
+async def test_everything_is_reachable_at_80x24():
+    app = MemtopApp(root=TREE / "proc", sample=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab = await show_pressure(app, pilot, TREE / "proc")
+        body = tab.query_one("#pressure-body")
+        # The panes stack and the whole tab scrolls; it has the focus, so the scroll keys reach it.
+        assert tab.has_class("-narrow") and app.focused is body
+        assert body.max_scroll_y > 0 and body.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert body.scroll_y == body.max_scroll_y
+        # THEN the last cgroup row is on screen, and the stall log above it.
+        tree = tab.query_one(CgroupTree)
+        assert tree.region.bottom <= body.region.bottom
+        assert "(no trigger armed)" in squeezed(text_of(tab.query_one("#pressure-detail"), 76))
+        await pilot.press("home")
+        await pilot.pause()
+        assert body.scroll_y == 0
+
+
 def test_snapshot_of_the_tab(snap_compare):
     async def run_before(pilot):
         await show_pressure(pilot.app, pilot, TREE / "proc")
