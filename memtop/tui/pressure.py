@@ -317,23 +317,35 @@ class PressureTab(TabView):
 
     def on_resize(self, event: events.Resize) -> None:
         narrow = event.size.width < self.NARROW_WIDTH or event.size.height < self.SHORT_HEIGHT
-        if narrow != self.has_class("-narrow"):
+        if event.size.width and narrow != self.has_class("-narrow"):  # hidden tabs resize to 0
             self.set_class(narrow, "-narrow")
-            self._focus_scroller()
+            self._set_focusable(narrow)
+            if self._visible():
+                self._focus_scroller()  # the other pane scrolls now: move the focus with it
         if self._visible():
             self.call_after_refresh(self._show_tree)  # its columns depend on the width
 
     def on_show(self) -> None:
         self._focus_scroller()
 
+    def _set_focusable(self, narrow: bool) -> None:
+        """One focusable widget at a time: when the tab hides, Textual moves the focus to a
+        focusable sibling of the focused one, which would make this pane active again."""
+        self.query_one("#pressure-body").can_focus = narrow
+        self.query_one("#pressure-detail-scroll").can_focus = not narrow
+        self.query_one("#pressure-tree-scroll").can_focus = False
+
     def _focus_scroller(self) -> None:
         """Focus what scrolls, so that the scroll keys (PgDn, End, arrows) reach it."""
-        if not self.display or not self._visible():
-            return
-        target = "#pressure-body" if self.has_class("-narrow") else "#pressure-detail-scroll"
-        self.query_one(target).focus()
+        def focus() -> None:
+            # Checked when it runs: another tab may have been chosen since.
+            if self._visible():
+                self.query_one("#pressure-body" if self.has_class("-narrow") else "#pressure-detail-scroll").focus()
+
+        self.call_after_refresh(focus)
 
     def on_mount(self) -> None:
+        self._set_focusable(self.has_class("-narrow"))
         root = Path(self.app.root)
         self._live_loop = is_live_proc(root)
         if self._live_loop:
