@@ -205,14 +205,22 @@ def system_findings(sample: PressureSample | None) -> list[Finding]:
     )]
 
 
+GROWTH_WINDOW_S = 60.0  # how far back a stall looks for who grew
+
+
 @dataclass(frozen=True, slots=True)
 class Grower:
-    """A process whose RSS grew at the moment of a stall."""
+    """A process whose RSS grew just before a stall: by how much over the span actually seen.
+
+    The growth is what the samples show (``growth_bytes`` over ``span_s`` seconds), never a rate
+    projected to a minute: one 260 MiB step in 16 s is "+260 MiB in 16 s", not "+949 MiB/min".
+    """
 
     pid: int
     name: str
     rss: int | None
-    growth_per_min: float
+    growth_bytes: int
+    span_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,23 +233,29 @@ class StallEvent:
     growers: tuple[Grower, ...] = ()
 
 
-def top_growers(processes, count: int = 3) -> tuple[Grower, ...]:
-    """The processes whose RSS grew most at this moment, from their ProcessView histories.
+def observed_growth(view, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float] | None:
+    """(RSS bytes grown, seconds) from the oldest known sample within ``window_s`` to the last."""
+    points = [(t, r) for t, r in zip(view.history_times, view.rss_history) if r is not None]
+    if len(points) < 2:
+        return None
+    last_t, last_rss = points[-1]
+    first_t, first_rss = next((t, r) for t, r in points if last_t - t <= window_s)
+    if last_t - first_t <= 0:
+        return None
+    return last_rss - first_rss, last_t - first_t
 
-    Growth is ``rss_change_per_min`` (the last minute) when the history is long enough, else
-    the change between the last two samples scaled to a minute. Only growth (> 0) counts.
+
+def top_growers(processes, count: int = 3, window_s: float = GROWTH_WINDOW_S) -> tuple[Grower, ...]:
+    """The processes whose RSS grew most over the last ``window_s`` of their ProcessView histories.
+
+    Only growth (> 0) counts; processes younger than the window are measured over what was seen.
     """
     scored = []
     for view in processes:
-        growth = view.rss_change_per_min
-        if growth is None and len(view.rss_history) >= 2 and len(view.history_times) >= 2:
-            a, b = view.rss_history[-2], view.rss_history[-1]
-            dt = view.history_times[-1] - view.history_times[-2]
-            if a is not None and b is not None and dt > 0:
-                growth = (b - a) / dt * 60.0
-        if growth is not None and growth > 0:
-            scored.append(Grower(view.pid, view.sample.name, view.sample.rss_bytes, growth))
-    scored.sort(key=lambda g: (-g.growth_per_min, g.pid))
+        growth = observed_growth(view, window_s)
+        if growth is not None and growth[0] > 0:
+            scored.append(Grower(view.pid, view.sample.name, view.sample.rss_bytes, growth[0], growth[1]))
+    scored.sort(key=lambda g: (-g.growth_bytes, g.pid))
     return tuple(scored[:count])
 
 

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -134,7 +135,7 @@ class PressureBanner(Static):
         self._timer = None
 
     def show_alert(self, line: str) -> None:
-        self.update(Text(f" ⚠ {line}  (7: Pressure tab)"))  # Text: a command line may hold [markup]
+        self.update(Text(f" ⚠ {line} (7)"))  # Text: a command line may hold [markup]
         self.add_class("-alert")
         if self._timer is not None:
             self._timer.stop()
@@ -247,7 +248,7 @@ class PressureTab(TabView):
         ("some / full avg10 avg60 avg300", "/proc/pressure/{memory,io,cpu} (Documentation/accounting/psi.rst)"),
         ("ms/s, charts", "Δ total (µs) of /proc/pressure/* between two reads / 1000 / seconds between them"),
         ("trigger", "'some|full THRESHOLD_US WINDOW_US' written to /proc/pressure/memory; poll() for POLLPRI"),
-        ("stall log growers", "VmRSS change per minute of each process (memtop's history of /proc/PID/status)"),
+        ("stall log growers", "VmRSS growth of each process over the last minute seen (memtop's history of /proc/PID/status)"),
         ("cgroup of the process", "/proc/PID/cgroup (v2 line 0::, else the v1 line naming 'memory')"),
         ("current / max / high / low / min", "v2 memory.current .max .high .low .min; v1 memory.usage_in_bytes, .limit_in_bytes"),
         ("swap", "v2 memory.swap.current/.max; v1 memsw.usage_in_bytes - usage_in_bytes"),
@@ -261,13 +262,20 @@ class PressureTab(TabView):
 
     DEFAULT_CSS = """
     PressureTab { layout: vertical; }
-    #pressure-trigger { height: auto; max-height: 2; }
+    #pressure-body { height: 1fr; }
+    #pressure-trigger { height: auto; }
     #pressure-psi { height: 4; }
     #pressure-charts { height: 7; }
     #pressure-charts PsiChart { width: 1fr; }
-    #pressure-lower { height: 1fr; }
+    #pressure-lower { height: 1fr; min-height: 8; }
+    #pressure-body, #pressure-detail-scroll { scrollbar-gutter: stable; }
     #pressure-detail-scroll { width: 2fr; }
-    #pressure-tree-scroll { width: 3fr; }
+    #pressure-detail { width: 1fr; }
+    #pressure-tree-scroll { width: 3fr; padding-left: 1; }
+    /* Small terminals: one column, and the whole tab scrolls (PgDn/End reach the stall log). */
+    PressureTab.-narrow #pressure-lower { layout: vertical; height: auto; }
+    PressureTab.-narrow #pressure-detail-scroll { width: 1fr; height: auto; overflow: hidden hidden; scrollbar-gutter: auto; }
+    PressureTab.-narrow #pressure-tree-scroll { width: 1fr; height: auto; overflow: hidden hidden; padding-left: 0; margin-top: 1; }
     PressureTab > .pressure--muted { color: $text-muted; }
     PressureTab > .pressure--heading { text-style: bold; }
     PressureTab > .pressure--event { text-style: bold reverse; color: $error; }
@@ -290,19 +298,54 @@ class PressureTab(TabView):
         self._live_loop = False
         self._target: ProcessIdentity | None = None
 
+    # Below these sizes the cgroup panes stack and the whole tab scrolls instead.
+    NARROW_WIDTH = 110
+    SHORT_HEIGHT = 34
+
     def compose(self) -> ComposeResult:
-        yield Static(self.trigger_text, id="pressure-trigger")
-        yield Static("", id="pressure-psi")
-        with Horizontal(id="pressure-charts"):
-            for resource in PSI_RESOURCES:
-                yield PsiChart(resource, id=f"pressure-chart-{resource}")
-        with Horizontal(id="pressure-lower"):
-            with VerticalScroll(id="pressure-detail-scroll"):
-                yield Static("", id="pressure-detail")
-            with VerticalScroll(id="pressure-tree-scroll"):
-                yield CgroupTree("", id="pressure-tree")
+        with VerticalScroll(id="pressure-body"):
+            yield Static(self.trigger_text, id="pressure-trigger")
+            yield Static("", id="pressure-psi")
+            with Horizontal(id="pressure-charts"):
+                for resource in PSI_RESOURCES:
+                    yield PsiChart(resource, id=f"pressure-chart-{resource}")
+            with Horizontal(id="pressure-lower"):
+                with VerticalScroll(id="pressure-detail-scroll"):
+                    yield Static("", id="pressure-detail")
+                with VerticalScroll(id="pressure-tree-scroll"):
+                    yield CgroupTree("", id="pressure-tree")
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < self.NARROW_WIDTH or event.size.height < self.SHORT_HEIGHT
+        if event.size.width and narrow != self.has_class("-narrow"):  # hidden tabs resize to 0
+            self.set_class(narrow, "-narrow")
+            self._set_focusable(narrow)
+            if self._visible():
+                self._focus_scroller()  # the other pane scrolls now: move the focus with it
+        if self._visible():
+            self.call_after_refresh(self._show_tree)  # its columns depend on the width
+
+    def on_show(self) -> None:
+        self._focus_scroller()
+
+    def _set_focusable(self, narrow: bool) -> None:
+        """One focusable widget at a time: when the tab hides, Textual moves the focus to a
+        focusable sibling of the focused one, which would make this pane active again."""
+        self.query_one("#pressure-body").can_focus = narrow
+        self.query_one("#pressure-detail-scroll").can_focus = not narrow
+        self.query_one("#pressure-tree-scroll").can_focus = False
+
+    def _focus_scroller(self) -> None:
+        """Focus what scrolls, so that the scroll keys (PgDn, End, arrows) reach it."""
+        def focus() -> None:
+            # Checked when it runs: another tab may have been chosen since.
+            if self._visible():
+                self.query_one("#pressure-body" if self.has_class("-narrow") else "#pressure-detail-scroll").focus()
+
+        self.call_after_refresh(focus)
 
     def on_mount(self) -> None:
+        self._set_focusable(self.has_class("-narrow"))
         root = Path(self.app.root)
         self._live_loop = is_live_proc(root)
         if self._live_loop:
@@ -339,8 +382,8 @@ class PressureTab(TabView):
                 trigger = PsiTrigger(spec, "memory", root)
                 text = f"trigger armed on {trigger.path}: {trigger.spec.describe()}"
                 if trigger.adjusted:
-                    text += (f" (asked {trigger.asked.describe()}: without CAP_SYS_RESOURCE the kernel "
-                             "takes only windows in multiples of 2 s)")
+                    # Short enough for two lines at 80 columns (kernel/sched/psi.c, psi_trigger_create).
+                    text += f" (asked {trigger.asked.describe()}; without CAP_SYS_RESOURCE: 2 s multiples)"
                 self.post_message(TriggerState(True, text, trigger.spec))
             except TriggerError as e:
                 self.post_message(TriggerState(False, f"trigger: not armed: {e}"))
@@ -518,38 +561,55 @@ class PressureTab(TabView):
             chart.show(samples, reason, self._live_loop)
 
     def _show_detail(self) -> None:
-        out = Text()
+        parts: list = []
         result = self.cgroups
         selected = result.selected if result else None
+        detail = self.query_one("#pressure-detail", Static)
         if result is None:
-            out.append(" reading cgroups …\n")
+            parts.append(Text(" reading cgroups …"))
         elif result.error:
-            out.append(f" cgroups: {result.error}\n", style=self._style("muted"))
+            parts.append(Text(f" cgroups: {result.error}", style=self._style("muted")))
         elif self._target is None:
-            out.append(" Select a process (Processes tab) to see its cgroup.\n", style=self._style("muted"))
+            parts.append(Text(" Select a process (Processes tab) to see its cgroup.", style=self._style("muted")))
         elif selected is None:
-            out.append(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}\n", style=self._style("muted"))
+            parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}", style=self._style("muted")))
         else:
-            out.append_text(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
+            parts.append(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
         findings = self.findings()
-        out.append("\n Findings\n", style=self._style("heading"))
+        # Findings and log lines wrap under their own text, not back to column 0.
+        body = Table.grid()
+        body.add_column(width=1)
+        body.add_column(ratio=1)
+        body.add_row("", "")
+        body.add_row("", Text("Findings", style=self._style("heading")))
         if not findings:
-            out.append(" none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start\n", style=self._style("muted"))
+            body.add_row("", Text("none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start",
+                                  style=self._style("muted")))
         for f in findings:
-            out.append(f" {f.severity.value.upper()}: {f.text}\n",
-                       style=self._style("critical" if f.severity.value == "critical" else "warning"))
+            body.add_row("", Text(f"{f.severity.value.upper()}: {f.text}",
+                                  style=self._style("critical" if f.severity.value == "critical" else "warning")))
             if f.next_step:
-                out.append(f"   → {f.next_step}\n", style=self._style("muted"))
-        out.append("\n Stall log\n", style=self._style("heading"))
+                body.add_row("", Text(f"  → {f.next_step}", style=self._style("muted")))
+        body.add_row("", "")
+        body.add_row("", Text("Stall log", style=self._style("heading")))
         if not self.log_entries:
-            out.append(" no stall since memtop started\n" if self.trigger_armed else " (no trigger armed)\n", style=self._style("muted"))
+            body.add_row("", Text("no stall since memtop started" if self.trigger_armed else "(no trigger armed)",
+                                  style=self._style("muted")))
         for entry in reversed(self.log_entries):
             times = time.strftime("%H:%M:%S", time.localtime(entry.first))
             if entry.count > 1:
                 times += f"–{time.strftime('%H:%M:%S', time.localtime(entry.last))} ×{entry.count}"
-            out.append(f" {times} ", style=self._style("heading"))
-            out.append(f"{entry.line}\n")
-        self.query_one("#pressure-detail", Static).update(out)
+            line = Text(f"{times} ", style=self._style("heading"))
+            line.append(stall_line(entry.event, with_time=False, who=False))
+            body.add_row("", line)
+            # One grower per line, figure first: a narrow pane cuts the name, never the unit.
+            for g in entry.event.growers:
+                body.add_row("", Text(f"  {_growth(g)}  PID {g.pid} {_short_name(g.name)}", no_wrap=True,
+                                      overflow="ellipsis"))
+            if not entry.event.growers:
+                body.add_row("", Text("  no process's RSS was growing", style=self._style("muted")))
+        parts.append(body)
+        detail.update(Group(*parts))
 
     def _show_tree(self) -> None:
         result = self.cgroups
@@ -582,9 +642,16 @@ class PressureTab(TabView):
         return out
 
 
-def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -> str:
-    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner."""
+def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, who: bool = True) -> str:
+    """The log line of a stall: time, PSI, and who grew. ``short``: for the one-line banner,
+    which must fit 80 columns with its figure and unit whole (the name gives way first)."""
     when = time.strftime("%H:%M:%S ", time.localtime(event.wall_time)) if with_time else ""
+    if short:
+        psi = f" some {event.memory.some.avg10:.1f}%" if event.memory is not None else ""
+        if not event.growers:
+            return f"{when}memory stall{psi}; no process's RSS was growing"
+        g = event.growers[0]
+        return f"{when}memory stall{psi}: {_short_name(g.name, 12)}[{g.pid}] {_growth(g)}"
     psi = ""
     if event.memory is not None:
         psi = f" (memory some avg10 {event.memory.some.avg10:.2f}%"
@@ -592,67 +659,120 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True) -
             psi += f", full {event.memory.full.avg10:.2f}%"
         psi += ")"
     trigger = f": {event.trigger.describe()} passed" if event.trigger else ""
-    growers = event.growers[:1] if short else event.growers
-    if growers:
-        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {fmt_bytes(g.growth_per_min, signed=True)}/min" for g in growers)
+    if not who:
+        return f"{when}memory stall{trigger}{psi}"
+    if event.growers:
+        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {_growth(g)}" for g in event.growers)
     else:
         who = "no process's RSS was growing"
-    if short:
-        psi = ""
-        if event.memory is not None:
-            full = f" full {event.memory.full.avg10:.1f}%" if event.memory.full is not None else ""
-            psi = f" (some {event.memory.some.avg10:.1f}%{full})"
-        return f"{when}memory stall{psi}; grew most: {who}"
     return f"{when}memory stall{trigger}{psi}; grew most: {who}"
 
 
-def _short_name(name: str) -> str:
+def _growth(g) -> str:
+    """What was seen, not a projection: ``+260 MiB in 16 s``."""
+    return f"{fmt_bytes(g.growth_bytes, signed=True)} in {g.span_s:.0f} s"
+
+
+def _short_name(name: str, width: int = 20) -> str:
     """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
     first = name.split()[0] if name.split() else name
-    return first.rsplit("/", 1)[-1][:20]
+    base = first.rsplit("/", 1)[-1]
+    return base if len(base) <= width else base[:width - 1] + "…"
 
 
-def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Text:
-    """The selected process's cgroup, figure by figure; unknowns with their reason.
+class FigureGrid:
+    """A Rich renderable: :func:`figure_grid` laid out for the width it is given when drawn."""
+
+    def __init__(self, items: list[tuple[str, Text | str]]):
+        self.items = items
+
+    def __rich_console__(self, console, options):
+        yield figure_grid(self.items, options.max_width)
+
+
+def figure_grid(items: list[tuple[str, Text | str]], width: int) -> Table:
+    """Label/value pairs laid out in as many pairs per row as ``width`` holds (at most 3).
+
+    Every cell is no_wrap, so a number never wraps away from its unit (or its label): the pairs
+    per row drop, down to one, on a narrow pane instead.
+    """
+    def cells(v) -> int:
+        return Text(v).cell_len if isinstance(v, str) else v.cell_len
+
+    for per_row in (3, 2, 1):
+        label_w = [max((len(k) for k, _ in items[i::per_row]), default=0) for i in range(per_row)]
+        value_w = [max((cells(v) for _, v in items[i::per_row]), default=0) for i in range(per_row)]
+        # " label value" for the first pair, "  label value" for the others.
+        total = sum(label_w) + sum(value_w) + 1 + 2 * (per_row - 1) + per_row
+        if total <= width or per_row == 1:
+            break
+    grid = Table.grid()
+    for i in range(per_row):
+        grid.add_column(no_wrap=True, min_width=label_w[i] + (1 if i == 0 else 2) + 1)
+        grid.add_column(no_wrap=True, min_width=value_w[i], overflow="ellipsis")
+    for start in range(0, len(items), per_row):
+        row: list = []
+        for i, (k, v) in enumerate(items[start:start + per_row]):
+            row += [(" " if i == 0 else "  ") + k + " ", v]
+        grid.add_row(*row)
+    return grid
+
+
+def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Group:
+    """The selected process's cgroup, figure by figure (a grid); unknowns with their reason.
 
     ``style(name)`` gives the Rich style of the tab's component class ``pressure--<name>``.
     """
-    out = Text()
-    out.append(f" PID {pid} in cgroup v{cg.version} ", style=style("heading"))
-    out.append(f"{cg.path}\n")
+    parts: list = []
+    head = Table.grid()  # a long path folds under itself, not back to column 0
+    head.add_column(width=1)
+    head.add_column(ratio=1, overflow="fold")
+    title = Text(f"PID {pid} in cgroup v{cg.version} ", style=style("heading"))
+    title.append(cg.path, style="")
+    head.add_row("", title)
+    parts.append(head)
 
     def limit(value: int | None, key: str) -> str:
         if value is None:
             return "?" if key in cg.unknown and not cg.unknown[key].startswith("cgroup v1") else "max"
         return fmt_bytes(value)
 
-    use = f" ({fmt_percent(cg.usage_fraction)} of max, headroom {fmt_bytes(cg.headroom)})" if cg.max is not None else ""
-    out.append(f" current {fmt_bytes(cg.current)}  max {limit(cg.max, 'max')}{use}\n")
+    items: list[tuple[str, Text | str]] = [("current", fmt_bytes(cg.current)), ("max", limit(cg.max, "max"))]
+    if cg.max is not None:
+        items += [("use", fmt_percent(cg.usage_fraction)), ("headroom", fmt_bytes(cg.headroom))]
     if cg.version == 2:
-        out.append(f" high {limit(cg.high, 'high')}  low {fmt_bytes(cg.low)}  min {fmt_bytes(cg.min)}"
-                   f"  swap {fmt_bytes(cg.swap_current)} of {limit(cg.swap_max, 'swap_max')}\n")
+        items += [("high", limit(cg.high, "high")), ("low", fmt_bytes(cg.low)), ("min", fmt_bytes(cg.min)),
+                  ("swap", f"{fmt_bytes(cg.swap_current)} of {limit(cg.swap_max, 'swap_max')}")]
     else:
-        out.append(f" soft limit {limit(cg.soft_limit, 'soft_limit')}  peak {fmt_bytes(cg.max_usage)}"
-                   f"  mem+swap {fmt_bytes(cg.memsw_usage)} of {limit(cg.memsw_limit, 'memsw_limit')}"
-                   f"  swap {fmt_bytes(cg.swap_current)}\n")
-        out.append(" (v1: no memory.high/low/min, no per-cgroup pressure)\n", style=style("muted"))
+        items += [("soft limit", limit(cg.soft_limit, "soft_limit")), ("peak", fmt_bytes(cg.max_usage)),
+                  ("mem+swap", f"{fmt_bytes(cg.memsw_usage)} of {limit(cg.memsw_limit, 'memsw_limit')}"),
+                  ("swap", fmt_bytes(cg.swap_current))]
+    parts.append(FigureGrid(items))
+    if cg.version != 2:
+        parts.append(Text(" (v1: no high/low/min, no cgroup pressure)", style=style("muted")))
     since = events_since(baseline or {}, cg.events)
-    out.append(" events ")
+    parts.append(Text(" events", style=style("heading")))
     if not cg.events:
-        out.append(f"? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style=style("muted"))
-    for key, value in cg.events.items():
-        if key in since:
-            out.append(f"{key} {value} (+{since[key]})", style=style("event"))
-        else:
-            out.append(f"{key} {value}")
-        out.append("  ")
-    out.append("\n")
+        parts.append(Text(f" ? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style=style("muted")))
+    else:
+        events_items: list[tuple[str, Text | str]] = []
+        for key, value in cg.events.items():
+            if key in since:
+                events_items.append((key, Text(f"{value} (+{since[key]})", style=style("event"))))
+            else:
+                events_items.append((key, str(value)))
+        parts.append(FigureGrid(events_items))
     if cg.stat:
-        out.append(" stat " + "  ".join(f"{k} {fmt_bytes(v)}" for k, v in cg.stat.items()) + "\n")
+        parts.append(Text(" stat", style=style("heading")))
+        parts.append(FigureGrid([(k, fmt_bytes(v)) for k, v in cg.stat.items()]))
     elif "stat" in cg.unknown:
-        out.append(f" stat ? {cg.unknown['stat']}\n", style=style("muted"))
+        parts.append(Text(f" stat ? {cg.unknown['stat']}", style=style("muted")))
     if cg.pressure is not None:
         p = cg.pressure
-        full = f"  full avg10 {p.full.avg10:.2f}% avg60 {p.full.avg60:.2f}%" if p.full else ""
-        out.append(f" memory.pressure some avg10 {p.some.avg10:.2f}% avg60 {p.some.avg60:.2f}%{full}\n")
-    return out
+        parts.append(Text(" memory.pressure", style=style("heading")))
+        pressure_items: list[tuple[str, Text | str]] = [
+            ("some avg10", f"{p.some.avg10:.2f}%"), ("some avg60", f"{p.some.avg60:.2f}%")]
+        if p.full:
+            pressure_items += [("full avg10", f"{p.full.avg10:.2f}%"), ("full avg60", f"{p.full.avg60:.2f}%")]
+        parts.append(FigureGrid(pressure_items))
+    return Group(*parts)

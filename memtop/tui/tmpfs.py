@@ -53,6 +53,17 @@ COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
 }
 
 
+def clip(text):
+    """A cell that ends in "…" when cut to its column's width: DataTable wraps a Text cell and
+    shows its first line, which cuts it mid-word with no mark. The value itself stays whole."""
+    if not isinstance(text, Text):
+        return text
+    text = text.copy()
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
 def holders_text(holders: tuple[Holder, ...], limit: int = 3) -> str:
     """``4242 worker fd 7+map, 4300 worker fd 5`` (one entry per process)."""
     per_pid: dict[int, list[str]] = {}
@@ -123,7 +134,7 @@ class TmpfsTab(TabView):
 
     DEFAULT_CSS = """
     TmpfsTab { layout: vertical; }
-    TmpfsTab #tmpfs-summary { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
+    TmpfsTab #tmpfs-summary { height: auto; max-height: 3; text-wrap: nowrap; text-overflow: ellipsis; }
     TmpfsTab #tmpfs-sections { height: 2; }
     TmpfsTab ContentSwitcher { height: 1fr; }
     TmpfsTab DataTable { height: 1fr; }
@@ -414,7 +425,7 @@ class TmpfsTab(TabView):
         table.clear()
         for key, cells in rows:
             # Plain strings would be read as Rich markup ("[anon_shmem:x]" would vanish).
-            table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
+            table.add_row(*(clip(Text(c) if isinstance(c, str) else c) for c in cells), key=key)
         if current is not None:
             keys = [k for k, _ in rows]
             if current in keys:
@@ -427,18 +438,17 @@ class TmpfsTab(TabView):
             summary.update(Text(" reading mounts, fd tables and maps …", style=self._style("tmpfs--dim")))
             return
         rec = r.reconciliation
-        narrow = (self.size.width or 120) < 110
-        line = Text(" Shmem ", style=self._style("tmpfs--title"), no_wrap=True, overflow="ellipsis")
-        line.append(fmt_bytes(rec.shmem_bytes), style=self._style("tmpfs--title"))
-        line.append(" =")
-        for i, part in enumerate(rec.parts):
-            short = {"tmpfs files": "tmpfs", "SysV segments": "SysV",
-                     "shared anonymous": "anon" if narrow else "shared anon",
-                     "not explained": "rest" if narrow else "unexplained"}.get(part.name, part.name)
-            line.append(f"{' +' if i else ''} {short} ")
-            mark = "≥" if part.quality == "lower bound" else ""
-            line.append(mark + fmt_bytes(part.bytes), style=self._style("tmpfs--unknown") if part.bytes is None else "")
-        if (self.size.width or 0) >= 135:
+        width = self.size.width or 120
+        # The widest form that fits: full labels, then short ones, then without the 0 B parts
+        # (named at the end when they fit), so that the sum's figures are never cut.
+        for variant in ("long", "short", "nonzero", "bare"):
+            line = self._summary_line(rec, variant)
+            if line.cell_len <= width - 1:
+                break
+        else:
+            # Still too wide: two lines, broken between parts (a figure keeps its label and unit).
+            line = self._summary_line(rec, "bare", width - 1)
+        if width >= 135:
             line.append("  (an estimate: c explains)", style=self._style("tmpfs--dim"))
         status = Text(" ", no_wrap=True, overflow="ellipsis")
         deleted = sum(d.allocated_bytes or 0 for d in r.deleted_open)
@@ -455,6 +465,35 @@ class TmpfsTab(TabView):
         status.append(f"{r.processes_seen} processes, {len(r.namespaces)} mount ns, smaps {r.smaps_read} read"
                       + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else ""), style=self._style("tmpfs--dim"))
         summary.update(line + Text("\n") + status)
+
+    def _summary_line(self, rec, variant: str, wrap_at: int | None = None) -> Text:
+        """``Shmem X = tmpfs ≥A + SysV B + …``; ``variant``: long, short (labels), nonzero (the 0 B
+        parts named after the sum), bare (0 B parts left out: the sum still adds up)."""
+        short = variant != "long"
+        line = Text(" Shmem ", style=self._style("tmpfs--title"), no_wrap=True, overflow="ellipsis")
+        line.append(fmt_bytes(rec.shmem_bytes), style=self._style("tmpfs--title"))
+        line.append(" =")
+        zero = []
+        shown = 0
+        for part in rec.parts:
+            label = {"tmpfs files": "tmpfs", "SysV segments": "SysV",
+                     "shared anonymous": "anon" if short else "shared anon",
+                     "not explained": "rest" if short else "unexplained"}.get(part.name, part.name)
+            if variant in ("nonzero", "bare") and part.bytes == 0:
+                zero.append(label)
+                continue
+            mark = "≥" if part.quality == "lower bound" else ""
+            figure = mark + fmt_bytes(part.bytes)
+            lead = f"{' +' if shown else ''} {label} "
+            last_line = line.plain.rsplit("\n", 1)[-1]
+            if wrap_at is not None and shown and len(last_line) + len(lead) + len(figure) > wrap_at:
+                lead = f"\n       + {label} "
+            line.append(lead)
+            shown += 1
+            line.append(figure, style=self._style("tmpfs--unknown") if part.bytes is None else "")
+        if zero and variant == "nonzero":
+            line.append(f"  ({', '.join(zero)}: 0 B)", style=self._style("tmpfs--dim"))
+        return line
 
     def _mounts_rows(self):
         rows = []

@@ -4,6 +4,7 @@ cgroup events changing on disk, without /proc/pressure, and live with a real sta
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +25,11 @@ def text_of(widget, width: int = 200) -> str:
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     console.print(widget.content)
     return console.export_text()
+
+
+def squeezed(text: str) -> str:
+    """The text with runs of spaces as one: the figure grid pads its cells."""
+    return re.sub(r" +", " ", text)
 
 
 async def show_pressure(app: MemtopApp, pilot, root: Path) -> PressureTab:
@@ -47,7 +53,7 @@ async def test_tab_on_the_captured_tree():
         assert "captured tree" in text_of(tab.query_one("#pressure-trigger"))
         tree = text_of(tab.query_one(CgroupTree))
         assert "memtop-test" in tree and "32.0 MiB" in tree and "v1, /sys/fs/cgroup/memory" in tree
-        detail = text_of(tab.query_one("#pressure-detail"))
+        detail = squeezed(text_of(tab.query_one("#pressure-detail")))
         # The largest process is selected at start: the thrasher in the limited cgroup.
         assert "in cgroup v1 /memtop-test" in detail
         assert "oom_kill 1" in detail and "(+" not in detail  # nothing new since start
@@ -65,10 +71,10 @@ async def test_v2_cgroup_of_the_selected_process():
     app = MemtopApp(root=root, sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tab = await show_pressure(app, pilot, root)
-        detail = text_of(tab.query_one("#pressure-detail"))
+        detail = squeezed(text_of(tab.query_one("#pressure-detail")))
         assert "PID 4242 in cgroup v2 /system.slice/postgresql.service" in detail
         assert "high 240 MiB" in detail and "swap 0 B of max" in detail
-        assert "memory.pressure some avg10 3.20%" in detail and "full avg10 1.10%" in detail
+        assert "memory.pressure\n some avg10 3.20%" in detail and "full avg10 1.10%" in detail
         assert "stalled on memory 1.10%" in detail  # cgroup full avg10 > 0
         assert "uses 100% of its limit" in detail  # 255 of 256 MiB
         tree = text_of(tab.query_one(CgroupTree))
@@ -95,7 +101,7 @@ async def test_events_since_start_are_highlighted(tmp_path):
         # THEN the tree and the detail show the increase, and a finding names it
         tree = text_of(tab.query_one(CgroupTree))
         assert "failcnt+10 oom_kill+2" in tree
-        detail = text_of(tab.query_one("#pressure-detail"))
+        detail = squeezed(text_of(tab.query_one("#pressure-detail")))
         assert "oom_kill 3 (+2)" in detail
         assert "killed 2 process(es) in cgroup /memtop-test since memtop started" in detail
 
@@ -111,6 +117,26 @@ async def test_a_root_without_pressure_says_why(tmp_path):
         assert "No PSI to show" in psi and "CONFIG_PSI" in psi and "psi=0" in psi
         # The cgroups are still shown.
         assert "memtop-test" in text_of(tab.query_one(CgroupTree))
+
+
+async def test_everything_is_reachable_at_80x24():
+    app = MemtopApp(root=TREE / "proc", sample=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tab = await show_pressure(app, pilot, TREE / "proc")
+        body = tab.query_one("#pressure-body")
+        # The panes stack and the whole tab scrolls; it has the focus, so the scroll keys reach it.
+        assert tab.has_class("-narrow") and app.focused is body
+        assert body.max_scroll_y > 0 and body.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert body.scroll_y == body.max_scroll_y
+        # THEN the last cgroup row is on screen, and the stall log above it.
+        tree = tab.query_one(CgroupTree)
+        assert tree.region.bottom <= body.region.bottom
+        assert "(no trigger armed)" in squeezed(text_of(tab.query_one("#pressure-detail"), 76))
+        await pilot.press("home")
+        await pilot.pause()
+        assert body.scroll_y == 0
 
 
 def test_snapshot_of_the_tab(snap_compare):
@@ -147,7 +173,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             finally:
                 thrash.close()
             assert banner.has_class("-alert"), "no stall alert within 30 s of thrashing a 32 MiB cgroup"
-            assert "memory stall" in str(banner.content) and "(7: Pressure tab)" in str(banner.content)
+            assert "memory stall" in str(banner.content) and str(banner.content).endswith(" (7)")
             assert tab.log_entries and "memory stall" in tab.log_entries[-1].line
             assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
             # Clicking the banner opens the Pressure tab, whose log lists the stall.

@@ -71,6 +71,12 @@ async def test_sections_show_the_fixed_report():
                                          "not explained", "ramfs (outside)"]
         assert shmem[4][1:4] == ["8.00 MiB", "10%", "remainder"]
         assert "statvfs" in detail(app)
+        # A note wider than WHAT IT IS ends in "…" on screen (not cut mid-word with no mark).
+        table = tab.query_one("#tbl-shmem", DataTable)
+        width = table.columns["WHAT IT IS"].width
+        assert any(len(r[4]) > width for r in shmem)
+        screen = "\n".join(str(table.render_line(y).text) for y in range(table.size.height))
+        assert "…" in screen and shmem[0][4][:width - 1] + "…" in screen
 
 
 async def test_files_order_scan_detail_and_help():
@@ -103,7 +109,11 @@ async def test_files_order_scan_detail_and_help():
         await pilot.press("m")
         await pilot.pause()
         summary = str(app.query_one("#tmpfs-summary", Static).render()).splitlines()
-        assert len(summary) == 2 and summary[0].startswith(" Shmem 80.0 MiB")
+        assert summary[0].startswith(" Shmem 80.0 MiB") and len(summary) in (2, 3)
+        # The sum is whole: short labels, broken between parts if need be, never cut.
+        sum_text = " ".join(summary[:-1])
+        assert "…" not in sum_text and "unexplained" not in sum_text and "rest 8.00 MiB" in sum_text
+        assert all(len(line) <= 79 for line in summary[:-1])
         table = tab.query_one("#tbl-mounts", DataTable)
         assert table.size.height >= 8 and table.row_count == 6
         assert table.columns["MOUNTPOINT"].width == 14

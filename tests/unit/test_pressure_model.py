@@ -16,7 +16,7 @@ from memtop.model.pressure import (
 )
 from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
 from memtop.procfs.pressure import parse_trigger_spec
-from memtop.tui.pressure import stall_line
+from memtop.tui.pressure import figure_grid, stall_line
 
 MiB = 1 << 20
 
@@ -32,30 +32,38 @@ def view(pid: int, name: str, rss: list[int | None], change: float | None = None
     return ProcessView(sample, None, None, change, None, tuple((t, r, 3) for t, r in zip(times, rss)))
 
 
-def test_growers_use_the_minute_rate_then_the_last_step_and_ignore_shrinking():
+def test_growers_say_what_was_seen_over_the_window_and_ignore_shrinking():
     views = [
         view(10, "steady", [100 * MiB, 100 * MiB]),
-        view(11, "leaker", [100 * MiB, 110 * MiB], change=30 * MiB),  # the minute rate wins
-        view(12, "young", [10 * MiB, 12 * MiB]),  # no minute rate yet: 2 MiB in 2 s = 60 MiB/min
-        view(13, "shrinker", [50 * MiB, 40 * MiB], change=-5 * MiB),
+        # 31 samples 2 s apart = 60 s: the whole window, from 100 to 130 MiB.
+        view(11, "leaker", [100 * MiB + i * MiB for i in range(31)]),
+        # One 260 MiB step in 16 s: "+260 MiB in 16 s", not a per-minute projection.
+        view(12, "spike", [10 * MiB, 270 * MiB], dt=16.0),
+        view(13, "shrinker", [50 * MiB, 40 * MiB]),
         view(14, "unknown", [None, 5 * MiB]),
+        # Longer than the window: only the last 60 s count (from 110 MiB, not 10 MiB).
+        view(15, "old", [10 * MiB] + [110 * MiB] * 30 + [150 * MiB]),
     ]
     growers = top_growers(views)
-    assert [(g.pid, g.growth_per_min) for g in growers] == [(12, 60 * MiB), (11, 30 * MiB)]
-    assert growers[0].rss == 12 * MiB and growers[0].name == "/usr/bin/young --serve"
+    assert [(g.pid, g.growth_bytes, g.span_s) for g in growers] == [
+        (12, 260 * MiB, 16.0), (15, 40 * MiB, 60.0), (11, 30 * MiB, 60.0)]
+    assert growers[0].rss == 270 * MiB and growers[0].name == "/usr/bin/spike --serve"
     assert top_growers(views, count=1)[0].pid == 12
 
 
 def test_stall_line_names_time_psi_and_growers():
     memory = PsiResource(PsiLine(12.5, 3.0, 1.0, 900_000), PsiLine(4.25, 1.0, 0.2, 300_000))
     event = StallEvent(0.0, parse_trigger_spec("some 200000 2000000"), memory,
-                       top_growers([view(12, "young", [10 * MiB, 12 * MiB])]))
+                       top_growers([view(22173, "demo", [10 * MiB, 270 * MiB], dt=16.0)]))
     line = stall_line(event)
     assert "memory stall: some 200 ms per 2 s window passed" in line
     assert "some avg10 12.50%, full 4.25%" in line
-    assert "PID 12 young +60.0 MiB/min" in line
+    assert "PID 22173 demo +260 MiB in 16 s" in line and "/min" not in line
     short = stall_line(event, short=True)
-    assert "per 2 s window" not in short and short.endswith("grew most: PID 12 young +60.0 MiB/min")
+    assert "per 2 s window" not in short and short.endswith("memory stall some 12.5%: demo[22173] +260 MiB in 16 s")
+    # The banner (" ⚠ " + line + " · 7: details") fits 80 columns with the unit whole.
+    assert len(f" ⚠ {short} (7)") <= 80
+    assert stall_line(event, with_time=False, who=False).endswith("(memory some avg10 12.50%, full 4.25%)")
     quiet = stall_line(StallEvent(0.0, None, None, ()))
     assert "no process's RSS was growing" in quiet
 
@@ -102,3 +110,22 @@ def test_system_full_avg10_finding():
     stalled = PressureSample(0, {"memory": PsiResource(PsiLine(9, 0, 0, 1), PsiLine(1.81, 0, 0, 1))})
     (finding,) = system_findings(stalled)
     assert "1.81%" in finding.text
+
+
+def test_figure_grid_never_parts_a_number_from_its_unit():
+    import io
+
+    from rich.console import Console
+
+    items = [("current", "31.9 MiB"), ("max", "32.0 MiB"), ("mem+swap", "31.9 MiB of max"),
+             ("file_writeback", "0 B"), ("anon_thp", "652 KiB"), ("swap", "0 B")]
+    for width in range(32, 121):  # below 32 the widest pair itself cannot fit
+        console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+        console.print(figure_grid(items, width))
+        lines = console.export_text().splitlines()
+        assert all(len(line.rstrip()) <= width for line in lines), width
+        text = "\n".join(lines)
+        for label, value in items:
+            assert value in text and label in text, (width, value)  # whole, on one line
+        # As many pairs per row as fit: one per row only when two do not.
+        assert len(lines) == (6 if width < 50 else 3 if width < 69 else 2), (width, lines)
