@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from memtop.collect.sampler import Sampler
+from memtop.procfs.pressure import DEFAULT_TRIGGER
 from memtop.tui.app import MemtopApp, SnapshotReady
 from memtop.tui.pressure import CgroupTree, PressureBanner, PressureTab
 from tests.pressure_support import THRASH_CODE, V1Cgroup, make_cold_file, v1_memory_available
@@ -154,7 +155,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
     cold = make_cold_file(tmp_path / "cold", 128 << 20)
     # The live /proc and the default trigger. The sampler thread stays off (one snapshot is
     # posted by hand), so that no tick lands while the app shuts down.
-    app = MemtopApp(sample=False, interval=1.0)
+    app = MemtopApp(sample=False, interval=1.0, psi_trigger=DEFAULT_TRIGGER)
     with V1Cgroup(32 << 20) as cg:
         async with app.run_test(size=(120, 40)) as pilot:
             app.post_message(SnapshotReady(Sampler().sample()))
