@@ -16,6 +16,8 @@ from types import MappingProxyType
 
 from memtop.model.kernel import (
     FD_WINDOW_S,
+    LEAK_MIN_AGE_S,
+    LEAK_MIN_SPAN_S,
     KernelView,
     NetNamespace,
     SlabInfo,
@@ -24,7 +26,7 @@ from memtop.model.kernel import (
     meminfo_categories,
 )
 from memtop.model.snapshot import Snapshot
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ProcfsError
+from memtop.procfs import CLOCK_TICKS, PROC, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs import kernel as kfs
 from memtop.procfs.kernel import SYS
 
@@ -100,9 +102,13 @@ def read_namespaces(root: Path, pids, comms: dict[int, str]) -> tuple[tuple[NetN
 
 
 class KernelCollector:
-    def __init__(self, root: Path = PROC, sys_root: Path | None = None, history_len: int = SLAB_HISTORY_LEN):
+    def __init__(self, root: Path = PROC, sys_root: Path | None = None, history_len: int = SLAB_HISTORY_LEN, *,
+                 leak_min_span_s: float = LEAK_MIN_SPAN_S, leak_min_age_s: float = LEAK_MIN_AGE_S):
         """``sys_root`` defaults to /sys for /proc, and to a ``sys`` beside any other proc root
-        (a captured tree keeps OUT/proc and OUT/sys side by side)."""
+        (a captured tree keeps OUT/proc and OUT/sys side by side). ``leak_min_*``: how long an fd
+        growth must have lasted, and how old the process must be, for a LEAK? finding."""
+        self.leak_min_span_s = leak_min_span_s
+        self.leak_min_age_s = leak_min_age_s
         self.root = Path(root)
         if sys_root is None:
             sys_root = SYS if self.root == PROC else self.root.parent / "sys"
@@ -198,7 +204,9 @@ class KernelCollector:
             namespaces_unreadable=unreadable,
             file_nr=file_nr,
             file_nr_reason=file_nr_reason,
-            growers=fd_growers(self._others(snapshot.processes), FD_WINDOW_S)[:20],
+            growers=fd_growers(self._others(snapshot.processes), FD_WINDOW_S, uptime_s=snapshot.system.uptime_s,
+                               clock_ticks=CLOCK_TICKS, min_span_s=self.leak_min_span_s,
+                               min_age_s=self.leak_min_age_s)[:20],
             target_pid=target_pid,
             fd_breakdown=breakdown,
             fd_breakdown_reason=breakdown_reason,
