@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections import deque
 from pathlib import Path
 from types import MappingProxyType
@@ -115,7 +116,12 @@ class KernelCollector:
         self.sys_root = Path(sys_root)
         self._lock = threading.Lock()
         self._times: deque = deque(maxlen=history_len)
-        self._slab_totals: deque = deque(maxlen=history_len)  # {name: total bytes} per read
+        # One compact array of total bytes per read (-1: no such cache then), indexed by the
+        # column of each cache name in _columns. A {name: bytes} dict per read held ~240 fresh
+        # name strings and ints each tick (~25 KiB a read, 150 reads kept); what the history
+        # holds now is one array object a read.
+        self._columns: dict[str, int] = {}
+        self._slab_totals: deque = deque(maxlen=history_len)
         self._reclaimable: dict[str, bool | None] = {}
 
     def _read_slabs(self, now: float) -> tuple[SlabInfo | None, str | None]:
@@ -123,7 +129,14 @@ class KernelCollector:
             info = kfs.read_slabinfo(self.root)
         except ProcfsError as e:
             return None, getattr(e, "reason", None) or str(e)
-        totals = {c.name: c.total_bytes for c in info.caches}
+        self._prune_columns(info)
+        columns = self._columns
+        for c in info.caches:
+            if c.name not in columns:
+                columns[c.name] = len(columns)
+        totals = array("q", [-1]) * len(columns)
+        for c in info.caches:
+            totals[columns[c.name]] = c.total_bytes
         if self._times and now <= self._times[-1]:
             # The same tick again (the tab was re-shown): replace, never two points at one time.
             self._slab_totals[-1] = totals
@@ -131,6 +144,33 @@ class KernelCollector:
             self._times.append(now)
             self._slab_totals.append(totals)
         return info, None
+
+    def _prune_columns(self, info: SlabInfo) -> None:
+        """Forget cache names that neither the history nor this read has any more (caches come and
+        go: per-mount, per-module), so that the columns and the reclaim flags stay bounded."""
+        current = {c.name for c in info.caches}
+        if len(self._columns) <= len(current) + 64 and len(self._reclaimable) <= len(current) + 64:
+            return
+        keep = [name for name, i in self._columns.items()
+                if name in current or any(i < len(h) and h[i] >= 0 for h in self._slab_totals)]
+        old = self._columns
+        self._columns = {name: j for j, name in enumerate(keep)}
+        remapped = [array("q", (h[old[name]] if old[name] < len(h) else -1 for name in keep)) for h in self._slab_totals]
+        self._slab_totals.clear()
+        self._slab_totals.extend(remapped)
+        self._reclaimable = {name: flag for name, flag in self._reclaimable.items() if name in current}
+
+    def _history_of(self, name: str) -> tuple[int | None, ...]:
+        i = self._columns.get(name)
+        if i is None:
+            return (None,) * len(self._slab_totals)
+        return tuple(h[i] if i < len(h) and h[i] >= 0 else None for h in self._slab_totals)
+
+    def retained_counts(self) -> dict[str, int]:
+        """Sizes of what the collector keeps between reads (the bounded-memory test reads them)."""
+        return {"times": len(self._times), "history": len(self._slab_totals), "columns": len(self._columns),
+                "reclaim_flags": len(self._reclaimable),
+                "history_cells": sum(len(h) for h in self._slab_totals)}
 
     def _reclaim_flag(self, name: str) -> bool | None:
         # The flag is fixed when the cache is created: read /sys once per name.
@@ -161,13 +201,13 @@ class KernelCollector:
             rows = tuple(
                 SlabRow(
                     cache,
-                    growth_per_min(times, tuple(h.get(cache.name) for h in self._slab_totals)),
+                    growth_per_min(times, self._history_of(cache.name)),
                     self._reclaim_flag(cache.name),
                 )
                 for cache in info.caches
             )
             largest = sorted(info.caches, key=lambda c: -c.total_bytes)[:CHART_CACHES]
-            chart = {c.name: tuple(h.get(c.name) for h in self._slab_totals) for c in largest}
+            chart = {c.name: self._history_of(c.name) for c in largest}
 
         user_pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread]
         comms = {v.pid: v.sample.comm for v in snapshot.processes}
