@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections import deque
 from pathlib import Path
 from types import MappingProxyType
 
 from memtop.model.kernel import (
     FD_WINDOW_S,
+    LEAK_MIN_AGE_S,
+    LEAK_MIN_SPAN_S,
     KernelView,
     NetNamespace,
     SlabInfo,
@@ -24,7 +27,7 @@ from memtop.model.kernel import (
     meminfo_categories,
 )
 from memtop.model.snapshot import Snapshot
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ProcfsError
+from memtop.procfs import CLOCK_TICKS, PROC, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs import kernel as kfs
 from memtop.procfs.kernel import SYS
 
@@ -100,16 +103,25 @@ def read_namespaces(root: Path, pids, comms: dict[int, str]) -> tuple[tuple[NetN
 
 
 class KernelCollector:
-    def __init__(self, root: Path = PROC, sys_root: Path | None = None, history_len: int = SLAB_HISTORY_LEN):
+    def __init__(self, root: Path = PROC, sys_root: Path | None = None, history_len: int = SLAB_HISTORY_LEN, *,
+                 leak_min_span_s: float = LEAK_MIN_SPAN_S, leak_min_age_s: float = LEAK_MIN_AGE_S):
         """``sys_root`` defaults to /sys for /proc, and to a ``sys`` beside any other proc root
-        (a captured tree keeps OUT/proc and OUT/sys side by side)."""
+        (a captured tree keeps OUT/proc and OUT/sys side by side). ``leak_min_*``: how long an fd
+        growth must have lasted, and how old the process must be, for a LEAK? finding."""
+        self.leak_min_span_s = leak_min_span_s
+        self.leak_min_age_s = leak_min_age_s
         self.root = Path(root)
         if sys_root is None:
             sys_root = SYS if self.root == PROC else self.root.parent / "sys"
         self.sys_root = Path(sys_root)
         self._lock = threading.Lock()
         self._times: deque = deque(maxlen=history_len)
-        self._slab_totals: deque = deque(maxlen=history_len)  # {name: total bytes} per read
+        # One compact array of total bytes per read (-1: no such cache then), indexed by the
+        # column of each cache name in _columns. A {name: bytes} dict per read held ~240 fresh
+        # name strings and ints each tick (~25 KiB a read, 150 reads kept); what the history
+        # holds now is one array object a read.
+        self._columns: dict[str, int] = {}
+        self._slab_totals: deque = deque(maxlen=history_len)
         self._reclaimable: dict[str, bool | None] = {}
 
     def _read_slabs(self, now: float) -> tuple[SlabInfo | None, str | None]:
@@ -117,7 +129,14 @@ class KernelCollector:
             info = kfs.read_slabinfo(self.root)
         except ProcfsError as e:
             return None, getattr(e, "reason", None) or str(e)
-        totals = {c.name: c.total_bytes for c in info.caches}
+        self._prune_columns(info)
+        columns = self._columns
+        for c in info.caches:
+            if c.name not in columns:
+                columns[c.name] = len(columns)
+        totals = array("q", [-1]) * len(columns)
+        for c in info.caches:
+            totals[columns[c.name]] = c.total_bytes
         if self._times and now <= self._times[-1]:
             # The same tick again (the tab was re-shown): replace, never two points at one time.
             self._slab_totals[-1] = totals
@@ -125,6 +144,33 @@ class KernelCollector:
             self._times.append(now)
             self._slab_totals.append(totals)
         return info, None
+
+    def _prune_columns(self, info: SlabInfo) -> None:
+        """Forget cache names that neither the history nor this read has any more (caches come and
+        go: per-mount, per-module), so that the columns and the reclaim flags stay bounded."""
+        current = {c.name for c in info.caches}
+        if len(self._columns) <= len(current) + 64 and len(self._reclaimable) <= len(current) + 64:
+            return
+        keep = [name for name, i in self._columns.items()
+                if name in current or any(i < len(h) and h[i] >= 0 for h in self._slab_totals)]
+        old = self._columns
+        self._columns = {name: j for j, name in enumerate(keep)}
+        remapped = [array("q", (h[old[name]] if old[name] < len(h) else -1 for name in keep)) for h in self._slab_totals]
+        self._slab_totals.clear()
+        self._slab_totals.extend(remapped)
+        self._reclaimable = {name: flag for name, flag in self._reclaimable.items() if name in current}
+
+    def _history_of(self, name: str) -> tuple[int | None, ...]:
+        i = self._columns.get(name)
+        if i is None:
+            return (None,) * len(self._slab_totals)
+        return tuple(h[i] if i < len(h) and h[i] >= 0 else None for h in self._slab_totals)
+
+    def retained_counts(self) -> dict[str, int]:
+        """Sizes of what the collector keeps between reads (the bounded-memory test reads them)."""
+        return {"times": len(self._times), "history": len(self._slab_totals), "columns": len(self._columns),
+                "reclaim_flags": len(self._reclaimable),
+                "history_cells": sum(len(h) for h in self._slab_totals)}
 
     def _reclaim_flag(self, name: str) -> bool | None:
         # The flag is fixed when the cache is created: read /sys once per name.
@@ -155,13 +201,13 @@ class KernelCollector:
             rows = tuple(
                 SlabRow(
                     cache,
-                    growth_per_min(times, tuple(h.get(cache.name) for h in self._slab_totals)),
+                    growth_per_min(times, self._history_of(cache.name)),
                     self._reclaim_flag(cache.name),
                 )
                 for cache in info.caches
             )
             largest = sorted(info.caches, key=lambda c: -c.total_bytes)[:CHART_CACHES]
-            chart = {c.name: tuple(h.get(c.name) for h in self._slab_totals) for c in largest}
+            chart = {c.name: self._history_of(c.name) for c in largest}
 
         user_pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread]
         comms = {v.pid: v.sample.comm for v in snapshot.processes}
@@ -198,7 +244,9 @@ class KernelCollector:
             namespaces_unreadable=unreadable,
             file_nr=file_nr,
             file_nr_reason=file_nr_reason,
-            growers=fd_growers(self._others(snapshot.processes), FD_WINDOW_S)[:20],
+            growers=fd_growers(self._others(snapshot.processes), FD_WINDOW_S, uptime_s=snapshot.system.uptime_s,
+                               clock_ticks=CLOCK_TICKS, min_span_s=self.leak_min_span_s,
+                               min_age_s=self.leak_min_age_s)[:20],
             target_pid=target_pid,
             fd_breakdown=breakdown,
             fd_breakdown_reason=breakdown_reason,

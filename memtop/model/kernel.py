@@ -216,6 +216,12 @@ FD_MIN_POINTS = 4
 LEAK_MIN_INCREASE = 10  # fds over the window: below this, growth is noise (a pool warming up)
 LEAK_MIN_R2 = 0.8  # how well a straight line fits the counts: "steadily"
 LEAK_MIN_RISING = 0.6  # share of ticks at which the count did not fall
+# A process that just started opens its files, sockets and libraries: 13 -> 28 fds in 12 s is
+# start-up, not a leak. Call it a leak only when the growth held over (about) a whole window and
+# the process is older than a minute. 55 s, not 60: the oldest point of a 60 s window lands up to
+# one tick after its start.
+LEAK_MIN_SPAN_S = 55.0
+LEAK_MIN_AGE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,9 +284,14 @@ def view_fd_growth(view: ProcessView, window_s: float = FD_WINDOW_S) -> FdGrowth
     return fd_growth(view.history_times, view.fd_history, window_s)
 
 
-def fd_leak_finding(view: ProcessView, growth: FdGrowth | None) -> Finding | None:
-    """A finding when the process's fd count grows steadily (see FdGrowth.steady)."""
-    if growth is None or not growth.steady:
+def fd_leak_finding(view: ProcessView, growth: FdGrowth | None, *, age_s: float | None = None,
+                    min_span_s: float = LEAK_MIN_SPAN_S, min_age_s: float = LEAK_MIN_AGE_S) -> Finding | None:
+    """A finding when the process's fd count grows steadily (see FdGrowth.steady) over at least
+    ``min_span_s`` of history and the process is at least ``min_age_s`` old (``age_s`` None:
+    unknown, the span alone decides)."""
+    if growth is None or not growth.steady or growth.span_s < min_span_s:
+        return None
+    if age_s is not None and age_s < min_age_s:
         return None
     s = view.sample
     text = (
@@ -302,14 +313,21 @@ class FdGrower:
     finding: Finding | None
 
 
-def fd_growers(views, window_s: float = FD_WINDOW_S) -> tuple[FdGrower, ...]:
-    """Processes whose fd count grew over the window, fastest first."""
+def fd_growers(views, window_s: float = FD_WINDOW_S, *, uptime_s: float | None = None, clock_ticks: int = 100,
+               min_span_s: float = LEAK_MIN_SPAN_S, min_age_s: float = LEAK_MIN_AGE_S) -> tuple[FdGrower, ...]:
+    """Processes whose fd count grew over the window, fastest first.
+
+    ``uptime_s`` (/proc/uptime) and ``clock_ticks`` (sysconf(_SC_CLK_TCK)) give each process's
+    age from its start time (stat field 22, in clock ticks since boot; proc(5)).
+    """
     out = []
     for view in views:
         growth = view_fd_growth(view, window_s)
         if growth is None or growth.per_min <= 0:
             continue
-        out.append(FdGrower(view, growth, fd_leak_finding(view, growth)))
+        age = uptime_s - view.sample.identity.start_ticks / clock_ticks if uptime_s is not None else None
+        finding = fd_leak_finding(view, growth, age_s=age, min_span_s=min_span_s, min_age_s=min_age_s)
+        out.append(FdGrower(view, growth, finding))
     out.sort(key=lambda g: (-g.growth.per_min, g.view.pid))
     return tuple(out)
 

@@ -140,7 +140,7 @@ def fixed_view(tab: KernelTab, app):
     growth = FdGrowth(per_min=120.0, first=16, last=76, span_s=30.0, points=16, r2=1.0, rising_share=1.0)
     slow = leaking(app.snapshot.by_pid(HOST_PID), 0)
     slow_growth = FdGrowth(per_min=2.0, first=12, last=13, span_s=30.0, points=16, r2=0.3, rising_share=0.9)
-    growers = (FdGrower(leak, growth, fd_leak_finding(leak, growth)), FdGrower(slow, slow_growth, None))
+    growers = (FdGrower(leak, growth, fd_leak_finding(leak, growth, min_span_s=30)), FdGrower(slow, slow_growth, None))
     return replace(view, slabs=slabs, growers=growers)
 
 

@@ -18,13 +18,13 @@ def make_view(pid: int, times, fds) -> ProcessView:
 
 
 def test_steady_growth_rate_and_finding():
-    times = [1000.0 + 2 * i for i in range(16)]  # 30 s at a 2 s tick
-    fds = [10 + 3 * i for i in range(16)]  # 3 fds per 2 s = 90/min
+    times = [1000.0 + 2 * i for i in range(31)]  # 60 s at a 2 s tick
+    fds = [10 + 3 * i for i in range(31)]  # 3 fds per 2 s = 90/min
     growth = fd_growth(tuple(times), tuple(fds))
     assert growth.per_min == pytest.approx(90.0)
-    assert growth.steady and growth.first == 10 and growth.last == 55
-    finding = fd_leak_finding(make_view(7, times, fds), growth)
-    assert finding is not None and "from 10 to 55 in 30 s (+90/min" in finding.text
+    assert growth.steady and growth.first == 10 and growth.last == 100
+    finding = fd_leak_finding(make_view(7, times, fds), growth, age_s=600.0)
+    assert finding is not None and "from 10 to 100 in 60 s (+90/min" in finding.text
     assert "/proc/7/fd" in finding.next_step
 
 
@@ -58,11 +58,37 @@ def test_no_leak_finding_without_steady_growth(fds, why):
     assert fd_leak_finding(make_view(1, times, fds), growth) is None, why
 
 
+def test_young_process_or_short_growth_is_no_leak():
+    # A process that just started opens its files: 13 -> 28 fds in 12 s (the report) is no leak.
+    times = [float(i) for i in range(13)]
+    fds = [13 + round(i * 15 / 12) for i in range(13)]
+    growth = fd_growth(tuple(times), tuple(fds))
+    assert growth is not None and growth.steady  # the shape alone would say leak
+    assert fd_leak_finding(make_view(1, times, fds), growth, age_s=12.5) is None
+    assert fd_leak_finding(make_view(1, times, fds), growth) is None  # 12 s of history is too short
+    # 60 s of steady growth, but the process is 30 s old (history from before a PID reuse cannot
+    # exist: the identity includes the start time; this is the age check on its own).
+    times = [2.0 * i for i in range(31)]
+    fds = [10 + 2 * i for i in range(31)]
+    growth = fd_growth(tuple(times), tuple(fds))
+    assert fd_leak_finding(make_view(1, times, fds), growth, age_s=30.0) is None
+    assert fd_leak_finding(make_view(1, times, fds), growth, age_s=61.0) is not None
+
+
+def test_growers_use_the_process_age_from_uptime_and_start_ticks():
+    times = [2.0 * i for i in range(31)]
+    view = make_view(3, times, [10 + 5 * i for i in range(31)])  # start_ticks 100: 1 s after boot
+    (old,) = fd_growers([view], uptime_s=1000.0, clock_ticks=100)
+    assert old.finding is not None
+    (young,) = fd_growers([view], uptime_s=31.0, clock_ticks=100)  # 30 s old
+    assert young.finding is None and young.growth.per_min == pytest.approx(150.0)
+
+
 def test_growers_sorted_fastest_first_and_only_growing():
-    times = [2.0 * i for i in range(10)]
-    fast = make_view(3, times, [10 + 5 * i for i in range(10)])
-    slow = make_view(2, times, [10 + i for i in range(10)])
-    shrinking = make_view(1, times, [100 - i for i in range(10)])
+    times = [2.0 * i for i in range(31)]
+    fast = make_view(3, times, [10 + 5 * i for i in range(31)])
+    slow = make_view(2, times, [10 + i for i in range(31)])
+    shrinking = make_view(1, times, [100 - i for i in range(31)])
     growers = fd_growers([shrinking, slow, fast])
     assert [g.view.pid for g in growers] == [3, 2]
     assert growers[0].finding is not None
