@@ -405,8 +405,8 @@ class KernelTab(TabView):
         ("file handles", "/proc/sys/fs/file-nr: allocated file handles of maximum"),
         ("fd growth", "fd count of every process every tick (stat(/proc/PID/fd).st_size), least-squares slope over "
                       "the last 60 s, per minute (needs 10 s of history)"),
-        ("LEAK?", "the fd count grew by at least 10 over the window, a straight line fits it (R² ≥ 0.8) and it "
-                  "fell at no more than 40 % of ticks"),
+        ("LEAK?", "the fd count grew by at least 10 over at least 55 s, a straight line fits it (R² ≥ 0.8), it "
+                  "fell at no more than 40 % of ticks, and the process is more than a minute old"),
         ("fd breakdown", "readlink of every /proc/PID/fd/N of the selected process: socket:[..], pipe:[..], "
                          "anon_inode:.., paths (files, devices, memfd), other"),
     )
