@@ -37,6 +37,15 @@ def _cell(text: str, width: int, align: str) -> str:
     return text.rjust(width) if align == "right" else text.ljust(width)
 
 
+def short_command(command: str) -> str:
+    """The program's base name and its arguments: on a narrow screen "/work/main/.venv/bin/python
+    -m pytest" says less than "python -m pytest"."""
+    program, sep, args = command.partition(" ")
+    if program.startswith("[") or "/" not in program:
+        return command
+    return program.rsplit("/", 1)[1] + sep + args
+
+
 def matches(view: ProcessView, needle: str) -> bool:
     """Filter: a PID (exact), a user name (exact), or a substring of the command line."""
     if not needle:
@@ -232,6 +241,8 @@ class ProcessTable(ScrollView, can_focus=True):
         segments = []
         for col, w in self.layout(width):
             text = col.text(view)
+            if col.key == "command" and len(text) > w:
+                text = short_command(text)
             seg_style = base
             if text == "?":
                 seg_style = unknown_style

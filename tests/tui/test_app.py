@@ -185,3 +185,11 @@ async def test_a_sort_by_a_hidden_column_is_said():
         app.query_one("ProcessesTab")._show_totals()
         await pilot.pause()
         assert "sorted by MAJF/s" in str(app.query_one("#process-totals").render())
+
+
+def test_a_long_command_keeps_its_program_name_when_cut():
+    from memtop.tui.processes import short_command
+
+    assert short_command("/work/main/.venv/bin/python -m pytest -q") == "python -m pytest -q"
+    assert short_command("[kthreadd]") == "[kthreadd]"
+    assert short_command("bash /dev/fd/3") == "bash /dev/fd/3"
