@@ -17,3 +17,16 @@ COMMAND_MODULES = [
 
 class CliError(Exception):
     """A failure the user should read in one line (``memtop: ...``, exit status 1)."""
+
+
+def pid_arg(text: str) -> int:
+    """argparse type of a PID: a positive integer (a bad one is a usage error, exit 2)."""
+    import argparse
+
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a PID: invalid PID {text!r}, not an integer") from None
+    if pid <= 0:
+        raise argparse.ArgumentTypeError(f"not a PID: invalid PID {pid}, PIDs are positive integers")
+    return pid

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from memtop.commands import CliError
+from memtop.commands import CliError, pid_arg
 from memtop.format import fmt_bytes, fmt_duration
 from memtop.model.heap import LayerReport
 
 NAME = "explain"
 HELP = "why is this process's memory where it is: kernel, allocator and runtime layers, in plain words"
 
-
-def pid_arg(text: str) -> int:
-    """argparse type of PID: a positive integer (a bad one is a usage error, exit 2)."""
-    try:
-        pid = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid PID {text!r}: not an integer") from None
-    if pid <= 0:
-        raise argparse.ArgumentTypeError(f"invalid PID {pid}: must be a positive integer")
-    return pid
 
 
 def add_arguments(parser) -> None:

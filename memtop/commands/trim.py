@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from memtop.actions import identity_of, unavailable_reason
-from memtop.commands import CliError
+from memtop.commands import CliError, pid_arg
 from memtop.format import fmt_bytes, fmt_rate
 
 NAME = "trim"
@@ -35,20 +35,9 @@ def _seconds(*, positive: bool):
     return parse
 
 
-def _pid(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a PID: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a PID: {text!r} (PIDs are positive)")
-    return value
-
 
 def add_arguments(parser) -> None:
-    parser.add_argument("pid", type=_pid, metavar="PID", help="the process to trim")
+    parser.add_argument("pid", type=pid_arg, metavar="PID", help="the process to trim")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--timeout", type=_seconds(positive=True), default=5.0, metavar="S",
                         help="give up on a held arena lock, and interrupt the call, after S seconds (default 5)")
