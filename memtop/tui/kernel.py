@@ -20,11 +20,9 @@ from rich.table import Table
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -43,6 +41,7 @@ from memtop.model.kernel import (
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
 from memtop.tui.tab import TabView
+from memtop.tui.widgets import CursorTable
 
 # --- the slab table's columns ------------------------------------------------------------------
 
@@ -125,17 +124,9 @@ class SlabHeader(Widget):
         return Strip(segments).crop(0, self.size.width)
 
 
-class SlabTable(ScrollView, can_focus=True):
+class SlabTable(CursorTable):
     """Slab caches, drawn line by line; the cursor follows a cache name across refreshes."""
 
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(0)", show=False),
-        Binding("end", "edge(1)", show=False),
-    ]
     COMPONENT_CLASSES = {"slab-table--cursor", "slab-table--growing", "slab-table--note"}
 
     def __init__(self, **kw):
@@ -176,27 +167,8 @@ class SlabTable(ScrollView, can_focus=True):
             return
         self._cursor_index = max(0, min(index, len(self.rows) - 1))
         self.cursor_name = self.rows[self._cursor_index].cache.name
-        top = int(self.scroll_offset.y)
-        height = max(1, self.size.height)
-        if self._cursor_index < top:
-            self.scroll_to(y=self._cursor_index, animate=False)
-        elif self._cursor_index >= top + height:
-            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
+        self._scroll_cursor_into_view()
         self.refresh()
-
-    def action_cursor(self, delta: int) -> None:
-        self._move_to(self._cursor_index + delta)
-
-    def action_page(self, direction: int) -> None:
-        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
-
-    def action_edge(self, end: int) -> None:
-        self._move_to(len(self.rows) - 1 if end else 0)
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None:
-            self._move_to(int(self.scroll_offset.y) + offset.y)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, max(1, len(self.rows)))

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, ProgressBar, Static
@@ -40,14 +38,14 @@ from memtop.collect.pagecache import (
     top_cached_files,
 )
 from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
-from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress, VmstatRates
+from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs.cachestat import file_cache_stat
 from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
 from memtop.tui.tab import TabView
-from memtop.tui.widgets import CachedPlot
+from memtop.tui.widgets import CachedPlot, CursorTable
 
 TREE_LIVE_MAX = 1000  # a scanned list of at most this many files is re-measured every tick
 SOURCE_PROCESS = "process"
@@ -173,17 +171,9 @@ class FileHeader(Widget):
         return Strip(segments).crop(0, self.size.width)
 
 
-class FileTable(ScrollView, can_focus=True):
+class FileTable(CursorTable):
     """The list of files, drawn line by line; the cursor follows a path across refreshes."""
 
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(0)", show=False),
-        Binding("end", "edge(1)", show=False),
-    ]
     COMPONENT_CLASSES = {"file-table--cursor", "file-table--unknown"}
 
     class Selected(Message):
@@ -229,29 +219,10 @@ class FileTable(ScrollView, can_focus=True):
             return
         self._cursor_index = max(0, min(index, len(self.rows) - 1))
         self.cursor_path = self.rows[self._cursor_index].path
-        top = int(self.scroll_offset.y)
-        height = max(1, self.size.height)
-        if self._cursor_index < top:
-            self.scroll_to(y=self._cursor_index, animate=False)
-        elif self._cursor_index >= top + height:
-            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
+        self._scroll_cursor_into_view()
         # Also when the file is the same: its figures are new, the detail line follows them.
         self.post_message(self.Selected(self.rows[self._cursor_index]))
         self.refresh()
-
-    def action_cursor(self, delta: int) -> None:
-        self._move_to(self._cursor_index + delta)
-
-    def action_page(self, direction: int) -> None:
-        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
-
-    def action_edge(self, end: int) -> None:
-        self._move_to(len(self.rows) - 1 if end else 0)
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None:
-            self._move_to(int(self.scroll_offset.y) + offset.y)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self.rows))

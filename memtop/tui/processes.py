@@ -13,12 +13,10 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -28,7 +26,7 @@ from memtop.model.process import ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
 from memtop.tui.tab import TabView
-from memtop.tui.widgets import CachedPlot
+from memtop.tui.widgets import CachedPlot, CursorTable
 
 
 def _cell(text: str, width: int, align: str) -> str:
@@ -97,17 +95,9 @@ class ColumnHeader(Widget):
         return Strip(segments).crop(0, self.size.width)
 
 
-class ProcessTable(ScrollView, can_focus=True):
+class ProcessTable(CursorTable):
     """The process list. The cursor follows a PID, so it stays on the same process across ticks."""
 
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(0)", show=False),
-        Binding("end", "edge(1)", show=False),
-    ]
     COMPONENT_CLASSES = {"process-table--cursor", "process-table--unknown", "process-table--stale", "process-table--kernel"}
 
     cursor_pid: reactive[int | None] = reactive(None, always_update=True, repaint=False)
@@ -184,22 +174,6 @@ class ProcessTable(ScrollView, can_focus=True):
             self.post_message(self.Selected(self.rows[index]))
         self.refresh()
 
-    def _scroll_cursor_into_view(self) -> None:
-        top = int(self.scroll_offset.y)
-        height = max(1, self.size.height)
-        if self._cursor_index < top:
-            self.scroll_to(y=self._cursor_index, animate=False)
-        elif self._cursor_index >= top + height:
-            self.scroll_to(y=self._cursor_index - height + 1, animate=False)
-
-    def action_cursor(self, delta: int) -> None:
-        self._move_to(self._cursor_index + delta)
-
-    def action_page(self, direction: int) -> None:
-        self._move_to(self._cursor_index + direction * max(1, self.size.height - 1))
-
-    def action_edge(self, end: int) -> None:
-        self._move_to(len(self.rows) - 1 if end else 0)
 
     def select_pid(self, pid: int) -> bool:
         for i, v in enumerate(self.rows):
@@ -207,11 +181,6 @@ class ProcessTable(ScrollView, can_focus=True):
                 self._move_to(i)
                 return True
         return False
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None:
-            self._move_to(int(self.scroll_offset.y) + offset.y)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self.rows))
