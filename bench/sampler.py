@@ -61,9 +61,20 @@ def cpu_of(fn, repeat: int) -> list[float]:
     return out
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def proc_cpu_s(pid: int, tid: int | None = None) -> float:
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out[int(tid)] = proc_cpu_s(pid, int(tid))
+        except OSError:
+            pass
+    return out
 
 
 def rss_mib(pid: int | str = "self") -> float:
@@ -113,11 +124,15 @@ def main() -> None:
             try:
                 time.sleep(5)  # start-up and first ticks
                 pane_pid = int(subprocess.check_output(["tmux", "display", "-p", "-t", session, "#{pane_pid}"]).strip())
-                c0, t0 = proc_cpu_s(pane_pid), time.monotonic()
+                c0, t0, th0 = proc_cpu_s(pane_pid), time.monotonic(), thread_cpu_s(pane_pid)
                 time.sleep(args.tui_seconds)
-                c1, t1 = proc_cpu_s(pane_pid), time.monotonic()
+                c1, t1, th1 = proc_cpu_s(pane_pid), time.monotonic(), thread_cpu_s(pane_pid)
                 print(f"memtop TUI idle, 2 s refresh, {args.tui_seconds:.0f} s in tmux 120x40: "
                       f"{(c1 - c0) / (t1 - t0) * 100:.2f} % of one core (goal <= 3 %), RSS {rss_mib(pane_pid):.1f} MiB")
+                busy = sorted(((th1[t] - th0.get(t, 0.0), t) for t in th1), reverse=True)
+                print("  per thread: " + ", ".join(
+                    f"{'UI (main)' if t == pane_pid else f'thread {t}'} {c / (t1 - t0) * 100:.2f} %"
+                    for c, t in busy if c > 0))
             finally:
                 subprocess.run(["tmux", "kill-session", "-t", session])
 

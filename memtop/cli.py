@@ -48,6 +48,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
     args = parser.parse_args(argv)
+    from memtop.procfs import raise_fd_limit
+
+    raise_fd_limit()
     try:
         if args.command is None:
             if args.psi_trigger is not None and args.psi_trigger.strip().lower() not in ("off", "none", "no"):

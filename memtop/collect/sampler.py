@@ -1,14 +1,17 @@
 """Tiered collection of processes and system memory.
 
-Every tick, for every process: stat, status and the fd count (cheap: ~20 µs each).
-smaps_rollup walks the target's page tables (cost grows with RSS, and it takes the target's
-mmap lock: htop issue 1712), so it is read every tick only for the rows on screen and the
-selected process, and staggered for the rest so that no rollup is older than ``stagger`` ticks.
+Every tick, for every process: stat (held open, re-read with pread) and the fd count; status
+only when the stat line changed. smaps_rollup walks the target's page tables (~70 µs even for a
+small process here, more with RSS, and it takes the target's mmap lock: htop issue 1712), so it
+is read every tick only for the rows on screen and the selected process, and staggered for the
+rest: no rollup is older than ``stagger`` ticks for a process that ran since its rollup was read,
+nor older than ``idle_stagger`` ticks for one whose stat line has not changed since (no CPU time,
+no page fault, same RSS: only its PSS can move, when other processes share or unshare its pages).
 """
 
 from __future__ import annotations
 
-import bisect
+import os
 import pwd
 import time
 from collections import deque
@@ -16,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup
 from memtop.model.snapshot import Snapshot, SystemSample
 from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError
 from memtop.procfs import process as procfs
@@ -27,12 +30,26 @@ HISTORY_LEN = 150  # points per process: 5 minutes at the default 2 s tick
 SYSTEM_HISTORY_LEN = 600
 
 
+_KTHREAD = "kernel thread: no user address space"
+_ZOMBIE = "zombie: its memory is already released"
+
+
+@dataclass(slots=True)
+class _Track:
+    """A process's history between ticks: where its RSS / fd count changed (see History)."""
+
+    since: int  # the tick of its first point
+    runs: list  # of (tick, rss, fds), oldest first; bounded by the window
+    frozen: tuple = ()  # runs as a tuple, rebuilt only when they change
+
+
 @dataclass(slots=True)
 class _RollupState:
     rollup: Rollup | None
     reason: str | None
     time: float | None
     tick: int
+    stat: bytes = b""  # the stat line when it was read: unchanged since means idle since
 
 
 class Sampler:
@@ -42,24 +59,29 @@ class Sampler:
     one) from another thread: it is replaced, never mutated.
     """
 
-    def __init__(self, root: Path = PROC, *, stagger: int = 5, history_len: int = HISTORY_LEN,
-                 clock=time.monotonic, wall_clock=time.time):
+    def __init__(self, root: Path = PROC, *, stagger: int = 5, idle_stagger: int = 30,
+                 history_len: int = HISTORY_LEN, clock=time.monotonic, wall_clock=time.time):
         self.root = Path(root)
         self._clock = clock
         self._wall_clock = wall_clock
         self.stagger = max(1, stagger)
+        self.idle_stagger = max(self.stagger, idle_stagger)
         self.history_len = history_len
         self.visible: frozenset[int] = frozenset()
         self.tick = 0
         # A captured tree (tests) has plain directories for fd: count by listing there.
+        self._root_s = str(self.root)
         self._fd_stat_size = self.root == PROC and procfs.fd_count_is_stat_size()
+        # As root st_size needs no permission check first (read_fd_count makes one otherwise).
+        self._fd_stat_size_as_root = self._fd_stat_size and os.geteuid() == 0
         self._prev: dict[ProcessIdentity, ProcessSample] = {}
         self._cmdlines: dict[ProcessIdentity, str] = {}
         self._last: dict[int, tuple[bytes, ProcessSample]] = {}  # PID -> (raw stat line, sample)
         self._prev_time: float | None = None
         self._stat_files = OpenFiles("stat", self.root)
         self._rollups: dict[ProcessIdentity, _RollupState] = {}
-        self._histories: dict[ProcessIdentity, deque] = {}  # of (time, rss, fds), bounded
+        self._histories: dict[ProcessIdentity, _Track] = {}
+        self._tick_times: deque = deque(maxlen=self.history_len)  # the processes' history window
         self._users: dict[int, str] = {}
         self._sys_times: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
         self._sys_available: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
@@ -88,15 +110,24 @@ class Sampler:
             self._users[uid] = name
         return name
 
-    def _want_rollup(self, identity: ProcessIdentity, all_rollups: bool) -> bool:
+    def _want_rollup(self, identity: ProcessIdentity, raw: bytes, all_rollups: bool) -> bool:
         if all_rollups or identity.pid in self.visible:
             return True
         state = self._rollups.get(identity)
         if state is None:
             return True
-        if self.tick - state.tick >= self.stagger:
+        every = self.idle_stagger if state.stat == raw else self.stagger
+        if self.tick - state.tick >= every:
             return True
-        return (identity.pid + self.tick) % self.stagger == 0
+        return (identity.pid + self.tick) % every == 0
+
+    def _fd_count_slow(self, pid: int) -> tuple[int | None, str | None]:
+        try:
+            return procfs.read_fd_count(pid, self.root, stat_size=self._fd_stat_size), None
+        except NoSuchProcess:
+            return None, "no fd table (process exiting, or not in a captured tree)"
+        except AccessDenied as e:
+            return None, e.reason
 
     def _read_process(self, pid: int, now: float, all_rollups: bool) -> ProcessSample | None:
         """One process, or None when it vanished. Permission problems become reasons.
@@ -105,8 +136,7 @@ class Sampler:
         last tick (same start time, so the same process; no CPU time, no fault, same RSS), the
         last sample is reused and only the fd count (and a due smaps_rollup) is read again.
         """
-        root = self.root
-        stat_path = f"{root}/{pid}/stat"
+        root = self._root_s
         try:
             raw = self._stat_files.read(pid)
         except (NoSuchProcess, AccessDenied):
@@ -116,6 +146,7 @@ class Sampler:
         if prev is not None:
             identity, kernel_thread, zombie = prev.identity, prev.kernel_thread, prev.state in ("Z", "X")
         else:
+            stat_path = f"{root}/{pid}/stat"
             try:
                 stat = procfs.parse_stat_file(raw, stat_path)
             except ParseError:
@@ -124,11 +155,11 @@ class Sampler:
             identity = ProcessIdentity(pid, stat.start_ticks)
             kernel_thread, zombie = stat.is_kernel_thread, stat.is_zombie
             try:
-                status = procfs.read_status(pid, root)
+                status = procfs.read_status(pid, self.root)
                 cmdline = self._cmdlines.get(identity)
                 if cmdline is None:
                     try:
-                        cmdline = procfs.read_cmdline(pid, root)
+                        cmdline = procfs.read_cmdline(pid, self.root)
                     except AccessDenied:
                         cmdline = ""
                     self._cmdlines[identity] = cmdline
@@ -139,39 +170,41 @@ class Sampler:
         fd_reason: str | None = None
         if kernel_thread:
             fd_reason = "kernel thread"
+        elif self._fd_stat_size_as_root:
+            # The common case, inlined (it runs for every process every tick): one stat(2).
+            try:
+                fd_count = os.stat(f"{root}/{pid}/fd").st_size
+            except OSError:
+                fd_count, fd_reason = self._fd_count_slow(pid)
         else:
-            try:
-                fd_count = procfs.read_fd_count(pid, root, stat_size=self._fd_stat_size)
-            except NoSuchProcess:
-                fd_reason = "no fd table (process exiting, or not in a captured tree)"
-            except AccessDenied as e:
-                fd_reason = e.reason
+            fd_count, fd_reason = self._fd_count_slow(pid)
 
-        state = self._rollups.get(identity)
+        state = old_state = self._rollups.get(identity)
         if kernel_thread:
-            state = _RollupState(None, "kernel thread: no user address space", None, self.tick)
+            if state is None or state.reason != _KTHREAD:
+                state = _RollupState(None, _KTHREAD, None, self.tick)
         elif zombie:
-            state = _RollupState(None, "zombie: its memory is already released", None, self.tick)
-        elif self._want_rollup(identity, all_rollups):
+            if state is None or state.reason != _ZOMBIE:
+                state = _RollupState(None, _ZOMBIE, None, self.tick)
+        elif self._want_rollup(identity, raw, all_rollups):
             try:
-                rollup = procfs.read_rollup(pid, root)
+                rollup = procfs.read_rollup(pid, self.root)
                 reason = None if rollup is not None else "no smaps_rollup data (exiting?)"
-                state = _RollupState(rollup, reason, now, self.tick)
+                state = _RollupState(rollup, reason, now, self.tick, raw)
             except NoSuchProcess:
                 return None
             except AccessDenied as e:
-                state = _RollupState(None, e.reason, now, self.tick)
+                state = _RollupState(None, e.reason, now, self.tick, raw)
             except ParseError as e:
-                state = _RollupState(None, str(e), now, self.tick)
+                state = _RollupState(None, str(e), now, self.tick, raw)
             self.rollups_read += 1
-        self._rollups[identity] = state
+        if state is not old_state:
+            self._rollups[identity] = state
         rollup, rollup_reason, rollup_time = state.rollup, state.reason, state.time
 
         if prev is not None:
-            if (prev.fd_count, prev.fd_reason, prev.rollup, prev.rollup_reason, prev.rollup_time) == (
-                fd_count, fd_reason, rollup, rollup_reason, rollup_time
-            ):
-                sample = prev
+            if state is old_state and prev.fd_count == fd_count and prev.fd_reason == fd_reason:
+                return prev  # the idle case: nothing new, the same sample object as last tick
             else:
                 sample = replace(prev, fd_count=fd_count, fd_reason=fd_reason, rollup=rollup,
                                  rollup_reason=rollup_reason, rollup_time=rollup_time)
@@ -201,13 +234,23 @@ class Sampler:
         self._last[pid] = (raw, sample)
         return sample
 
-    def _view(self, sample: ProcessSample, now: float) -> ProcessView:
+    def _view(self, sample: ProcessSample, now: float, times: tuple[float, ...], tick0: int) -> ProcessView:
         identity = sample.identity
-        history = self._histories.get(identity)
-        if history is None:
-            history = self._histories[identity] = deque(maxlen=self.history_len)
-        history.append((now, sample.rss_bytes, sample.fd_count))
-        frozen = tuple(history)
+        track = self._histories.get(identity)
+        point = (sample.rss_bytes, sample.fd_count)
+        if track is None:
+            track = self._histories[identity] = _Track(self.tick, [(self.tick, *point)])
+            track.frozen = tuple(track.runs)
+        elif track.runs[-1][1:] != point:
+            track.runs.append((self.tick, *point))
+            track.frozen = ()
+        runs = track.runs
+        while len(runs) > 1 and runs[1][0] <= tick0:  # a run wholly before the window
+            del runs[0]
+            track.frozen = ()
+        if not track.frozen:
+            track.frozen = tuple(runs)
+        history = History(times, tick0, track.since, track.frozen)
 
         prev = self._prev.get(identity)
         minflt_rate = majflt_rate = None
@@ -219,9 +262,9 @@ class Sampler:
             sample=sample,
             minflt_per_s=minflt_rate,
             majflt_per_s=majflt_rate,
-            rss_change_per_min=rss_change_per_min(frozen),
+            rss_change_per_min=history.rss_change_per_min(),
             rollup_age_s=(now - sample.rollup_time) if sample.rollup_time is not None else None,
-            history=frozen,
+            history=history,
         )
 
     def sample(self, *, all_rollups: bool = False) -> Snapshot:
@@ -257,7 +300,10 @@ class Sampler:
             sample = self._read_process(pid, now, all_rollups)
             if sample is not None:
                 samples[sample.identity] = sample
-        views = tuple(self._view(s, now) for s in samples.values())
+        self._tick_times.append(now)
+        times = tuple(self._tick_times)
+        tick0 = self.tick - len(times) + 1
+        views = tuple(self._view(s, now, times, tick0) for s in samples.values())
 
         # Forget what vanished, so memory stays flat over any number of ticks.
         for cache in (self._cmdlines, self._rollups, self._histories):
@@ -285,18 +331,6 @@ class Sampler:
         return snapshot
 
 
-def rss_change_per_min(history: tuple[tuple[float, int | None, int | None], ...], window_s: float = 60.0) -> float | None:
-    """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s).
-
-    ``history`` holds (time, rss, fds) points, oldest first.
-    """
-    if len(history) < 2 or history[-1][1] is None:
-        return None
-    now, rss_now = history[-1][0], history[-1][1]
-    i = bisect.bisect_left(history, now - window_s, key=lambda h: h[0])
-    while i < len(history) - 1 and history[i][1] is None:
-        i += 1
-    t0, rss0 = history[i][0], history[i][1]
-    if now - t0 < 10.0 or rss0 is None:
-        return None
-    return (rss_now - rss0) / (now - t0) * 60.0
+def rss_change_per_min(history: History, window_s: float = 60.0) -> float | None:
+    """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s)."""
+    return history.rss_change_per_min(window_s)

@@ -31,15 +31,23 @@ class MemoryHeader(Widget):
         self._snapshot: Snapshot | None = None
         self._state = ""
         self._alert = ""
+        self._shown: Text | None = None
 
     def update(self, snapshot: Snapshot | None, state: str = "", alert: str = "") -> None:
         """``state`` is shown plainly (interval, read-only); ``alert`` stands out (PAUSED)."""
         self._snapshot = snapshot
         self._state = state
         self._alert = alert
-        self.refresh()
+        text = self._text()
+        if text != self._shown:  # same text and styles: nothing to repaint
+            self._shown = text
+            self.refresh()
 
     def render(self) -> Text:
+        self._shown = self._text()
+        return self._shown
+
+    def _text(self) -> Text:
         style = self.get_component_rich_style
         s = self._snapshot
         if s is None:

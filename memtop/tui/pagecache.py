@@ -342,7 +342,9 @@ class PageCacheTab(TabView):
         yield Static("", id="pc-source")
         with Horizontal(id="pc-tree-bar"):
             yield Input(placeholder="directory to scan (Enter starts, Esc closes)", id="pc-tree-input")
-            yield ProgressBar(id="pc-progress", show_eta=False)
+            # A total from the start: without one the bar animates ("indeterminate"), a 15 Hz
+            # timer that would run all the time, even with the tab hidden.
+            yield ProgressBar(total=1, id="pc-progress", show_eta=False)
         yield FileHeader(self.table, id="pc-header")
         yield self.table
         yield Static("", id="pc-detail")
@@ -537,7 +539,7 @@ class PageCacheTab(TabView):
             self.source = SOURCE_TREE
         self.table.set_files(())
         bar = self.query_one("#pc-progress", ProgressBar)
-        bar.update(total=None, progress=0)
+        bar.update(total=self.tree_limit, progress=0)
         self.query_one("#pc-tree-bar").display = True
         self.table.focus()
         self._show_source()

@@ -101,6 +101,7 @@ class ProcessTable(CursorTable):
     COMPONENT_CLASSES = {"process-table--cursor", "process-table--unknown", "process-table--stale", "process-table--kernel"}
 
     cursor_pid: reactive[int | None] = reactive(None, always_update=True, repaint=False)
+    SLACK_ROWS = 16
 
     class Selected(Message):
         """The cursor moved to another process."""
@@ -118,6 +119,10 @@ class ProcessTable(CursorTable):
         self.filter_text = ""
         self.stale_after_s = 3.0
         self._cursor_index = 0
+        # What each on-screen line shows, by row index: a tick redraws only the lines whose
+        # content changed (on an idle machine, few), not the whole table.
+        self._drawn: dict[int, tuple] = {}
+        self._drawn_width = 0
 
     # --- data -----------------------------------------------------------------
     def set_views(self, views: tuple[ProcessView, ...], interval_s: float) -> None:
@@ -136,7 +141,7 @@ class ProcessTable(CursorTable):
     def _rebuild(self) -> None:
         shown = [v for v in self.all_views if matches(v, self.filter_text)]
         self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse)
-        self.virtual_size = Size(self.size.width, len(self.rows))
+        self._fit_virtual_size()
         index = next((i for i, v in enumerate(self.rows) if v.pid == self.cursor_pid), None)
         if index is not None:
             self._cursor_index = index
@@ -144,7 +149,38 @@ class ProcessTable(CursorTable):
         else:
             # The selected process went away (or was filtered out): stay at the same place.
             self._move_to(min(self._cursor_index, len(self.rows) - 1))
-        self.refresh()
+        self._refresh_changed_lines()
+
+    def _line(self, index: int, width: int) -> tuple:
+        """What line ``index`` shows at ``width``: (texts, stale, kernel thread, under the cursor)."""
+        if index >= len(self.rows):
+            return ()
+        view = self.rows[index]
+        texts = []
+        for col, w in self.layout(width):
+            text = col.text(view)
+            if col.key == "command" and len(text) > w:
+                text = short_command(text)
+            texts.append(text)
+        stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
+        return (tuple(texts), stale, view.sample.kernel_thread, index == self._cursor_index)
+
+    def _refresh_changed_lines(self) -> None:
+        top, width = int(self.scroll_offset.y), self.size.width
+        if width != self._drawn_width:
+            self._drawn, self._drawn_width = {}, width
+        drawn = {}
+        for index in range(top, top + self.size.height):
+            line = self._line(index, width)
+            drawn[index] = line
+            if self._drawn.get(index) != line:
+                self.refresh_line(index)
+        self._drawn = drawn
+
+    def refresh(self, *regions, **kw):
+        if not regions:  # a whole repaint (scroll, resize, cursor move): forget what was drawn
+            self._drawn = {}
+        return super().refresh(*regions, **kw)
 
     @property
     def selected_view(self) -> ProcessView | None:
@@ -183,7 +219,21 @@ class ProcessTable(CursorTable):
         return False
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self.rows))
+        self._fit_virtual_size(event.size.width)
+
+    def _fit_virtual_size(self, width: int | None = None) -> None:
+        """The scrollable height: the row count, with up to SLACK_ROWS blank rows at the end.
+
+        A change of the virtual size costs a layout pass of the whole screen; on a busy machine
+        the process count changes on most ticks. So the height grows at once when rows come,
+        but shrinks only when SLACK_ROWS rows have gone (below the last process: blank lines).
+        """
+        width = self.size.width if width is None else width
+        height = self.virtual_size.height
+        rows = len(self.rows)
+        if not rows <= height <= rows + self.SLACK_ROWS or width != self.virtual_size.width:
+            height = rows + (self.SLACK_ROWS // 2 if height > rows else 0)
+            self.virtual_size = Size(width, height)
 
     # --- drawing --------------------------------------------------------------
     def layout(self, width: int) -> tuple[tuple[Column, int], ...]:
@@ -192,26 +242,28 @@ class ProcessTable(CursorTable):
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
         width = self.size.width
-        if index >= len(self.rows):
+        if width != self._drawn_width:
+            self._drawn, self._drawn_width = {}, width
+        line = self._drawn.get(index)
+        if line is None:
+            line = self._drawn[index] = self._line(index, width)
+        if not line:
             return Strip.blank(width, self.rich_style)
-        view = self.rows[index]
+        texts, stale, kernel_thread, under_cursor = line
+
         def style(name: str) -> Style:
             return self.get_component_rich_style(name, partial=True)
 
         base = self.rich_style
-        if view.sample.kernel_thread:
+        if kernel_thread:
             base = base + style("process-table--kernel")
-        if index == self._cursor_index:
+        if under_cursor:
             # The full style: partial would drop the blending of the translucent background.
             base = base + self.get_component_rich_style("process-table--cursor")
-        stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
         unknown_style = base + style("process-table--unknown")
         stale_style = base + style("process-table--stale")
         segments = []
-        for col, w in self.layout(width):
-            text = col.text(view)
-            if col.key == "command" and len(text) > w:
-                text = short_command(text)
+        for (col, w), text in zip(self.layout(width), texts):
             seg_style = base
             if text == "?":
                 seg_style = unknown_style
@@ -235,13 +287,25 @@ class RssChart(CachedPlot):
         self._drawn_at = 0.0
 
     def show(self, view: ProcessView | None) -> None:
-        # A plotext redraw costs 20-40 ms: redraw when the values changed, and otherwise only
-        # every 10 s so that the time axis keeps up (an idle process's chart is flat anyway).
-        values = (view.pid, view.rss_history[-30:]) if view else None
-        now = view.history_times[-1] if view and view.history_times else 0.0
-        if values == self._drawn_key and now - self._drawn_at < 10.0:
-            return
-        self._drawn_key, self._drawn_at = values, now
+        # A plotext redraw costs 10-40 ms: redraw when the process changed or its RSS moved by
+        # a step the chart can show (a braille dot: the drawn range / (4 x plot rows)), and
+        # otherwise every 10 s so that the time axis keeps up. The exact figure of every tick
+        # is on the line above the chart.
+        pid = view.pid if view else None
+        rss = view.sample.rss_bytes if view else None
+        times = view.history_times if view else ()
+        now = times[-1] if times else 0.0
+        plotted = len(times) >= 2
+        if self._drawn_key is not None and now - self._drawn_at < 10.0:
+            drawn_pid, drawn_rss, step, drawn_plotted = self._drawn_key
+            if (pid, plotted) == (drawn_pid, drawn_plotted) and (
+                rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)
+            ):
+                return
+        known = [r for r in view.rss_history if r is not None] if view else []
+        rows = max(1, self.size.height - 4)  # title, x axis, its labels and its title
+        step = (max(known) - min(known)) / (4 * rows) if known else 0.0
+        self._drawn_key, self._drawn_at = (pid, rss, step, plotted), now
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -264,8 +328,10 @@ class ProcessesTab(TabView):
     TAB_ID = "processes"
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
-        ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (off-screen rows are read every 5 ticks)"),
-        ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s)"),
+        ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (rows on screen are read every tick; "
+                                 "off-screen rows every 5 ticks, or 30 when idle: stat unchanged since)"),
+        ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s); redrawn when RSS moves "
+                  "by a step it can show, else every 10 s (the line above has every tick's figure)"),
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))
@@ -293,7 +359,6 @@ class ProcessesTab(TabView):
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
-        self.query_one(ColumnHeader).refresh()
         self._show_totals()
         self._show_detail(self.table.selected_view)
 
@@ -313,7 +378,9 @@ class ProcessesTab(TabView):
                 + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
                 + f"   swap {total(lambda v: v.sample.swap_bytes)}"
                 + self._sort_note())
-        self.query_one("#process-totals", Static).update(text, layout=False)  # fixed height: no layout pass
+        totals = self.query_one("#process-totals", Static)
+        if totals.content != text:  # an unchanged line costs no repaint
+            totals.update(text, layout=False)  # fixed height: no layout pass
 
     def _sort_note(self) -> str:
         """Say the sort when its column is not on screen (a narrow terminal drops columns)."""
@@ -326,7 +393,7 @@ class ProcessesTab(TabView):
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
         if view is None:
-            line.update(" no process selected", layout=False)
+            text = " no process selected"
         else:
             s = view.sample
             r = s.rollup
@@ -343,7 +410,9 @@ class ProcessesTab(TabView):
                 span = fmt_duration(view.history_times[-1] - view.history_times[0])
                 history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
                            f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
-            line.update(f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}", layout=False)
+            text = f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}"
+        if line.content != text:
+            line.update(text, layout=False)
         self.query_one(RssChart).show(view)
 
     @on(ProcessTable.Selected)

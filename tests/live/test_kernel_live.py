@@ -81,9 +81,12 @@ def _raw_tcp_mem_pages(path: str) -> int:
 
 @pytest.mark.skipif(not IS_ROOT, reason="unshare(CLONE_NEWNET) needs root")
 def test_sockstat_per_network_namespace(fdleak, children):
-    # GIVEN a target in its own network namespace holding 5 TCP connections with 3000 unread bytes each
-    child = children.start([fdleak, 50, 5, 3000, "netns"])
-    assert child.readline(20) == "DONE 5"
+    # GIVEN a target in its own network namespace holding 48 TCP connections with 60000 unread
+    # bytes each (2.9 MB: more than the per-CPU reserves, 1 MiB per CPU since Linux 6.0, by which
+    # TCP memory reaches the global counter that sockstat shows; 60000 fits in a fresh window)
+    n = 48
+    child = children.start([fdleak, 200, n, 60000, "netns"])
+    assert child.readline(20) == f"DONE {n}"
     host_inode = os.stat("/proc/self/ns/net").st_ino
     child_inode = os.stat(f"/proc/{child.pid}/ns/net").st_ino
     assert host_inode != child_inode
@@ -97,10 +100,10 @@ def test_sockstat_per_network_namespace(fdleak, children):
     ns = by_inode[child_inode]
     assert ns.pids == (child.pid,) and not ns.own
     tcp = ns.sockstat.protocol("TCP")
-    # Only this target lives there: the listener + 2 ends of each of 5 connections are hashed TCP
-    # sockets (inuse); sockets used also counts the 5 socketpairs' 10 AF_UNIX sockets.
-    assert tcp.get("inuse") == 1 + 2 * 5
-    assert ns.sockstat.sockets_used == 1 + 4 * 5
+    # Only this target lives there: the listener + 2 ends of each of the n connections are hashed
+    # TCP sockets (inuse); sockets used also counts the n socketpairs' 2n AF_UNIX sockets.
+    assert tcp.get("inuse") == 1 + 2 * n
+    assert ns.sockstat.sockets_used == 1 + 4 * n
     assert ns.sockstat.protocol("UDP").get("inuse") == 0
     # mem bytes are the file's pages x page size (TCP memory is global: read it when stable)
     path = f"/proc/{child.pid}/net/sockstat"
@@ -109,7 +112,7 @@ def test_sockstat_per_network_namespace(fdleak, children):
         mem_bytes = kfs.read_sockstat(f"/proc/{child.pid}/net").protocol("TCP").mem_bytes
         if _raw_tcp_mem_pages(path) == before:
             break
-    assert before > 0  # 15000 unread bytes sit in receive queues
+    assert before > 0  # 2.9 MB of unread bytes sit in receive queues
     assert mem_bytes == before * PAGE_SIZE == before * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -119,26 +119,50 @@ def test_rates_history_and_a_process_that_exits(children, gcc):
     assert all(i.pid != child.pid for i in sampler._histories)
 
 
-def test_staggered_rollups_are_never_older_than_five_ticks(children, gcc):
-    binary = compile_c(TOUCHER, name="toucher")
-    kids = [children.start([binary, "1"]) for _ in range(12)]
-    sampler = Sampler(stagger=5)
-    visible = kids[0].pid
+FAULTER = r"""
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/mman.h>
+/* Busy in the way the sampler notices: a new page fault every 2 ms (its stat line changes). */
+int main(void) {
+    printf("READY\n"); fflush(stdout);
+    for (;;) {
+        volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        p[0] = 1;
+        munmap((void *)p, 4096);
+        usleep(2000);
+    }
+}
+"""
+
+
+def test_staggered_rollups_idle_processes_less_often_than_busy_ones(children, gcc):
+    idle = [children.start([compile_c(TOUCHER, name="toucher"), "1"]) for _ in range(8)]
+    busy = [children.start([compile_c(FAULTER, name="faulter")]) for _ in range(3)]
+    sampler = Sampler(stagger=3, idle_stagger=8)
+    visible = idle[0].pid
     sampler.visible = frozenset({visible})
     sampler.sample()  # first tick reads everything
-    per_tick = []
-    for _ in range(10):
+    reads = {kid.pid: set() for kid in idle + busy}
+    ticks = 24
+    for _ in range(ticks):
+        time.sleep(0.03)  # the faulters fault in between: their stat lines change
         snapshot = sampler.sample()
-        per_tick.append(snapshot.rollups_read)
-        for kid in kids:
+        for kid in idle + busy:
             view = _view(snapshot, kid.pid)
             assert view.sample.rollup is not None
-            assert sampler.tick - 1 - sampler._rollups[view.sample.identity].tick < 5
+            state = sampler._rollups[view.sample.identity]
+            reads[kid.pid].add(state.tick)
+            # THEN no rollup is older than its tier allows: busy 3 ticks, idle 8
+            limit = 3 if kid in busy else 8
+            assert snapshot.tick - state.tick < limit, (kid in busy, snapshot.tick, state.tick)
         # the visible row is read on every tick
         assert sampler._rollups[_view(snapshot, visible).sample.identity].tick == snapshot.tick
-    user_processes = sum(1 for v in snapshot.processes if not v.sample.kernel_thread and v.sample.state != "Z")
-    # tiering: on average a fifth of the processes (plus the visible one) per tick, not all of them
-    assert sum(per_tick) / len(per_tick) < user_processes / 2
+    # AND an idle process's page tables are walked about every 8 ticks, a busy one's every 3
+    for kid in idle[1:]:
+        assert len(reads[kid.pid]) <= ticks // 8 + 2, reads[kid.pid]
+    for kid in busy:
+        assert len(reads[kid.pid]) >= ticks // 3 - 1, reads[kid.pid]
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to drop privileges in a child")

@@ -193,3 +193,37 @@ def test_a_long_command_keeps_its_program_name_when_cut():
     assert short_command("/work/main/.venv/bin/python -m pytest -q") == "python -m pytest -q"
     assert short_command("[kthreadd]") == "[kthreadd]"
     assert short_command("bash /dev/fd/3") == "bash /dev/fd/3"
+
+
+async def test_a_tick_repaints_only_the_rows_that_changed(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(FIX, root)
+    app = fixed_app(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, ticks=12)  # the trend column is 10 readings wide: full now
+        table = app.query_one(ProcessTable)
+        painted = []
+        render_line = table.render_line
+
+        def counting(y):
+            painted.append(int(table.scroll_offset.y) + y)
+            return render_line(y)
+
+        table.render_line = counting
+        # WHEN nothing changed, THEN a tick repaints no row
+        await feed(app, pilot)
+        assert painted == []
+        # WHEN PID 1077's RSS grows (status, and the stat line's rss field: the sampler rereads
+        # status only when the stat line changed)
+        status = root / "1077" / "status"
+        status.write_text(status.read_text().replace("VmRSS:\t    4304 kB", "VmRSS:\t   99999 kB"))
+        stat = root / "1077" / "stat"
+        head, _, tail = stat.read_bytes().rpartition(b")")
+        fields = tail.split()
+        fields[24 - 3] = b"24999"
+        stat.write_bytes(head + b") " + b" ".join(fields) + b"\n")
+        await feed(app, pilot)
+        # THEN its row shows the new figure, and only the rows whose text changed were repainted
+        row = next(i for i, v in enumerate(table.rows) if v.pid == 1077)
+        assert row in painted and len(set(painted)) < len(table.rows)
+        assert "97.7 MiB" in table.render_line(row - int(table.scroll_offset.y)).text

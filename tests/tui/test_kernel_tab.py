@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from memtop.model.kernel import FdGrower, FdGrowth, SlabRow, fd_leak_finding
-from memtop.model.process import ProcessView
+from memtop.model.process import History, ProcessView
 from memtop.procfs.kernel import parse_slabinfo_file
 from memtop.tui.kernel import KernelTab, SlabTable
 from tests.tui.fixed import feed, fixed_app
@@ -124,7 +124,7 @@ def leaking(view: ProcessView, per_tick: int, ticks: int = 16) -> ProcessView:
     """The same process with a fixed fd history growing by ``per_tick`` every 2 s."""
     base = view.sample.fd_count or 0
     history = tuple((1000.0 + 2 * i, view.sample.rss_bytes, base + per_tick * i) for i in range(ticks))
-    return replace(view, history=history)
+    return replace(view, history=History.from_points(history))
 
 
 def fixed_view(tab: KernelTab, app):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memtop.model.kernel import FdGrowth, fd_growers, fd_growth, fd_leak_finding
-from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView
 
 
 def make_view(pid: int, times, fds) -> ProcessView:
@@ -14,7 +14,7 @@ def make_view(pid: int, times, fds) -> ProcessView:
         kernel_thread=False, rss_bytes=1 << 20, anon_bytes=0, file_bytes=0, shmem_bytes=0, swap_bytes=0, threads=1,
         minflt=0, majflt=0, fd_count=fds[-1], fd_reason=None, rollup=None, rollup_reason="test", rollup_time=None,
     )
-    return ProcessView(sample, None, None, None, None, history=tuple((t, 1 << 20, n) for t, n in zip(times, fds)))
+    return ProcessView(sample, None, None, None, None, history=History.from_points((t, 1 << 20, n) for t, n in zip(times, fds)))
 
 
 def test_steady_growth_rate_and_finding():

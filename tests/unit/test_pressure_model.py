@@ -14,7 +14,7 @@ from memtop.model.pressure import (
     system_findings,
     top_growers,
 )
-from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView
 from memtop.procfs.pressure import parse_trigger_spec
 from memtop.tui.pressure import figure_grid, stall_line
 
@@ -29,7 +29,7 @@ def view(pid: int, name: str, rss: list[int | None], change: float | None = None
         rollup_reason="not read", rollup_time=None,
     )
     times = tuple(10.0 - dt * (len(rss) - 1 - i) for i in range(len(rss)))
-    return ProcessView(sample, None, None, change, None, tuple((t, r, 3) for t, r in zip(times, rss)))
+    return ProcessView(sample, None, None, change, None, History.from_points((t, r, 3) for t, r in zip(times, rss)))
 
 
 def test_growers_say_what_was_seen_over_the_window_and_ignore_shrinking():

@@ -4,8 +4,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memtop.collect.sampler import Sampler, rss_change_per_min
+from memtop.model.process import History
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "proc-basic"
 
@@ -89,7 +92,7 @@ def test_garbage_in_stat_drops_the_row_not_the_tick(tree):
 
 def test_rss_change_per_minute():
     def h(times, rss):
-        return tuple((float(t), r, None) for t, r in zip(times, rss))
+        return History.from_points((float(t), r, None) for t, r in zip(times, rss))
 
     history = h(range(0, 122, 2), [1000 * t for t in range(0, 122, 2)])  # +1000 bytes per second
     assert rss_change_per_min(history) == pytest.approx(60_000)
@@ -105,3 +108,58 @@ def test_history_is_bounded(tree):
         clock.now += 2
         snapshot = sampler.sample()
     assert len(snapshot.by_pid(7335).rss_history) == 5
+
+
+def _naive_change(points, window_s=60.0):
+    """The per-point definition of RSS change per minute (what History computes from runs)."""
+    if len(points) < 2 or points[-1][1] is None:
+        return None
+    now, rss_now = points[-1][0], points[-1][1]
+    i = next(i for i, p in enumerate(points) if p[0] >= now - window_s)
+    while i < len(points) - 1 and points[i][1] is None:
+        i += 1
+    t0, rss0 = points[i][0], points[i][1]
+    if now - t0 < 10.0 or rss0 is None:
+        return None
+    return (rss_now - rss0) / (now - t0) * 60.0
+
+
+point_values = st.lists(st.tuples(st.sampled_from([None, 1000, 2000, 5000]), st.sampled_from([None, 3, 4])),
+                        min_size=1, max_size=60)
+
+
+@given(values=point_values, step=st.sampled_from([0.5, 2.0, 7.0]))
+@settings(max_examples=300, deadline=None)
+def test_history_by_change_equals_the_points_it_stands_for(values, step):
+    points = [(1000.0 + step * i, rss, fds) for i, (rss, fds) in enumerate(values)]
+    history = History.from_points(points)
+    assert history.point_times() == tuple(p[0] for p in points)
+    assert history.column(1) == tuple(p[1] for p in points)
+    assert history.column(2) == tuple(p[2] for p in points)
+    assert history.column(1, last=10) == tuple(p[1] for p in points)[-10:]
+    assert history.rss_change_per_min() == pytest.approx(_naive_change(points))
+
+
+@given(values=point_values)
+@settings(max_examples=60, deadline=None)
+def test_sampler_history_window_slides_over_changing_values(tmp_path_factory, values):
+    # GIVEN a process whose RSS and fd count change at some ticks (written into a captured tree)
+    root = tmp_path_factory.mktemp("proc")
+    shutil.copytree(FIX, root, dirs_exist_ok=True)
+    clock = FakeClock()
+    sampler = Sampler(root, clock=clock, history_len=7)
+    status = root / "7335" / "status"
+    original = status.read_text()
+    seen = []
+    for i, (rss, _fds) in enumerate(values):
+        kb = rss if rss is not None else 4
+        status.write_text("\n".join(f"VmRSS:\t{kb} kB" if line.startswith("VmRSS:") else line
+                                    for line in original.splitlines()) + "\n")
+        _set_stat_field(root, 7335, 24, 1000 + i)  # a new stat line: status is read again
+        view = sampler.sample().by_pid(7335)
+        seen.append((clock.now, view.sample.rss_bytes, view.sample.fd_count))
+        clock.now += 2
+        # THEN its history is exactly the last history_len points, however the window slid
+        assert tuple(zip(view.history_times, view.rss_history, view.fd_history)) == tuple(seen[-7:])
+        assert view.rss_tail(3) == tuple(p[1] for p in seen[-3:])
+    assert len(sampler._histories[view.sample.identity].runs) <= 7
