@@ -1,12 +1,14 @@
 """Tiered collection of processes and system memory.
 
 Every tick, for every process: stat (held open, re-read with pread) and the fd count; status
-only when the stat line changed. smaps_rollup walks the target's page tables (~70 µs even for a
-small process here, more with RSS, and it takes the target's mmap lock: htop issue 1712), so it
-is read every tick only for the rows on screen and the selected process, and staggered for the
-rest: no rollup is older than ``stagger`` ticks for a process that ran since its rollup was read,
-nor older than ``idle_stagger`` ticks for one whose stat line has not changed since (no CPU time,
-no page fault, same RSS: only its PSS can move, when other processes share or unshare its pages).
+only when the stat line changed. smaps_rollup walks the target's page tables (~70 µs for a small
+process here, 0.5 ms and more for one of 150 MiB, and it takes the target's mmap lock: htop
+issue 1712), so it is read by tiers. A process is *idle* when its stat line has not changed
+since its rollup was read (no CPU time, no page fault, same RSS: only its PSS can move, when
+other processes share or unshare its pages). Rows on screen and the selected process: every
+tick, or every ``stagger`` ticks when idle. Other processes: every ``stagger`` ticks, or every
+``idle_stagger`` ticks when idle. ProcessView.rollup_current says whether the rollup was read
+after the process last changed.
 """
 
 from __future__ import annotations
@@ -111,12 +113,16 @@ class Sampler:
         return name
 
     def _want_rollup(self, identity: ProcessIdentity, raw: bytes, all_rollups: bool) -> bool:
-        if all_rollups or identity.pid in self.visible:
+        if all_rollups:
             return True
         state = self._rollups.get(identity)
         if state is None:
             return True
-        every = self.idle_stagger if state.stat == raw else self.stagger
+        idle = state.stat == raw
+        if identity.pid in self.visible:
+            # On screen: every tick, unless it has been idle since (then every ``stagger``).
+            return not idle or self.tick - state.tick >= self.stagger
+        every = self.idle_stagger if idle else self.stagger
         if self.tick - state.tick >= every:
             return True
         return (identity.pid + self.tick) % every == 0
@@ -258,6 +264,7 @@ class Sampler:
             dt = now - self._prev_time
             minflt_rate = (sample.minflt - prev.minflt) / dt
             majflt_rate = (sample.majflt - prev.majflt) / dt
+        state = self._rollups.get(identity)
         return ProcessView(
             sample=sample,
             minflt_per_s=minflt_rate,
@@ -265,6 +272,8 @@ class Sampler:
             rss_change_per_min=history.rss_change_per_min(),
             rollup_age_s=(now - sample.rollup_time) if sample.rollup_time is not None else None,
             history=history,
+            rollup_current=(state is None or state.time is None or state.tick == self.tick
+                            or state.stat == self._last[identity.pid][0]),
         )
 
     def sample(self, *, all_rollups: bool = False) -> Snapshot:

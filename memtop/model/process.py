@@ -224,6 +224,9 @@ class ProcessView:
     rss_change_per_min: float | None
     rollup_age_s: float | None
     history: History = EMPTY_HISTORY
+    # The smaps_rollup figures were read after the process last changed (its stat line), or
+    # this tick: True also when there is no rollup to be current about (kernel thread, zombie).
+    rollup_current: bool = True
 
     @property
     def history_times(self) -> tuple[float, ...]:

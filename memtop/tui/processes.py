@@ -117,7 +117,6 @@ class ProcessTable(CursorTable):
         self.sort_key = "rss"
         self.sort_reverse = True
         self.filter_text = ""
-        self.stale_after_s = 3.0
         self._cursor_index = 0
         # What each on-screen line shows, by row index: a tick redraws only the lines whose
         # content changed (on an idle machine, few), not the whole table.
@@ -125,9 +124,8 @@ class ProcessTable(CursorTable):
         self._drawn_width = 0
 
     # --- data -----------------------------------------------------------------
-    def set_views(self, views: tuple[ProcessView, ...], interval_s: float) -> None:
+    def set_views(self, views: tuple[ProcessView, ...]) -> None:
         self.all_views = views
-        self.stale_after_s = interval_s * 1.5
         self._rebuild()
 
     def set_sort(self, key: str, reverse: bool) -> None:
@@ -162,8 +160,7 @@ class ProcessTable(CursorTable):
             if col.key == "command" and len(text) > w:
                 text = short_command(text)
             texts.append(text)
-        stale = view.rollup_age_s is not None and view.rollup_age_s > self.stale_after_s
-        return (tuple(texts), stale, view.sample.kernel_thread, index == self._cursor_index)
+        return (tuple(texts), not view.rollup_current, view.sample.kernel_thread, index == self._cursor_index)
 
     def _refresh_changed_lines(self) -> None:
         top, width = int(self.scroll_offset.y), self.size.width
@@ -328,8 +325,8 @@ class ProcessesTab(TabView):
     TAB_ID = "processes"
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
-        ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (rows on screen are read every tick; "
-                                 "off-screen rows every 5 ticks, or 30 when idle: stat unchanged since)"),
+        ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
+                                 "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s); redrawn when RSS moves "
                   "by a step it can show, else every 10 s (the line above has every tick's figure)"),
     )
@@ -358,7 +355,7 @@ class ProcessesTab(TabView):
         self.query_one(RssChart).display = tall
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self.table.set_views(snapshot.processes, snapshot.interval_s or 2.0)
+        self.table.set_views(snapshot.processes)
         self._show_totals()
         self._show_detail(self.table.selected_view)
 
@@ -397,20 +394,31 @@ class ProcessesTab(TabView):
         else:
             s = view.sample
             r = s.rollup
+            note = ""
             if r is not None:
-                age = f"{view.rollup_age_s:.0f}s old" if view.rollup_age_s and view.rollup_age_s >= 1 else "fresh"
+                age = "fresh"
+                if view.rollup_age_s and view.rollup_age_s >= 1:
+                    age = f"{view.rollup_age_s:.0f}s old" + (", process unchanged since" if view.rollup_current else "")
                 rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
-                          f"  LazyFree {fmt_bytes(r.lazyfree)}  ({r.source}, {age})")
+                          f"  LazyFree {fmt_bytes(r.lazyfree)}")
+                note = f"  ({r.source}, {age})"
             else:
                 rollup = f"PSS/USS unknown: {s.rollup_reason}"
             fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"
+            first = f" PID {s.pid} {s.name[:60]}"
+            second = f" RSS {fmt_bytes(s.rss_bytes)}  {rollup}"
+            width = self.size.width or 120
+            if len(second) + len(note) <= width:
+                second += note
+            elif note:  # narrow: the rollup's source and age go after a shorter command
+                first = f" PID {s.pid} {s.name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
             known = [r for r in view.rss_history if r is not None]
             history = ""
             if len(known) >= 2 and not self.query_one(RssChart).display:
                 span = fmt_duration(view.history_times[-1] - view.history_times[0])
                 history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
                            f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
-            text = f" PID {s.pid} {s.name[:60]}\n RSS {fmt_bytes(s.rss_bytes)}  {rollup}{fd}{history}"
+            text = f"{first}\n{second}{fd}{history}"
         if line.content != text:
             line.update(text, layout=False)
         self.query_one(RssChart).show(view)
