@@ -131,28 +131,19 @@ def _cachestat_fd(fd: int) -> tuple[int, int, int, int, int]:
     return buf.result_u64.tolist()
 
 
-def batch_measurer(method: str = "auto"):
-    """A function ``measure(path, fd, st) -> FileCacheStat`` for many files in one thread.
+def cachestat_inline(method: str = "auto"):
+    """What a loop over many files needs to call cachestat(2) itself, or None.
 
-    The same result as :func:`stat_open_fd`, with the cachestat(2) call inlined (this thread's
-    buffers bound once): it is the inner loop of a 10,000-file tree scan. Anything but a
-    successful cachestat goes through :func:`stat_open_fd`.
+    ``(syscall, number, range_ref, result_ref, counters, new, method)``: call
+    ``syscall(number, fd, range_ref, result_ref, 0)``; 0 means ``counters()`` holds (cached,
+    dirty, writeback, evicted, recently evicted) in pages, for ``new(...)`` as in
+    :func:`stat_open_fd`; anything else goes through :func:`stat_open_fd`. The buffers are
+    this thread's. None when cachestat is not to be used (the method, or a kernel without it).
     """
     if method not in ("auto", "cachestat") or _cachestat_available is False:
-        return lambda path, fd, st: stat_open_fd(path, fd, st, method=method)
+        return None
     buf = _buffers
-    syscall, number, range_ref, result_ref = _syscall, _NR_CACHESTAT, buf.range_ref, buf.result_ref
-    counters = buf.result_u64.tolist
-    page, new, kind = PAGE_SIZE, _fast_new, METHOD_CACHESTAT
-
-    def measure(path: str, fd: int, st: os.stat_result) -> FileCacheStat:
-        if syscall(number, fd, range_ref, result_ref, 0) != 0:
-            return stat_open_fd(path, fd, st, method=method)
-        cached, dirty, writeback, evicted, recent = counters()
-        return new(path, st.st_size, cached * page, dirty * page, writeback * page, evicted * page,
-                   recent * page, kind, None, st.st_dev, st.st_ino)
-
-    return measure
+    return _syscall, _NR_CACHESTAT, buf.range_ref, buf.result_ref, buf.result_u64.tolist, _fast_new, METHOD_CACHESTAT
 
 
 def mincore_pages(fd: int, size: int) -> int:

@@ -11,6 +11,7 @@ stops at a file-count limit. It holds one directory fd per level of depth, not p
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat as stat_mod
 import threading
@@ -21,8 +22,8 @@ from types import MappingProxyType
 from typing import Callable
 
 from memtop.model.pagecache import FileCacheStat, TreeScanProgress
-from memtop.procfs import PROC
-from memtop.procfs.cachestat import batch_measurer
+from memtop.procfs import PAGE_SIZE, PROC
+from memtop.procfs.cachestat import cachestat_inline, stat_open_fd
 
 DEFAULT_LIMIT = 100_000
 # Files are measured in batches, optionally by a few threads: open(2) of a file whose inode is not
@@ -207,12 +208,16 @@ def _measure_batch(dfd: int, prefix: str, names: list[str], method: str, cancel)
     """
     out: list[FileCacheStat] = []
     append = out.append
-    measure = batch_measurer(method)
     skipped: Counter = Counter()
     os_open, os_fstat, os_close, is_reg = os.open, os.fstat, os.close, stat_mod.S_ISREG
+    fast = cachestat_inline(method)  # None: measure each file through stat_open_fd
+    if fast is not None:
+        syscall, number, range_ref, result_ref, counters, new, kind = fast
+    page = PAGE_SIZE
+    cancelled = cancel.is_set if cancel is not None else (lambda: False)
     try:
-        for name in names:
-            if cancel is not None and cancel.is_set():
+        for i, name in enumerate(names):
+            if not i % 32 and cancelled():  # a cancel is seen within 32 files (~0.5 ms)
                 break
             try:
                 fd = os_open(name, _FILE_FLAGS, dir_fd=dfd)
@@ -224,7 +229,13 @@ def _measure_batch(dfd: int, prefix: str, names: list[str], method: str, cancel)
                 if not is_reg(st.st_mode):  # replaced between readdir and open
                     skipped[_skip_kind(st.st_mode)] += 1
                     continue
-                append(measure(prefix + name, fd, st))
+                # cachestat(2) inlined: this is the inner loop of a 10,000-file scan.
+                if fast is not None and syscall(number, fd, range_ref, result_ref, 0) == 0:
+                    cached, dirty, writeback, evicted, recent = counters()
+                    append(new(prefix + name, st.st_size, cached * page, dirty * page, writeback * page,
+                               evicted * page, recent * page, kind, None, st.st_dev, st.st_ino))
+                else:
+                    append(stat_open_fd(prefix + name, fd, st, method=method))
             finally:
                 os_close(fd)
     finally:
@@ -270,6 +281,10 @@ def scan_tree(
         walk.pool = ThreadPoolExecutor(threads, thread_name_prefix="memtop-scan")
     # Depth-first with one open fd per level: (dir fd, its path, subdirectories left to visit).
     stack: list[tuple[int, str, list[str]]] = [(root_fd, root_path, [])]
+    # The scan makes one record per file and no reference cycles; the cyclic collector's passes
+    # over the growing list were 4 % of a 10,000-file scan (py-spy). Paused for the walk only.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         stack[0][2].extend(reversed(walk.scan_dir(root_fd, root_path)))
         while stack and not walk.stopped():
@@ -293,5 +308,7 @@ def scan_tree(
             # On an error, batches not started are dropped; running ones finish (and close
             # their fds) before shutdown returns.
             walk.pool.shutdown(wait=True, cancel_futures=True)
+        if gc_was_enabled:
+            gc.enable()
     walk.stopped()
     return walk.files, walk.report(True)

@@ -128,6 +128,27 @@ def test_cancel_from_progress_stops_the_scan(big_tree):
     assert seen == sorted(seen) and 500 <= seen[0] < 1000  # (files are measured in batches)
 
 
+def test_the_scan_pauses_the_garbage_collector_only_while_it_walks(big_tree):
+    import gc
+
+    root, _ = big_tree
+    enabled_during = []
+
+    def on_progress(p):
+        enabled_during.append(gc.isenabled())
+        if p.files_seen >= 1000:
+            raise KeyError("the caller's own error, mid-walk")
+
+    assert gc.isenabled()
+    with pytest.raises(KeyError):
+        scan_tree(root, progress=on_progress, progress_every=500)
+    # paused during the walk, enabled again after it, even when the walk ended in an error
+    assert enabled_during and not any(enabled_during)
+    assert gc.isenabled()
+    scan_tree(root, limit=100)
+    assert gc.isenabled()
+
+
 class _Inotify:
     """inotify(7) on one directory, to see which of its entries anything opened (IN_OPEN)."""
 
