@@ -181,3 +181,42 @@ def test_non_root_sees_unknown_with_reasons_never_zero(children, gcc):
     assert rss is not None and rss > 4 * MiB  # status is world-readable
     assert rollup is None and "permission denied" in rollup_reason
     assert fd_count is None and "needs root" in fd_reason
+
+
+FDOPENER = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+/* "open N" opens /dev/null N more times; answers "ok". */
+int main(void) {
+    printf("READY\n"); fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        int n = atoi(line + 5);
+        for (int i = 0; i < n; i++) open("/dev/null", O_RDONLY);
+        printf("ok\n"); fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+
+def test_fd_counts_on_screen_every_tick_idle_ones_within_the_stagger(children, gcc):
+    binary = compile_c(FDOPENER, name="fdopener")
+    shown, hidden = children.start([binary]), children.start([binary])
+    sampler = Sampler(stagger=4)
+    sampler.visible = frozenset({shown.pid})
+    for _ in range(6):
+        snapshot = sampler.sample()
+    before = {k.pid: _view(snapshot, k.pid).sample.fd_count for k in (shown, hidden)}
+    assert before == {k.pid: len(os.listdir(f"/proc/{k.pid}/fd")) for k in (shown, hidden)}
+    # WHEN both open 7 more fds
+    for kid in (shown, hidden):
+        assert kid.ask("open 7") == "ok"
+    snapshot = sampler.sample()
+    # THEN the row on screen shows it at the next tick, and every process within 4 ticks
+    assert _view(snapshot, shown.pid).sample.fd_count == before[shown.pid] + 7
+    for _ in range(3):
+        snapshot = sampler.sample()
+    assert _view(snapshot, hidden.pid).sample.fd_count == before[hidden.pid] + 7
+    assert _view(snapshot, hidden.pid).sample.fd_count == len(os.listdir(f"/proc/{hidden.pid}/fd"))
