@@ -221,3 +221,14 @@ def generate_latest_of(families) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Fixed())
     return generate_latest(registry).decode()
+
+
+def test_the_exposition_is_rendered_once_plain_and_gzipped():
+    import gzip
+
+    sampler = ExportSampler(TREE)
+    collector = MemtopCollector()
+    collector.publish(sampler.sample())
+    sampler.close()
+    exposition = collector.exposition
+    assert gzip.decompress(exposition.gzip) == exposition.text == render(collector).encode()
