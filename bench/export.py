@@ -39,6 +39,21 @@ int main(void) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); for (;;) paus
 """
 CLK = os.sysconf("SC_CLK_TCK")
 
+# --heap cost: a heap of HEAP_MIB MiB in 256-byte chunks, every other one freed.
+HEAP_TARGET = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[1]) * (1L << 20) / 256;
+    char **blocks = malloc(n * sizeof *blocks);
+    for (long i = 0; i < n; i++) { blocks[i] = malloc(240); blocks[i][0] = 1; }
+    for (long i = 0; i < n; i += 2) free(blocks[i]);
+    printf("READY\n"); fflush(stdout);
+    for (;;) pause();
+}
+"""
+
 
 def proc_cpu_s(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -69,12 +84,42 @@ def sample_cpu(body: bytes) -> float:
     return float(match.group(1))
 
 
+def heap_cost(mib: int) -> None:
+    """One tick with --heap and the target among the walked processes, against one without."""
+    target = subprocess.Popen([compile_c(HEAP_TARGET, name="bench-export-heap"), str(mib)],
+                              stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        target.stdout.readline()
+        plain = ExportSampler(top=20)
+        walking = ExportSampler(top=20, heap=True, heap_top=1, heap_budget_s=60)
+        plain.sample()
+        c0 = time.thread_time()
+        plain.sample()
+        base = time.thread_time() - c0
+        t0, c0 = time.perf_counter(), time.thread_time()
+        sample = walking.sample()
+        with_heap = time.thread_time() - c0
+        figures = next((h for i, h in sample.heaps.items() if i.pid == target.pid), None)
+        plain.close()
+        walking.close()
+        if figures is None:
+            print(f"--heap: the {mib} MiB target was not walked (not the largest process?) {dict(sample.errors)}")
+            return
+        print(f"--heap, a {mib} MiB heap of 256-byte chunks (~{mib * 4096} chunks): tick {with_heap * 1000:.0f} ms CPU "
+              f"against {base * 1000:.0f} ms without (walk {figures.walk_seconds * 1000:.0f} ms wall); "
+              f"in use {figures.in_use_bytes >> 20} MiB, free {figures.free_bytes >> 20} MiB")
+    finally:
+        target.kill()
+        target.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--procs", type=int, default=1000)
     ap.add_argument("--ticks", type=int, default=20)
     ap.add_argument("--scrapes", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=10)
+    ap.add_argument("--heap-mib", type=int, default=256, help="heap size of the --heap target (0: skip)")
     args = ap.parse_args()
 
     binary = compile_c(SLEEPER, name="bench-sleeper")
@@ -104,6 +149,9 @@ def main() -> None:
               f"({statistics.median(wall) * 1000:.0f} ms wall), of which building + rendering the "
               f"exposition {statistics.median(render) * 1000:.1f} ms; {len(collector.exposition.text)} bytes, "
               f"{len(collector.exposition.gzip)} gzipped")
+
+        if args.heap_mib:
+            heap_cost(args.heap_mib)
 
         exporter = subprocess.Popen([sys.executable, "-m", "memtop", "export", "--listen", "127.0.0.1:0",
                                      "--interval", "2"], cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True)
