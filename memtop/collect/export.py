@@ -14,10 +14,12 @@ other mount namespaces; one stat-sized read per cgroup (walk bounded to CGROUP_W
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Mapping
 
 from memtop.collect.sampler import Sampler
 from memtop.collect.tmpfs import discover_mounts
@@ -37,7 +39,6 @@ CGROUP_TOP = 50  # memory cgroups (the root is always one of them)
 CGROUP_WALK_LIMIT = 2000  # cgroups read per tick at most (walk_memory_cgroups' own bound)
 HEAP_TOP = 5  # heaps walked (the largest of the top N), when --heap is on
 HEAP_PERIOD_S = 60.0  # a heap is walked again at most this often
-HEAP_BUDGET_S = 1.0  # no new walk starts once a tick spent this long walking heaps
 # The sampler re-reads smaps_rollup of the rows it is told are visible (here: the top N) every
 # tick and staggers the rest; the exporter shows only the top N, so "the rest" never comes due.
 _NEVER = 1 << 40
@@ -48,7 +49,7 @@ class ExportSampler:
 
     def __init__(self, root: Path = PROC, *, top: int = DEFAULT_TOP, slab_top: int = SLAB_TOP,
                  mount_top: int = MOUNT_TOP, cgroup_top: int = CGROUP_TOP, heap: bool = False,
-                 heap_top: int = HEAP_TOP, heap_period_s: float = HEAP_PERIOD_S, heap_budget_s: float = HEAP_BUDGET_S,
+                 heap_top: int = HEAP_TOP, heap_period_s: float = HEAP_PERIOD_S,
                  clock=time.monotonic, wall_clock=time.time):
         self.root = Path(root)
         self.top = top
@@ -58,16 +59,16 @@ class ExportSampler:
         self.heap = heap
         self.heap_top = min(heap_top, top)
         self.heap_period_s = heap_period_s
-        self.heap_budget_s = heap_budget_s
         self._clock = clock
         self._wall_clock = wall_clock
         self.sampler = Sampler(self.root, stagger=_NEVER, history_len=2, clock=clock, wall_clock=wall_clock)
-        self._heaps: dict[ProcessIdentity, HeapFigures] = {}
-        self._heap_tried: dict[ProcessIdentity, float] = {}  # monotonic time of the last walk tried
+        self._heap_walker = HeapWalker(self.root, heap_period_s, clock, wall_clock) if heap else None
         self.tick = 0
         self.cpu_total_s = 0.0
 
     def close(self) -> None:
+        if self._heap_walker is not None:
+            self._heap_walker.close()
         self.sampler.close()
 
     def sample(self) -> ExportSample:
@@ -131,8 +132,15 @@ class ExportSampler:
             errors["cgroup"] = str(e)
 
         heaps = MappingProxyType({})
-        if self.heap:
-            heaps = MappingProxyType(self._walk_heaps(top, errors))
+        if self._heap_walker is not None:
+            # The walks run in their own thread (one can take seconds): this tick hands over
+            # the processes to walk and takes the figures of the walks finished so far.
+            self._heap_walker.want(top[: self.heap_top])
+            heaps, failures = self._heap_walker.results()
+            if failures and not heaps:
+                # Only when no heap at all could be read: one process in the middle of a burst
+                # of malloc (no consistent walk) or one the kernel refuses is not a broken source.
+                errors["heap"] = "; ".join(failures)
         cpu_s = time.thread_time() - cpu0
         self.cpu_total_s += cpu_s
 
@@ -181,41 +189,80 @@ class ExportSampler:
             out.append(s)
         return tuple(out)
 
-    def _walk_heaps(self, top: tuple[ProcessSample, ...], errors: dict[str, str]) -> dict[ProcessIdentity, HeapFigures]:
-        """Walk (read-only) the glibc heaps of the largest processes, each at most every
-        ``heap_period_s``, within ``heap_budget_s`` per tick. Keeps the last valid figures."""
-        from memtop.heap import analyze  # only with --heap: the heap package is not small
 
-        wanted = {s.identity for s in top[: self.heap_top]}
-        for cache in (self._heaps, self._heap_tried):
-            for identity in [i for i in cache if i not in wanted]:
-                del cache[identity]
-        spent = 0.0
-        failures = []
-        for s in top[: self.heap_top]:
-            if spent >= self.heap_budget_s:
-                break
-            last = self._heap_tried.get(s.identity)
-            if last is not None and self._clock() - last < self.heap_period_s:
-                continue
-            self._heap_tried[s.identity] = self._clock()
-            t0 = time.monotonic()
-            report = analyze(s.pid, self.root, retries=2)
-            spent += time.monotonic() - t0
-            if report.valid and report.identity == s.identity:
-                self._heaps[s.identity] = HeapFigures(
-                    system_bytes=report.system_bytes,
-                    in_use_bytes=report.in_use_bytes,
-                    free_bytes=report.free_bytes + report.fastbin_bytes,
-                    top_bytes=report.top_bytes,
-                    arenas=len(report.arenas),
-                    walk_seconds=report.walk_seconds,
-                    walked_at=self._wall_clock(),
-                )
-            elif report.status not in ("not-glibc", "kernel-thread", "zombie"):
-                failures.append(f"{s.pid} {s.comm}: {report.reason}")
-        if failures and not self._heaps:
-            # Only when no heap at all could be read: one process in the middle of a burst of
-            # malloc (no consistent walk) or one the kernel refuses is not a broken source.
-            errors["heap"] = "; ".join(failures)
-        return dict(self._heaps)
+class HeapWalker:
+    """Walks (read-only, memtop.heap.analyze) the glibc heaps of the processes it is given, in its
+    own thread, each at most every ``period_s``; keeps the last valid figures of each.
+
+    The sampling thread calls :meth:`want` and :meth:`results`; both swap whole immutable
+    values, never mutate shared ones.
+    """
+
+    def __init__(self, root: Path, period_s: float, clock=time.monotonic, wall_clock=time.time):
+        self.root = root
+        self.period_s = period_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._wanted: tuple[ProcessSample, ...] = ()
+        self._results: Mapping[ProcessIdentity, HeapFigures] = MappingProxyType({})
+        self._failures: tuple[str, ...] = ()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def want(self, samples: tuple[ProcessSample, ...]) -> None:
+        self._wanted = tuple(samples)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="memtop-export-heap", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def results(self) -> tuple[Mapping[ProcessIdentity, HeapFigures], tuple[str, ...]]:
+        return self._results, self._failures
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from memtop.heap import Cancelled, analyze  # only with --heap: the heap package is not small
+
+        tried: dict[ProcessIdentity, float] = {}  # monotonic time of the last walk of each
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            wanted = self._wanted
+            identities = {s.identity for s in wanted}
+            tried = {i: t for i, t in tried.items() if i in identities}
+            results = {i: h for i, h in self._results.items() if i in identities}
+            failures = []
+            for s in wanted:
+                if self._stop.is_set():
+                    return
+                last = tried.get(s.identity)
+                if last is not None and self._clock() - last < self.period_s:
+                    continue
+                tried[s.identity] = self._clock()
+                try:
+                    report = analyze(s.pid, self.root, retries=2, cancel=self._stop.is_set)
+                except Cancelled:
+                    return
+                if report.valid and report.identity == s.identity:
+                    results[s.identity] = HeapFigures(
+                        system_bytes=report.system_bytes,
+                        in_use_bytes=report.in_use_bytes,
+                        free_bytes=report.free_bytes + report.fastbin_bytes,
+                        top_bytes=report.top_bytes,
+                        arenas=len(report.arenas),
+                        walk_seconds=report.walk_seconds,
+                        walked_at=self._wall_clock(),
+                    )
+                elif report.status not in ("not-glibc", "kernel-thread", "zombie"):
+                    failures.append(f"{s.pid} {s.comm}: {report.reason}")
+                self._results = MappingProxyType(dict(results))  # each walk shows at the next tick
+            self._results = MappingProxyType(results)
+            self._failures = tuple(failures)
