@@ -11,6 +11,7 @@ Ctrl-C or SIGTERM stops it with exit status 0.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import signal
 import socket
@@ -121,11 +122,11 @@ def make_server(host: str, port: int, app) -> WSGIServer:
         server = server_class(sockaddr[:2] if family == socket.AF_INET else sockaddr, _QuietHandler)
     except OSError as e:
         why = e.strerror or str(e)
-        if e.errno == 98:  # EADDRINUSE
+        if e.errno == errno.EADDRINUSE:
             why = "the port is already in use (is another exporter running?)"
-        elif e.errno == 13:  # EACCES
+        elif e.errno == errno.EACCES:
             why = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-        elif e.errno == 99:  # EADDRNOTAVAIL
+        elif e.errno == errno.EADDRNOTAVAIL:
             why = "no interface of this machine has that address"
         raise CliError(f"cannot listen on {_url_host(host)}:{port}: {why}") from None
     server.set_app(app)
@@ -143,14 +144,17 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+# What generate_latest writes (prometheus-client >= 0.22 names its 1.0.0 variant "latest",
+# which Prometheus before 3.0 does not know; every Prometheus reads 0.0.4).
+TEXT_FORMAT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+
+
 def wsgi_app(collector):
     """Only ``GET /metrics``: 404 for any other path, 405 for any other method.
 
     The body is the collector's latest exposition, rendered once per sample by the sampling
     thread (text format 0.0.4, which every Prometheus reads; gzip when the client accepts it).
     """
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "")
@@ -162,7 +166,7 @@ def wsgi_app(collector):
             start_response("405 Method Not Allowed", plain + [("Allow", "GET")])
             return [b"memtop export serves only GET /metrics: it takes no action\n"]
         exposition = collector.exposition  # one read: the sampling thread may swap it meanwhile
-        headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+        headers = [("Content-Type", TEXT_FORMAT_0_0_4)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = exposition.gzip
             headers.append(("Content-Encoding", "gzip"))

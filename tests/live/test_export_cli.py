@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import os
 import signal
 import socket
@@ -35,6 +37,14 @@ def test_serves_metrics_of_a_real_process_and_nothing_else(children):
     assert len(rss_lines) == 1 and 'comm="python' in rss_lines[0]
     assert float(rss_lines[0].split()[-1]) == pytest.approx(vm_rss(target.pid), rel=0.05)
     assert f"memtop_process_open_fds{{comm=" in text
+    # The text format every Prometheus reads, gzipped when asked, the same text
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    assert response.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert b"# TYPE memtop_process_rss_bytes gauge" in gzip.decompress(response.read())
+    conn.close()
     # Only GET /metrics: no other path, no other method (it takes no action)
     assert get(host, port, "/")[0] == 404
     assert get(host, port, "/metrics/../admin")[0] == 404
