@@ -36,7 +36,7 @@ def test_serves_metrics_of_a_real_process_and_nothing_else(children):
                  if line.startswith("memtop_process_rss_bytes{") and f'pid="{target.pid}"' in line]
     assert len(rss_lines) == 1 and 'comm="python' in rss_lines[0]
     assert float(rss_lines[0].split()[-1]) == pytest.approx(vm_rss(target.pid), rel=0.05)
-    assert f"memtop_process_open_fds{{comm=" in text
+    assert "memtop_process_open_fds{comm=" in text
     # The text format every Prometheus reads, gzipped when asked, the same text
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
