@@ -79,7 +79,8 @@ def top_arg(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN), metavar="HOST:PORT",
+    # Checked in run(), not by argparse: a bad address is one line (exit 2), not usage + a line.
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address to serve /metrics on (default {DEFAULT_LISTEN}; port 0 picks a free one; "
                              "any other than loopback is reachable from other machines and prints a warning)")
     parser.add_argument("--interval", dest="export_interval", type=interval_arg, default=DEFAULT_INTERVAL_S,
@@ -222,7 +223,11 @@ def run(args) -> int:
     from memtop.collect.export import ExportSampler
     from memtop.output.prometheus import MemtopCollector
 
-    host, port = args.listen
+    try:
+        host, port = listen_address(args.listen)
+    except argparse.ArgumentTypeError as e:
+        print(f"memtop export: bad --listen {e}", file=sys.stderr)
+        return 2
     # SIGTERM and Ctrl-C both end the exporter cleanly (status 0), whenever they come.
     old_handlers = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None

@@ -57,9 +57,19 @@ def test_interval_and_top_bounds():
             top_arg(bad)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--listen", "127.0.0.1:70000"], ["--listen", "nonsense"], ["--interval", "0"], ["--top", "0"],
+@pytest.mark.parametrize("listen, words", [
+    ("127.0.0.1:70000", "the port must be 0-65535, not 70000"), ("nonsense", "expected HOST:PORT"),
+    ("localhost:http", "the port 'http' is not a number"),
 ])
+def test_a_bad_listen_address_is_one_line_and_status_2(listen, words):
+    result = subprocess.run([sys.executable, "-m", "memtop", "export", "--listen", listen], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("memtop export: bad --listen ")
+    assert words in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--interval", "0"], ["--top", "0"], ["--interval", "x"]])
 def test_usage_errors_exit_2_without_a_traceback(argv):
     result = subprocess.run([sys.executable, "-m", "memtop", "export", *argv], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
