@@ -11,7 +11,8 @@ setup:
 run: setup
 	@$(VENV)/bin/memtop $(ARGS)
 
-test: setup
+test:
+	@./scripts/setup.sh --test
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
 screenshots: setup

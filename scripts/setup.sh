@@ -3,8 +3,12 @@
 # As root on Debian/Ubuntu it installs the missing system packages first:
 #   gdb (malloc_trim, malloc_info), gcc + libc6-dev (tests build small C targets),
 #   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them).
+# With --test (make test) also what only the tests use: prometheus (the exporter's live test
+# runs a real Prometheus server that scrapes `memtop export`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for_tests=0
+[ "${1:-}" = "--test" ] && for_tests=1
 
 need=()
 command -v gdb >/dev/null 2>&1 || need+=(gdb)
@@ -12,14 +16,20 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
-if [ ${#need[@]} -gt 0 ]; then
+# Only the binary is wanted (no node exporter and friends from its Recommends).
+test_need=()
+if [ $for_tests = 1 ] && ! [ -x /usr/bin/prometheus ] && ! command -v prometheus >/dev/null 2>&1; then
+    test_need+=(prometheus)
+fi
+if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing ${need[*]}" >&2
+        echo "setup: installing ${need[*]} ${test_need[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
-        apt-get install -y -qq "${need[@]}" >/dev/null
+        [ ${#need[@]} -eq 0 ] || apt-get install -y -qq "${need[@]}" >/dev/null
+        [ ${#test_need[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${test_need[@]}" >/dev/null
     else
-        echo "setup: missing system packages: ${need[*]} (run as root to install them); continuing" >&2
+        echo "setup: missing system packages: ${need[*]} ${test_need[*]} (run as root to install them); continuing" >&2
     fi
 fi
 

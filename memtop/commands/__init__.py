@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "memtop.commands.evict",
     "memtop.commands.drop_caches",
     "memtop.commands.explain",
+    "memtop.commands.export",
 ]
 
 

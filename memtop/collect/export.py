@@ -1,0 +1,268 @@
+"""Collection for ``memtop export``: one :class:`ExportSample` per exporter tick.
+
+It reuses the readers behind ``memtop snapshot --json`` and the TUI: the process
+:class:`~memtop.collect.sampler.Sampler`, /proc/pressure, /proc/vmstat, /proc/slabinfo,
+/proc/net/sockstat, the tmpfs mount discovery and the memory cgroup walk. Every list it keeps is
+bounded (top N processes, top K slab caches, mounts, cgroups), so the label cardinality of the
+exporter is bounded whatever the machine runs.
+
+Cost per tick: stat (+ status when it changed) and the fd count of every process, as the TUI;
+smaps_rollup (a page-table walk) only for the top N processes (and once for each new process,
+the sampler's first look); a readlink of /proc/PID/ns/mnt per process for the tmpfs mounts of
+other mount namespaces; one stat-sized read per cgroup (walk bounded to CGROUP_WALK_LIMIT).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from memtop.collect.sampler import Sampler
+from memtop.collect.tmpfs import discover_mounts
+from memtop.model.export import ExportSample, HeapFigures
+from memtop.model.process import ProcessIdentity, ProcessSample
+from memtop.procfs import PROC, NoSuchProcess, ProcfsError
+from memtop.procfs import kernel as kfs
+from memtop.procfs import process as procfs
+from memtop.procfs.cgroup import locate_memory_hierarchy, walk_memory_cgroups
+from memtop.procfs.pressure import read_system_pressure
+from memtop.procfs.vmstat import read_vmstat
+
+DEFAULT_TOP = 20  # processes
+SLAB_TOP = 20  # slab caches
+MOUNT_TOP = 32  # memory-backed mounts
+CGROUP_TOP = 50  # memory cgroups (the root is always one of them)
+CGROUP_WALK_LIMIT = 2000  # cgroups read per tick at most (walk_memory_cgroups' own bound)
+HEAP_TOP = 5  # heaps walked (the largest of the top N), when --heap is on
+HEAP_PERIOD_S = 60.0  # a heap is walked again at most this often
+# The sampler re-reads smaps_rollup of the rows it is told are visible (here: the top N) every
+# tick and staggers the rest; the exporter shows only the top N, so "the rest" never comes due.
+_NEVER = 1 << 40
+
+
+class ExportSampler:
+    """Reads one :class:`ExportSample` per call of :meth:`sample`. One thread calls it."""
+
+    def __init__(self, root: Path = PROC, *, top: int = DEFAULT_TOP, slab_top: int = SLAB_TOP,
+                 mount_top: int = MOUNT_TOP, cgroup_top: int = CGROUP_TOP, heap: bool = False,
+                 heap_top: int = HEAP_TOP, heap_period_s: float = HEAP_PERIOD_S,
+                 clock=time.monotonic, wall_clock=time.time):
+        self.root = Path(root)
+        self.top = top
+        self.slab_top = slab_top
+        self.mount_top = mount_top
+        self.cgroup_top = cgroup_top
+        self.heap = heap
+        self.heap_top = min(heap_top, top)
+        self.heap_period_s = heap_period_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.sampler = Sampler(self.root, stagger=_NEVER, history_len=2, clock=clock, wall_clock=wall_clock)
+        self._heap_walker = HeapWalker(self.root, heap_period_s, clock, wall_clock) if heap else None
+        self.tick = 0
+        self.cpu_total_s = 0.0
+
+    def close(self) -> None:
+        if self._heap_walker is not None:
+            self._heap_walker.close()
+        self.sampler.close()
+
+    def sample(self) -> ExportSample:
+        started = time.monotonic()
+        cpu0 = time.thread_time()
+        errors: dict[str, str] = {}
+        snapshot = self.sampler.sample()
+        if snapshot.warnings:
+            errors["processes"] = "; ".join(snapshot.warnings)
+        if not snapshot.system.meminfo:
+            errors["meminfo"] = next((w for w in snapshot.warnings if "meminfo" in w), "meminfo unreadable")
+
+        top = self._top_processes(snapshot)
+        # Next tick, the sampler reads these rollups itself (they are "on screen").
+        self.sampler.visible = frozenset(s.pid for s in top)
+
+        pressure = read_system_pressure(self.root)
+        if pressure.unknown:
+            errors["pressure"] = "; ".join(f"{k}: {v}" for k, v in pressure.unknown.items())
+        try:
+            vmstat = read_vmstat(self.root)
+        except ProcfsError as e:
+            vmstat, errors["vmstat"] = {}, str(e)
+
+        slabs = slab_total = slab_count = None
+        try:
+            info = kfs.read_slabinfo(self.root)
+            slab_total, slab_count = info.total_bytes, len(info.caches)
+            slabs = tuple(sorted(info.caches, key=lambda c: (-c.total_bytes, c.name))[: self.slab_top])
+        except ProcfsError as e:
+            errors["slabinfo"] = getattr(e, "reason", None) or str(e)
+
+        try:
+            # memtop's own network namespace (/proc/net): the host's when run on the host.
+            sockstat = kfs.read_sockstat(f"{self.root}/net")
+        except ProcfsError as e:
+            sockstat, errors["sockstat"] = None, str(e)
+
+        mounts = ()
+        try:
+            pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread]
+            discovery = discover_mounts(self.root, pids)
+            # One row per filesystem (a tmpfs seen in several namespaces is one), largest first.
+            unique = [m for m in discovery.mounts if m.duplicate_of is None]
+            unique.sort(key=lambda m: (-(m.used_bytes or 0), m.mountpoint))
+            mounts = tuple(unique[: self.mount_top])
+            if discovery.warnings and not discovery.mounts:
+                errors["tmpfs"] = "; ".join(discovery.warnings)
+        except (ProcfsError, OSError) as e:
+            errors["tmpfs"] = str(e)
+
+        cgroup_version, cgroups = None, ()
+        try:
+            hierarchy = locate_memory_hierarchy(self.root)
+            cgroup_version = hierarchy.version
+            tree = walk_memory_cgroups(hierarchy, limit=CGROUP_WALK_LIMIT)
+            root_cg = [cg for cg in tree if cg.path in ("", "/")]
+            rest = sorted((cg for cg in tree if cg.path not in ("", "/")), key=lambda cg: (-(cg.current or 0), cg.path))
+            cgroups = tuple(root_cg + rest[: max(0, self.cgroup_top - len(root_cg))])
+        except (ProcfsError, OSError) as e:
+            errors["cgroup"] = str(e)
+
+        heaps = MappingProxyType({})
+        if self._heap_walker is not None:
+            # The walks run in their own thread (one can take seconds): this tick hands over
+            # the processes to walk and takes the figures of the walks finished so far.
+            self._heap_walker.want(top[: self.heap_top])
+            heaps, failures = self._heap_walker.results()
+            if failures and not heaps:
+                # Only when no heap at all could be read: one process in the middle of a burst
+                # of malloc (no consistent walk) or one the kernel refuses is not a broken source.
+                errors["heap"] = "; ".join(failures)
+        cpu_s = time.thread_time() - cpu0
+        self.cpu_total_s += cpu_s
+
+        sample = ExportSample(
+            tick=self.tick,
+            wall_time=snapshot.system.wall_time,
+            uptime_s=snapshot.system.uptime_s,
+            duration_s=time.monotonic() - started,
+            cpu_s=cpu_s,
+            cpu_total_s=self.cpu_total_s,
+            meminfo=snapshot.system.meminfo,
+            pressure=pressure if pressure.resources else None,
+            vmstat=MappingProxyType(vmstat),
+            slabs=slabs,
+            slab_total_bytes=slab_total,
+            slab_cache_count=slab_count,
+            sockstat=sockstat,
+            mounts=mounts,
+            cgroup_version=cgroup_version,
+            cgroups=cgroups,
+            processes=top,
+            process_count=len(snapshot.processes),
+            heaps=heaps,
+            errors=MappingProxyType(errors),
+        )
+        self.tick += 1
+        return sample
+
+    def _top_processes(self, snapshot) -> tuple[ProcessSample, ...]:
+        """The top N user processes by RSS, each with a smaps_rollup read this tick."""
+        candidates = [v.sample for v in snapshot.processes if not v.sample.kernel_thread and v.sample.rss_bytes]
+        candidates.sort(key=lambda s: (-s.rss_bytes, s.pid))
+        now = snapshot.system.monotonic
+        out = []
+        for s in candidates[: self.top]:
+            if s.rollup_time is not None and s.rollup_time < now:
+                # New in the top N: its rollup is from an earlier tick; read it now.
+                try:
+                    rollup = procfs.read_rollup(s.pid, self.root)
+                    s = replace(s, rollup=rollup, rollup_time=now,
+                                rollup_reason=None if rollup is not None else "no smaps_rollup data (exiting?)")
+                except NoSuchProcess:
+                    continue
+                except ProcfsError as e:
+                    s = replace(s, rollup=None, rollup_time=now, rollup_reason=getattr(e, "reason", None) or str(e))
+            out.append(s)
+        return tuple(out)
+
+
+class HeapWalker:
+    """Walks (read-only, memtop.heap.analyze) the glibc heaps of the processes it is given, in its
+    own thread, each at most every ``period_s``; keeps the last valid figures of each.
+
+    The sampling thread calls :meth:`want` and :meth:`results`; both swap whole immutable
+    values, never mutate shared ones.
+    """
+
+    def __init__(self, root: Path, period_s: float, clock=time.monotonic, wall_clock=time.time):
+        self.root = root
+        self.period_s = period_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._wanted: tuple[ProcessSample, ...] = ()
+        self._results: Mapping[ProcessIdentity, HeapFigures] = MappingProxyType({})
+        self._failures: tuple[str, ...] = ()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def want(self, samples: tuple[ProcessSample, ...]) -> None:
+        self._wanted = tuple(samples)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="memtop-export-heap", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def results(self) -> tuple[Mapping[ProcessIdentity, HeapFigures], tuple[str, ...]]:
+        return self._results, self._failures
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from memtop.heap import Cancelled, analyze  # only with --heap: the heap package is not small
+
+        tried: dict[ProcessIdentity, float] = {}  # monotonic time of the last walk of each
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            wanted = self._wanted
+            identities = {s.identity for s in wanted}
+            tried = {i: t for i, t in tried.items() if i in identities}
+            results = {i: h for i, h in self._results.items() if i in identities}
+            failures = []
+            for s in wanted:
+                if self._stop.is_set():
+                    return
+                last = tried.get(s.identity)
+                if last is not None and self._clock() - last < self.period_s:
+                    continue
+                tried[s.identity] = self._clock()
+                try:
+                    report = analyze(s.pid, self.root, retries=2, cancel=self._stop.is_set)
+                except Cancelled:
+                    return
+                if report.valid and report.identity == s.identity:
+                    results[s.identity] = HeapFigures(
+                        system_bytes=report.system_bytes,
+                        in_use_bytes=report.in_use_bytes,
+                        free_bytes=report.free_bytes + report.fastbin_bytes,
+                        top_bytes=report.top_bytes,
+                        arenas=len(report.arenas),
+                        walk_seconds=report.walk_seconds,
+                        walked_at=self._wall_clock(),
+                    )
+                elif report.status not in ("not-glibc", "kernel-thread", "zombie"):
+                    failures.append(f"{s.pid} {s.comm}: {report.reason}")
+                self._results = MappingProxyType(dict(results))  # each walk shows at the next tick
+            self._results = MappingProxyType(results)
+            self._failures = tuple(failures)
