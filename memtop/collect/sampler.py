@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup, new_history, new_view
 from memtop.model.snapshot import Snapshot, SystemSample
 from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError
 from memtop.procfs import process as procfs
@@ -266,7 +266,7 @@ class Sampler:
             track.frozen = ()
         if not track.frozen:
             track.frozen = tuple(runs)
-        history = History(times, tick0, track.since, track.frozen)
+        history = new_history(times, tick0, track.since, track.frozen)
 
         prev = self._prev.get(identity)
         minflt_rate = majflt_rate = None
@@ -275,15 +275,15 @@ class Sampler:
             minflt_rate = (sample.minflt - prev.minflt) / dt
             majflt_rate = (sample.majflt - prev.majflt) / dt
         state = self._rollups.get(identity)
-        return ProcessView(
-            sample=sample,
-            minflt_per_s=minflt_rate,
-            majflt_per_s=majflt_rate,
-            rss_change_per_min=history.rss_change_per_min(),
-            rollup_age_s=(now - sample.rollup_time) if sample.rollup_time is not None else None,
-            history=history,
-            rollup_current=(state is None or state.time is None or state.tick == self.tick
-                            or state.stat == self._last[identity.pid][0]),
+        return new_view(
+            sample,
+            minflt_rate,
+            majflt_rate,
+            history.rss_change_per_min(),
+            (now - sample.rollup_time) if sample.rollup_time is not None else None,
+            history,
+            (state is None or state.time is None or state.tick == self.tick
+             or state.stat == self._last[identity.pid][0]),
         )
 
     def sample(self, *, all_rollups: bool = False) -> Snapshot:

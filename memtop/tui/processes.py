@@ -56,12 +56,31 @@ def matches(view: ProcessView, needle: str) -> bool:
 
 
 def sort_views(views, column: Column, reverse: bool) -> list[ProcessView]:
-    """Sort by ``column``; unknown (None) values always go last, ties by PID."""
-    known = [v for v in views if column.value(v) is not None]
-    unknown = [v for v in views if column.value(v) is None]
-    known.sort(key=lambda v: (column.value(v), -v.pid if reverse else v.pid), reverse=reverse)
-    unknown.sort(key=lambda v: v.pid)
-    return known + unknown
+    """Sort by ``column``; unknown (None) values always go last, ties by PID.
+
+    Runs on every tick over every process: each value is computed once.
+    """
+    value = column.value
+    sign = -1 if reverse else 1
+    known, unknown = [], []
+    for v in views:
+        x = value(v)
+        pid = v.sample.identity.pid
+        if x is None:
+            unknown.append((pid, v))
+        else:
+            known.append((x, sign * pid, v))
+    known.sort(key=_first_two, reverse=reverse)
+    unknown.sort(key=_first)
+    return [k[2] for k in known] + [u[1] for u in unknown]
+
+
+def _first_two(item):
+    return item[0], item[1]
+
+
+def _first(item):
+    return item[0]
 
 
 @lru_cache(maxsize=16)
@@ -137,10 +156,12 @@ class ProcessTable(CursorTable):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        shown = [v for v in self.all_views if matches(v, self.filter_text)]
+        needle = self.filter_text
+        shown = [v for v in self.all_views if matches(v, needle)] if needle else self.all_views
         self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse)
         self._fit_virtual_size()
-        index = next((i for i, v in enumerate(self.rows) if v.pid == self.cursor_pid), None)
+        cursor = self.cursor_pid
+        index = next((i for i, v in enumerate(self.rows) if v.sample.identity.pid == cursor), None)
         if index is not None:
             self._cursor_index = index
             self._scroll_cursor_into_view()
@@ -361,19 +382,24 @@ class ProcessesTab(TabView):
 
     def _show_totals(self) -> None:
         rows = self.table.rows
-        def total(get):
-            values = [get(v) for v in rows]
-            known = [x for x in values if x is not None]
-            if not known:
+        # One pass over the rows (every tick): sums and counts of known RSS, PSS, USS, swap.
+        sums, known = [0, 0, 0, 0], [0, 0, 0, 0]
+        for v in rows:
+            s = v.sample
+            r = s.rollup
+            for i, x in enumerate((s.rss_bytes, r.pss if r else None, r.uss if r else None, s.swap_bytes)):
+                if x is not None:
+                    sums[i] += x
+                    known[i] += 1
+
+        def total(i: int) -> str:
+            if not known[i]:
                 return fmt_bytes(None)
-            prefix = "≥" if len(known) < len(values) else ""
-            return prefix + fmt_bytes(sum(known))
-        uss = COLUMNS_BY_KEY["uss"].value
-        pss = COLUMNS_BY_KEY["pss"].value
+            return ("≥" if known[i] < len(rows) else "") + fmt_bytes(sums[i])
+
         text = (f" {len(rows)} of {len(self.table.all_views)} processes"
                 + (f" matching '{self.table.filter_text}'" if self.table.filter_text else "")
-                + f"   RSS {total(lambda v: v.sample.rss_bytes)}   PSS {total(pss)}   USS {total(uss)}"
-                + f"   swap {total(lambda v: v.sample.swap_bytes)}"
+                + f"   RSS {total(0)}   PSS {total(1)}   USS {total(2)}   swap {total(3)}"
                 + self._sort_note())
         totals = self.query_one("#process-totals", Static)
         if totals.content != text:  # an unchanged line costs no repaint

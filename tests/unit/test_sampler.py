@@ -163,3 +163,14 @@ def test_sampler_history_window_slides_over_changing_values(tmp_path_factory, va
         assert tuple(zip(view.history_times, view.rss_history, view.fd_history)) == tuple(seen[-7:])
         assert view.rss_tail(3) == tuple(p[1] for p in seen[-3:])
     assert len(sampler._histories[view.sample.identity].runs) <= 7
+
+
+def test_fast_constructors_build_the_same_records():
+    from memtop.model.process import ProcessView, new_history, new_view
+
+    history = new_history((1.0, 2.0), 5, 5, ((5, 100, 3),))
+    assert history == History((1.0, 2.0), 5, 5, ((5, 100, 3),))
+    args = (None, 0.5, 0.0, 12.0, 1.5, history, False)
+    assert new_view(*args) == ProcessView(*args)
+    assert [f for f in ProcessView.__slots__] == ["sample", "minflt_per_s", "majflt_per_s", "rss_change_per_min",
+                                                 "rollup_age_s", "history", "rollup_current"]
