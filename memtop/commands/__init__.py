@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "memtop.commands.evict",
     "memtop.commands.drop_caches",
     "memtop.commands.explain",
+    "memtop.commands.record",
+    "memtop.commands.replay",
 ]
 
 

@@ -262,6 +262,7 @@ class RssChart(CachedPlot):
 class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
+    RECORDED = True  # replay: a recorded Snapshot is all this tab draws (memtop/tui/replay.py)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read more than 1.5 ticks ago (off-screen rows are read every 5 ticks)"),
