@@ -29,6 +29,7 @@ import math
 import os
 import sqlite3
 import stat as stat_module
+import struct
 import threading
 import time
 import zlib
@@ -69,6 +70,7 @@ DEFAULT_MAX_BYTES = 100 * 2**20
 MIN_MAX_BYTES = 64 * 1024
 SECTIONS = ("system", "processes", "rss", "kernel", "psi", "cgroups", "vmstat")
 ZLIB_LEVEL = 6
+KEYFRAME_EVERY = 30
 
 # The per-process columns of the ``processes`` section (one JSON list per column: similar values
 # side by side compress better than one object per process).
@@ -115,12 +117,81 @@ def decode(data):
     return data
 
 
-def pack(doc) -> bytes:
-    return zlib.compress(json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), ZLIB_LEVEL)
+def to_json(value) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
-def unpack(blob: bytes):
-    return json.loads(zlib.decompress(blob))
+# A section is stored as parts (a column of the process table, a slab column, ...), each its own
+# zlib stream. A tick that is not a keyframe compresses each part with the same part of its
+# keyframe as the zlib dictionary (deflate's preset dictionary, RFC 1950): most of a tick equals
+# the tick before, so it costs little, and any tick decodes from itself and its keyframe alone.
+# zlib looks back at most 32 KiB, so a part's dictionary is the last 32 KiB of the keyframe's.
+ZDICT_BYTES = 32 * 1024
+_HEADER = struct.Struct("<I")
+
+
+def pack_parts(parts: dict[str, bytes], base: Mapping[str, bytes] | None) -> bytes:
+    """``{part: raw JSON}`` into one blob: header (JSON list of [part, length, dictionary used]),
+    then the zlib streams."""
+    streams = []
+    index = []
+    for key, raw in parts.items():
+        zdict = base.get(key) if base is not None else None
+        compressor = zlib.compressobj(ZLIB_LEVEL, zdict=zdict[-ZDICT_BYTES:]) if zdict else zlib.compressobj(ZLIB_LEVEL)
+        stream = compressor.compress(raw) + compressor.flush()
+        streams.append(stream)
+        index.append([key, len(stream), 1 if zdict else 0])
+    header = to_json(index)
+    return _HEADER.pack(len(header)) + header + b"".join(streams)
+
+
+def unpack_parts(blob: bytes, base: Mapping[str, bytes] | None, only=None) -> dict[str, bytes]:
+    """The raw JSON of each part (of the parts in ``only``, if given)."""
+    (size,) = _HEADER.unpack_from(blob)
+    index = json.loads(blob[_HEADER.size:_HEADER.size + size])
+    offset = _HEADER.size + size
+    out = {}
+    for key, length, with_dict in index:
+        if only is None or key in only:
+            stream = blob[offset:offset + length]
+            if len(stream) != length:
+                raise ValueError("section shorter than its header says")
+            if with_dict:
+                if base is None or key not in base:
+                    raise ValueError(f"part {key} needs its keyframe, which is missing")
+                decompressor = zlib.decompressobj(zdict=base[key][-ZDICT_BYTES:])
+            else:
+                decompressor = zlib.decompressobj()
+            raw = decompressor.decompress(stream) + decompressor.flush()
+            if not decompressor.eof:
+                raise zlib.error("incomplete or truncated stream")
+            out[key] = raw
+        offset += length
+    return out
+
+
+def section_parts(name: str, doc) -> dict:
+    """How a section splits into parts: tables by column, the rest whole."""
+    if name in ("processes", "cgroups"):
+        return dict(doc)
+    if name == "kernel":
+        parts = {k: v for k, v in doc.items() if k != "slabs"}
+        if doc["slabs"] is None:
+            parts["slabs"] = None
+        else:
+            parts.update({f"slabs.{k}": v for k, v in doc["slabs"].items()})
+        return parts
+    return {"": doc}
+
+
+def section_doc(name: str, parts: dict):
+    if name in ("processes", "cgroups"):
+        return parts
+    if name == "kernel":
+        doc = {k: v for k, v in parts.items() if not k.startswith("slabs")}
+        doc["slabs"] = None if "slabs" in parts else {k[6:]: v for k, v in parts.items() if k.startswith("slabs.")}
+        return doc
+    return parts[""]
 
 
 # --- what one tick records -------------------------------------------------------------------------
@@ -220,7 +291,7 @@ class Recorder:
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE ticks (seq INTEGER PRIMARY KEY, wall_time REAL NOT NULL, monotonic REAL NOT NULL, uptime_s REAL,
-                    mem_available INTEGER, mem_used INTEGER, processes INTEGER NOT NULL);
+                    mem_available INTEGER, mem_used INTEGER, processes INTEGER NOT NULL, keyframe INTEGER NOT NULL);
 CREATE TABLE procs (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, cmdline TEXT NOT NULL,
                     kernel_thread INTEGER NOT NULL, cgroup TEXT, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
                     UNIQUE (pid, start_ticks));
@@ -292,6 +363,8 @@ class RecordWriter:
         self.seq = 0
         self._procs: dict[ProcessIdentity, int] = {}
         self._next_proc_id = 1  # only grows: a reused id would give a new process an old one's rows
+        self._key_seq: int | None = None  # the keyframe of the group being written
+        self._key_raw: dict[str, dict[str, bytes]] = {}
         self.ticks_evicted = 0
         self.ticks_written = 0
         self.bytes_written = 0  # compressed section bytes, for bytes per tick
@@ -318,21 +391,34 @@ class RecordWriter:
     def _evict_for(self, incoming: int) -> None:
         used = self.used_bytes()
         while used + incoming > self.max_bytes:
-            count, oldest, newest = self.conn.execute("SELECT count(*), min(seq), max(seq) FROM ticks").fetchone()
+            count, newest = self.conn.execute("SELECT count(*), max(seq) FROM ticks").fetchone()
             if not count:
                 return  # a single tick larger than the bound: it is written anyway (the bound says so)
             per_tick = max(1, used // count)
-            # Delete enough for this tick plus 1/32 of the file, so that eviction runs in batches
-            # rather than on every tick once the file is full.
-            drop = max(1, math.ceil((used + incoming - self.max_bytes + self.max_bytes / 32) / per_tick))
-            drop = min(drop, count)
-            cutoff = oldest + drop - 1 if newest - oldest + 1 == count else \
-                self.conn.execute("SELECT seq FROM ticks ORDER BY seq LIMIT 1 OFFSET ?", (drop - 1,)).fetchone()[0]
+            # Enough for this tick plus 1/32 of the file, so that eviction runs in batches rather
+            # than on every tick once the file is full ...
+            drop = min(count, max(1, math.ceil((used + incoming - self.max_bytes + self.max_bytes / 32) / per_tick)))
+            want = self.conn.execute("SELECT seq FROM ticks ORDER BY seq LIMIT 1 OFFSET ?", (drop - 1,)).fetchone()[0]
+            # ... in whole keyframe groups: a tick cannot be read without its keyframe.
+            next_key = self.conn.execute("SELECT min(seq) FROM ticks WHERE seq > ? AND keyframe = seq",
+                                         (want,)).fetchone()[0]
+            cutoff = next_key - 1 if next_key is not None else newest
+            if next_key is None:
+                self._key_seq = None  # the current keyframe is gone: the next tick is one
+            dropped = self.conn.execute("SELECT count(*) FROM ticks WHERE seq <= ?", (cutoff,)).fetchone()[0]
             self.conn.execute("DELETE FROM sections WHERE seq <= ?", (cutoff,))
             self.conn.execute("DELETE FROM ticks WHERE seq <= ?", (cutoff,))
             self.conn.execute("DELETE FROM procs WHERE last_seq <= ?", (cutoff,))
-            self.ticks_evicted += drop
+            self.ticks_evicted += dropped
             used = self.used_bytes()
+
+    def _keyframe_every(self) -> int:
+        """Ticks per keyframe group: 30, fewer when the bound holds few ticks (eviction drops
+        whole groups, so a group must be a small part of the file)."""
+        if not self.ticks_written:
+            return KEYFRAME_EVERY
+        per_tick = max(1, self.bytes_written // self.ticks_written)
+        return max(1, min(KEYFRAME_EVERY, self.max_bytes // per_tick // 8))
 
     def write(self, capture: TickCapture) -> int:
         """Write one tick; returns the compressed bytes of its sections."""
@@ -353,20 +439,34 @@ class RecordWriter:
         gone = [i for i, proc_id in self._procs.items() if proc_id not in alive]
         for identity in gone:
             del self._procs[identity]
-        sections = encode_sections(capture, ids)
-        size = sum(len(b) for b in sections.values())
+        docs, rss_blob = encode_sections(capture, ids)
+        raw = {name: {part: to_json(value) for part, value in section_parts(name, doc).items()}
+               for name, doc in docs.items()}
         mi = snapshot.system.meminfo
         with self._transaction():
             # The processes of this tick first, so that eviction keeps their rows.
             self.conn.executemany("INSERT INTO procs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_procs)
             self.conn.execute("UPDATE procs SET last_seq = ? WHERE id IN (SELECT value FROM json_each(?))",
                               (seq, json.dumps(ids)))
-            self._evict_for(size + 100 * len(sections))
-            self.conn.execute("INSERT INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            while True:
+                keyframe = self._key_seq is None or seq - self._key_seq >= self._keyframe_every()
+                base = None if keyframe else self._key_raw
+                blobs = {name: pack_parts(parts, base.get(name) if base else None) for name, parts in raw.items()}
+                blobs["rss"] = rss_blob
+                # Room for the tick and what SQLite adds: up to a page per row (the last overflow
+                # page of a blob is partly empty) and a b-tree page split.
+                self._evict_for(sum(len(b) for b in blobs.values()) + self.page_size * (len(blobs) + 2))
+                if keyframe or self._key_seq is not None:
+                    break
+                # Eviction took the group this tick belonged to: write it as a keyframe instead.
+            if keyframe:
+                self._key_seq, self._key_raw = seq, raw
+            self.conn.execute("INSERT INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               (seq, snapshot.system.wall_time, snapshot.system.monotonic, snapshot.system.uptime_s,
-                               mi.get("MemAvailable"), memory_used(mi), len(snapshot.processes)))
+                               mi.get("MemAvailable"), memory_used(mi), len(snapshot.processes), self._key_seq))
             self.conn.executemany("INSERT INTO sections VALUES (?, ?, ?)",
-                                  [(seq, name, blob) for name, blob in sections.items()])
+                                  [(seq, name, blob) for name, blob in blobs.items()])
+        size = sum(len(b) for b in blobs.values())
         self.seq += 1
         self.ticks_written += 1
         self.bytes_written += size
@@ -401,7 +501,8 @@ def slab_rows(doc: dict | None) -> tuple[SlabRow, ...] | None:
     return tuple(SlabRow(c, g, r) for c, g, r in zip(caches, doc["growth"], doc["reclaimable"], strict=True))
 
 
-def encode_sections(capture: TickCapture, proc_ids: list[int]) -> dict[str, bytes]:
+def encode_sections(capture: TickCapture, proc_ids: list[int]) -> tuple[dict, bytes]:
+    """The JSON documents of one tick's sections, and the packed ``rss`` section (binary)."""
     snapshot = capture.snapshot
     columns: dict[str, list] = {name: [] for name in PROCESS_COLUMNS}
     packed = array("q")
@@ -416,26 +517,25 @@ def encode_sections(capture: TickCapture, proc_ids: list[int]) -> dict[str, byte
             columns[name].append(value)
         packed.extend((proc_id, -1 if s.rss_bytes is None else s.rss_bytes, -1 if s.fd_count is None else s.fd_count))
     system = snapshot.system
-    out = {
-        "system": pack({"meminfo": dict(system.meminfo), "warnings": list(snapshot.warnings + capture.warnings),
-                        "rollups_read": snapshot.rollups_read, "sample_cpu_s": snapshot.sample_cpu_s}),
-        "processes": pack(columns),
-        "rss": zlib.compress(packed.tobytes(), ZLIB_LEVEL),
+    docs = {
+        "system": {"meminfo": dict(system.meminfo), "warnings": list(snapshot.warnings + capture.warnings),
+                   "rollups_read": snapshot.rollups_read, "sample_cpu_s": snapshot.sample_cpu_s},
+        "processes": columns,
     }
     if capture.kernel is not None:
         k = capture.kernel
-        out["kernel"] = pack({
+        docs["kernel"] = {
             "slabs": slab_columns(k.slabs), "slab_reason": k.slab_reason, "slab_version": k.slab_version,
             "namespaces": encode(k.namespaces), "namespaces_unreadable": k.namespaces_unreadable,
             "file_nr": encode(k.file_nr), "file_nr_reason": k.file_nr_reason,
-        })
+        }
     if capture.psi is not None:
-        out["psi"] = pack(encode(capture.psi))
+        docs["psi"] = encode(capture.psi)
     if capture.cgroup_tree is not None:
-        out["cgroups"] = pack({"tree": encode(capture.cgroup_tree), "details": encode(capture.cgroup_details)})
+        docs["cgroups"] = {"tree": encode(capture.cgroup_tree), "details": encode(capture.cgroup_details)}
     if capture.vmstat is not None:
-        out["vmstat"] = pack(dict(capture.vmstat))
-    return out
+        docs["vmstat"] = dict(capture.vmstat)
+    return docs, zlib.compress(packed.tobytes(), ZLIB_LEVEL)
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -443,6 +543,7 @@ def encode_sections(capture: TickCapture, proc_ids: list[int]) -> dict[str, byte
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # What decoding a damaged section can raise: all of it becomes one RecordFileError.
 _DECODE_ERRORS = (sqlite3.Error, zlib.error, ValueError, KeyError, TypeError, IndexError, AttributeError)
+_SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.pagesperslab", "slabs.page_size"})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
 REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the live tab keeps
 
@@ -566,6 +667,8 @@ class RecordReader:
             self.available: list[int | None] = []
             self.used: list[int | None] = []
             self.procs: dict[int, tuple[int, int, str, bool, str | None]] = {}
+            self.keyframe_of: dict[int, int] = {}  # tick -> the keyframe its sections are compressed against
+            self._keys = _Lru(16)  # (keyframe, section) -> raw JSON of its parts
             self.refresh()
         except sqlite3.Error as e:
             raise RecordFileError(f"{self.path} is damaged (truncated or corrupted): {e}") from None
@@ -597,8 +700,8 @@ class RecordReader:
             self.conn.execute("BEGIN")
             try:
                 rows = self.conn.execute(
-                    "SELECT seq, wall_time, monotonic, uptime_s, mem_available, mem_used FROM ticks WHERE seq > ? "
-                    "ORDER BY seq", (last,)).fetchall()
+                    "SELECT seq, wall_time, monotonic, uptime_s, mem_available, mem_used, keyframe FROM ticks "
+                    "WHERE seq > ? ORDER BY seq", (last,)).fetchall()
                 oldest = self.conn.execute("SELECT min(seq) FROM ticks").fetchone()[0]
                 top = max(self.procs, default=0)
                 for row in self.conn.execute("SELECT id, pid, start_ticks, cmdline, kernel_thread, cgroup FROM procs "
@@ -607,7 +710,8 @@ class RecordReader:
             finally:
                 self.conn.execute("COMMIT")
             changed = bool(rows)
-            for seq, wall, mono, uptime, available, used in rows:
+            for seq, wall, mono, uptime, available, used, keyframe in rows:
+                self.keyframe_of[seq] = keyframe
                 self.seqs.append(seq)
                 self.walls.append(wall)
                 self.monos.append(mono)
@@ -616,6 +720,8 @@ class RecordReader:
                 self.used.append(used)
             if oldest is not None and self.seqs and self.seqs[0] < oldest:
                 cut = bisect.bisect_left(self.seqs, oldest)
+                for seq in self.seqs[:cut]:
+                    self.keyframe_of.pop(seq, None)
                 for column in (self.seqs, self.walls, self.monos, self.uptimes, self.available, self.used):
                     del column[:cut]
                 changed = True
@@ -626,13 +732,34 @@ class RecordReader:
         row = self.conn.execute("SELECT data FROM sections WHERE name = ? AND seq = ?", (name, seq)).fetchone()
         return row[0] if row else None
 
+    def _keyframe_parts(self, key: int, name: str) -> dict[str, bytes]:
+        found = self._keys.hit((key, name))
+        if found is None:
+            blob = self._section(key, name)
+            if blob is None:
+                raise ValueError(f"the keyframe {key} of this tick is missing")
+            found = self._keys.put((key, name), unpack_parts(blob, None))
+        return found
+
+    def _parts(self, seq: int, name: str, only=None) -> dict | None:
+        """The parts of one section of one tick, decoded; None when the tick has no such section."""
+        blob = self._section(seq, name)
+        if blob is None:
+            return None
+        key = self.keyframe_of[seq]
+        base = self._keyframe_parts(key, name) if key != seq else None
+        return {k: json.loads(v) for k, v in unpack_parts(blob, base, only).items()}
+
+    def _doc(self, seq: int, name: str):
+        parts = self._parts(seq, name)
+        return None if parts is None else section_doc(name, parts)
+
     def _process_columns(self, seq: int) -> dict | None:
         columns = self._processes.hit(seq)
         if columns is None:
-            blob = self._section(seq, "processes")
-            if blob is None:
+            columns = self._doc(seq, "processes")
+            if columns is None:
                 return None
-            columns = unpack(blob)
             n = len(columns["proc"])
             if any(len(columns[name]) != n for name in PROCESS_COLUMNS):
                 raise ValueError("process columns of different lengths")
@@ -680,22 +807,23 @@ class RecordReader:
     def _slab_totals_at(self, seq: int) -> dict[str, int]:
         found = self._slab_totals.hit(seq)
         if found is None:
-            blob = self._section(seq, "kernel")
+            parts = self._parts(seq, "kernel", only=_SLAB_TOTAL_PARTS)
             found = {}
-            if blob is not None:
-                doc = unpack(blob)
-                for cache in slab_rows(doc["slabs"]) or ():
-                    found[cache.cache.name] = cache.cache.total_bytes
+            if parts is not None and "slabs" not in parts:
+                for name, slabs, pages, page_size in zip(parts["slabs.name"], parts["slabs.num_slabs"],
+                                                         parts["slabs.pagesperslab"], parts["slabs.page_size"],
+                                                         strict=True):
+                    found[name] = slabs * pages * page_size  # SlabCache.total_bytes
             self._slab_totals.put(seq, found)
         return found
 
     def _psi_at(self, seq: int) -> PressureSample | None:
         found = self._psi.hit(seq)
         if found is None:
-            blob = self._section(seq, "psi")
-            if blob is None:
+            doc = self._doc(seq, "psi")
+            if doc is None:
                 return None
-            found = self._psi.put(seq, decode(unpack(blob)))
+            found = self._psi.put(seq, decode(doc))
         return found
 
     # --- one tick ---------------------------------------------------------------------------------
@@ -726,12 +854,12 @@ class RecordReader:
         pressure = self._pressure(index, seq, snapshot) if ("psi" in present or "cgroups" in present) else None
         vmstat = None
         if "vmstat" in present:
-            vmstat = MappingProxyType({str(k): int(v) for k, v in unpack(self._section(seq, "vmstat")).items()})
+            vmstat = MappingProxyType({str(k): int(v) for k, v in self._doc(seq, "vmstat").items()})
         return RecordedTick(index, len(self.seqs), seq, snapshot, kernel, pressure, vmstat, frozenset(present))
 
     def _snapshot(self, index: int, seq: int) -> Snapshot:
         columns = self._process_columns(seq)
-        system_doc = unpack(self._section(seq, "system"))
+        system_doc = self._doc(seq, "system")
         mono = self.monos[index]
         first = max(0, index - HISTORY_LEN + 1)
         history_maps = [(self.monos[j], self._history_part(self._rss_map, self.seqs[j], {}))
@@ -778,7 +906,7 @@ class RecordReader:
             warnings=tuple(system_doc.get("warnings", ())))
 
     def _kernel(self, index: int, seq: int, snapshot: Snapshot) -> KernelView:
-        doc = unpack(self._section(seq, "kernel"))
+        doc = self._doc(seq, "kernel")
         slabs = slab_rows(doc["slabs"])
         chart: dict[str, tuple[int | None, ...]] = {}
         times: tuple[float, ...] = ()
@@ -810,15 +938,14 @@ class RecordReader:
             samples += (current,)
         tree = None
         details: Mapping[str, CgroupMemory] = MappingProxyType({})
-        blob = self._section(seq, "cgroups")
-        if blob is not None:
-            doc = unpack(blob)
+        doc = self._doc(seq, "cgroups")
+        if doc is not None:
             tree, details = decode(doc["tree"]), decode(doc["details"])
         if self._baselines is None or self._baselines[0] != self.seqs[0]:
             # "events since the recording started": the oldest tick the file still holds.
             def first_tree(first_seq):
-                blob = self._section(first_seq, "cgroups")
-                return decode(unpack(blob)["tree"]) if blob is not None else ()
+                doc = self._doc(first_seq, "cgroups")
+                return decode(doc["tree"]) if doc is not None else ()
 
             first_tree = self._history_part(first_tree, self.seqs[0], ())
             self._baselines = (self.seqs[0], MappingProxyType({cg.path: dict(cg.events) for cg in first_tree}))
@@ -838,15 +965,26 @@ class RecordReader:
         bytes that SQLite's quick_check cannot see); returns how many sections were read."""
         count = 0
         with self._lock:
+            self.refresh()
+            self.conn.execute("BEGIN")
             try:
-                for seq, name, data in self.conn.execute("SELECT seq, name, data FROM sections"):
+                # The ticks listed now: a recorder may be adding more meanwhile.
+                for seq, name, data in self.conn.execute("SELECT seq, name, data FROM sections WHERE seq <= ? "
+                                                         "ORDER BY seq", (self.seqs[-1],)):
+                    if seq not in self.keyframe_of:
+                        continue  # dropped by the bound since the refresh
                     if name == "rss":
                         zlib.decompress(data)
                     else:
-                        unpack(data)
+                        key = self.keyframe_of[seq]
+                        base = self._keyframe_parts(key, name) if key != seq else None
+                        for raw in unpack_parts(data, base).values():
+                            json.loads(raw)
                     count += 1
             except _DECODE_ERRORS as e:
                 raise RecordFileError(f"{self.path}: tick {seq} ({name}) is damaged ({type(e).__name__}: {e})") from None
+            finally:
+                self.conn.execute("COMMIT")
         return count
 
     # --- navigation -----------------------------------------------------------------------------------
