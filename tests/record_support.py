@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from memtop.procfs import PROC
 from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordWriter, TickCapture
 from tests.support import Child
 
@@ -35,10 +36,10 @@ def start_grower(children, mib: int) -> Child:
 
 
 def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: int = DEFAULT_MAX_BYTES,
-                      interval_s: float = 2.0, after_write=None) -> list[TickCapture]:
+                      interval_s: float = 2.0, after_write=None, root: Path = PROC) -> list[TickCapture]:
     """Capture and write ``ticks`` ticks; ``before_tick(i)`` runs before tick i is read,
     ``after_write(writer, i)`` after it is written. Returns what was captured."""
-    recorder = Recorder()
+    recorder = Recorder(root)
     writer = RecordWriter(path, recorder.meta(interval_s, max_bytes), max_bytes=max_bytes)
     captures = []
     try:

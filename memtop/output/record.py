@@ -360,6 +360,7 @@ class RecordWriter:
                 self.conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
         except sqlite3.Error as e:
             raise RecordFileError(f"{self.path}: cannot create the record file: {e}") from None
+        self._empty_bytes = self.used_bytes()
         self.seq = 0
         self._procs: dict[ProcessIdentity, int] = {}
         self._next_proc_id = 1  # only grows: a reused id would give a new process an old one's rows
@@ -412,13 +413,26 @@ class RecordWriter:
             self.ticks_evicted += dropped
             used = self.used_bytes()
 
+    def _room_for(self, blobs) -> int:
+        """Bytes a tick takes in the file: a small row packs with others in a page; a large
+        one spills into overflow pages, the last partly empty; and two pages for b-tree splits."""
+        room = 2 * self.page_size
+        for blob in blobs:
+            if len(blob) < self.page_size // 4:
+                room += len(blob) + 64
+            else:
+                room += math.ceil((len(blob) + 64) / (self.page_size - 4)) * self.page_size
+        return room
+
     def _keyframe_every(self) -> int:
         """Ticks per keyframe group: 30, fewer when the bound holds few ticks (eviction drops
         whole groups, so a group must be a small part of the file)."""
-        if not self.ticks_written:
+        count = self.conn.execute("SELECT count(*) FROM ticks").fetchone()[0]
+        if not count:
             return KEYFRAME_EVERY
-        per_tick = max(1, self.bytes_written // self.ticks_written)
-        return max(1, min(KEYFRAME_EVERY, self.max_bytes // per_tick // 8))
+        # What a tick costs in the file, pages and all (beyond the empty tables).
+        per_tick = max(1, (self.used_bytes() - self._empty_bytes) // count)
+        return max(1, min(KEYFRAME_EVERY, (self.max_bytes - self._empty_bytes) // per_tick // 8))
 
     def write(self, capture: TickCapture) -> int:
         """Write one tick; returns the compressed bytes of its sections."""
@@ -453,9 +467,7 @@ class RecordWriter:
                 base = None if keyframe else self._key_raw
                 blobs = {name: pack_parts(parts, base.get(name) if base else None) for name, parts in raw.items()}
                 blobs["rss"] = rss_blob
-                # Room for the tick and what SQLite adds: up to a page per row (the last overflow
-                # page of a blob is partly empty) and a b-tree page split.
-                self._evict_for(sum(len(b) for b in blobs.values()) + self.page_size * (len(blobs) + 2))
+                self._evict_for(self._room_for(blobs.values()))
                 if keyframe or self._key_seq is not None:
                     break
                 # Eviction took the group this tick belonged to: write it as a keyframe instead.

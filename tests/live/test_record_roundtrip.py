@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from pathlib import Path
 
 from memtop.output.record import RecordReader
 from memtop.procfs.vmstat import read_vmstat
 from tests.record_support import MIB, record_in_process, start_grower
 from tests.support import status_kb
+
+TREE = Path(__file__).resolve().parent.parent / "fixtures" / "kernel" / "tree" / "proc"
 
 
 def test_every_recorded_figure_reads_back_equal(tmp_path, children):
@@ -67,25 +70,27 @@ def test_every_recorded_figure_reads_back_equal(tmp_path, children):
 
 
 def test_the_bound_drops_the_oldest_ticks_and_the_file_stays_under_it(tmp_path):
-    # GIVEN a bound that holds a dozen ticks of this machine
+    # GIVEN a small bound, and ticks of a captured proc tree (a fixed number of processes:
+    # the live machine's count changes under a test, and one tick of 1,000 processes alone
+    # would be larger than this bound)
     path = tmp_path / "ring.db"
-    max_bytes = 160 * 1024
+    max_bytes = 96 * 1024
     sizes = []
 
     def after_write(writer, i):
         pages = writer.conn.execute("PRAGMA page_count").fetchone()[0]
         sizes.append(pages * writer.page_size)
 
-    # WHEN 30 ticks are written
-    record_in_process(path, 30, max_bytes=max_bytes, interval_s=0.5, after_write=after_write)
+    # WHEN 150 ticks are written
+    record_in_process(path, 150, max_bytes=max_bytes, interval_s=0.5, after_write=after_write, root=TREE)
     # THEN the database never grew past the bound, nor did the file once closed
     assert max(sizes) <= max_bytes, sizes
     assert os.path.getsize(path) <= max_bytes
     reader = RecordReader(path)
     try:
         # AND the oldest ticks are gone, the newest kept, contiguous
-        assert 0 < reader.seqs[0] and reader.seqs[-1] == 29
-        assert reader.seqs == list(range(reader.seqs[0], 30))
+        assert 0 < reader.seqs[0] and reader.seqs[-1] == 149
+        assert reader.seqs == list(range(reader.seqs[0], 150))
         assert len(reader) >= 3
         # AND the oldest tick left is whole, and no process row outlives its ticks
         assert reader.load(0).snapshot.processes

@@ -128,3 +128,54 @@ async def test_recorded_tabs_show_the_file_and_the_others_say_not_recorded(grown
                 assert note.startswith(f"{title}: not recorded in this file")
     finally:
         reader.close()
+
+
+# --- a deterministic look at the replay screen -------------------------------------------------
+
+FIXED_META = {"schema_version": 1, "memtop_version": "0.1.0", "hostname": "fixture", "kernel": "6.18.0",
+              "interval_s": 2.0, "start_time": 1_790_000_000.0, "max_bytes": 2**20, "page_size": 4096,
+              "clock_ticks": 100, "cgroup_version": None, "cgroup_mount": None,
+              "cgroup_error": "not recorded in this fixture", "psi_unavailable_reason": None}
+
+
+def fixed_recording(path: Path) -> None:
+    """Three ticks of the captured proc tree (tests/fixtures/proc-basic) with fixed clocks."""
+    from memtop.collect.sampler import Sampler
+    from memtop.output.record import RecordWriter, TickCapture
+    from tests.tui.fixed import FIX, FakeClock
+
+    clock = FakeClock()
+    walls = iter(1_790_000_000.0 + 2 * i for i in range(3))
+    sampler = Sampler(FIX, clock=clock, wall_clock=lambda: next(walls))
+    writer = RecordWriter(path, dict(FIXED_META), max_bytes=2**20)
+    try:
+        for _ in range(3):
+            writer.write(TickCapture(sampler.sample(), None, None, None, {}, {}, None))
+            clock.now += 2.0
+    finally:
+        writer.close()
+        sampler.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_replay_screen_looks(snap_compare, tmp_path, monkeypatch, size):
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")  # the bar shows the tick's local time
+    time.tzset()
+    path = tmp_path / "fixed.db"
+    fixed_recording(path)
+    reader = RecordReader(path)
+
+    async def run_before(pilot):
+        app = pilot.app
+        await settle(app, pilot)
+        await pilot.press("full_stop")
+        await settle(app, pilot)
+
+    try:
+        assert snap_compare(ReplayApp(reader, pid=7335), terminal_size=size, run_before=run_before)
+    finally:
+        reader.close()
+        monkeypatch.delenv("TZ")
+        time.tzset()
