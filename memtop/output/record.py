@@ -94,8 +94,13 @@ _MODEL_TYPES = {cls.__name__: cls for cls in (
 )}
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def encode(obj):
     """A model record (or a tuple/mapping of them) as JSON-able data: ``{"@": name, "f": [fields]}``."""
+    if type(obj) in _PLAIN:
+        return obj
     if is_dataclass(obj):
         return {"@": type(obj).__name__, "f": [encode(getattr(obj, f.name)) for f in fields(obj)]}
     if isinstance(obj, Mapping):
@@ -444,10 +449,17 @@ class RecordWriter:
             s = view.sample
             proc_id = self._procs.get(s.identity)
             if proc_id is None:
-                proc_id = self._procs[s.identity] = self._next_proc_id
-                self._next_proc_id += 1
-                new_procs.append((proc_id, s.pid, s.identity.start_ticks, s.cmdline, int(s.kernel_thread),
-                                  capture.proc_cgroups.get(s.identity), seq, seq))
+                # A process the sampler missed for a tick or more (a read that failed) comes back
+                # with the same identity: it keeps its row.
+                row = self.conn.execute("SELECT id FROM procs WHERE pid = ? AND start_ticks = ?",
+                                        (s.pid, s.identity.start_ticks)).fetchone()
+                if row is not None:
+                    proc_id = self._procs[s.identity] = row[0]
+                else:
+                    proc_id = self._procs[s.identity] = self._next_proc_id
+                    self._next_proc_id += 1
+                    new_procs.append((proc_id, s.pid, s.identity.start_ticks, s.cmdline, int(s.kernel_thread),
+                                      capture.proc_cgroups.get(s.identity), seq, seq))
             ids.append(proc_id)
         alive = set(ids)
         gone = [i for i, proc_id in self._procs.items() if proc_id not in alive]
@@ -494,6 +506,7 @@ class RecordWriter:
 
 
 SLAB_FIELDS = tuple(f.name for f in fields(SlabCache))
+ROLLUP_FIELDS = tuple(f.name for f in fields(Rollup))
 
 
 def slab_columns(rows: tuple[SlabRow, ...] | None) -> dict | None:
@@ -523,7 +536,7 @@ def encode_sections(capture: TickCapture, proc_ids: list[int]) -> tuple[dict, by
         r = s.rollup
         row = (proc_id, s.ppid, s.comm, s.user, s.state, s.rss_bytes, s.anon_bytes, s.file_bytes, s.shmem_bytes,
                s.swap_bytes, s.threads, s.minflt, s.majflt, s.fd_count, s.fd_reason,
-               [encode(getattr(r, f.name)) for f in fields(r)] if r is not None else None,
+               [getattr(r, name) for name in ROLLUP_FIELDS] if r is not None else None,  # ints, None, a str
                s.rollup_reason, s.rollup_time)
         for name, value in zip(PROCESS_COLUMNS, row):
             columns[name].append(value)
@@ -556,6 +569,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # What decoding a damaged section can raise: all of it becomes one RecordFileError.
 _DECODE_ERRORS = (sqlite3.Error, zlib.error, ValueError, KeyError, TypeError, IndexError, AttributeError)
 _SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.pagesperslab", "slabs.page_size"})
+ALL_PARTS = frozenset({"kernel", "pressure"})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
 REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the live tab keeps
 
@@ -586,7 +600,8 @@ class RecordedTick:
     kernel: KernelView | None
     pressure: RecordedPressure | None
     vmstat: Mapping[str, int] | None
-    sections: frozenset[str] = field(default_factory=frozenset)
+    sections: frozenset[str] = field(default_factory=frozenset)  # the sections the file holds for it
+    parts: frozenset[str] = field(default_factory=frozenset)  # which of "kernel", "pressure" were rebuilt
 
     @property
     def wall_time(self) -> float:
@@ -839,8 +854,12 @@ class RecordReader:
         return found
 
     # --- one tick ---------------------------------------------------------------------------------
-    def load(self, index: int) -> RecordedTick:
-        """The tick at ``index`` (0 = the oldest the file holds), rebuilt. RecordFileError if damaged."""
+    def load(self, index: int, parts=ALL_PARTS) -> RecordedTick:
+        """The tick at ``index`` (0 = the oldest the file holds), rebuilt. RecordFileError if damaged.
+
+        ``parts``: which of "kernel" and "pressure" to rebuild too (each costs a few decodes of
+        the ticks before, and the fd growth of every process); the snapshot always is.
+        """
         with self._lock:
             if not self.seqs:
                 raise RecordFileError(f"{self.path} holds no ticks")
@@ -849,7 +868,7 @@ class RecordReader:
             try:
                 self.conn.execute("BEGIN")
                 try:
-                    return self._load(index, seq)
+                    return self._load(index, seq, frozenset(parts))
                 finally:
                     self.conn.execute("COMMIT")
             except RecordFileError:
@@ -857,17 +876,19 @@ class RecordReader:
             except _DECODE_ERRORS as e:
                 raise RecordFileError(f"{self.path}: tick {seq} is damaged ({type(e).__name__}: {e})") from None
 
-    def _load(self, index: int, seq: int) -> RecordedTick:
+    def _load(self, index: int, seq: int, parts: frozenset[str]) -> RecordedTick:
         present = {row[0] for row in self.conn.execute("SELECT name FROM sections WHERE seq = ?", (seq,))}
         if "processes" not in present:
             raise RecordFileError(f"{self.path}: tick {seq} is no longer in the file (dropped by the size bound)")
         snapshot = self._snapshot(index, seq)
-        kernel = self._kernel(index, seq, snapshot) if "kernel" in present else None
-        pressure = self._pressure(index, seq, snapshot) if ("psi" in present or "cgroups" in present) else None
+        kernel = self._kernel(index, seq, snapshot) if "kernel" in present and "kernel" in parts else None
+        pressure = None
+        if "pressure" in parts and ("psi" in present or "cgroups" in present):
+            pressure = self._pressure(index, seq, snapshot)
         vmstat = None
         if "vmstat" in present:
             vmstat = MappingProxyType({str(k): int(v) for k, v in self._doc(seq, "vmstat").items()})
-        return RecordedTick(index, len(self.seqs), seq, snapshot, kernel, pressure, vmstat, frozenset(present))
+        return RecordedTick(index, len(self.seqs), seq, snapshot, kernel, pressure, vmstat, frozenset(present), parts)
 
     def _snapshot(self, index: int, seq: int) -> Snapshot:
         columns = self._process_columns(seq)
@@ -877,6 +898,7 @@ class RecordReader:
         history_maps = [(self.monos[j], self._history_part(self._rss_map, self.seqs[j], {}))
                         for j in range(first, index)]
         history_maps.append((mono, self._rss_map(seq)))
+
         prev_faults: dict[int, tuple[int, int]] = {}
         dt = None
         if index > 0:

@@ -14,6 +14,7 @@ pace. At the last tick of a file that is still being written, replay follows it.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rich.text import Text
@@ -73,6 +74,7 @@ class ChangesReady(Message):
         self.what = what
 
 
+_TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"})}
 _NOT_RECORDED: dict[type[TabView], type[TabView]] = {}
 
 
@@ -131,7 +133,8 @@ class ReplayApp(MemtopApp):
         self.count = len(reader)
         self.playing = False
         self._request = 0
-        self._jump: tuple | None = None  # (key, ranked indexes, deltas, what, next position)
+        self._jump: list | None = None  # [key, ranked indexes, deltas, what, next position]
+        self._load_lock = threading.Lock()
 
     # --- layout and hooks of MemtopApp ---------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -144,12 +147,22 @@ class ReplayApp(MemtopApp):
         return tab if tab.RECORDED else not_recorded_tab(tab)
 
     def refresh_tab(self, view: TabView) -> None:
-        if self.recorded is not None and view.RECORDED:
-            view.show_recorded(self.recorded)
+        if self.recorded is None or not view.RECORDED:
+            return
+        if self._parts_for(view) - self.recorded.parts:
+            # This tab needs what the tick was loaded without (its Kernel or Pressure figures).
+            self._load(self.position, self._next_request(), self._parts_for(view))
+            return
+        view.show_recorded(self.recorded)
+
+    @staticmethod
+    def _parts_for(view: TabView | None) -> frozenset[str]:
+        """What of a tick the tab draws beyond the snapshot: rebuilt only for the tab shown."""
+        return _TAB_PARTS.get(view.TAB_ID, frozenset()) if view is not None else frozenset()
 
     def on_mount(self) -> None:
         self._update_bar()
-        self._load(self.position, self._next_request())
+        self._load(self.position, self._next_request(), self._parts_for(self.active_tab()))
         # Each recorded interval: play one tick, or look for ticks a running recorder added.
         self.set_interval(max(0.5, self.replay.interval_s), self._on_timer)
 
@@ -173,11 +186,14 @@ class ReplayApp(MemtopApp):
         return self._request
 
     @work(thread=True, exclusive=True, group="replay", exit_on_error=False)
-    def _load(self, index: int, request: int) -> None:
-        try:
-            self.post_message(TickLoaded(self.replay.load(index), request))
-        except RecordFileError as e:
-            self.post_message(ReplayProblem(str(e)))
+    def _load(self, index: int, request: int, parts: frozenset[str]) -> None:
+        with self._load_lock:  # one load at a time; a key held down must not pile them up
+            if request != self._request:
+                return  # a newer key press asked for another tick
+            try:
+                self.post_message(TickLoaded(self.replay.load(index, parts), request))
+            except RecordFileError as e:
+                self.post_message(ReplayProblem(str(e)))
 
     @on(TickLoaded)
     def _tick_loaded(self, message: TickLoaded) -> None:
@@ -244,7 +260,7 @@ class ReplayApp(MemtopApp):
         index = max(0, min(self.count - 1, index))
         self.position = index
         self._update_bar()
-        self._load(index, self._next_request())
+        self._load(index, self._next_request(), self._parts_for(self.active_tab()))
 
     # --- keys ----------------------------------------------------------------------------------
     def action_step(self, delta: int) -> None:

@@ -7,7 +7,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from memtop.output.record import RecordReader
+from dataclasses import replace
+
+from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordReader, RecordWriter
 from memtop.procfs.vmstat import read_vmstat
 from tests.record_support import MIB, record_in_process, start_grower
 from tests.support import status_kb
@@ -99,5 +101,34 @@ def test_the_bound_drops_the_oldest_ticks_and_the_file_stays_under_it(tmp_path):
         assert conn.execute("SELECT count(*) FROM sections WHERE seq < (SELECT min(seq) FROM ticks)").fetchone()[0] == 0
         conn.close()
         reader.verify()
+    finally:
+        reader.close()
+
+
+def test_a_process_missing_for_a_tick_keeps_its_row(tmp_path, children):
+    # GIVEN a process the sampler did not see at the second tick (a read that failed), but did
+    # at the first and the third
+    child = start_grower(children, 8)
+    path = tmp_path / "gap.db"
+    recorder = Recorder()
+    writer = RecordWriter(path, recorder.meta(2.0, DEFAULT_MAX_BYTES))
+    try:
+        first = recorder.capture()
+        writer.write(first)
+        second = recorder.capture()
+        without = replace(second, snapshot=replace(
+            second.snapshot, processes=tuple(v for v in second.snapshot.processes if v.pid != child.pid)))
+        writer.write(without)
+        writer.write(recorder.capture())
+    finally:
+        writer.close()
+        recorder.close()
+    # THEN the file holds it at ticks 0 and 2, as one process
+    reader = RecordReader(path)
+    try:
+        present = [reader.load(i).snapshot.by_pid(child.pid) is not None for i in range(3)]
+        assert present == [True, False, True]
+        identity = first.snapshot.by_pid(child.pid).sample.identity
+        assert [i for i, _ in reader.rss_series(child.pid, identity.start_ticks)] == [0, 2]
     finally:
         reader.close()
