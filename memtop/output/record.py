@@ -567,7 +567,8 @@ def encode_sections(capture: TickCapture, proc_ids: list[int]) -> tuple[dict, by
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # What decoding a damaged section can raise: all of it becomes one RecordFileError.
-_DECODE_ERRORS = (sqlite3.Error, zlib.error, ValueError, KeyError, TypeError, IndexError, AttributeError)
+_DECODE_ERRORS = (sqlite3.Error, zlib.error, struct.error, ValueError, KeyError, TypeError, IndexError,
+                  AttributeError, OverflowError, RecursionError)
 _SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.pagesperslab", "slabs.page_size"})
 ALL_PARTS = frozenset({"kernel", "pressure"})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
@@ -697,7 +698,7 @@ class RecordReader:
             self.keyframe_of: dict[int, int] = {}  # tick -> the keyframe its sections are compressed against
             self._keys = _Lru(16)  # (keyframe, section) -> raw JSON of its parts
             self.refresh()
-        except sqlite3.Error as e:
+        except _DECODE_ERRORS as e:
             raise RecordFileError(f"{self.path} is damaged (truncated or corrupted): {e}") from None
         if not self.seqs:
             raise RecordFileError(f"{self.path} holds no ticks yet")

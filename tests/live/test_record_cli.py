@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from memtop.output.record import RecordReader
+from memtop.output.record import RecordFileError, RecordReader
 from tests.record_support import record_in_process
 from tests.support import wait_until
 
@@ -191,8 +193,6 @@ def test_a_damaged_tick_is_found_by_check(tmp_path, recording):
     # THEN --check names it, and loading that tick raises the one-line error (the TUI shows it)
     result = memtop("replay", "--check", target)
     assert result.returncode == 1 and "tick 1 (kernel) is damaged" in result.stderr
-    from memtop.output.record import RecordFileError
-
     reader = RecordReader(target)
     try:
         reader.load(0)
@@ -219,3 +219,50 @@ def test_record_usage_errors(tmp_path, args, message):
     result = memtop("record", tmp_path / "u.db", *args)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "u.db").exists()
+
+
+@pytest.fixture(scope="module")
+def small_recording(tmp_path_factory) -> Path:
+    """Four ticks of a captured proc tree: small, so that damaging it many times is quick."""
+    path = tmp_path_factory.mktemp("small") / "small.db"
+    record_in_process(path, 4, interval_s=0.5, root=WORKTREE / "tests" / "fixtures" / "kernel" / "tree" / "proc")
+    return path
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_bytes_anywhere_give_a_record_file_error_or_the_figures(tmp_path, small_recording, data):
+    # GIVEN a copy of a recording with bytes of one section (or one metadata value) replaced
+    target = tmp_path / "fuzz.db"
+    shutil.copy(small_recording, target)
+    conn = sqlite3.connect(target)
+    if data.draw(st.booleans(), label="meta"):
+        key = data.draw(st.sampled_from([k for (k,) in conn.execute("SELECT key FROM meta")]), label="key")
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?",
+                     (data.draw(st.sampled_from(["", "{", "null", "[1,2]", '"x"', "-1", "1e999"]), label="value"), key))
+    else:
+        seq, name, blob = data.draw(st.sampled_from(conn.execute("SELECT seq, name, data FROM sections").fetchall()),
+                                    label="section")
+        at = data.draw(st.integers(0, len(blob) - 1), label="offset")
+        cut = data.draw(st.booleans(), label="cut")
+        damaged = blob[:at] if cut else blob[:at] + bytes([blob[at] ^ data.draw(st.integers(1, 255))]) + blob[at + 1:]
+        conn.execute("UPDATE sections SET data = ? WHERE seq = ? AND name = ?", (damaged, seq, name))
+    conn.commit()
+    conn.close()
+    # THEN opening, loading every tick and verifying either work or raise the one-line error
+    try:
+        reader = RecordReader(target)
+    except RecordFileError:
+        return
+    try:
+        for i in range(len(reader)):
+            try:
+                reader.load(i)
+            except RecordFileError as e:
+                assert "\n" not in str(e)
+        try:
+            reader.verify()
+        except RecordFileError:
+            pass
+    finally:
+        reader.close()
