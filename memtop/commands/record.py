@@ -51,8 +51,8 @@ def add_arguments(parser) -> None:
     from memtop.output.record import DEFAULT_MAX_BYTES
 
     parser.add_argument("file", metavar="FILE", help="the record file to create (never overwritten)")
-    parser.add_argument("--interval", type=interval_seconds, default=2.0, metavar="S", dest="record_interval",
-                        help="seconds between ticks, 0.5 to 3600 (default 2)")
+    parser.add_argument("--interval", type=interval_seconds, default=None, metavar="S", dest="record_interval",
+                        help="seconds between ticks, 0.5 to 3600 (default 2, or memtop's own --interval)")
     parser.add_argument("--duration", type=duration_arg, default=None, metavar="D",
                         help="stop after this long (90, 10m, 2h; default: until Ctrl-C or SIGTERM)")
     parser.add_argument("--max-size", type=size_arg, default=DEFAULT_MAX_BYTES, metavar="SIZE",
@@ -65,7 +65,8 @@ def run(args) -> int:
     from memtop.output.record import Recorder, RecordFileError, RecordWriter
 
     path = Path(args.file)
-    interval = args.record_interval
+    # `memtop record F --interval 1` and `memtop --interval 1 record F` mean the same.
+    interval = args.record_interval if args.record_interval is not None else args.interval
     stop = threading.Event()
     received: list[int] = []
 
