@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,13 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=2000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="memtop-bench-record-"))
+    try:
+        run(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args, workdir: Path) -> None:
     recorder = Recorder()
     small = workdir / "small.db"
     writer = RecordWriter(small, recorder.meta(2.0, DEFAULT_MAX_BYTES))
@@ -113,9 +121,6 @@ def main() -> None:
     reader.verify()
     print(f"verify every tick (`replay --check`): {(time.perf_counter() - t0):.1f} s")
     reader.close()
-    for path in workdir.iterdir():
-        path.unlink()
-    workdir.rmdir()
 
 
 if __name__ == "__main__":
