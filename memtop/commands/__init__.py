@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "memtop.commands.drop_caches",
     "memtop.commands.explain",
     "memtop.commands.export",
+    "memtop.commands.record",
+    "memtop.commands.replay",
 ]
 
 

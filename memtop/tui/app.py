@@ -99,6 +99,7 @@ class MemtopApp(App):
         self._wake = threading.Event()
         self._stopping = False
         self._sample = sample
+        self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
 
     # --- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -107,7 +108,7 @@ class MemtopApp(App):
         with TabbedContent(id="tabs"):
             for i, tab in enumerate(TABS):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
-                    yield tab(id=f"view-{tab.TAB_ID}")
+                    yield self.tab_class(tab)(id=f"view-{tab.TAB_ID}")
         yield Static("", id="too-small")
         yield Footer()
 
@@ -160,7 +161,7 @@ class MemtopApp(App):
         self._update_header()
         active = self.active_tab()
         if active is not None:
-            active.show_snapshot(snapshot)
+            self.refresh_tab(active)
         if self._initial_pid is not None:
             pid, self._initial_pid = self._initial_pid, None
             processes = self.query_one(ProcessesTab)
@@ -207,6 +208,14 @@ class MemtopApp(App):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = event.pane.query_one(TabView)
         view.show_target(self.target)
+        self.refresh_tab(view)
+
+    # Hooks that memtop/tui/replay.py (ReplayApp) overrides to show recorded ticks instead.
+    def tab_class(self, tab: type[TabView]) -> type[TabView]:
+        return tab
+
+    def refresh_tab(self, view: TabView) -> None:
+        """Show the current tick on a tab."""
         if self.snapshot is not None:
             view.show_snapshot(self.snapshot)
 

@@ -12,7 +12,7 @@ every tick while the tab is visible; it posts an immutable KernelView.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from rich.segment import Segment
@@ -414,13 +414,33 @@ class KernelTab(TabView):
         self.set_class(event.size.width < 110, "-narrow")
 
     # --- data flow -----------------------------------------------------------------------
+    RECORDED = True
+    FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
+
+    def show_recorded(self, tick) -> None:
+        """Replay: the recorded KernelView of the tick (slab chart and fd growth rebuilt from the
+        recorded ticks before it); the selected process's fd table was not recorded."""
+        if tick.kernel is None:
+            self.query_one("#kernel-categories", Static).update("Kernel: not recorded at this tick of the file")
+            return
+        target = self.app.target
+        self.show_view(replace(tick.kernel, target_pid=target.pid if target else None,
+                               fd_breakdown_reason=self.FD_TABLE_NOT_RECORDED))
+
     def show_snapshot(self, snapshot: Snapshot) -> None:
+        if self.replaying:  # never the live /proc for a recorded time
+            return
         if self.collector is None:
             self.collector = KernelCollector(self.app.root)
         target = self.app.target
         self._collect(snapshot, target.pid if target else None)
 
     def show_target(self, target: ProcessIdentity | None) -> None:
+        if self.replaying:
+            recorded = getattr(self.app, "recorded", None)
+            if recorded is not None and self.view is not None:
+                self.show_recorded(recorded)
+            return
         if self.view is not None:
             self._show_fds()
 

@@ -297,6 +297,7 @@ class PressureTab(TabView):
         self._hierarchy_error: str | None = None
         self._live_loop = False
         self._target: ProcessIdentity | None = None
+        self._recorded = None  # replay: the RecordedPressure shown
 
     # Below these sizes the cgroup panes stack and the whole tab scrolls instead.
     NARROW_WIDTH = 110
@@ -346,6 +347,11 @@ class PressureTab(TabView):
 
     def on_mount(self) -> None:
         self._set_focusable(self.has_class("-narrow"))
+        if self.replaying:
+            # Replay: no trigger, no live reads; show_recorded() draws what the file holds.
+            self.trigger_text = "replay: PSI and memory cgroups as recorded (stall alerts are live only)"
+            self.query_one("#pressure-trigger", Static).update(self._trigger_line())
+            return
         root = Path(self.app.root)
         self._live_loop = is_live_proc(root)
         if self._live_loop:
@@ -504,7 +510,40 @@ class PressureTab(TabView):
             self._show_tree()
 
     # --- TabView --------------------------------------------------------------------------------------
+    RECORDED = True
+
+    def show_recorded(self, tick) -> None:
+        """Replay: system PSI up to the tick (charts), the cgroup tree and the selected process's
+        cgroup as recorded; "events+" counts from the oldest tick in the file."""
+        recorded = tick.pressure
+        self._recorded = recorded
+        if recorded is None:
+            self.samples.clear()
+            self.cgroups = CgroupResult(None, error="not recorded in this file")
+        else:
+            self.samples = deque(recorded.samples, maxlen=HISTORY_POINTS)
+            self.baselines = {path: dict(events) for path, events in recorded.baselines.items()}
+            target = self._target
+            selected = reason = None
+            if target is not None:
+                path = recorded.proc_cgroups.get(target.pid)
+                selected = recorded.details.get(path) if path is not None else None
+                if selected is None:
+                    reason = "not recorded for this process at this tick"
+            hierarchy = None
+            if recorded.cgroup_version is not None and recorded.cgroup_mount is not None:
+                hierarchy = MemoryHierarchy(recorded.cgroup_version, Path(recorded.cgroup_mount),
+                                            mount_point=recorded.cgroup_mount)
+            self.cgroups = CgroupResult(hierarchy, recorded.tree or (), target.pid if target else None, selected,
+                                        reason, None if hierarchy else (recorded.cgroup_error or "cgroups not recorded"))
+        self._show_psi()
+        self._show_charts()
+        self._show_detail()
+        self._show_tree()
+
     def show_snapshot(self, snapshot: Snapshot) -> None:
+        if self.replaying:  # never the live /proc for a recorded time
+            return
         self.read_cgroups(Path(self.app.root), self._target.pid if self._target else None)
         self._show_psi()
         self._show_charts()
@@ -515,11 +554,19 @@ class PressureTab(TabView):
         if target == self._target:
             return
         self._target = target
+        if self.replaying:
+            recorded = getattr(self.app, "recorded", None)
+            if recorded is not None and self._visible():
+                self.show_recorded(recorded)
+            return
         if self._visible():
             self.read_cgroups(Path(self.app.root), target.pid if target else None)
 
     # --- drawing ----------------------------------------------------------------------------------
     def _no_psi_reason(self) -> str | None:
+        if self.replaying:
+            recorded = getattr(self, "_recorded", None)
+            return recorded.unavailable_reason if recorded is not None else "not recorded in this file"
         return pressure_unavailable_reason(Path(self.app.root))
 
     def _show_psi(self) -> None:
@@ -618,7 +665,8 @@ class PressureTab(TabView):
             tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style=self._style("muted")))
             return
         h = result.hierarchy
-        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since memtop started"
+        since = "the oldest tick in the file" if self.replaying else "memtop started"
+        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since {since}"
         selected_path = result.selected.path if result.selected else None
         tree.show(result.tree, self.baselines, selected_path, note)
 

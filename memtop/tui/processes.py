@@ -344,6 +344,7 @@ class RssChart(CachedPlot):
 class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
+    RECORDED = True  # replay: a recorded Snapshot is all this tab draws (memtop/tui/replay.py)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "

@@ -12,12 +12,15 @@ never touch widgets.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.containers import Container
 
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from memtop.output.record import RecordedTick
 
 
 class TabView(Container):
@@ -35,6 +38,23 @@ class TabView(Container):
         height: 1fr;
     }
     """
+
+    # Replay (`memtop replay FILE`, memtop/tui/replay.py): a tab that can draw a recorded tick sets
+    # RECORDED and gets show_recorded() instead of show_snapshot(); while ``self.replaying`` it
+    # must read nothing live (the machine now is not the machine then). A tab left False is
+    # replaced by a "not recorded in this file" note in replay.
+    RECORDED: ClassVar[bool] = False
+
+    @property
+    def replaying(self) -> bool:
+        return getattr(self.app, "replay", None) is not None
+
+    def show_recorded(self, tick: "RecordedTick") -> None:
+        """Replay: draw a recorded tick (``tick.snapshot`` plus the sections the file holds).
+
+        The default draws the snapshot, which is all the Processes tab needs.
+        """
+        self.show_snapshot(tick.snapshot)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         """A new tick arrived and this tab is visible."""

@@ -1,0 +1,57 @@
+"""Helpers of the record/replay tests: a Python child whose RSS the test sets, and a recording
+made in-process with the same Recorder and RecordWriter that `memtop record` uses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from memtop.procfs import PROC
+from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordWriter, TickCapture
+from tests.support import Child
+
+MIB = 2**20
+
+# `grow N` allocates N MiB and writes to every page (bytes * n fills them, so they are resident),
+# then answers with VmRSS.
+GROWER = r"""
+import sys
+held = []
+def rss():
+    with open("/proc/self/status") as f:
+        return next(l.split()[1] for l in f if l.startswith("VmRSS:"))
+print("READY", flush=True)
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "grow":
+        held.append(b"\x01" * (int(arg) << 20))
+    print("OK", rss(), flush=True)
+"""
+
+
+def start_grower(children, mib: int) -> Child:
+    child = children.start([sys.executable, "-c", GROWER, "record-test-grower"])
+    assert child.ask(f"grow {mib}").startswith("OK")
+    return child
+
+
+def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: int = DEFAULT_MAX_BYTES,
+                      interval_s: float = 2.0, after_write=None, root: Path = PROC) -> list[TickCapture]:
+    """Capture and write ``ticks`` ticks; ``before_tick(i)`` runs before tick i is read,
+    ``after_write(writer, i)`` after it is written. Returns what was captured."""
+    recorder = Recorder(root)
+    writer = RecordWriter(path, recorder.meta(interval_s, max_bytes), max_bytes=max_bytes)
+    captures = []
+    try:
+        for i in range(ticks):
+            if before_tick is not None:
+                before_tick(i)
+            capture = recorder.capture()
+            writer.write(capture)
+            captures.append(capture)
+            if after_write is not None:
+                after_write(writer, i)
+    finally:
+        writer.close()
+        recorder.close()
+    return captures

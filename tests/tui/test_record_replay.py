@@ -1,0 +1,181 @@
+"""Pilot tests of `memtop replay`: the app on a recording of real processes the test started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memtop.format import fmt_bytes
+from memtop.output.record import RecordReader
+from memtop.tui.kernel import KernelTab
+from memtop.tui.pressure import PressureTab
+from memtop.tui.processes import ProcessesTab, RssChart
+from memtop.tui.replay import ReplayApp, ReplayBar
+from tests.record_support import MIB, record_in_process, start_grower
+
+
+@pytest.fixture
+def grown_recording(tmp_path, children):
+    """Five ticks; the child holds 40 MiB, and 24 MiB more from the fourth tick on."""
+    child = start_grower(children, 40)
+    path = tmp_path / "replay.db"
+
+    def before(i):
+        if i == 3:
+            assert child.ask("grow 24").startswith("OK")
+
+    captures = record_in_process(path, 5, before_tick=before, interval_s=2.0)
+    return path, child, captures
+
+
+async def settle(app, pilot) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def bar_text(app) -> str:
+    return app.query_one(ReplayBar).content.plain
+
+
+def row_of(app, pid: int) -> str:
+    table = app.query_one(ProcessesTab).table
+    index = next(i for i, v in enumerate(table.rows) if v.pid == pid)
+    table.scroll_to(y=index, animate=False)
+    return "".join(seg.text for seg in table.render_line(index - int(table.scroll_offset.y)))
+
+
+async def test_replay_shows_recorded_values_and_steps_through_time(grown_recording):
+    path, child, captures = grown_recording
+    reader = RecordReader(path)
+    app = ReplayApp(reader, pid=child.pid)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            # GIVEN the first tick: the header, the position and the child's row are the recorded ones
+            assert app.position == 0 and "tick 1/5" in bar_text(app)
+            recorded = captures[0].snapshot.by_pid(child.pid)
+            assert app.snapshot.by_pid(child.pid) == recorded
+            assert app.target == recorded.sample.identity
+            assert fmt_bytes(recorded.sample.rss_bytes) in row_of(app, child.pid)
+
+            # WHEN stepping forward twice THEN the third tick is shown, its chart from recorded history
+            await pilot.press("full_stop", "full_stop")
+            await settle(app, pilot)
+            assert app.position == 2 and "tick 3/5" in bar_text(app)
+            view = app.snapshot.by_pid(child.pid)
+            assert view == captures[2].snapshot.by_pid(child.pid)
+            assert len(view.rss_history) == 3
+            assert app.query_one(RssChart)._drawn_key == (child.pid, view.rss_history)
+
+            # WHEN jumping to the largest RSS change of the selected process THEN it is the growth
+            await pilot.press("c")
+            await settle(app, pilot)
+            assert app.position == 3
+            grown = app.snapshot.by_pid(child.pid).sample.rss_bytes
+            assert grown - recorded.sample.rss_bytes >= 24 * MIB
+            assert fmt_bytes(grown) in row_of(app, child.pid)
+
+            # WHEN going to the ends, and back past the start
+            await pilot.press("greater_than_sign")
+            await settle(app, pilot)
+            assert app.position == 4 and "tick 5/5" in bar_text(app)
+            await pilot.press("less_than_sign")
+            await settle(app, pilot)
+            assert app.position == 0
+            await pilot.press("comma")
+            await settle(app, pilot)
+            assert app.position == 0  # nothing before the first tick
+
+            # THEN actions are refused, not run against the machine now
+            await pilot.press("t")
+            await pilot.pause()
+            assert any("disabled" in n.message for n in app._notifications)
+    finally:
+        reader.close()
+
+
+async def test_recorded_tabs_show_the_file_and_the_others_say_not_recorded(grown_recording):
+    path, child, captures = grown_recording
+    reader = RecordReader(path)
+    app = ReplayApp(reader, pid=child.pid)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("greater_than_sign")
+            await settle(app, pilot)
+            last = captures[-1]
+            # Kernel: the recorded slabs and sockets, no live collector ever made
+            await pilot.press("5")
+            await settle(app, pilot)
+            kernel = app.query_one(KernelTab)
+            assert kernel.collector is None
+            assert kernel.view.slabs == last.kernel.slabs and kernel.view.namespaces == last.kernel.namespaces
+            assert kernel.view.fd_breakdown_reason == KernelTab.FD_TABLE_NOT_RECORDED
+            # Pressure: the recorded PSI readings and cgroups, no live worker
+            await pilot.press("7")
+            await settle(app, pilot)
+            pressure = app.query_one(PressureTab)
+            assert list(pressure.samples) == [c.psi for c in captures]
+            assert pressure.cgroups.tree == last.cgroup_tree
+            assert not [w for w in app.workers if w.group in ("pressure", "pressure-trigger")]
+            # The tabs without recorded data say so
+            for key, title in (("2", "Layers"), ("3", "Arenas"), ("4", "Page cache"), ("6", "tmpfs")):
+                await pilot.press(key)
+                await pilot.pause()
+                note = app.active_tab().query_one(".not-recorded").content
+                assert note.startswith(f"{title}: not recorded in this file")
+    finally:
+        reader.close()
+
+
+# --- a deterministic look at the replay screen -------------------------------------------------
+
+FIXED_META = {"schema_version": 1, "memtop_version": "0.1.0", "hostname": "fixture", "kernel": "6.18.0",
+              "interval_s": 2.0, "start_time": 1_790_000_000.0, "max_bytes": 2**20, "page_size": 4096,
+              "clock_ticks": 100, "cgroup_version": None, "cgroup_mount": None,
+              "cgroup_error": "not recorded in this fixture", "psi_unavailable_reason": None}
+
+
+def fixed_recording(path: Path) -> None:
+    """Three ticks of the captured proc tree (tests/fixtures/proc-basic) with fixed clocks."""
+    from memtop.collect.sampler import Sampler
+    from memtop.output.record import RecordWriter, TickCapture
+    from tests.tui.fixed import FIX, FakeClock
+
+    clock = FakeClock()
+    walls = iter(1_790_000_000.0 + 2 * i for i in range(3))
+    sampler = Sampler(FIX, clock=clock, wall_clock=lambda: next(walls))
+    writer = RecordWriter(path, dict(FIXED_META), max_bytes=2**20)
+    try:
+        for _ in range(3):
+            writer.write(TickCapture(sampler.sample(), None, None, None, {}, {}, None))
+            clock.now += 2.0
+    finally:
+        writer.close()
+        sampler.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_replay_screen_looks(snap_compare, tmp_path, monkeypatch, size):
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")  # the bar shows the tick's local time
+    time.tzset()
+    path = tmp_path / "fixed.db"
+    fixed_recording(path)
+    reader = RecordReader(path)
+
+    async def run_before(pilot):
+        app = pilot.app
+        await settle(app, pilot)
+        await pilot.press("full_stop")
+        await settle(app, pilot)
+
+    try:
+        assert snap_compare(ReplayApp(reader, pid=7335), terminal_size=size, run_before=run_before)
+    finally:
+        reader.close()
+        monkeypatch.delenv("TZ")
+        time.tzset()

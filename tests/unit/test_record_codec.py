@@ -1,0 +1,122 @@
+"""The record file's encoding: model records, parts against a keyframe, damaged bytes; the
+size and duration arguments of `memtop record`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memtop.commands.record import duration_arg, size_arg
+from memtop.model.kernel import FileNr, NetNamespace, SlabCache, SlabRow, Sockstat, SockProtocol
+from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
+from memtop.output.record import (
+    RecordFileError,
+    decode,
+    encode,
+    pack_parts,
+    section_doc,
+    section_parts,
+    slab_columns,
+    slab_rows,
+    to_json,
+    unpack_parts,
+)
+
+
+def test_model_records_survive_json():
+    psi = PressureSample(12.5, MappingProxyType({"memory": PsiResource(PsiLine(0.1, 0.2, 0.3, 42), None)}),
+                         MappingProxyType({"cpu": "no such file"}))
+    cgroup = CgroupMemory(1, "/a/b", 10, None, events=MappingProxyType({"oom_kill": 1}),
+                          unknown=MappingProxyType({"high": "cgroup v1 has none"}))
+    ns = NetNamespace(4026531833, (1, 2), "1 init", True,
+                      Sockstat(7, (SockProtocol("TCP", MappingProxyType({"inuse": 3, "mem": 2}), 8192),)))
+    for record in (psi, cgroup, ns, FileNr(1, 0, 9), (psi, None, cgroup)):
+        # through real JSON, as in the file
+        assert decode(json.loads(to_json(encode(record)))) == record
+
+
+def test_only_model_types_are_built_from_a_file():
+    with pytest.raises(KeyError):
+        decode({"@": "Popen", "f": [["rm", "-rf", "/"]]})
+
+
+def test_slab_table_as_columns_and_back():
+    rows = (SlabRow(SlabCache("dentry", 10, 12, 192, 21, 1, 1, 1, 4096), 1024.0, True),
+            SlabRow(SlabCache("kmalloc-8", 5, 512, 8, 512, 1, 1, 1, 4096), None, None))
+    assert slab_rows(json.loads(to_json(slab_columns(rows)))) == rows
+    assert slab_rows(slab_columns(None)) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), st.recursive(st.none() | st.integers() | st.text(max_size=20),
+                                                     lambda inner: st.lists(inner, max_size=6), max_leaves=30),
+                       max_size=6),
+       st.dictionaries(st.text(max_size=8), st.binary(max_size=200), max_size=6))
+def test_parts_round_trip_with_and_without_a_keyframe(doc, base):
+    parts = {k: to_json(v) for k, v in doc.items()}
+    for dictionary in (None, base, parts):
+        blob = pack_parts(parts, dictionary)
+        assert unpack_parts(blob, dictionary) == parts
+
+
+def test_a_part_compressed_against_a_keyframe_is_small_and_needs_it():
+    keyframe = {"rss": to_json(list(range(0, 4096 * 300, 4096)))}
+    tick = {"rss": to_json(list(range(0, 4096 * 299, 4096)) + [7])}
+    alone, against = pack_parts(tick, None), pack_parts(tick, keyframe)
+    assert len(against) < len(alone) / 3
+    assert unpack_parts(against, keyframe) == tick
+    with pytest.raises(ValueError, match="keyframe"):
+        unpack_parts(against, None)
+
+
+@pytest.mark.parametrize("cut", [4, 20, -3])
+def test_damaged_parts_raise(cut):
+    blob = pack_parts({"a": to_json(list(range(100))), "b": to_json("x" * 50)}, None)
+    with pytest.raises((ValueError, zlib.error)):
+        unpack_parts(blob[:cut], None)
+    flipped = bytearray(blob)
+    flipped[-5] ^= 0xFF
+    with pytest.raises((ValueError, zlib.error)):
+        unpack_parts(bytes(flipped), None)
+
+
+def test_sections_split_into_parts_and_back():
+    kernel = {"slabs": {"name": ["a"], "num_slabs": [1]}, "file_nr": None, "slab_reason": None}
+    assert section_doc("kernel", section_parts("kernel", kernel)) == kernel
+    no_slabs = {"slabs": None, "slab_reason": "needs root"}
+    assert section_doc("kernel", section_parts("kernel", no_slabs)) == no_slabs
+    assert section_doc("vmstat", section_parts("vmstat", {"pgpgin": 1})) == {"pgpgin": 1}
+
+
+def test_record_file_errors_are_one_line():
+    assert str(RecordFileError("damaged:\n*** in database main ***\nPage 8: bad\n")) == \
+        "damaged:; *** in database main ***; Page 8: bad"
+
+
+@pytest.mark.parametrize("text, value", [("100M", 100 * 2**20), ("64K", 65536), ("1G", 2**30),
+                                         ("1.5MiB", 3 * 2**19), ("70000", 70000)])
+def test_size_argument(text, value):
+    assert size_arg(text) == value
+
+
+@pytest.mark.parametrize("text", ["10", "1X", "", "-5M"])
+def test_bad_size_argument(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        size_arg(text)
+
+
+@pytest.mark.parametrize("text, value", [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200), ("0.5", 0.5)])
+def test_duration_argument(text, value):
+    assert duration_arg(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "soon", "5y", "-1"])
+def test_bad_duration_argument(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration_arg(text)
