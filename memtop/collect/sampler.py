@@ -1,7 +1,7 @@
 """Tiered collection of processes and system memory.
 
-Every tick, for every process: stat (held open, re-read with pread); status only when the stat
-line changed; the fd count, except for an idle process off screen (at most ``stagger`` ticks old). smaps_rollup walks the target's page tables (~70 µs for a small
+Every tick, for every process: stat (held open, re-read with pread) and the fd count; status only
+when the stat line changed. smaps_rollup walks the target's page tables (~70 µs for a small
 process here, 0.5 ms and more for one of 150 MiB, and it takes the target's mmap lock: htop
 issue 1712), so it is read by tiers. A process is *idle* when its stat line has not changed
 since its rollup was read (no CPU time, no page fault, same RSS: only its PSS can move, when
@@ -78,8 +78,7 @@ class Sampler:
         self._fd_stat_size_as_root = self._fd_stat_size and os.geteuid() == 0
         self._prev: dict[ProcessIdentity, ProcessSample] = {}
         self._cmdlines: dict[ProcessIdentity, str] = {}
-        # PID -> (raw stat line, sample, tick of the fd count in the sample)
-        self._last: dict[int, tuple[bytes, ProcessSample, int]] = {}
+        self._last: dict[int, tuple[bytes, ProcessSample]] = {}  # PID -> (raw stat line, sample)
         self._prev_time: float | None = None
         self._stat_files = OpenFiles("stat", self.root)
         self._rollups: dict[ProcessIdentity, _RollupState] = {}
@@ -173,17 +172,13 @@ class Sampler:
             except (NoSuchProcess, ParseError):
                 return None
 
+        # Every process, every tick: an fd leak's rate comes from this history (Kernel tab), and a
+        # process can open fds without its stat line changing (a run shorter than a clock tick of
+        # CPU time, no page fault); skipping idle processes made a steady leak look like steps.
         fd_count: int | None = None
         fd_reason: str | None = None
-        fd_tick = self.tick
         if kernel_thread:
             fd_reason = "kernel thread"
-        elif (prev is not None and self.tick - last[2] < self.stagger and pid not in self.visible
-              and not all_rollups):
-            # Idle (same stat line) and off screen: an fd count at most ``stagger`` ticks old.
-            # Opening or closing an fd needs the process to run; a run short enough not to move
-            # its CPU time or fault counters is seen at the next read.
-            fd_count, fd_reason, fd_tick = prev.fd_count, prev.fd_reason, last[2]
         elif self._fd_stat_size_as_root:
             # The common case, inlined (it runs for every process every tick): one stat(2).
             try:
@@ -218,8 +213,6 @@ class Sampler:
 
         if prev is not None:
             if state is old_state and prev.fd_count == fd_count and prev.fd_reason == fd_reason:
-                if fd_tick != last[2]:
-                    self._last[pid] = (raw, prev, fd_tick)
                 return prev  # the idle case: nothing new, the same sample object as last tick
             else:
                 sample = replace(prev, fd_count=fd_count, fd_reason=fd_reason, rollup=rollup,
@@ -247,7 +240,7 @@ class Sampler:
                 rollup_reason=rollup_reason,
                 rollup_time=rollup_time,
             )
-        self._last[pid] = (raw, sample, fd_tick)
+        self._last[pid] = (raw, sample)
         return sample
 
     def _view(self, sample: ProcessSample, now: float, times: tuple[float, ...], tick0: int) -> ProcessView:
@@ -328,7 +321,7 @@ class Sampler:
         for cache in (self._cmdlines, self._rollups, self._histories):
             for identity in cache.keys() - samples.keys():
                 del cache[identity]
-        for pid, (_, sample, _) in list(self._last.items()):
+        for pid, (_, sample) in list(self._last.items()):
             if sample.identity not in samples:
                 del self._last[pid]
         for pid in set(self._stat_files.pids()) - self._last.keys():

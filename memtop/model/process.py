@@ -127,7 +127,7 @@ class ProcessSample:
 Point = tuple[float, "int | None", "int | None"]  # (monotonic time, RSS bytes, fd count)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class History:
     """A process's (time, RSS, fd count) at each tick, oldest first, stored by change.
 
@@ -154,6 +154,16 @@ class History:
             if not runs or runs[-1][1:] != (rss, fds):
                 runs.append((i, rss, fds))
         return cls(tuple(p[0] for p in points), 0, 0, tuple(runs))
+
+    def __eq__(self, other) -> bool:
+        """Equal when they stand for the same points, however they are stored."""
+        if not isinstance(other, History):
+            return NotImplemented
+        return (self.point_times(), self.column(1), self.column(2)) == (
+            other.point_times(), other.column(1), other.column(2))
+
+    def __hash__(self) -> int:
+        return hash((self.point_times(), self.column(1), self.column(2)))
 
     @property
     def start(self) -> int:

@@ -42,7 +42,7 @@ from typing import Mapping
 
 from memtop import __version__
 from memtop.collect.kernel import CHART_CACHES, KernelCollector, growth_per_min
-from memtop.collect.sampler import HISTORY_LEN, SYSTEM_HISTORY_LEN, Sampler, rss_change_per_min
+from memtop.collect.sampler import HISTORY_LEN, SYSTEM_HISTORY_LEN, Sampler
 from memtop.model.kernel import (
     FileNr,
     KernelView,
@@ -56,7 +56,7 @@ from memtop.model.kernel import (
     meminfo_categories,
 )
 from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
-from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup
 from memtop.model.snapshot import Snapshot, SystemSample
 from memtop.procfs import CLOCK_TICKS, PAGE_SIZE, PROC, NoSuchProcess, ProcfsError
 from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory, walk_memory_cgroups
@@ -75,7 +75,8 @@ KEYFRAME_EVERY = 30
 # The per-process columns of the ``processes`` section (one JSON list per column: similar values
 # side by side compress better than one object per process).
 PROCESS_COLUMNS = ("proc", "ppid", "comm", "user", "state", "rss", "anon", "file", "shmem", "swap", "threads",
-                   "minflt", "majflt", "fds", "fd_reason", "rollup", "rollup_reason", "rollup_time")
+                   "minflt", "majflt", "fds", "fd_reason", "rollup", "rollup_reason", "rollup_time",
+                   "rollup_current")
 
 
 class RecordFileError(Exception):
@@ -537,7 +538,7 @@ def encode_sections(capture: TickCapture, proc_ids: list[int]) -> tuple[dict, by
         row = (proc_id, s.ppid, s.comm, s.user, s.state, s.rss_bytes, s.anon_bytes, s.file_bytes, s.shmem_bytes,
                s.swap_bytes, s.threads, s.minflt, s.majflt, s.fd_count, s.fd_reason,
                [getattr(r, name) for name in ROLLUP_FIELDS] if r is not None else None,  # ints, None, a str
-               s.rollup_reason, s.rollup_time)
+               s.rollup_reason, s.rollup_time, view.rollup_current)
         for name, value in zip(PROCESS_COLUMNS, row):
             columns[name].append(value)
         packed.extend((proc_id, -1 if s.rss_bytes is None else s.rss_bytes, -1 if s.fd_count is None else s.fd_count))
@@ -910,7 +911,7 @@ class RecordReader:
         rows = zip(*(columns[name] for name in PROCESS_COLUMNS))
         views = []
         for (proc_id, ppid, comm, user, state, rss, anon, file_, shmem, swap, threads, minflt, majflt, fds,
-             fd_reason, rollup, rollup_reason, rollup_time) in rows:
+             fd_reason, rollup, rollup_reason, rollup_time, rollup_current) in rows:
             pid, start_ticks, cmdline, kernel_thread, _ = self.procs[proc_id]
             sample = ProcessSample(
                 identity=ProcessIdentity(pid, start_ticks), ppid=ppid, comm=comm, cmdline=cmdline, user=user,
@@ -924,10 +925,12 @@ class RecordReader:
             if before is not None and dt is not None and dt > 0:
                 minflt_rate = (minflt - before[0]) / dt
                 majflt_rate = (majflt - before[1]) / dt
+            history = History.from_points(history)
             views.append(ProcessView(
                 sample=sample, minflt_per_s=minflt_rate, majflt_per_s=majflt_rate,
-                rss_change_per_min=rss_change_per_min(history),
-                rollup_age_s=(mono - rollup_time) if rollup_time is not None else None, history=history))
+                rss_change_per_min=history.rss_change_per_min(),
+                rollup_age_s=(mono - rollup_time) if rollup_time is not None else None, history=history,
+                rollup_current=bool(rollup_current)))
         system = SystemSample(
             wall_time=self.walls[index], monotonic=mono, hostname=str(self.meta["hostname"]),
             kernel=str(self.meta["kernel"]), uptime_s=self.uptimes[index],

@@ -55,8 +55,7 @@ COLUMNS: tuple[Column, ...] = (
            "/proc/PID/smaps_rollup LazyFree (MADV_FREE pages still counted in RSS)", stale_with_rollup=True),
     Column("threads", "THR", 4, 8, lambda v: v.sample.threads, lambda v: fmt_count(v.sample.threads), "/proc/PID/stat num_threads"),
     Column("fds", "FDS", 5, 5, lambda v: v.sample.fd_count, lambda v: fmt_count(v.sample.fd_count),
-           "stat(/proc/PID/fd).st_size (Linux >= 6.2), else a listing of /proc/PID/fd; every tick on screen, "
-           "an idle process off screen at most 5 ticks old"),
+           "stat(/proc/PID/fd).st_size (Linux >= 6.2), else a listing of /proc/PID/fd"),
     Column("minflt", "MINF/s", 7, 6, lambda v: v.minflt_per_s, lambda v: fmt_rate(v.minflt_per_s, ""),
            "/proc/PID/stat minflt, difference of two ticks / seconds between them"),
     Column("majflt", "MAJF/s", 6, 7, lambda v: v.majflt_per_s, lambda v: fmt_rate(v.majflt_per_s, ""),

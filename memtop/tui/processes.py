@@ -314,7 +314,9 @@ class RssChart(CachedPlot):
         times = view.history_times if view else ()
         now = times[-1] if times else 0.0
         plotted = len(times) >= 2
-        if self._drawn_key is not None and now - self._drawn_at < 10.0:
+        # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
+        live = getattr(self.app, "replay", None) is None
+        if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < 10.0:
             drawn_pid, drawn_rss, step, drawn_plotted = self._drawn_key
             if (pid, plotted) == (drawn_pid, drawn_plotted) and (
                 rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)

@@ -201,7 +201,7 @@ int main(void) {
 """
 
 
-def test_fd_counts_on_screen_every_tick_idle_ones_within_the_stagger(children, gcc):
+def test_fd_counts_every_tick_on_screen_or_not(children, gcc):
     binary = compile_c(FDOPENER, name="fdopener")
     shown, hidden = children.start([binary]), children.start([binary])
     sampler = Sampler(stagger=4)
@@ -210,13 +210,10 @@ def test_fd_counts_on_screen_every_tick_idle_ones_within_the_stagger(children, g
         snapshot = sampler.sample()
     before = {k.pid: _view(snapshot, k.pid).sample.fd_count for k in (shown, hidden)}
     assert before == {k.pid: len(os.listdir(f"/proc/{k.pid}/fd")) for k in (shown, hidden)}
-    # WHEN both open 7 more fds
+    # WHEN both open 7 more fds (a run so short that their stat lines may not even change)
     for kid in (shown, hidden):
         assert kid.ask("open 7") == "ok"
     snapshot = sampler.sample()
-    # THEN the row on screen shows it at the next tick, and every process within 4 ticks
-    assert _view(snapshot, shown.pid).sample.fd_count == before[shown.pid] + 7
-    for _ in range(3):
-        snapshot = sampler.sample()
-    assert _view(snapshot, hidden.pid).sample.fd_count == before[hidden.pid] + 7
-    assert _view(snapshot, hidden.pid).sample.fd_count == len(os.listdir(f"/proc/{hidden.pid}/fd"))
+    # THEN the next tick shows it for both: an fd leak's rate is read from this history
+    for kid in (shown, hidden):
+        assert _view(snapshot, kid.pid).sample.fd_count == before[kid.pid] + 7

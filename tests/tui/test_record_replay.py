@@ -67,7 +67,9 @@ async def test_replay_shows_recorded_values_and_steps_through_time(grown_recordi
             view = app.snapshot.by_pid(child.pid)
             assert view == captures[2].snapshot.by_pid(child.pid)
             assert len(view.rss_history) == 3
-            assert app.query_one(RssChart)._drawn_key == (child.pid, view.rss_history)
+            chart = app.query_one(RssChart)
+            assert chart._drawn_key[:2] == (child.pid, view.sample.rss_bytes)
+            assert chart._drawn_at == view.history_times[-1]
 
             # WHEN jumping to the largest RSS change of the selected process THEN it is the growth
             await pilot.press("c")
