@@ -7,6 +7,7 @@ snapshot, which costs far less than updating DataTable cells (reference/facts.md
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from rich.segment import Segment
@@ -333,14 +334,30 @@ class RssChart(CachedPlot):
             plt.title("RSS history: waiting for a second tick" if view else "RSS history: no process selected")
             self.replot()
             return
-        now = view.history_times[-1]
-        points = [(t - now, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
-        plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille")
-        plt.title(f"RSS of PID {view.pid} (MiB) over the last {fmt_duration(now - view.history_times[0])}")
-        plt.xlabel("seconds ago")
-        plt.xfrequency(5)
+        # Clock times on the x axis, not "seconds ago": a picture kept for a few ticks (see
+        # above) stays true; it only lacks the newest points, which are within a dot of it.
+        snapshot = self.app.snapshot
+        offset = snapshot.system.wall_time - snapshot.system.monotonic if snapshot is not None else None
+        points = [(t, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
+        if not points:
+            plt.title(f"RSS of PID {view.pid}: unknown (no VmRSS in /proc/{view.pid}/status)")
+            self.replot()
+            return
+        xs = [p[0] for p in points]
+        plt.plot(xs, [p[1] for p in points], marker="braille")
+        first, last = xs[0], xs[-1]
+        ticks = [first + (last - first) * i / 4 for i in range(5)] if last > first else [first]
+        plt.xticks(ticks, [_clock(t, offset) for t in ticks])
+        plt.title(f"RSS of PID {view.pid} (MiB) from {_clock(first, offset)} to {_clock(last, offset)}")
         plt.yfrequency(3)
         self.replot()
+
+
+def _clock(monotonic: float, offset: float | None) -> str:
+    """A monotonic time as the local clock time (HH:MM:SS), or seconds before now without a clock."""
+    if offset is None:
+        return f"{monotonic:.0f}s"
+    return time.strftime("%H:%M:%S", time.localtime(monotonic + offset))
 
 
 class ProcessesTab(TabView):
@@ -351,8 +368,9 @@ class ProcessesTab(TabView):
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
                                  "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle"),
-        ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s); redrawn when RSS moves "
-                  "by a step it can show, else every 10 s (the line above has every tick's figure)"),
+        ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s), against clock time; "
+                  "redrawn when RSS moves by a step it can show, else every 10 s (the line above has every "
+                  "tick's figure)"),
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))
