@@ -40,7 +40,8 @@ CGROUP_WALK_LIMIT = 2000  # cgroups read per tick at most (walk_memory_cgroups' 
 HEAP_TOP = 5  # heaps walked (the largest of the top N), when --heap is on
 HEAP_PERIOD_S = 60.0  # a heap is walked again at most this often
 # The sampler re-reads smaps_rollup of the rows it is told are visible (here: the top N) every
-# tick and staggers the rest; the exporter shows only the top N, so "the rest" never comes due.
+# tick (idle_on_screen=1: also when idle; a scrape's PSS is at most one interval old) and
+# staggers the rest; the exporter shows only the top N, so "the rest" never comes due.
 _NEVER = 1 << 40
 
 
@@ -61,7 +62,8 @@ class ExportSampler:
         self.heap_period_s = heap_period_s
         self._clock = clock
         self._wall_clock = wall_clock
-        self.sampler = Sampler(self.root, stagger=_NEVER, history_len=2, clock=clock, wall_clock=wall_clock)
+        self.sampler = Sampler(self.root, stagger=_NEVER, idle_on_screen=1, history_len=2, clock=clock,
+                               wall_clock=wall_clock)
         self._heap_walker = HeapWalker(self.root, heap_period_s, clock, wall_clock) if heap else None
         self.tick = 0
         self.cpu_total_s = 0.0

@@ -6,7 +6,7 @@ process here, 0.5 ms and more for one of 150 MiB, and it takes the target's mmap
 issue 1712), so it is read by tiers. A process is *idle* when its stat line has not changed
 since its rollup was read (no CPU time, no page fault, same RSS: only its PSS can move, when
 other processes share or unshare its pages). Rows on screen and the selected process: every
-tick, or every ``stagger`` ticks when idle. Other processes: every ``stagger`` ticks, or every
+tick, or every ``idle_on_screen`` ticks when idle. Other processes: every ``stagger`` ticks, or every
 ``idle_stagger`` ticks when idle. ProcessView.rollup_current says whether the rollup was read
 after the process last changed.
 """
@@ -61,13 +61,14 @@ class Sampler:
     one) from another thread: it is replaced, never mutated.
     """
 
-    def __init__(self, root: Path = PROC, *, stagger: int = 5, idle_stagger: int = 30,
+    def __init__(self, root: Path = PROC, *, stagger: int = 5, idle_stagger: int = 30, idle_on_screen: int = 5,
                  history_len: int = HISTORY_LEN, clock=time.monotonic, wall_clock=time.time):
         self.root = Path(root)
         self._clock = clock
         self._wall_clock = wall_clock
         self.stagger = max(1, stagger)
         self.idle_stagger = max(self.stagger, idle_stagger)
+        self.idle_on_screen = max(1, idle_on_screen)
         self.history_len = history_len
         self.visible: frozenset[int] = frozenset()
         self.tick = 0
@@ -120,8 +121,8 @@ class Sampler:
             return True
         idle = state.stat == raw
         if identity.pid in self.visible:
-            # On screen: every tick, unless it has been idle since (then every ``stagger``).
-            return not idle or self.tick - state.tick >= self.stagger
+            # On screen: every tick, unless it has been idle since (then every ``idle_on_screen``).
+            return not idle or self.tick - state.tick >= self.idle_on_screen
         every = self.idle_stagger if idle else self.stagger
         if self.tick - state.tick >= every:
             return True

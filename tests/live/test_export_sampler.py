@@ -36,8 +36,15 @@ def test_a_process_entering_the_top_n_has_its_smaps_rollup_read_that_tick(childr
         # WHEN it grows to 400 MiB between two ticks
         assert child.ask("grow") == "GROWN 1"
         second = sampler.sample()
+        # AND while it stays idle in the top N, its PSS is read again at every tick
+        read_at = []
+        for _ in range(7):
+            tick = sampler.sample()
+            identity = next(s for s in tick.processes if s.pid == child.pid).identity
+            read_at.append(sampler.sampler._rollups[identity].tick)
     finally:
         sampler.close()
+    assert read_at == list(range(read_at[0], read_at[0] + 7))
     # THEN it is in the top 3 at once, with a PSS read this tick (not the one from its first look)
     row = next(s for s in second.processes if s.pid == child.pid)
     assert row.rollup is not None and row.rollup.pss >= 400 << 20

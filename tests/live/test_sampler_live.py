@@ -139,7 +139,7 @@ int main(void) {
 def test_staggered_rollups_idle_processes_less_often_than_busy_ones(children, gcc):
     idle = [children.start([compile_c(TOUCHER, name="toucher"), "1"]) for _ in range(8)]
     busy = [children.start([compile_c(FAULTER, name="faulter")]) for _ in range(3)]
-    sampler = Sampler(stagger=3, idle_stagger=8)
+    sampler = Sampler(stagger=3, idle_stagger=8, idle_on_screen=3)
     # on screen: one idle, one busy process
     on_screen = {idle[0].pid, busy[0].pid}
     sampler.visible = frozenset(on_screen)
