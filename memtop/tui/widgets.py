@@ -42,6 +42,12 @@ class CursorTable(ScrollView, can_focus=True):
     and calls :meth:`_scroll_cursor_into_view`.
     """
 
+    # Rows are cut to the width (the command column takes what is left): never a horizontal
+    # scrollbar, which took a line of the table.
+    DEFAULT_CSS = """
+    CursorTable { overflow-x: hidden; }
+    """
+
     BINDINGS = [
         Binding("up,k", "cursor(-1)", "Up", show=False),
         Binding("down,j", "cursor(1)", "Down", show=False),
