@@ -324,8 +324,9 @@ class RssChart(CachedPlot):
             ):
                 return
         known = [r for r in view.rss_history if r is not None] if view else []
+        y_range = _y_range(known)
         rows = max(1, self.size.height - 4)  # title, x axis, its labels and its title
-        step = (max(known) - min(known)) / (4 * rows) if known else 0.0
+        step = (y_range[1] - y_range[0]) / (4 * rows) if known else 0.0
         self._drawn_key, self._drawn_at = (pid, rss, step, plotted), now
         plt = self.plt
         plt.clear_data()
@@ -349,8 +350,20 @@ class RssChart(CachedPlot):
         ticks = [first + (last - first) * i / 4 for i in range(5)] if last > first else [first]
         plt.xticks(ticks, [_clock(t, offset) for t in ticks])
         plt.title(f"RSS of PID {view.pid} (MiB) from {_clock(first, offset)} to {_clock(last, offset)}")
+        plt.ylim(y_range[0] / 2**20, y_range[1] / 2**20)
         plt.yfrequency(3)
         self.replot()
+
+
+def _y_range(values: list[int]) -> tuple[float, float]:
+    """The chart's RSS axis: the values' range, but at least 10 % of the peak (and 1 MiB), so that
+    a flat process's jitter of a few pages looks as small as it is instead of filling the chart."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    span = max(high - low, high * 0.10, 2**20)
+    bottom = max(0.0, (low + high) / 2 - span / 2)
+    return bottom, bottom + span
 
 
 def _clock(monotonic: float, offset: float | None) -> str:

@@ -227,3 +227,17 @@ async def test_a_tick_repaints_only_the_rows_that_changed(tmp_path):
         row = next(i for i, v in enumerate(table.rows) if v.pid == 1077)
         assert row in painted and len(set(painted)) < len(table.rows)
         assert "97.7 MiB" in table.render_line(row - int(table.scroll_offset.y)).text
+
+
+def test_the_rss_chart_keeps_a_flat_process_flat():
+    from memtop.tui.processes import _y_range
+
+    MiB = 2**20
+    # a flat 57 MiB process with a few pages of jitter: the axis spans 10 % of the peak, so the
+    # jitter stays under a dot (and costs no redraw)
+    low, high = _y_range([57 * MiB, 57 * MiB + 40960, 57 * MiB - 8192])
+    assert high - low == pytest.approx(0.1 * (57 * MiB + 40960))
+    assert low < 57 * MiB - 8192 and high > 57 * MiB + 40960
+    # a spike keeps its own range; a tiny process gets at least 1 MiB; never below zero
+    assert _y_range([1 * MiB, 260 * MiB]) == (1 * MiB, 260 * MiB)
+    assert _y_range([100 * 1024]) == (0.0, 1 * MiB)
