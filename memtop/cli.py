@@ -7,18 +7,7 @@ import importlib
 import sys
 
 from memtop import __version__
-from memtop.commands import COMMAND_MODULES, CliError
-
-
-def interval_seconds(text: str) -> float:
-    """A refresh interval: a finite number of seconds from 0.5 (the sampler's floor) to an hour."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0.5 <= value <= 3600):  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be between 0.5 and 3600 seconds, not {text}")
-    return value
+from memtop.commands import COMMAND_MODULES, CliError, interval_seconds
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -33,3 +33,16 @@ def pid_arg(text: str) -> int:
     if pid <= 0:
         raise argparse.ArgumentTypeError(f"not a PID: invalid PID {pid}, PIDs are positive integers")
     return pid
+
+
+def interval_seconds(text: str) -> float:
+    """argparse type of a refresh interval: seconds from 0.5 (the sampler's floor) to an hour."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0.5 <= value <= 3600):  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 3600 seconds, not {text}")
+    return value

@@ -22,7 +22,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from memtop.commands import CliError
+from memtop.commands import CliError, interval_seconds
 
 NAME = "export"
 HELP = "Prometheus exporter: serve memtop's figures on http://127.0.0.1:9105/metrics"
@@ -58,16 +58,6 @@ def listen_address(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", number
 
 
-def interval_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0.5 <= value <= 3600):  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be between 0.5 and 3600 seconds, not {text}")
-    return value
-
-
 def top_arg(text: str) -> int:
     try:
         value = int(text)
@@ -83,7 +73,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address to serve /metrics on (default {DEFAULT_LISTEN}; port 0 picks a free one; "
                              "any other than loopback is reachable from other machines and prints a warning)")
-    parser.add_argument("--interval", dest="export_interval", type=interval_arg, default=DEFAULT_INTERVAL_S,
+    parser.add_argument("--interval", dest="export_interval", type=interval_seconds, default=DEFAULT_INTERVAL_S,
                         metavar="S", help=f"seconds between samples, 0.5-3600 (default {DEFAULT_INTERVAL_S:g}); "
                                           "scrapes read the latest sample")
     parser.add_argument("--top", type=top_arg, default=20, metavar="N",

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from memtop.cli import interval_seconds
+from memtop.commands import interval_seconds
 from memtop.commands import CliError
 from memtop.format import fmt_bytes, fmt_duration
 

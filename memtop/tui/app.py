@@ -156,7 +156,10 @@ class MemtopApp(App):
             return
         from dataclasses import replace
 
-        snapshot = replace(message.snapshot, interval_s=self.interval)
+        self.present(replace(message.snapshot, interval_s=self.interval))
+
+    def present(self, snapshot: Snapshot, missing_pid_note: str = "") -> None:
+        """Show a snapshot: the header, the active tab, and the ``--pid`` selection once."""
         self.snapshot = snapshot
         self._update_header()
         active = self.active_tab()
@@ -164,9 +167,8 @@ class MemtopApp(App):
             self.refresh_tab(active)
         if self._initial_pid is not None:
             pid, self._initial_pid = self._initial_pid, None
-            processes = self.query_one(ProcessesTab)
-            if not processes.table.select_pid(pid):
-                self.notify(f"no process with PID {pid}", severity="warning")
+            if not self.query_one(ProcessesTab).table.select_pid(pid):
+                self.notify(f"no process with PID {pid}{missing_pid_note}", severity="warning")
         self.update_visible()
 
     @on(PressureAlert)

@@ -201,20 +201,9 @@ class ReplayApp(MemtopApp):
             return  # a newer key press asked for another tick
         tick = message.tick
         self.recorded = tick
-        self.snapshot = tick.snapshot
         self.position = tick.index
         self.count = max(self.count, tick.count)
-        self._update_header()
-        active = self.active_tab()
-        if active is not None:
-            self.refresh_tab(active)
-        if self._initial_pid is not None:
-            from memtop.tui.processes import ProcessesTab
-
-            pid, self._initial_pid = self._initial_pid, None
-            if not self.query_one(ProcessesTab).table.select_pid(pid):
-                self.notify(f"no process with PID {pid} at this tick", severity="warning")
-        self.update_visible()
+        self.present(tick.snapshot, " at this tick")
 
     @on(ReplayProblem)
     def _problem(self, message: ReplayProblem) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memtop.commands.export import interval_arg, is_loopback, listen_address, top_arg
+from memtop.commands import interval_seconds as interval_arg
+from memtop.commands.export import is_loopback, listen_address, top_arg
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
