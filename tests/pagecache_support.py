@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -79,56 +78,6 @@ def world_readable_tmpdir(prefix: str = "memtop-pc-"):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def run_as(uid: int, func, *args, timeout: float = 20.0):
-    """Run ``func(*args)`` in a forked child that dropped privileges to ``uid``; return its JSON.
-
-    The child calls os.setgroups([]), os.setgid and os.setuid, so the kernel checks are those
-    of an ordinary user, then sends ``func``'s JSON-able result back through a pipe.
-    """
-    import select
-    import signal
-
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        status = 0
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            payload = json.dumps({"ok": func(*args)})
-        except BaseException as e:  # report everything to the parent, then exit
-            payload = json.dumps({"error": repr(e)})
-            status = 1
-        try:
-            os.write(write_fd, payload.encode())
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    try:
-        chunks = []
-        while True:
-            ready, _, _ = select.select([read_fd], [], [], timeout)
-            if not ready:
-                raise TimeoutError(f"child {pid} gave no answer in {timeout} s")
-            data = os.read(read_fd, 65536)
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(read_fd)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-    answer = json.loads(b"".join(chunks) or b'{"error": "no output"}')
-    if "error" in answer:
-        raise RuntimeError(f"child failed: {answer['error']}")
-    return answer["ok"]
 
 
 def stable_reading(path: Path, length: int, measure, attempts: int = 4):

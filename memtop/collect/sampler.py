@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup, new_history, new_view
+from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup, new_history, new_view
 from memtop.model.snapshot import Snapshot, SystemSample
 from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError
 from memtop.procfs import process as procfs
@@ -342,8 +342,3 @@ class Sampler:
         )
         self.tick += 1
         return snapshot
-
-
-def rss_change_per_min(history: History, window_s: float = 60.0) -> float | None:
-    """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s)."""
-    return history.rss_change_per_min(window_s)

@@ -265,8 +265,8 @@ class ProcessView:
 # half the time. Positional, in field order; nothing but the sampler needs them.
 _new = object.__new__
 _h_times, _h_tick0, _h_since, _h_runs = (getattr(History, n).__set__ for n in History.__slots__)
-_v_setters = tuple(getattr(ProcessView, n).__set__ for n in ProcessView.__slots__)
-(_v_sample, _v_minflt, _v_majflt, _v_change, _v_age, _v_history, _v_current) = _v_setters
+(_v_sample, _v_minflt, _v_majflt, _v_change, _v_age, _v_history, _v_current) = (
+    getattr(ProcessView, n).__set__ for n in ProcessView.__slots__)
 
 
 def new_history(times, tick0, since, runs) -> History:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import stat
@@ -18,12 +19,11 @@ from tests.pagecache_support import (
     fincore_bytes,
     have_fincore,
     read_part,
-    run_as,
     stable_reading,
     world_readable_tmpdir,
     write_file,
 )
-from tests.support import IS_ROOT
+from tests.support import IS_ROOT, run_as_user
 
 SIZE = 8 << 20
 NOBODY = 65534
@@ -135,7 +135,7 @@ def test_non_root_on_unwritable_file_is_unknown_not_wrong(method: str):
         drop_cache(path)
         read_part(path, SIZE // 2)
         # WHEN a child running as nobody (uid 65534) measures it
-        answer = run_as(NOBODY, _stat_in_child, str(path), method)
+        answer = run_as_user(NOBODY, functools.partial(_stat_in_child, str(path), method))
         result = answer["result"]
         # THEN the figures are unknown, with the reason, rather than mincore's "all cached"
         assert answer["euid"] == NOBODY
@@ -155,7 +155,7 @@ def test_non_root_owner_gets_real_figures():
         drop_cache(path)
         for _ in range(3):  # (pages evicted by another session meanwhile: read again)
             read_part(path, SIZE // 2)
-            answer = run_as(NOBODY, _stat_in_child, str(path), "auto")
+            answer = run_as_user(NOBODY, functools.partial(_stat_in_child, str(path), "auto"))
             result = answer["result"]
             assert result["cached_bytes"] is not None, answer
             if abs(result["cached_bytes"] - SIZE // 2) <= PAGE:

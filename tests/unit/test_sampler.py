@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memtop.collect.sampler import Sampler, rss_change_per_min
+from memtop.collect.sampler import Sampler
 from memtop.model.process import History
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "proc-basic"
@@ -95,10 +95,10 @@ def test_rss_change_per_minute():
         return History.from_points((float(t), r, None) for t, r in zip(times, rss))
 
     history = h(range(0, 122, 2), [1000 * t for t in range(0, 122, 2)])  # +1000 bytes per second
-    assert rss_change_per_min(history) == pytest.approx(60_000)
-    assert rss_change_per_min(h((0, 5), (1, 2))) is None  # less than 10 s of history
-    assert rss_change_per_min(h((0, 20), (1, None))) is None
-    assert rss_change_per_min(h((0, 20, 40), (None, 100, 160))) == pytest.approx(180)
+    assert history.rss_change_per_min() == pytest.approx(60_000)
+    assert h((0, 5), (1, 2)).rss_change_per_min() is None  # less than 10 s of history
+    assert h((0, 20), (1, None)).rss_change_per_min() is None
+    assert h((0, 20, 40), (None, 100, 160)).rss_change_per_min() == pytest.approx(180)
 
 
 def test_history_is_bounded(tree):
