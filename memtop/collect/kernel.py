@@ -179,8 +179,9 @@ class KernelCollector:
         return self._reclaimable[name]
 
     def _others(self, views):
-        """Every process but memtop itself: its sampler keeps one /proc/PID/stat open per process
-        (memtop.procfs.OpenFiles), so its fd count follows the process count; that is no leak."""
+        """Every process but memtop itself: its sampler keeps /proc/PID/stat (and as root
+        /proc/PID/fd) open per process (memtop.procfs.OpenFiles), so its fd count follows the
+        process count; that is no leak."""
         if self.root != PROC:
             return views
         own = os.getpid()

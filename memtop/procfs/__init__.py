@@ -120,8 +120,8 @@ _HELD_FD_BASE = 1024  # FD_SETSIZE: fds below it stay free for select(2) users (
 def raise_fd_limit(want: int = MAX_HELD_FILES + 1024) -> None:
     """Raise this process's soft RLIMIT_NOFILE toward the hard limit (at most ``want``).
 
-    memtop keeps /proc/PID/stat open for every process (see OpenFiles); the default soft limit
-    of 1024 would hold only 512 of them. Raising the soft limit up to the hard one needs no
+    memtop keeps /proc/PID/stat (and as root /proc/PID/fd) open for every process (see
+    OpenFiles); the default soft limit of 1024 would hold only 512 of them. Raising the soft limit up to the hard one needs no
     privilege (setrlimit(2)); memtop uses epoll, never select(2), so high fd numbers are safe.
     """
     import resource
@@ -133,6 +133,16 @@ def raise_fd_limit(want: int = MAX_HELD_FILES + 1024) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
             pass  # keep the old limit: fewer files held open, same figures
+
+
+def held_fd_budget() -> tuple[int, int]:
+    """(lowest fd number for held files, how many may be held in all) under RLIMIT_NOFILE."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= 2 * _HELD_FD_BASE:
+        return _HELD_FD_BASE, min(MAX_HELD_FILES, soft - _HELD_FD_BASE - 64)
+    return 0, max(0, min(512, soft - 256))
 
 
 class OpenFiles:
@@ -148,22 +158,55 @@ class OpenFiles:
     on gdb's pipes with select(2), which fails for an fd >= 1024 (FD_SETSIZE).
     """
 
-    def __init__(self, name: str, root: Path = PROC, limit: int | None = None):
-        import resource
-
+    def __init__(self, name: str, root: Path = PROC, limit: int | None = None, *, directory: bool = False):
         self.name = name
         self.root = root
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self._base = _HELD_FD_BASE if soft >= 2 * _HELD_FD_BASE else 0
-        if limit is None:
-            if self._base:
-                limit = min(MAX_HELD_FILES, soft - self._base - 64)
-            else:
-                limit = max(0, min(512, soft - 256))
-        self.limit = limit
+        self._base, budget = held_fd_budget()
+        self.limit = budget if limit is None else limit
+        self._flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
         self._fds: dict[int, int] = {}
         # Close what is held when the owner is dropped without close() (tests make many).
         weakref.finalize(self, _close_all, self._fds)
+
+    def _open(self, pid: int, path: str) -> int | None:
+        """Open and hold ``path`` for ``pid``; None when ``limit`` files are held already."""
+        if len(self._fds) >= self.limit:
+            return None
+        try:
+            fd = os.open(path, self._flags)
+        except (FileNotFoundError, ProcessLookupError) as e:
+            raise NoSuchProcess(path) from e
+        except PermissionError as e:
+            raise AccessDenied(path) from e
+        if self._base and fd < self._base:
+            try:
+                high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, self._base)
+            finally:
+                os.close(fd)
+            fd = high
+        self._fds[pid] = fd
+        return fd
+
+    def size(self, pid: int) -> int:
+        """st_size of the held file by fstat(2): no path walk (for /proc/PID/fd, since Linux 6.2,
+        the number of open fds). An fd whose process is gone fails with ENOENT even if the PID
+        was reused: the file is then opened again once by path, so the answer is the new one's.
+        """
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                return os.fstat(fd).st_size
+            except OSError:
+                self.forget(pid)
+        path = f"{self.root}/{pid}/{self.name}"
+        fd = self._open(pid, path)
+        try:
+            return os.fstat(fd).st_size if fd is not None else os.stat(path).st_size
+        except (FileNotFoundError, ProcessLookupError) as e:
+            self.forget(pid)
+            raise NoSuchProcess(path) from e
+        except PermissionError as e:
+            raise AccessDenied(path) from e
 
     def read(self, pid: int) -> bytes:
         fd = self._fds.get(pid)
@@ -176,21 +219,9 @@ class OpenFiles:
                 return data
         path = f"{self.root}/{pid}/{self.name}"
         if fd is None:
-            if len(self._fds) >= self.limit:
+            fd = self._open(pid, path)
+            if fd is None:
                 return read_bytes(path)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except (FileNotFoundError, ProcessLookupError) as e:
-                raise NoSuchProcess(path) from e
-            except PermissionError as e:
-                raise AccessDenied(path) from e
-            if self._base and fd < self._base:
-                try:
-                    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, self._base)
-                finally:
-                    os.close(fd)
-                fd = high
-            self._fds[pid] = fd
         try:
             data = os.pread(fd, _CHUNK, 0)
         except OSError as e:

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from memtop.collect.sampler import Sampler
-from tests.support import IS_ROOT, compile_c, rollup_kb, run_as_user, status_kb
+from memtop.procfs import NoSuchProcess, OpenFiles
+from tests.support import IS_ROOT, compile_c, rollup_kb, run_as_user, status_kb, wait_until
 
 MiB = 2**20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -217,3 +218,75 @@ def test_fd_counts_every_tick_on_screen_or_not(children, gcc):
     # THEN the next tick shows it for both: an fd leak's rate is read from this history
     for kid in (shown, hidden):
         assert _view(snapshot, kid.pid).sample.fd_count == before[kid.pid] + 7
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the fd directory is held open only as root")
+def test_held_fd_directory_counts_by_fstat_and_lets_go_when_the_process_exits(children, gcc):
+    binary = compile_c(FDOPENER, name="fdopener")
+    kid = children.start([binary])
+    dirs = OpenFiles("fd", directory=True)
+    try:
+        assert dirs.size(kid.pid) == len(os.listdir(f"/proc/{kid.pid}/fd"))
+        assert dirs.pids() == [kid.pid]  # held: the next reads are fstat(2) of the same fd
+        assert kid.ask("open 5") == "ok"
+        assert dirs.size(kid.pid) == len(os.listdir(f"/proc/{kid.pid}/fd"))
+        kid.close()
+        # The held fd is bound to the process, not to its PID: once gone, it says so.
+        with pytest.raises(NoSuchProcess):
+            dirs.size(kid.pid)
+        assert dirs.pids() == []
+    finally:
+        dirs.close()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the idle shortcut needs the fd directories held open (root)")
+def test_idle_shortcuts_give_the_samples_and_views_of_the_general_path(children, gcc):
+    # GIVEN idle children, one that opens fds now and then, and one whose RSS grows
+    sleepers = [children.start([compile_c(FDOPENER, name="fdopener")]) for _ in range(4)]
+    opener = sleepers[0]
+    toucher = children.start([compile_c(TOUCHER, name="toucher"), "2"])
+    grower = python_child_growing(children)
+    pids = {k.pid for k in (*sleepers, toucher, grower)}
+    # and two samplers on one fake clock, one without the shortcuts
+    clock = _Clock()
+    fast, general = Sampler(clock=clock), Sampler(clock=clock)
+    general.idle_shortcuts = False
+    fast.visible = general.visible = frozenset({sleepers[1].pid})
+    general_reads = []
+    read = fast._read_process
+    fast._read_process = lambda pid, *a: general_reads.append(pid) or read(pid, *a)
+    for tick in range(14):
+        if tick % 4 == 3:
+            assert opener.ask("open 2") == "ok"
+        if tick % 5 == 4:
+            assert grower.ask("grow") == "ok"
+        # (both read a still machine: every child back asleep, waiting for its next command)
+        wait_until(lambda: all(_state(pid) == "S" for pid in pids))
+        general_reads.clear()
+        a, b = fast.sample(), general.sample()
+        clock.now += 2
+        # THEN every child's view is equal, field by field, tick after tick
+        for pid in pids:
+            assert a.by_pid(pid) == b.by_pid(pid), f"tick {tick}, PID {pid}"
+    # and the idle ones took the shortcut (the general path read only what changed or was due)
+    assert a.by_pid(opener.pid).sample.fd_count == b.by_pid(opener.pid).sample.fd_count > 3
+    assert len(pids & set(general_reads)) < len(pids)
+
+
+def _state(pid: int) -> str:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def python_child_growing(children):
+    """A Python child that adds 1 MiB to its RSS on "grow"."""
+    code = ("import sys\nkeep = []\nprint('READY', flush=True)\n"
+            "for line in sys.stdin:\n    keep.append(b'x' * (1 << 20))\n    print('ok', flush=True)\n")
+    return children.start([sys.executable, "-c", code])

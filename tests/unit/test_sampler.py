@@ -174,3 +174,31 @@ def test_fast_constructors_build_the_same_records():
     assert new_view(*args) == ProcessView(*args)
     assert [f for f in ProcessView.__slots__] == ["sample", "minflt_per_s", "majflt_per_s", "rss_change_per_min",
                                                  "rollup_age_s", "history", "rollup_current"]
+
+
+def test_idle_fast_path_builds_the_same_views_as_the_general_one(tree):
+    # GIVEN two samplers on the same tree and clock, one made to build every view the general way
+    clock = FakeClock()
+    fast, general = Sampler(tree, clock=clock), Sampler(tree, clock=clock)
+    general.idle_shortcuts = False
+    built_generally = []
+    view = fast._view
+    fast._view = lambda sample, *a: built_generally.append(sample.pid) or view(sample, *a)
+    minflt = fast.sample().by_pid(7335).sample.minflt
+    general.sample()
+    for tick in range(1, 40):
+        clock.now += 2
+        if tick % 7 == 0:  # 7335 faults now and then; the others stay idle all along
+            minflt += 100
+            _set_stat_field(tree, 7335, 10, minflt)
+        if tick == 25:  # and its RSS moves once, within the last minute
+            status = tree / "7335" / "status"
+            status.write_text(status.read_text().replace("VmRSS:\t    1400 kB", "VmRSS:\t    1800 kB"))
+        built_generally.clear()
+        a, b = fast.sample(), general.sample()
+        # THEN every view is equal, field by field (history by its points), tick after tick
+        assert a.processes == b.processes, f"tick {tick}"
+    # and the idle processes were built by the fast path: not 7335 (its RSS moved within the
+    # last minute) nor the zombie 7337 (its RSS is unknown)
+    assert a.by_pid(7335).rss_change_per_min > 0
+    assert sorted(built_generally) == [7335, 7337] and len(a.processes) > 2
