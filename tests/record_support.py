@@ -4,6 +4,7 @@ made in-process with the same Recorder and RecordWriter that `memtop record` use
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from memtop.procfs import PROC
@@ -55,3 +56,15 @@ def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: in
         writer.close()
         recorder.close()
     return captures
+
+
+def comparable(snapshot, view):
+    """A view with its history told as points: two snapshots number their ticks differently (the
+    sampler from its start, a replay from its window's first tick), so their views are compared
+    by what they stand for."""
+    return replace(view, since=0, runs=()), snapshot.history(view)
+
+
+def same_processes(a, b) -> bool:
+    """Whether two snapshots show the same processes, figures and histories."""
+    return [comparable(a, v) for v in a.processes] == [comparable(b, v) for v in b.processes]

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from memtop.model.findings import Finding, Severity
-from memtop.model.process import ProcessView
+from memtop.model.process import History, ProcessView
 
 # --- slab caches (/proc/slabinfo) -------------------------------------------------------
 
@@ -280,8 +280,9 @@ def fd_growth(times: tuple[float, ...], fds: tuple[int | None, ...], window_s: f
     )
 
 
-def view_fd_growth(view: ProcessView, window_s: float = FD_WINDOW_S) -> FdGrowth | None:
-    return fd_growth(view.history_times, view.fd_history, window_s)
+def history_fd_growth(history: History, window_s: float = FD_WINDOW_S) -> FdGrowth | None:
+    """fd_growth over a process's History (Snapshot.history)."""
+    return fd_growth(history.point_times(), history.column(2), window_s)
 
 
 def fd_leak_finding(view: ProcessView, growth: FdGrowth | None, *, age_s: float | None = None,
@@ -313,16 +314,17 @@ class FdGrower:
     finding: Finding | None
 
 
-def fd_growers(views, window_s: float = FD_WINDOW_S, *, uptime_s: float | None = None, clock_ticks: int = 100,
+def fd_growers(views, history, window_s: float = FD_WINDOW_S, *, uptime_s: float | None = None, clock_ticks: int = 100,
                min_span_s: float = LEAK_MIN_SPAN_S, min_age_s: float = LEAK_MIN_AGE_S) -> tuple[FdGrower, ...]:
-    """Processes whose fd count grew over the window, fastest first.
+    """Processes whose fd count grew over the window, fastest first (``history``: a view's
+    History, as Snapshot.history gives).
 
     ``uptime_s`` (/proc/uptime) and ``clock_ticks`` (sysconf(_SC_CLK_TCK)) give each process's
     age from its start time (stat field 22, in clock ticks since boot; proc(5)).
     """
     out = []
     for view in views:
-        growth = view_fd_growth(view, window_s)
+        growth = history_fd_growth(history(view), window_s)
         if growth is None or growth.per_min <= 0:
             continue
         age = uptime_s - view.sample.identity.start_ticks / clock_ticks if uptime_s is not None else None

@@ -233,9 +233,10 @@ class StallEvent:
     growers: tuple[Grower, ...] = ()
 
 
-def observed_growth(view, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float] | None:
-    """(RSS bytes grown, seconds) from the oldest known sample within ``window_s`` to the last."""
-    points = [(t, r) for t, r in zip(view.history_times, view.rss_history) if r is not None]
+def observed_growth(history, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float] | None:
+    """(RSS bytes grown, seconds) from the oldest known point of a process's History within
+    ``window_s`` to the last."""
+    points = [(t, r) for t, r in zip(history.point_times(), history.column(1)) if r is not None]
     if len(points) < 2:
         return None
     last_t, last_rss = points[-1]
@@ -245,14 +246,15 @@ def observed_growth(view, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float
     return last_rss - first_rss, last_t - first_t
 
 
-def top_growers(processes, count: int = 3, window_s: float = GROWTH_WINDOW_S) -> tuple[Grower, ...]:
-    """The processes whose RSS grew most over the last ``window_s`` of their ProcessView histories.
+def top_growers(processes, history, count: int = 3, window_s: float = GROWTH_WINDOW_S) -> tuple[Grower, ...]:
+    """The processes whose RSS grew most over the last ``window_s`` of their histories
+    (``history``: a view's History, as Snapshot.history gives).
 
     Only growth (> 0) counts; processes younger than the window are measured over what was seen.
     """
     scored = []
     for view in processes:
-        growth = observed_growth(view, window_s)
+        growth = observed_growth(history(view), window_s)
         if growth is not None and growth[0] > 0:
             scored.append(Grower(view.pid, view.sample.name, view.sample.rss_bytes, growth[0], growth[1]))
     scored.sort(key=lambda g: (-g.growth_bytes, g.pid))

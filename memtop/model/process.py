@@ -221,51 +221,47 @@ class History:
         return (rss_now - rss0) / (now - t0) * 60.0
 
 
-EMPTY_HISTORY = History()
-
-
 @dataclass(frozen=True, slots=True)
 class ProcessView:
-    """A sample plus what only two or more samples can tell: rates, growth, history."""
+    """A sample plus what only two or more samples can tell: rates, growth, history.
+
+    The history is the process's (RSS, fd count) at every tick from tick ``since`` on, stored
+    by change in ``runs`` (see History); the ticks' times are the snapshot's, so a view holds
+    nothing that changes from tick to tick by itself: an idle process's view is the same object
+    tick after tick (the sampler reuses it). Its history: ``snapshot.history(view)``.
+    """
 
     sample: ProcessSample
     minflt_per_s: float | None
     majflt_per_s: float | None
     rss_change_per_min: float | None
-    rollup_age_s: float | None
-    history: History = EMPTY_HISTORY
+    since: int = 0
+    runs: tuple[tuple[int, int | None, int | None], ...] = ()
     # The smaps_rollup figures were read after the process last changed (its stat line), or
     # this tick: True also when there is no rollup to be current about (kernel thread, zombie).
     rollup_current: bool = True
-
-    @property
-    def history_times(self) -> tuple[float, ...]:
-        return self.history.point_times()
-
-    @property
-    def rss_history(self) -> tuple[int | None, ...]:
-        return self.history.column(1)
-
-    @property
-    def fd_history(self) -> tuple[int | None, ...]:
-        return self.history.column(2)
-
-    def rss_tail(self, n: int) -> tuple[int | None, ...]:
-        """The last ``n`` RSS readings (a sparkline needs no more)."""
-        return self.history.column(1, last=n)
 
     @property
     def pid(self) -> int:
         return self.sample.identity.pid
 
 
-# The sampler builds a History and a ProcessView per process per tick (1,000 processes: 2,000
-# objects every 2 s). A frozen dataclass's __init__ sets each field through
+def runs_of(points) -> tuple[int, tuple[tuple[int, int | None, int | None], ...]]:
+    """``(since, runs)`` of a view from its (tick, rss, fds) points, oldest first."""
+    runs: list = []
+    for tick, rss, fds in points:
+        if not runs or runs[-1][1:] != (rss, fds):
+            runs.append((tick, rss, fds))
+    return (runs[0][0] if runs else 0), tuple(runs)
+
+
+# The sampler builds a History and a ProcessView for each process that changed (1,000 processes:
+# up to 2,000 objects every 2 s). A frozen dataclass's __init__ sets each field through
 # object.__setattr__; setting the slots through their descriptors builds the same objects in
-# half the time. Positional, in field order; nothing but the sampler needs them.
+# half the time. Positional, in field order; for the sampler and Snapshot.history.
 _new = object.__new__
 _h_times, _h_tick0, _h_since, _h_runs = (getattr(History, n).__set__ for n in History.__slots__)
-(_v_sample, _v_minflt, _v_majflt, _v_change, _v_age, _v_history, _v_current) = (
+(_v_sample, _v_minflt, _v_majflt, _v_change, _v_since, _v_runs, _v_current) = (
     getattr(ProcessView, n).__set__ for n in ProcessView.__slots__)
 
 
@@ -278,13 +274,13 @@ def new_history(times, tick0, since, runs) -> History:
     return obj
 
 
-def new_view(sample, minflt_per_s, majflt_per_s, rss_change_per_min, rollup_age_s, history, rollup_current) -> ProcessView:
+def new_view(sample, minflt_per_s, majflt_per_s, rss_change_per_min, since, runs, rollup_current) -> ProcessView:
     obj = _new(ProcessView)
     _v_sample(obj, sample)
     _v_minflt(obj, minflt_per_s)
     _v_majflt(obj, majflt_per_s)
     _v_change(obj, rss_change_per_min)
-    _v_age(obj, rollup_age_s)
-    _v_history(obj, history)
+    _v_since(obj, since)
+    _v_runs(obj, runs)
     _v_current(obj, rollup_current)
     return obj

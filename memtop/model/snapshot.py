@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from memtop.model.process import ProcessView
+from memtop.model.process import History, ProcessView, new_history
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,19 @@ class Snapshot:
     rollups_read: int = 0  # how many smaps_rollup files this tick read (tiering made visible)
     sample_cpu_s: float = 0.0  # CPU time (user+sys of this thread) the tick cost
     warnings: tuple[str, ...] = ()
+    # The processes' history window: the times of the last ticks (5 minutes at 2 s), oldest
+    # first, and the tick number of the first. Each view's history is told against it.
+    tick_times: tuple[float, ...] = ()
+    tick0: int = 0
+
+    def history(self, view: ProcessView) -> History:
+        """The view's (time, RSS, fd count) points in this snapshot's window."""
+        return new_history(self.tick_times, self.tick0, view.since, view.runs)
+
+    def rollup_age_s(self, view: ProcessView) -> float | None:
+        """Seconds between the reading of the view's smaps_rollup and this tick."""
+        read = view.sample.rollup_time
+        return None if read is None else self.system.monotonic - read
 
     def by_pid(self, pid: int) -> ProcessView | None:
         for view in self.processes:

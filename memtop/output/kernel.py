@@ -17,7 +17,7 @@ from memtop.model.kernel import (
     KernelView,
     NetNamespace,
     SlabRow,
-    view_fd_growth,
+    history_fd_growth,
 )
 from memtop.model.process import ProcessView
 
@@ -117,7 +117,8 @@ def kernel_section(context) -> dict:
 
 def process_fd_growth(context, view: ProcessView) -> dict:
     """PROCESS_FIELD_PROVIDERS entry: ``fd_growth_per_min`` (null with the reason when unknown)."""
-    growth = view_fd_growth(view)
+    history = context.snapshot.history(view)
+    growth = history_fd_growth(history)
     if growth is not None:
         return {"fd_growth_per_min": round(growth.per_min, 2), "fd_growth_window_s": round(growth.span_s, 1),
                 "fd_growth_reason": None}
@@ -125,5 +126,5 @@ def process_fd_growth(context, view: ProcessView) -> dict:
         reason = f"fd count unknown: {view.sample.fd_reason}"
     else:
         reason = (f"needs fd counts over at least {FD_MIN_SPAN_S:.0f} s (window {FD_WINDOW_S:.0f} s); "
-                  f"this snapshot has {len(view.history_times)} sample(s): watch it in the TUI's Kernel tab")
+                  f"this snapshot has {len(history)} sample(s): watch it in the TUI's Kernel tab")
     return {"fd_growth_per_min": None, "fd_growth_window_s": None, "fd_growth_reason": reason}

@@ -56,7 +56,7 @@ from memtop.model.kernel import (
     meminfo_categories,
 )
 from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
-from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup
+from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup, runs_of
 from memtop.model.snapshot import Snapshot, SystemSample
 from memtop.procfs import CLOCK_TICKS, PAGE_SIZE, PROC, NoSuchProcess, ProcfsError
 from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory, walk_memory_cgroups
@@ -900,6 +900,7 @@ class RecordReader:
         history_maps = [(self.monos[j], self._history_part(self._rss_map, self.seqs[j], {}))
                         for j in range(first, index)]
         history_maps.append((mono, self._rss_map(seq)))
+        window = tuple(t for t, _ in history_maps)  # the views' ticks: 0 is the window's first
 
         prev_faults: dict[int, tuple[int, int]] = {}
         dt = None
@@ -919,18 +920,16 @@ class RecordReader:
                 shmem_bytes=shmem, swap_bytes=swap, threads=threads, minflt=minflt, majflt=majflt, fd_count=fds,
                 fd_reason=fd_reason, rollup=Rollup(*rollup) if rollup is not None else None,
                 rollup_reason=rollup_reason, rollup_time=rollup_time)
-            history = tuple((t, *m[proc_id]) for t, m in history_maps if proc_id in m)
+            since, runs = runs_of((i, *m[proc_id]) for i, (_, m) in enumerate(history_maps) if proc_id in m)
             minflt_rate = majflt_rate = None
             before = prev_faults.get(proc_id)
             if before is not None and dt is not None and dt > 0:
                 minflt_rate = (minflt - before[0]) / dt
                 majflt_rate = (majflt - before[1]) / dt
-            history = History.from_points(history)
             views.append(ProcessView(
                 sample=sample, minflt_per_s=minflt_rate, majflt_per_s=majflt_rate,
-                rss_change_per_min=history.rss_change_per_min(),
-                rollup_age_s=(mono - rollup_time) if rollup_time is not None else None, history=history,
-                rollup_current=bool(rollup_current)))
+                rss_change_per_min=History(window, 0, since, runs).rss_change_per_min(),
+                since=since, runs=runs, rollup_current=bool(rollup_current)))
         system = SystemSample(
             wall_time=self.walls[index], monotonic=mono, hostname=str(self.meta["hostname"]),
             kernel=str(self.meta["kernel"]), uptime_s=self.uptimes[index],
@@ -941,7 +940,7 @@ class RecordReader:
             history_times=tuple(self.monos[sys_first:index + 1]),
             available_history=tuple(self.available[sys_first:index + 1]),
             rollups_read=int(system_doc.get("rollups_read", 0)), sample_cpu_s=float(system_doc.get("sample_cpu_s", 0.0)),
-            warnings=tuple(system_doc.get("warnings", ())))
+            warnings=tuple(system_doc.get("warnings", ())), tick_times=window, tick0=0)
 
     def _kernel(self, index: int, seq: int, snapshot: Snapshot) -> KernelView:
         doc = self._doc(seq, "kernel")
@@ -963,7 +962,7 @@ class RecordReader:
             slab_history=MappingProxyType(chart), namespaces=decode(doc["namespaces"]),
             namespaces_unreadable=int(doc["namespaces_unreadable"]), file_nr=decode(doc["file_nr"]),
             file_nr_reason=doc["file_nr_reason"],
-            growers=fd_growers(others, uptime_s=snapshot.system.uptime_s,
+            growers=fd_growers(others, snapshot.history, uptime_s=snapshot.system.uptime_s,
                                clock_ticks=int(self.meta.get("clock_ticks", CLOCK_TICKS)))[:20],
             target_pid=None, fd_breakdown=None, fd_breakdown_reason=None)
 

@@ -21,6 +21,7 @@ class Column:
     source: str
     align: str = "right"
     stale_with_rollup: bool = False  # dim when the smaps_rollup it comes from is old
+    with_history: bool = False  # text(view, history): the view's History (Snapshot.history)
 
 
 def _r(attr: str) -> Callable[[ProcessView], Any]:
@@ -62,8 +63,8 @@ COLUMNS: tuple[Column, ...] = (
            "/proc/PID/stat majflt, difference of two ticks / seconds between them"),
     Column("change", "ΔRSS/min", 10, 3, _change, lambda v: fmt_bytes(v.rss_change_per_min, signed=True),
            "VmRSS now minus VmRSS up to 60 s ago, per minute (needs 10 s of history)"),
-    Column("trend", "TREND", 10, 8, _change, lambda v: sparkline(v.rss_tail(10), 10),
-           "the last 10 VmRSS readings, scaled between their own min and max", align="left"),
+    Column("trend", "TREND", 10, 8, _change, lambda v, history: sparkline(history.column(1, last=10), 10),
+           "the last 10 VmRSS readings, scaled between their own min and max", align="left", with_history=True),
     Column("command", "COMMAND", 0, 0, lambda v: v.sample.name.lower(), lambda v: v.sample.name,
            "/proc/PID/cmdline ([comm] from /proc/PID/stat for kernel threads)", align="left"),
 )

@@ -468,7 +468,7 @@ class PressureTab(TabView):
 
     def _stall(self, message: PsiRead) -> None:
         snapshot = self.app.snapshot
-        growers = top_growers(snapshot.processes) if snapshot is not None else ()
+        growers = top_growers(snapshot.processes, snapshot.history) if snapshot is not None else ()
         event = StallEvent(message.wall_time, self.trigger_spec, message.sample.resources.get("memory"), growers)
         line = stall_line(event, with_time=False)
         last = self.log_entries[-1] if self.log_entries else None

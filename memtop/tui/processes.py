@@ -24,7 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from memtop.format import fmt_bytes, fmt_duration, sparkline
-from memtop.model.process import ProcessView
+from memtop.model.process import History, ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
 from memtop.tui.tab import TabView
@@ -131,6 +131,7 @@ class ProcessTable(CursorTable):
         super().__init__(**kw)
         self.rows: list[ProcessView] = []
         self.all_views: tuple[ProcessView, ...] = ()
+        self.history = None  # a view's History: the snapshot's Snapshot.history (set_views)
         self.sort_key = "rss"
         self.sort_reverse = True
         self.filter_text = ""
@@ -141,8 +142,8 @@ class ProcessTable(CursorTable):
         self._drawn_width = 0
 
     # --- data -----------------------------------------------------------------
-    def set_views(self, views: tuple[ProcessView, ...]) -> None:
-        self.all_views = views
+    def set_views(self, views: tuple[ProcessView, ...], history) -> None:
+        self.all_views, self.history = views, history
         self._rebuild()
 
     def set_sort(self, key: str, reverse: bool) -> None:
@@ -175,7 +176,7 @@ class ProcessTable(CursorTable):
         view = self.rows[index]
         texts = []
         for col, w in self.layout(width):
-            text = col.text(view)
+            text = col.text(view, self.history(view)) if col.with_history else col.text(view)
             if col.key == "command" and len(text) > w:
                 text = short_command(text)
             texts.append(text)
@@ -302,14 +303,16 @@ class RssChart(CachedPlot):
         self._drawn_key = None
         self._drawn_at = 0.0
 
-    def show(self, view: ProcessView | None) -> None:
+    def show(self, view: ProcessView | None, history: History | None) -> None:
+        """``history``: the view's (Snapshot.history)."""
         # A plotext redraw costs 10-40 ms: redraw when the process changed or its RSS moved by
         # a step the chart can show (a braille dot: the drawn range / (4 x plot rows)), and
         # otherwise every 30 s so that the time axis keeps up (a tenth of the 5 minutes shown;
         # every 10 s cost 0.12 % of a core). The exact figure of every tick is on the line above.
         pid = view.pid if view else None
         rss = view.sample.rss_bytes if view else None
-        times = view.history_times if view else ()
+        times = history.point_times() if view else ()
+        rss_history = history.column(1) if view else ()
         now = times[-1] if times else 0.0
         plotted = len(times) >= 2
         # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
@@ -320,7 +323,7 @@ class RssChart(CachedPlot):
                 rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)
             ):
                 return
-        known = [r for r in view.rss_history if r is not None] if view else []
+        known = [r for r in rss_history if r is not None]
         y_range = _y_range(known)
         rows = max(1, self.size.height - 4)  # title, x axis, its labels and its title
         step = (y_range[1] - y_range[0]) / (4 * rows) if known else 0.0
@@ -328,7 +331,7 @@ class RssChart(CachedPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        if view is None or len(view.history_times) < 2:
+        if view is None or len(times) < 2:
             plt.title("RSS history: waiting for a second tick" if view else "RSS history: no process selected")
             self.replot()
             return
@@ -336,7 +339,7 @@ class RssChart(CachedPlot):
         # above) stays true; it only lacks the newest points, which are within a dot of it.
         snapshot = self.app.snapshot
         offset = snapshot.system.wall_time - snapshot.system.monotonic if snapshot is not None else None
-        points = [(t, r / 2**20) for t, r in zip(view.history_times, view.rss_history) if r is not None]
+        points = [(t, r / 2**20) for t, r in zip(times, rss_history) if r is not None]
         if not points:
             plt.title(f"RSS of PID {view.pid}: unknown (no VmRSS in /proc/{view.pid}/status)")
             self.replot()
@@ -374,6 +377,7 @@ class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
     RECORDED = True  # replay: a recorded Snapshot is all this tab draws (memtop/tui/replay.py)
+    _snapshot: Snapshot | None = None  # the one shown: its window tells the views' histories
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
@@ -407,7 +411,8 @@ class ProcessesTab(TabView):
         self.query_one(RssChart).display = tall
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self.table.set_views(snapshot.processes)
+        self._snapshot = snapshot
+        self.table.set_views(snapshot.processes, snapshot.history)
         self._show_totals()
         self._show_detail(self.table.selected_view)
 
@@ -447,7 +452,9 @@ class ProcessesTab(TabView):
 
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
-        if view is None:
+        snapshot = self._snapshot
+        history = snapshot.history(view) if view is not None and snapshot is not None else None
+        if view is None or history is None:
             text = " no process selected"
         else:
             s = view.sample
@@ -455,8 +462,9 @@ class ProcessesTab(TabView):
             note = ""
             if r is not None:
                 age = "fresh"
-                if view.rollup_age_s and view.rollup_age_s >= 1:
-                    age = f"{view.rollup_age_s:.0f}s old" + (", process unchanged since" if view.rollup_current else "")
+                age_s = snapshot.rollup_age_s(view)
+                if age_s and age_s >= 1:
+                    age = f"{age_s:.0f}s old" + (", process unchanged since" if view.rollup_current else "")
                 rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
                           f"  LazyFree {fmt_bytes(r.lazyfree)}")
                 note = f"  ({r.source}, {age})"
@@ -470,16 +478,18 @@ class ProcessesTab(TabView):
                 second += note
             elif note:  # narrow: the rollup's source and age go after a shorter command
                 first = f" PID {s.pid} {s.name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
-            known = [r for r in view.rss_history if r is not None]
-            history = ""
+            rss_history = history.column(1)
+            known = [r for r in rss_history if r is not None]
+            spark = ""
             if len(known) >= 2 and not self.query_one(RssChart).display:
-                span = fmt_duration(view.history_times[-1] - view.history_times[0])
-                history = (f"\n RSS, last {span}: {sparkline(view.rss_history, min(40, len(view.rss_history)))}"
-                           f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
-            text = f"{first}\n{second}{fd}{history}"
+                times = history.point_times()
+                span = fmt_duration(times[-1] - times[0])
+                spark = (f"\n RSS, last {span}: {sparkline(rss_history, min(40, len(rss_history)))}"
+                         f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
+            text = f"{first}\n{second}{fd}{spark}"
         if line.content != text:
             line.update(text, layout=False)
-        self.query_one(RssChart).show(view)
+        self.query_one(RssChart).show(view if history is not None else None, history)
 
     @on(ProcessTable.Selected)
     def _selected(self, message: ProcessTable.Selected) -> None:

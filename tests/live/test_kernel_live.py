@@ -14,7 +14,7 @@ import pytest
 
 from memtop.collect.kernel import KernelCollector, read_namespaces
 from memtop.collect.sampler import Sampler
-from memtop.model.kernel import view_fd_growth
+from memtop.model.kernel import history_fd_growth
 from memtop.output.kernel import kernel_json, process_fd_growth
 from memtop.output.snapshot import SnapshotContext
 from memtop.procfs import PAGE_SIZE, PROC
@@ -46,9 +46,10 @@ def test_steady_fd_leak_is_flagged_with_the_true_rate(fdleak, children):
     view = snapshot.by_pid(child.pid)
     assert view is not None and view.sample.fd_count is not None
     # THEN its growth is within 10 % of the truth, and it is flagged as a steady leak
-    growth = view_fd_growth(view)
-    assert growth is not None, view.fd_history
-    assert abs(growth.per_min - truth_per_min) <= 0.1 * truth_per_min, (growth, view.fd_history)
+    fds = snapshot.history(view).column(2)
+    growth = history_fd_growth(snapshot.history(view))
+    assert growth is not None, fds
+    assert abs(growth.per_min - truth_per_min) <= 0.1 * truth_per_min, (growth, fds)
     assert growth.steady
     print(f"fd growth {growth.per_min:.1f}/min, truth {truth_per_min:.0f}/min, R² {growth.r2:.4f}")
     # A 12 s old process with 12 s of history: steady, but too young to call a leak (start-up).

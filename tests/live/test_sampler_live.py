@@ -112,7 +112,8 @@ def test_rates_history_and_a_process_that_exits(children, gcc):
     second = sampler.sample()
     view = _view(second, child.pid)
     assert view.minflt_per_s is not None and view.minflt_per_s >= 0
-    assert len(view.rss_history) == 2 == len(view.history_times)
+    history = second.history(view)
+    assert len(history.column(1)) == 2 == len(history.point_times())
     # WHEN the child exits, THEN its row and its history are dropped, without error
     child.close()
     third = sampler.sample()

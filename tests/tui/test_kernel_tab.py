@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from memtop.model.kernel import FdGrower, FdGrowth, SlabRow, fd_leak_finding
-from memtop.model.process import History, ProcessView
 from memtop.procfs.kernel import parse_slabinfo_file
 from memtop.tui.kernel import KernelTab, SlabTable
 from tests.tui.fixed import feed, fixed_app
@@ -120,13 +119,6 @@ async def test_sort_filter_and_fd_breakdown_of_the_selected_process():
         assert f"PID {NETNS_PID}" in rendered(app, "#kernel-fds") and "sockets 13  pipes 3" in rendered(app, "#kernel-fds")
 
 
-def leaking(view: ProcessView, per_tick: int, ticks: int = 16) -> ProcessView:
-    """The same process with a fixed fd history growing by ``per_tick`` every 2 s."""
-    base = view.sample.fd_count or 0
-    history = tuple((1000.0 + 2 * i, view.sample.rss_bytes, base + per_tick * i) for i in range(ticks))
-    return replace(view, history=History.from_points(history))
-
-
 def fixed_view(tab: KernelTab, app):
     """The tab's view from the captured tree, plus fixed growth figures and a leaking process."""
     view = tab.view
@@ -136,9 +128,9 @@ def fixed_view(tab: KernelTab, app):
                 r.reclaimable)
         for r in view.slabs
     )
-    leak = leaking(app.snapshot.by_pid(NETNS_PID), 4)
+    leak = app.snapshot.by_pid(NETNS_PID)  # the tab shows the growth figures below, not the history
     growth = FdGrowth(per_min=120.0, first=16, last=76, span_s=30.0, points=16, r2=1.0, rising_share=1.0)
-    slow = leaking(app.snapshot.by_pid(HOST_PID), 0)
+    slow = app.snapshot.by_pid(HOST_PID)
     slow_growth = FdGrowth(per_min=2.0, first=12, last=13, span_s=30.0, points=16, r2=0.3, rising_share=0.9)
     growers = (FdGrower(leak, growth, fd_leak_finding(leak, growth, min_span_s=30)), FdGrower(slow, slow_growth, None))
     return replace(view, slabs=slabs, growers=growers)

@@ -12,7 +12,7 @@ from memtop.tui.kernel import KernelTab
 from memtop.tui.pressure import PressureTab
 from memtop.tui.processes import ProcessesTab, RssChart
 from memtop.tui.replay import ReplayApp, ReplayBar
-from tests.record_support import MIB, record_in_process, start_grower
+from tests.record_support import MIB, comparable, record_in_process, start_grower
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ async def test_replay_shows_recorded_values_and_steps_through_time(grown_recordi
             # GIVEN the first tick: the header, the position and the child's row are the recorded ones
             assert app.position == 0 and "tick 1/5" in bar_text(app)
             recorded = captures[0].snapshot.by_pid(child.pid)
-            assert app.snapshot.by_pid(child.pid) == recorded
+            assert comparable(app.snapshot, app.snapshot.by_pid(child.pid)) == comparable(captures[0].snapshot, recorded)
             assert app.target == recorded.sample.identity
             assert fmt_bytes(recorded.sample.rss_bytes) in row_of(app, child.pid)
 
@@ -65,11 +65,12 @@ async def test_replay_shows_recorded_values_and_steps_through_time(grown_recordi
             await settle(app, pilot)
             assert app.position == 2 and "tick 3/5" in bar_text(app)
             view = app.snapshot.by_pid(child.pid)
-            assert view == captures[2].snapshot.by_pid(child.pid)
-            assert len(view.rss_history) == 3
+            assert comparable(app.snapshot, view) == comparable(captures[2].snapshot, captures[2].snapshot.by_pid(child.pid))
+            history = app.snapshot.history(view)
+            assert len(history.column(1)) == 3
             chart = app.query_one(RssChart)
             assert chart._drawn_key[:2] == (child.pid, view.sample.rss_bytes)
-            assert chart._drawn_at == view.history_times[-1]
+            assert chart._drawn_at == history.point_times()[-1]
 
             # WHEN jumping to the largest RSS change of the selected process THEN it is the growth
             await pilot.press("c")

@@ -14,7 +14,13 @@ def make_view(pid: int, times, fds) -> ProcessView:
         kernel_thread=False, rss_bytes=1 << 20, anon_bytes=0, file_bytes=0, shmem_bytes=0, swap_bytes=0, threads=1,
         minflt=0, majflt=0, fd_count=fds[-1], fd_reason=None, rollup=None, rollup_reason="test", rollup_time=None,
     )
-    return ProcessView(sample, None, None, None, None, history=History.from_points((t, 1 << 20, n) for t, n in zip(times, fds)))
+    history = History.from_points((t, 1 << 20, n) for t, n in zip(times, fds))
+    return ProcessView(sample, None, None, None, since=history.since, runs=history.runs)
+
+
+def window(times):
+    """Snapshot.history for views made by make_view over ``times``."""
+    return lambda view: History(tuple(times), 0, view.since, view.runs)
 
 
 def test_steady_growth_rate_and_finding():
@@ -78,9 +84,9 @@ def test_young_process_or_short_growth_is_no_leak():
 def test_growers_use_the_process_age_from_uptime_and_start_ticks():
     times = [2.0 * i for i in range(31)]
     view = make_view(3, times, [10 + 5 * i for i in range(31)])  # start_ticks 100: 1 s after boot
-    (old,) = fd_growers([view], uptime_s=1000.0, clock_ticks=100)
+    (old,) = fd_growers([view], window(times), uptime_s=1000.0, clock_ticks=100)
     assert old.finding is not None
-    (young,) = fd_growers([view], uptime_s=31.0, clock_ticks=100)  # 30 s old
+    (young,) = fd_growers([view], window(times), uptime_s=31.0, clock_ticks=100)  # 30 s old
     assert young.finding is None and young.growth.per_min == pytest.approx(150.0)
 
 
@@ -89,7 +95,7 @@ def test_growers_sorted_fastest_first_and_only_growing():
     fast = make_view(3, times, [10 + 5 * i for i in range(31)])
     slow = make_view(2, times, [10 + i for i in range(31)])
     shrinking = make_view(1, times, [100 - i for i in range(31)])
-    growers = fd_growers([shrinking, slow, fast])
+    growers = fd_growers([shrinking, slow, fast], window(times))
     assert [g.view.pid for g in growers] == [3, 2]
     assert growers[0].finding is not None
     assert isinstance(growers[0].growth, FdGrowth)

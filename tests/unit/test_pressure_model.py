@@ -29,7 +29,15 @@ def view(pid: int, name: str, rss: list[int | None], change: float | None = None
         rollup_reason="not read", rollup_time=None,
     )
     times = tuple(10.0 - dt * (len(rss) - 1 - i) for i in range(len(rss)))
-    return ProcessView(sample, None, None, change, None, History.from_points((t, r, 3) for t, r in zip(times, rss)))
+    history = _HISTORIES[pid] = History.from_points((t, r, 3) for t, r in zip(times, rss))
+    return ProcessView(sample, None, None, change, since=history.since, runs=history.runs)
+
+
+_HISTORIES: dict[int, History] = {}  # by PID: each view here has its own times (Snapshot.history)
+
+
+def history_of(view: ProcessView) -> History:
+    return _HISTORIES[view.pid]
 
 
 def test_growers_say_what_was_seen_over_the_window_and_ignore_shrinking():
@@ -44,17 +52,17 @@ def test_growers_say_what_was_seen_over_the_window_and_ignore_shrinking():
         # Longer than the window: only the last 60 s count (from 110 MiB, not 10 MiB).
         view(15, "old", [10 * MiB] + [110 * MiB] * 30 + [150 * MiB]),
     ]
-    growers = top_growers(views)
+    growers = top_growers(views, history_of)
     assert [(g.pid, g.growth_bytes, g.span_s) for g in growers] == [
         (12, 260 * MiB, 16.0), (15, 40 * MiB, 60.0), (11, 30 * MiB, 60.0)]
     assert growers[0].rss == 270 * MiB and growers[0].name == "/usr/bin/spike --serve"
-    assert top_growers(views, count=1)[0].pid == 12
+    assert top_growers(views, history_of, count=1)[0].pid == 12
 
 
 def test_stall_line_names_time_psi_and_growers():
     memory = PsiResource(PsiLine(12.5, 3.0, 1.0, 900_000), PsiLine(4.25, 1.0, 0.2, 300_000))
     event = StallEvent(0.0, parse_trigger_spec("some 200000 2000000"), memory,
-                       top_growers([view(22173, "demo", [10 * MiB, 270 * MiB], dt=16.0)]))
+                       top_growers([view(22173, "demo", [10 * MiB, 270 * MiB], dt=16.0)], history_of))
     line = stall_line(event)
     assert "memory stall: some 200 ms per 2 s window passed" in line
     assert "some avg10 12.50%, full 4.25%" in line

@@ -42,16 +42,18 @@ def test_a_reused_pid_is_a_new_process(tree):
     sampler = Sampler(tree, clock=clock)
     sampler.sample()
     clock.now += 2
-    second = sampler.sample().by_pid(7335)
-    assert len(second.rss_history) == 2 and second.minflt_per_s == 0
+    snapshot = sampler.sample()
+    second = snapshot.by_pid(7335)
+    assert len(snapshot.history(second)) == 2 and second.minflt_per_s == 0
     # GIVEN the same PID with another start time (the PID was reused)
     _set_stat_field(tree, 7335, 22, 999999)
     (tree / "7335" / "cmdline").write_bytes(b"/usr/bin/other\0--flag\0")
     clock.now += 2
-    third = sampler.sample().by_pid(7335)
+    snapshot = sampler.sample()
+    third = snapshot.by_pid(7335)
     # THEN memtop treats it as a new process: fresh history, no rate, its own command line
     assert third.sample.identity.start_ticks == 999999
-    assert len(third.rss_history) == 1 and third.minflt_per_s is None
+    assert len(snapshot.history(third)) == 1 and third.minflt_per_s is None
     assert third.sample.cmdline == "/usr/bin/other --flag"
 
 
@@ -107,7 +109,7 @@ def test_history_is_bounded(tree):
     for _ in range(12):
         clock.now += 2
         snapshot = sampler.sample()
-    assert len(snapshot.by_pid(7335).rss_history) == 5
+    assert len(snapshot.history(snapshot.by_pid(7335)).column(1)) == 5
 
 
 def _naive_change(points, window_s=60.0):
@@ -156,12 +158,14 @@ def test_sampler_history_window_slides_over_changing_values(tmp_path_factory, va
         status.write_text("\n".join(f"VmRSS:\t{kb} kB" if line.startswith("VmRSS:") else line
                                     for line in original.splitlines()) + "\n")
         _set_stat_field(root, 7335, 24, 1000 + i)  # a new stat line: status is read again
-        view = sampler.sample().by_pid(7335)
+        snapshot = sampler.sample()
+        view = snapshot.by_pid(7335)
+        history = snapshot.history(view)
         seen.append((clock.now, view.sample.rss_bytes, view.sample.fd_count))
         clock.now += 2
         # THEN its history is exactly the last history_len points, however the window slid
-        assert tuple(zip(view.history_times, view.rss_history, view.fd_history)) == tuple(seen[-7:])
-        assert view.rss_tail(3) == tuple(p[1] for p in seen[-3:])
+        assert tuple(zip(history.point_times(), history.column(1), history.column(2))) == tuple(seen[-7:])
+        assert history.column(1, last=3) == tuple(p[1] for p in seen[-3:])
     assert len(sampler._histories[view.sample.identity].runs) <= 7
 
 
@@ -170,10 +174,10 @@ def test_fast_constructors_build_the_same_records():
 
     history = new_history((1.0, 2.0), 5, 5, ((5, 100, 3),))
     assert history == History((1.0, 2.0), 5, 5, ((5, 100, 3),))
-    args = (None, 0.5, 0.0, 12.0, 1.5, history, False)
+    args = (None, 0.5, 0.0, 12.0, 5, ((5, 100, 3),), False)
     assert new_view(*args) == ProcessView(*args)
     assert [f for f in ProcessView.__slots__] == ["sample", "minflt_per_s", "majflt_per_s", "rss_change_per_min",
-                                                 "rollup_age_s", "history", "rollup_current"]
+                                                 "since", "runs", "rollup_current"]
 
 
 def test_idle_fast_path_builds_the_same_views_as_the_general_one(tree):
@@ -184,7 +188,8 @@ def test_idle_fast_path_builds_the_same_views_as_the_general_one(tree):
     built_generally = []
     view = fast._view
     fast._view = lambda sample, *a: built_generally.append(sample.pid) or view(sample, *a)
-    minflt = fast.sample().by_pid(7335).sample.minflt
+    a = fast.sample()
+    minflt = a.by_pid(7335).sample.minflt
     general.sample()
     for tick in range(1, 40):
         clock.now += 2
@@ -195,10 +200,12 @@ def test_idle_fast_path_builds_the_same_views_as_the_general_one(tree):
             status = tree / "7335" / "status"
             status.write_text(status.read_text().replace("VmRSS:\t    1400 kB", "VmRSS:\t    1800 kB"))
         built_generally.clear()
+        before = a
         a, b = fast.sample(), general.sample()
-        # THEN every view is equal, field by field (history by its points), tick after tick
-        assert a.processes == b.processes, f"tick {tick}"
-    # and the idle processes were built by the fast path: not 7335 (its RSS moved within the
+        # THEN every view is equal, field by field, and so is the window of their histories
+        assert a.processes == b.processes and (a.tick_times, a.tick0) == (b.tick_times, b.tick0), f"tick {tick}"
+    # and the idle processes kept last tick's view object: not 7335 (its RSS moved within the
     # last minute) nor the zombie 7337 (its RSS is unknown)
     assert a.by_pid(7335).rss_change_per_min > 0
     assert sorted(built_generally) == [7335, 7337] and len(a.processes) > 2
+    assert all(v is before.by_pid(v.pid) for v in a.processes if v.pid not in (7335, 7337))
