@@ -307,8 +307,9 @@ class RssChart(CachedPlot):
         """``history``: the view's (Snapshot.history)."""
         # A plotext redraw costs 10-40 ms: redraw when the process changed or its RSS moved by
         # a step the chart can show (a braille dot: the drawn range / (4 x plot rows)), and
-        # otherwise every 30 s so that the time axis keeps up (a tenth of the 5 minutes shown;
-        # every 10 s cost 0.12 % of a core). The exact figure of every tick is on the line above.
+        # otherwise when time has moved by a tenth of the span shown, at most every 30 s (5
+        # minutes shown; every 10 s cost 0.12 % of a core), so that the time axis keeps up.
+        # The exact figure of every tick is on the line above.
         pid = view.pid if view else None
         rss = view.sample.rss_bytes if view else None
         times = history.point_times() if view else ()
@@ -317,7 +318,8 @@ class RssChart(CachedPlot):
         plotted = len(times) >= 2
         # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
         live = getattr(self.app, "replay", None) is None
-        if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < 30.0:
+        keep_s = min(30.0, (now - times[0]) / 10) if times else 30.0
+        if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < keep_s:
             drawn_pid, drawn_rss, step, drawn_plotted = self._drawn_key
             if (pid, plotted) == (drawn_pid, drawn_plotted) and (
                 rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)
@@ -383,8 +385,8 @@ class ProcessesTab(TabView):
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
                                  "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s), against clock time; "
-                  "redrawn when RSS moves by a step it can show, else every 30 s (the line above has every "
-                  "tick's figure)"),
+                  "redrawn when RSS moves by a step it can show, else when time moved by a tenth of the span "
+                  "(at most every 30 s; the line above has every tick's figure)"),
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))

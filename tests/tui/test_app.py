@@ -241,3 +241,21 @@ def test_the_rss_chart_keeps_a_flat_process_flat():
     # a spike keeps its own range; a tiny process gets at least 1 MiB; never below zero
     assert _y_range([1 * MiB, 260 * MiB]) == (1 * MiB, 260 * MiB)
     assert _y_range([100 * 1024]) == (0.0, 1 * MiB)
+
+
+async def test_the_rss_chart_of_a_flat_process_keeps_up_with_time():
+    from memtop.tui.processes import RssChart
+
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        chart = app.query_one(RssChart)
+        drawn = []  # the last time on the drawn axis, at each tick
+        for _ in range(60):
+            await feed(app, pilot)
+            drawn.append(chart._drawn_at)
+        # THEN a flat process's chart is redrawn whenever time has moved by a tenth of its span,
+        # and at most every 30 s: at 2 s a tick, every tick at first, then less and less often
+        times = app.snapshot.tick_times
+        lags = [t - d for t, d in zip(times[-60:], drawn)]
+        assert max(lags) < 30.0 and all(lag <= max(2.0, (t - times[0]) / 10) for t, lag in zip(times[-60:], lags))
+        assert len(set(drawn[:5])) == 5 and len(set(drawn[-20:])) < 10
