@@ -253,9 +253,9 @@ async def test_the_rss_chart_of_a_flat_process_keeps_up_with_time():
         for _ in range(60):
             await feed(app, pilot)
             drawn.append(chart._drawn_at)
-        # THEN a flat process's chart is redrawn whenever time has moved by a tenth of its span,
-        # and at most every 30 s: at 2 s a tick, every tick at first, then less and less often
+        # THEN a flat process's chart is redrawn when time has moved by a tenth of its span, but
+        # 10 s at least and 30 s at most: never far behind, never every tick
         times = app.snapshot.tick_times
         lags = [t - d for t, d in zip(times[-60:], drawn)]
-        assert max(lags) < 30.0 and all(lag <= max(2.0, (t - times[0]) / 10) for t, lag in zip(times[-60:], lags))
-        assert len(set(drawn[:5])) == 5 and len(set(drawn[-20:])) < 10
+        assert all(lag <= min(30.0, max(10.0, (t - times[0]) / 10)) for t, lag in zip(times[-60:], lags))
+        assert max(lags) >= 10.0 and len(set(drawn)) < 20  # 60 ticks: 13 redraws
