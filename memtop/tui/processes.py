@@ -307,7 +307,7 @@ class RssChart(CachedPlot):
         """``history``: the view's (Snapshot.history)."""
         # A plotext redraw costs 10-40 ms: redraw when the process changed or its RSS moved by
         # a step the chart can show (a braille dot: the drawn range / (4 x plot rows)), and
-        # otherwise when time has moved by a tenth of the span shown, but 10 s at least and 30 s
+        # otherwise when time has moved by a tenth of the span shown, but 20 s at least and 30 s
         # at most (5 minutes shown; every 10 s cost 0.12 % of a core), so that the time axis
         # keeps up. The exact figure of every tick is on the line above.
         pid = view.pid if view else None
@@ -318,7 +318,7 @@ class RssChart(CachedPlot):
         plotted = len(times) >= 2
         # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
         live = getattr(self.app, "replay", None) is None
-        keep_s = min(30.0, max(10.0, (now - times[0]) / 10)) if times else 30.0
+        keep_s = min(30.0, max(20.0, (now - times[0]) / 10)) if times else 30.0
         if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < keep_s:
             drawn_pid, drawn_rss, step, drawn_plotted = self._drawn_key
             if (pid, plotted) == (drawn_pid, drawn_plotted) and (
@@ -386,7 +386,7 @@ class ProcessesTab(TabView):
                                  "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s), against clock time; "
                   "redrawn when RSS moves by a step it can show, else when time moved by a tenth of the span "
-                  "(10 to 30 s; the line above has every tick's figure)"),
+                  "(20 to 30 s; the line above has every tick's figure)"),
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))
