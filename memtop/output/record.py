@@ -41,7 +41,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from memtop import __version__
-from memtop.collect.kernel import CHART_CACHES, KernelCollector, growth_per_min
+from memtop.collect.kernel import CHART_CACHES, KernelCollector
 from memtop.collect.sampler import HISTORY_LEN, SYSTEM_HISTORY_LEN, Sampler
 from memtop.model.kernel import (
     FileNr,
@@ -58,7 +58,7 @@ from memtop.model.kernel import (
 from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
 from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup, runs_of
 from memtop.model.snapshot import Snapshot, SystemSample
-from memtop.procfs import CLOCK_TICKS, PAGE_SIZE, PROC, NoSuchProcess, ProcfsError
+from memtop.procfs import CLOCK_TICKS, PAGE_SIZE, PROC, ProcfsError
 from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory, walk_memory_cgroups
 from memtop.procfs.pressure import pressure_unavailable_reason, read_system_pressure
 from memtop.procfs.system import memory_used
