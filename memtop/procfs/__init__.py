@@ -121,8 +121,9 @@ def raise_fd_limit(want: int = MAX_HELD_FILES + 1024) -> None:
     """Raise this process's soft RLIMIT_NOFILE toward the hard limit (at most ``want``).
 
     memtop keeps /proc/PID/stat (and as root /proc/PID/fd) open for every process (see
-    OpenFiles); the default soft limit of 1024 would hold only 512 of them. Raising the soft limit up to the hard one needs no
-    privilege (setrlimit(2)); memtop uses epoll, never select(2), so high fd numbers are safe.
+    OpenFiles); the default soft limit of 1024 would hold only 512 of them. Raising the soft
+    limit up to the hard one needs no privilege (setrlimit(2)); memtop uses epoll, never
+    select(2), so high fd numbers are safe.
     """
     import resource
 

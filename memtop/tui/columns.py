@@ -21,7 +21,7 @@ class Column:
     source: str
     align: str = "right"
     stale_with_rollup: bool = False  # dim when the smaps_rollup it comes from is old
-    with_history: bool = False  # text(view, history): the view's History (Snapshot.history)
+    with_history: bool = False  # text(view, history): the view's Snapshot.history
 
 
 def _r(attr: str) -> Callable[[ProcessView], Any]:

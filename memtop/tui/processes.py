@@ -130,8 +130,7 @@ class ProcessTable(CursorTable):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.rows: list[ProcessView] = []
-        self.all_views: tuple[ProcessView, ...] = ()
-        self.history = None  # a view's History: the snapshot's Snapshot.history (set_views)
+        self.snapshot: Snapshot | None = None  # the one shown: its views, and their histories' window
         self.sort_key = "rss"
         self.sort_reverse = True
         self.filter_text = ""
@@ -142,8 +141,12 @@ class ProcessTable(CursorTable):
         self._drawn_width = 0
 
     # --- data -----------------------------------------------------------------
-    def set_views(self, views: tuple[ProcessView, ...], history) -> None:
-        self.all_views, self.history = views, history
+    @property
+    def all_views(self) -> tuple[ProcessView, ...]:
+        return self.snapshot.processes if self.snapshot is not None else ()
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
         self._rebuild()
 
     def set_sort(self, key: str, reverse: bool) -> None:
@@ -176,7 +179,7 @@ class ProcessTable(CursorTable):
         view = self.rows[index]
         texts = []
         for col, w in self.layout(width):
-            text = col.text(view, self.history(view)) if col.with_history else col.text(view)
+            text = col.text(view, self.snapshot.history(view)) if col.with_history else col.text(view)
             if col.key == "command" and len(text) > w:
                 text = short_command(text)
             texts.append(text)
@@ -379,7 +382,6 @@ class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
     RECORDED = True  # replay: a recorded Snapshot is all this tab draws (memtop/tui/replay.py)
-    _snapshot: Snapshot | None = None  # the one shown: its window tells the views' histories
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
@@ -413,8 +415,7 @@ class ProcessesTab(TabView):
         self.query_one(RssChart).display = tall
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
-        self.table.set_views(snapshot.processes, snapshot.history)
+        self.table.set_snapshot(snapshot)
         self._show_totals()
         self._show_detail(self.table.selected_view)
 
@@ -454,7 +455,7 @@ class ProcessesTab(TabView):
 
     def _show_detail(self, view: ProcessView | None) -> None:
         line = self.query_one("#process-detail-line", Static)
-        snapshot = self._snapshot
+        snapshot = self.table.snapshot
         history = snapshot.history(view) if view is not None and snapshot is not None else None
         if view is None or history is None:
             text = " no process selected"
