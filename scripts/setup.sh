@@ -35,10 +35,13 @@ fi
 
 stamp=.venv/.memtop-setup
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    exit 0
+if ! [ -x .venv/bin/python ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    # The build backend's banners (editable install) are noise: shown only if pip fails.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >.venv/pip.log 2>&1 \
+        || { cat .venv/pip.log >&2; exit 1; }
+    echo "$want" > "$stamp"
 fi
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-echo "$want" > "$stamp"
+# A gdb that can call into processes on this CPU (trim, malloc_info): see scripts/gdb.sh.
+./scripts/gdb.sh

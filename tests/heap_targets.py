@@ -142,8 +142,16 @@ import re
 import subprocess
 import threading
 
-GDB_FAST = ["gdb", "--batch", "-nx", "-iex", "set debuginfod enabled off", "-iex", "set auto-load off",
+from memtop.heap.gdb import gdb_path
+
+_GDB_FAST_OPTIONS = ["--batch", "-nx", "-iex", "set debuginfod enabled off", "-iex", "set auto-load off",
             "-iex", "set debug-file-directory /nonexistent"]
+
+
+def gdb_fast() -> list[str]:
+    """gdb for the tests' own truth, fast and quiet: the gdb memtop itself runs (gdb_path: on an
+    AMX CPU Debian 12's gdb 13 would leave the targets with unrestored registers)."""
+    return [gdb_path(), *_GDB_FAST_OPTIONS]
 
 
 def gdb_malloc_info(child) -> list[dict]:
@@ -152,7 +160,7 @@ def gdb_malloc_info(child) -> list[dict]:
     chunks = []
     reader = threading.Thread(target=lambda: chunks.append(_read_until(child.proc.stderr, b"</malloc>")), daemon=True)
     reader.start()
-    out = subprocess.run(GDB_FAST + ["-p", str(child.pid), "-ex", "call (int)malloc_info(0, *(void**)&stderr)"],
+    out = subprocess.run(gdb_fast() + ["-p", str(child.pid), "-ex", "call (int)malloc_info(0, *(void**)&stderr)"],
                          capture_output=True, text=True, timeout=60)
     reader.join(30)
     assert chunks, f"no malloc_info output; gdb said: {out.stdout[-500:]} {out.stderr[-500:]}"
@@ -187,7 +195,7 @@ def gdb_trim(pid: int) -> tuple[int, int]:
     """(VmRSS before, VmRSS after) around malloc_trim(0) called by gdb, both read while gdb is
     attached so that the attach itself is not counted."""
     cmd = f"shell grep VmRSS /proc/{pid}/status"
-    out = subprocess.run(GDB_FAST + ["-p", str(pid), "-ex", "call (int)getpid()", "-ex", cmd,
+    out = subprocess.run(gdb_fast() + ["-p", str(pid), "-ex", "call (int)getpid()", "-ex", cmd,
                                      "-ex", "call (int)malloc_trim(0)", "-ex", cmd],
                          capture_output=True, text=True, timeout=60)
     values = [int(v) * 1024 for v in re.findall(r"VmRSS:\s+(\d+) kB", out.stdout)]

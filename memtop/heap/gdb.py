@@ -159,12 +159,79 @@ class SessionTimes:
 # --- read-only checks, before gdb is started -----------------------------------------
 
 
+# gdb before 14 saves and restores a fixed 2,688-byte XSAVE area; on a CPU with AMX the kernel's
+# is larger and PTRACE_SETREGSET refuses it ("Couldn't write extended state status: Bad
+# address", reproduced with gdb 13.1 on kernel 6.18): after a call the process runs on with its
+# vector registers not restored. gdb 14 sizes the area from CPUID (gdb/x86-linux-nat, "xsave
+# layout"). memtop refuses such a gdb on such a CPU rather than hurt the process.
+GDB_MIN_WITH_AMX = 14
+_gdb_checked: dict[tuple[str, int, int], str | None] = {}
+
+
 def gdb_path() -> str:
-    """The gdb executable, or GdbUnavailable with what to do."""
-    path = shutil.which("gdb")
+    """The gdb memtop runs, or GdbUnavailable with what to do.
+
+    ``$MEMTOP_GDB``; else the gdb beside memtop's Python (``make setup`` links the gdb it built
+    there when the system's cannot call into processes on this CPU); else gdb on PATH. Root runs
+    it: a gdb (or its directory) that another user can write is refused, and so is a gdb too old
+    for this CPU (see GDB_MIN_WITH_AMX).
+    """
+    import sys
+
+    env = os.environ.get("MEMTOP_GDB")
+    beside = Path(sys.executable).parent / "gdb"
+    path = env or (str(beside) if beside.exists() else shutil.which("gdb"))
     if path is None:
         raise GdbUnavailable("gdb is not installed (apt install gdb): memtop calls into a process through gdb")
-    return path
+    if env and not os.path.exists(env):
+        raise GdbUnavailable(f"gdb is not installed at {env} (MEMTOP_GDB)")
+    real = os.path.realpath(path)
+    try:
+        st, dir_st = os.stat(real), os.stat(os.path.dirname(real))
+    except OSError as e:
+        raise GdbUnavailable(f"gdb at {path}: {e.strerror}") from None
+    for what, s in ((real, st), (os.path.dirname(real), dir_st)):
+        if s.st_uid not in (0, os.geteuid()) or s.st_mode & 0o022:
+            raise GdbUnavailable(f"refusing to run {real}: {what} can be changed by another user "
+                                 f"(owner uid {s.st_uid}, mode {s.st_mode & 0o7777:o})")
+    key = (real, st.st_ino, int(st.st_mtime))
+    if key not in _gdb_checked:
+        _gdb_checked[key] = _gdb_problem(real)
+    problem = _gdb_checked[key]
+    if problem is not None:
+        raise GdbUnavailable(problem)
+    return real
+
+
+def gdb_version(path: str) -> tuple[int, int] | None:
+    """``gdb --version``'s (major, minor), or None when it does not say."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"^GNU gdb .*?(\d+)\.(\d+)", out, re.M)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return any(line.startswith("flags") and " amx_tile" in line for line in cpuinfo.splitlines())
+
+
+def _gdb_problem(path: str) -> str | None:
+    version = gdb_version(path)
+    if version is None:
+        return f"{path} does not answer --version like gdb"
+    if version[0] < GDB_MIN_WITH_AMX and cpu_has_amx():
+        return (f"gdb {version[0]}.{version[1]} cannot restore a process's registers after a call on this CPU "
+                f"(AMX: its XSAVE state is larger than gdb < {GDB_MIN_WITH_AMX} knows), so memtop will not call "
+                f"into processes with it; `make setup` builds gdb 16 for memtop, or set MEMTOP_GDB to gdb >= "
+                f"{GDB_MIN_WITH_AMX}")
+    return None
 
 
 def check_identity(identity: ProcessIdentity, root: Path = PROC) -> None:

@@ -220,7 +220,8 @@ def test_reused_pid_is_refused(children, gcc):
 
 def test_gdb_missing_gives_a_clear_message(children, gcc, state_home):
     child = children.start([target_binary(), "8"])
-    done = memtop_cli("trim", str(child.pid), "--yes", env_extra={"PATH": "/nonexistent"})
+    # No gdb on PATH, none where MEMTOP_GDB says (memtop would look beside its Python otherwise).
+    done = memtop_cli("trim", str(child.pid), "--yes", env_extra={"PATH": "/nonexistent", "MEMTOP_GDB": "/nonexistent/gdb"})
     assert done.returncode == 1
     assert "gdb is not installed" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,10 @@ def test_other_allocators_are_refused_with_the_reason(tmp_path, line, word):
     assert word in str(refusal.value) and "does not use glibc malloc" in str(refusal.value)
 
 
-def test_gdb_missing_is_explained(monkeypatch):
+def test_gdb_missing_is_explained(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("MEMTOP_GDB", raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # no gdb beside it either
     assert shutil.which("gdb") is None
     with pytest.raises(gdb.GdbUnavailable, match="gdb is not installed"):
         gdb.gdb_path()
