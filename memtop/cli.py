@@ -8,6 +8,7 @@ import sys
 
 from memtop import __version__
 from memtop.commands import COMMAND_MODULES, CliError, interval_seconds
+from memtop.text import PrintableStream, printable
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -55,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             from memtop.tui.app import run_app  # Textual is imported only for the TUI
 
             return run_app(args)
+        # Text outputs pass through printable: process names, paths and mount points are other
+        # users' and must never reach a terminal raw (memtop/text.py).
+        sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
         return commands[args.command].run(args)
     except CliError as e:
-        print(f"memtop: {e}", file=sys.stderr)
+        print(f"memtop: {printable(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

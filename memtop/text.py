@@ -95,3 +95,34 @@ def json_safe(value):
 def json_key(text: str) -> str:
     value = json_value(text)
     return value if isinstance(value, str) else printable(text)
+
+
+def json_dumps(value, **kw) -> str:
+    """``json.dumps`` of ``value`` made exact and valid first (:func:`json_safe`)."""
+    import json
+
+    return json.dumps(json_safe(value), **kw)
+
+
+class PrintableStream:
+    """A text stream that passes every line written through :func:`printable` (the line breaks
+    themselves are kept). ``memtop``'s subcommands write through it (memtop/cli.py), so that no
+    raw control byte can reach a terminal from any text output, whatever a command forgets;
+    renderers also escape each system string themselves, so that a newline in a name cannot
+    split a row."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if not text.isprintable():
+            text = "\n".join(printable(line) for line in text.split("\n"))
+        self._stream.write(text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)

@@ -6,12 +6,13 @@ know (a file it may not write: see memtop/procfs/cachestat.py) is ``?`` / null w
 
 from __future__ import annotations
 
-import json
+
 import os
 import stat as stat_mod
 import sys
 
 from memtop.commands import CliError
+from memtop.text import json_dumps, printable
 
 NAME = "cache"
 HELP = "page cache residency of files (cached, dirty, recently evicted), like fincore"
@@ -93,9 +94,9 @@ def render_text(stats) -> str:
     lines = [f"{'CACHED':>10} {'%':>4} {'DIRTY':>10} {'RECENT-EVICT':>12} {'SIZE':>10}  PATH"]
     for s in stats:
         line = (f"{fmt_bytes(s.cached_bytes):>10} {fmt_percent(s.cached_fraction):>4} {fmt_bytes(s.dirty_bytes):>10} "
-                f"{fmt_bytes(s.recently_evicted_bytes):>12} {fmt_bytes(s.size_bytes):>10}  {s.path}")
+                f"{fmt_bytes(s.recently_evicted_bytes):>12} {fmt_bytes(s.size_bytes):>10}  {printable(s.path)}")
         if s.cached_bytes is None:
-            line += f"  (? {s.reason})"
+            line += f"  (? {printable(s.reason)})"
         lines.append(line)
     known = [s for s in stats if s.cached_bytes is not None]
     if len(stats) > 1:
@@ -119,10 +120,10 @@ def run(args) -> int:
     stats, notes, failed = collect(args.paths, recursive=args.recursive, limit=args.limit, sort=args.sort)
     if args.json:
         # One write: json.dump would call write() once per token (~30 per file).
-        sys.stdout.write(json.dumps({"files": [file_json(s) for s in stats]}, indent=1) + "\n")
+        sys.stdout.write(json_dumps({"files": [file_json(s) for s in stats]}, indent=1) + "\n")
     else:
         sys.stdout.write(render_text(stats))
     sys.stdout.flush()
     for note in notes:
-        print(f"memtop: {note}", file=sys.stderr)
+        print(f"memtop: {printable(note)}", file=sys.stderr)
     return 1 if failed else 0

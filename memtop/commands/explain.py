@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from memtop.commands import CliError, pid_arg
 from memtop.format import fmt_bytes, fmt_duration
 from memtop.model.heap import LayerReport
+from memtop.text import json_dumps, printable
 
 NAME = "explain"
 HELP = "why is this process's memory where it is: kernel, allocator and runtime layers, in plain words"
@@ -36,8 +36,7 @@ def run(args) -> int:
         raise CliError(f"process {args.pid} exited while being read")
     arenas = explain_arenas(args.pid, root, report.heap)  # the Arenas issue: cap, env, saving, census
     if args.json:
-        json.dump(add_to_explain_json(report_json(report), arenas), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_dumps(add_to_explain_json(report_json(report), arenas), indent=1) + "\n")
     else:
         sys.stdout.write(render_text(report, arenas))
     return 0
@@ -52,23 +51,23 @@ def render_text(report: LayerReport, arenas=None) -> str:
 
     heap = report.heap
     ident = report.identity
-    command = " ".join(report.cmdline.split()) or f"[{report.comm}]"
-    lines = [f"PID {ident.pid if ident else '?'}  {command}"[:120], ""]
+    command = printable(" ".join(report.cmdline.split()) or f"[{report.comm}]", 110)
+    lines = [f"PID {ident.pid if ident else '?'}  {command}", ""]
     lines.append("Kernel (/proc/PID/status, smaps_rollup)")
     if report.kernel_reason:
-        lines.append(f"  ? {report.kernel_reason}")
+        lines.append(f"  ? {printable(report.kernel_reason)}")
     lines.append(_row("RSS", report.rss_bytes, f"PSS {fmt_bytes(report.pss_bytes)}, private dirty {fmt_bytes(report.private_dirty_bytes)}"))
     lines.append(_row("file-backed", report.file_bytes, indent=4))
     lines.append(_row("anonymous", report.anon_bytes, indent=4))
     unknown = split_unknown_reason(report)
     for layer in report.anon_split:
-        lines.append(_row(layer.label, layer.bytes, f"({layer.note})" if layer.note else "", indent=6))
+        lines.append(_row(printable(layer.label), layer.bytes, f"({printable(layer.note)})" if layer.note else "", indent=6))
         # The resident pages of that place, split (they add up to the row above).
         for part in report.heap_split:
             if part.parent == layer.key:
-                lines.append(_row(part.label, part.bytes, indent=8))
+                lines.append(_row(printable(part.label), part.bytes, indent=8))
         if layer.key == "brk" and unknown:
-            lines.append(_row("in use / free / top", None, f"({unknown})", indent=8))
+            lines.append(_row("in use / free / top", None, f"({printable(unknown)})", indent=8))
     lines.append(_row("shmem", report.shmem_bytes, indent=4))
     lines.append(_row("LazyFree (in RSS, reclaimable)", report.lazyfree_bytes))
     lines.append(_row("Swap (not in RSS)", report.swap_bytes))
@@ -101,26 +100,26 @@ def render_text(report: LayerReport, arenas=None) -> str:
                          f"{fmt_bytes(a.resident_bytes):>9} {fmt_bytes(a.trim_release_bytes):>9}")
     else:
         version = f" {heap.glibc_version}" if heap.glibc_version else ""
-        lines.append(f"Allocator: {heap.allocator_kind}{version}: {heap.status}: {heap.reason}")
+        lines.append(f"Allocator: {heap.allocator_kind}{version}: {heap.status}: {printable(heap.reason)}")
         last = heap.last_valid
         if last is not None:
             lines.append(f"  last valid walk ({fmt_duration(heap.last_valid_age_s)} ago): heap {fmt_bytes(last.system_bytes)}, "
                          f"in use {fmt_bytes(last.in_use_bytes)}, trim would release {fmt_bytes(last.trim_release_bytes)}")
     lines.append("")
     runtime = report.runtime
-    lines.append(f"Runtime: {runtime.kind if runtime else '?'}" + (f" ({runtime.evidence})" if runtime and runtime.kind != "none" else ""))
+    lines.append(f"Runtime: {runtime.kind if runtime else '?'}" + (f" ({printable(runtime.evidence)})" if runtime and runtime.kind != "none" else ""))
     lines.append("")
     if arenas is not None:
         from memtop.output.arenas import analysis_lines
 
         lines.append("Arenas (threads, cap, environment, MALLOC_ARENA_MAX=2 prediction, smaps census)")
-        lines.extend("  " + line for line in analysis_lines(arenas))
+        lines.extend("  " + printable(line) for line in analysis_lines(arenas))
         lines.append("")
     from memtop.output.arenas import merge_findings
 
     lines.append("Findings")
     for f in merge_findings(report.findings, arenas):
-        lines.append(f"  [{f.severity.value}] {f.text}")
+        lines.append(f"  [{f.severity.value}] {printable(f.text)}")
         if f.next_step:
-            lines.append(f"      next: {f.next_step}")
+            lines.append(f"      next: {printable(f.next_step)}")
     return "\n".join(lines) + "\n"

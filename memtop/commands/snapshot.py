@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from memtop.format import fmt_bytes, fmt_count
 from memtop.output.snapshot import build_snapshot
 from memtop.procfs import ProcfsError
 from memtop.procfs.system import buff_cache, memory_used
+from memtop.text import json_dumps, printable
 
 NAME = "snapshot"
 HELP = "one sample of the system and its processes, as text or JSON"
@@ -46,8 +46,7 @@ def run(args) -> int:
     if args.pid is not None and not doc["processes"]:
         raise CliError(f"process {args.pid} exited while being read")
     if args.json:
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_dumps(doc, indent=1) + "\n")
     else:
         sys.stdout.write(render_text(doc, top=args.top))
     return 0
@@ -57,7 +56,7 @@ def render_text(doc: dict, top: int = 25) -> str:
     system = doc["system"]
     mi = system["meminfo"]
     lines = [
-        f"{system['hostname']}  kernel {system['kernel']}  {doc['time']}",
+        f"{printable(system['hostname'])}  kernel {printable(system['kernel'])}  {doc['time']}",
         "memory  total {}  available {}  used {}  buff/cache {}  shmem {}  swap {}/{}".format(
             fmt_bytes(mi.get("MemTotal")),
             fmt_bytes(mi.get("MemAvailable")),
@@ -73,15 +72,15 @@ def render_text(doc: dict, top: int = 25) -> str:
     procs = sorted(doc["processes"], key=lambda p: p["rss_bytes"] or 0, reverse=True)[:top]
     for p in procs:
         lines.append(
-            f"{p['pid']:>7} {(p['user'] or '?')[:9]:<9} {fmt_bytes(p['rss_bytes']):>9} {fmt_bytes(p['pss_bytes']):>9} "
+            f"{p['pid']:>7} {printable(p['user'] or '?', 9):<9} {fmt_bytes(p['rss_bytes']):>9} {fmt_bytes(p['pss_bytes']):>9} "
             f"{fmt_bytes(p['uss_bytes']):>9} {fmt_bytes(p['anon_bytes']):>9} {fmt_bytes(p['swap_bytes']):>9} "
-            f"{fmt_count(p['threads']):>4} {fmt_count(p['fd_count']):>5}  {(p['cmdline'] or '[' + p['comm'] + ']')[:60]}"
+            f"{fmt_count(p['threads']):>4} {fmt_count(p['fd_count']):>5}  {printable(p['cmdline'] or '[' + p['comm'] + ']', 60)}"
         )
     unknown = [p for p in doc["processes"] if p["pss_bytes"] is None and not p["kernel_thread"] and p["state"] != "Z"]
     if unknown:
         lines.append("")
         lines.append(f"? = unknown: smaps_rollup unreadable for {len(unknown)} process(es), e.g. PID {unknown[0]['pid']}: "
-                     f"{unknown[0]['unknown_reasons'].get('smaps_rollup')}")
+                     f"{printable(unknown[0]['unknown_reasons'].get('smaps_rollup'))}")
     return "\n".join(lines) + "\n"
 
 

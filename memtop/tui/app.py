@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 from textual import events, on, work
@@ -18,7 +21,9 @@ from memtop.collect.sampler import DEFAULT_INTERVAL_S, Sampler
 from memtop.model.process import ProcessIdentity, ProcessView
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
+from memtop.text import printable
 from memtop.tui.arenas import ArenasTab
+from memtop.tui.driver import TerminalLost
 from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
 from memtop.tui.layers import LayersTab
@@ -66,6 +71,7 @@ class MemtopApp(App):
         Binding("1", "tab(0)", "Tabs", key_display="1-7"),
         *(Binding(str(i + 1), f"tab({i})", show=False) for i in range(1, len(TABS))),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),  # as in top and htop
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "sort", "Sort"),
@@ -102,6 +108,7 @@ class MemtopApp(App):
         self.freeze_gc_after_start = False  # run_app sets it (see _freeze_gc)
         self._sample = sample
         self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
+        self.lost_terminal: str | None = None  # why the app exited without its terminal
 
     def get_driver_class(self):
         # Textual's driver with an input thread that sleeps until a key (memtop/tui/driver.py).
@@ -124,6 +131,34 @@ class MemtopApp(App):
         self._check_size()
         if self._sample:
             self.run_sampler()
+        # Whatever the parent did with SIGHUP (nohup, `trap '' HUP`: an ignored SIGHUP is
+        # inherited), a hung-up terminal ends memtop; SIGTERM quits cleanly too.
+        loop = asyncio.get_running_loop()
+        for sig, reason in ((signal.SIGHUP, "SIGHUP: the terminal hung up"), (signal.SIGTERM, "SIGTERM")):
+            try:
+                loop.add_signal_handler(sig, lambda reason=reason: self.post_message(TerminalLost(reason)))
+            except (RuntimeError, ValueError):  # not the main thread (tests run apps elsewhere)
+                pass
+
+    @on(TerminalLost)
+    def _terminal_lost(self, message: TerminalLost) -> None:
+        """The terminal went away (memtop/tui/driver.py, SIGHUP, or the tick's check): exit, never
+        spin on a dead terminal as an orphan. Exit status 129, as a shell gives after SIGHUP."""
+        self.lost_terminal = message.reason
+        self._stopping = True
+        self._wake.set()
+        self.exit(return_code=129)
+        threading.Thread(target=self._exit_without_terminal, name="memtop-lost-terminal", daemon=True).start()
+
+    def _exit_without_terminal(self, grace_s: float = 5.0) -> None:
+        """A last resort when the terminal is gone: if the clean exit has not ended the process
+        in ``grace_s`` (Textual's shutdown writes to the dead terminal and may hang), end it.
+        Never while an action runs: gdb must not be cut off in the middle of a call into a
+        process (every action has its own timeout)."""
+        while any(w.is_running and (w.group or "").startswith("actions") for w in list(self.workers)):
+            time.sleep(0.2)
+        time.sleep(grace_s)
+        os._exit(129)
 
     def on_resize(self, event: events.Resize) -> None:
         # The event's size: self.size may still be the previous one here.
@@ -141,12 +176,24 @@ class MemtopApp(App):
     def run_sampler(self) -> None:
         """Sample on every tick and post the snapshot; the UI never waits for /proc."""
         worker = get_current_worker()
+        # A safety net under the driver's check (Textual's own driver, for other versions, spins
+        # on a dead terminal): once a tick, is the terminal memtop started on still one?
+        tty_fd = next((fd for fd in (0, 1) if os.isatty(fd)), None) if not self.is_headless else None
         while not worker.is_cancelled and not self._stopping:
+            if tty_fd is not None and not os.isatty(tty_fd):
+                self.post_message(TerminalLost("the terminal is gone (no longer a tty)"))
+                return
             if not self.paused:
                 snapshot = self.sampler.sample()
                 self.post_message(SnapshotReady(snapshot))
             self._wake.wait(self.interval)
             self._wake.clear()
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every notification is plain text, and names, paths and errors in it are other users':
+        never markup, and nothing in it may act on the terminal (widgets' notify comes here too)."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

@@ -27,6 +27,7 @@ from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
 from memtop.output.arenas import bucket_histogram, census_lines, utilization
+from memtop.text import printable
 from memtop.tui.tab import TabView
 
 REFRESH_S = 10.0  # the shortest interval between automatic walks while the tab is visible
@@ -88,12 +89,12 @@ class ConfirmMallocInfo(ModalScreen[bool]):
         self.process_name = name
 
     def compose(self) -> ComposeResult:
-        yield Static(
-            f"Fetch malloc_info from PID {self.pid} ({self.process_name[:40]})?\n\n"
+        yield Static(Text(
+            f"Fetch malloc_info from PID {self.pid} ({printable(self.process_name, 40)})?\n\n"
             "memtop attaches gdb, which stops the process for a fraction of a second, and calls "
             "open_memstream, malloc_info, fclose and free in it: a few KiB are allocated and freed "
             "in one arena. Nothing is written to its stdout, stderr or files.\n\n"
-            "y: fetch    n / Esc: cancel")
+            "y: fetch    n / Esc: cancel"))
 
 
 def _histogram_text(arena, mi_arena, styles) -> Text:
@@ -377,7 +378,7 @@ class ArenasTab(TabView):
         a = self.analysis
         text = Text()
         name = a.comm if a is not None and a.comm else ""
-        text.append(f"PID {self.identity.pid} {name}", styles["title"])
+        text.append(f"PID {self.identity.pid} {printable(name)}", styles["title"])
         threads = a.threads if a is not None else None
         snapshot = snapshot or getattr(self.app, "snapshot", None)
         view = snapshot.by_pid(self.identity.pid) if snapshot is not None else None
@@ -391,17 +392,17 @@ class ArenasTab(TabView):
             text.append(f"  {fmt_count(threads)} threads, arenas ?  ")
         if a is not None:
             cap = a.cap
-            text.append(f"cap {cap.limit if cap.limit else '?'} ({cap.basis})")
+            text.append(f"cap {cap.limit if cap.limit else '?'} ({printable(cap.basis)})")
             env = a.env
             text.append("\n")
             if env.readable:
-                text.append(f"MALLOC_ARENA_MAX {env.get('MALLOC_ARENA_MAX') or 'unset'}  "
-                            f"GLIBC_TUNABLES {env.glibc_tunables or 'unset'}")
+                text.append(f"MALLOC_ARENA_MAX {printable(env.get('MALLOC_ARENA_MAX') or 'unset', 40)}  "
+                            f"GLIBC_TUNABLES {printable(env.glibc_tunables or 'unset', 80)}")
                 others = [f"{k}={v}" for k, v in env.malloc_vars if k != "MALLOC_ARENA_MAX"]
                 if others:
-                    text.append("  " + " ".join(others))
+                    text.append("  " + printable(" ".join(others), 200))
             else:
-                text.append(f"environment ? ({env.reason})", styles["dim"])
+                text.append(f"environment ? ({printable(env.reason)})", styles["dim"])
         if self.loading:
             text.append("\nwalking the heap…", styles["dim"])
         elif self.walked_at is not None and self.walk_seconds is not None:
@@ -488,7 +489,7 @@ class ArenasTab(TabView):
         styles = self._styles()
         text = Text()
         if self.error is not None:
-            text.append(f"{self.error}\n", styles["warning"])
+            text.append(f"{printable(self.error)}\n", styles["warning"])
         a = self.analysis
         if a is None:
             if self.identity is not None and self.error is None:
@@ -497,15 +498,15 @@ class ArenasTab(TabView):
             return
         heap = a.heap
         if heap is None or not heap.valid:
-            text.append(f"heap walk: {a.heap_reason or 'not available'}\n", styles["warning"])
+            text.append(f"heap walk: {printable(a.heap_reason or 'not available')}\n", styles["warning"])
             if heap is not None and heap.last_valid is not None:
                 text.append("(the last valid walk is on the Layers tab)\n", styles["dim"])
         for finding in a.findings:
             style = styles["warning"] if finding.severity != Severity.INFO else None
-            text.append(finding.text + "\n", style or "")
+            text.append(printable(finding.text) + "\n", style or "")
         if a.setting_line:
             text.append("Set: ", styles["title"])
-            text.append(a.setting_line + "\n", styles["line"])
+            text.append(printable(a.setting_line) + "\n", styles["line"])
         if a.tuning is not None:
             t = a.tuning
             text.append("\ntuning ", styles["title"])
@@ -514,15 +515,15 @@ class ArenasTab(TabView):
                         f" trim_threshold {fmt_bytes(t.trim_threshold)}, top_pad {fmt_bytes(t.top_pad)},"
                         f" mmapped chunks {fmt_count(t.n_mmaps)}\n")
             for note in t.notes:
-                text.append(f"  {note}\n", styles["dim"])
+                text.append(f"  {printable(note)}\n", styles["dim"])
         text.append("\nsmaps census ", styles["title"])
         if a.census is not None:
             text.append("(without the walk: any process whose smaps is readable)\n", styles["dim"])
             for line in census_lines(a.census):
-                text.append(f"  {line}\n")
-            text.append("  cannot tell: " + "; ".join(a.census.cannot_tell) + "\n", styles["dim"])
+                text.append(f"  {printable(line)}\n")
+            text.append("  cannot tell: " + printable("; ".join(a.census.cannot_tell)) + "\n", styles["dim"])
         else:
-            text.append(f"unknown: {a.census_reason}\n", styles["dim"])
+            text.append(f"unknown: {printable(a.census_reason)}\n", styles["dim"])
         notes.update(text)
 
 

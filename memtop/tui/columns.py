@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from memtop.format import fmt_bytes, fmt_count, fmt_rate, sparkline
 from memtop.model.process import ProcessView
+from memtop.text import printable
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ _change = lambda v: v.rss_change_per_min  # noqa: E731
 
 COLUMNS: tuple[Column, ...] = (
     Column("pid", "PID", 7, 0, lambda v: v.pid, lambda v: str(v.pid), "/proc (directory name)"),
-    Column("user", "USER", 8, 3, lambda v: v.sample.user or "", lambda v: (v.sample.user or "?")[:8],
+    Column("user", "USER", 8, 3, lambda v: v.sample.user or "", lambda v: printable(v.sample.user or "?", 8),
            "/proc/PID/status Uid, named by the password database", align="left"),
     Column("rss", "RSS", 9, 0, lambda v: v.sample.rss_bytes, _bytes(lambda v: v.sample.rss_bytes), "/proc/PID/status VmRSS"),
     Column("pss", "PSS", 9, 1, _r("pss"), _bytes(_r("pss")),
@@ -65,7 +66,7 @@ COLUMNS: tuple[Column, ...] = (
            "VmRSS now minus VmRSS up to 60 s ago, per minute (needs 10 s of history)"),
     Column("trend", "TREND", 10, 8, _change, lambda v, history: sparkline(history.column(1, last=10), 10),
            "the last 10 VmRSS readings, scaled between their own min and max", align="left", with_history=True),
-    Column("command", "COMMAND", 0, 0, lambda v: v.sample.name.lower(), lambda v: v.sample.name,
+    Column("command", "COMMAND", 0, 0, lambda v: v.sample.name.lower(), lambda v: printable(v.sample.name),
            "/proc/PID/cmdline ([comm] from /proc/PID/stat for kernel threads)", align="left"),
 )
 

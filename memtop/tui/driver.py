@@ -22,6 +22,7 @@ from codecs import getincrementaldecoder
 
 import textual
 from textual import constants
+from textual.message import Message
 
 KNOWN_TEXTUAL = ("8.2.",)
 
@@ -41,6 +42,15 @@ class _WakingEvent(threading.Event):
             pass  # the pipe is full (a wake is pending anyway) or closed (the driver is gone)
 
 
+class TerminalLost(Message):
+    """The terminal went away (hangup, EOF or EIO on it): the app exits. Posted from any thread
+    (post_message is thread-safe and does not wait, so it cannot deadlock a stopping app)."""
+
+    def __init__(self, reason: str):
+        super().__init__()
+        self.reason = reason
+
+
 def driver_class():
     """The quiet driver, or None where Textual's own must be used (another version of Textual,
     a driver chosen with TEXTUAL_DRIVER, not Linux)."""
@@ -58,6 +68,20 @@ def driver_class():
             super().__init__(*args, **kw)
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self.exit_event = _WakingEvent(self._wake_w)
+
+        def _sigtstp_application(self, *args) -> None:
+            self._stopped_by_us = True
+            super()._sigtstp_application(*args)
+
+        def _sigcont_application(self, *args) -> None:
+            # Textual restarts the terminal on any SIGCONT, from a signal handler that runs in the
+            # middle of whatever the main thread does. A hung-up terminal sends SIGHUP and
+            # SIGCONT (tty_signal_session_leader): the restart then met the shutdown inside the
+            # writer thread's queue and memtop hung as an orphan (seen: 1 run in 2). Only a
+            # SIGCONT that ends our own Ctrl-Z restarts the terminal.
+            if getattr(self, "_stopped_by_us", False):
+                self._stopped_by_us = False
+                super()._sigcont_application(*args)
 
         def close(self) -> None:
             super().close()
@@ -89,18 +113,25 @@ def driver_class():
             decode = getincrementaldecoder("utf-8")().decode
             read = os.read
 
-            def process_selector_events(selector_events, final: bool = False) -> None:
+            def process_selector_events(selector_events, final: bool = False) -> bool:
+                """False when the terminal is gone: EOF or EIO (a hung-up tty reads as either)."""
                 selector_events = [(key, mask) for key, mask in selector_events if key.fd == fileno]
                 for last, (_selector_key, mask) in loop_last(selector_events):
                     if mask & EVENT_READ:
-                        unicode_data = decode(read(fileno, 1024 * 4), final=final and last)
-                        if not unicode_data:
-                            # This can occur if the stdin is piped
-                            break
+                        try:
+                            data = read(fileno, 1024 * 4)
+                        except OSError:  # EIO after a hangup, EBADF
+                            return False
+                        if not data:
+                            # Textual's loop breaks here and selects again: on a dead terminal
+                            # that spins forever (13-58 % of a core seen, orphaned).
+                            return False
+                        unicode_data = decode(data, final=final and last)
                         for event in feed(unicode_data):
                             self.process_message(event)
                 for event in tick():
                     self.process_message(event)
+                return True
 
             def timeout() -> float | None:
                 # Block, unless the parser waits for the rest of an escape sequence.
@@ -108,7 +139,9 @@ def driver_class():
 
             try:
                 while not self.exit_event.is_set():
-                    process_selector_events(selector.select(timeout()))
+                    if not process_selector_events(selector.select(timeout())):
+                        self._app.post_message(TerminalLost("the terminal is gone (end of input)"))
+                        break
                 selector.unregister(self.fileno)
                 self._drain_wake()
                 for event in tick():

@@ -7,6 +7,7 @@ from textual.widget import Widget
 
 from memtop.format import fmt_bytes, fmt_duration
 from memtop.model.snapshot import Snapshot
+from memtop.text import printable
 from memtop.procfs.system import memory_used
 
 
@@ -55,8 +56,8 @@ class MemoryHeader(Widget):
         sysm = s.system
         mi = sysm.meminfo
         line1 = Text()
-        line1.append(f" memtop  {sysm.hostname}", style=style("header--title"))
-        line1.append(f"  kernel {sysm.kernel}  up {fmt_duration(sysm.uptime_s)}  {len(s.processes)} processes")
+        line1.append(f" memtop  {printable(sysm.hostname, 64)}", style=style("header--title"))
+        line1.append(f"  kernel {printable(sysm.kernel, 64)}  up {fmt_duration(sysm.uptime_s)}  {len(s.processes)} processes")
         if self._state:
             line1.append(f"  {self._state}")
         if self._alert:

@@ -40,6 +40,7 @@ from memtop.model.kernel import (
 )
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
+from memtop.text import printable
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import CursorTable
 
@@ -62,7 +63,7 @@ def _reclaim_text(row: SlabRow) -> str:
 
 
 SLAB_COLUMNS: tuple[SlabColumn, ...] = (
-    SlabColumn("name", "CACHE", 0, lambda r: r.cache.name.lower(), lambda r: r.cache.name,
+    SlabColumn("name", "CACHE", 0, lambda r: r.cache.name.lower(), lambda r: printable(r.cache.name),
                "/proc/slabinfo name", align="left"),
     SlabColumn("active", "ACTIVE", 8, lambda r: r.cache.active_objs, lambda r: fmt_count(r.cache.active_objs),
                "/proc/slabinfo <active_objs>: objects in use"),
@@ -228,7 +229,7 @@ class SlabChart(PlotextPlot):
             now = times[-1]
             for name, values in view.slab_history.items():
                 points = [(t - now, v / 2**20) for t, v in zip(times, values) if v is not None]
-                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=name[:16])
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=printable(name, 16))
             plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
             plt.xfrequency(3)
             plt.yfrequency(3)
@@ -262,10 +263,14 @@ def categories_text(view: KernelView, width: int = 200) -> Text:
     return pack(items, width)
 
 
-def slab_title(view: KernelView) -> str:
+def slab_title(view: KernelView) -> Text:
+    return Text(_slab_title(view))  # Text, not str: no markup
+
+
+def _slab_title(view: KernelView) -> str:
     slab = view.meminfo.get("Slab")
     if view.slabs is None:
-        return f"{view.slab_reason}\nmeminfo Slab {fmt_bytes(slab)} = SReclaimable + SUnreclaim (above)"
+        return f"{printable(view.slab_reason)}\nmeminfo Slab {fmt_bytes(slab)} = SReclaimable + SUnreclaim (above)"
     total = sum(r.cache.total_bytes for r in view.slabs)
     known = all(r.reclaimable is not None for r in view.slabs)
     reclaim = sum(r.cache.total_bytes for r in view.slabs if r.reclaimable)
@@ -290,28 +295,28 @@ def sockets_table(view: KernelView, width: int = 200) -> Table:
     return table
 
 
-def namespace_cells(ns: NetNamespace) -> list[str]:
+def namespace_cells(ns: NetNamespace) -> list:
     name = f"{'*' if ns.own else ''}{ns.inode if ns.inode is not None else '?'}"
     procs = str(len(ns.pids)) if ns.pids else "?"
     s = ns.sockstat
     if s is None:
-        return [name, procs, "?", (ns.reason or "?")[:40], "", "", "", "", "", ns.example]
+        return [name, procs, "?", Text(printable(ns.reason or "?", 40)), "", "", "", "", "", Text(printable(ns.example))]
     tcp, udp, tcp6, udp6 = (s.protocol(p) for p in ("TCP", "UDP", "TCP6", "UDP6"))
     def count(p, key):
         return fmt_count(p.get(key)) if p is not None else "?"
     tcp_counts = "/".join(count(tcp, k) for k in ("inuse", "orphan", "tw", "alloc"))
     return [name, procs, fmt_count(s.sockets_used), tcp_counts, fmt_bytes(tcp.mem_bytes if tcp else None),
             count(udp, "inuse"), fmt_bytes(udp.mem_bytes if udp else None), count(tcp6, "inuse"), count(udp6, "inuse"),
-            ns.example]
+            Text(printable(ns.example))]
 
 
 def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapshot | None, width: int = 200) -> Text:
     nr = view.file_nr
     items = [(f"file handles {fmt_count(nr.allocated)} of {fmt_count(nr.maximum)}" if nr is not None
-              else f"file handles ? ({view.file_nr_reason})", ""),
+              else f"file handles ? ({printable(view.file_nr_reason)})", ""),
              (f"fd growth/min over {FD_WINDOW_S:.0f} s:" + ("" if view.growers else " none"), "")]
     for g in view.growers[:5]:
-        items.append((f"{g.view.pid} {g.view.sample.comm[:12]} {g.growth.per_min:+.0f}", "bold" if g.finding else ""))
+        items.append((f"{g.view.pid} {printable(g.view.sample.comm, 12)} {g.growth.per_min:+.0f}", "bold" if g.finding else ""))
     text = Text()
     first = pack(items, width)
     text.append_text(first.split("\n")[0] if "\n" in first.plain else first)
@@ -319,7 +324,7 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
     leaks = [g for g in view.growers if g.finding is not None]
     if leaks:
         g = leaks[0]
-        text.append(f"LEAK? PID {g.view.pid} {g.view.sample.comm[:16]}: fds {g.growth.first} → {g.growth.last} in "
+        text.append(f"LEAK? PID {g.view.pid} {printable(g.view.sample.comm, 16)}: fds {g.growth.first} → {g.growth.last} in "
                     f"{g.growth.span_s:.0f} s ({g.growth.per_min:+.0f}/min, steady: R² {g.growth.r2:.2f})", style="bold")
         if len(leaks) > 1:
             text.append(f"  (+{len(leaks) - 1} more)")
@@ -331,12 +336,12 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
     elif view.target_pid != target.pid:
         text.append(f"PID {target.pid}: reading its fd table at the next refresh", style="dim")
     elif view.fd_breakdown is None:
-        text.append(f"PID {target.pid} fds: ? ({view.fd_breakdown_reason})")
+        text.append(f"PID {target.pid} fds: ? ({printable(view.fd_breakdown_reason)})")
     else:
         b = view.fd_breakdown
         current = snapshot.by_pid(b.pid) if snapshot else None
         comm = current.sample.comm if current else "?"
-        text.append(f"PID {b.pid} {comm[:16]}: {b.total} fds = sockets {b.sockets}  pipes {b.pipes}  files {b.files}"
+        text.append(f"PID {b.pid} {printable(comm, 16)}: {b.total} fds = sockets {b.sockets}  pipes {b.pipes}  files {b.files}"
                     f"  anon {b.anon_inodes}  other {b.other}")
         if b.anon_kinds:
             text.append(" (" + ", ".join(f"{k} {n}" for k, n in list(b.anon_kinds.items())[:3]) + ")")

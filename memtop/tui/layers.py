@@ -30,6 +30,7 @@ from memtop.heap.layers import split_unknown_reason
 from memtop.model.heap import LayerReport
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
+from memtop.text import printable
 from memtop.tui.tab import TabView
 
 REFRESH_S = 5.0  # a new walk this long after the last one finished, while visible
@@ -138,7 +139,7 @@ def layer_table(report: LayerReport) -> Table:
     def row(label: str, value: int | None, source: str, indent: int = 0, of_rss: bool = True):
         share = fmt_percent(value / rss) if of_rss and value is not None and rss else ""
         # Text, not str: a str cell is parsed as Rich markup and "[heap]" would vanish.
-        table.add_row(Text(" " * indent + label), Text(fmt_bytes(value)), Text(share), Text(source))
+        table.add_row(Text(" " * indent + printable(label)), Text(fmt_bytes(value)), Text(share), Text(printable(source)))
 
     row("RSS", rss, "status VmRSS", of_rss=False)
     row("file-backed", report.file_bytes, "status RssFile", 2)
@@ -180,7 +181,7 @@ def heap_lines(report: LayerReport) -> Text:
                         + " cannot go back by shrinking brk\n")
     else:
         text.append(f"allocator: {heap.allocator_kind}{' ' + heap.glibc_version if heap.glibc_version else ''}: "
-                    f"{heap.status}: {heap.reason}\n")
+                    f"{heap.status}: {printable(heap.reason)}\n")
         last = heap.last_valid
         if last is not None:
             text.append(f"last valid walk ({fmt_duration(heap.last_valid_age_s)} ago): malloc_trim(0) would have released "
@@ -198,9 +199,9 @@ class FindingsView(Static):
         text = Text()
         for finding in report.findings if report else ():
             text.append(f"[{finding.severity.value}] ", self.get_component_rich_style(f"findings--{finding.severity.value}"))
-            text.append(finding.text + "\n")
+            text.append(printable(finding.text) + "\n")
             if finding.next_step:
-                text.append(f"    next: {finding.next_step}\n", self.get_component_rich_style("findings--next"))
+                text.append(f"    next: {printable(finding.next_step)}\n", self.get_component_rich_style("findings--next"))
         text.rstrip()
         self.update(text)
 
@@ -343,7 +344,7 @@ class LayersTab(TabView):
             self._finished_at = time.monotonic()
             self.query_one("#layers-progress").display = False
             if event.state.name == "ERROR":
-                self.query_one("#layers-title", Static).update(f"the heap walk failed: {event.worker.error!r}")
+                self.query_one("#layers-title", Static).update(Text(f"the heap walk failed: {printable(repr(event.worker.error))}"))
 
     # --- drawing ----------------------------------------------------------------------
     def _show_empty(self) -> None:
@@ -360,9 +361,9 @@ class LayersTab(TabView):
     def _show(self, report: LayerReport) -> None:
         heap = report.heap
         state = "heap valid" if heap is not None and heap.valid else f"heap {heap.status if heap else '?'}"
-        command = " ".join(report.cmdline.split()) or f"[{report.comm}]"
+        command = printable(" ".join(report.cmdline.split()) or f"[{report.comm}]", 48)
         self.query_one("#layers-title", Static).update(
-            Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command[:48],
+            Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,
                           f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
         kernel_thread = heap is not None and heap.status == "kernel-thread"
         self.query_one(LayerBar).show(bar_values(report), "RSS 0 B: a kernel thread has no user address space"

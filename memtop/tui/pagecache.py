@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.segment import Segment
+from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -44,6 +45,7 @@ from memtop.model.snapshot import Snapshot
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
 from memtop.procfs.cachestat import file_cache_stat
 from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
+from memtop.text import printable
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import CachedPlot, CursorTable
 
@@ -96,7 +98,7 @@ FILE_COLUMNS: tuple[FileColumn, ...] = (
                "cachestat(2) nr_recently_evicted: pages evicted recently enough to count as a refault if read again"),
     FileColumn("procs", "PROCS", 5, 5, lambda f: len(f.pids), _holders,
                "processes mapping (/proc/PID/maps) or holding (/proc/PID/fd) the file"),
-    FileColumn("path", "PATH", 0, 0, lambda f: f.path, lambda f: f.path, "/proc/PID/maps, /proc/PID/fd links, or the scan",
+    FileColumn("path", "PATH", 0, 0, lambda f: f.path, lambda f: printable(f.path), "/proc/PID/maps, /proc/PID/fd links, or the scan",
                align="left"),
 )
 FILE_COLUMNS_BY_KEY = {c.key: c for c in FILE_COLUMNS}
@@ -482,10 +484,12 @@ class PageCacheTab(TabView):
         self._show_source()
 
     def _show_source(self) -> None:
-        parts = []
+        line = Text()
         for s in SOURCES:
             title = SOURCE_TITLES[s]
-            parts.append(f"[b reverse] {title} [/]" if s == self.source else f" {title} ")
+            if line:
+                line.append(" ")
+            line.append(f" {title} ", "bold reverse" if s == self.source else "")
         _, files, note = self._files.get(self.source, (None, (), ""))
         if self.source == SOURCE_TREE:
             note = self._tree_note()
@@ -494,7 +498,10 @@ class PageCacheTab(TabView):
         cached = sum(f.stat.cached_bytes or 0 for f in files)
         unknown = sum(1 for f in files if f.stat.cached_bytes is None)
         total = f"   {len(files)} files, {fmt_bytes(cached)} cached" + (f", {unknown} unknown (?)" if unknown else "")
-        self.query_one("#pc-source", Static).update(" ".join(parts) + "  [dim](o switches)[/]\n " + note + total)
+        line.append("(o switches)", "dim")
+        # Text, not markup: the note may hold a directory name or a reason with a path.
+        line.append("\n " + printable(note) + total)
+        self.query_one("#pc-source", Static).update(line)
 
     # --- the tree scan ------------------------------------------------------------------------
     def _tree_note(self) -> str:
@@ -602,16 +609,16 @@ class PageCacheTab(TabView):
             return
         s = f.stat
         if s.cached_bytes is None:
-            figures = f"? unknown: {s.reason}"
+            figures = f"? unknown: {printable(s.reason)}"
         else:
             figures = (f"cached {fmt_bytes(s.cached_bytes)} of {fmt_bytes(s.size_bytes)} ({fmt_percent(s.cached_fraction)})"
                        f"  dirty {fmt_bytes(s.dirty_bytes)}  writeback {fmt_bytes(s.writeback_bytes)}"
                        f"  evicted {fmt_bytes(s.evicted_bytes)}  recently evicted {fmt_bytes(s.recently_evicted_bytes)}"
                        f"  [{s.method}]")
             if s.reason:
-                figures += f"  ({s.reason})"
+                figures += f"  ({printable(s.reason)})"
         holders = self._holder_names(f.pids)
-        detail.update(f" {s.path}\n {figures}" + (f"\n held by {holders}" if holders else ""))
+        detail.update(Text(f" {printable(s.path)}\n {figures}" + (f"\n held by {holders}" if holders else "")))
 
     def _holder_names(self, pids: tuple[int, ...]) -> str:
         if not pids:
@@ -620,7 +627,7 @@ class PageCacheTab(TabView):
         names = []
         for pid in pids[:6]:
             view = snapshot.by_pid(pid) if snapshot is not None else None
-            names.append(f"{pid} {view.sample.comm}" if view is not None else str(pid))
+            names.append(f"{pid} {printable(view.sample.comm)}" if view is not None else str(pid))
         more = f" and {len(pids) - 6} more" if len(pids) > 6 else ""
         return ", ".join(names) + more
 
@@ -628,7 +635,7 @@ class PageCacheTab(TabView):
         history = tuple(self.vmstat.history)
         finding_box = self.query_one("#pc-finding", Static)
         if self.vmstat_error:
-            finding_box.update(f" vmstat unknown: {self.vmstat_error}")
+            finding_box.update(Text(f" vmstat unknown: {printable(self.vmstat_error)}"))
             return
         last = history[-1] if history else None
         rates = "waiting for a second read of /proc/vmstat" if last is None else (
@@ -640,7 +647,7 @@ class PageCacheTab(TabView):
         finding = thrashing_finding(self.vmstat.window(), files, PAGE_SIZE) if history else None
         finding_box.set_class(finding is not None, "-thrashing")
         if finding is not None:
-            text = f" {finding.text}\n {finding.next_step}"
+            text = f" {printable(finding.text)}\n {printable(finding.next_step)}"
         else:
             text = f" {rates}\n no thrashing: {self._why_not_thrashing()}"
         if not self.query_one("#pc-charts").display and len(history) >= 2:
@@ -649,7 +656,7 @@ class PageCacheTab(TabView):
             state = (f"THRASHING: {self._thrash_summary()} (taller terminal: details)" if finding
                      else f"no thrashing: {self._thrash_summary()}")
             text = f" {rates}\n refaults {sparkline(series, 16)} {state}"
-        finding_box.update(text)
+        finding_box.update(Text(text))
         for chart in self.query(RateChart):
             chart.show(history)
 

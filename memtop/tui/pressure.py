@@ -46,6 +46,7 @@ from memtop.model.pressure import (
 from memtop.model.process import ProcessIdentity
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import NoSuchProcess, ProcfsError
+from memtop.text import printable
 from memtop.procfs.cgroup import (
     MemoryHierarchy,
     locate_memory_hierarchy,
@@ -135,7 +136,7 @@ class PressureBanner(Static):
         self._timer = None
 
     def show_alert(self, line: str) -> None:
-        self.update(Text(f" ⚠ {line} (7)"))  # Text: a command line may hold [markup]
+        self.update(Text(f" ⚠ {printable(line)} (7)"))  # Text: a command line may hold [markup]
         self.add_class("-alert")
         if self._timer is not None:
             self._timer.stop()
@@ -213,7 +214,7 @@ class CgroupTree(Static):
                 row_style += style("cgroup-tree--event")
             elif cg.usage_fraction is not None and cg.usage_fraction >= NEAR_LIMIT_FRACTION:
                 row_style += style("cgroup-tree--near")
-            cells = ["  " * cg.depth + cg.name, fmt_bytes(cg.current),
+            cells = [Text("  " * cg.depth + printable(cg.name)), fmt_bytes(cg.current),
                      "max" if cg.max is None and "max" not in cg.unknown else fmt_bytes(cg.max)]
             if show_use:
                 cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
@@ -222,7 +223,7 @@ class CgroupTree(Static):
             cells.append(" ".join(f"{k}+{fmt_count(v)}" for k, v in since.items()))
             table.add_row(*cells, style=row_style)
         out = Table.grid()
-        out.add_row(Text(note, style=style("cgroup-tree--muted")))
+        out.add_row(Text(printable(note), style=style("cgroup-tree--muted")))
         out.add_row(table)
         self.update(out)
 
@@ -386,13 +387,13 @@ class PressureTab(TabView):
         else:
             try:
                 trigger = PsiTrigger(spec, "memory", root)
-                text = f"trigger armed on {trigger.path}: {trigger.spec.describe()}"
+                text = f"trigger armed on {printable(str(trigger.path))}: {trigger.spec.describe()}"
                 if trigger.adjusted:
                     # Short enough for two lines at 80 columns (kernel/sched/psi.c, psi_trigger_create).
                     text += f" (asked {trigger.asked.describe()}; without CAP_SYS_RESOURCE: 2 s multiples)"
                 self.post_message(TriggerState(True, text, trigger.spec))
             except TriggerError as e:
-                self.post_message(TriggerState(False, f"trigger: not armed: {e}"))
+                self.post_message(TriggerState(False, f"trigger: not armed: {printable(str(e))}"))
         try:
             fired = False
             while not worker.is_cancelled:
@@ -573,7 +574,7 @@ class PressureTab(TabView):
         widget = self.query_one("#pressure-psi", Static)
         reason = self._no_psi_reason()
         if reason is not None:
-            widget.update(Text(f" No PSI to show: {reason}.", style=self._style("heading")))
+            widget.update(Text(f" No PSI to show: {printable(reason)}.", style=self._style("heading")))
             return
         if not self.samples:
             widget.update(" reading /proc/pressure …")
@@ -586,7 +587,7 @@ class PressureTab(TabView):
         for resource in PSI_RESOURCES:
             psi = latest.resources.get(resource)
             if psi is None:
-                table.add_row(resource, Text(f"? {latest.unknown.get(resource, '')}", style=self._style("muted")))
+                table.add_row(resource, Text(f"? {printable(latest.unknown.get(resource, ''))}", style=self._style("muted")))
                 continue
             series = stall_series(list(self.samples)[-6:], resource)
             rate = series[-1] if series else None
@@ -615,11 +616,11 @@ class PressureTab(TabView):
         if result is None:
             parts.append(Text(" reading cgroups …"))
         elif result.error:
-            parts.append(Text(f" cgroups: {result.error}", style=self._style("muted")))
+            parts.append(Text(f" cgroups: {printable(result.error)}", style=self._style("muted")))
         elif self._target is None:
             parts.append(Text(" Select a process (Processes tab) to see its cgroup.", style=self._style("muted")))
         elif selected is None:
-            parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {result.selected_reason}", style=self._style("muted")))
+            parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {printable(result.selected_reason)}", style=self._style("muted")))
         else:
             parts.append(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
         findings = self.findings()
@@ -633,10 +634,10 @@ class PressureTab(TabView):
             body.add_row("", Text("none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start",
                                   style=self._style("muted")))
         for f in findings:
-            body.add_row("", Text(f"{f.severity.value.upper()}: {f.text}",
+            body.add_row("", Text(f"{f.severity.value.upper()}: {printable(f.text)}",
                                   style=self._style("critical" if f.severity.value == "critical" else "warning")))
             if f.next_step:
-                body.add_row("", Text(f"  → {f.next_step}", style=self._style("muted")))
+                body.add_row("", Text(f"  → {printable(f.next_step)}", style=self._style("muted")))
         body.add_row("", "")
         body.add_row("", Text("Stall log", style=self._style("heading")))
         if not self.log_entries:
@@ -662,7 +663,7 @@ class PressureTab(TabView):
         result = self.cgroups
         tree = self.query_one(CgroupTree)
         if result is None or result.hierarchy is None:
-            tree.update(Text(" " + (result.error if result and result.error else "reading cgroups …"), style=self._style("muted")))
+            tree.update(Text(" " + (printable(result.error) if result and result.error else "reading cgroups …"), style=self._style("muted")))
             return
         h = result.hierarchy
         since = "the oldest tick in the file" if self.replaying else "memtop started"
@@ -724,8 +725,7 @@ def _growth(g) -> str:
 def _short_name(name: str, width: int = 20) -> str:
     """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
     first = name.split()[0] if name.split() else name
-    base = first.rsplit("/", 1)[-1]
-    return base if len(base) <= width else base[:width - 1] + "…"
+    return printable(first.rsplit("/", 1)[-1], width)
 
 
 class FigureGrid:
@@ -761,7 +761,8 @@ def figure_grid(items: list[tuple[str, Text | str]], width: int) -> Table:
     for start in range(0, len(items), per_row):
         row: list = []
         for i, (k, v) in enumerate(items[start:start + per_row]):
-            row += [(" " if i == 0 else "  ") + k + " ", v]
+            # Text, not str: a str cell is read as markup, and keys and values may come from a file.
+            row += [Text((" " if i == 0 else "  ") + printable(k) + " "), Text(printable(v)) if isinstance(v, str) else v]
         grid.add_row(*row)
     return grid
 
@@ -776,7 +777,7 @@ def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> G
     head.add_column(width=1)
     head.add_column(ratio=1, overflow="fold")
     title = Text(f"PID {pid} in cgroup v{cg.version} ", style=style("heading"))
-    title.append(cg.path, style="")
+    title.append(printable(cg.path), style="")
     head.add_row("", title)
     parts.append(head)
 
@@ -801,7 +802,7 @@ def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> G
     since = events_since(baseline or {}, cg.events)
     parts.append(Text(" events", style=style("heading")))
     if not cg.events:
-        parts.append(Text(f" ? {cg.unknown.get('events', cg.unknown.get('failcnt', ''))}", style=style("muted")))
+        parts.append(Text(f" ? {printable(cg.unknown.get('events', cg.unknown.get('failcnt', '')))}", style=style("muted")))
     else:
         events_items: list[tuple[str, Text | str]] = []
         for key, value in cg.events.items():
@@ -814,7 +815,7 @@ def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> G
         parts.append(Text(" stat", style=style("heading")))
         parts.append(FigureGrid([(k, fmt_bytes(v)) for k, v in cg.stat.items()]))
     elif "stat" in cg.unknown:
-        parts.append(Text(f" stat ? {cg.unknown['stat']}", style=style("muted")))
+        parts.append(Text(f" stat ? {printable(cg.unknown['stat'])}", style=style("muted")))
     if cg.pressure is not None:
         p = cg.pressure
         parts.append(Text(" memory.pressure", style=style("heading")))

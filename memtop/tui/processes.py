@@ -26,6 +26,7 @@ from textual.widgets import Input, Static
 from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import History, ProcessView
 from memtop.model.snapshot import Snapshot
+from memtop.text import printable
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import CachedPlot, CursorTable
@@ -472,15 +473,16 @@ class ProcessesTab(TabView):
                           f"  LazyFree {fmt_bytes(r.lazyfree)}")
                 note = f"  ({r.source}, {age})"
             else:
-                rollup = f"PSS/USS unknown: {s.rollup_reason}"
-            fd = "" if s.fd_reason is None else f"  fds unknown: {s.fd_reason}"
-            first = f" PID {s.pid} {s.name[:60]}"
+                rollup = f"PSS/USS unknown: {printable(s.rollup_reason)}"
+            fd = "" if s.fd_reason is None else f"  fds unknown: {printable(s.fd_reason)}"
+            name = printable(s.name, 200)
+            first = f" PID {s.pid} {name[:60]}"
             second = f" RSS {fmt_bytes(s.rss_bytes)}  {rollup}"
             width = self.size.width or 120
             if len(second) + len(note) <= width:
                 second += note
             elif note:  # narrow: the rollup's source and age go after a shorter command
-                first = f" PID {s.pid} {s.name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
+                first = f" PID {s.pid} {name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
             rss_history = history.column(1)
             known = [r for r in rss_history if r is not None]
             spark = ""

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Static
 from memtop.format import fmt_bytes
 from memtop.output.record import RecordedTick, RecordFileError, RecordReader
 from memtop.tui.app import GLOBAL_KEYS, MemtopApp
+from memtop.text import printable
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
 
@@ -176,7 +177,7 @@ class ReplayApp(MemtopApp):
         text = Text(f" tick {self.position + 1}/{self.count}", style="bold")
         if self.recorded is not None:
             text.append(f", {time.strftime(TIME_FORMAT, time.localtime(self.recorded.wall_time))}", style="bold")
-        text.append(f"  every {self.replay.interval_s:g} s  {self.replay.path.name}", style="")
+        text.append(f"  every {self.replay.interval_s:g} s  {printable(self.replay.path.name, 60)}", style="")
         text.append("   , . step  < > ends  c C largest change  p play", style="dim")
         bar.update(text)
 

@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.snapshot import Snapshot
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
+from memtop.text import printable
 from memtop.tui.tab import TabView
 
 PASS_DUTY_FACTOR = 20  # a pass costing c seconds of CPU runs at most every 20c seconds
@@ -71,7 +72,7 @@ def holders_text(holders: tuple[Holder, ...], limit: int = 3) -> str:
     for h in holders:
         comms[h.pid] = h.comm
         per_pid.setdefault(h.pid, []).append(f"fd {h.fd}" if h.fd is not None else "map")
-    parts = [f"{pid} {comms[pid]} {'+'.join(how)}" for pid, how in per_pid.items()]
+    parts = [f"{pid} {printable(comms[pid])} {'+'.join(how)}" for pid, how in per_pid.items()]
     if len(parts) > limit:
         parts = parts[:limit] + [f"+{len(parts) - limit} more"]
     return ", ".join(parts) if parts else "—"
@@ -425,7 +426,8 @@ class TmpfsTab(TabView):
         table.clear()
         for key, cells in rows:
             # Plain strings would be read as Rich markup ("[anon_shmem:x]" would vanish).
-            table.add_row(*(clip(Text(c) if isinstance(c, str) else c) for c in cells), key=key)
+            # printable: names, paths and mount points are other users'.
+            table.add_row(*(clip(Text(printable(c)) if isinstance(c, str) else c) for c in cells), key=key)
         if current is not None:
             keys = [k for k, _ in rows]
             if current in keys:
@@ -461,7 +463,7 @@ class TmpfsTab(TabView):
                           style=self._style("tmpfs--warn"))
         if self.scanning is not None:
             _, mountpoint, entries, files = self.scanning
-            status.append(f"scanning {mountpoint}: {fmt_count(entries)} entries, {fmt_count(files)} files …  ")
+            status.append(f"scanning {printable(mountpoint)}: {fmt_count(entries)} entries, {fmt_count(files)} files …  ")
         status.append(f"{r.processes_seen} processes, {len(r.namespaces)} mount ns, smaps {r.smaps_read} read"
                       + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else ""), style=self._style("tmpfs--dim"))
         summary.update(line + Text("\n") + status)
@@ -515,7 +517,7 @@ class TmpfsTab(TabView):
             pct_text = Text(fmt_percent(pct), justify="right",
                             style=self._style("tmpfs--warn") if pct is not None and pct >= 0.8 else "")
             rows.append((m.key, (m.mountpoint, m.fstype, used, self._b(m.size_bytes), pct_text,
-                                 Text(note, style=self._style("tmpfs--dim")), inodes, _ns_text(m))))
+                                 Text(printable(note), style=self._style("tmpfs--dim")), inodes, _ns_text(m))))
         return rows
 
     def _files_rows(self):
@@ -604,7 +606,7 @@ class TmpfsTab(TabView):
         if not self.is_mounted:
             return
         detail = self.query_one("#tmpfs-detail", Static)
-        detail.update(Text(self._detail_text()))
+        detail.update(Text(self._detail_text()))  # every system string in it went through printable
 
     def _detail_text(self) -> str:
         r = self.report
@@ -622,10 +624,10 @@ class TmpfsTab(TabView):
             scan = self.scans.get(mount.key)
             if scan is None:
                 if self.scanning and self.scanning[0] == mount.key:
-                    return f" scanning {mount.mountpoint} …"
-                return f" {mount.mountpoint}: not scanned yet; r scans it (choose the mount in Mounts: m)"
+                    return f" scanning {printable(mount.mountpoint)} …"
+                return f" {printable(mount.mountpoint)}: not scanned yet; r scans it (choose the mount in Mounts: m)"
             age = fmt_duration(self.clock() - self.scan_times.get(mount.key, self.clock()))
-            text = (f" {scan.mountpoint}: {fmt_count(scan.files)} files in {fmt_count(scan.directories)} dirs, "
+            text = (f" {printable(scan.mountpoint)}: {fmt_count(scan.files)} files in {fmt_count(scan.directories)} dirs, "
                     f"{fmt_bytes(scan.total_allocated_bytes)} allocated of {fmt_bytes(scan.total_size_bytes)} size; "
                     f"scanned {age} ago; {'largest' if self.files_order == 'largest' else 'oldest'} "
                     f"{len(scan.largest)} shown (s: order, r: rescan)")
@@ -635,7 +637,7 @@ class TmpfsTab(TabView):
             if scan.skipped_mounts:
                 extra.append(f"{scan.skipped_mounts} mount(s) below not entered")
             if scan.errors:
-                extra.append(f"{scan.errors} unreadable ({scan.first_error})")
+                extra.append(f"{scan.errors} unreadable ({printable(scan.first_error)})")
             if mount.used_bytes is not None and not scan.truncated:
                 hidden = mount.used_bytes - scan.total_allocated_bytes
                 if hidden > 0:
@@ -655,15 +657,15 @@ class TmpfsTab(TabView):
             m = self._mount_by_key(key)
             if m is None:
                 return " no memory-backed mounts"
-            return (f" {m.mountpoint}  {m.fstype} {m.info.source} dev {m.device}  mount {m.info.mount_id} in ns "
-                    f"{m.namespace} ({_ns_text(m)})\n options {m.info.super_options}"
-                    + (f"\n ? {m.usage_reason}" if m.usage_reason else "  Enter: its files"))
+            return (f" {printable(m.mountpoint)}  {printable(m.fstype)} {printable(m.info.source)} dev {m.device}  mount {m.info.mount_id} in ns "
+                    f"{m.namespace} ({_ns_text(m)})\n options {printable(m.info.super_options)}"
+                    + (f"\n ? {printable(m.usage_reason)}" if m.usage_reason else "  Enter: its files"))
         if sid == "deleted":
             if not r.deleted_open:
                 return " no deleted-but-open files on memory-backed mounts"
             d = r.deleted_open[index or 0]
-            why = f"\n ? {d.reason}" if d.reason else ""
-            return (f" {d.path} (deleted) inode {d.inode} on {d.mountpoint}: keeps {fmt_bytes(d.allocated_bytes)} "
+            why = f"\n ? {printable(d.reason)}" if d.reason else ""
+            return (f" {printable(d.path)} (deleted) inode {d.inode} on {printable(d.mountpoint)}: keeps {fmt_bytes(d.allocated_bytes)} "
                     f"until every holder closes/unmaps it\n holders: {holders_text(d.holders, 8)}{why}")
         if sid == "sysv":
             if not r.sysv:
@@ -676,13 +678,13 @@ class TmpfsTab(TabView):
             if not r.posix:
                 return " /dev/shm holds no files"
             f = r.posix[index or 0]
-            return f" {f.path}  holders: {holders_text(f.holders, 6)}"
+            return f" {printable(f.path)}  holders: {holders_text(f.holders, 6)}"
         if sid == "memfd":
             rows = self._memfd_rows()
             if not rows:
                 return " no memfd or shared anonymous mappings seen"
             pid, comm, kind, name, *_ = rows[index or 0]
-            return (f" PID {pid} {comm}: {kind} {name}; Rss/Pss/Swap from smaps (bounded: {r.smaps_read} read, "
+            return (f" PID {pid} {printable(comm)}: {kind} {printable(name)}; Rss/Pss/Swap from smaps (bounded: {r.smaps_read} read, "
                     f"{r.smaps_skipped} skipped); OBJECT = the whole object's allocated bytes")
         if sid == "shmem":
             rec = r.reconciliation
@@ -693,5 +695,5 @@ class TmpfsTab(TabView):
                 p = parts[index or 0] if parts else None
             if p is None:
                 return ""
-            return f" {p.name}: {p.source}\n {p.note}\n " + " ".join(rec.notes[1:])
+            return f" {printable(p.name)}: {printable(p.source)}\n {printable(p.note)}\n " + printable(" ".join(rec.notes[1:]))
         return ""

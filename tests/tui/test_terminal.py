@@ -89,3 +89,57 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+# A launcher that starts memtop in a session of its own (so the terminal's hangup sends it no
+# SIGHUP: only the end of input tells) and writes its PID to a file.
+_SETSID_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    with open(sys.argv[1], "w") as f:
+        f.write(str(os.getpid()))
+    os.execv(sys.executable, [sys.executable, "-m", "memtop"])
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "sighup-ignored", "no-sighup", "no-sighup-textual-driver"])
+def test_memtop_exits_when_its_terminal_goes_away(tmux, tmp_path, how):
+    """GIVEN memtop started in a tmux pane (as `make run` is), by a parent that may ignore SIGHUP
+    (an ignored signal is inherited) or in a session of its own (no SIGHUP at all at hangup)
+    WHEN the tmux session is killed (the terminal hangs up)
+    THEN memtop exits within seconds instead of spinning on the dead terminal as an orphan."""
+    pidfile = tmp_path / "pid"
+    env = ["-e", "PYTHONPATH=" + str(ROOT)]
+    if how.endswith("textual-driver"):
+        env += ["-e", "TEXTUAL_DRIVER=textual.drivers.linux_driver:LinuxDriver"]
+    if how == "plain":
+        command = f"echo $$ > {pidfile}; exec {sys.executable} -m memtop"
+    elif how == "sighup-ignored":
+        command = f"trap '' HUP; echo $$ > {pidfile}; exec {sys.executable} -m memtop"
+    else:
+        launcher = tmp_path / "launch.py"
+        launcher.write_text(_SETSID_LAUNCHER)
+        command = f"exec {sys.executable} {launcher} {pidfile}"
+    tmux.run("new", "-d", "-s", tmux.name, "-x", "120", "-y", "40", *env, f"cd {ROOT} && {command}")
+    wait_until(lambda: "COMMAND" in tmux.screen() and "processes" in tmux.screen(), timeout=30)
+    pid = int(pidfile.read_text())
+    assert _running(pid)
+    try:
+        tmux.run("kill-session", "-t", tmux.name)
+        wait_until(lambda: not _running(pid), timeout=15)
+    finally:
+        if _running(pid):
+            os.kill(pid, 9)
+
+
+def test_ctrl_c_quits(tmux):
+    """Ctrl-C quits, as in top and htop (Textual's default only says how to quit)."""
+    tmux.run("new", "-d", "-s", tmux.name, "-x", "120", "-y", "40", "-e", "PYTHONPATH=" + str(ROOT),
+             f"cd {ROOT} && exec {sys.executable} -m memtop")
+    pid = int(tmux.run("display", "-p", "-t", tmux.name, "#{pane_pid}").strip())
+    wait_until(lambda: "COMMAND" in tmux.screen() and "processes" in tmux.screen(), timeout=30)
+    tmux.keys("C-c")
+    wait_until(lambda: not _running(pid), timeout=20)
