@@ -57,10 +57,12 @@ _CHUNK = 1 << 16
 _SINGLE_SHOW = frozenset({"stat", "statm", "status", "smaps_rollup", "meminfo", "uptime", "loadavg"})
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Read a whole proc/sys file, translating errors (see module doc)."""
+def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """Read a whole proc/sys file, translating errors (see module doc); at most ``limit`` bytes."""
     try:
         with open(path, "rb", buffering=0) as f:
+            if limit is not None:
+                return f.read(limit)  # /proc/PID/cmdline answers one read with up to `limit` bytes
             # For single-show files a short read is the end: one read() per small file instead
             # of two (this runs for every process every tick). Other files: read until EOF.
             data = f.read(_CHUNK)

@@ -20,8 +20,8 @@ def parse_environ_file(data: bytes) -> dict[str, str]:
         name, sep, value = entry.partition(b"=")
         if not sep or not name:
             continue
-        key = name.decode("utf-8", "replace")
-        env.setdefault(key, value.decode("utf-8", "replace"))
+        key = name.decode("utf-8", "surrogateescape")
+        env.setdefault(key, value.decode("utf-8", "surrogateescape"))
     return env
 
 

@@ -31,7 +31,7 @@ def parse_stat_file(data: bytes, path: str = "stat") -> StatFields:
         open_paren = data.index(b"(")
         close_paren = data.rindex(b")")
         pid = int(data[:open_paren])
-        comm = data[open_paren + 1 : close_paren].decode("utf-8", "replace")
+        comm = data[open_paren + 1 : close_paren].decode("utf-8", "surrogateescape")
         # Fields after comm, numbered from 3 (state) as in man 5 proc_pid_stat.
         rest = data[close_paren + 2 :].split()
         # rest[n - 3] is field n of man 5 proc_pid_stat (state is field 3).
@@ -171,10 +171,19 @@ def read_rollup(pid: int, root: Path = PROC) -> Rollup | None:
     return parse_smaps_file(read_bytes(spath).decode("ascii", "replace"), spath)
 
 
-def read_cmdline(pid: int, root: Path = PROC) -> str:
-    """The command line with NULs as spaces; empty for kernel threads and zombies."""
-    data = read_bytes(f"{root}/{pid}/cmdline")
-    return data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+# Any user can give a process a 2 MB command line (ARG_MAX): memtop keeps its first 16 KiB (a
+# screen shows 200 characters), so that a thousand such processes cannot make memtop big.
+CMDLINE_LIMIT = 16384
+
+
+def read_cmdline(pid: int, root: Path = PROC, limit: int = CMDLINE_LIMIT) -> str:
+    """The command line with NULs as spaces (cut to ``limit`` bytes, then ``…``); empty for
+    kernel threads and zombies. Bytes that are not UTF-8 are kept (surrogateescape, like every
+    name memtop reads: memtop/text.py shows them as \\xNN)."""
+    data = read_bytes(f"{root}/{pid}/cmdline", limit + 1)
+    cut = len(data) > limit
+    text = data[:limit].rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "surrogateescape")
+    return text + "…" if cut else text
 
 
 def fd_count_is_stat_size(release: str | None = None) -> bool:

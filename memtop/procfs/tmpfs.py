@@ -309,4 +309,4 @@ def mount_namespace(pid: int | str, root: Path = PROC) -> int:
 
 
 def read_comm(pid: int, root: Path = PROC) -> str:
-    return read_bytes(f"{root}/{pid}/comm").decode("utf-8", "replace").rstrip("\n")
+    return read_bytes(f"{root}/{pid}/comm").decode("utf-8", "surrogateescape").rstrip("\n")
