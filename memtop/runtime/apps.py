@@ -1,0 +1,2 @@
+def application_report(target):
+    return None
