@@ -305,11 +305,29 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
         # The runtime's own regions (the Java heap from hsperfdata, obmalloc's arenas, the Go
         # heap...): every mapping inside each, counted once, in the order the reader gave.
         runtime_bytes = 0
+        mem = None
         for region in report_regions:
-            part = take(m.start for m in mappings if region.start <= m.start < region.end)
+            part = take(m.start for m in mappings if region.start <= m.start and m.end <= region.end)
+            # A region inside a mapping the kernel merged with its neighbours (obmalloc's
+            # arenas are plain 1 MiB mmaps): its own resident pages (pagemap), taken out of
+            # that mapping's count.
+            for m in mappings:
+                if m.start in used or not (m.start < region.end and m.end > region.start) or m.start not in anon_of:
+                    continue
+                lo, hi = max(m.start, region.start), min(m.end, region.end)
+                lo, hi = lo // PAGE_SIZE * PAGE_SIZE, -(-hi // PAGE_SIZE) * PAGE_SIZE
+                try:
+                    mem = mem or TargetMemory(pid, root)
+                    resident = min(anon_of[m.start], mem.resident_bytes(lo, hi))
+                except (ProcfsError, OSError):
+                    continue
+                anon_of[m.start] -= resident
+                part += resident
             runtime_bytes += part
             runtime_split.append(Layer(region.key, region.label, part, f"smaps Anonymous; {region.source}",
                                        parent="runtime"))
+        if mem is not None:
+            mem.close()
         merged: dict[str, Layer] = {}
         for layer in runtime_split:  # several regions of one kind (code heaps, arenas) as one row
             seen = merged.get(layer.key)
