@@ -300,7 +300,9 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
         mmapped_note = f"not glibc ({heap.allocator_kind})"
     runtime_bytes = None
     runtime_split: list[Layer] = []
-    report_regions = runtime_report.regions if runtime_report is not None else ()
+    # Regions of private memory only: a shared segment (postgres) is shmem, not anonymous.
+    report_regions = tuple(r for r in (runtime_report.regions if runtime_report is not None else ())
+                           if any(m.perms.endswith("p") and m.start < r.end and m.end > r.start for m in mappings))
     if report_regions:
         # The runtime's own regions (the Java heap from hsperfdata, obmalloc's arenas, the Go
         # heap...): every mapping inside each, counted once, in the order the reader gave.

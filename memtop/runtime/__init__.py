@@ -127,3 +127,54 @@ def is_plain_name(name: str) -> bool:
 
 
 __all__ = ["Target", "make_target", "read_runtime", "Region", "RuntimeReport"]
+
+
+def read_file_in_root(target: Target, path: str, max_bytes: int = 1 << 20) -> tuple[bytes | None, str | None]:
+    """(content, why-not) of ``path`` as the process sees it (below /proc/PID/root), opened one
+    component at a time with O_NOFOLLOW: a symlink anywhere is refused, never followed; a FIFO
+    does not block (O_NONBLOCK) and is refused; at most ``max_bytes`` are read."""
+    import errno
+    import stat
+
+    parts = [p for p in path.split("/") if p]
+    if not path.startswith("/") or not parts or not all(is_plain_name(p) for p in parts):
+        return None, f"{path}: not a plain absolute path"
+    fds: list[int] = []
+    try:
+        fd = os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fds.append(fd)
+        for name in parts[:-1]:
+            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            fds.append(fd)
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+        fds.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, f"{path}: not a regular file"
+        return os.pread(fd, max_bytes, 0), None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            return None, f"{path}: a symlink (or a non-directory) in the path, not followed"
+        return None, f"{path}: {os.strerror(e.errno) if e.errno else e}"
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def list_dir_in_root(target: Target, path: str, limit: int = 256) -> list[str]:
+    """Names in a directory as the process sees it, opened like :func:`read_file_in_root`."""
+    parts = [p for p in path.split("/") if p]
+    if not all(is_plain_name(p) for p in parts):
+        return []
+    fds: list[int] = []
+    try:
+        fd = os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fds.append(fd)
+        for name in parts:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            fds.append(fd)
+        return sorted(os.listdir(fd))[:limit]
+    except OSError:
+        return []
+    finally:
+        for fd in fds:
+            os.close(fd)
