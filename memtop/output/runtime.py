@@ -48,9 +48,20 @@ def runtime_lines(report: RuntimeReport, split: tuple[Layer, ...] = (), *, sourc
         lines.append(f"    {printable(f.label, 40):<40} {value:>12}  {note}".rstrip())
     if report.regions:
         lines.append("    regions (address range, size, resident):")
+        groups: dict[str, list] = {}
         for r in report.regions:
-            lines.append(f"      {printable(r.label, 30):<30} 0x{r.start:x}-0x{r.end:x} {fmt_bytes(r.size):>10} "
-                         f"{fmt_bytes(r.rss_bytes):>10}")
+            groups.setdefault(r.key, []).append(r)
+        for regions in groups.values():
+            if len(regions) <= 4:
+                for r in regions:
+                    lines.append(f"      {printable(r.label, 30):<30} 0x{r.start:x}-0x{r.end:x} {fmt_bytes(r.size):>10} "
+                                 f"{fmt_bytes(r.rss_bytes):>10}")
+                continue
+            rss = [r.rss_bytes for r in regions]
+            lines.append(f"      {printable(regions[0].label, 30):<30} {len(regions)} regions in "
+                         f"0x{min(r.start for r in regions):x}-0x{max(r.end for r in regions):x} "
+                         f"{fmt_bytes(sum(r.size for r in regions)):>10} "
+                         f"{fmt_bytes(None if None in rss else sum(rss)):>10}")
     if split:
         lines.append("    in the Layers' runtime row (smaps Anonymous):")
         for layer in split:
