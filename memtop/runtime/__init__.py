@@ -148,8 +148,14 @@ def read_file_in_root(target: Target, path: str, max_bytes: int = 1 << 20) -> tu
             fds.append(fd)
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
         fds.append(fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             return None, f"{path}: not a regular file"
+        # Only what the process itself could read: its command line must not make root read a
+        # file for it (group permissions are not considered: such files are refused).
+        uid = target.uids[1] if len(target.uids) > 1 else None
+        if uid is not None and uid != 0 and not (st.st_mode & 0o004 or (st.st_uid == uid and st.st_mode & 0o400)):
+            return None, f"{path}: not readable by the process's uid {uid}"
         return os.pread(fd, max_bytes, 0), None
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):

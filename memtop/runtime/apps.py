@@ -304,14 +304,27 @@ def mariadb_report(target: Target) -> RuntimeReport:
             if m.anonymous and not m.path and m.perms.startswith("rw") and m.perms.endswith("p") and m.size == size:
                 pool = m
                 break
+    merged = None
+    if size and pool is None:
+        # The kernel joins the pool's mmap with an adjacent anonymous mapping of the same flags:
+        # then the pool is inside the smallest mapping that can hold it, at a place not told.
+        holders = [m for m in target.maps if m.anonymous and not m.path and m.perms.startswith("rw")
+                   and m.perms.endswith("p") and size < m.size <= size + 256 * MiB]
+        merged = min(holders, key=lambda m: m.size) if holders else None
     rss = target.smaps.get(pool.start, {}).get("Rss") if pool and target.smaps else None
+    merged_rss = target.smaps.get(merged.start, {}).get("Rss") if merged and target.smaps else None
     outside = target.rss_bytes - rss if target.rss_bytes is not None and rss is not None else None
+    why_not = (f"the pool shares a {fmt_bytes(merged.size)} mapping with a neighbour (the kernel merged them): "
+               f"{fmt_bytes(merged_rss)} of that mapping is resident" if merged
+               else f"no anonymous mapping of {fmt_bytes(size)} in the maps")
     figures = (
         Figure("buffer_pool_size", "InnoDB buffer pool size", size, "bytes", source),
         Figure("buffer_pool_resident", "buffer pool resident", rss, "bytes", "smaps Rss of its mapping",
-               None if pool else f"no anonymous mapping of exactly {fmt_bytes(size)} in the maps"),
+               None if pool else why_not),
+        Figure("buffer_pool_mapping_resident", "its mapping resident (with the neighbour)", merged_rss, "bytes",
+               "smaps Rss of the merged mapping (an upper bound)", None if merged else "not merged"),
         Figure("outside_pool", "RSS outside the buffer pool", outside, "bytes", "VmRSS - buffer pool resident",
-               None if outside is not None else "the buffer pool was not found"),
+               None if outside is not None else why_not),
     )
     findings = []
     if pool and rss is not None and outside is not None and outside >= max(256 * MiB, rss):
@@ -323,6 +336,9 @@ def mariadb_report(target: Target) -> RuntimeReport:
             "arenas kept after peaks (see Allocator and Arenas: MALLOC_ARENA_MAX=2 or jemalloc)."))
     regions = (Region("buffer_pool", "InnoDB buffer pool", pool.start, pool.size, rss,
                       "the anonymous mapping of innodb_buffer_pool_size"),) if pool else ()
+    if merged is not None:
+        regions = (Region("buffer_pool_merged", "InnoDB buffer pool and a neighbour", merged.start, merged.size,
+                          merged_rss, "the smallest anonymous mapping that holds innodb_buffer_pool_size"),)
     unknowns = (Unknown("buffer pool pages used / free / dirty",
                         "SHOW ENGINE INNODB STATUS needs a connection; memtop does not connect"),)
     return RuntimeReport("mariadb", None, "ok" if pool else "partial", None,

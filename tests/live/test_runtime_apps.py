@@ -130,14 +130,23 @@ def test_mariadb_buffer_pool_is_found(scratch):
                                    timeout=60).stdout)
         report = explain(server.pid)
         rr = report.runtime_report
-        assert rr is not None and rr.kind == "mariadb" and rr.status == "ok", rr and rr.figures
+        assert rr is not None and rr.kind == "mariadb", rr
         assert rr.value("buffer_pool_size") == truth == 80 * MiB
         assert "my.cnf" in rr.figure("buffer_pool_size").source
-        pool = next(r for r in rr.regions if r.key == "buffer_pool")
-        assert pool.size == truth and 0 < rr.value("buffer_pool_resident") <= truth
-        assert rr.value("outside_pool") == report.rss_bytes - rr.value("buffer_pool_resident")
         layers = {layer.key: layer for layer in report.anon_split}
-        assert layers["runtime"].note == "InnoDB buffer pool" and layers["runtime"].bytes > 0
+        # The kernel may merge the pool's mmap with a neighbour of the same flags (seen here in
+        # some runs, not in others): then the mapping that holds it is named, as an upper bound.
+        if rr.status == "ok":
+            pool = next(r for r in rr.regions if r.key == "buffer_pool")
+            assert pool.size == truth and 0 < rr.value("buffer_pool_resident") <= truth
+            assert rr.value("outside_pool") == report.rss_bytes - rr.value("buffer_pool_resident")
+            assert layers["runtime"].note == "InnoDB buffer pool" and layers["runtime"].bytes > 0
+        else:
+            assert rr.status == "partial" and rr.value("buffer_pool_resident") is None
+            assert "merged" in rr.figure("buffer_pool_resident").reason
+            holder = next(r for r in rr.regions if r.key == "buffer_pool_merged")
+            assert truth < holder.size <= truth + 256 * MiB and rr.value("buffer_pool_mapping_resident") > 0
+            assert layers["runtime"].note == "InnoDB buffer pool and a neighbour"
     finally:
         server.close()
 

@@ -147,3 +147,20 @@ def test_heap_range_spans_the_reservation_with_the_cds_archive_inside():
     size = 0x800000000 - 0x687400000
     assert find_heap_range(maps, [size, 2 * size], 0x749400000 - 0x687400000) == (0x687400000, 0x800000000)
     assert find_heap_range(maps, [size + 4096], None) is None
+
+
+def test_config_files_are_read_only_if_the_process_could_read_them(tmp_path):
+    from memtop.runtime import read_file_in_root
+
+    proc, fs = _fake_root(tmp_path, 4242)
+    secret = fs / "tmp" / "secret.conf"
+    secret.write_text("shared_buffers = 1GB\n")
+    os.chmod(secret, 0o600)
+    os.chown(secret, 0, 0)
+    other_user = _target(proc, 4242, 12345, [])
+    data, why = read_file_in_root(other_user, "/tmp/secret.conf")
+    assert data is None and "not readable by the process's uid 12345" in why
+    os.chmod(secret, 0o644)
+    assert read_file_in_root(other_user, "/tmp/secret.conf")[0] == b"shared_buffers = 1GB\n"
+    os.symlink(secret, fs / "tmp" / "link.conf")
+    assert "symlink" in read_file_in_root(other_user, "/tmp/link.conf")[1]
