@@ -18,7 +18,7 @@ TITLES = {"jvm": "JVM", "cpython": "CPython", "go": "Go", "node": "Node.js (V8)"
 def fmt_figure(f: Figure) -> str:
     v = f.value
     if v is None:
-        return "?"
+        return "not set" if (f.reason or "").startswith("not set") else "?"
     if f.unit == "bytes" and isinstance(v, (int, float)):
         return fmt_bytes(v)
     if f.unit == "seconds" and isinstance(v, (int, float)):

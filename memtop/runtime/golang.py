@@ -110,7 +110,7 @@ def go_report(target: Target) -> RuntimeReport:
         Figure("heap_released", "  released to the OS (HeapReleased)", released, "bytes", src + "heapReleased"),
         Figure("heap_free_kept", "  idle, kept (HeapIdle - HeapReleased)", free, "bytes", src + "heapFree"),
         Figure("heap_sys", "heap obtained (HeapSys)", in_use + free + released, "bytes", src + "heapInUse + heapFree + heapReleased"),
-        Figure("heap_objects", "heap objects (totalAlloc - totalFree, ~HeapAlloc)", objects, "bytes",
+        Figure("heap_objects", "heap objects (~HeapAlloc)", objects, "bytes",
                src + "totalAlloc - totalFree (updated as spans are filled and swept)"),
         Figure("heap_live", "heap live for the pacer (heapLive)", u64("heapLive"), "bytes", src + "heapLive"),
         Figure("heap_marked", "marked live at the last GC", u64("heapMarked"), "bytes", src + "heapMarked"),
