@@ -56,6 +56,30 @@ def scratch():
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _children_of(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (bytes: other processes' names need not be UTF-8)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if stat.rsplit(b")", 1)[1].split()[1] == str(pid).encode():
+            out.append(int(entry))
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def _pg_bin() -> str:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     if not found:
@@ -93,9 +117,7 @@ def test_postgres_shared_buffers_and_segment(scratch):
         assert int(truth_shm[:-2]) * MiB - MiB < shm <= int(truth_shm[:-2]) * MiB  # postgres rounds it up to MB
         assert rr.value("backends") >= 4  # checkpointer, background writer, walwriter, autovacuum launcher...
         # A background process: the same segment, its own share of it, its role.
-        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and
-                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(postmaster)]
-        checkpointer = next(p for p in children if open(f"/proc/{p}/cmdline").read().startswith("postgres: checkpointer"))
+        checkpointer = next(p for p in _children_of(postmaster) if _cmdline(p).startswith(b"postgres: checkpointer"))
         child = explain(checkpointer).runtime_report
         assert child.value("role") == "checkpointer" and child.value("shared_memory_bytes") == shm
         assert 0 < child.value("shared_pss") <= child.value("shared_resident") <= shm
@@ -161,9 +183,16 @@ def test_redis_used_memory_is_read_without_connecting(scratch):
         value = "x" * 1000
         load = "".join(f"SET key:{i} {value}\r\n" for i in range(30000))
         subprocess.run([cli, "-s", sock, "--pipe"], input=load.encode(), capture_output=True, check=True, timeout=60)
-        report = explain(server.pid)
-        info = subprocess.run([cli, "-s", sock, "INFO", "memory"], capture_output=True, text=True, check=True,
-                              timeout=30).stdout
+        # INFO's RSS is sampled by redis' serverCron (every 100 ms at hz 10): compare when its
+        # sample has caught up with the RSS memtop read.
+        for _ in range(10):
+            report = explain(server.pid)
+            info = subprocess.run([cli, "-s", sock, "INFO", "memory"], capture_output=True, text=True, check=True,
+                                  timeout=30).stdout
+            info_rss = int(re.search(r"^used_memory_rss:(\d+)", info, re.M)[1])
+            if abs(info_rss - report.runtime_report.value("rss")) <= 0.01 * info_rss:
+                break
+            time.sleep(0.3)
         used = int(re.search(r"^used_memory:(\d+)", info, re.M)[1])
         ratio = float(re.search(r"^mem_fragmentation_ratio:([\d.]+)", info, re.M)[1])
         rr = report.runtime_report
