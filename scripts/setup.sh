@@ -4,7 +4,8 @@
 #   gdb (malloc_trim, malloc_info), gcc + libc6-dev (tests build small C targets),
 #   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
-# runs a real Prometheus server that scrapes `memtop export`).
+# runs a real Prometheus server that scrapes `memtop export`), and the runtimes and servers the
+# runtime layer is tested against: a JDK (javac, jstat, jcmd), Go, PostgreSQL, MariaDB, Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -20,6 +21,13 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-
 test_need=()
 if [ $for_tests = 1 ] && ! [ -x /usr/bin/prometheus ] && ! command -v prometheus >/dev/null 2>&1; then
     test_need+=(prometheus)
+fi
+if [ $for_tests = 1 ]; then
+    command -v javac >/dev/null 2>&1 && command -v jcmd >/dev/null 2>&1 || test_need+=(openjdk-17-jdk-headless)
+    command -v go >/dev/null 2>&1 || test_need+=(golang-go)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || test_need+=(postgresql)
+    command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || test_need+=(mariadb-server)
+    command -v redis-server >/dev/null 2>&1 || test_need+=(redis-server)
 fi
 if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -108,6 +108,12 @@ def render_text(report: LayerReport, arenas=None) -> str:
     lines.append("")
     runtime = report.runtime
     lines.append(f"Runtime: {runtime.kind if runtime else '?'}" + (f" ({printable(runtime.evidence)})" if runtime and runtime.kind != "none" else ""))
+    if report.runtime_report is not None:  # the runtime's or the application's own figures
+        from memtop.output.runtime import runtime_lines
+
+        if report.runtime_report.is_application:
+            lines.append(f"Application: {report.runtime_report.kind}")
+        lines.extend(runtime_lines(report.runtime_report, report.runtime_split))
     lines.append("")
     if arenas is not None:
         from memtop.output.arenas import analysis_lines

@@ -184,12 +184,8 @@ def _runtime_regions(kind: str, maps: list[Mapping], rss: dict[int, int]) -> tup
         for m in anon:
             if 0xC000000000 <= m.start < 0xFF00000000:
                 out.append(RuntimeRegion(m.start, m.size, rss.get(m.start), "Go heap arena"))
-    elif kind == "jvm":
-        # The Java heap is one large reservation; the largest anonymous rw mapping is a good guess.
-        big = sorted(anon, key=lambda m: m.size, reverse=True)[:1]
-        for m in big:
-            if m.size >= 64 << 20:
-                out.append(RuntimeRegion(m.start, m.size, rss.get(m.start), "Java heap (largest anonymous mapping)"))
+    # The JVM: the largest anonymous mapping is no guide (it was often two merged glibc arena
+    # heaps); the Java heap's range comes from its PerfData file (memtop.runtime.hsperfdata).
     elif kind == "node":
         # V8 heap pages are 256 KiB-aligned anonymous mappings (kPageSize; large objects get
         # bigger ones, still aligned). glibc's own heaps are claimed before runtime regions.

@@ -124,8 +124,11 @@ def mmapped_chunk_ranges(mem: TargetMemory, mappings: list[Mapping]) -> tuple[li
 
 
 def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = None, symbols: str = "auto",
-            progress=None, cancel=None) -> LayerReport:
-    """Build the layered report of one process. Never raises for a vanished or forbidden process."""
+            progress=None, cancel=None, with_runtime: bool = True) -> LayerReport:
+    """Build the layered report of one process. Never raises for a vanished or forbidden process.
+
+    ``with_runtime``: also read the runtime's own figures (memtop.runtime: hsperfdata, obmalloc,
+    the Go runtime's globals; an application's regions)."""
     root = Path(root)
     now = time.monotonic()
     identity = None
@@ -154,8 +157,11 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
     if heap is None:
         heap = analyze(pid, root, symbols=symbols, progress=progress, cancel=cancel)
     runtime = heap.runtime
-    anon_split = _anon_split(pid, root, smaps, heap, runtime) if smaps else ()
+    runtime_report = _runtime_report(pid, root, smaps, status, runtime) if smaps and with_runtime else None
+    anon_split, runtime_split = _anon_split(pid, root, smaps, heap, runtime, runtime_report) if smaps else ((), ())
     heap_split = _heap_split(heap, anon_split)
+    if runtime_report is not None and runtime_report.kind == "jvm":
+        runtime_report = _jvm_native_split(runtime_report, anon_split, status)
     # A kernel thread has no user address space (no mm): its RSS is 0, as Processes shows it,
     # not unknown (status has no Vm* lines and smaps is empty for it).
     zero = 0 if kernel_thread and status is not None else None
@@ -177,11 +183,61 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
         runtime=runtime,
         kernel_reason=kernel_reason,
         made_at=now,
+        runtime_report=runtime_report,
+        runtime_split=runtime_split,
     )
     return _with_findings(report)
 
 
-def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple[Layer, ...]:
+def _jvm_native_split(rr, anon_split: tuple[Layer, ...], status):
+    """The JVM's native memory (RSS - heap - metaspace - code) split by what the other layers
+    know: glibc's heaps (the walk), thread stacks, file-backed pages, and the rest."""
+    from dataclasses import replace
+
+    from memtop.model.runtime import Figure
+
+    native = rr.value("native")
+    if native is None:
+        return rr
+    by_key = {layer.key: layer.bytes for layer in anon_split}
+    malloc_parts = [by_key.get(k) for k in ("brk", "thread_heaps", "mmapped")]
+    malloc = sum(malloc_parts) if None not in malloc_parts else None
+    stacks = by_key.get("stacks")
+    files = status.rss_file if status is not None else None
+    parts = [malloc, stacks, files]
+    rest = native - sum(parts) if None not in parts else None
+    extra = (
+        Figure("native_malloc", "  native: glibc malloc heaps", malloc, "bytes",
+               "the Layers' brk heap + thread-arena heaps + mmapped chunks (heap walk, smaps)",
+               None if malloc is not None else "needs a valid glibc heap walk"),
+        Figure("native_stacks", "  native: thread stacks", stacks, "bytes", "the Layers' thread stacks"),
+        Figure("native_files", "  native: file-backed (libjvm.so, CDS)", files, "bytes", "RssFile"),
+        Figure("native_other", "  native: other (GC, NIO, JNI malloc...)",
+               rest, "bytes", "native minus the three above",
+               None if rest is not None else "one of the parts is unknown"),
+    )
+    figures = list(rr.figures)
+    at = next(i for i, f in enumerate(figures) if f.key == "native") + 1
+    return replace(rr, figures=tuple(figures[:at]) + extra + tuple(figures[at:]))
+
+
+def _runtime_report(pid: int, root: Path, smaps, status, runtime):
+    """The runtime's (or application's) own figures (memtop.runtime); None when there is none."""
+    from memtop.runtime import make_target, read_runtime
+
+    target = make_target(pid, root, [m for m, _ in smaps], {m.start: fields for m, fields in smaps},
+                         status.rss if status is not None else None,
+                         runtime.kind if runtime is not None else "none", runtime.version if runtime is not None else None)
+    try:
+        return read_runtime(target)
+    except (ProcfsError, OSError) as e:  # a reader must not take the whole report down
+        from memtop.model.runtime import RuntimeReport
+
+        return RuntimeReport(target.runtime_kind, None, "unavailable", str(e), None)
+
+
+def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
+                runtime_report=None) -> tuple[tuple[Layer, ...], tuple[Layer, ...]]:
     anon_of = {m.start: fields.get("Anonymous", 0) for m, fields in smaps}
     mappings = [m for m, _ in smaps]
     used: set[int] = set()
@@ -243,7 +299,44 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple
     elif heap is not None and heap.allocator_kind != "glibc":
         mmapped_note = f"not glibc ({heap.allocator_kind})"
     runtime_bytes = None
-    if runtime is not None and runtime.kind != "none":
+    runtime_split: list[Layer] = []
+    # Regions of private memory only: a shared segment (postgres) is shmem, not anonymous.
+    report_regions = tuple(r for r in (runtime_report.regions if runtime_report is not None else ())
+                           if any(m.perms.endswith("p") and m.start < r.end and m.end > r.start for m in mappings))
+    if report_regions:
+        # The runtime's own regions (the Java heap from hsperfdata, obmalloc's arenas, the Go
+        # heap...): every mapping inside each, counted once, in the order the reader gave.
+        runtime_bytes = 0
+        mem = None
+        for region in report_regions:
+            part = take(m.start for m in mappings if region.start <= m.start and m.end <= region.end)
+            # A region inside a mapping the kernel merged with its neighbours (obmalloc's
+            # arenas are plain 1 MiB mmaps): its own resident pages (pagemap), taken out of
+            # that mapping's count.
+            for m in mappings:
+                if m.start in used or not (m.start < region.end and m.end > region.start) or m.start not in anon_of:
+                    continue
+                lo, hi = max(m.start, region.start), min(m.end, region.end)
+                lo, hi = lo // PAGE_SIZE * PAGE_SIZE, -(-hi // PAGE_SIZE) * PAGE_SIZE
+                try:
+                    mem = mem or TargetMemory(pid, root)
+                    resident = min(anon_of[m.start], mem.resident_bytes(lo, hi))
+                except (ProcfsError, OSError):
+                    continue
+                anon_of[m.start] -= resident
+                part += resident
+            runtime_bytes += part
+            runtime_split.append(Layer(region.key, region.label, part, f"smaps Anonymous; {region.source}",
+                                       parent="runtime"))
+        if mem is not None:
+            mem.close()
+        merged: dict[str, Layer] = {}
+        for layer in runtime_split:  # several regions of one kind (code heaps, arenas) as one row
+            seen = merged.get(layer.key)
+            merged[layer.key] = layer if seen is None else Layer(layer.key, layer.label, (seen.bytes or 0) + (layer.bytes or 0),
+                                                                 layer.source, parent="runtime")
+        runtime_split = list(merged.values())
+    elif runtime is not None and runtime.kind != "none":
         runtime_bytes = take(r.start for r in runtime.regions) if runtime.regions else 0
     stack_starts = {m.start for m in mappings if m.path == "[stack]"}
     for sp in thread_stack_pointers(pid, root):
@@ -259,15 +352,20 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime) -> tuple
         Layer("mmapped", "mmapped malloc chunks", mmapped, "resident pages (pagemap) of IS_MMAPPED chunks",
               mmapped_note),
     ]
-    if runtime is not None and runtime.kind != "none":
+    if report_regions:
+        labels = ", ".join(dict.fromkeys(r.label for r in report_regions))
+        layers.append(Layer("runtime", f"{runtime_report.kind} {'regions' if runtime_report.is_application else 'runtime'}",
+                            runtime_bytes, "smaps Anonymous of the regions the runtime's own figures locate", labels))
+    elif runtime is not None and runtime.kind != "none":
+        why = runtime_report.reason if runtime_report is not None and runtime_report.reason else None
         layers.append(Layer("runtime", f"{runtime.kind} runtime regions", runtime_bytes,
                             "smaps Anonymous of the runtime's own mappings",
-                            None if runtime.regions else "not separable from other anonymous memory"))
+                            None if runtime.regions else (why or "not separable from other anonymous memory")))
     layers += [
         Layer("stacks", "thread stacks", stacks, "[stack] and mappings holding a thread's SP (task/TID/syscall)"),
         Layer("other", "other anonymous", other, "smaps Anonymous of the remaining mappings"),
     ]
-    return tuple(layers)
+    return tuple(layers), tuple(runtime_split)
 
 
 def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> tuple[Layer, ...]:
@@ -412,6 +510,8 @@ def findings_for(report: LayerReport) -> list[Finding]:
         out.append(Finding(Severity.INFO, f"Runtime: {runtime.kind}{' ' + runtime.version if runtime.version else ''} "
                                           f"({runtime.evidence}). It manages part of the memory itself.",
                            " ".join(runtime.advice) or None))
+    if report.runtime_report is not None:
+        out.extend(report.runtime_report.findings)
     if not out and heap is not None and heap.valid:
         out.append(Finding(Severity.INFO, f"Nothing stands out: glibc's heap is {fmt_bytes(heap.system_bytes)} with "
                                           f"{fmt_bytes(heap.in_use_bytes)} in use."))
@@ -423,6 +523,19 @@ def _split_totals(split: tuple[Layer, ...]) -> dict[str, int]:
     for layer in split:
         totals[layer.key] = totals.get(layer.key, 0) + (layer.bytes or 0)
     return totals
+
+
+def _runtime_report_json(report: LayerReport) -> dict:
+    """The runtime's own figures under ``runtime.report`` (an application's under
+    ``runtime.application``), every string from the system made JSON-safe."""
+    from memtop.output.runtime import runtime_json
+
+    rr = report.runtime_report
+    key = "application" if rr is not None and rr.is_application else "report"
+    out = {"report": None, "application": None}
+    if rr is not None:
+        out[key] = runtime_json(rr, report.runtime_split)
+    return out
 
 
 def report_json(report: LayerReport) -> dict:
@@ -487,6 +600,7 @@ def report_json(report: LayerReport) -> dict:
             "regions": [{"start": r.start, "size": r.size, "rss_bytes": r.rss_bytes, "label": r.label}
                         for r in runtime.regions] if runtime else [],
             "advice": list(runtime.advice) if runtime else [],
+            **_runtime_report_json(report),
         },
         "findings": [f.as_json() for f in report.findings],
     }

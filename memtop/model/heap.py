@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memtop.model.process import ProcessIdentity
+from memtop.model.runtime import RuntimeReport
 
 ALLOCATOR_KINDS = ("glibc", "musl", "jemalloc", "tcmalloc", "mimalloc", "static", "unknown")
 
@@ -194,3 +195,6 @@ class LayerReport:
     findings: tuple = ()  # of memtop.model.findings.Finding
     kernel_reason: str | None = None  # why kernel figures are unknown, if they are
     made_at: float = 0.0
+    # The runtime's or the application's own view (memtop.runtime): figures, regions, advice.
+    runtime_report: "RuntimeReport | None" = None
+    runtime_split: tuple[Layer, ...] = ()  # the runtime layer's resident bytes per region (parent "runtime")
