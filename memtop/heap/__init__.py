@@ -56,7 +56,7 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         symbols: 'auto' (libc6-dbg symbols when installed, else heuristics), 'debug', 'heuristic'.
         progress: called as ``progress(bytes_walked, bytes_total)`` from the walking thread.
         cancel: a callable; when it returns True the walk stops and Cancelled is raised.
-        native: use the compiled inner loop when it can be built (memtop.heap.native); False
+        native: use the compiled inner loop when it was built at install time (memtop.heap.native); False
             forces the pure-Python loop. Both give the same report.
     """
     root = Path(root)
