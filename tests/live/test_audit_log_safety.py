@@ -158,3 +158,23 @@ def test_a_fifo_in_place_of_the_log_blocks_nothing(state):
     assert not thread.is_alive(), "opening the log blocked"
     assert "not a regular file" in outcome["warning"] or "No such device" in outcome["warning"]
     assert outcome["read"][0] == []
+
+
+def test_the_cli_says_why_on_stderr_and_still_acts(state, victim, tmp_path):
+    # GIVEN a planted log link, WHEN root evicts a real file with the CLI
+    import subprocess
+    import sys
+
+    (state / "memtop").mkdir(mode=0o700)
+    (state / "memtop" / "actions.log").symlink_to(victim)
+    data = tmp_path / "data"
+    with open(data, "wb") as f:  # clean pages only (dirty ones would stay cached: exit 1)
+        f.write(b"x" * 65536)
+        os.fsync(f.fileno())
+    done = subprocess.run([sys.executable, "-m", "memtop", "evict", str(data)], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2], env=dict(os.environ))
+    # THEN the eviction happened, the victim is untouched, and stderr has one line about the log
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "root's data\n"
+    lines = [line for line in done.stderr.splitlines() if "audit log" in line]
+    assert len(lines) == 1 and "symbolic link" in lines[0], done.stderr
