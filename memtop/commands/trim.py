@@ -9,7 +9,7 @@ from pathlib import Path
 from memtop.actions import identity_of, unavailable_reason
 from memtop.commands import CliError, pid_arg
 from memtop.format import fmt_bytes, fmt_rate
-from memtop.text import printable
+from memtop.text import json_safe, printable
 
 NAME = "trim"
 HELP = "run malloc_trim(0) in a process through gdb, safely; report predicted vs actual RSS drop"
@@ -106,7 +106,7 @@ def run(args) -> int:
                 "points": [{"s": round(p.seconds_after, 2), "rss_bytes": p.rss_bytes, "minflt_per_s": p.minflt_per_s}
                            for p in summary.points],
             }
-        json.dump(doc, sys.stdout, indent=1)
+        json.dump(json_safe(doc), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         if summary is None:
