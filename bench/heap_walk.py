@@ -72,7 +72,7 @@ def main() -> None:
             best = seconds if best is None else min(best, seconds)
             best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
         heap = sum(a.system_bytes for a in report.arenas)
-        loop = "pure-Python" if args.pure_python or native.load() is None else "native (gcc, ctypes)"
+        loop = "pure-Python" if args.pure_python or native.load() is None else "native (C extension memtop.heap._walk)"
         print(f"inner loop: {loop}; {'mixed' if args.mixed else 'equal'} request sizes from {args.request} bytes")
         print(f"heap {heap / 2**20:.0f} MiB, {report.chunks_walked:,} chunks "
               f"({report.main_arena.free_count:,} free, {report.main_arena.tcache_count} tcache), "

@@ -2,7 +2,9 @@
 # Set up memtop in a project-local virtualenv; idempotent.
 # As root on Debian/Ubuntu it installs the missing system packages first:
 #   gdb (malloc_trim, malloc_info), gcc + libc6-dev (tests build small C targets),
-#   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them).
+#   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them),
+#   python3-dev when the Python in use has no headers (the heap walk's C extension, built by
+#   `pip install`; without it memtop still installs, with the slower pure-Python walk).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
 # runs a real Prometheus server that scrapes `memtop export`), and the runtimes and servers the
 # runtime layer is tested against: a JDK (javac, jstat, jcmd), Go, PostgreSQL, MariaDB, Redis.
@@ -17,6 +19,10 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
+# Python.h where this Python looks for it (python3-dev provides it for Debian's own python3 only).
+if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1; then
+    need+=(python3-dev)
+fi
 # Only the binary is wanted (no node exporter and friends from its Recommends).
 test_need=()
 if [ $for_tests = 1 ] && ! [ -x /usr/bin/prometheus ] && ! command -v prometheus >/dev/null 2>&1; then
@@ -42,7 +48,8 @@ if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.memtop-setup
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+# Anything that changes what `pip install` builds: a changed C source rebuilds the extension.
+want=$(cat pyproject.toml setup.py memtop/heap/_walk.c scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if ! [ -x .venv/bin/python ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null

@@ -5,9 +5,16 @@ pages are only queued for writeback and stay cached, and pages mapped by a proce
 the result reports cached bytes before and after (cachestat(2), memtop.procfs.cachestat) and the
 dirty bytes that could not be dropped. ``sync`` first writes dirty pages with fdatasync(2).
 
-Only regular files are opened: a FIFO's open blocks, a device's open can have side effects. The
-path is stat'ed first, opened with O_NONBLOCK as a second guard, and fstat'ed after the open to
-make sure it is still the same regular file. Opening for reading is enough for fadvise.
+Only regular files are opened: a FIFO's open blocks, a device's open can have side effects.
+
+Check, then act (issue 15, item 4). memtop runs as root among users who can rename files under
+their own directories: a file shown (TUI) or found (``-r``) a moment ago may be a symbolic link
+to another file by the time it is acted on. So :func:`check_paths` pins each file when it is
+shown or found: the path resolved to one without symbolic links (a link named by the user is
+followed once, here, and the dialog shows where it leads) and the file's device, inode, size
+and mtime. :func:`evict_checked` then opens that path component by component with O_NOFOLLOW
+(no link is followed anywhere), compares lstat before the open and fstat after it with the pin,
+and refuses, doing nothing, if anything changed; the refusal is in the audit log.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ import errno
 import os
 import stat as stat_mod
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memtop.actions import audit
 from memtop.model.pagecache import FileCacheStat
 from memtop.procfs.cachestat import stat_open_fd
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0) | os.O_NOFOLLOW
+_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # A recursive eviction stops after this many files (a typo'd `-r /` should not run for hours).
 MAX_FILES = 100_000
@@ -38,6 +46,9 @@ class EvictResult:
     before: FileCacheStat | None = None
     after: FileCacheStat | None = None
     synced: bool = False
+    refused: bool = False  # the file changed between the check and the act: nothing was done
+    device: int | None = None  # the file acted on (or pinned), for the audit log
+    inode: int | None = None
 
     @property
     def dropped_bytes(self) -> int | None:
@@ -62,8 +73,11 @@ class EvictResult:
 
     @property
     def outcome(self) -> str:
-        """"failed" (nothing done), "complete" (no page left cached), "partial" (pages stayed),
-        or "unknown" (advised, but the kernel cannot say what is left)."""
+        """"refused" (the file changed since it was checked: nothing done), "failed" (nothing
+        done), "complete" (no page left cached), "partial" (pages stayed), or "unknown" (advised,
+        but the kernel cannot say what is left)."""
+        if self.refused:
+            return "refused"
         if not self.ok:
             return "failed"
         if self.after is None or self.after.cached_bytes is None:
@@ -82,6 +96,9 @@ class EvictResult:
             "path": self.path,
             "ok": self.ok,
             "error": self.error,
+            "refused": self.refused,
+            "device": self.device,
+            "inode": self.inode,
             "synced": self.synced,
             "cached_before_bytes": self.before.cached_bytes if self.before else None,
             "cached_after_bytes": self.after.cached_bytes if self.after else None,
@@ -112,23 +129,147 @@ def _os_error(path: str, e: OSError) -> EvictResult:
     return EvictResult(path, False, os.strerror(e.errno or 0) or str(e))
 
 
-def evict_file(path: str, *, sync: bool = False, follow_symlinks: bool = True) -> EvictResult:
-    """Evict one regular file; never raises for a file-level problem."""
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What pins a file between the check and the act: device, inode, size and mtime."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileIdentity":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def change(self, st: os.stat_result) -> str | None:
+        """How the file ``st`` differs from this pin, in words, or None when it is the same."""
+        if not stat_mod.S_ISREG(st.st_mode):
+            return f"it is now {_kind(st.st_mode)}"
+        if (st.st_dev, st.st_ino) != (self.device, self.inode):
+            return "it was replaced by another file"
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+            return "it was modified (size or mtime changed)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EvictTarget:
+    """One file as checked: the name it was given or found by, the path without symbolic links
+    that will be opened, and its pinned identity; or ``early``, the result when the check
+    itself found it cannot be evicted."""
+
+    path: str
+    resolved: str | None = None
+    pinned: FileIdentity | None = None
+    early: EvictResult | None = None
+
+    @property
+    def via_link(self) -> bool:
+        return self.resolved is not None and self.resolved != os.path.abspath(self.path)
+
+
+def check_file(path: str, *, follow_symlinks: bool = True) -> EvictTarget:
+    """Pin one file (see the module doc). A symbolic link named by the user is followed here,
+    once; ``follow_symlinks`` False refuses it (files found by walking a tree)."""
     try:
         st = os.stat(path, follow_symlinks=follow_symlinks)
     except OSError as e:
-        return _os_error(path, e)
+        return EvictTarget(path, early=_os_error(path, e))
     if not stat_mod.S_ISREG(st.st_mode):
-        return EvictResult(path, False, f"{_kind(st.st_mode)}: only regular files can be evicted")
-    flags = _OPEN_FLAGS | (0 if follow_symlinks else os.O_NOFOLLOW)
+        return EvictTarget(path, early=EvictResult(path, False, f"{_kind(st.st_mode)}: only regular files can be evicted"))
+    resolved = os.path.realpath(path)
     try:
-        fd = os.open(path, flags)
+        again = os.lstat(resolved)
+    except OSError as e:
+        return EvictTarget(path, early=_os_error(path, e))
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) or not stat_mod.S_ISREG(again.st_mode):
+        return EvictTarget(path, early=EvictResult(path, False, "the file changed while it was being checked; nothing done",
+                                                   refused=True))
+    return EvictTarget(path, resolved, FileIdentity.of(again))
+
+
+def check_paths(paths, recursive: bool = False) -> list[EvictTarget]:
+    """Pin every file to act on: files as given; the regular files under directories when
+    ``recursive`` (symbolic links inside are not followed); errors as early results."""
+    out: list[EvictTarget] = []
+    for path, early in expand(paths, recursive):
+        if early is not None:
+            out.append(EvictTarget(path, early=early))
+        else:
+            out.append(check_file(path, follow_symlinks=not getattr(path, "found_in_tree", False)))
+    return out
+
+
+class _TreePath(str):
+    """A path found by walking a tree (not named by the user): never followed if a link."""
+
+    found_in_tree = True
+
+
+def _open_pinned(target: EvictTarget) -> tuple[int | None, str | None]:
+    """Open ``target.resolved`` without following any symbolic link, and only if it is still
+    the pinned file: (fd, None), or (None, why it changed)."""
+    parts = [part for part in target.resolved.split("/") if part]
+    if not parts:
+        return None, "it is not a file"
+    dir_fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    return None, f"a directory on its path ({part}) was replaced by a symbolic link or a file"
+                if e.errno == errno.ENOENT:
+                    return None, f"a directory on its path ({part}) no longer exists"
+                raise
+            os.close(dir_fd)
+            dir_fd = next_fd
+        name = parts[-1]
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None, "it no longer exists"
+        if stat_mod.S_ISLNK(st.st_mode):
+            return None, "it was replaced by a symbolic link"
+        change = target.pinned.change(st)
+        if change:  # checked before the open: a FIFO or a device put in its place is never opened
+            return None, change
+        try:
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return None, "it was replaced by a symbolic link"
+            if e.errno == errno.ENOENT:
+                return None, "it no longer exists"
+            raise
+    finally:
+        os.close(dir_fd)
+    change = target.pinned.change(os.fstat(fd))
+    if change:
+        os.close(fd)
+        return None, change
+    return fd, None
+
+
+def evict_target(target: EvictTarget, *, sync: bool = False) -> EvictResult:
+    """Evict one checked file if it is still the file that was checked; never raises for a
+    file-level problem."""
+    if target.early is not None:
+        return target.early
+    path = target.path
+    pin = target.pinned
+    try:
+        fd, change = _open_pinned(target)
     except OSError as e:
         return _os_error(path, e)
+    if fd is None:
+        return EvictResult(path, False, f"the file changed since it was checked ({change}): nothing done",
+                           refused=True, device=pin.device, inode=pin.inode)
     try:
         fst = os.fstat(fd)
-        if not stat_mod.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
-            return EvictResult(path, False, "the file changed while it was being opened; nothing done")
+        ids = {"device": fst.st_dev, "inode": fst.st_ino}
         before = stat_open_fd(path, fd, fst)
         synced = False
         if sync:
@@ -136,27 +277,33 @@ def evict_file(path: str, *, sync: bool = False, follow_symlinks: bool = True) -
                 os.fdatasync(fd)  # write dirty pages so that DONTNEED can drop them
                 synced = True
             except OSError as e:
-                return EvictResult(path, False, f"fdatasync failed: {os.strerror(e.errno or 0)}", before=before)
+                return EvictResult(path, False, f"fdatasync failed: {os.strerror(e.errno or 0)}", before=before, **ids)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # len 0: to the end of the file
         except OSError as e:
-            return EvictResult(path, False, f"posix_fadvise failed: {os.strerror(e.errno or 0)}", before=before)
+            return EvictResult(path, False, f"posix_fadvise failed: {os.strerror(e.errno or 0)}", before=before, **ids)
         after = stat_open_fd(path, fd, os.fstat(fd))
-        return EvictResult(path, True, None, before, after, synced)
+        return EvictResult(path, True, None, before, after, synced, **ids)
     finally:
         os.close(fd)
 
 
+def evict_file(path: str, *, sync: bool = False, follow_symlinks: bool = True) -> EvictResult:
+    """Check and evict one regular file at once; never raises for a file-level problem."""
+    return evict_target(check_file(path, follow_symlinks=follow_symlinks), sync=sync)
+
+
 def expand(paths, recursive: bool) -> list[tuple[str, EvictResult | None]]:
     """Paths to act on: files as given; directories walked when ``recursive`` (symlinks inside
-    are not followed), otherwise an error result for them."""
+    are not followed), otherwise an error result for them. Files found in a tree are
+    :class:`_TreePath` strings (never followed if they become links)."""
     out: list[tuple[str, EvictResult | None]] = []
     for raw in paths:
         path = os.fspath(raw)
         try:
             is_dir = stat_mod.S_ISDIR(os.stat(path).st_mode)
         except OSError:
-            is_dir = False  # evict_file reports it
+            is_dir = False  # the check reports it
         if not is_dir:
             out.append((path, None))
             continue
@@ -173,7 +320,7 @@ def expand(paths, recursive: bool) -> list[tuple[str, EvictResult | None]]:
                         continue  # symlinks, FIFOs, sockets, devices under a tree are skipped
                 except OSError:
                     continue
-                out.append((full, None))
+                out.append((_TreePath(full), None))
                 if len(out) >= MAX_FILES:
                     out.append((path, EvictResult(path, False, f"stopped after {MAX_FILES} files")))
                     return out
@@ -183,24 +330,41 @@ def expand(paths, recursive: bool) -> list[tuple[str, EvictResult | None]]:
     return out
 
 
-def evict_paths(paths, recursive: bool = False, sync: bool = False, *, log: bool = True) -> list[EvictResult]:
-    """Evict each path (see module doc); one result per file, in order. One audit line in all."""
+@dataclass(frozen=True, slots=True)
+class EvictOutcome:
+    """The results, one per file in order, and the audit log's warning (None when written)."""
+
+    results: list = field(default_factory=list)
+    log_warning: str | None = None
+
+
+def evict_checked(targets: list[EvictTarget], *, sync: bool = False, named=None, recursive: bool = False,
+                  log: bool = True) -> EvictOutcome:
+    """Act on checked files (see the module doc); one audit line in all, refusals included.
+    ``named``: the paths as the user gave them, for the log (default: each target's path)."""
     started = time.monotonic()
-    results = []
-    for path, early in expand(paths, recursive):
-        if early is not None:
-            results.append(early)
-        else:
-            # Files found by walking a tree are regular files already; a symlink named by the
-            # user is followed (that is what they asked for), a loop is an error.
-            results.append(evict_file(path, sync=sync))
+    results = [evict_target(target, sync=sync) for target in targets]
+    warning = None
     if log:
         dropped = sum(r.dropped_bytes or 0 for r in results)
-        audit.log_action(
-            "evict", {"paths": [os.fspath(p) for p in paths], "recursive": recursive, "sync": sync},
+        named = [os.fspath(p) for p in named] if named is not None else [t.path for t in targets]
+        per_file = []
+        for target, r in zip(targets[:200], results):
+            entry = r.as_json()
+            if target.via_link:
+                entry["resolved"] = target.resolved
+            per_file.append(entry)
+        warning = audit.log_action(
+            "evict", {"paths": named, "recursive": recursive, "sync": sync},
             prediction=None,
             result={"files": len(results), "failed": sum(not r.ok for r in results),
+                    "refused": sum(r.refused for r in results),
                     "partial": sum(r.outcome == "partial" for r in results), "dropped_bytes": dropped,
-                    "per_file": [r.as_json() for r in results[:200]]},
+                    "per_file": per_file},
             duration_s=time.monotonic() - started)
-    return results
+    return EvictOutcome(results, warning)
+
+
+def evict_paths(paths, recursive: bool = False, sync: bool = False, *, log: bool = True) -> list[EvictResult]:
+    """Check, then evict each path at once (see module doc); one result per file, in order."""
+    return evict_checked(check_paths(paths, recursive), sync=sync, named=paths, recursive=recursive, log=log).results

@@ -46,8 +46,11 @@ class TrimPrediction:
     mutex_addresses: tuple[int, ...]  # each arena's malloc_state (its mutex is the int at offset 0)
     threads: int | None
     estimated_stop_s: float
-    refusal: str | None = None  # the target cannot be trimmed (not glibc, static...): why
+    refusal: str | None = None  # the target cannot be trimmed (not glibc, static, corrupt heap...): why
     heap_ranges: tuple[tuple[int, int], ...] = ()  # (start, end) of every heap, to measure the actual drop
+    # The read-only walk never validated (the heap changed under every walk): the trim walks it
+    # again with the process stopped and calls malloc_trim only if that walk is valid.
+    validate_when_stopped: bool = False
 
     def as_json(self) -> dict:
         return {
@@ -58,6 +61,7 @@ class TrimPrediction:
             "threads": self.threads,
             "estimated_stop_ms": round(self.estimated_stop_s * 1000),
             "refusal": self.refusal,
+            "validate_when_stopped": self.validate_when_stopped,
         }
 
 
@@ -156,6 +160,15 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
     reason = None
     report = analyze(identity.pid, root)
     kind = report.allocator_kind
+    if report.status == "corrupt":
+        # malloc_trim walks the same chunks (malloc_consolidate, mtrim): on a damaged heap it can
+        # crash the process or damage it further. memtop never trims a heap it calls corrupt.
+        return refused_prediction(f"memtop's heap walk finds the heap of PID {identity.pid} corrupt "
+                                  f"({report.reason}): malloc_trim on a damaged heap could crash the process, so "
+                                  "memtop does not trim it", threads)
+    if not report.valid and report.status not in ("changing",):
+        # gone, denied, unsupported, not-glibc, zombie, kernel-thread: the walk says why.
+        return refused_prediction(f"PID {identity.pid}: {report.reason or report.status}", threads)
     # Arenas never move or go away once created, so a previous valid walk still names them.
     known = report.arenas or (report.last_valid.arenas if report.last_valid is not None else ())
     arenas = tuple(a.address for a in known)
@@ -167,13 +180,16 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         except gdb.GdbError as e:
             refusal = str(e)  # without the arenas the lock check cannot be made: do not trim
     release = report.trim_release_bytes if report.valid else None
-    if not report.valid:
+    validate = not report.valid  # "changing": no walk could be validated while the process ran
+    if validate:
         walk = report.reason or "the heap walk was not consistent"
-        reason = f"{walk}; {reason}" if reason else walk
+        reason = (f"{walk}; memtop will walk the heap again with the process stopped and call malloc_trim only if "
+                  "that walk is valid (the stop lasts longer by the time of the walk)")
     if refusal is None and kind not in (None, "glibc"):
         refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
     ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
-    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges)
+    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges,
+                          validate_when_stopped=validate)
 
 
 def _error_text(e: BaseException) -> str:
@@ -237,9 +253,16 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         gdb.check_identity(identity, root)
         fields["heap_resident_before"] = _heap_resident(pid, prediction.heap_ranges, root)
         fields["rss_before"], _ = _rss_and_minflt(pid, root)
+        deadline = time.monotonic() + timeout
         stopped = gdb.open_session(identity, mutex_addresses=list(prediction.mutex_addresses), timeout=timeout,
                                    root=root)
         session = stopped.session
+        if prediction.validate_when_stopped:
+            try:
+                _validate_stopped(identity, root, deadline, notes)
+            except BaseException:
+                gdb.finish_session(session)
+                raise
         call_started = time.monotonic()
         try:
             value = session.call(TRIM_EXPRESSION, stopped.calling_thread, timeout)
@@ -282,6 +305,24 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         if session is not None:
             fields["stopped_s"] = session.stopped_s
             notes.extend(session.notes)
+
+
+def _validate_stopped(identity: ProcessIdentity, root: Path, deadline: float, notes: list[str]) -> None:
+    """With the process stopped by gdb (no thread inside the allocator, every arena lock free)
+    the heap cannot change: one walk must now be valid, or nothing is called (gdb.Refused)."""
+    from memtop.heap import Cancelled
+
+    started = time.monotonic()
+    try:
+        report = analyze(identity.pid, root, retries=1, cancel=lambda: time.monotonic() > deadline)
+    except Cancelled:
+        raise gdb.Refused(f"the heap walk with PID {identity.pid} stopped did not finish within the timeout: "
+                          "nothing was done (a larger --timeout allows a longer stop)") from None
+    if not report.valid:
+        raise gdb.Refused(f"the heap of PID {identity.pid} could not be validated even with the process stopped "
+                          f"({report.reason}): memtop does not trim a heap it cannot validate; nothing was done")
+    notes.append(f"heap walked with the process stopped: valid ({report.chunks_walked} chunks, "
+                 f"{(time.monotonic() - started) * 1000:.0f} ms)")
 
 
 def _carry(error: gdb.GdbError, fields: dict, notes: list[str]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from memtop.actions import identity_of, unavailable_reason
 from memtop.commands import CliError, pid_arg
 from memtop.format import fmt_bytes, fmt_rate
+from memtop.text import json_safe, printable
 
 NAME = "trim"
 HELP = "run malloc_trim(0) in a process through gdb, safely; report predicted vs actual RSS drop"
@@ -105,15 +106,15 @@ def run(args) -> int:
                 "points": [{"s": round(p.seconds_after, 2), "rss_bytes": p.rss_bytes, "minflt_per_s": p.minflt_per_s}
                            for p in summary.points],
             }
-        json.dump(doc, sys.stdout, indent=1)
+        json.dump(json_safe(doc), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         if summary is None:
             print(describe_result(result))
         else:
-            print(summary.finding)
+            print(printable(summary.finding))
     if result.log_warning:
-        print(f"memtop: {result.log_warning}", file=sys.stderr)
+        print(f"memtop: {printable(result.log_warning)}", file=sys.stderr)
     return 0 if result.ok else EXIT_REFUSED
 
 
@@ -125,8 +126,9 @@ def _uid(root: Path, pid: int) -> int | None:
 
 
 def describe_prediction(pid: int, prediction) -> str:
+    """One line (reasons quote the system: paths, names; shown with printable())."""
     if prediction.refusal:
-        return f"cannot trim: {prediction.refusal}"
+        return f"cannot trim: {printable(prediction.refusal)}"
     if prediction.release_bytes == 0:
         return (f"PID {pid}: nothing would be released: the heap walk finds no resident free page for "
                 f"malloc_trim(0) to give back (e.g. right after a trim); trimming would stop the process for about "
@@ -134,13 +136,15 @@ def describe_prediction(pid: int, prediction) -> str:
     if prediction.release_bytes is not None:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
     else:
-        what = f"no prediction ({prediction.reason})"
+        what = f"no prediction ({printable(prediction.reason)})"
     return (f"PID {pid}: {what}; the process will be stopped for about "
             f"{prediction.estimated_stop_s * 1000:.0f} ms while gdb calls malloc_trim(0)")
 
 
 def describe_result(result) -> str:
-    lines = [f"{result.status}: {result.message}"]
+    """Lines for a terminal: the message and notes quote the system (process names, paths), so
+    each goes through printable()."""
+    lines = [f"{result.status}: {printable(result.message)}"]
     if result.ok:
         predicted = result.prediction.release_bytes if result.prediction else None
         lines.append(f"  predicted {fmt_bytes(predicted)}, heap released {fmt_bytes(result.heap_released_bytes)}; "
@@ -150,7 +154,7 @@ def describe_result(result) -> str:
         lines.append(f"  the process was stopped for {_ms(result.stopped_s)} and is running again")
     for note in result.notes:
         if note not in ("detached",) and not note.startswith("attached to"):
-            lines.append(f"  note: {note}")
+            lines.append(f"  note: {printable(note)}")
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         symbols: 'auto' (libc6-dbg symbols when installed, else heuristics), 'debug', 'heuristic'.
         progress: called as ``progress(bytes_walked, bytes_total)`` from the walking thread.
         cancel: a callable; when it returns True the walk stops and Cancelled is raised.
-        native: use the compiled inner loop when it can be built (memtop.heap.native); False
+        native: use the compiled inner loop when it was built at install time (memtop.heap.native); False
             forces the pure-Python loop. Both give the same report.
     """
     root = Path(root)
@@ -261,8 +261,11 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
     struct_users = []
     for state in states:
         is_main = state.address == syms.main_arena
-        if is_main and state.top == state.address + 96:
-            plans.append((state, [], 0))  # initial_top: malloc never called, no heap yet
+        # No heap yet: top is initial_top (malloc_init_state ran, nothing was allocated), or 0 and
+        # system_mem 0 (malloc never called: ptmalloc_init has not run, main_arena is as the
+        # static initializer left it). An empty heap, not a corrupt one.
+        if is_main and (state.top == state.address + 96 or (state.top == 0 and state.system_mem == 0)):
+            plans.append((state, [], 0))
             continue
         segments, top_size = _segments(mem, cache, state, is_main, tunables, layout, maps)
         plans.append((state, segments, top_size))

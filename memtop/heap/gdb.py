@@ -250,7 +250,7 @@ def check_identity(identity: ProcessIdentity, root: Path = PROC) -> None:
 
 
 def check_traceable(identity: ProcessIdentity, root: Path = PROC) -> None:
-    """Refuse a stopped, traced or kernel process, or one this user may not trace."""
+    """Refuse a zombie, a stopped, traced or kernel process, or one this user may not trace."""
     pid = identity.pid
     try:
         stat = read_stat(pid, root)
@@ -259,6 +259,9 @@ def check_traceable(identity: ProcessIdentity, root: Path = PROC) -> None:
         raise TargetGone(f"PID {pid} has exited") from None
     except ProcfsError as e:
         raise Refused(f"cannot read the state of PID {pid}: {e}") from None
+    if stat.is_zombie:  # before anything reads its (empty) maps: it is not "another allocator"
+        raise Refused(f"PID {pid} is a zombie: it has exited and its memory is already gone (its parent has not "
+                      "reaped it yet); there is nothing to trim")
     if stat.is_kernel_thread:
         raise Refused(f"PID {pid} is a kernel thread: it has no heap")
     if pid == os.getpid():

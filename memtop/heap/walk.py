@@ -308,37 +308,13 @@ def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: li
     return i, prev, n
 
 
-_NATIVE_CAP = 1 << 16
-
-
 def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, prev: int, free_flat: list,
                    tc_hits: list) -> tuple[int, int, int]:
-    """The same as _window_python, by the compiled loop (memtop.heap.native)."""
-    import ctypes
-
-    buffer = (ctypes.c_char * len(data)).from_buffer(data)
-    stop_array = (ctypes.c_int64 * max(1, len(stops)))(*stops)
-    keys = [k for k in keys if k]
-    key_array = (ctypes.c_uint64 * max(1, len(keys)))(*keys)
-    free_out = (ctypes.c_int64 * _NATIVE_CAP)()
-    tc_out = (ctypes.c_int64 * _NATIVE_CAP)()
-    state = native.WalkState(0, prev, 0, 0, 0, 0)
-    stop_index = ctypes.c_int64(0)
-    while True:
-        status = walker(ctypes.addressof(buffer), limit, ctypes.addressof(stop_array), len(stops),
-                        ctypes.byref(stop_index), ctypes.addressof(key_array), len(keys),
-                        ctypes.addressof(free_out), _NATIVE_CAP,
-                        ctypes.addressof(tc_out), _NATIVE_CAP, ctypes.byref(state))
-        free_flat.extend(free_out[:state.nfree])
-        tc_hits.extend(tc_out[:state.ntc])
-        state.nfree = state.ntc = 0
-        if status != native.FULL:
-            break
-    del buffer  # release the export of data before the caller lets it go
-    i = state.i
+    """The same as _window_python, by the compiled loop (memtop.heap.native, memtop/heap/_walk.c)."""
+    i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits)
     if status == native.ZERO:
         i = FAR
-    return i, state.prev, state.n
+    return i, prev, n
 
 
 READ_AHEAD_PAGES = 16

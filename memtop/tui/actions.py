@@ -27,6 +27,7 @@ from textual.worker import get_current_worker
 from memtop.actions import READ_ONLY_REASON, unavailable_reason
 from memtop.format import fmt_bytes, fmt_duration, fmt_rate, sparkline
 from memtop.model.process import ProcessIdentity
+from memtop.text import printable
 
 FOLLOW_S = 60.0
 
@@ -181,7 +182,7 @@ class TrimScreen(_ActionScreen):
         if self.result.ok and self.follow_s > 0:
             self.run_follow()
         if self.result.log_warning:
-            self.app.notify(self.result.log_warning, severity="warning")
+            self.app.notify(printable(self.result.log_warning), severity="warning", markup=False)
         self._draw()
 
     @on(Followed)
@@ -210,14 +211,14 @@ class TrimScreen(_ActionScreen):
     # --- drawing ---
     def _draw(self) -> None:
         text = Text()
-        name = f" {self.process_name}" if self.process_name else ""
+        name = f" {printable(self.process_name)}" if self.process_name else ""
         text.append(f"PID {self.identity.pid}{name}\n", style="bold")
         p = self.prediction
         if self.phase == "predicting":
             text.append("Walking the heap read-only to predict what malloc_trim(0) would release…\n")
         if p is not None:
             if p.refusal:
-                text.append(f"Cannot trim: {p.refusal}\n", style="bold")
+                text.append(f"Cannot trim: {printable(p.refusal)}\n", style="bold")
             else:
                 if p.release_bytes == 0:
                     text.append("Nothing would be released: ", style="bold")
@@ -229,7 +230,7 @@ class TrimScreen(_ActionScreen):
                     text.append(fmt_bytes(p.release_bytes), style="bold")
                     text.append(f" ({len(p.mutex_addresses)} arena(s)).\n")
                 else:
-                    text.append(f"No prediction: {p.reason}\n")
+                    text.append(f"No prediction: {printable(p.reason)}\n")
                 text.append(f"gdb will stop the process for about {p.estimated_stop_s * 1000:.0f} ms "
                             f"({p.threads or '?'} thread(s)) to call malloc_trim(0), after checking that no thread "
                             "is inside malloc and every arena lock is free.\n")
@@ -240,7 +241,7 @@ class TrimScreen(_ActionScreen):
         if r is not None:
             text.append("\n")
             text.append(f"{r.status}: ", style="bold")
-            text.append(r.message + "\n")
+            text.append(printable(r.message) + "\n")
             if r.ok:
                 table = Table.grid(padding=(0, 2))
                 table.add_column()
@@ -255,7 +256,7 @@ class TrimScreen(_ActionScreen):
                 text.append(f"The process was stopped for {_ms(r.stopped_s)} and is running again.\n")
             for note in r.notes:
                 if note != "detached" and not note.startswith("attached to"):
-                    text.append(f"· {note}\n", style="dim")
+                    text.append(f"· {printable(note)}\n", style="dim")
             if r.ok:
                 text.append("sources: predicted = read-only heap walk (/proc/PID/mem); heap released = present pages "
                             "of the heaps in /proc/PID/pagemap; RSS = VmRSS in /proc/PID/status; stopped = memtop's "
@@ -268,7 +269,7 @@ class TrimScreen(_ActionScreen):
                         f"RSS {fmt_bytes(last.rss_bytes)}, regrowth {fmt_bytes(s.regrowth_bytes, signed=True)}, "
                         f"minor faults {fmt_rate(s.minflt_per_s)}\n")
             text.append(sparkline([pt.rss_bytes for pt in self.points], 50) + "\n", style="bold")
-            text.append(s.finding + "\n", style="bold" if s.came_back else "")
+            text.append(printable(s.finding) + "\n", style="bold" if s.came_back else "")
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
         confirm = "y trim   n / Esc cancel"
@@ -291,21 +292,32 @@ def _render(renderable) -> Text:
 
 
 class EvictScreen(_ActionScreen):
+    """Check -> confirm -> evict -> result. The check pins each file as it is shown (its path
+    without symbolic links, device, inode, size, mtime: memtop.actions.evict.check_paths); `y`
+    evicts only files that are still exactly what was checked, and refuses the others."""
+
     BINDINGS = [
         Binding("y", "confirm(False)", "Evict", show=False),
         Binding("s", "confirm(True)", "Sync and evict", show=False),
         Binding("n,escape,q", "close", "Close", show=False),
     ]
 
-    class Evicted(Message):
-        def __init__(self, results):
+    class Checked(Message):
+        def __init__(self, targets):
             super().__init__()
-            self.results = results
+            self.targets = targets
+
+    class Evicted(Message):
+        def __init__(self, outcome):
+            super().__init__()
+            self.outcome = outcome
 
     def __init__(self, paths: list[Path]):
         super().__init__(classes="action-screen")
         self.paths = paths
-        self.phase = "confirm"
+        self.phase = "checking"  # checking, confirm, running, done
+        self.targets = None
+        self.pending_sync: bool | None = None  # y or s pressed while checking
         self.results = None
 
     def compose(self) -> ComposeResult:
@@ -315,27 +327,65 @@ class EvictScreen(_ActionScreen):
     def on_mount(self) -> None:
         self.query_one("#action-body").border_title = "Evict from the page cache"
         self._draw()
+        self.run_check()
+
+    @work(thread=True, exclusive=True, group="actions-evict", exit_on_error=False)
+    def run_check(self) -> None:
+        from memtop.actions.evict import EvictResult, EvictTarget, check_paths
+
+        names = [str(p) for p in self.paths]
+        try:
+            targets = check_paths(names)
+        except Exception as e:  # noqa: BLE001 - the view must leave "checking" with the reason
+            targets = [EvictTarget(n, early=EvictResult(n, False, f"the check failed: {e or type(e).__name__}"))
+                       for n in names]
+        self.post_message(self.Checked(targets))
 
     @work(thread=True, exclusive=True, group="actions-evict", exit_on_error=False)
     def run_evict(self, sync: bool) -> None:
-        from memtop.actions.evict import evict_paths
+        from memtop.actions.evict import EvictOutcome, EvictResult, evict_checked
 
-        self.post_message(self.Evicted(evict_paths(self.paths, recursive=False, sync=sync)))
+        try:
+            outcome = evict_checked(self.targets, sync=sync, named=[str(p) for p in self.paths])
+        except Exception as e:  # noqa: BLE001 - the view must leave "running" with the reason
+            outcome = EvictOutcome([EvictResult(t.path, False, f"the eviction failed: {e or type(e).__name__}")
+                                    for t in self.targets])
+        self.post_message(self.Evicted(outcome))
+
+    @on(Checked)
+    def _checked(self, message: Checked) -> None:
+        self.targets = message.targets
+        if self.pending_sync is not None:
+            self._start(self.pending_sync)
+            return
+        self.phase = "confirm"
+        self._draw()
 
     @on(Evicted)
     def _evicted(self, message: Evicted) -> None:
-        self.results = message.results
+        self.results = message.outcome.results
         self.phase = "done"
+        if message.outcome.log_warning:
+            self.app.notify(printable(message.outcome.log_warning), severity="warning", markup=False)
         self._draw()
+
+    def _start(self, sync: bool) -> None:
+        self.phase = "running"
+        self._draw()
+        self.run_evict(sync)
 
     def action_confirm(self, sync: bool) -> None:
         if self.phase == "confirm":
-            self.phase = "running"
+            self._start(sync)
+        elif self.phase == "checking":
+            # The names are on screen already; what they are now is pinned by the check, which is
+            # what the eviction compares with.
+            self.pending_sync = sync
             self._draw()
-            self.run_evict(sync)
 
     def action_close(self) -> None:
         if self.phase != "running":
+            self.workers.cancel_group(self, "actions-evict")
             self.dismiss(None)
 
     def _draw(self) -> None:
@@ -345,10 +395,22 @@ class EvictScreen(_ActionScreen):
         if self.results is None:
             text.append(f"posix_fadvise(POSIX_FADV_DONTNEED) on {len(self.paths)} file(s): their clean pages leave "
                         "the page cache (dirty pages stay until written back):\n\n")
-            for path in self.paths[:12]:
-                text.append(f"  {path}\n")
+            shown = self.targets if self.targets is not None else [None] * len(self.paths)
+            for path, target in list(zip(self.paths, shown))[:12]:
+                text.append(f"  {printable(str(path))}")
+                if target is not None and target.early is not None:
+                    text.append(f"  (cannot be evicted: {printable(target.early.error)})", style="bold")
+                elif target is not None and target.via_link:
+                    text.append(f"  → {printable(target.resolved)}", style="bold")
+                text.append("\n")
             if len(self.paths) > 12:
                 text.append(f"  … and {len(self.paths) - 12} more\n")
+            if self.phase == "checking":
+                text.append("\nchecking the files…" + (" (evicts once the check is done)" if self.pending_sync is not None
+                                                       else "") + "\n", style="dim")
+            else:
+                text.append("\nOnly files still exactly as checked now (same file, size and mtime) are evicted.\n",
+                            style="dim")
         else:
             for r in self.results:
                 text.append(describe(r) + "\n", style="" if r.outcome in ("complete", "unknown") else "bold")
@@ -356,7 +418,8 @@ class EvictScreen(_ActionScreen):
         text.rstrip()
         self.query_one("#action-text", Static).update(text)
         self._hint(
-            {"confirm": "y evict   s sync first, then evict   n / Esc cancel", "running": "please wait",
+            {"checking": "y evict   s sync first, then evict   n / Esc cancel",
+             "confirm": "y evict   s sync first, then evict   n / Esc cancel", "running": "please wait",
              "done": "Esc close"}[self.phase])
 
 
@@ -443,7 +506,7 @@ class DropCachesScreen(_ActionScreen):
         else:
             r = self.result
             if not r.ok:
-                text.append(f"Not done: {r.error}\n", style="bold")
+                text.append(f"Not done: {printable(r.error)}\n", style="bold")
             else:
                 text.append(f"Dropped {LEVELS[r.level]} (sync {r.sync_s:.2f} s, drop {r.drop_s:.2f} s)\n\n")
             table = Table(box=None, padding=(0, 2))
@@ -465,7 +528,8 @@ class DropCachesScreen(_ActionScreen):
 
 
 def describe_record(record: dict) -> tuple[str, str, str, str, str]:
-    """(time, user, action, target, result) of one audit line, for the log view."""
+    """(time, user, action, target, result) of one audit line, for the log view, each made safe
+    for the terminal (paths and names in the log are any user's choice)."""
     target = record.get("target") or {}
     result = record.get("result") or {}
     action = str(record.get("action", "?"))
@@ -478,7 +542,8 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
         paths = target.get("paths") or []
         what = f"{paths[0] if paths else '?'}" + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
         partial = f", {result['partial']} partly" if result.get("partial") else ""
-        outcome = (f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed{partial}, "
+        refused = f" ({result['refused']} refused: changed since checked)" if result.get("refused") else ""
+        outcome = (f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed{refused}{partial}, "
                    f"dropped {fmt_bytes(result.get('dropped_bytes'))}")
     elif action == "drop-caches":
         what = f"level {target.get('level', '?')}"
@@ -486,7 +551,7 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
     else:
         what, outcome = str(target), str(result)
     when = str(record.get("time", "?")).replace("T", " ")[:19]
-    return when, str(record.get("user", "?")), action, what, outcome
+    return tuple(printable(str(cell)) for cell in (when, record.get("user", "?"), action, what, outcome))
 
 
 class ActionsLogScreen(ModalScreen[None]):
@@ -508,13 +573,14 @@ class ActionsLogScreen(ModalScreen[None]):
         table.add_column("target", overflow="fold", ratio=3)
         table.add_column("result", overflow="fold", ratio=2)
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # Text: a cell's "[...]" is never Rich markup
         self.table = table
         with VerticalScroll(id="action-body"):
-            yield Static(Text(f"{audit.log_path()} — newest first; one JSON line per action", style="dim"))
+            yield Static(Text(f"{printable(str(audit.log_path()))} — newest first; one JSON line per action",
+                              style="dim"))
             yield Static(table if records else Text("No action has been logged yet."), id="actions-log-table")
             if problems:
-                yield Static(Text("; ".join(problems), style="dim"))
+                yield Static(Text(printable("; ".join(problems)), style="dim"))
 
     def on_mount(self) -> None:
         self.query_one("#action-body").border_title = "Actions log"

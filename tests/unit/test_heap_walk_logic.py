@@ -106,15 +106,17 @@ def test_walk_finds_exactly_what_was_laid_out(chunks, window, use_native):
     assert sorted(result.tcache) == expected["tcache"]
 
 
-def test_the_native_loop_drains_its_buffers_when_they_fill(monkeypatch):
+def test_the_native_loop_grows_its_buffers_past_many_free_chunks():
     if not NATIVE:
         pytest.skip(f"no native loop: {native.build_error}")
-    monkeypatch.setattr(walk_module, "_NATIVE_CAP", 8)  # forces many FULL returns
-    chunks = [(64, "free" if i % 2 else "used") for i in range(999)] + [(64, "tcache")] * 30 + [(64, "used")]
+    # 2,500 free chunks and 1,500 tcache hits in one window: the C side's lists grow from 1,024.
+    chunks = [(64, "free" if i % 2 else "used") for i in range(4999)] + [(64, "tcache")] * 1500 + [(64, "used")]
     mem, segment, expected = lay_out(chunks)
     result = walk_segment(mem, segment, tcache_keys={KEY}, use_native=True)
-    assert result.chunks == expected["count"]
-    assert sorted(result.free) == expected["free"] and sorted(result.tcache) == expected["tcache"]
+    python = walk_segment(mem, segment, tcache_keys={KEY}, use_native=False)
+    assert result.chunks == expected["count"] == python.chunks
+    assert sorted(result.free) == expected["free"] == sorted(python.free)
+    assert sorted(result.tcache) == expected["tcache"] == sorted(python.tcache)
 
 
 @BOTH_LOOPS
