@@ -47,7 +47,7 @@ def _row(label: str, value: int | None, note: str = "", indent: int = 2) -> str:
 
 
 def render_text(report: LayerReport, arenas=None) -> str:
-    from memtop.heap.layers import split_unknown_reason
+    from memtop.model.heap import split_unknown_reason
 
     heap = report.heap
     ident = report.identity

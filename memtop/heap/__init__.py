@@ -42,12 +42,32 @@ from memtop.procfs.process import read_stat
 __all__ = ["analyze", "Cancelled"]
 
 TCACHE_CHUNK = 0x290
-_last_valid: dict[ProcessIdentity, HeapReport] = {}
-_last_valid_lock = threading.Lock()
+
+
+class LastValidWalks:
+    """The last valid walk of each process, for when a heap changes faster than a walk: the
+    report then gives the last valid figures and their age. Whoever walks repeatedly owns one
+    (the Collector's heap parts); bounded to ``limit`` processes, the oldest forgotten first."""
+
+    def __init__(self, limit: int = 64):
+        self.limit = limit
+        self._walks: dict[ProcessIdentity, HeapReport] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, identity: ProcessIdentity, report: HeapReport) -> None:
+        with self._lock:
+            self._walks.pop(identity, None)
+            if len(self._walks) >= self.limit:
+                self._walks.pop(next(iter(self._walks)))
+            self._walks[identity] = report
+
+    def last(self, identity: ProcessIdentity) -> HeapReport | None:
+        with self._lock:
+            return self._walks.get(identity)
 
 
 def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: str = "auto",
-            progress=None, cancel=None, native: bool = True) -> HeapReport:
+            progress=None, cancel=None, native: bool = True, walks: LastValidWalks | None = None) -> HeapReport:
     """Walk the heap of process ``pid`` and report on it. Never raises for a vanished process
     or a permission problem: the report's ``status`` and ``reason`` say why.
 
@@ -56,6 +76,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         symbols: 'auto' (libc6-dbg symbols when installed, else heuristics), 'debug', 'heuristic'.
         progress: called as ``progress(bytes_walked, bytes_total)`` from the walking thread.
         cancel: a callable; when it returns True the walk stops and Cancelled is raised.
+        walks: where the last valid walk of each process is kept (a :class:`LastValidWalks`): when
+            no walk validates, the report carries the last valid one and its age. None: not kept.
         native: use the compiled inner loop when it was built at install time (memtop.heap.native); False
             forces the pure-Python loop. Both give the same report.
     """
@@ -144,14 +166,11 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
             report = replace(report, glibc_version=version, walked_at=now, walk_seconds=now - started,
                              attempts=attempts, runtime=runtime, libc_path=libc.path, symbols=syms.source,
                              version_tested=libc.version in glibc.TESTED_VERSIONS)
-            with _last_valid_lock:
-                if len(_last_valid) > 64:
-                    _last_valid.clear()
-                _last_valid[identity] = report
+            if walks is not None:
+                walks.remember(identity, report)
             return report
     # Never validated.
-    with _last_valid_lock:
-        last = _last_valid.get(identity)
+    last = walks.last(identity) if walks is not None else None
     age = time.monotonic() - last.walked_at if last is not None else None
     same_place = len({e.address for e in errors}) == 1 and len(errors) == attempts and all(
         "changed" not in e.detail for e in errors)

@@ -315,11 +315,12 @@ def _status_fields(pid: int, root: Path) -> dict[str, str]:
 
 
 def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bool = True,
-                   heap=None) -> ArenaAnalysis:
+                   heap=None, walks=None) -> ArenaAnalysis:
     """Read everything the Arenas tab shows for one process. Slow (heap walk, full smaps): call
     it from a worker. Raises NoSuchProcess when the process is gone before anything was read.
 
-    ``heap`` may pass a walk already made (``memtop explain`` walks once for all its sections).
+    ``heap`` may pass a walk already made (``memtop explain`` walks once for all its sections);
+    ``walks``: the caller's memory of last valid walks (memtop.heap.LastValidWalks).
     """
     from memtop.procfs.environ import read_environ
     from memtop.procfs.process import read_stat
@@ -352,7 +353,7 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
 
     heap_reason = None
     if heap is None and walk:
-        heap, heap_reason = _walk(pid, root)
+        heap, heap_reason = _walk(pid, root, walks)
     elif heap is None:
         heap_reason = "not walked"
     if heap is not None and not heap.valid:
@@ -412,11 +413,11 @@ def _env_int(env: AllocatorEnv, name: str) -> int | None:
         return None
 
 
-def _walk(pid: int, root: Path):
+def _walk(pid: int, root: Path, walks=None):
     """The heap walk of the Layers issue (memtop.heap.analyze), or the reason there is none."""
     try:
         from memtop.heap import analyze
     except ImportError:
         return None, "the heap walk is not available in this build"
-    report = analyze(pid, root)  # never raises for a vanished or forbidden process: status says
+    report = analyze(pid, root, walks=walks)  # never raises for a vanished or forbidden process: status says
     return report, None if report.valid else report.reason

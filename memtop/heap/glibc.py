@@ -175,9 +175,12 @@ def open_libc(pid: int, maps: list[Mapping], root: Path) -> LibcImage | None:
     return LibcImage(first.path, used, base, version, elf.build_id(), writable)
 
 
+# Files read and parsed, by file identity (device, inode, mtime): a libc is read once however
+# many processes map it. Bounded; a changed file has a new identity.
 _cache_lock = threading.Lock()
 _file_cache: dict[tuple[int, int, int], bytes] = {}
-_elf_cache: dict[int, ElfFile] = {}
+_elf_cache: dict[tuple[int, int, int], ElfFile] = {}
+_file_keys: dict[int, tuple[int, int, int]] = {}  # id of a cached bytes object -> its identity
 _offsets_cache: dict[tuple[str, str], dict[str, int]] = {}
 
 
@@ -193,20 +196,24 @@ def _read_file_cached(path: str) -> bytes:
             if len(_file_cache) > 8:
                 _file_cache.clear()
                 _elf_cache.clear()
+                _file_keys.clear()
             _file_cache[key] = data
+            _file_keys[id(data)] = key  # valid while _file_cache holds the object
     return data
 
 
 def _elf_cached(data: bytes) -> ElfFile:
     with _cache_lock:
-        elf = _elf_cache.get(id(data))
+        key = _file_keys.get(id(data)) if _file_cache.get(_file_keys.get(id(data))) is data else None
+        elf = _elf_cache.get(key) if key is not None else None
     if elf is None:
         try:
             elf = ElfFile(data)
         except (ElfError, struct.error) as e:
             raise GlibcError("unsupported", f"libc is not a 64-bit ELF file we can read: {e}") from e
-        with _cache_lock:
-            _elf_cache[id(data)] = elf
+        if key is not None:
+            with _cache_lock:
+                _elf_cache[key] = elf
     return elf
 
 

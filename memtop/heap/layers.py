@@ -20,7 +20,7 @@ from memtop.heap import analyze
 from memtop.heap.glibc import HEAP_MAX_SIZE
 from memtop.heap.memory import Mapping, TargetMemory, parse_maps_file
 from memtop.model.findings import Finding, Severity
-from memtop.model.heap import HeapReport, Layer, LayerReport
+from memtop.model.heap import HeapReport, Layer, LayerReport, split_unknown_reason
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError, read_bytes
 from memtop.procfs.process import read_cmdline, read_rollup, read_stat, read_status
 
@@ -124,7 +124,7 @@ def mmapped_chunk_ranges(mem: TargetMemory, mappings: list[Mapping]) -> tuple[li
 
 
 def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = None, symbols: str = "auto",
-            progress=None, cancel=None, with_runtime: bool = True) -> LayerReport:
+            progress=None, cancel=None, with_runtime: bool = True, walks=None) -> LayerReport:
     """Build the layered report of one process. Never raises for a vanished or forbidden process.
 
     ``with_runtime``: also read the runtime's own figures (memtop.runtime: hsperfdata, obmalloc,
@@ -155,7 +155,7 @@ def explain(pid: int, root: Path = Path("/proc"), *, heap: HeapReport | None = N
     except ProcfsError as e:
         kernel_reason = str(e)
     if heap is None:
-        heap = analyze(pid, root, symbols=symbols, progress=progress, cancel=cancel)
+        heap = analyze(pid, root, symbols=symbols, progress=progress, cancel=cancel, walks=walks)
     runtime = heap.runtime
     runtime_report = _runtime_report(pid, root, smaps, status, runtime) if smaps and with_runtime else None
     anon_split, runtime_split = _anon_split(pid, root, smaps, heap, runtime, runtime_report) if smaps else ((), ())
@@ -395,17 +395,6 @@ def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> 
                   parent=parent),
         ]
     return tuple(out)
-
-
-def split_unknown_reason(report: LayerReport) -> str | None:
-    """Why the heap's in use / free / top split is not shown (None when it is, or when there is
-    no glibc heap to split)."""
-    heap = report.heap
-    if report.heap_split or heap is None or heap.allocator_kind != "glibc" or heap.valid:
-        return None
-    if heap.status in ("gone", "kernel-thread", "zombie"):
-        return None
-    return f"heap walk {heap.status}: {heap.reason}" if heap.reason else f"heap walk {heap.status}"
 
 
 def _with_findings(report: LayerReport) -> LayerReport:

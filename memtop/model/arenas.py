@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from memtop.model.findings import Finding
+from memtop.model.process import ProcessIdentity
 
 if TYPE_CHECKING:  # the heap walk's records; only for annotations
     from memtop.model.heap import HeapReport
@@ -231,3 +232,14 @@ class ArenaAnalysis:
     census_reason: str | None
     setting_line: str | None  # the exact line to set, when arena explosion is found
     findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MallocInfoResult:
+    """malloc_info fetched through gdb, parsed; or why it could not be."""
+
+    identity: ProcessIdentity
+    info: MallocInfo | None
+    error: str | None
+    seconds: float
+    fetched_at: float  # monotonic

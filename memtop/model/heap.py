@@ -198,3 +198,14 @@ class LayerReport:
     # The runtime's or the application's own view (memtop.runtime): figures, regions, advice.
     runtime_report: "RuntimeReport | None" = None
     runtime_split: tuple[Layer, ...] = ()  # the runtime layer's resident bytes per region (parent "runtime")
+
+
+def split_unknown_reason(report: LayerReport) -> str | None:
+    """Why the heap's in use / free / top split is not shown (None when it is, or when there is
+    no glibc heap to split)."""
+    heap = report.heap
+    if report.heap_split or heap is None or heap.allocator_kind != "glibc" or heap.valid:
+        return None
+    if heap.status in ("gone", "kernel-thread", "zombie"):
+        return None
+    return f"heap walk {heap.status}: {heap.reason}" if heap.reason else f"heap walk {heap.status}"

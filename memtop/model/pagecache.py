@@ -142,3 +142,39 @@ class VmstatRates:
     def get(self, key: str) -> float | None:
         return self.rates.get(key)
 
+
+
+@dataclass(frozen=True, slots=True)
+class FilesView:
+    """A list of files measured for the page cache tab: source (a) one process's, (b) every
+    process's; ``note`` says what was measured, or why the list is empty."""
+
+    files: tuple[CachedFile, ...]
+    note: str
+    pid: int | None = None  # source (a): whose files
+    processes_seen: int | None = None  # source (b)
+    processes_denied: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TreeView:
+    """Source (c): the files of a directory scan, and where the scan is."""
+
+    root: str
+    files: tuple[CachedFile, ...]
+    progress: TreeScanProgress
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmstatView:
+    """The thrashing counters' rates, tick by tick, oldest first."""
+
+    history: tuple[VmstatRates, ...]
+
+    @property
+    def latest(self) -> VmstatRates | None:
+        return self.history[-1] if self.history else None
+
+    def window(self, n: int) -> tuple[VmstatRates, ...]:
+        return self.history[-n:]

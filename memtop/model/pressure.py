@@ -233,6 +233,34 @@ class StallEvent:
     growers: tuple[Grower, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PsiHistory:
+    """System PSI readings, oldest first (the charts), and why there is none when there is none."""
+
+    samples: tuple[PressureSample, ...]
+    unavailable_reason: str | None = None
+    live: bool = True  # False: a captured tree, or a recording (readings do not follow time)
+
+    @property
+    def latest(self) -> PressureSample | None:
+        return self.samples[-1] if self.samples else None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupsView:
+    """One walk of the memory cgroups: the tree against its limits, the selected process's
+    cgroup in detail, and each cgroup's events when memtop first saw it (the baseline)."""
+
+    version: int | None  # 1 or 2; None: no memory controller found (``error`` says why)
+    mount: str | None
+    tree: tuple[CgroupMemory, ...] = ()
+    target_pid: int | None = None
+    selected: CgroupMemory | None = None
+    selected_reason: str | None = None
+    error: str | None = None
+    baselines: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+
 def observed_growth(history, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float] | None:
     """(RSS bytes grown, seconds) from the oldest known point of a process's History within
     ``window_s`` to the last."""

@@ -5,6 +5,7 @@ shared memory, and how much of meminfo Shmem they explain. One record per thing;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 # Filesystem types whose files live in memory (man 5 tmpfs, Documentation/filesystems/ramfs-
 # rootfs-initramfs.rst, Documentation/admin-guide/mm/hugetlbpage.rst). devtmpfs is shmem-backed
@@ -278,3 +279,10 @@ class TmpfsReport:
     smaps_skipped: int = 0  # processes with shared mappings whose smaps the bounds left unread
     warnings: tuple[str, ...] = field(default=())
     cpu_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TmpfsScans:
+    """The file scans made of memory-backed mounts: mount key -> (result, monotonic time)."""
+
+    scans: Mapping[str, tuple[ScanResult, float]]

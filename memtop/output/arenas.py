@@ -6,33 +6,7 @@ from __future__ import annotations
 
 from memtop.format import fmt_bytes, fmt_percent
 from memtop.model.arenas import AnonCensus, AnonRegion, ArenaAnalysis, MallocInfo, RegionClass
-
-HISTOGRAM_EDGES = tuple(1 << k for k in range(5, 25))  # 32 B .. 16 MiB, then "larger"
-
-
-def utilization(arena) -> float | None:
-    """In-use bytes (tcache included, as mallinfo's uordblks) over the arena's system bytes."""
-    return arena.in_use_bytes / arena.system_bytes if arena.system_bytes else None
-
-
-def bucket_histogram(histogram) -> list[tuple[int, int | None, int, int]]:
-    """Fold the walk's exact-size histogram ((size, count, total), ...) into power-of-two buckets:
-    (low, high or None, count, total bytes), only buckets that hold something."""
-    buckets: dict[int, list[int]] = {}
-    for size, count, total in histogram:
-        low = 0
-        for edge in HISTOGRAM_EDGES:
-            if size >= edge:
-                low = edge
-        entry = buckets.setdefault(low, [0, 0])
-        entry[0] += count
-        entry[1] += total
-    out = []
-    for low in sorted(buckets):
-        high = low * 2 - 1 if low and low < HISTOGRAM_EDGES[-1] else None
-        out.append((low, high, buckets[low][0], buckets[low][1]))
-    return out
-
+from memtop.render.arenas import bucket_histogram, census_lines, utilization  # noqa: F401 - re-exported
 
 def arena_json(index: int, arena) -> dict:
     return {
@@ -150,31 +124,6 @@ def malloc_info_json(info: MallocInfo) -> dict:
         "mmap_bytes": info.mmap_bytes,
         "system_bytes": info.system_current,
     }
-
-
-def census_lines(c: AnonCensus) -> list[str]:
-    """The census in a few lines of plain text."""
-    lines = [f"allocator: {c.allocator} ({c.allocator_evidence}); {c.mappings} mappings"]
-    if c.brk_heap is not None:
-        lines.append(f"[heap] (brk): {fmt_bytes(c.brk_heap.mapped_bytes)} mapped, {fmt_bytes(c.brk_heap.rss_bytes)} resident")
-    if c.arena_heaps:
-        sizes = sorted(r.mapped_bytes for r in c.arena_heaps)
-        low, high = fmt_bytes(sizes[0]), fmt_bytes(sizes[-1])
-        spread = low if low == high else f"{low}–{high}"
-        lines.append(f"64 MiB-aligned heaps: {len(c.arena_heaps)} ({spread} each), {fmt_bytes(c.arena_heap_mapped_bytes)} "
-                     f"mapped, {fmt_bytes(c.arena_heap_rss_bytes)} resident")
-    else:
-        lines.append("64 MiB-aligned heaps: none")
-    ts = c.thread_stacks
-    if ts.count:
-        lines.append(f"thread stacks: {ts.count}, {fmt_bytes(ts.mapped_bytes)} mapped, {fmt_bytes(ts.rss_bytes)} resident")
-    oa = c.other_anon
-    lines.append(f"other anonymous: {oa.count} regions, {fmt_bytes(oa.mapped_bytes)} mapped, {fmt_bytes(oa.rss_bytes)} resident")
-    for g in c.size_groups[:3]:
-        lines.append(f"  {g.count} x {fmt_bytes(g.size_bytes)} ({fmt_bytes(g.rss_bytes)} resident)")
-    if c.reserved_only.count:
-        lines.append(f"reserved (PROT_NONE) regions: {c.reserved_only.count}, {fmt_bytes(c.reserved_only.reserved_bytes)}")
-    return lines
 
 
 def analysis_lines(a: ArenaAnalysis) -> list[str]:

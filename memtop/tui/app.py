@@ -1,9 +1,12 @@
-"""The memtop Textual app: header, seven tabs, footer; a sampler thread feeds it snapshots."""
+"""The memtop Textual app: header, seven tabs, footer. A sampler thread ticks the Collector
+(memtop/collect/collector.py) and the app shows the samples it builds."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections import deque
+from dataclasses import dataclass
 import os
 import signal
 import threading
@@ -17,8 +20,13 @@ from textual.message import Message
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from memtop.collect.collector import Collector
+from memtop.collect.parts import default_parts
+from memtop.collect.psiwatch import PsiWatch
 from memtop.collect.sampler import DEFAULT_INTERVAL_S, Sampler
+from memtop.model.pressure import StallEvent, TriggerSpec
 from memtop.model.process import ProcessIdentity, ProcessView
+from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 from memtop.text import printable
@@ -28,7 +36,7 @@ from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
 from memtop.tui.layers import LayersTab
 from memtop.tui.pagecache import PageCacheTab
-from memtop.tui.pressure import PressureAlert, PressureBanner, PressureTab
+from memtop.tui.pressure import PressureBanner, PressureTab, stall_line
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
@@ -54,12 +62,41 @@ GLOBAL_KEYS = (
 )
 
 
-class SnapshotReady(Message):
-    """Posted by the sampler thread with each new tick."""
+class SampleReady(Message):
+    """Posted from the sampler thread with each tick, and from the Collector's workers when a
+    part has a new result (or progress) between ticks."""
 
-    def __init__(self, snapshot: Snapshot):
+    def __init__(self, sample: Sample):
         super().__init__()
-        self.snapshot = snapshot
+        self.sample = sample
+
+
+class StallSeen(Message):
+    """The PSI watcher saw a stall (posted from its thread)."""
+
+    def __init__(self, event: StallEvent):
+        super().__init__()
+        self.event = event
+
+
+class TriggerChanged(Message):
+    def __init__(self, armed: bool, text: str, spec: TriggerSpec | None):
+        super().__init__()
+        self.armed, self.text, self.spec = armed, text, spec
+
+
+@dataclass
+class StallLogEntry:
+    """Stalls closer together than COALESCE_S make one line of the log."""
+
+    first: float
+    last: float
+    count: int
+    event: StallEvent
+
+
+STALL_LOG_LINES = 50
+COALESCE_S = 10.0
 
 
 class MemtopApp(App):
@@ -87,8 +124,10 @@ class MemtopApp(App):
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
                  read_only: bool = False, sample: bool = True, sampler: Sampler | None = None,
-                 psi_trigger: str | None = None):
-        """``sample=False`` starts no sampler thread: tests post SnapshotReady themselves."""
+                 psi_trigger: str | None = None, collector: Collector | None = None,
+                 part_workers: int | None = None):
+        """``sample=False`` starts no sampler thread: tests call :meth:`tick` themselves, and the
+        parts run in the ticking thread unless ``part_workers`` says how many threads."""
         super().__init__()
         if psi_trigger is None and not sample:
             # Tests feed their own snapshots: a stall elsewhere on the machine must not put a
@@ -96,8 +135,19 @@ class MemtopApp(App):
             psi_trigger = "off"
         self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
-        self.sampler = sampler or Sampler(self.root)
+        self.collector = collector or Collector(
+            self.root, parts=default_parts(self.root), sampler=sampler or Sampler(self.root),
+            workers=part_workers if part_workers is not None else 2 if sample else 0,
+            on_update=lambda s: self.post_message(SampleReady(s)))
+        self.collector.interval_s = interval
         self.interval = interval
+        self.sample: Sample | None = None
+        # PSI trigger state and the stall log (memtop/collect/psiwatch.py feeds them).
+        self.trigger_armed = False
+        self.trigger_text = "trigger: starting"
+        self.trigger_spec: TriggerSpec | None = None
+        self.stall_log: deque[StallLogEntry] = deque(maxlen=STALL_LOG_LINES)
+        self._psi_watch: PsiWatch | None = None
         self.paused = False
         self.read_only = read_only
         self.snapshot: Snapshot | None = None
@@ -129,8 +179,11 @@ class MemtopApp(App):
 
     def on_mount(self) -> None:
         self._check_size()
+        self.update_wants()
         if self._sample:
             self.run_sampler()
+        if self.replay is None:
+            self._start_psi_watch()
         # Whatever the parent did with SIGHUP (nohup, `trap '' HUP`: an ignored SIGHUP is
         # inherited), a hung-up terminal ends memtop; SIGTERM quits cleanly too.
         loop = asyncio.get_running_loop()
@@ -171,10 +224,53 @@ class MemtopApp(App):
         note.update(f"The terminal is {width}x{height}; memtop needs at least {MIN_WIDTH}x{MIN_HEIGHT}. Enlarge it, or press q.")
         self.screen.set_class(small, "-too-small")
 
+    @property
+    def sampler(self) -> Sampler:
+        return self.collector.sampler
+
+    def _start_psi_watch(self) -> None:
+        self._psi_watch = PsiWatch.from_text(self.psi_trigger, root=self.root, latest=lambda: self.collector.latest,
+                                   on_state=lambda *state: self.post_message(TriggerChanged(*state)),
+                                   on_stall=lambda event: self.post_message(StallSeen(event))).start()
+
+    @on(TriggerChanged)
+    def _trigger_changed(self, message: TriggerChanged) -> None:
+        self.trigger_armed, self.trigger_text, self.trigger_spec = message.armed, message.text, message.spec
+        self._refresh_pressure_tab()
+
+    @on(StallSeen)
+    def _stall_seen(self, message: StallSeen) -> None:
+        event = message.event
+        last = self.stall_log[-1] if self.stall_log else None
+        if last is not None and event.wall_time - last.last < COALESCE_S:
+            last.last, last.count, last.event = event.wall_time, last.count + 1, event
+        else:
+            self.stall_log.append(StallLogEntry(event.wall_time, event.wall_time, 1, event))
+        self.log.warning(stall_line(event))
+        self.query_one(PressureBanner).show_alert(stall_line(event, short=True))
+        self._refresh_pressure_tab()
+
+    def _refresh_pressure_tab(self) -> None:
+        tab = self.query_one(PressureTab)
+        tab.show_stalls()
+
+    def update_wants(self) -> None:
+        """Ask the Collector for what the active tab shows (and PSI always: its charts need the
+        history, and a reading is one small file)."""
+        tab = self.active_tab()
+        self.collector.want("tui", ("psi", *(tab.parts() if tab is not None else ())))
+
+    def tick(self) -> Sample:
+        """One tick: the Collector samples; the sample is shown. The sampler thread calls it;
+        tests call it directly (with ``sample=False`` the parts run in this thread)."""
+        sample = self.collector.tick()
+        self.post_message(SampleReady(sample))
+        return sample
+
     # --- the sampler --------------------------------------------------------------
     @work(thread=True, exclusive=True, group="sampler", exit_on_error=False)
     def run_sampler(self) -> None:
-        """Sample on every tick and post the snapshot; the UI never waits for /proc."""
+        """Sample on every tick and post the sample; the UI never waits for /proc."""
         worker = get_current_worker()
         # A safety net under the driver's check (Textual's own driver, for other versions, spins
         # on a dead terminal): once a tick, is the terminal memtop started on still one?
@@ -184,8 +280,7 @@ class MemtopApp(App):
                 self.post_message(TerminalLost("the terminal is gone (no longer a tty)"))
                 return
             if not self.paused:
-                snapshot = self.sampler.sample()
-                self.post_message(SnapshotReady(snapshot))
+                self.tick()
             self._wake.wait(self.interval)
             self._wake.clear()
 
@@ -205,18 +300,27 @@ class MemtopApp(App):
         self._wake.set()
         self.exit()
 
-    @on(SnapshotReady)
-    def _snapshot_ready(self, message: SnapshotReady) -> None:
+    def on_unmount(self) -> None:
+        if self._psi_watch is not None:
+            self._psi_watch.stop()
+        self.collector.close()
+
+    @on(SampleReady)
+    def _sample_ready(self, message: SampleReady) -> None:
         if self._stopping:  # a tick that arrives while the app shuts down: nothing to show
             return
-        from dataclasses import replace
+        sample = message.sample
+        if self.sample is not None and sample.tick < self.sample.tick:
+            return  # a part's result composed before the newer tick arrived
+        self.present(sample)
 
-        self.present(replace(message.snapshot, interval_s=self.interval))
-
-    def present(self, snapshot: Snapshot, missing_pid_note: str = "") -> None:
-        """Show a snapshot: the header, the active tab, and the ``--pid`` selection once."""
-        self.snapshot = snapshot
-        self._update_header()
+    def present(self, sample: Sample, missing_pid_note: str = "") -> None:
+        """Show a sample: the header, the active tab, and the ``--pid`` selection once."""
+        new_tick = self.sample is None or sample.processes is not self.sample.processes
+        self.sample = sample
+        self.snapshot = sample.processes
+        if new_tick:
+            self._update_header()
         active = self.active_tab()
         if active is not None:
             self.refresh_tab(active)
@@ -228,10 +332,6 @@ class MemtopApp(App):
         if self.freeze_gc_after_start:
             self.freeze_gc_after_start = False
             self.call_after_refresh(_freeze_gc)
-
-    @on(PressureAlert)
-    def _pressure_alert(self, message: PressureAlert) -> None:
-        self.query_one(PressureBanner).show_alert(message.line)
 
     def _update_header(self) -> None:
         state = f"every {self.interval:g}s" + ("  read-only" if self.read_only else "")
@@ -249,10 +349,14 @@ class MemtopApp(App):
 
     # --- selection ------------------------------------------------------------------
     def select_process(self, view: ProcessView | None) -> None:
-        target = view.sample.identity if view is not None else None
+        self.select(view.sample.identity if view is not None else None)
+
+    def select(self, target: ProcessIdentity | None) -> None:
+        """Make ``target`` the selected process: the Collector reads its parts for it."""
         if target == self.target:
             return
         self.target = target
+        self.collector.set_target(target)
         for tab in self.query(TabView):
             tab.show_target(target)
         self.update_visible()
@@ -268,6 +372,7 @@ class MemtopApp(App):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = event.pane.query_one(TabView)
         view.show_target(self.target)
+        self.update_wants()
         self.refresh_tab(view)
 
     # Hooks that memtop/tui/replay.py (ReplayApp) overrides to show recorded ticks instead.
@@ -275,9 +380,9 @@ class MemtopApp(App):
         return tab
 
     def refresh_tab(self, view: TabView) -> None:
-        """Show the current tick on a tab."""
-        if self.snapshot is not None:
-            view.show_snapshot(self.snapshot)
+        """Show the current sample on a tab."""
+        if self.sample is not None:
+            view.show_sample(self.sample)
 
     # --- actions --------------------------------------------------------------------
     def action_tab(self, index: int) -> None:
@@ -304,6 +409,7 @@ class MemtopApp(App):
         steps = list(INTERVALS_S)
         index = min(range(len(steps)), key=lambda i: abs(steps[i] - self.interval))
         self.interval = steps[max(0, min(len(steps) - 1, index + step))]
+        self.collector.interval_s = self.interval
         self._wake.set()
         self._update_header()
 

@@ -2,15 +2,15 @@
 malloc_info on request beside the walk, the arena-explosion diagnosis with the RSS that
 MALLOC_ARENA_MAX=2 would save, the allocator's tuning state, and the smaps census.
 
-The heap walk and the full smaps read are slow: they run in a thread worker when the tab is
-visible and a process is selected (again every REFRESH_S seconds while it stays visible, or at
-once with `r`). malloc_info is fetched through gdb only when the user asks (`m`, confirmed).
+The heap walk and the full smaps read are slow: they are the Collector's ``arenas`` part (a
+worker thread, memtop/collect/parts.py), read while the tab is shown and a process is selected
+(again every 10 s or more, or at once with `r`). malloc_info is fetched through gdb only when
+the user asks (`m`, confirmed): an action (memtop/actions/malloc_info.py).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
@@ -22,16 +22,15 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
-from memtop.model.arenas import ArenaAnalysis, ArenaDelta, MallocInfo
+from memtop.model.arenas import ArenaAnalysis, ArenaDelta, MallocInfo, MallocInfoResult
 from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
+from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.output.arenas import bucket_histogram, census_lines, utilization
+from memtop.render.arenas import bucket_histogram, census_lines, utilization
 from memtop.text import printable
-from memtop.tui.tab import TabView
+from memtop.tui.tab import NOT_RECORDED, TabView
 
-REFRESH_S = 10.0  # the shortest interval between automatic walks while the tab is visible
-MALLOC_INFO_TIMEOUT_S = 10.0
 BAR_WIDTH = 10
 
 
@@ -44,28 +43,6 @@ def _short_size(value: int) -> str:
 
 COLUMNS = ("#", "ARENA", "HEAPS", "SYSTEM", "IN USE", "FREE", "FAST", "TCACHE", "TOP", "UTIL", "RESIDENT", "THR")
 MI_COLUMNS = ("MI SYSTEM", "MI FREE+TOP", "MI FAST")
-
-
-@dataclass(frozen=True, slots=True)
-class MallocInfoResult:
-    """malloc_info fetched through gdb, parsed; or why it could not be."""
-
-    identity: ProcessIdentity
-    info: MallocInfo | None
-    error: str | None
-    seconds: float
-    fetched_at: float  # monotonic
-
-
-class ArenasLoaded(Message):
-    """Posted by the walk worker: the analysis of ``identity`` (or an error)."""
-
-    def __init__(self, identity: ProcessIdentity, analysis: ArenaAnalysis | None, error: str | None, seconds: float):
-        super().__init__()
-        self.identity = identity
-        self.analysis = analysis
-        self.error = error
-        self.seconds = seconds
 
 
 class MallocInfoLoaded(Message):
@@ -188,11 +165,11 @@ class ArenasTab(TabView):
         self.error: str | None = None
         self.walk_seconds: float | None = None
         self.walked_at: float | None = None  # monotonic
-        self.loading = False
+        self.walking = False  # a walk is on its way (not Widget.loading: that shows a spinner, 16 Hz)
         self.malloc_info: MallocInfoResult | None = None
         self.selected_arena = 0
         self._rows_key = None
-        self._refresh_s = REFRESH_S
+        self._drawn = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="arenas-summary")
@@ -212,11 +189,7 @@ class ArenasTab(TabView):
         self.query_one("#arenas-table", DataTable).focus()
 
     # --- the app's calls ---------------------------------------------------------------------
-    def _visible(self) -> bool:
-        try:
-            return self.app.active_tab() is self
-        except Exception:  # noqa: BLE001 - during app start-up the tabs may not be queryable yet
-            return False
+    PARTS = ("arenas",)
 
     def show_target(self, target: ProcessIdentity | None) -> None:
         if target == self.identity:
@@ -227,75 +200,31 @@ class ArenasTab(TabView):
         self.malloc_info = None
         self.walked_at = None
         self.selected_arena = 0
+        self._drawn = None
+        self.walking = target is not None
         self._render_all()
-        if target is not None and self._visible():
-            self._start_walk()
 
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        if self.identity is None or self.loading:
-            self._render_summary(snapshot)
-            return
-        stale = self.walked_at is None or time.monotonic() - self.walked_at >= self._refresh_s
-        if stale:
-            self._start_walk()
-        self._render_summary(snapshot)
-
-    # --- workers -----------------------------------------------------------------------------------
-    def _start_walk(self) -> None:
-        if self.identity is None:
-            return
-        self.loading = True
-        self._render_summary()
-        self._walk(self.identity, self.app.root)
-
-    @work(thread=True, exclusive=True, group="arenas", exit_on_error=False)
-    def _walk(self, identity: ProcessIdentity, root) -> None:
-        from memtop.heap.arena_advice import analyze_arenas
-        from memtop.procfs import NoSuchProcess, ProcfsError
-
-        started = time.monotonic()
-        try:
-            analysis = analyze_arenas(identity.pid, root)
-        except NoSuchProcess:
-            self.post_message(ArenasLoaded(identity, None, f"PID {identity.pid} has exited", 0.0))
-            return
-        except ProcfsError as e:
-            self.post_message(ArenasLoaded(identity, None, getattr(e, "reason", None) or str(e), 0.0))
-            return
-        if analysis.start_ticks != identity.start_ticks:
-            self.post_message(ArenasLoaded(identity, None, f"PID {identity.pid} is now another process", 0.0))
-            return
-        self.post_message(ArenasLoaded(identity, analysis, None, time.monotonic() - started))
+    def show_sample(self, sample: Sample) -> None:
+        result = sample.result("arenas")
+        if result is not None and result is not self._drawn and result.key == self.identity:
+            self._drawn = result
+            self.walking = result.running and result.value is None and result.error is None
+            if not result.running or result.value is not None or result.error:
+                if result.finished != self.walked_at:
+                    self.walked_at = result.finished
+                    self.walk_seconds = result.seconds
+                    self.show_analysis(result.value, result.error)
+        elif result is None and self.replaying and self.identity is not None:
+            self.walking = False
+            if self.error != NOT_RECORDED:
+                self.show_analysis(None, f"arenas {NOT_RECORDED}")
+        self._render_summary(sample.processes)
 
     @work(thread=True, exclusive=True, group="arenas-malloc-info", exit_on_error=False)
     def _fetch_malloc_info(self, identity: ProcessIdentity, mutexes: tuple[int, ...], root) -> None:
-        from memtop.heap.gdb import GdbError, fetch_malloc_info
-        from memtop.heap.malloc_info import parse_malloc_info
-        from memtop.procfs import ParseError
+        from memtop.actions.malloc_info import fetch
 
-        started = time.monotonic()
-        info, error = None, None
-        try:
-            info = parse_malloc_info(fetch_malloc_info(identity, MALLOC_INFO_TIMEOUT_S, mutex_addresses=list(mutexes),
-                                                       root=root))
-        except (GdbError, ParseError) as e:
-            error = str(e)
-        except TimeoutError:
-            error = f"malloc_info did not finish within {MALLOC_INFO_TIMEOUT_S:.0f} s"
-        now = time.monotonic()
-        self.post_message(MallocInfoLoaded(MallocInfoResult(identity, info, error, now - started, now)))
-
-    @on(ArenasLoaded)
-    def _loaded(self, message: ArenasLoaded) -> None:
-        if message.identity != self.identity:
-            return  # the selection moved on while the walk ran
-        self.loading = False
-        self.walked_at = time.monotonic()
-        self.walk_seconds = message.seconds
-        # A big heap or thousands of mappings make a walk expensive: keep this tab under ~5 % of
-        # a core by spacing the automatic walks at least 20 times their cost apart.
-        self._refresh_s = max(REFRESH_S, 20 * message.seconds)
-        self.show_analysis(message.analysis, message.error)
+        self.post_message(MallocInfoLoaded(fetch(identity, mutexes, root)))
 
     @on(MallocInfoLoaded)
     def _malloc_info_loaded(self, message: MallocInfoLoaded) -> None:
@@ -307,7 +236,7 @@ class ArenasTab(TabView):
             return
         self.show_malloc_info(result)
         self.notify(f"malloc_info fetched in {result.seconds:.2f} s; walking again to compare")
-        self._start_walk()  # a walk right after, so that the two are compared at nearly one moment
+        self.app.collector.refresh("arenas")  # a walk right after: the two compared at nearly one moment
 
     def show_malloc_info(self, result: MallocInfoResult) -> None:
         """Show malloc_info beside the walk (also the entry point for tests with fixed data)."""
@@ -319,7 +248,9 @@ class ArenasTab(TabView):
         if self.identity is None:
             self.notify("select a process first (Processes tab)")
             return
-        self._start_walk()
+        self.walking = True
+        self._render_summary()
+        self.app.collector.refresh("arenas")
 
     def action_malloc_info(self) -> None:
         if self.identity is None:
@@ -403,7 +334,7 @@ class ArenasTab(TabView):
                     text.append("  " + printable(" ".join(others), 200))
             else:
                 text.append(f"environment ? ({printable(env.reason)})", styles["dim"])
-        if self.loading:
+        if self.walking:
             text.append("\nwalking the heap…", styles["dim"])
         elif self.walked_at is not None and self.walk_seconds is not None:
             text.append(f"\nwalked {fmt_duration(time.monotonic() - self.walked_at)} ago in {self.walk_seconds:.2f} s;"

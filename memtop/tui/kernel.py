@@ -6,29 +6,27 @@ reconciled with meminfo Slab / SReclaimable / SUnreclaim, and a chart of the lar
 Bottom: sockstat per network namespace, and file descriptors (file-nr, the processes whose fd
 count grows, the selected process's fd breakdown).
 
-Reads happen in a thread worker (:class:`~memtop.collect.kernel.KernelCollector`) started on
-every tick while the tab is visible; it posts an immutable KernelView.
+It renders the Collector's ``kernel`` part (memtop/collect/kernel.py reads it, every tick
+while the tab is shown): an immutable KernelView.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
-from textual import events, on, work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
-from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
-from memtop.collect.kernel import KernelCollector
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.kernel import (
     FD_WINDOW_S,
@@ -39,9 +37,10 @@ from memtop.model.kernel import (
     SlabRow,
 )
 from memtop.model.process import ProcessIdentity
+from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
-from memtop.tui.tab import TabView
+from memtop.tui.tab import NOT_RECORDED, TabView
 from memtop.tui.widgets import CursorTable
 
 # --- the slab table's columns ------------------------------------------------------------------
@@ -355,12 +354,6 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
 # --- the tab -------------------------------------------------------------------------------------
 
 
-class KernelViewReady(Message):
-    def __init__(self, view: KernelView):
-        super().__init__()
-        self.view = view
-
-
 class KernelTab(TabView):
     TAB_TITLE = "Kernel"
     TAB_ID = "kernel"
@@ -395,7 +388,6 @@ class KernelTab(TabView):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.collector: KernelCollector | None = None
         self.view: KernelView | None = None
 
     def compose(self) -> ComposeResult:
@@ -419,46 +411,22 @@ class KernelTab(TabView):
         self.set_class(event.size.width < 110, "-narrow")
 
     # --- data flow -----------------------------------------------------------------------
-    RECORDED = True
-    FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
+    PARTS = ("kernel",)
 
-    def show_recorded(self, tick) -> None:
-        """Replay: the recorded KernelView of the tick (slab chart and fd growth rebuilt from the
-        recorded ticks before it); the selected process's fd table was not recorded."""
-        if tick.kernel is None:
-            self.query_one("#kernel-categories", Static).update("Kernel: not recorded at this tick of the file")
+    def show_sample(self, sample: Sample) -> None:
+        result = sample.result("kernel")
+        if result is None or result.value is None:
+            if result is not None and result.error:
+                self.query_one("#kernel-categories", Static).update(Text(f"Kernel: {printable(result.error)}"))
+            elif self.replaying:
+                self.query_one("#kernel-categories", Static).update(f"Kernel: {NOT_RECORDED}")
             return
-        target = self.app.target
-        self.show_view(replace(tick.kernel, target_pid=target.pid if target else None,
-                               fd_breakdown_reason=self.FD_TABLE_NOT_RECORDED))
-
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        if self.replaying:  # never the live /proc for a recorded time
-            return
-        if self.collector is None:
-            self.collector = KernelCollector(self.app.root)
-        target = self.app.target
-        self._collect(snapshot, target.pid if target else None)
+        if result.value is not self.view:
+            self.show_view(result.value)
 
     def show_target(self, target: ProcessIdentity | None) -> None:
-        if self.replaying:
-            recorded = getattr(self.app, "recorded", None)
-            if recorded is not None and self.view is not None:
-                self.show_recorded(recorded)
-            return
         if self.view is not None:
             self._show_fds()
-
-    @work(thread=True, exclusive=True, group="kernel", exit_on_error=False)
-    def _collect(self, snapshot: Snapshot, target_pid: int | None) -> None:
-        self.post_message(KernelViewReady(self.collector.collect(snapshot, target_pid)))
-
-    @on(KernelViewReady)
-    def _view_ready(self, message: KernelViewReady) -> None:
-        # A superseded worker may finish after its successor: never go back in time.
-        if self.view is not None and message.view.tick < self.view.tick:
-            return
-        self.show_view(message.view)
 
     def show_view(self, view: KernelView) -> None:
         """Draw one KernelView (the snapshot test calls this with fixed data)."""

@@ -5,37 +5,27 @@ part split into brk heap, thread-arena heaps, mmapped malloc chunks, runtime reg
 the rest; the heap's resident pages split into in use, free kept by glibc, and top; LazyFree and
 Swap. Then what malloc_trim(0) would release now, the chunk that pins the heap, and findings.
 
-The report (:func:`memtop.heap.layers.explain`, a read-only heap walk) is built in a thread
-worker, never on the UI thread; it is redone every few seconds while the tab is visible, and a
-large heap shows the walk's progress.
+It renders the Collector's ``layers`` part (memtop/collect/parts.py: :func:`memtop.heap.layers.
+explain`, a read-only heap walk, on a worker thread): read for the selected process while the
+tab is shown, again every few seconds, with the walk's progress for a large heap.
 """
 
 from __future__ import annotations
 
-import time
-
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
-from textual.worker import get_current_worker
 
 from memtop.format import fmt_bytes, fmt_duration, fmt_percent
-from memtop.heap.layers import split_unknown_reason
-from memtop.model.heap import LayerReport
+from memtop.model.heap import LayerReport, split_unknown_reason
 from memtop.model.process import ProcessIdentity
-from memtop.model.snapshot import Snapshot
+from memtop.model.sample import Sample
 from memtop.text import printable
-from memtop.tui.tab import TabView
-
-REFRESH_S = 5.0  # a new walk this long after the last one finished, while visible
-PROGRESS_EVERY_S = 0.2
-SHOW_PROGRESS_AFTER_S = 0.5  # small heaps finish before a progress bar would be useful
+from memtop.tui.tab import NOT_RECORDED, TabView
 
 # (key, label, component class) of the bar's segments, in order.
 SEGMENTS = (
@@ -111,21 +101,6 @@ class LayerBar(Widget):
                 text.append("■ ", styles[key])
                 text.append(f"{label} {fmt_bytes(value)}  ")
         return text
-
-
-class LayersReady(Message):
-    def __init__(self, target: ProcessIdentity, report: LayerReport):
-        super().__init__()
-        self.target = target
-        self.report = report
-
-
-class LayersProgress(Message):
-    def __init__(self, identity: ProcessIdentity, done: int, total: int):
-        super().__init__()
-        self.identity = identity
-        self.done = done
-        self.total = total
 
 
 def layer_table(report: LayerReport) -> Table:
@@ -229,14 +204,13 @@ class LayersTab(TabView):
 
     BINDINGS = [Binding("r", "refresh_now", "Walk again", show=False)]
 
+    PARTS = ("layers",)
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.target: ProcessIdentity | None = None
         self.report: LayerReport | None = None
-        self._walking: ProcessIdentity | None = None
-        self._walk_started = 0.0
-        self._finished_at = 0.0
-        self._worker = None
+        self._drawn = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="layers-body"):
@@ -261,90 +235,36 @@ class LayersTab(TabView):
             return
         self.target = target
         self.report = None
-        self._finished_at = 0.0
-        self._walking = None
-        self.workers.cancel_group(self, "layers")
+        self._drawn = None
         self._show_empty()
-        if target is not None and self._is_active():
-            self._start_walk()
 
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        if self.target is None or self._walking is not None:
+    def show_sample(self, sample: Sample) -> None:
+        result = sample.result("layers")
+        if result is None or result is self._drawn:
+            if result is None and self.replaying and self.target is not None:
+                self.query_one("#layers-title", Static).update(f"PID {self.target.pid}: layers {NOT_RECORDED}")
             return
-        if self.report is None or time.monotonic() - self._finished_at >= REFRESH_S:
-            self._start_walk()
+        self._drawn = result
+        if result.key != self.target:
+            return  # read for the previous selection
+        bar = self.query_one("#layers-progress", ProgressBar)
+        if result.running and result.progress is not None and result.value is None:
+            done, total = result.progress
+            bar.display = True
+            bar.update(total=max(1, total), progress=done)
+            self.query_one("#layers-title", Static).update(
+                f"walking the heap of PID {self.target.pid}: {fmt_bytes(done)} of {fmt_bytes(total)}")
+            return
+        bar.display = False
+        if result.error:
+            self.query_one("#layers-title", Static).update(Text(f"the heap walk failed: {printable(result.error)}"))
+        elif result.value is not None and result.value is not self.report:
+            self.report = result.value
+            self._show(result.value)
 
     def action_refresh_now(self) -> None:
-        if self.target is not None and self._walking is None:
-            self._start_walk()
-
-    # --- the worker -----------------------------------------------------------------
-    def _is_active(self) -> bool:
-        try:
-            return self.app.active_tab() is self
-        except Exception:  # noqa: BLE001 - during mount/unmount there may be no active tab
-            return False
-
-    def _start_walk(self) -> None:
-        self._walking = self.target
-        self._walk_started = time.monotonic()
-        self._worker = self.walk(self.target, self.app.root)
-
-    @work(thread=True, exclusive=True, group="layers", exit_on_error=False)
-    def walk(self, target: ProcessIdentity, root) -> None:
-        from memtop.heap.layers import explain  # heavy import kept off the app's start
-
-        worker = get_current_worker()
-        last_post = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last_post[0] >= PROGRESS_EVERY_S:
-                last_post[0] = now
-                self.post_message(LayersProgress(target, done, total))
-
-        from memtop.heap import Cancelled
-
-        try:
-            report = explain(target.pid, root, progress=progress, cancel=lambda: worker.is_cancelled)
-        except Cancelled:
-            return  # another target was selected; its own walk is already running
-        if not worker.is_cancelled:
-            self.post_message(LayersReady(target, report))
-
-    @on(LayersProgress)
-    def _progress(self, message: LayersProgress) -> None:
-        if message.identity != self.target or self._walking is None:
-            return
-        if time.monotonic() - self._walk_started < SHOW_PROGRESS_AFTER_S:
-            return
-        bar = self.query_one("#layers-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=max(1, message.total), progress=message.done)
-        self.query_one("#layers-title", Static).update(
-            f"walking the heap of PID {message.identity.pid}: {fmt_bytes(message.done)} of {fmt_bytes(message.total)}")
-
-    @on(LayersReady)
-    def _ready(self, message: LayersReady) -> None:
-        if message.target != self.target:
-            return  # a walk of the previous selection that finished as it was replaced
-        report = message.report
-        self._walking = None
-        self._finished_at = time.monotonic()
-        self.query_one("#layers-progress").display = False
-        self.report = report
-        self._show(report)
-
-    def on_worker_state_changed(self, event) -> None:
-        if event.worker.group != "layers":
-            return
-        event.stop()
-        if event.worker is self._worker and event.state.name in ("ERROR", "CANCELLED"):
-            self._walking = None
-            self._finished_at = time.monotonic()
-            self.query_one("#layers-progress").display = False
-            if event.state.name == "ERROR":
-                self.query_one("#layers-title", Static).update(Text(f"the heap walk failed: {printable(repr(event.worker.error))}"))
+        if self.target is not None:
+            self.app.collector.refresh("layers")
 
     # --- drawing ----------------------------------------------------------------------
     def _show_empty(self) -> None:

@@ -3,23 +3,23 @@ cache thrashes (/proc/vmstat rates).
 
 Three sources of files, switched with ``o`` (and ``d`` for a directory):
 (a) the files the selected process maps or holds open, (b) the files any process maps or holds
-open (the system's top cached files), (c) a directory tree the user types, scanned in a worker
-with a progress bar (``x`` cancels). Sources (a) and (b) are re-measured every tick while the tab
-is visible, in a thread worker; a scanned tree of up to TREE_LIVE_MAX files is re-measured every
-tick (cachestat only, no walk), a longer one keeps the figures of its scan (``r`` rescans).
+open (the system's top cached files), (c) a directory tree the user types, scanned with a
+progress bar (``x`` cancels). Each is a part of the Collector (memtop/collect/parts.py:
+process_files, system_files, tree; and vmstat for the rates), read while the tab shows it:
+(a) and (b) every tick; a scanned tree of up to TREE_LIVE_MAX files is measured again every tick
+(cachestat only, no walk), a longer one keeps the figures of its scan (``r`` rescans).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.segment import Segment
 from rich.text import Text
-from textual import events, on, work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -28,32 +28,28 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, ProgressBar, Static
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from memtop.collect.pagecache import (
+    PAGE_SIZE,
     THRASH_MIN_REFAULT_BYTES_PER_S,
     THRASH_MIN_REFAULT_SHARE,
-    VmstatSampler,
-    process_top_files,
+    THRASH_WINDOW,
     thrashing_finding,
-    top_cached_files,
 )
+from memtop.collect.parts import TREE_LIVE_MAX
 from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
-from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates
+from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView
 from memtop.model.process import ProcessIdentity
-from memtop.model.snapshot import Snapshot
-from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
-from memtop.procfs.cachestat import file_cache_stat
-from memtop.procfs.treescan import DEFAULT_LIMIT, TreeScanError, scan_tree
+from memtop.model.sample import Sample
 from memtop.text import printable
-from memtop.tui.tab import TabView
+from memtop.tui.tab import NOT_RECORDED, TabView
 from memtop.tui.widgets import CachedPlot, CursorTable
 
-TREE_LIVE_MAX = 1000  # a scanned list of at most this many files is re-measured every tick
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
 SOURCE_TREE = "tree"
 SOURCES = (SOURCE_PROCESS, SOURCE_SYSTEM, SOURCE_TREE)
+SOURCE_PARTS = {SOURCE_PROCESS: "process_files", SOURCE_SYSTEM: "system_files", SOURCE_TREE: "tree"}
 SOURCE_TITLES = {
     SOURCE_PROCESS: "(a) selected process",
     SOURCE_SYSTEM: "(b) all processes",
@@ -133,24 +129,6 @@ def _cell(text: str, width: int, align: str) -> str:
 
 
 # --- messages from workers ------------------------------------------------------------------------
-class FilesReady(Message):
-    """A worker measured a list of files (immutable) for ``source``; ``note`` explains gaps."""
-
-    def __init__(self, source: str, key: Any, files: tuple[CachedFile, ...], note: str):
-        super().__init__()
-        self.source = source
-        self.key = key
-        self.files = files
-        self.note = note
-
-
-class ScanProgress(Message):
-    def __init__(self, progress: TreeScanProgress, scan_id: int):
-        super().__init__()
-        self.progress = progress
-        self.scan_id = scan_id
-
-
 # --- widgets -------------------------------------------------------------------------------------
 class FileHeader(Widget):
     COMPONENT_CLASSES = {"file-header--sorted"}
@@ -328,16 +306,14 @@ class PageCacheTab(TabView):
         super().__init__(**kw)
         self.source = SOURCE_SYSTEM
         self.tree_root: str | None = None
-        self.tree_limit = DEFAULT_LIMIT
-        self.vmstat: VmstatSampler | None = None  # made on mount, on the app's proc root
+        self.vmstat: VmstatView = VmstatView(())
         self.vmstat_error: str | None = None
-        self._vmstat_tick: int | None = None
-        self._files_busy = False
-        self._files: dict[str, tuple[Any, tuple[CachedFile, ...], str]] = {}
-        self._scan_cancel: threading.Event | None = None
-        self._scan_id = 0  # which scan a result belongs to (messages may arrive in any order)
+        self._files: dict[str, tuple[tuple[CachedFile, ...], str]] = {}  # source -> (files, note)
+        self._scan_id = 0  # which scan the Collector's tree part is asked for
         self._scan_progress: TreeScanProgress | None = None
+        self._scanning = False
         self._target: ProcessIdentity | None = None
+        self._drawn: tuple = ()
 
     def compose(self) -> ComposeResult:
         self.table = FileTable(id="pc-table")
@@ -357,7 +333,6 @@ class PageCacheTab(TabView):
                     yield RateChart(title, lines, id=f"pc-chart-{i}", classes="pc-chart")
 
     def on_mount(self) -> None:
-        self.vmstat = VmstatSampler(self.app.root)
         self.query_one("#pc-tree-bar").display = False
         self._show_source()
 
@@ -370,98 +345,62 @@ class PageCacheTab(TabView):
         # At 80x24 the charts give way to one line of sparklines: the file list needs the rows.
         self.query_one("#pc-charts").display = event.size.height >= 26
 
-    # --- ticks ----------------------------------------------------------------------------------
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        if snapshot.tick != self._vmstat_tick:
-            # Once per tick (not again when the tab is re-shown with the same snapshot), so the
-            # interval between two reads is the interval between their snapshots.
-            self._vmstat_tick = snapshot.tick
-            self._read_vmstat(snapshot.system.monotonic)
-        if self.source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
-            self._files_busy = True
-            self.measure_files(self.source, self._target, self.app.root)
-        elif self.source == SOURCE_TREE and not self._files_busy and self._scan_cancel is None:
-            # A short list is re-measured every tick (cachestat only, no walk), so an eviction
-            # shows at once; a long one keeps the figures of its scan (r rescans).
-            key, files, _ = self._files.get(SOURCE_TREE, (None, (), ""))
-            if files and len(files) <= TREE_LIVE_MAX:
-                self._files_busy = True
-                self.remeasure_tree(key, tuple(f.path for f in files))
+    # --- samples ----------------------------------------------------------------------------------
+    def parts(self) -> tuple[str, ...]:
+        return ("vmstat", SOURCE_PARTS[self.source])
+
+    def show_sample(self, sample: Sample) -> None:
+        vmstat, files = sample.result("vmstat"), sample.result(SOURCE_PARTS[self.source])
+        drawn = (vmstat, files, self.source)
+        if drawn == self._drawn:
+            return
+        self._drawn = drawn
+        if vmstat is not None:
+            self.vmstat = vmstat.value or VmstatView(())
+            self.vmstat_error = vmstat.error
+        elif self.replaying:
+            self.vmstat, self.vmstat_error = VmstatView(()), NOT_RECORDED
+        if files is not None:
+            self._take_files(files)
+        elif self.replaying:
+            self._files[self.source] = ((), NOT_RECORDED)
+        shown = self._files.get(self.source, ((), ""))[0]
+        if shown is not self.table.files:
+            self.table.set_files(shown)
+            self.query_one(FileHeader).refresh()
+        self._show_source()
         self._show_thrashing()
 
-    def show_target(self, target: ProcessIdentity | None) -> None:
-        changed = target != self._target
-        self._target = target
-        if changed and self.source == SOURCE_PROCESS and self.is_attached and self._visible_tab():
-            self._files_busy = True
-            self.measure_files(self.source, target, self.app.root)
-            self._show_source()
-
-    def _visible_tab(self) -> bool:
-        try:
-            return self.app.active_tab() is self
-        except Exception:  # noqa: BLE001 - before the app is fully mounted
-            return False
-
-    def _read_vmstat(self, now: float) -> None:
-        # /proc/vmstat is ~200 short lines (~50-100 us to read and parse): read in the UI thread,
-        # timed by the snapshot's clock so that rates share the sampler's time base.
-        try:
-            self.vmstat.sample(now)
-            self.vmstat_error = None
-        except ProcfsError as e:
-            self.vmstat_error = str(e)
-
-    @work(thread=True, exclusive=True, group="pagecache", exit_on_error=False)
-    def measure_files(self, source: str, target: ProcessIdentity | None, root) -> None:
-        """Sources (a) and (b), measured off the UI thread."""
-        try:
-            if source == SOURCE_PROCESS:
-                if target is None:
-                    self.post_message(FilesReady(source, None, (), "no process selected: select one on the Processes tab"))
-                    return
-                try:
-                    files = process_top_files(target.pid, root)
-                    note = f"PID {target.pid}: {len(files)} files mapped or open"
-                except NoSuchProcess:
-                    files, note = [], f"PID {target.pid} has exited"
-                except AccessDenied as e:
-                    files, note = [], f"PID {target.pid}: {e.reason}"
-                self.post_message(FilesReady(source, target, tuple(files), note))
-            else:
-                files, held = top_cached_files(root)
-                note = f"{len(files)} files held by {held.processes_seen} processes"
-                if held.processes_denied:
-                    note += (f"; {held.processes_denied} process(es) not readable by this user"
-                             " (their files are not listed)")
-                self.post_message(FilesReady(source, None, tuple(files), note))
-        except ProcfsError as e:
-            self.post_message(FilesReady(source, target, (), f"cannot list files: {e}"))
-
-    @work(thread=True, exclusive=True, group="pagecache", exit_on_error=False)
-    def remeasure_tree(self, key, paths: tuple[str, ...]) -> None:
-        """The files of a finished scan, measured again (never following a symlink)."""
-        files = tuple(CachedFile(file_cache_stat(p, follow_symlinks=False)) for p in paths)
-        self.post_message(FilesReady(SOURCE_TREE, key, files, ""))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # The busy flag is reset here, in the UI thread, whatever way the worker ended.
-        if event.worker.group == "pagecache" and event.state in (
-                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            self._files_busy = False
-
-    @on(FilesReady)
-    def _files_ready(self, message: FilesReady) -> None:
-        if message.source == SOURCE_PROCESS and message.key != self._target:
+    def _take_files(self, result) -> None:
+        if self.source == SOURCE_TREE:
+            if result.key != (self.tree_root, self._scan_id):
+                return  # an older scan
+            progress = result.progress if result.running else (result.value.progress if result.value else None)
+            if progress is not None:
+                self._scan_progress = progress
+                self.query_one("#pc-progress", ProgressBar).update(total=progress.limit, progress=progress.files_seen)
+            if result.value is not None:
+                self._files[SOURCE_TREE] = (result.value.files, result.value.error or "")
+            elif result.error:
+                self._files[SOURCE_TREE] = ((), result.error)
+            if self._scanning and not result.running and (result.value is not None or result.error):
+                self._scanning = False
+                self.query_one("#pc-tree-bar").display = False
+            return
+        if self.source == SOURCE_PROCESS and result.key != self._target:
             return  # measured for a process that is no longer the selected one
-        if message.source == SOURCE_TREE and message.key != (self.tree_root, self._scan_id):
-            return  # an older scan
-        self._files[message.source] = (message.key, message.files, message.note)
-        if message.source == self.source:
-            self.table.set_files(message.files)
-            self.query_one(FileHeader).refresh()
-            self._show_source()
-            self._show_thrashing()
+        if result.value is not None:
+            self._files[self.source] = (result.value.files, result.value.note)
+        elif result.error:
+            self._files[self.source] = ((), f"cannot list files: {result.error}")
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        if target != self._target:
+            self._target = target
+            self._files.pop(SOURCE_PROCESS, None)
+            if self.source == SOURCE_PROCESS and self.is_attached:
+                self.table.set_files(())
+                self._show_source()
 
     # --- source switching ---------------------------------------------------------------------
     def action_next_source(self) -> None:
@@ -470,18 +409,18 @@ class PageCacheTab(TabView):
 
     def set_source(self, source: str) -> None:
         self.source = source
-        key, files, _ = self._files.get(source, (None, (), ""))
-        self.table.set_files(files)
+        self._drawn = ()
+        self.table.set_files(self._files.get(source, ((), ""))[0])
         self.query_one(FileHeader).refresh()
-        self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and (
-            self.tree_root is None or self._scan_cancel is not None)
+        self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and (self.tree_root is None or self._scanning)
         if source == SOURCE_TREE and self.tree_root is None:
             self.action_ask_tree()
-        elif source in (SOURCE_PROCESS, SOURCE_SYSTEM) and not self._files_busy:
-            self._files_busy = True
-            self.measure_files(source, self._target, self.app.root)
+        else:
             self.table.focus()
+        self.app.update_wants()
         self._show_source()
+        if self.app.sample is not None:
+            self.show_sample(self.app.sample)
 
     def _show_source(self) -> None:
         line = Text()
@@ -490,7 +429,7 @@ class PageCacheTab(TabView):
             if line:
                 line.append(" ")
             line.append(f" {title} ", "bold reverse" if s == self.source else "")
-        _, files, note = self._files.get(self.source, (None, (), ""))
+        files, note = self._files.get(self.source, ((), ""))
         if self.source == SOURCE_TREE:
             note = self._tree_note()
         elif not note:
@@ -535,58 +474,26 @@ class PageCacheTab(TabView):
         self.start_scan(path)
 
     def start_scan(self, path: str) -> None:
-        if self._scan_cancel is not None:
-            self._scan_cancel.set()
         self.tree_root = os.path.abspath(path)
         self._scan_progress = None
-        self._scan_cancel = threading.Event()
         self._scan_id += 1
+        self._scanning = True
         self._files.pop(SOURCE_TREE, None)
         if self.source != SOURCE_TREE:
             self.source = SOURCE_TREE
+            self.app.update_wants()
         self.table.set_files(())
         bar = self.query_one("#pc-progress", ProgressBar)
-        bar.update(total=self.tree_limit, progress=0)
+        bar.update(total=1, progress=0)
         self.query_one("#pc-tree-bar").display = True
         self.table.focus()
         self._show_source()
-        self.scan(self.tree_root, self.tree_limit, self._scan_cancel, self._scan_id)
-
-    @work(thread=True, exclusive=True, group="pagecache-scan", exit_on_error=False)
-    def scan(self, root: str, limit: int, cancel: threading.Event, scan_id: int) -> None:
-        """Source (c): the walk, in a worker; progress every 500 files; ``x`` cancels."""
-        worker = get_current_worker()
-
-        def progress(p: TreeScanProgress) -> None:
-            if worker.is_cancelled:
-                cancel.set()
-            self.post_message(ScanProgress(p, scan_id))
-
-        try:
-            files, final = scan_tree(root, limit=limit, cancel=cancel, progress=progress, progress_every=500)
-        except TreeScanError as e:
-            self.post_message(FilesReady(SOURCE_TREE, (root, scan_id), (), str(e)))
-            self.post_message(ScanProgress(TreeScanProgress(root, 0, limit, True), scan_id))
-            return
-        self.post_message(FilesReady(SOURCE_TREE, (root, scan_id), tuple(CachedFile(f) for f in files), ""))
-        self.post_message(ScanProgress(final, scan_id))
-
-    @on(ScanProgress)
-    def _scan_progress_msg(self, message: ScanProgress) -> None:
-        p = message.progress
-        if message.scan_id != self._scan_id:
-            return  # an older scan
-        self._scan_progress = p
-        bar = self.query_one("#pc-progress", ProgressBar)
-        bar.update(total=p.limit, progress=p.files_seen)
-        if p.done:
-            self._scan_cancel = None
-            self.query_one("#pc-tree-bar").display = False
-        self._show_source()
+        # The Collector's tree part scans it (memtop/collect/parts.py TreePart), with progress.
+        self.app.collector.set_params("tree", root=self.tree_root, scan=self._scan_id)
 
     def action_cancel_scan(self) -> None:
-        if self._scan_cancel is not None:
-            self._scan_cancel.set()
+        if self._scanning:
+            self.app.collector.stop("tree")
             self.notify("scan cancelled: the files measured so far are listed")
 
     def action_rescan(self) -> None:
@@ -595,7 +502,7 @@ class PageCacheTab(TabView):
 
     def key_escape(self) -> None:
         bar = self.query_one("#pc-tree-bar")
-        if bar.display and self._scan_cancel is None:
+        if bar.display and not self._scanning:
             bar.display = False
             self.table.focus()
 
@@ -632,7 +539,7 @@ class PageCacheTab(TabView):
         return ", ".join(names) + more
 
     def _show_thrashing(self) -> None:
-        history = tuple(self.vmstat.history)
+        history = self.vmstat.history
         finding_box = self.query_one("#pc-finding", Static)
         if self.vmstat_error:
             finding_box.update(Text(f" vmstat unknown: {printable(self.vmstat_error)}"))
@@ -643,8 +550,8 @@ class PageCacheTab(TabView):
             f" majflt {fmt_rate(last.get('pgmajfault'))}"
             f" refault file {fmt_rate(last.get('workingset_refault_file'))} anon {fmt_rate(last.get('workingset_refault_anon'))}"
             f" act {fmt_rate(last.get('workingset_activate_file'))}")
-        _, files, _ = self._files.get(self.source, (None, (), ""))
-        finding = thrashing_finding(self.vmstat.window(), files, PAGE_SIZE) if history else None
+        files = self._files.get(self.source, ((), ""))[0]
+        finding = thrashing_finding(self.vmstat.window(THRASH_WINDOW), files, PAGE_SIZE) if history else None
         finding_box.set_class(finding is not None, "-thrashing")
         if finding is not None:
             text = f" {printable(finding.text)}\n {printable(finding.next_step)}"
@@ -662,7 +569,7 @@ class PageCacheTab(TabView):
 
     def _thrash_summary(self) -> str:
         """The two numbers the thrashing finding is decided on (memtop/collect/pagecache.py)."""
-        window = self.vmstat.window()
+        window = self.vmstat.window(THRASH_WINDOW)
         refaults = [r.get("workingset_refault_file") for r in window if r.get("workingset_refault_file") is not None]
         reads = [r.get("pgpgin") for r in window if r.get("pgpgin") is not None]
         if not refaults:

@@ -1,31 +1,25 @@
 """The Pressure tab: system PSI with small live charts, stall alerts from a PSI trigger, and
 memory cgroups (the selected process's, and a tree of all of them against their limits).
 
-Two thread workers feed it. ``watch_pressure`` starts when the tab mounts (all tabs mount at
-start) and runs while the app runs, visible or not: it keeps a PSI trigger registered on
-/proc/pressure/memory, waits in poll() for POLLPRI, and reads /proc/pressure/* once per tick
-for the charts. A stall posts :class:`PressureAlert`, which bubbles to the app and raises
-:class:`PressureBanner` on every tab. ``read_cgroups`` walks the memory cgroups once at start
-(the baseline for "events since memtop started") and then on every tick while visible.
+It renders the Collector's parts ``psi`` (PSI readings, every tick, whatever tab is shown: the
+charts need their history) and ``cgroups`` (a walk of the memory hierarchy while the tab is
+shown; the events each cgroup had when memtop first looked are the "since" of events+), and the
+app's stall log, which the PSI watcher (memtop/collect/psiwatch.py) feeds: a stall raises
+:class:`PressureBanner` on every tab.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual import events, on, work
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import Static
-from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from memtop.format import fmt_bytes, fmt_count, fmt_percent
@@ -34,89 +28,19 @@ from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
     PSI_RESOURCES,
     CgroupMemory,
+    CgroupsView,
     PressureSample,
+    PsiHistory,
     StallEvent,
-    TriggerSpec,
     cgroup_findings,
     events_since,
     stall_series,
     system_findings,
-    top_growers,
 )
 from memtop.model.process import ProcessIdentity
-from memtop.model.snapshot import Snapshot
-from memtop.procfs import NoSuchProcess, ProcfsError
+from memtop.model.sample import Sample
 from memtop.text import printable
-from memtop.procfs.cgroup import (
-    MemoryHierarchy,
-    locate_memory_hierarchy,
-    memory_cgroup_of,
-    read_cgroup_memory,
-    walk_memory_cgroups,
-)
-from memtop.procfs.pressure import (
-    DEFAULT_TRIGGER,
-    PsiTrigger,
-    TriggerError,
-    is_live_proc,
-    parse_trigger_spec,
-    pressure_unavailable_reason,
-    read_system_pressure,
-)
-from memtop.tui.tab import TabView
-
-HISTORY_POINTS = 300  # PSI readings kept for the charts: 10 minutes at 2 s
-LOG_LINES = 50
-COALESCE_S = 10.0  # stalls closer together than this extend the last log line
-
-
-# --- messages ---------------------------------------------------------------------------------
-
-
-class PsiRead(Message):
-    """A reading of /proc/pressure/*; ``fired``: the trigger woke the worker for it."""
-
-    def __init__(self, sample: PressureSample, fired: bool, wall_time: float):
-        super().__init__()
-        self.sample = sample
-        self.fired = fired
-        self.wall_time = wall_time
-
-
-class TriggerState(Message):
-    def __init__(self, armed: bool, text: str, spec: TriggerSpec | None = None):
-        super().__init__()
-        self.armed = armed
-        self.text = text
-        self.spec = spec  # the trigger as registered (it may differ from the one asked for)
-
-
-@dataclass(frozen=True)
-class CgroupResult:
-    """One walk of the memory cgroups, built in a worker, handed to the UI."""
-
-    hierarchy: MemoryHierarchy | None
-    tree: tuple[CgroupMemory, ...] = ()
-    target_pid: int | None = None
-    selected: CgroupMemory | None = None
-    selected_reason: str | None = None
-    error: str | None = None
-    pressure: PressureSample | None = None  # read here only when no watch loop runs
-
-
-class CgroupsRead(Message):
-    def __init__(self, result: CgroupResult):
-        super().__init__()
-        self.result = result
-
-
-class PressureAlert(Message):
-    """A PSI trigger fired. Bubbles to the app, which raises the banner (any tab)."""
-
-    def __init__(self, event: StallEvent, line: str):
-        super().__init__()
-        self.event = event
-        self.line = line
+from memtop.tui.tab import NOT_RECORDED, TabView
 
 
 # --- widgets ----------------------------------------------------------------------------------
@@ -231,15 +155,6 @@ class CgroupTree(Static):
 # --- the tab -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _LogEntry:
-    first: float
-    last: float
-    count: int
-    line: str
-    event: StallEvent = field(repr=False)
-
-
 class PressureTab(TabView):
     TAB_TITLE = "Pressure"
     TAB_ID = "pressure"
@@ -284,21 +199,15 @@ class PressureTab(TabView):
     PressureTab > .pressure--warning { color: $warning; }
     """
 
+    PARTS = ("psi", "cgroups")
+
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.samples: deque[PressureSample] = deque(maxlen=HISTORY_POINTS)
-        self.log_entries: deque[_LogEntry] = deque(maxlen=LOG_LINES)
-        self.baselines: dict[str, dict[str, int]] = {}
-        self._baseline_done = False
-        self.cgroups: CgroupResult | None = None
-        self.trigger_text = "trigger: starting"
-        self.trigger_armed = False
-        self.trigger_spec: TriggerSpec | None = None
-        self._hierarchy: MemoryHierarchy | None = None
-        self._hierarchy_error: str | None = None
-        self._live_loop = False
+        self.psi: PsiHistory | None = None
+        self.cgroups: CgroupsView | None = None
+        self.cgroups_error: str | None = None
         self._target: ProcessIdentity | None = None
-        self._recorded = None  # replay: the RecordedPressure shown
+        self._drawn: tuple = ()
 
     # Below these sizes the cgroup panes stack and the whole tab scrolls instead.
     NARROW_WIDTH = 110
@@ -306,7 +215,7 @@ class PressureTab(TabView):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="pressure-body"):
-            yield Static(self.trigger_text, id="pressure-trigger")
+            yield Static("", id="pressure-trigger")
             yield Static("", id="pressure-psi")
             with Horizontal(id="pressure-charts"):
                 for resource in PSI_RESOURCES:
@@ -348,27 +257,7 @@ class PressureTab(TabView):
 
     def on_mount(self) -> None:
         self._set_focusable(self.has_class("-narrow"))
-        if self.replaying:
-            # Replay: no trigger, no live reads; show_recorded() draws what the file holds.
-            self.trigger_text = "replay: PSI and memory cgroups as recorded (stall alerts are live only)"
-            self.query_one("#pressure-trigger", Static).update(self._trigger_line())
-            return
-        root = Path(self.app.root)
-        self._live_loop = is_live_proc(root)
-        if self._live_loop:
-            self.watch_pressure(self._trigger_spec(), root)
-        else:
-            self.trigger_text = "trigger: not armed (the proc root is a captured tree, not the live /proc)"
-        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
-        self._show_psi()
-        # The baseline for "events since memtop started": one walk now, visible or not.
-        self.read_cgroups(root, None)
-
-    def _trigger_spec(self) -> TriggerSpec | None:
-        text = getattr(self.app, "psi_trigger", None) or DEFAULT_TRIGGER
-        if text.strip().lower() in ("off", "none", "no"):
-            return None
-        return parse_trigger_spec(text)  # cli.py validated it already
+        self.show_stalls()
 
     def _visible(self) -> bool:
         try:
@@ -376,79 +265,56 @@ class PressureTab(TabView):
         except Exception:  # noqa: BLE001 - during mount/unmount there may be no active pane
             return False
 
-    # --- workers ---------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="pressure-trigger", exit_on_error=False)
-    def watch_pressure(self, spec: TriggerSpec | None, root: Path) -> None:
-        """Keep the trigger registered; read PSI each tick and at each stall. Never touches widgets."""
-        worker = get_current_worker()
-        trigger: PsiTrigger | None = None
-        if spec is None:
-            self.post_message(TriggerState(False, "trigger: off (--psi-trigger off)"))
-        else:
-            try:
-                trigger = PsiTrigger(spec, "memory", root)
-                text = f"trigger armed on {printable(str(trigger.path))}: {trigger.spec.describe()}"
-                if trigger.adjusted:
-                    # Short enough for two lines at 80 columns (kernel/sched/psi.c, psi_trigger_create).
-                    text += f" (asked {trigger.asked.describe()}; without CAP_SYS_RESOURCE: 2 s multiples)"
-                self.post_message(TriggerState(True, text, trigger.spec))
-            except TriggerError as e:
-                self.post_message(TriggerState(False, f"trigger: not armed: {printable(str(e))}"))
-        try:
-            fired = False
-            while not worker.is_cancelled:
-                # One read per wake: each tick (unless paused), and at once when the trigger fires.
-                if fired or not getattr(self.app, "paused", False):
-                    self.post_message(PsiRead(read_system_pressure(root), fired, time.time()))
-                fired = False
-                deadline = time.monotonic() + max(0.2, float(getattr(self.app, "interval", 2.0)))
-                # Wait in slices so that quitting never waits for a whole interval.
-                while not worker.is_cancelled and not fired:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    if trigger is None:
-                        worker.cancelled_event.wait(min(left, 0.5))
-                        continue
-                    try:
-                        fired = trigger.wait(min(left, 0.5))
-                    except TriggerError as e:
-                        trigger.close()
-                        trigger = None
-                        self.post_message(TriggerState(False, f"trigger: lost: {e}"))
-        finally:
-            if trigger is not None:
-                trigger.close()
+    # --- what the app hands over --------------------------------------------------------------------
+    @property
+    def trigger_text(self) -> str:
+        if self.replaying:
+            return "replay: PSI and memory cgroups as recorded (stall alerts are live only)"
+        return getattr(self.app, "trigger_text", "trigger: starting")
 
-    @work(thread=True, exclusive=True, group="pressure", exit_on_error=False)
-    def read_cgroups(self, root: Path, target_pid: int | None) -> None:
-        """Locate the memory hierarchy, walk it, read the target's cgroup in detail."""
-        pressure = None if self._live_loop else read_system_pressure(root)
-        try:
-            hierarchy = self._hierarchy or locate_memory_hierarchy(root)
-        except ProcfsError as e:
-            self.post_message(CgroupsRead(CgroupResult(None, error=str(e), target_pid=target_pid, pressure=pressure)))
+    @property
+    def trigger_armed(self) -> bool:
+        return not self.replaying and getattr(self.app, "trigger_armed", False)
+
+    @property
+    def log_entries(self):
+        return () if self.replaying else getattr(self.app, "stall_log", ())
+
+    @property
+    def samples(self) -> tuple[PressureSample, ...]:
+        return self.psi.samples if self.psi is not None else ()
+
+    @property
+    def baselines(self):
+        return self.cgroups.baselines if self.cgroups is not None else {}
+
+    def show_sample(self, sample: Sample) -> None:
+        psi_result, cg_result = sample.result("psi"), sample.result("cgroups")
+        drawn = (psi_result, cg_result, self._target)
+        if drawn == self._drawn:
+            return  # nothing new for this tab (another part's result)
+        self._drawn = drawn
+        self.psi = psi_result.value if psi_result is not None else None
+        self.cgroups = cg_result.value if cg_result is not None else None
+        self.cgroups_error = (cg_result.error if cg_result is not None
+                              else NOT_RECORDED if self.replaying else None)
+        if self.replaying and self.psi is None:
+            self.psi = PsiHistory((), NOT_RECORDED)
+        self._show_psi()
+        self._show_charts()
+        self._show_detail()
+        self._show_tree()
+
+    def show_stalls(self) -> None:
+        """The trigger's state or the stall log changed (the app keeps them)."""
+        if not self.is_mounted:
             return
-        tree = tuple(walk_memory_cgroups(hierarchy))
-        selected = reason = None
-        if target_pid is not None:
-            try:
-                path = memory_cgroup_of(target_pid, hierarchy, root)
-                selected = read_cgroup_memory(hierarchy, path, detail=True)
-            except NoSuchProcess:
-                reason = f"PID {target_pid} exited (or its cgroup was removed)"
-            except ProcfsError as e:
-                reason = str(e)
-        self.post_message(CgroupsRead(CgroupResult(hierarchy, tree, target_pid, selected, reason, None, pressure)))
-
-    # --- messages ----------------------------------------------------------------------------------
-    @on(TriggerState)
-    def _trigger_state(self, message: TriggerState) -> None:
-        message.stop()
-        self.trigger_armed = message.armed
-        self.trigger_text = message.text
-        self.trigger_spec = message.spec
         self.query_one("#pressure-trigger", Static).update(self._trigger_line())
+        if self._visible():
+            self._show_detail()
+
+    def show_target(self, target: ProcessIdentity | None) -> None:
+        self._target = target
 
     def _trigger_line(self) -> Text:
         text = Text(" " + self.trigger_text, style="" if self.trigger_armed else self._style("muted"))
@@ -457,118 +323,9 @@ class PressureTab(TabView):
             text.append(f"   last stall {time.strftime('%H:%M:%S', time.localtime(last.last))}", style=self._style("critical"))
         return text
 
-    @on(PsiRead)
-    def _psi_read(self, message: PsiRead) -> None:
-        message.stop()
-        self.samples.append(message.sample)
-        if message.fired:
-            self._stall(message)
-        if self._visible():
-            self._show_psi()
-            self._show_charts()
-
-    def _stall(self, message: PsiRead) -> None:
-        snapshot = self.app.snapshot
-        growers = top_growers(snapshot.processes, snapshot.history) if snapshot is not None else ()
-        event = StallEvent(message.wall_time, self.trigger_spec, message.sample.resources.get("memory"), growers)
-        line = stall_line(event, with_time=False)
-        last = self.log_entries[-1] if self.log_entries else None
-        if last is not None and message.wall_time - last.last < COALESCE_S:
-            last.last = message.wall_time
-            last.count += 1
-            last.line, last.event = line, event
-        else:
-            self.log_entries.append(_LogEntry(message.wall_time, message.wall_time, 1, line, event))
-        self.log.warning(stall_line(event))
-        self.query_one("#pressure-trigger", Static).update(self._trigger_line())
-        self.post_message(PressureAlert(event, stall_line(event, short=True)))
-        if self._visible():
-            self._show_detail()
-
-    @on(CgroupsRead)
-    def _cgroups_read(self, message: CgroupsRead) -> None:
-        message.stop()
-        result = message.result
-        if result.hierarchy is not None:
-            self._hierarchy = result.hierarchy
-        if result.pressure is not None and (
-                not self.samples or dict(self.samples[-1].resources) != dict(result.pressure.resources)):
-            # A captured tree reads the same every time: one reading, not a flat line over time.
-            self.samples.append(result.pressure)
-        if not self._baseline_done:
-            # Cgroups seen now are the "before": later ones start from zero (created since).
-            for cg in result.tree:
-                self.baselines[cg.path] = dict(cg.events)
-            self._baseline_done = result.error is None
-        else:
-            for cg in result.tree:
-                self.baselines.setdefault(cg.path, {})
-        self.cgroups = result
-        if self._visible():
-            self._show_psi()
-            self._show_charts()
-            self._show_detail()
-            self._show_tree()
-
-    # --- TabView --------------------------------------------------------------------------------------
-    RECORDED = True
-
-    def show_recorded(self, tick) -> None:
-        """Replay: system PSI up to the tick (charts), the cgroup tree and the selected process's
-        cgroup as recorded; "events+" counts from the oldest tick in the file."""
-        recorded = tick.pressure
-        self._recorded = recorded
-        if recorded is None:
-            self.samples.clear()
-            self.cgroups = CgroupResult(None, error="not recorded in this file")
-        else:
-            self.samples = deque(recorded.samples, maxlen=HISTORY_POINTS)
-            self.baselines = {path: dict(events) for path, events in recorded.baselines.items()}
-            target = self._target
-            selected = reason = None
-            if target is not None:
-                path = recorded.proc_cgroups.get(target.pid)
-                selected = recorded.details.get(path) if path is not None else None
-                if selected is None:
-                    reason = "not recorded for this process at this tick"
-            hierarchy = None
-            if recorded.cgroup_version is not None and recorded.cgroup_mount is not None:
-                hierarchy = MemoryHierarchy(recorded.cgroup_version, Path(recorded.cgroup_mount),
-                                            mount_point=recorded.cgroup_mount)
-            self.cgroups = CgroupResult(hierarchy, recorded.tree or (), target.pid if target else None, selected,
-                                        reason, None if hierarchy else (recorded.cgroup_error or "cgroups not recorded"))
-        self._show_psi()
-        self._show_charts()
-        self._show_detail()
-        self._show_tree()
-
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        if self.replaying:  # never the live /proc for a recorded time
-            return
-        self.read_cgroups(Path(self.app.root), self._target.pid if self._target else None)
-        self._show_psi()
-        self._show_charts()
-        self._show_detail()
-        self._show_tree()
-
-    def show_target(self, target: ProcessIdentity | None) -> None:
-        if target == self._target:
-            return
-        self._target = target
-        if self.replaying:
-            recorded = getattr(self.app, "recorded", None)
-            if recorded is not None and self._visible():
-                self.show_recorded(recorded)
-            return
-        if self._visible():
-            self.read_cgroups(Path(self.app.root), target.pid if target else None)
-
     # --- drawing ----------------------------------------------------------------------------------
     def _no_psi_reason(self) -> str | None:
-        if self.replaying:
-            recorded = getattr(self, "_recorded", None)
-            return recorded.unavailable_reason if recorded is not None else "not recorded in this file"
-        return pressure_unavailable_reason(Path(self.app.root))
+        return self.psi.unavailable_reason if self.psi is not None else None
 
     def _show_psi(self) -> None:
         widget = self.query_one("#pressure-psi", Static)
@@ -606,7 +363,7 @@ class PressureTab(TabView):
         reason = self._no_psi_reason()
         samples = tuple(self.samples)
         for chart in self.query(PsiChart):
-            chart.show(samples, reason, self._live_loop)
+            chart.show(samples, reason, self.psi.live if self.psi is not None else False)
 
     def _show_detail(self) -> None:
         parts: list = []
@@ -614,11 +371,14 @@ class PressureTab(TabView):
         selected = result.selected if result else None
         detail = self.query_one("#pressure-detail", Static)
         if result is None:
-            parts.append(Text(" reading cgroups …"))
+            parts.append(Text(f" cgroups: {printable(self.cgroups_error)}" if self.cgroups_error else " reading cgroups …",
+                              style=self._style("muted")))
         elif result.error:
             parts.append(Text(f" cgroups: {printable(result.error)}", style=self._style("muted")))
         elif self._target is None:
             parts.append(Text(" Select a process (Processes tab) to see its cgroup.", style=self._style("muted")))
+        elif result.target_pid != self._target.pid:
+            parts.append(Text(f" PID {self._target.pid}: reading its cgroup …", style=self._style("muted")))
         elif selected is None:
             parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {printable(result.selected_reason)}", style=self._style("muted")))
         else:
@@ -662,12 +422,12 @@ class PressureTab(TabView):
     def _show_tree(self) -> None:
         result = self.cgroups
         tree = self.query_one(CgroupTree)
-        if result is None or result.hierarchy is None:
-            tree.update(Text(" " + (printable(result.error) if result and result.error else "reading cgroups …"), style=self._style("muted")))
+        if result is None or result.version is None:
+            error = result.error if result is not None else self.cgroups_error
+            tree.update(Text(" " + (printable(error) if error else "reading cgroups …"), style=self._style("muted")))
             return
-        h = result.hierarchy
         since = "the oldest tick in the file" if self.replaying else "memtop started"
-        note = f" {len(result.tree)} memory cgroups (v{h.version}, {h.mount_point or h.directory}); events+ = since {since}"
+        note = f" {len(result.tree)} memory cgroups (v{result.version}, {result.mount}); events+ = since {since}"
         selected_path = result.selected.path if result.selected else None
         tree.show(result.tree, self.baselines, selected_path, note)
 

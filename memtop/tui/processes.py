@@ -25,6 +25,7 @@ from textual.widgets import Input, Static
 
 from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import History, ProcessView
+from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
@@ -382,7 +383,6 @@ def _clock(monotonic: float, offset: float | None) -> str:
 class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
-    RECORDED = True  # replay: a recorded Snapshot is all this tab draws (memtop/tui/replay.py)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
@@ -414,6 +414,10 @@ class ProcessesTab(TabView):
         tall = event.size.height >= 30
         self.query_one("#process-detail").styles.height = 12 if tall else 3
         self.query_one(RssChart).display = tall
+
+    def show_sample(self, sample: Sample) -> None:
+        if sample.processes is not self.table.snapshot:  # a part's new result: the rows are the same
+            self.show_snapshot(sample.processes)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_snapshot(snapshot)

@@ -2,9 +2,10 @@
 
 :class:`ReplayApp` is :class:`~memtop.tui.app.MemtopApp` with no sampler thread: a worker loads a
 tick from the :class:`~memtop.output.record.RecordReader` and the app hands it to the visible tab
-through :meth:`TabView.show_recorded`. Tabs that set ``RECORDED`` (Processes, Kernel, Pressure)
-draw it; the others are replaced by a note that says they were not recorded, so nothing live is
-ever mixed with recorded figures. Actions are disabled: they would act on the machine now.
+as a :class:`~memtop.model.sample.Sample` (:func:`recorded_sample`), the very thing the live
+Collector hands the tabs. A part the file does not hold for a tick is absent from the sample and
+its tab says so; nothing is collected live, so nothing live is ever mixed with recorded figures.
+Actions are disabled: they would act on the machine now.
 
 Time: ``,`` ``.`` step one tick, ``<`` ``>`` the first and last tick, ``c`` the largest RSS
 change of the selected process between two consecutive ticks (again: the next largest), ``C``
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from types import MappingProxyType
 
 from rich.text import Text
 from textual import on, work
@@ -30,6 +33,9 @@ from memtop.tui.app import GLOBAL_KEYS, MemtopApp
 from memtop.text import printable
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
+from memtop.model.pressure import CgroupsView, PsiHistory
+from memtop.model.process import ProcessIdentity
+from memtop.model.sample import PartResult, Sample
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -76,28 +82,38 @@ class ChangesReady(Message):
 
 
 _TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"})}
-_NOT_RECORDED: dict[type[TabView], type[TabView]] = {}
+FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
 
 
-def not_recorded_tab(tab: type[TabView]) -> type[TabView]:
-    """A stand-in for a tab that has no recorded data: it says so, and reads nothing live."""
-    if tab not in _NOT_RECORDED:
-        note = (f"{tab.TAB_TITLE}: not recorded in this file.\n\n"
-                "memtop record keeps the processes, memory, Kernel and Pressure figures of every tick. "
-                f"This tab reads the live machine, so replay leaves it empty rather than mix today's "
-                "figures with recorded ones. Tabs with recorded data: 1 Processes, 5 Kernel, 7 Pressure.")
+def recorded_sample(tick: RecordedTick, target: ProcessIdentity | None) -> Sample:
+    """A recorded tick as the Sample the tabs render: the processes, and the parts the file
+    holds for it (kernel, PSI, cgroups); a part it does not hold is absent (the tab says so)."""
+    parts: dict[str, PartResult] = {}
 
-        class NotRecorded(TabView):
-            TAB_TITLE = tab.TAB_TITLE
-            TAB_ID = tab.TAB_ID
-            FIGURE_SOURCES = ((tab.TAB_TITLE, "not recorded in this file"),)
+    def result(value) -> PartResult:
+        return PartResult(value, tick.snapshot.tick, tick.snapshot.system.monotonic, 0.0,
+                          target.pid if target is not None else None)
 
-            def compose(self) -> ComposeResult:
-                yield Static(note, classes="not-recorded")
-
-        NotRecorded.__name__ = NotRecorded.__qualname__ = f"NotRecorded{tab.__name__}"
-        _NOT_RECORDED[tab] = NotRecorded
-    return _NOT_RECORDED[tab]
+    if tick.kernel is not None:
+        parts["kernel"] = result(replace(tick.kernel, target_pid=target.pid if target else None,
+                                         fd_breakdown=None, fd_breakdown_reason=FD_TABLE_NOT_RECORDED))
+    pressure = tick.pressure
+    if pressure is not None:
+        parts["psi"] = result(PsiHistory(tuple(pressure.samples), pressure.unavailable_reason, live=False))
+        selected = reason = None
+        if target is not None:
+            path = pressure.proc_cgroups.get(target.pid)
+            selected = pressure.details.get(path) if path is not None else None
+            if selected is None:
+                reason = "not recorded for this process at this tick"
+        if pressure.cgroup_version is not None and pressure.cgroup_mount is not None:
+            view = CgroupsView(pressure.cgroup_version, pressure.cgroup_mount, pressure.tree or (),
+                               target.pid if target else None, selected, reason, None,
+                               MappingProxyType({k: MappingProxyType(dict(v)) for k, v in pressure.baselines.items()}))
+        else:
+            view = CgroupsView(None, None, error=pressure.cgroup_error or "cgroups not recorded")
+        parts["cgroups"] = result(view)
+    return Sample(tick.snapshot, MappingProxyType(parts))
 
 
 class ReplayBar(Static):
@@ -144,17 +160,23 @@ class ReplayApp(MemtopApp):
                 yield ReplayBar("", id="replay-bar")  # just above the key bar
             yield widget
 
-    def tab_class(self, tab: type[TabView]) -> type[TabView]:
-        return tab if tab.RECORDED else not_recorded_tab(tab)
-
     def refresh_tab(self, view: TabView) -> None:
-        if self.recorded is None or not view.RECORDED:
+        if self.recorded is None:
             return
         if self._parts_for(view) - self.recorded.parts:
             # This tab needs what the tick was loaded without (its Kernel or Pressure figures).
             self._load(self.position, self._next_request(), self._parts_for(view))
             return
-        view.show_recorded(self.recorded)
+        if self.sample is not None:
+            view.show_sample(self.sample)
+
+    def select_process(self, view) -> None:
+        super().select_process(view)
+        if self.recorded is not None:  # the cgroup and fd figures shown depend on the selection
+            self.present(recorded_sample(self.recorded, self.target), " at this tick")
+
+    def update_wants(self) -> None:
+        pass  # nothing is collected: the file holds what there is
 
     @staticmethod
     def _parts_for(view: TabView | None) -> frozenset[str]:
@@ -204,7 +226,7 @@ class ReplayApp(MemtopApp):
         self.recorded = tick
         self.position = tick.index
         self.count = max(self.count, tick.count)
-        self.present(tick.snapshot, " at this tick")
+        self.present(recorded_sample(tick, self.target), " at this tick")
 
     @on(ReplayProblem)
     def _problem(self, message: ReplayProblem) -> None:

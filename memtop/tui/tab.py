@@ -1,26 +1,29 @@
-"""What every tab is: a container that receives snapshots while it is visible.
+"""What every tab is: a container that renders the samples the Collector builds.
 
 A tab module defines one subclass of :class:`TabView` and the app lists it in ``TABS``
-(``memtop/tui/app.py``). The app calls :meth:`TabView.show_snapshot` with every new
-:class:`~memtop.model.snapshot.Snapshot` while the tab is the active one (and once when it
-becomes active), and :meth:`TabView.show_target` when the selected process changes. A tab that
-needs more than the snapshot starts its own thread workers (``@work(thread=True,
-exclusive=True, group=...)``) from those calls and posts results back as messages; workers
-never touch widgets.
+(``memtop/tui/app.py``). A tab only renders: it names the Collector parts it shows
+(:meth:`TabView.parts`; the app asks the Collector for them while the tab is the active one,
+and nothing else reads them), and the app calls :meth:`TabView.show_sample` with every new
+:class:`~memtop.model.sample.Sample` while the tab is visible (and once when it becomes
+visible), and :meth:`TabView.show_target` when the selected process changes. What a tab asks
+of the Collector beyond that (a directory to scan, a walk again now) goes through
+``self.app.collector`` (set_params, refresh, stop); it never reads /proc or walks heaps itself.
+
+Replay (``memtop replay``) hands the same tabs recorded samples: a part a tick of the file does
+not hold is None in the sample, and the tab says it was not recorded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.containers import Container
 
 from memtop.model.process import ProcessIdentity
-from memtop.model.snapshot import Snapshot
+from memtop.model.sample import Sample
 
-if TYPE_CHECKING:
-    from memtop.output.record import RecordedTick
+NOT_RECORDED = "not recorded at this tick of the file"
 
 
 class TabView(Container):
@@ -28,6 +31,8 @@ class TabView(Container):
 
     TAB_TITLE: ClassVar[str] = "?"
     TAB_ID: ClassVar[str] = "?"
+    # The Collector parts the tab shows (memtop/collect/parts.py), while it is visible.
+    PARTS: ClassVar[tuple[str, ...]] = ()
     # (figure, where it comes from) for the help screen: every number on the tab has a row.
     FIGURE_SOURCES: ClassVar[tuple[tuple[str, str], ...]] = ()
     # Keys that only this tab handles, for the help screen: (key, what it does).
@@ -39,25 +44,17 @@ class TabView(Container):
     }
     """
 
-    # Replay (`memtop replay FILE`, memtop/tui/replay.py): a tab that can draw a recorded tick sets
-    # RECORDED and gets show_recorded() instead of show_snapshot(); while ``self.replaying`` it
-    # must read nothing live (the machine now is not the machine then). A tab left False is
-    # replaced by a "not recorded in this file" note in replay.
-    RECORDED: ClassVar[bool] = False
-
     @property
     def replaying(self) -> bool:
         return getattr(self.app, "replay", None) is not None
 
-    def show_recorded(self, tick: "RecordedTick") -> None:
-        """Replay: draw a recorded tick (``tick.snapshot`` plus the sections the file holds).
+    def parts(self) -> tuple[str, ...]:
+        """The parts wanted now (a tab may want different ones as its state changes: then it
+        calls ``self.app.update_wants()``)."""
+        return self.PARTS
 
-        The default draws the snapshot, which is all the Processes tab needs.
-        """
-        self.show_snapshot(tick.snapshot)
-
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        """A new tick arrived and this tab is visible."""
+    def show_sample(self, sample: Sample) -> None:
+        """A new sample arrived and this tab is visible."""
 
     def show_target(self, target: ProcessIdentity | None) -> None:
         """The selected process changed (it may be None)."""

@@ -2,30 +2,28 @@
 largest and oldest files, deleted-but-open files with their holders, SysV / POSIX / memfd
 shared memory, and what all of it explains of meminfo Shmem.
 
-Two workers, both only while the tab is visible: the collection pass (memtop.collect.tmpfs
-collect_report: mountinfo, statvfs, fd links, maps, bounded smaps; re-run at most every tick
-and never more than ~5 % of a core) and the file scan of one mount (on demand, with progress).
+It renders two parts of the Collector, read only while the tab is shown (memtop/collect/parts.py):
+``tmpfs``, the collection pass (memtop.collect.tmpfs collect_report: mountinfo, statvfs, fd
+links, maps, bounded smaps; at most every tick and never more than ~5 % of a core), and
+``tmpfs_scan``, the file scan of one mount (on demand, with progress).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static, Tab, Tabs
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
-from memtop.model.snapshot import Snapshot
+from memtop.model.sample import Sample
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
 from memtop.text import printable
-from memtop.tui.tab import TabView
+from memtop.tui.tab import NOT_RECORDED, TabView
 
 PASS_DUTY_FACTOR = 20  # a pass costing c seconds of CPU runs at most every 20c seconds
 
@@ -80,24 +78,6 @@ def holders_text(holders: tuple[Holder, ...], limit: int = 3) -> str:
 
 def _ns_text(m: Mount) -> str:
     return "own" if m.namespace_pid is None else f"pid {m.namespace_pid}"
-
-
-class ReportReady(Message):
-    def __init__(self, report: TmpfsReport):
-        super().__init__()
-        self.report = report
-
-
-class ScanProgress(Message):
-    def __init__(self, mount_key: str, mountpoint: str, entries: int, files: int):
-        super().__init__()
-        self.mount_key, self.mountpoint, self.entries, self.files = mount_key, mountpoint, entries, files
-
-
-class ScanDone(Message):
-    def __init__(self, result: ScanResult | None, mount_key: str, error: str | None = None):
-        super().__init__()
-        self.result, self.mount_key, self.error = result, mount_key, error
 
 
 class TmpfsTab(TabView):
@@ -156,9 +136,8 @@ class TmpfsTab(TabView):
         self.files_order = "largest"
         self.live = True  # False in tests fed with fixed data: no automatic scans
         self.clock: Callable[[], float] = time.time
-        self._visible = threading.Event()
-        self._collecting = False
-        self._last_pass = -1e9
+        self._drawn: tuple = ()
+        self._scan_no = 0  # each scan asked of the Collector is a new request
         self._shown_rows: dict[str, tuple] = {}
         self._selected_mount: str | None = None
         self._columns_width: int | None = None
@@ -201,49 +180,41 @@ class TmpfsTab(TabView):
         return self.query_one(f"#tbl-{sid}", DataTable)
 
     def on_show(self) -> None:
-        self._visible.set()
         # The section keys (m f d …) work while focus is inside the tab: start on its table.
         if self.app.active_tab() is self:
             self.call_after_refresh(self._table(self.section).focus)
 
-    def on_hide(self) -> None:
-        self._visible.clear()
+    # --- samples -------------------------------------------------------------------------------
+    PARTS = ("tmpfs", "tmpfs_scan")
 
-    # --- inputs from the app -----------------------------------------------------------------
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        self._visible.set()
-        if not self.live or self._collecting:
+    def show_sample(self, sample: Sample) -> None:
+        report, scans = sample.result("tmpfs"), sample.result("tmpfs_scan")
+        drawn = (report, scans)
+        if drawn == self._drawn:
             return
-        now = time.monotonic()
-        # Re-run the pass at most once a tick, and keep its cost under ~5 % of a core (a pass
-        # costs ~0.15-0.2 ms of CPU per process: ~4 s apart with 1,000 processes).
-        spacing = max(snapshot.interval_s or 2.0, PASS_DUTY_FACTOR * (self.report.cpu_s if self.report else 0.0))
-        if now - self._last_pass < spacing * 0.9:
-            return
-        self._collecting = True
-        self._last_pass = now
-        self._collect(self.app.root, dict(snapshot.system.meminfo))
-
-    @work(thread=True, exclusive=True, group="tmpfs", exit_on_error=False)
-    def _collect(self, root, meminfo: dict) -> None:
-        from memtop.collect.tmpfs import collect_report
-
-        self.post_message(ReportReady(collect_report(root, meminfo or None)))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # A failed pass must not stop the next one (the app shows the error).
-        if event.worker.group == "tmpfs" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
-            self._collecting = False
-
-    @on(ReportReady)
-    def _report_ready(self, message: ReportReady) -> None:
-        self._collecting = False
-        self.show_report(message.report)
-        if self.live and self.section == "files":
-            self._auto_scan()
+        self._drawn = drawn
+        if scans is not None:
+            if scans.running and scans.progress is not None:
+                self.scanning = scans.progress  # (mount key, mountpoint, entries, files)
+            elif self.scanning is not None and not scans.running:
+                self.scanning = None
+                if scans.error:
+                    self.notify(scans.error)
+            if scans.value is not None:
+                for key, (result, when) in scans.value.scans.items():
+                    if self.scan_times.get(key) != when:
+                        self.scans[key] = result
+                        self.scan_times[key] = when
+                        self._selected_mount = self._selected_mount or key
+        if report is not None and report.value is not None and report.value is not self.report:
+            self.show_report(report.value)
+            if self.live and self.section == "files":
+                self._auto_scan()
+        else:
+            self._render_all()
 
     def show_report(self, report: TmpfsReport) -> None:
-        """Show a collection pass (the worker's, or fixed data in tests)."""
+        """Show a collection pass (the Collector's, or fixed data in tests)."""
         self.report = report
         self._render_all()
 
@@ -314,40 +285,10 @@ class TmpfsTab(TabView):
             return
         self.scanning = (mount.key, mount.mountpoint, 0, 0)
         self._render_all()
-        self._scan(mount.key, mount.access_path, mount.mountpoint)
-
-    @work(thread=True, exclusive=True, group="tmpfs-scan", exit_on_error=False)
-    def _scan(self, key: str, path: str, mountpoint: str) -> None:
-        from memtop.collect.tmpfs import ScanCancelled, scan_tree
-
-        worker = get_current_worker()
-
-        def progress(entries: int, files: int) -> bool:
-            if worker.is_cancelled or not self._visible.is_set():
-                return False
-            self.post_message(ScanProgress(key, mountpoint, entries, files))
-            return True
-
-        try:
-            result = scan_tree(path, mount_key=key, mountpoint=mountpoint, progress=progress)
-        except ScanCancelled:
-            self.post_message(ScanDone(None, key, "scan stopped (tab hidden or a new scan started)"))
-            return
-        self.post_message(ScanDone(result, key))
-
-    @on(ScanProgress)
-    def _scan_progress(self, message: ScanProgress) -> None:
-        self.scanning = (message.mount_key, message.mountpoint, message.entries, message.files)
-        self._render_summary()
-
-    @on(ScanDone)
-    def _scan_done(self, message: ScanDone) -> None:
-        if self.scanning is not None and self.scanning[0] == message.mount_key:
-            self.scanning = None
-        if message.result is not None:
-            self.show_scan(message.result)
-        else:
-            self._render_all()
+        # The Collector's tmpfs_scan part walks it (memtop/collect/parts.py), with progress.
+        self._scan_no += 1
+        self.app.collector.set_params("tmpfs_scan", mount_key=mount.key, path=mount.access_path,
+                                      mountpoint=mount.mountpoint, scan=self._scan_no)
 
     # --- selection ------------------------------------------------------------------------------
     @on(DataTable.RowHighlighted)
@@ -437,7 +378,8 @@ class TmpfsTab(TabView):
         r = self.report
         summary = self.query_one("#tmpfs-summary", Static)
         if r is None:
-            summary.update(Text(" reading mounts, fd tables and maps …", style=self._style("tmpfs--dim")))
+            summary.update(Text(f" tmpfs: {NOT_RECORDED}" if self.replaying else " reading mounts, fd tables and maps …",
+                                style=self._style("tmpfs--dim")))
             return
         rec = r.reconciliation
         width = self.size.width or 120

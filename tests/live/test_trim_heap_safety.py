@@ -137,13 +137,13 @@ def test_trim_yes_never_trims_a_heap_memtop_calls_corrupt(children, gcc, state_h
 
 async def test_t_then_y_never_trims_a_heap_memtop_calls_corrupt(children, gcc, state_home):
     from memtop.tui.actions import TrimScreen
-    from memtop.tui.app import MemtopApp, SnapshotReady
+    from memtop.tui.app import MemtopApp
     from memtop.tui.processes import ProcessTable
 
     child = children.start([compile_c(CORRUPT, name="trim_corrupt")])
     app = MemtopApp(sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.post_message(SnapshotReady(app.sampler.sample()))
+        app.tick()
         await pilot.pause()
         table = app.query_one(ProcessTable)
         assert table.select_pid(child.pid)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from memtop.collect.sampler import Sampler
-from memtop.tui.app import MemtopApp, SnapshotReady
+from memtop.tui.app import MemtopApp
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "proc-basic"
 
@@ -25,8 +25,9 @@ def fixed_app(root: Path = FIX, **kw) -> MemtopApp:
 
 
 async def feed(app: MemtopApp, pilot, ticks: int = 1, step_s: float = 2.0) -> None:
-    """Sample the captured tree ``ticks`` times, posting each snapshot as the sampler thread would."""
+    """Tick the app's Collector ``ticks`` times on the captured tree, as the sampler thread would
+    (with ``sample=False`` the parts run in this thread: deterministic)."""
     for _ in range(ticks):
-        app.post_message(SnapshotReady(app.sampler.sample()))
+        app.tick()
         app.fake_clock.now += step_s
         await pilot.pause()

@@ -75,8 +75,13 @@ async def open_on_tree_file(app, pilot, tree: Path) -> PageCacheTab:
     await pilot.pause()
     tab.query_one("#pc-tree-input").value = str(tree)
     await pilot.press("enter")
-    await until(pilot, lambda: tab._scan_progress is not None and tab._scan_progress.done and tab._scan_cancel is None
-                and tab.query_one(FileTable).rows)
+
+    def scanned() -> bool:
+        app.tick()  # the Collector scans at the next tick (its parts run in the ticking thread here)
+        return tab._scan_progress is not None and tab._scan_progress.done and not tab._scanning and bool(
+            tab.query_one(FileTable).rows)
+
+    await until(pilot, scanned)
     tab.query_one(FileTable).focus()
     await pilot.press("home")
     await pilot.pause()
@@ -110,8 +115,9 @@ async def test_e_then_a_swap_then_y_evicts_nothing(tmp_path, proc_tree, state_ho
         victim_now = victim if swap == "link" else shown
         await pilot.press("y")
         await until(pilot, lambda: screen.phase == "done")
-        # THEN nothing was evicted, and the dialog says why
-        assert file_cache_stat(victim_now).cached_bytes >= 2 * MIB
+        # THEN nothing was evicted (an eviction drops every clean page; the kernel may have
+        # reclaimed a few under other load, so: most still cached), and the dialog says why
+        assert file_cache_stat(victim_now).cached_bytes >= MIB
         text = rendered(screen)
         assert "not evicted: the file changed since it was checked" in text
         assert ("symbolic link" if swap == "link" else "replaced by another file") in text

@@ -10,7 +10,7 @@ import pytest
 
 from memtop.actions import audit
 from memtop.tui.actions import ActionsLogScreen, DropCachesScreen, TrimScreen
-from memtop.tui.app import MemtopApp, SnapshotReady
+from memtop.tui.app import MemtopApp
 from memtop.tui.processes import ProcessTable
 from tests.actions_support import target_binary
 from tests.support import IS_ROOT, status_kb
@@ -45,7 +45,7 @@ async def test_t_confirm_and_see_the_trim_result(children, gcc, state_home):
     rss_before = status_kb(child.pid, "VmRSS")
     app = MemtopApp(sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.post_message(SnapshotReady(app.sampler.sample()))
+        app.tick()
         await pilot.pause()
         table = app.query_one(ProcessTable)
         assert table.select_pid(child.pid)

@@ -129,12 +129,12 @@ async def test_live_walk_of_the_real_target(children):
     from memtop.procfs.process import read_stat
 
     identity = ProcessIdentity(child.pid, read_stat(child.pid).start_ticks)
-    app = MemtopApp(sample=False)
+    app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        # GIVEN the Arenas tab is visible WHEN a process is selected THEN a worker walks it
+        app.tick()
+        # GIVEN the Arenas tab is visible WHEN a process is selected THEN the Collector walks it
         tab = await _activate(pilot)
-        app.target = identity
-        tab.show_target(identity)
+        app.select(identity)
         for _ in range(300):  # the walk runs in a worker; its message is handled on the app's loop
             if tab.analysis is not None or tab.error is not None:
                 break
@@ -151,7 +151,7 @@ async def test_live_walk_of_the_real_target(children):
         await pilot.press("y")
         for _ in range(300):
             await pilot.pause(0.1)
-            if tab.malloc_info is not None and not tab.loading:
+            if tab.malloc_info is not None and not tab.walking:
                 break
         assert tab.malloc_info is not None and tab.malloc_info.info is not None
         assert len(tab.malloc_info.info.arenas) == 5

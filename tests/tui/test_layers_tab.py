@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import ProgressBar, Static
-from textual.worker import WorkerState
 
 from memtop.heap import native
 from memtop.model.findings import Finding, Severity
@@ -54,13 +53,13 @@ async def wait_for(pilot, predicate, steps: int = 600):
 @pytest.mark.skipif(not IS_ROOT, reason="reading another process's heap needs root (or CAP_SYS_PTRACE)")
 async def test_layers_tab_shows_the_walk_of_the_selected_process(children):
     child = children.start([compile_c(HEAP_TARGET, name="heap_target"), "pinned"])
-    app = MemtopApp(sample=False)
+    app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         tab = app.query_one(LayersTab)
         assert "No process selected" in str(app.query_one("#layers-title", Static).render())
-        app.target = identity_of(child.pid)
-        tab.show_target(app.target)
+        app.tick()
+        app.select(identity_of(child.pid))
         assert await wait_for(pilot, lambda: tab.report is not None)
         assert tab.report.heap.valid
         title = str(app.query_one("#layers-title", Static).render())
@@ -76,12 +75,12 @@ async def test_layers_tab_shows_the_walk_of_the_selected_process(children):
 @pytest.mark.live
 async def test_a_kernel_thread_shows_rss_0_not_unknown():
     # kthreadd (PID 2): no user address space, so 0 B as in the Processes tab, not "?"
-    app = MemtopApp(sample=False)
+    app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
+        app.tick()
         await pilot.press("2")
         tab = app.query_one(LayersTab)
-        app.target = identity_of(2)
-        tab.show_target(app.target)
+        app.select(identity_of(2))
         assert await wait_for(pilot, lambda: tab.report is not None)
         await pilot.pause()
         title = str(app.query_one("#layers-title", Static).render())
@@ -96,29 +95,27 @@ async def test_a_large_walk_shows_progress_and_keys_still_work(children, monkeyp
     # 192 MiB before a progress bar would appear.
     monkeypatch.setattr(native, "enabled", False)
     child = children.start([compile_c(BIG_HEAP, name="heap_big")], timeout=120)
-    app = MemtopApp(sample=False)
+    app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
+        app.tick()
         await pilot.press("2")
         tab = app.query_one(LayersTab)
-        app.target = identity_of(child.pid)
-        tab.show_target(app.target)
+        app.select(identity_of(child.pid))
         progress = app.query_one("#layers-progress", ProgressBar)
         assert await wait_for(pilot, lambda: progress.display or tab.report is not None)
-        walking = [w for w in app.workers if w.group == "layers" and w.state == WorkerState.RUNNING]
-        if not walking:
+        walking = app.sample.result("layers")
+        if walking is None or not walking.running:
             pytest.skip("the walk finished before it could be observed (machine much faster than expected)")
         assert progress.display and "walking the heap" in str(app.query_one("#layers-title", Static).render())
         await pilot.press("1")  # a key while the walk runs in its thread
         assert app.query_one("#tabs").active == "tab-processes"
-        assert walking[0].state == WorkerState.RUNNING or tab.report is not None
         await pilot.press("2")
         # Selecting another process mid-walk cancels the big walk; only the new one is shown.
         small = children.start([compile_c(HEAP_TARGET, name="heap_target"), "inuse"])
-        app.target = identity_of(small.pid)
-        tab.show_target(app.target)
+        app.select(identity_of(small.pid))
         assert await wait_for(pilot, lambda: tab.report is not None, steps=1200)
         assert tab.report.identity.pid == small.pid and tab.report.heap.valid
-        assert walking[0].state in (WorkerState.CANCELLED, WorkerState.SUCCESS)
+        assert app.sample.result("layers").key == app.target  # the big walk's result never shown
         assert f"PID {small.pid}" in str(app.query_one("#layers-title", Static).render())
 
 

@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress
+from types import MappingProxyType
+
+from memtop.model.pagecache import CachedFile, FileCacheStat, TreeScanProgress, TreeView
 from memtop.model.process import ProcessIdentity
+from memtop.model.sample import PartResult, Sample
 from memtop.procfs.process import read_stat
 from memtop.tui.app import MemtopApp
 from memtop.tui.pagecache import (
     SOURCE_PROCESS,
     SOURCE_SYSTEM,
     SOURCE_TREE,
-    FilesReady,
     FileTable,
     PageCacheTab,
-    ScanProgress,
 )
 from tests.pagecache_support import PAGE, drop_cache, read_part, write_file
 from tests.tui.fixed import FIX, feed, fixed_app
@@ -52,10 +53,10 @@ async def feed_vmstat(app, pilot, root: Path, ticks: int, *, refault_per_tick: i
 
 
 async def wait_tab_workers(app) -> None:
-    """Wait for this tab's workers only (other tabs may run workers that never end, e.g. a PSI
-    trigger poll), and for the evict screen's."""
+    """Wait for the evict screen's workers (the Collector's parts run in the ticking thread in
+    these tests: app(sample=False))."""
     for worker in list(app.workers):
-        if worker.group in ("pagecache", "pagecache-scan", "actions-evict"):
+        if worker.group in ("actions-evict",):
             await worker.wait()
 
 
@@ -69,9 +70,9 @@ async def open_tab(app, pilot) -> PageCacheTab:
 
 async def wait_scan(app, pilot, tab: PageCacheTab) -> None:
     for _ in range(200):
-        await wait_tab_workers(app)
+        app.tick()  # the Collector's tree part scans at the next tick (its parts run in it here)
         await pilot.pause()
-        if tab._scan_progress is not None and tab._scan_progress.done and tab._scan_cancel is None:
+        if tab._scan_progress is not None and tab._scan_progress.done and not tab._scanning:
             return
     raise AssertionError("the scan did not finish")
 
@@ -164,17 +165,16 @@ async def test_o_cycles_the_sources(proc_tree: Path):
         tab.query_one(FileTable).focus()
         await pilot.press("o")
         assert tab.source == SOURCE_PROCESS
-        await wait_tab_workers(app)
-        await pilot.pause()
+        await feed(app, pilot)
         # the captured tree's processes have no maps file: the reason is shown, not a crash
         assert "PID" in str(tab.query_one("#pc-source").render())
-        # x reaches a running scan's cancel event (a real scan of a small tree ends before a key
-        # arrives; cancelling scan_tree itself is tested in tests/live/test_pagecache_treescan.py)
-        import threading
-
-        tab._scan_cancel = cancel = threading.Event()
+        # x asks the Collector to stop the running scan (a real scan of a small tree ends before
+        # a key arrives; cancelling scan_tree itself is tested in tests/live/test_pagecache_treescan.py)
+        stopped = []
+        app.collector.stop = stopped.append
+        tab._scanning = True
         await pilot.press("x")
-        assert cancel.is_set()
+        assert stopped == ["tree"]
 
 
 async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
@@ -186,13 +186,15 @@ async def test_selected_process_files_of_a_live_child(tmp_path: Path, children):
     app = MemtopApp(sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tab = await open_tab(app, pilot)
-        tab.show_target(ProcessIdentity(child.pid, read_stat(child.pid).start_ticks))
+        identity = ProcessIdentity(child.pid, read_stat(child.pid).start_ticks)
+        app.collector.set_target(identity)
+        tab.show_target(identity)
         tab.set_source(SOURCE_PROCESS)
         import time
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            await wait_tab_workers(app)
+            app.tick()
             await pilot.pause(0.05)
             if any(f.path == str(held) for f in tab.query_one(FileTable).rows):
                 break
@@ -219,7 +221,7 @@ async def test_thrashing_finding_and_charts_from_vmstat(proc_tree: Path):
         # THEN the finding is shown, in the thrashing style
         assert box.has_class("-thrashing")
         assert "thrashing" in str(box.render())
-        assert len(tab.vmstat.history) == 8  # one read when the tab opened, then one per tick
+        assert len(tab.vmstat.history) == 7  # a read per tick since the tab opened: 8 reads, 7 rates
 
 
 def _fixed_rows() -> tuple[CachedFile, ...]:
@@ -248,11 +250,12 @@ def test_pagecache_tab_looks(snap_compare, size, tmp_path: Path):
         await feed(app, pilot)
         tab = await open_tab(app, pilot)
         await feed_vmstat(app, pilot, root, 8, refault_per_tick=5120, pgpgin_per_tick=24576)
-        # A finished tree scan of fixed files, through the tab's own messages
+        # A finished tree scan of fixed files, as the Collector's tree part hands it over
         tab.tree_root, tab._scan_id = "/data", 1
         tab.set_source(SOURCE_TREE)
-        tab.post_message(FilesReady(SOURCE_TREE, ("/data", 1), _fixed_rows(), ""))
-        tab.post_message(ScanProgress(TreeScanProgress("/data", 5, 100_000, True, skipped={"fifo": 1}), 1))
+        scan = TreeView("/data", _fixed_rows(), TreeScanProgress("/data", 5, 100_000, True, skipped={"fifo": 1}))
+        parts = dict(app.sample.parts, tree=PartResult(scan, app.sample.tick, 0.0, 0.0, ("/data", 1)))
+        tab.show_sample(Sample(app.sample.processes, MappingProxyType(parts)))
         await pilot.pause()
         tab.query_one(FileTable).focus()
         await pilot.pause()

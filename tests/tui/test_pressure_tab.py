@@ -14,8 +14,8 @@ from rich.console import Console
 
 from memtop.collect.sampler import Sampler
 from memtop.procfs.pressure import DEFAULT_TRIGGER
-from memtop.tui.app import MemtopApp, SnapshotReady
-from memtop.tui.pressure import CgroupTree, PressureBanner, PressureTab
+from memtop.tui.app import MemtopApp
+from memtop.tui.pressure import CgroupTree, PressureBanner, PressureTab, stall_line
 from tests.pressure_support import THRASH_CODE, V1Cgroup, make_cold_file, v1_memory_available
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "pressure"
@@ -36,9 +36,10 @@ def squeezed(text: str) -> str:
 async def show_pressure(app: MemtopApp, pilot, root: Path) -> PressureTab:
     """GIVEN one snapshot of ``root`` delivered, WHEN the Pressure tab is opened."""
     await app.workers.wait_for_complete()
-    app.post_message(SnapshotReady(Sampler(root).sample()))
+    app.tick()
     await pilot.pause()
     await pilot.press("7")
+    app.tick()  # the tab's parts are read from the next tick on, for the selected process
     await pilot.pause()
     await app.workers.wait_for_complete()
     await pilot.pause()
@@ -95,7 +96,7 @@ async def test_events_since_start_are_highlighted(tmp_path):
         oom = (cg / "memory.oom_control").read_text().replace("oom_kill 1", "oom_kill 3")
         (cg / "memory.oom_control").write_text(oom)
         (cg / "memory.failcnt").write_text(str(int((cg / "memory.failcnt").read_text()) + 10) + "\n")
-        app.post_message(SnapshotReady(Sampler(root / "proc").sample()))
+        app.tick()
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -158,7 +159,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
     app = MemtopApp(sample=False, interval=1.0, psi_trigger=DEFAULT_TRIGGER)
     with V1Cgroup(32 << 20) as cg:
         async with app.run_test(size=(120, 40)) as pilot:
-            app.post_message(SnapshotReady(Sampler().sample()))
+            app.tick()
             tab = app.query_one(PressureTab)
             banner = app.query_one(PressureBanner)
             deadline = time.monotonic() + 20
@@ -175,7 +176,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
                 thrash.close()
             assert banner.has_class("-alert"), "no stall alert within 30 s of thrashing a 32 MiB cgroup"
             assert "memory stall" in str(banner.content) and str(banner.content).endswith(" (7)")
-            assert tab.log_entries and "memory stall" in tab.log_entries[-1].line
+            assert tab.log_entries and "memory stall" in stall_line(tab.log_entries[-1].event)
             assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
             # Clicking the banner opens the Pressure tab, whose log lists the stall.
             await pilot.click(PressureBanner)

@@ -1,0 +1,376 @@
+"""The parts the Collector schedules: one per domain, each owning its history.
+
+Every part reads through the domain's own readers and collectors (procfs/, heap/, the other
+modules of collect/); the views it returns are the model's frozen records. See
+memtop/collect/collector.py for how they are scheduled, and :func:`default_parts` for the set
+every consumer builds its Collector from.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Hashable, Mapping
+
+from memtop.collect.collector import Job, Part, PartUnavailable
+from memtop.collect.kernel import KernelCollector
+from memtop.collect.pagecache import VmstatSampler, process_top_files, top_cached_files
+from memtop.heap import LastValidWalks
+from memtop.model.pagecache import CachedFile, FilesView, TreeScanProgress, TreeView, VmstatView
+from memtop.model.pressure import CgroupsView, PsiHistory
+from memtop.model.process import ProcessIdentity
+from memtop.model.sample import PartResult
+from memtop.model.tmpfs import ScanResult, TmpfsScans
+from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError
+
+PSI_HISTORY = 300  # PSI readings kept for the charts: 10 minutes at 2 s
+VMSTAT_HISTORY = 150
+TREE_LIVE_MAX = 1000  # a directory scan this short is measured again every tick (cachestat only)
+HEAP_REFRESH_S = 5.0  # a heap walk this long after the last one, while someone looks
+ARENAS_REFRESH_S = 10.0
+TMPFS_DUTY = 20.0  # a tmpfs pass costs ~0.15 ms per process: at most 5 % of a core
+
+
+class KernelPart(Part):
+    """Slab caches (with growth from the part's own history), sockets per network namespace,
+    file handles, fd growth, and the selected process's fd table."""
+
+    name = "kernel"
+
+    def __init__(self, root: Path, *, namespaces: bool = True, **collector_options):
+        self.collector = KernelCollector(root, **collector_options)
+        self.namespaces = namespaces
+
+    def key(self, target, params):
+        return target.pid if target is not None else None
+
+    def collect(self, job: Job):
+        pid = job.target.pid if job.target is not None else None
+        return self.collector.collect(job.snapshot, pid, namespaces=self.namespaces)
+
+
+class PsiPart(Part):
+    """System PSI (/proc/pressure/*) every tick, with the history the charts draw."""
+
+    name = "psi"
+    at_start = True
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._history: deque = deque(maxlen=PSI_HISTORY)
+        self._lock = threading.Lock()
+
+    def collect(self, job: Job) -> PsiHistory:
+        from memtop.procfs.pressure import is_live_proc, pressure_unavailable_reason, read_system_pressure
+
+        reason = pressure_unavailable_reason(self.root)
+        sample = read_system_pressure(self.root)
+        live = is_live_proc(self.root)
+        with self._lock:
+            last = self._history[-1] if self._history else None
+            # A captured tree reads the same every time: one reading, not a flat line.
+            if last is None or live or dict(last.resources) != dict(sample.resources):
+                self._history.append(sample)
+            return PsiHistory(tuple(self._history), reason, live)
+
+
+class CgroupsPart(Part):
+    """Every memory cgroup against its limit, the selected process's cgroup in detail, and the
+    events counted when memtop first looked (the baseline of "events since memtop started")."""
+
+    name = "cgroups"
+    at_start = True  # the baseline: one walk at start, whoever looks
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._hierarchy = None
+        self._baselines: dict[str, Mapping[str, int]] = {}
+        self._baseline_done = False
+
+    def key(self, target, params):
+        return target.pid if target is not None else None
+
+    def collect(self, job: Job) -> CgroupsView:
+        from memtop.procfs.cgroup import locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory, walk_memory_cgroups
+
+        target_pid = job.target.pid if job.target is not None else None
+        try:
+            hierarchy = self._hierarchy or locate_memory_hierarchy(self.root)
+        except ProcfsError as e:
+            return CgroupsView(None, None, target_pid=target_pid, error=str(e))
+        self._hierarchy = hierarchy
+        tree = tuple(walk_memory_cgroups(hierarchy))
+        selected = reason = None
+        if target_pid is not None:
+            try:
+                selected = read_cgroup_memory(hierarchy, memory_cgroup_of(target_pid, hierarchy, self.root), detail=True)
+            except NoSuchProcess:
+                reason = f"PID {target_pid} exited (or its cgroup was removed)"
+            except ProcfsError as e:
+                reason = str(e)
+        if not self._baseline_done:
+            # Cgroups seen now are the "before"; later ones count from zero (created since).
+            self._baselines = {cg.path: MappingProxyType(dict(cg.events)) for cg in tree}
+            self._baseline_done = True
+        else:
+            for cg in tree:
+                self._baselines.setdefault(cg.path, MappingProxyType({}))
+        return CgroupsView(hierarchy.version, hierarchy.mount_point or str(hierarchy.directory), tree, target_pid,
+                           selected, reason, None, MappingProxyType(dict(self._baselines)))
+
+
+class VmstatPart(Part):
+    """/proc/vmstat's thrashing counters as rates between ticks (refaults, major faults, bi/bo)."""
+
+    name = "vmstat"
+
+    def __init__(self, root: Path):
+        self.sampler = VmstatSampler(root, VMSTAT_HISTORY)
+        self._lock = threading.Lock()
+
+    def collect(self, job: Job) -> VmstatView:
+        with self._lock:
+            # The tick's clock, so that rates share the processes' time base.
+            self.sampler.sample(job.snapshot.system.monotonic)
+            if job.one_shot and not self.sampler.history:
+                time.sleep(0.5)  # a single sample has no history: two reads half a second apart
+                self.sampler.sample(job.snapshot.system.monotonic + 0.5)
+            return VmstatView(tuple(self.sampler.history))
+
+
+class ProcessFilesPart(Part):
+    """Page cache, source (a): the files the selected process maps or holds open."""
+
+    name = "process_files"
+
+    def key(self, target, params):
+        return target
+
+    def collect(self, job: Job) -> FilesView:
+        target = job.target
+        if target is None:
+            return FilesView((), "no process selected: select one on the Processes tab", None)
+        try:
+            files = process_top_files(target.pid, job.root)
+            note = f"PID {target.pid}: {len(files)} files mapped or open"
+        except NoSuchProcess:
+            files, note = [], f"PID {target.pid} has exited"
+        except AccessDenied as e:
+            files, note = [], f"PID {target.pid}: {e.reason}"
+        return FilesView(tuple(files), note, target.pid)
+
+
+class SystemFilesPart(Part):
+    """Page cache, source (b): the files any process maps or holds open, most cached first."""
+
+    name = "system_files"
+
+    def collect(self, job: Job) -> FilesView:
+        files, held = top_cached_files(job.root, cancel=job.cancelled)
+        note = f"{len(files)} files held by {held.processes_seen} processes"
+        if held.processes_denied:
+            note += f"; {held.processes_denied} process(es) not readable by this user (their files are not listed)"
+        return FilesView(tuple(files), note, None, held.processes_seen, held.processes_denied)
+
+
+class TreePart(Part):
+    """Page cache, source (c): a directory scan asked for by the user (params root, scan),
+    with progress; then a short list is measured again each tick (cachestat only, no walk)."""
+
+    name = "tree"
+
+    def __init__(self, root: Path, limit: int | None = None):
+        from memtop.procfs.treescan import DEFAULT_LIMIT
+
+        self.limit = limit or DEFAULT_LIMIT
+        self._scanned: dict[Hashable, TreeView] = {}
+
+    def key(self, target, params):
+        return (params.get("root"), params.get("scan")) if params.get("root") else None
+
+    def interval_s(self, tick_s, last):
+        view = last.value if last is not None else None
+        if view is None or not view.progress.done or len(view.files) > TREE_LIVE_MAX:
+            return None  # only when asked (r rescans)
+        return 0.0
+
+    def collect(self, job: Job) -> TreeView | None:
+        from memtop.procfs.cachestat import file_cache_stat
+        from memtop.procfs.treescan import TreeScanError, scan_tree
+
+        root = job.params.get("root")
+        if not root:
+            return None
+        key = (root, job.params.get("scan"))
+        done = self._scanned.get(key)
+        if done is not None and done.progress.done and not done.progress.cancelled:
+            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False)) for f in done.files)
+            view = TreeView(root, files, done.progress, done.error)
+            self._scanned = {key: view}
+            return view
+        cancel = threading.Event()
+
+        def progress(p: TreeScanProgress) -> None:
+            if job.cancelled():
+                cancel.set()
+            job.progress(p)
+
+        try:
+            found, final = scan_tree(root, limit=self.limit, cancel=cancel, progress=progress, progress_every=500)
+        except TreeScanError as e:
+            return TreeView(root, (), TreeScanProgress(root, 0, self.limit, True), str(e))
+        view = TreeView(root, tuple(CachedFile(f) for f in found), final, None)
+        self._scanned = {key: view}
+        return view
+
+
+class TmpfsPart(Part):
+    """RAM held by files: memory-backed mounts, deleted-but-open files, SysV and POSIX shared
+    memory, memfds, and the reconciliation with meminfo's Shmem. A pass costs CPU per process:
+    it runs at most every tick and keeps its cost under ~5 % of a core."""
+
+    name = "tmpfs"
+
+    def __init__(self, root: Path, *, smaps: bool = True):
+        self.root = Path(root)
+        self.smaps = smaps
+
+    def interval_s(self, tick_s, last):
+        cpu = getattr(last.value, "cpu_s", 0.0) if last is not None and last.value is not None else 0.0
+        return TMPFS_DUTY * cpu if TMPFS_DUTY * cpu > tick_s else 0.0
+
+    def collect(self, job: Job):
+        from memtop.collect.tmpfs import collect_report
+
+        return collect_report(job.root, dict(job.snapshot.system.meminfo) or None, smaps=self.smaps)
+
+
+class TmpfsScanPart(Part):
+    """The files of one memory-backed mount (params mount_key, path, mountpoint), asked for by
+    the user; every scan made is kept, newest last, with its time."""
+
+    name = "tmpfs_scan"
+
+    def __init__(self, root: Path):
+        self._scans: dict[str, tuple[ScanResult, float]] = {}
+
+    def key(self, target, params):
+        return (params.get("mount_key"), params.get("scan")) if params.get("mount_key") else None
+
+    def interval_s(self, tick_s, last):
+        return None  # only when asked
+
+    def collect(self, job: Job) -> TmpfsScans | None:
+        from memtop.collect.tmpfs import ScanCancelled, scan_tree
+
+        key = job.params.get("mount_key")
+        if key is None:
+            return TmpfsScans(MappingProxyType(dict(self._scans)))
+        mountpoint = job.params.get("mountpoint")
+
+        def progress(entries: int, files: int) -> bool:
+            if job.cancelled():
+                return False
+            job.progress((key, mountpoint, entries, files))
+            return True
+
+        try:
+            result = scan_tree(job.params["path"], mount_key=key, mountpoint=mountpoint, progress=progress)
+        except ScanCancelled:
+            raise PartUnavailable("scan stopped (a new scan started, or nobody looks)") from None
+        self._scans[key] = (result, time.time())  # wall time: the tab shows ages against file mtimes
+        return TmpfsScans(MappingProxyType(dict(self._scans)))
+
+
+class LayersPart(Part):
+    """The selected process, layer by layer: kernel figures, the allocator's heap (a read-only
+    walk), runtime regions and findings. Walks again every few seconds while someone looks."""
+
+    name = "layers"
+
+    def __init__(self, root: Path, walks: LastValidWalks | None = None):
+        self.walks = walks or LastValidWalks()
+
+    def key(self, target, params):
+        return target
+
+    def interval_s(self, tick_s, last):
+        return HEAP_REFRESH_S
+
+    def collect(self, job: Job):
+        from memtop.heap import Cancelled
+        from memtop.heap.layers import explain
+
+        if job.target is None:
+            return None
+        last_post = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last_post[0] >= 0.2:
+                last_post[0] = now
+                job.progress((done, total))
+
+        try:
+            return explain(job.target.pid, job.root, progress=progress, cancel=job.cancelled, walks=self.walks)
+        except Cancelled:
+            return None
+
+
+class ArenasPart(Part):
+    """The selected process's arenas: threads, the cap, the environment, the heap walk per
+    arena, the tuning state and the smaps census. Walks again while someone looks."""
+
+    name = "arenas"
+
+    def __init__(self, root: Path, walks: LastValidWalks | None = None):
+        self.walks = walks or LastValidWalks()
+
+    def key(self, target, params):
+        return target
+
+    def interval_s(self, tick_s, last):
+        # A big heap or thousands of mappings make a walk expensive: keep it under ~5 % of a
+        # core by spacing the walks at least 20 times their cost apart (10 s at least).
+        return max(ARENAS_REFRESH_S, 20 * (last.seconds if last is not None else 0.0))
+
+    def collect(self, job: Job):
+        from memtop.heap.arena_advice import analyze_arenas
+
+        identity = job.target
+        if identity is None:
+            return None
+        try:
+            analysis = analyze_arenas(identity.pid, job.root, walks=self.walks)
+        except NoSuchProcess:
+            raise PartUnavailable(f"PID {identity.pid} has exited") from None
+        except ProcfsError as e:
+            raise PartUnavailable(getattr(e, "reason", None) or str(e)) from None
+        if analysis.start_ticks != identity.start_ticks:
+            raise PartUnavailable(f"PID {identity.pid} is now another process")
+        return analysis
+
+
+def default_parts(root: Path, **options: Any) -> list[Part]:
+    """Every part, as the TUI, snapshot, record and export build their Collector."""
+    walks = LastValidWalks()
+    return [
+        KernelPart(root, **options.get("kernel", {})),
+        PsiPart(root),
+        CgroupsPart(root),
+        VmstatPart(root),
+        ProcessFilesPart(),
+        SystemFilesPart(),
+        TreePart(root),
+        TmpfsPart(root),
+        TmpfsScanPart(root),
+        LayersPart(root, walks),
+        ArenasPart(root, walks),
+    ]
+
+
+def heap_age_s(result: PartResult | None, now: float) -> float | None:
+    return None if result is None else now - result.finished

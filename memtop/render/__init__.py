@@ -1,0 +1,1 @@
+"""Text renderings of model records shared by the TUI and the text outputs."""
