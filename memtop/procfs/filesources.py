@@ -153,11 +153,12 @@ def held_files(pids, root: Path = PROC) -> HeldFiles:
 
 
 def measure_held(held: HeldFiles, *, method: str = "auto", cancel=None) -> list[CachedFile]:
-    """cachestat every held file once; two names of one inode are merged (pids united)."""
+    """cachestat every held file once; two names of one inode are merged (pids united).
+    ``cancel``: a callable; when it returns True the files measured so far are returned."""
     by_inode: dict[tuple[int, int], CachedFile] = {}
     unknown: list[CachedFile] = []
     for name, (ref, pids) in held.files.items():
-        if cancel is not None and cancel.is_set():
+        if cancel is not None and cancel():
             break
         display = name + DELETED if ref.deleted else name
         stat = file_cache_stat(ref.open_path, method=method, name=display)
