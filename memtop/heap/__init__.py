@@ -100,6 +100,9 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         from memtop.heap.allocators import read_allocator
 
         other = read_allocator(pid, root, maps, allocator, identity)
+        if other is not None and allocator.kind == "static" and other.valid:
+            allocator = replace(allocator, kind=other.kind, evidence="a stripped static executable: "
+                                f"{other.kind}'s malloc found by its shape")
         words = {"static": "a static binary whose libc could not be told (no symbol table, no glibc ABI note)",
                  "unknown": "no glibc malloc found"}
         return fail("not-glibc", f"{allocator.evidence}; {words.get(allocator.kind, allocator.kind + ' is read by its own reader, not the glibc walk')}",

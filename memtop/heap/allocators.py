@@ -120,6 +120,17 @@ def read_allocator(pid: int, root: Path, maps: list[Mapping], guess, identity: P
     Never raises for a vanished or forbidden process: the report's status says why."""
     started = time.monotonic()
     kind = guess.kind
+    if kind == "static":
+        # A stripped static executable without glibc's ABI note: musl's malloc context has a
+        # shape that names it (see memtop.heap.musl); anything else stays unknown.
+        from memtop.heap import musl
+
+        try:
+            report = musl.read(pid, root, maps, guess)
+        except (ReaderError, ProcfsError, OSError, ElfError):
+            return None
+        return replace(report, read_seconds=time.monotonic() - started,
+                       notes=report.notes + ("musl told by the shape of its malloc context in the stripped executable's .bss",))
     if kind not in ("jemalloc", "tcmalloc", "mimalloc", "musl"):
         return None
     library = guess.library

@@ -67,7 +67,7 @@ def detect_allocator(maps: list[Mapping], exe_head: bytes | None) -> AllocatorGu
 # mallocng context (src/malloc/mallocng/glue.h: ctx is __malloc_context) or musl's "lite" bump
 # allocator, linked instead of mallocng when the program never calls free (src/malloc/lite_malloc.c).
 _STATIC_GLIBC_SYMBOLS = {"main_arena", "mp_"}
-_STATIC_MUSL_SYMBOLS = {"__malloc_context", "__libc_malloc_impl", "__simple_malloc", "__init_libc"}
+_STATIC_MUSL_SYMBOLS = {"__malloc_context", "__simple_malloc", "__init_libc"}
 
 
 def classify_static(pid: int, root: Path, guess: AllocatorGuess) -> AllocatorGuess:
@@ -89,10 +89,13 @@ def classify_static(pid: int, root: Path, guess: AllocatorGuess) -> AllocatorGue
         found = elf.symbols(_STATIC_GLIBC_SYMBOLS | _STATIC_MUSL_SYMBOLS)
         if _STATIC_GLIBC_SYMBOLS <= found.keys():
             return AllocatorGuess("glibc", "a static executable: glibc's main_arena is in its symbol table", static=True)
-        if "__malloc_context" in found or "__libc_malloc_impl" in found:
+        if "__malloc_context" in found:
             return AllocatorGuess("musl", "a static executable: musl's mallocng (__malloc_context) is in its symbol table",
                                   static=True)
-        if "__simple_malloc" in found or "__init_libc" in found:
+        if "__simple_malloc" in found:
+            return AllocatorGuess("musl", "a static executable with musl's lite malloc (__simple_malloc in its symbol table)",
+                                  static=True)
+        if "__init_libc" in found:
             return AllocatorGuess("musl", "a static executable linked with musl (__init_libc in its symbol table)",
                                   static=True)
         return guess
