@@ -19,7 +19,7 @@ from pathlib import Path
 
 from memtop.heap.elf import ElfError, ElfFile
 from memtop.heap.memory import Mapping
-from memtop.model.allocator import AllocatorReport
+from memtop.model.allocator import COMMON_FIGURES, AllocatorReport
 from memtop.model.process import ProcessIdentity
 from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError
 
@@ -157,3 +157,37 @@ def read_allocator(pid: int, root: Path, maps: list[Mapping], guess, identity: P
         report = AllocatorReport(kind=kind, version=None, library=library, static=guess.static, status="unsupported",
                                  reason=f"the allocator could not be read: {e}", method="not read")
     return replace(report, read_seconds=time.monotonic() - started)
+
+
+def allocator_json(report: AllocatorReport) -> dict:
+    """The fields of explain's ``allocator`` object for a non-glibc allocator. glibc's fields keep
+    their meaning where they have one here (``system_bytes``: address space held; ``in_use_bytes``:
+    allocated; ``trim_release_bytes``: what the allocator's own release returns); the others are
+    null. The allocator's own figures follow, each with its source."""
+    valid = report.valid
+    from memtop.text import json_safe
+
+    return json_safe({
+        "version": report.version,
+        "library": report.library,
+        "valid": valid,
+        "status": report.status,
+        "reason": report.reason,
+        "method": report.method,
+        "system_bytes": report.mapped_bytes if valid else None,
+        "in_use_bytes": report.allocated_bytes if valid else None,
+        "trim_release_bytes": report.release_bytes if valid else None,
+        "release_call": report.release_call,
+        **{figure: getattr(report, figure) if valid else None for figure in COMMON_FIGURES},
+        "sources": dict(report.sources),
+        "unknown": dict(report.unknown),
+        "details": dict(report.details),
+        "settings": [{"name": s.name, "value": s.value, "source": s.source} for s in report.settings],
+        "allocator_arenas": [{"index": a.index, "allocated_bytes": a.allocated_bytes, "active_bytes": a.active_bytes,
+                              "dirty_bytes": a.dirty_bytes, "muzzy_bytes": a.muzzy_bytes,
+                              "retained_bytes": a.retained_bytes, "dirty_resident_bytes": a.dirty_resident_bytes,
+                              "muzzy_resident_bytes": a.muzzy_resident_bytes, "extents": a.extents}
+                             for a in report.arenas],
+        "notes": list(report.notes),
+        "read_seconds": round(report.read_seconds, 3),
+    })
