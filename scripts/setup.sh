@@ -4,7 +4,9 @@
 #   gdb (malloc_trim, malloc_info), gcc + libc6-dev (tests build small C targets),
 #   python3-venv (the virtualenv), tmux (TUI tests and screenshots as a user sees them).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
-# runs a real Prometheus server that scrapes `memtop export`).
+# runs a real Prometheus server that scrapes `memtop export`), and the allocators the allocator
+# layer is tested against: jemalloc (and Debian's redis-server, built with it), tcmalloc
+# (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -20,6 +22,14 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-
 test_need=()
 if [ $for_tests = 1 ] && ! [ -x /usr/bin/prometheus ] && ! command -v prometheus >/dev/null 2>&1; then
     test_need+=(prometheus)
+fi
+if [ $for_tests = 1 ]; then
+    libdir=/usr/lib/x86_64-linux-gnu
+    [ -e $libdir/libjemalloc.so.2 ] || test_need+=(libjemalloc2)
+    command -v redis-server >/dev/null 2>&1 || test_need+=(redis-server)
+    [ -e $libdir/libtcmalloc.so.4 ] || test_need+=(libgoogle-perftools4)
+    [ -e $libdir/libmimalloc.so.2 ] || test_need+=(libmimalloc2.0)
+    command -v musl-gcc >/dev/null 2>&1 || test_need+=(musl-tools)
 fi
 if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

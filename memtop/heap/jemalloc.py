@@ -267,7 +267,7 @@ def walk(mem: TargetMemory, layout: Layout, maps: list[Mapping]):
             page = (root_index << LEAF_BITS) | j
             seen.setdefault(edata, []).append(page)
             prev = leaf_info.get(edata)
-            if prev is not None and prev[:2] != (state, slab):
+            if prev is not None and prev[0] != state:
                 raise Inconsistent(f"two rtree entries of extent {edata:#x} disagree on its state")
             leaf_info[edata] = (state, slab, szind)
     reader = _EdataReader(mem)
@@ -287,7 +287,9 @@ def walk(mem: TargetMemory, layout: Layout, maps: list[Mapping]):
         arena = bits & ARENA_MASK
         if state > STATE_RETAINED:
             raise Inconsistent(f"extent {edata:#x} is in transition (state {state})")
-        if (state, slab) != leaf_info[edata][:2]:
+        leaf_state, leaf_slab, _leaf_szind = leaf_info[edata]
+        # An inactive extent keeps the slab bit it had in edata; only the rtree's is cleared.
+        if state != leaf_state or (state == STATE_ACTIVE and slab != leaf_slab):
             raise Inconsistent(f"extent {edata:#x} changed state during the walk")
         if size == 0:
             raise Inconsistent(f"extent {edata:#x} has size 0")
@@ -384,6 +386,11 @@ def settings(pid: int, root: Path, mem: TargetMemory, image: LibraryImage, maps:
             out.append(AllocatorSetting(name, DEFAULTS[name], f"jemalloc 5.3's default ({where}; mallctl may have changed it)"))
     names = thread_names(pid, root)
     running = sum(1 for n in names if n == BACKGROUND_THREAD_NAME)
+    if running:
+        # Enabled, whatever the options said at start (redis turns it on through mallctl).
+        out = [s if s.name != "background_thread" else
+               AllocatorSetting("background_thread", "true", f"{running} thread(s) named {BACKGROUND_THREAD_NAME} run")
+               for s in out]
     out.append(AllocatorSetting("background_threads_running", str(running),
                                 f"threads named {BACKGROUND_THREAD_NAME} (/proc/PID/task/*/comm)"))
     return tuple(out)

@@ -240,7 +240,7 @@ def walk(mem: TargetMemory, segments: list[Segment], maps: list[Mapping], caller
     owners = {o for o in t.owners if o}
     if caller is None and len(owners) <= 1:
         caller = next(iter(owners), None)
-    if caller is None:
+    if caller is None and owners:
         t.release = None
     else:
         for seg, owner, seg_resident, pending, empty_pages, live_pages, expire in per_segment:
@@ -284,9 +284,7 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
         for _ in range(ATTEMPTS):
             try:
                 segments = find_segments(mem, maps)
-                if not segments:
-                    raise ReaderError("empty", "no mimalloc segment is mapped yet")
-                totals = walk(mem, segments, maps)
+                totals = walk(mem, segments, maps)  # none: nothing allocated yet, or all given back
                 break
             except (Inconsistent, MemoryReadError) as e:
                 problems.append(str(e))
