@@ -130,22 +130,30 @@ def _mapping_of(maps: list[Mapping], address: int) -> Mapping | None:
     return None
 
 
-def _leaf_words(mem: TargetMemory, leaf: int) -> list[tuple[int, int]]:
-    """(index, word) of the non-zero elements of one leaf (only its present pages are read)."""
+_ZERO_BLOCK = bytes(4096)
+
+
+def _leaf_words(mem: TargetMemory, leaf: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """(index, word) of the non-zero elements of one leaf (only its present pages are read);
+    with ``limit``, the first that many whose extent pointer is not null."""
     data, _swapped = mem.read(leaf, LEAF_ENTRIES * 8)
     words = memoryview(data).cast("Q")
-    out = []
-    # Scan 4 KiB at a time: most of a leaf is never touched (zero).
-    zero = bytes(4096)
+    out: list[tuple[int, int]] = []
+    # 4 KiB at a time: most of a leaf is never touched (zero).
     for block in range(0, len(data), 4096):
-        if data[block:block + 4096] == zero:
+        if data[block:block + 4096] == _ZERO_BLOCK:
             continue
         base = block // 8
-        for i in range(base, base + 512):
-            w = words[i]
-            if w:
-                out.append((i, w))
+        chunk = words[base:base + 512]
+        out.extend((base + i, w) for i, w in enumerate(chunk) if w)
+        if limit is not None:
+            found = [e for e in out if e[1] & VADDR_MASK & ~(EDATA_ALIGNMENT - 1)]
+            if len(found) >= limit:
+                words.release()
+                return found[:limit]
     words.release()
+    if limit is not None:
+        return [e for e in out if e[1] & VADDR_MASK & ~(EDATA_ALIGNMENT - 1)][:limit]
     return out
 
 
@@ -168,10 +176,10 @@ def find_root(mem: TargetMemory, bss_start: int, bss: bytes, maps: list[Mapping]
     votes: dict[int, int] = defaultdict(int)
     for offset, leaf in candidates[:64]:
         try:
-            elements = _leaf_words(mem, leaf)
+            elements = _leaf_words(mem, leaf, limit=4)
         except MemoryReadError:
             continue
-        for j, word in [e for e in elements if decode_leaf(e[1])[0]][:4]:
+        for j, word in elements:
             edata, _state, _slab, _szind = decode_leaf(word)
             if _mapping_of(maps, edata) is None:
                 break
@@ -202,7 +210,33 @@ def find_root(mem: TargetMemory, bss_start: int, bss: bytes, maps: list[Mapping]
     return bss_start + start
 
 
+_layouts: dict[tuple, Layout] = {}
+
+
 def locate(pid: int, mem: TargetMemory, image: LibraryImage, maps: list[Mapping]) -> Layout:
+    """The layout of one process's jemalloc; found once per process (its .bss does not move)
+    and checked again by every walk."""
+    key = (pid, _start_ticks(pid, mem), image.path, image.base)
+    cached = _layouts.get(key)
+    if cached is not None:
+        return cached
+    layout = _locate(pid, mem, image, maps)
+    if len(_layouts) > 64:
+        _layouts.clear()
+    _layouts[key] = layout
+    return layout
+
+
+def _start_ticks(pid: int, mem: TargetMemory) -> int | None:
+    from memtop.procfs.process import read_stat
+
+    try:
+        return read_stat(pid, mem.root).start_ticks
+    except Exception:  # noqa: BLE001 - without it the layout is simply not cached
+        return None
+
+
+def _locate(pid: int, mem: TargetMemory, image: LibraryImage, maps: list[Mapping]) -> Layout:
     version = version_of(image)
     bss_range = image.section_range(".bss")
     if bss_range is None:

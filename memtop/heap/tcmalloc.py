@@ -114,7 +114,29 @@ def find_central(bss: bytes, classes: int) -> int:
     return hits[0]
 
 
+_layouts: dict[tuple, Layout] = {}
+
+
 def locate(mem: TargetMemory, image: LibraryImage) -> Layout:
+    """The layout of one process's tcmalloc: found once per process (its .bss does not move)."""
+    from memtop.procfs.process import read_stat
+
+    try:
+        key = (mem.pid, read_stat(mem.pid, mem.root).start_ticks, image.path, image.base)
+    except Exception:  # noqa: BLE001 - the layout is then simply not cached
+        key = None
+    cached = _layouts.get(key) if key else None
+    if cached is not None:
+        return cached
+    layout = _locate(mem, image)
+    if key:
+        if len(_layouts) > 64:
+            _layouts.clear()
+        _layouts[key] = layout
+    return layout
+
+
+def _locate(mem: TargetMemory, image: LibraryImage) -> Layout:
     if VERSION not in image.data:
         import re
 
