@@ -184,7 +184,7 @@ def find_root(mem: TargetMemory, bss_start: int, bss: bytes, maps: list[Mapping]
             if _mapping_of(maps, edata) is None:
                 break
             try:
-                _bits, addr, size_esn = struct.unpack("<QQQ", mem.read_exact(edata, EDATA_READ))
+                _bits, addr, size_esn = struct.unpack("<QQQ", bytes(mem.read(edata, EDATA_READ)[0]))
             except MemoryReadError:
                 break
             page = addr & ~(PAGE_SIZE - 1)
@@ -286,7 +286,7 @@ class _EdataReader:
 
 def walk(mem: TargetMemory, layout: Layout, maps: list[Mapping]):
     """Walk the extent map once. Returns (per-arena totals, releasable ranges)."""
-    root_data = mem.read_exact(layout.root, ROOT_ENTRIES * 8)
+    root_data = bytes(mem.read(layout.root, ROOT_ENTRIES * 8)[0])  # untouched pages: zeros, not faulted in
     roots = [(i, w) for i, w in enumerate(memoryview(root_data).cast("Q")) if w]
     seen: dict[int, list[int]] = {}  # edata -> page numbers that point to it
     leaf_info: dict[int, tuple[int, int, int]] = {}  # edata -> (state, slab, szind) from the leaf

@@ -93,7 +93,8 @@ def find_segments(mem: TargetMemory, maps: list[Mapping]) -> list[Segment]:
         address = (m.start + SEGMENT_SIZE - 1) & ~(SEGMENT_SIZE - 1)
         while address < m.end:
             try:
-                header = mem.read_exact(address, SEG_HEADER)
+                # pagemap-checked: an untouched page reads as zeros and is not faulted in
+                header = bytes(mem.read(address, SEG_HEADER)[0])
             except (MemoryReadError, OSError):
                 address += SEGMENT_SIZE
                 continue
@@ -190,7 +191,7 @@ def walk(mem: TargetMemory, segments: list[Segment], maps: list[Mapping], caller
         info = struct.unpack_from("<Q", h, SEG_INFO_SLICES)[0]
         owner = struct.unpack_from("<Q", h, SEG_THREAD)[0]
         decommit_expire = struct.unpack_from("<q", h, 40)[0]
-        raw = mem.read_exact(seg.address + SEG_HEADER, PAGE_STRUCT * (entries + 1))
+        raw = bytes(mem.read(seg.address + SEG_HEADER, PAGE_STRUCT * (entries + 1))[0])
         pm = mem.pagemap(seg.address, seg.address + seg.size)
         t.owners.add(owner)
         t.segments += 1

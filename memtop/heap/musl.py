@@ -217,6 +217,21 @@ def _nominal(data: bytes, base: int, start: int, stride: int, index: int) -> int
     return end - reserved - p
 
 
+def _madv_free_note(version: str | None) -> str:
+    """musl 1.2.1-1.2.3 madvise(MADV_FREE) the whole pages of a freed large slot (free.c); 1.2.4
+    stopped ("disable MADV_FREE usage in mallocng")."""
+    words = ("give the whole pages of a freed large slot back at once (MADV_FREE, LazyFree until the kernel "
+             "reclaims them)")
+    if version is None:
+        return f"; musl 1.2.1 to 1.2.3 also {words}, later versions keep them (this one's version is not told)"
+    if tuple(int(x) for x in version.split(".")) <= (1, 2, 3):
+        return f", and musl {version} gives" + words[len("give"):]
+    return ""
+
+
+_ctx_cache: dict[tuple, int] = {}
+
+
 def version_of(image: LibraryImage) -> str | None:
     """musl's version string, found in the dynamic libc next to the loader's usage text; a
     static executable does not carry it."""
@@ -224,6 +239,15 @@ def version_of(image: LibraryImage) -> str | None:
         return None
     found = set(_VERSION_RE.findall(image.data))
     return found.pop().decode() if len(found) == 1 else None
+
+
+def _start_ticks(pid: int, root: Path) -> int | None:
+    from memtop.procfs.process import read_stat
+
+    try:
+        return read_stat(pid, root).start_ticks
+    except Exception:  # noqa: BLE001 - then the place is found again next time
+        return None
 
 
 def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
@@ -246,7 +270,13 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
         raise ReaderError("unsupported", "musl's lite malloc (a bump allocator linked when the program never calls "
                                          "free): it never gives memory back and keeps no books to read")
     with TargetMemory(pid, root) as mem:
-        ctx = find_ctx(mem, image, ctx_symbol)
+        key = (pid, _start_ticks(pid, root), image.path, image.base)
+        ctx = _ctx_cache.get(key)
+        if ctx is None:
+            ctx = find_ctx(mem, image, ctx_symbol)  # its place in .bss never changes: found once
+            if len(_ctx_cache) > 64:
+                _ctx_cache.clear()
+            _ctx_cache[key] = ctx
         problems = []
         for _ in range(ATTEMPTS):
             try:
@@ -283,7 +313,6 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
         details=(("slots_in_use", totals.slots_in_use), ("groups", totals.groups),
                  ("nested_groups", totals.nested_groups), ("freed_slot_bytes", totals.freed_slot_bytes)),
         notes=("musl keeps no free pool the way glibc's arenas do: a group is unmapped as soon as all its slots are "
-               "free" + (", and musl 1.2.3 gives the whole pages of a freed large slot back at once (MADV_FREE, "
-                         "LazyFree until the kernel reclaims them)" if version in (None, "1.2.1", "1.2.2", "1.2.3") else ""),
+               "free" + _madv_free_note(version),
                "what stays is fragmentation: free slots inside groups that still hold a live allocation"),
     )
