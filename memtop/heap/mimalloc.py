@@ -16,8 +16,10 @@ counters (what ``mi_process_info`` and ``mi_stats_print`` report); it is found i
 allocated - freed``, with ``reserved`` and ``committed`` above zero. A release build (Debian's)
 counts no allocated bytes itself (MI_STAT 0): the in-use figure comes from the segment walk.
 
-Only mimalloc 2.0.x (``mi_version()`` 200..299 ... read from the library's code is not possible,
-so the layout check is the walk's consistency) is read; 1.x lays out segments differently.
+Only the layout of mimalloc 2.0.x to 2.1.1 is read: the library carries no version string, and
+its option names tell the family (``segment_decommit_delay``; 2.1.2 renamed it ``purge_delay``
+and changed ``mi_segment_t``); the walk's consistency checks the rest. 1.x lays out segments
+differently (its segments are not sliced).
 """
 
 from __future__ import annotations
@@ -278,8 +280,11 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
     if guess.library is None:
         raise ReaderError("unsupported", "mimalloc linked into the executable: not read")
     image = open_library(pid, maps, root, guess.library)
-    if b"mi_segment" not in image.data and b"mimalloc" not in image.data:
-        raise ReaderError("unsupported", f"{image.path} does not look like mimalloc")
+    # The options' names tell the layout family: 2.0.x to 2.1.1 decommit with "decommit_delay";
+    # 2.1.2 replaced it with "purge_delay" and changed mi_segment_t (memid became a struct).
+    if b"purge_delay" in image.data or b"segment_decommit_delay" not in image.data:
+        raise ReaderError("unsupported", f"{image.path} is a mimalloc whose segments memtop does not know (it reads "
+                                         "the 2.0 layout, up to 2.1.1, which has the decommit_delay options)")
     with TargetMemory(pid, root) as mem:
         problems = []
         for _ in range(ATTEMPTS):
@@ -324,7 +329,7 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
         sources.append(("stats_committed_bytes", "mimalloc's own _mi_stats_main.committed (= mi_process_info "
                                                  "current_commit), found by its shape"))
     return AllocatorReport(
-        kind="mimalloc", version="2.0", library=image.path, static=False, status="valid", reason=None, method=how,
+        kind="mimalloc", version="2.0 (to 2.1.1)", library=image.path, static=False, status="valid", reason=None, method=how,
         allocated_bytes=t.allocated, active_bytes=t.active, mapped_bytes=t.mapped, resident_bytes=t.resident,
         free_kept_bytes=t.free_resident, retained_bytes=max(0, t.mapped - t.committed),
         release_bytes=t.release, release_call="mi_collect(true)", release_ranges=tuple(t.release_ranges),
