@@ -1,4 +1,6 @@
 """The glibc heap of a live process, read-only: arenas, a full chunk walk, trim prediction.
+Another allocator (jemalloc, tcmalloc, mimalloc, musl) is read by its own reader
+(:mod:`memtop.heap.allocators`); its report rides in ``HeapReport.allocator``.
 
 Entry point: :func:`analyze`. Nothing here stops the target or calls into it; everything is
 read through /proc/PID/maps, /proc/PID/mem and /proc/PID/pagemap (root or CAP_SYS_PTRACE).

@@ -284,3 +284,17 @@ def test_redis_with_jemalloc_against_its_info_memory(children, tmp_path):
     out = _memtop("explain", str(child.pid), "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["allocator"]["kind"] == "jemalloc"
+
+
+def test_a_user_who_may_not_read_the_process_is_told_why(children, gcc):
+    from tests.support import run_as_user
+
+    child = start(children, "jemalloc", "mixed")
+
+    def look():
+        report = analyze(child.pid)
+        return report.status, report.reason, report.allocator
+
+    # /proc/PID/maps is already refused: nothing is read, nothing is guessed, the reason is said.
+    status, reason, other = run_as_user(65534, look)
+    assert status == "denied" and "root" in reason and other is None
