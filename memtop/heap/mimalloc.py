@@ -32,7 +32,6 @@ from pathlib import Path
 from memtop.heap.allocators import LibraryImage, ReaderError, environment, open_library
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorReport, AllocatorSetting
-from memtop.procfs import PAGE_SIZE
 
 SEGMENT_SIZE = 32 << 20
 SLICE_SIZE = 64 << 10
