@@ -6,8 +6,10 @@
 #   python3-dev when the Python in use has no headers (the heap walk's C extension, built by
 #   `pip install`; without it memtop still installs, with the slower pure-Python walk).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
-# runs a real Prometheus server that scrapes `memtop export`), and the runtimes and servers the
-# runtime layer is tested against: a JDK (javac, jstat, jcmd), Go, PostgreSQL, MariaDB, Redis.
+# runs a real Prometheus server that scrapes `memtop export`), the runtimes and servers the
+# runtime layer is tested against (a JDK: javac, jstat, jcmd; Go, PostgreSQL, MariaDB, Redis), and
+# the allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
+# with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -34,6 +36,11 @@ if [ $for_tests = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || test_need+=(postgresql)
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || test_need+=(mariadb-server)
     command -v redis-server >/dev/null 2>&1 || test_need+=(redis-server)
+    libdir=/usr/lib/x86_64-linux-gnu
+    [ -e $libdir/libjemalloc.so.2 ] || test_need+=(libjemalloc2)
+    [ -e $libdir/libtcmalloc.so.4 ] || test_need+=(libgoogle-perftools4)
+    [ -e $libdir/libmimalloc.so.2 ] || test_need+=(libmimalloc2.0)
+    command -v musl-gcc >/dev/null 2>&1 || test_need+=(musl-tools)
 fi
 if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -19,16 +19,19 @@ from pathlib import Path
 TARGET_CACHE = Path(__file__).resolve().parent / ".targets"
 
 
-def compile_c(source: str, *, name: str = "target", flags: tuple[str, ...] = ("-O1", "-g", "-pthread")) -> Path:
-    """Compile ``source`` with gcc during the run; binaries are cached by content hash."""
+def compile_c(source: str, *, name: str = "target", flags: tuple[str, ...] = ("-O1", "-g", "-pthread"),
+              compiler: str = "gcc", libs: tuple[str, ...] = ()) -> Path:
+    """Compile ``source`` with gcc (or ``compiler``, e.g. musl-gcc) during the run, linking
+    ``libs`` after it; binaries are cached by content hash."""
     TARGET_CACHE.mkdir(exist_ok=True)
-    digest = hashlib.sha256((source + "\0".join(flags)).encode()).hexdigest()[:16]
+    extra = ("" if compiler == "gcc" else "\0" + compiler) + ("\0libs\0" + "\0".join(libs) if libs else "")
+    digest = hashlib.sha256((source + "\0".join(flags) + extra).encode()).hexdigest()[:16]
     binary = TARGET_CACHE / f"{name}-{digest}"
     if not binary.exists():
         src = TARGET_CACHE / f"{name}-{digest}.c"
         src.write_text(source)
         tmp = binary.with_suffix(".tmp")
-        subprocess.run(["gcc", *flags, "-o", str(tmp), str(src)], check=True, capture_output=True, text=True)
+        subprocess.run([compiler, *flags, "-o", str(tmp), str(src), *libs], check=True, capture_output=True, text=True)
         tmp.rename(binary)
     return binary
 

@@ -51,6 +51,7 @@ class TrimPrediction:
     # The read-only walk never validated (the heap changed under every walk): the trim walks it
     # again with the process stopped and calls malloc_trim only if that walk is valid.
     validate_when_stopped: bool = False
+    call: str = "malloc_trim(0)"  # the allocator's release that is called (memtop.actions.release for others)
 
     def as_json(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class TrimPrediction:
             "estimated_stop_ms": round(self.estimated_stop_s * 1000),
             "refusal": self.refusal,
             "validate_when_stopped": self.validate_when_stopped,
+            "call": self.call,
         }
 
 
@@ -146,6 +148,11 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         threads = read_stat(identity.pid, root).num_threads
     except (NoSuchProcess, ProcfsError):
         pass
+    from memtop.actions import release
+
+    kind = release.allocator_kind(identity.pid, root)
+    if kind in release.KINDS_WITH_RELEASE:  # jemalloc, tcmalloc, mimalloc: their own release
+        return release.predict(identity, root, threads, kind)
     refusal = None
     try:
         gdb.check_traceable(identity, root)  # itself, stopped, traced, kernel thread, permission
@@ -224,8 +231,12 @@ def trim(identity: ProcessIdentity, *, timeout: float = DEFAULT_TIMEOUT_S, root:
     notes: list[str] = []
     if prediction is None:
         prediction = predict(identity, root)
+    from memtop.actions import release
+
     if prediction.refusal:
         status, message = "refused", prediction.refusal
+    elif prediction.allocator_kind in release.KINDS_WITH_RELEASE:
+        status, message = release.run(identity, timeout, root, prediction, fields, notes)
     else:
         status, message = _run(identity, timeout, root, prediction, fields, notes)
     result = TrimResult(identity=identity, comm=comm, status=status, message=message, prediction=prediction,

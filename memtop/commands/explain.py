@@ -21,6 +21,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (schema in README)")
     parser.add_argument("--symbols", default="auto", choices=("auto", "debug", "heuristic"),
                         help="how to find glibc's main_arena: libc6-dbg symbols, heuristics, or auto (default)")
+    parser.add_argument("--allocator-stats", action="store_true",
+                        help="also ask jemalloc, tcmalloc or mimalloc itself (mallctl, MallocExtension, "
+                             "mi_process_info) through gdb: stops the process briefly; asks first")
+    parser.add_argument("--yes", "-y", action="store_true", help="with --allocator-stats: do not ask for confirmation")
 
 
 def run(args) -> int:
@@ -35,11 +39,67 @@ def run(args) -> int:
     if report.heap is not None and report.heap.status == "gone" and report.rss_bytes is None:
         raise CliError(f"process {args.pid} exited while being read")
     arenas = explain_arenas(args.pid, root, report.heap)  # the Arenas issue: cap, env, saving, census
+    own = _own_stats(args, report, root) if getattr(args, "allocator_stats", False) else None
     if args.json:
-        sys.stdout.write(json_dumps(add_to_explain_json(report_json(report), arenas), indent=1) + "\n")
+        doc = add_to_explain_json(report_json(report), arenas)
+        if own is not None:
+            from memtop.output.allocator import own_stats_json
+
+            doc["allocator"]["own_stats"] = own_stats_json(own) if not isinstance(own, str) else {"error": own}
+        sys.stdout.write(json_dumps(doc, indent=1) + "\n")
     else:
         sys.stdout.write(render_text(report, arenas))
+        if own is not None:
+            from memtop.output.allocator import own_stats_lines
+
+            other = report.heap.allocator if report.heap is not None else None
+            text = own_stats_lines(own, other) if not isinstance(own, str) else [f"allocator stats: {printable(own)}"]
+            sys.stdout.write("\n".join(text) + "\n")
     return 0
+
+
+def _own_stats(args, report, root):
+    """The allocator's own stats call through gdb (asks first): OwnStats, or a one-line reason."""
+    from memtop.actions import unavailable_reason
+    from memtop.heap import gdb
+    from memtop.heap.allocator_calls import fetch_stats
+
+    reason = unavailable_reason("trim", read_only=getattr(args, "read_only", False), target_uid=None)
+    if reason:
+        raise CliError(reason)
+    if report.identity is None:
+        raise CliError(f"process {args.pid} exited while being read")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("not a terminal: add --yes to call into the process without a confirmation")
+        sys.stderr.write(f"Stop PID {args.pid} briefly and call its allocator's stats function through gdb? [y/N] ")
+        sys.stderr.flush()
+        try:
+            answer = input()
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            return "not asked (declined)"
+    import time
+
+    from memtop.actions import audit
+
+    started = time.monotonic()
+    try:
+        own = fetch_stats(report.identity, root=root)
+        result = {"status": "ok", "stopped_ms": None if own.stopped_s is None else round(own.stopped_s * 1000, 1),
+                  "values": dict(own.values)}
+    except gdb.GdbError as e:
+        own = str(e)
+        result = {"status": "refused" if isinstance(e, gdb.Refused) else "failed", "message": own,
+                  "stopped_ms": None if e.stopped_s is None else round(e.stopped_s * 1000, 1)}
+    # It stops the process: logged like every action.
+    warning = audit.log_action("allocator-stats", {"pid": report.identity.pid, "start_ticks": report.identity.start_ticks,
+                                                   "comm": report.comm}, prediction=None, result=result,
+                               duration_s=time.monotonic() - started)
+    if warning:
+        print(f"memtop: {printable(warning)}", file=sys.stderr)
+    return own
 
 
 def _row(label: str, value: int | None, note: str = "", indent: int = 2) -> str:
@@ -77,6 +137,8 @@ def render_text(report: LayerReport, arenas=None) -> str:
     elif heap.valid:
         lines.append(f"Allocator: glibc {heap.glibc_version}, heap walked read-only in {heap.walk_seconds:.2f} s "
                      f"({heap.chunks_walked:,} chunks, symbols: {heap.symbols})")
+        if heap.static:
+            lines.append(f"  static executable: main_arena from its own symbol table ({heap.version_basis or 'glibc'})")
         if heap.version_tested is False:
             lines.append(f"  note: glibc {heap.glibc_version}'s layout is from the glibc source; memtop was tested on 2.36")
         lines.append(_row("heap (system bytes)", heap.system_bytes, f"{len(heap.arenas)} arena(s)"))
@@ -98,6 +160,10 @@ def render_text(report: LayerReport, arenas=None) -> str:
             lines.append(f"  {name:<19} {fmt_bytes(a.system_bytes):>9} {fmt_bytes(a.in_use_bytes):>9} "
                          f"{fmt_bytes(a.free_bytes):>9} {fmt_bytes(a.fastbin_bytes):>9} {fmt_bytes(a.top_bytes):>9} "
                          f"{fmt_bytes(a.resident_bytes):>9} {fmt_bytes(a.trim_release_bytes):>9}")
+    elif heap.allocator is not None:  # jemalloc, tcmalloc, mimalloc, musl: their own readers
+        from memtop.output.allocator import allocator_lines
+
+        lines.extend(allocator_lines(heap.allocator))
     else:
         version = f" {heap.glibc_version}" if heap.glibc_version else ""
         lines.append(f"Allocator: {heap.allocator_kind}{version}: {heap.status}: {printable(heap.reason)}")
@@ -115,7 +181,8 @@ def render_text(report: LayerReport, arenas=None) -> str:
             lines.append(f"Application: {report.runtime_report.kind}")
         lines.extend(runtime_lines(report.runtime_report, report.runtime_split))
     lines.append("")
-    if arenas is not None:
+    if arenas is not None and (heap is None or heap.allocator_kind in ("glibc", "static", "unknown")):
+        # glibc's arenas, cap and MALLOC_ARENA_MAX: nothing of it applies to another allocator.
         from memtop.output.arenas import analysis_lines
 
         lines.append("Arenas (threads, cap, environment, MALLOC_ARENA_MAX=2 prediction, smaps census)")

@@ -12,7 +12,8 @@ from memtop.format import fmt_bytes, fmt_rate
 from memtop.text import json_safe, printable
 
 NAME = "trim"
-HELP = "run malloc_trim(0) in a process through gdb, safely; report predicted vs actual RSS drop"
+HELP = ("run malloc_trim(0) (or jemalloc's, tcmalloc's or mimalloc's own release) in a process through gdb, "
+        "safely; report predicted vs actual RSS drop")
 
 EXIT_REFUSED = 1
 
@@ -129,16 +130,17 @@ def describe_prediction(pid: int, prediction) -> str:
     """One line (reasons quote the system: paths, names; shown with printable())."""
     if prediction.refusal:
         return f"cannot trim: {printable(prediction.refusal)}"
+    call = getattr(prediction, "call", "malloc_trim(0)")
     if prediction.release_bytes == 0:
         return (f"PID {pid}: nothing would be released: the heap walk finds no resident free page for "
-                f"malloc_trim(0) to give back (e.g. right after a trim); trimming would stop the process for about "
+                f"{call} to give back (e.g. right after a trim); trimming would stop the process for about "
                 f"{prediction.estimated_stop_s * 1000:.0f} ms for nothing")
     if prediction.release_bytes is not None:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
     else:
         what = f"no prediction ({printable(prediction.reason)})"
     return (f"PID {pid}: {what}; the process will be stopped for about "
-            f"{prediction.estimated_stop_s * 1000:.0f} ms while gdb calls malloc_trim(0)")
+            f"{prediction.estimated_stop_s * 1000:.0f} ms while gdb calls {call}")
 
 
 def describe_result(result) -> str:

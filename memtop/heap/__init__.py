@@ -1,4 +1,6 @@
 """The glibc heap of a live process, read-only: arenas, a full chunk walk, trim prediction.
+Another allocator (jemalloc, tcmalloc, mimalloc, musl) is read by its own reader
+(:mod:`memtop.heap.allocators`); its report rides in ``HeapReport.allocator``.
 
 Entry point: :func:`analyze`. Nothing here stops the target or calls into it; everything is
 read through /proc/PID/maps, /proc/PID/mem and /proc/PID/pagemap (root or CAP_SYS_PTRACE).
@@ -8,6 +10,7 @@ The gdb session that calls malloc_trim/malloc_info lives in :mod:`memtop.heap.gd
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 import time
 from collections import Counter
@@ -15,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from memtop.heap import glibc
-from memtop.heap.detect import detect_allocator, detect_runtime, read_exe_header
+from memtop.heap.detect import classify_static, detect_allocator, detect_runtime, read_exe_header
 from memtop.heap.elf import elf_class
 from memtop.heap.glibc import HEAP_MAX_SIZE, GlibcError, Layout, Symbols, align_up
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory, read_maps
@@ -112,23 +115,34 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         return fail("gone", f"process {pid} has no memory mappings (exiting)", identity)
     exe_head = read_exe_header(pid, root)
     runtime = detect_runtime(pid, maps, root, exe_head)
-    allocator = detect_allocator(maps, exe_head)
+    allocator = classify_static(pid, root, detect_allocator(maps, exe_head))
+    static = allocator.static
     if exe_head is not None and elf_class(exe_head) == 1:
-        return fail("unsupported", "a 32-bit process: only x86_64 heaps are walked", identity, allocator.kind, runtime=runtime)
+        return fail("unsupported", "a 32-bit process: only x86_64 heaps are walked", identity, allocator.kind,
+                    runtime=runtime, static=static)
     if allocator.kind != "glibc":
-        words = {"static": "a static binary: its malloc cannot be located without symbols",
+        from memtop.heap.allocators import read_allocator
+
+        other = read_allocator(pid, root, maps, allocator, identity)
+        if other is not None and allocator.kind == "static" and other.valid:
+            allocator = replace(allocator, kind=other.kind, evidence="a stripped static executable: "
+                                f"{other.kind}'s malloc found by its shape")
+        words = {"static": "a static binary whose libc could not be told (no symbol table, no glibc ABI note)",
                  "unknown": "no glibc malloc found"}
-        return fail("not-glibc", f"{allocator.evidence}; {words.get(allocator.kind, allocator.kind + ' is not walked: the kernel and runtime layers still apply')}",
-                    identity, allocator.kind, runtime=runtime)
+        return fail("not-glibc", f"{allocator.evidence}; {words.get(allocator.kind, allocator.kind + ' is read by its own reader, not the glibc walk')}",
+                    identity, allocator.kind, runtime=runtime, static=static, allocator=other)
     try:
-        libc = glibc.open_libc(pid, maps, root)
+        if static:
+            libc = glibc.open_static(pid, maps, root, _exe_path(pid, root))
+        else:
+            libc = glibc.open_libc(pid, maps, root)
         if libc is None:
             return fail("not-glibc", "no libc is mapped", identity, "unknown", runtime=runtime)
         version = f"{libc.version[0]}.{libc.version[1]}"
         layout = glibc.layout_for(libc.version)
         syms = glibc.locate(libc, symbols)
     except GlibcError as e:
-        return fail(e.status, e.reason, identity, "glibc", runtime=runtime)
+        return fail(e.status, e.reason, identity, "glibc", runtime=runtime, static=static)
     try:
         mem = TargetMemory(pid, root)
     except NoSuchProcess:
@@ -165,7 +179,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
             now = time.monotonic()
             report = replace(report, glibc_version=version, walked_at=now, walk_seconds=now - started,
                              attempts=attempts, runtime=runtime, libc_path=libc.path, symbols=syms.source,
-                             version_tested=libc.version in glibc.TESTED_VERSIONS)
+                             version_tested=libc.version in glibc.TESTED_VERSIONS, static=static,
+                             version_basis=libc.version_basis)
             if walks is not None:
                 walks.remember(identity, report)
             return report
@@ -181,6 +196,14 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
         status, reason = "changing", f"heap changing too fast: no consistent walk in {attempts} tries (last: {errors[-1] if errors else first})"
     return fail(status, reason, identity, "glibc", version, runtime, attempts=attempts, last_valid=last,
                 last_valid_age_s=age, libc_path=libc.path, symbols=syms.source)
+
+
+def _exe_path(pid: int, root: Path) -> str:
+    """The executable's path as the target's maps name it."""
+    try:
+        return os.readlink(f"{root}/{pid}/exe").removesuffix(" (deleted)")
+    except OSError as e:
+        raise GlibcError("denied", f"cannot read the target's executable link: {e.strerror}") from None
 
 
 def _read_tunables(mem: TargetMemory, syms: Symbols, layout: Layout) -> Tunables:

@@ -371,7 +371,11 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
 
     tunables = heap.tunables if heap is not None else None
     cap = arena_cap(getattr(tunables, "arena_max", None), getattr(tunables, "arena_test", None), cpus)
-    if tunables is None:
+    if heap is not None and heap.allocator_kind not in ("glibc", "static", "unknown"):
+        # jemalloc, tcmalloc, mimalloc, musl: glibc's arena cap, tuning and MALLOC_ARENA_MAX do
+        # not apply (their own findings come from memtop.heap.allocator_advice).
+        cap = ArenaCap(None, cpus, f"not glibc: {heap.allocator_kind} has no glibc arena cap")
+    elif tunables is None:
         # No walk: the environment is the best guess of mp_.arena_max.
         guess = _env_int(env, "glibc.malloc.arena_max") or _env_int(env, "MALLOC_ARENA_MAX")
         cap = arena_cap(guess, _env_int(env, "MALLOC_ARENA_TEST"), cpus)

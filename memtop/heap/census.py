@@ -23,25 +23,15 @@ HEAP_MAX_SIZE = 64 << 20  # malloc/arena.c, 64-bit, without the glibc.malloc.hug
 MAX_GUARD = 64 << 10  # pthread stack guards: one page by default, up to 64 KiB on some arches
 SIZE_GROUPS = 6
 
-_ALLOCATOR_LIBS = (  # (substring of a mapped file's name, allocator); the first match wins
-    ("libjemalloc", "jemalloc"),
-    ("libtcmalloc", "tcmalloc"),
-    ("libmimalloc", "mimalloc"),
-    ("ld-musl", "musl"),
-    ("libc.musl", "musl"),
-    ("libc.so.6", "glibc"),
-    ("libc-2.", "glibc"),
-)
-
 
 def detect_allocator(mappings: list[SmapsMapping]) -> tuple[str, str]:
     """(allocator, evidence) from the shared objects mapped. An allocator linked statically into
     the program (Rust, Redis' jemalloc) cannot be seen this way: glibc is then reported."""
-    names = {os.path.basename(m.path) for m in mappings if m.path.startswith("/")}
-    for needle, allocator in _ALLOCATOR_LIBS:
-        for name in sorted(names):
-            if needle in name:
-                return allocator, name
+    from memtop.heap.detect import detect_allocator as by_paths  # one rule for every consumer
+
+    guess = by_paths(mappings, None)
+    if guess.library is not None:
+        return guess.kind, os.path.basename(guess.library)
     return "unknown", "no libc mapped: a static binary (Go, static musl...) or a runtime with its own allocator"
 
 

@@ -21,15 +21,21 @@ _ALLOCATOR_PATTERNS = (
     ("jemalloc", re.compile(r"/libjemalloc[^/]*\.so")),
     ("tcmalloc", re.compile(r"/libtcmalloc[^/]*\.so")),
     ("mimalloc", re.compile(r"/libmimalloc[^/]*\.so")),
-    ("musl", re.compile(r"/(ld-musl-[^/]*\.so[^/]*|libc\.musl[^/]*\.so[^/]*)$")),
+    # musl's dynamic linker and libc are one file: Alpine maps /lib/ld-musl-x86_64.so.1, Debian's
+    # musl package /usr/lib/x86_64-linux-musl/libc.so (ld-musl-x86_64.so.1 is a symlink to it).
+    ("musl", re.compile(r"/(ld-musl-[^/]*\.so[^/]*|libc\.musl[^/]*\.so[^/]*|[^/]*-linux-musl[^/]*/libc\.so)$")),
 )
-_GLIBC = re.compile(r"/libc(?:-[0-9.]+)?\.so(?:\.6)?$")
+# glibc's libc is libc.so.6 (libc-2.NN.so before 2.34 on some distributions); a bare libc.so is
+# never glibc's runtime name (glibc's libc.so is a linker script), but it is musl's.
+_GLIBC = re.compile(r"/libc(?:-[0-9.]+\.so|\.so\.6)$")
 
 
 @dataclass(frozen=True, slots=True)
 class AllocatorGuess:
-    kind: str
+    kind: str  # one of memtop.model.heap.ALLOCATOR_KINDS
     evidence: str
+    static: bool = False  # linked into the executable (no shared libc mapped)
+    library: str | None = None  # the allocator's shared object as the target maps it
 
 
 def read_exe_header(pid: int, root: Path, size: int = 64 * 1024) -> bytes | None:
@@ -46,14 +52,61 @@ def detect_allocator(maps: list[Mapping], exe_head: bytes | None) -> AllocatorGu
     for kind, pattern in _ALLOCATOR_PATTERNS:
         for path in paths:
             if pattern.search(path):
-                return AllocatorGuess(kind, f"{os.path.basename(path)} is mapped")
+                return AllocatorGuess(kind, f"{os.path.basename(path)} is mapped", library=path)
     for path in paths:
         if _GLIBC.search(path):
-            return AllocatorGuess("glibc", f"{path} is mapped")
+            return AllocatorGuess("glibc", f"{path} is mapped", library=path)
     if exe_head is not None and elf_class(exe_head) is not None:
         if not _has_interp(exe_head):
-            return AllocatorGuess("static", "the executable has no program interpreter and maps no libc (static)")
+            return AllocatorGuess("static", "the executable has no program interpreter and maps no libc (static)",
+                                  static=True)
     return AllocatorGuess("unknown", "no known allocator library is mapped")
+
+
+# Symbols that name the malloc of a static executable (its .symtab): glibc's arena, musl's
+# mallocng context (src/malloc/mallocng/glue.h: ctx is __malloc_context) or musl's "lite" bump
+# allocator, linked instead of mallocng when the program never calls free (src/malloc/lite_malloc.c).
+_STATIC_GLIBC_SYMBOLS = {"main_arena", "mp_"}
+_STATIC_MUSL_SYMBOLS = {"__malloc_context", "__simple_malloc", "__init_libc"}
+
+
+def classify_static(pid: int, root: Path, guess: AllocatorGuess) -> AllocatorGuess:
+    """Which libc a static executable linked, from its symbol table (or, stripped, its notes:
+    glibc's crt1 brings an NT_GNU_ABI_TAG note, musl's does not). ``guess`` is returned when it
+    is not static, or when nothing tells."""
+    if guess.kind != "static":
+        return guess
+    from memtop.heap.glibc import STATIC_MAX_EXE_BYTES, _read_file_cached
+
+    try:
+        path = f"{root}/{pid}/exe"
+        if os.stat(path).st_size > STATIC_MAX_EXE_BYTES:
+            return guess
+        elf = ElfFile(_read_file_cached(path))
+    except (OSError, ElfError, Exception):  # noqa: BLE001 - an unreadable exe leaves the guess as it is
+        return guess
+    if elf.has_symtab():
+        found = elf.symbols(_STATIC_GLIBC_SYMBOLS | _STATIC_MUSL_SYMBOLS)
+        if _STATIC_GLIBC_SYMBOLS <= found.keys():
+            return AllocatorGuess("glibc", "a static executable: glibc's main_arena is in its symbol table", static=True)
+        if "__malloc_context" in found:
+            return AllocatorGuess("musl", "a static executable: musl's mallocng (__malloc_context) is in its symbol table",
+                                  static=True)
+        if "__simple_malloc" in found:
+            return AllocatorGuess("musl", "a static executable with musl's lite malloc (__simple_malloc in its symbol table)",
+                                  static=True)
+        if "__init_libc" in found:
+            return AllocatorGuess("musl", "a static executable linked with musl (__init_libc in its symbol table)",
+                                  static=True)
+        return guess
+    if _has_abi_tag(elf):
+        return AllocatorGuess("glibc", "a stripped static executable with glibc's ABI note (NT_GNU_ABI_TAG)", static=True)
+    return guess
+
+
+def _has_abi_tag(elf: ElfFile) -> bool:
+    section = elf.section(".note.ABI-tag")
+    return section is not None and section.size >= 16
 
 
 def _has_interp(head: bytes) -> bool:

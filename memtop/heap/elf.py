@@ -100,7 +100,14 @@ class ElfFile:
 
     def symbols(self, wanted: set[str]) -> dict[str, int]:
         """Values of the named symbols in .symtab, then .dynsym (first definition wins)."""
-        found: dict[str, int] = {}
+        return {name: value for name, (value, _size) in self.symbol_table(wanted).items()}
+
+    def has_symtab(self) -> bool:
+        return any(s.type == SHT_SYMTAB for s in self.sections)
+
+    def symbol_table(self, wanted: set[str]) -> dict[str, tuple[int, int]]:
+        """(value, size) of the named symbols in .symtab, then .dynsym (first definition wins)."""
+        found: dict[str, tuple[int, int]] = {}
         for s in self.sections:
             if s.type not in (SHT_SYMTAB, SHT_DYNSYM) or s.entsize != 24 or s.link >= len(self.sections):
                 continue
@@ -108,12 +115,12 @@ class ElfFile:
             if strtab.type == SHT_NOBITS:
                 continue
             for i in range(s.size // 24):
-                name_off, _info, _other, shndx, value, _size = struct.unpack_from("<IBBHQQ", self.data, s.offset + 24 * i)
+                name_off, _info, _other, shndx, value, size = struct.unpack_from("<IBBHQQ", self.data, s.offset + 24 * i)
                 if not name_off or shndx == 0:
                     continue
                 name = self._cstr(strtab.offset + name_off)
                 if name in wanted and name not in found:
-                    found[name] = value
+                    found[name] = (value, size)
             if len(found) == len(wanted):
                 break
         return found

@@ -132,6 +132,31 @@ class LibcMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class AllocatorLibrary:
+    """A malloc that is not glibc's (jemalloc, tcmalloc, mimalloc), as the recipe needs it:
+    the library whose functions are called (by the addresses of its exported symbols, so that
+    gdb never picks another library's malloc), glibc's libc for unwinding through its system
+    call wrappers, and the library's code ranges: a thread with a frame there is inside the
+    allocator (stripped libraries name no internal function). The allocator's own threads
+    (jemalloc's background threads), parked in a system call, wait on a condition variable with
+    no lock held and do not count as inside. Built by memtop.heap.allocator_calls."""
+
+    kind: str
+    library: LibcMapping
+    libc: LibcMapping | None
+    text_ranges: tuple[tuple[int, int], ...]
+    functions: tuple[tuple[str, int], ...]  # (exported name, address in the target)
+    own_threads: frozenset[str] = frozenset()
+    lock_addresses: tuple[int, ...] = ()  # ints that read 0 when the allocator's global lock is free
+
+    def function(self, name: str) -> int:
+        return dict(self.functions)[name]
+
+    def holds(self, address: int) -> bool:
+        return any(start <= address < end for start, end in self.text_ranges)
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadState:
     """One thread of the stopped target as gdb sees it."""
 
@@ -139,6 +164,7 @@ class ThreadState:
     tid: int
     frames: tuple[str, ...]  # innermost first; "??" where gdb has no name
     allocator_frame: str | None  # the allocator function on its stack, if any
+    addresses: tuple[int, ...] = ()  # each frame's pc, innermost first (0 where gdb gave none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +341,8 @@ def find_libc(pid: int, root: Path = PROC) -> LibcMapping:
                       "shared glibc to call malloc_trim in")
     if allocator.kind != "glibc":
         what = ("memtop can only call into a dynamically linked glibc" if allocator.kind == "unknown"
+                else "musl has no malloc_trim or other release call: it unmaps a group as soon as its last slot "
+                     "is freed" if allocator.kind == "musl"
                 else f"glibc's malloc_trim would not touch a {allocator.kind} heap")
         raise Refused(f"PID {pid} does not use glibc malloc ({allocator.evidence}): {what}")
     libc = next((m for m in maps if _LIBC_NAME.search(m.path) and m.offset == 0), None)
@@ -462,10 +490,12 @@ class GdbSession:
     asynchronous records never get mistaken for an answer.
     """
 
-    def __init__(self, identity: ProcessIdentity, libc: LibcMapping, *, root: Path = PROC, gdb: str | None = None):
+    def __init__(self, identity: ProcessIdentity, libc: LibcMapping, *, root: Path = PROC, gdb: str | None = None,
+                 extra_symbols: tuple[LibcMapping, ...] = ()):
         self.identity = identity
         self.pid = identity.pid
         self.libc = libc
+        self.extra_symbols = extra_symbols
         self.root = Path(root)
         self._gdb = gdb or gdb_path()
         self._token = 0
@@ -489,6 +519,9 @@ class GdbSession:
         # through allocator frames. Loaded at its runtime address from /proc/PID/maps.
         self.console(f"add-symbol-file {_cli_quote(self.libc.host_path)} -o {self.libc.base:#x}", timeout,
                      what="reading libc's symbols")
+        for extra in self.extra_symbols:  # another allocator's library sits beside libc
+            self.console(f"add-symbol-file {_cli_quote(extra.host_path)} -o {extra.base:#x}", timeout,
+                         what=f"reading the symbols of {os.path.basename(extra.path)}")
         self.command("-gdb-set unwindonsignal on", timeout)
         # The watchdog's SIGINT must unwind the call and never reach the program's handler.
         self.console("handle SIGINT stop print nopass", timeout)
@@ -583,9 +616,12 @@ class GdbSession:
             tid = int(match.group(1)) if match else self.pid
             frames_record = self.command(f"-stack-list-frames --thread {gdb_id} 0 {MAX_FRAMES - 1}", timeout,
                                          what="reading a thread's stack")
-            frames = tuple(f.get("func", "??") for f in (frames_record.get("payload") or {}).get("stack", []))
+            stack = (frames_record.get("payload") or {}).get("stack", [])
+            frames = tuple(f.get("func", "??") for f in stack)
+            addresses = tuple(_int_or_zero(f.get("addr")) for f in stack)
             allocator = next((f for f in frames if f in ALLOCATOR_FUNCTIONS), None)
-            out.append(ThreadState(gdb_id=gdb_id, tid=tid, frames=frames, allocator_frame=allocator))
+            out.append(ThreadState(gdb_id=gdb_id, tid=tid, frames=frames, allocator_frame=allocator,
+                                   addresses=addresses))
         return out
 
     def call(self, expression: str, thread: ThreadState, timeout: float, *, escalate_every_s: float = 1.0,
@@ -718,6 +754,13 @@ def _tgkill(pid: int, tid: int, sig: int) -> None:
         _libc_handle.syscall(234, pid, tid, sig)
 
 
+def _int_or_zero(text) -> int:
+    try:
+        return int(text, 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _mi_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -739,17 +782,36 @@ class Preflight:
 
     libc: LibcMapping
     parked_tids: tuple[int, ...]
+    allocator: AllocatorLibrary | None = None  # another malloc than glibc's: the library called into
+    thread_names: tuple[tuple[int, str], ...] = ()  # (tid, comm), read with parked_tids
 
 
-def preflight(identity: ProcessIdentity, *, mutex_addresses: list[int], timeout: float, root: Path = PROC) -> Preflight:
-    """Step 1 of the recipe (see module doc). Raises Refused / TargetGone / GdbUnavailable."""
+def preflight(identity: ProcessIdentity, *, mutex_addresses: list[int], timeout: float, root: Path = PROC,
+              allocator: AllocatorLibrary | None = None) -> Preflight:
+    """Step 1 of the recipe (see module doc). Raises Refused / TargetGone / GdbUnavailable.
+    With ``allocator``, the calls go into that library instead of glibc's."""
     gdb_path()
     check_identity(identity, root)
     check_traceable(identity, root)
-    libc = find_libc(identity.pid, root)
+    libc = find_libc(identity.pid, root) if allocator is None else allocator.library
     wait_for_free_mutexes(identity.pid, mutex_addresses, timeout, root)
     check_identity(identity, root)
-    return Preflight(libc=libc, parked_tids=tuple(parked_threads(identity.pid, root)))
+    return Preflight(libc=libc, parked_tids=tuple(parked_threads(identity.pid, root)), allocator=allocator,
+                     thread_names=_thread_names(identity.pid, root) if allocator is not None else ())
+
+
+def _thread_names(pid: int, root: Path) -> tuple[tuple[int, str], ...]:
+    out = []
+    try:
+        tids = os.listdir(f"{root}/{pid}/task")
+    except OSError:
+        return ()
+    for tid in tids:
+        try:
+            out.append((int(tid), read_text(f"{root}/{pid}/task/{tid}/comm").strip()))
+        except (ProcfsError, OSError, ValueError):
+            continue
+    return tuple(out)
 
 
 @dataclass
@@ -767,7 +829,7 @@ ATTEMPTS = 3
 
 
 def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeout: float,
-                 root: Path = PROC, attempts: int = ATTEMPTS) -> StoppedTarget:
+                 root: Path = PROC, attempts: int = ATTEMPTS, allocator: AllocatorLibrary | None = None) -> StoppedTarget:
     """Steps 1-3 of the recipe: returns the target stopped and checked, or raises (with the
     target detached and running again). The caller calls, then :func:`finish_session`.
 
@@ -776,8 +838,12 @@ def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeo
     up to ``attempts`` times within ``timeout``; each try stops the process once, briefly.
     """
     deadline = time.monotonic() + timeout
-    pre = preflight(identity, mutex_addresses=mutex_addresses, timeout=timeout, root=root)
-    session = GdbSession(identity, pre.libc, root=root)
+    pre = preflight(identity, mutex_addresses=mutex_addresses, timeout=timeout, root=root, allocator=allocator)
+    extra = ()
+    if allocator is not None and allocator.libc is not None:
+        # The allocator's library is the one called; glibc's symbols unwind its syscall wrappers.
+        extra = (allocator.libc,)
+    session = GdbSession(identity, pre.libc, root=root, extra_symbols=extra)
     try:
         session.start(max(timeout, 10.0))
         for attempt in range(1, attempts + 1):
@@ -796,7 +862,8 @@ def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeo
                 session.notes.append(f"attempt {attempt}: {e}; detached and retried")
                 time.sleep(min(0.1 * attempt, remaining / 2))
                 wait_for_free_mutexes(identity.pid, mutex_addresses, max(0.0, deadline - time.monotonic()), root)
-                pre = Preflight(libc=pre.libc, parked_tids=tuple(parked_threads(identity.pid, root)))
+                pre = Preflight(libc=pre.libc, parked_tids=tuple(parked_threads(identity.pid, root)),
+                                allocator=pre.allocator, thread_names=pre.thread_names)
         raise AssertionError("unreachable")
     except BaseException as e:
         finish_session(session)
@@ -813,6 +880,19 @@ def _checked(session: GdbSession, identity: ProcessIdentity, pre: Preflight, mut
     root = session.root
     threads = session.threads(timeout)
     inside = [t for t in threads if t.allocator_frame]
+    allocator = pre.allocator
+    own = set()
+    if allocator is not None:
+        names = dict(pre.thread_names)
+        # The allocator's own threads parked in a system call wait on a condition variable with
+        # no lock held (jemalloc's background_thread_sleep): they may stay where they are.
+        own = {t.tid for t in threads if names.get(t.tid) in allocator.own_threads and t.tid in pre.parked_tids}
+        for t in threads:
+            if t.tid in own or t in inside:
+                continue
+            frame = next((a for a in t.addresses if allocator.holds(a)), None)
+            if frame is not None:
+                inside.append(ThreadState(t.gdb_id, t.tid, t.frames, f"{allocator.kind} code at {frame:#x}", t.addresses))
     if inside:
         t = inside[0]
         raise Busy(f"thread {t.tid} of PID {identity.pid} is inside the allocator ({t.allocator_frame}); "
@@ -827,7 +907,7 @@ def _checked(session: GdbSession, identity: ProcessIdentity, pre: Preflight, mut
     by_tid = {t.tid: t for t in threads}
     # The main thread first when it is parked: it is the one most programs leave idle.
     order = sorted(pre.parked_tids, key=lambda tid: tid != identity.pid)
-    calling = next((by_tid[tid] for tid in order if tid in by_tid), None)
+    calling = next((by_tid[tid] for tid in order if tid in by_tid and tid not in own), None)
     if calling is None:
         calling = by_tid.get(identity.pid, threads[0])
         session.notes.append(f"no thread was parked in a system call; calling from thread {calling.tid}")

@@ -44,7 +44,7 @@ MALLOC_ALIGNMENT = 16
 MINSIZE = 32
 HEAP_MAX_SIZE = 64 << 20  # 2 * DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (arena.c)
 
-_LIBC_RE = re.compile(r"/libc(?:-[0-9.]+)?\.so(?:\.6)?$")
+_LIBC_RE = re.compile(r"/libc(?:-[0-9.]+\.so|\.so\.6)$")  # not musl's bare libc.so
 _VERSION_RE = re.compile(rb"release version (\d+)\.(\d+)")
 
 
@@ -129,6 +129,8 @@ class LibcImage:
     version: tuple[int, int]
     build_id: str | None
     writable: tuple[tuple[int, int], ...]  # libc's rw mappings (for .data/.bss)
+    static: bool = False  # glibc linked into the executable: ``path`` is the executable
+    version_basis: str | None = None  # how the version was told, when not from the version string
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ class Symbols:
     main_arena: int
     mp: int
     tcache_key: int | None  # address of tcache_key (2.34+), when known
-    source: str  # 'debug' or 'heuristic'
+    source: str  # 'debug', 'heuristic' or 'symtab' (a static executable's own symbols)
 
 
 def find_libc_mappings(maps: list[Mapping]) -> list[Mapping]:
@@ -173,6 +175,63 @@ def open_libc(pid: int, maps: list[Mapping], root: Path) -> LibcImage | None:
     base = first.start - elf.first_load_vaddr()
     writable = tuple((m.start, m.end) for m in mappings if "w" in m.perms)
     return LibcImage(first.path, used, base, version, elf.build_id(), writable)
+
+
+# A static executable has no version string of glibc's; its malloc symbols' sizes tell the
+# layout family (malloc/malloc.c): sizeof(struct malloc_state) is 2200 from 2.27 to 2.41;
+# sizeof(struct malloc_par) is 136 from 2.35 (thp_pagesize, hp_pagesize, hp_flags added) and
+# 112 before; tcache_key became a random global in 2.34. Anything else is refused.
+STATIC_FINGERPRINTS = (
+    # (main_arena size, mp_ size, has tcache_key) -> the version whose layout to use, and what it covers
+    ((2200, 136, True), (2, 36), "2.35 to 2.41"),
+    ((2200, 112, True), (2, 34), "2.34"),
+)
+STATIC_MAX_EXE_BYTES = 256 << 20
+
+
+def open_static(pid: int, maps: list[Mapping], root: Path, exe_path: str) -> LibcImage:
+    """glibc linked into a static executable that kept its symbol table (``main_arena`` and
+    ``mp_`` are local symbols of .symtab). The executable plays libc's part: its load bias is
+    the base, the layout is told from the symbols' sizes (see STATIC_FINGERPRINTS)."""
+    mapped = [m for m in maps if m.path.removesuffix(" (deleted)") == exe_path]
+    first = min((m for m in mapped if m.offset == 0), key=lambda m: m.start, default=None)
+    if first is None:
+        raise GlibcError("unsupported", "the executable is mapped without its first page; cannot find its load address")
+    candidates = [f"{root}/{pid}/map_files/{first.start:x}-{first.end:x}", f"{root}/{pid}/exe"]
+    data = used = None
+    for candidate in candidates:
+        try:
+            if os.stat(candidate).st_size > STATIC_MAX_EXE_BYTES:
+                raise GlibcError("unsupported", f"the static executable is larger than {STATIC_MAX_EXE_BYTES >> 20} MiB: not read")
+            data = _read_file_cached(candidate)
+            used = candidate
+            break
+        except OSError:
+            continue
+    if data is None:
+        raise GlibcError("denied", f"cannot read the target's executable ({exe_path}); root or CAP_SYS_PTRACE is needed")
+    elf = _elf_cached(data)
+    if not elf.has_symtab():
+        raise GlibcError("unsupported", "a stripped static glibc binary: without its symbol table neither main_arena "
+                                        "nor the glibc version (its heap layout) can be told")
+    table = elf.symbol_table({"main_arena", "mp_", "tcache_key"})
+    if "main_arena" not in table or "mp_" not in table:
+        raise GlibcError("unsupported", "the static executable's symbol table has no main_arena / mp_ (not glibc malloc?)")
+    key = (table["main_arena"][1], table["mp_"][1], "tcache_key" in table)
+    match = next((fp for fp in STATIC_FINGERPRINTS if fp[0] == key), None)
+    if match is None:
+        raise GlibcError("unsupported", f"static glibc with main_arena of {key[0]} bytes and mp_ of {key[1]} bytes: "
+                                        "a heap layout memtop does not know (it reads 2.34 to 2.41)")
+    base = first.start - elf.first_load_vaddr()
+    writable = tuple((m.start, m.end) for m in mapped if "w" in m.perms)
+    return LibcImage(exe_path, used, base, match[1], elf.build_id(), writable, static=True,
+                     version_basis=f"static: glibc {match[2]}, told from the sizes of main_arena and mp_ in .symtab")
+
+
+def static_offsets(libc: LibcImage) -> dict[str, int]:
+    """main_arena, mp_ and tcache_key from the static executable's own .symtab."""
+    elf = _elf_cached(_read_file_cached(libc.file_path))
+    return elf.symbols({"main_arena", "mp_", "tcache_key"})
 
 
 # Files read and parsed, by file identity (device, inode, mtime): a libc is read once however
@@ -303,6 +362,11 @@ def locate(libc: LibcImage, mode: str = "auto") -> Symbols:
     """
     if mode not in ("auto", "debug", "heuristic"):
         raise ValueError(mode)
+    if libc.static:
+        offsets = static_offsets(libc)
+        key = offsets.get("tcache_key")
+        return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"],
+                       libc.base + key if key is not None else None, "symtab")
     if mode in ("auto", "debug"):
         offsets = debug_offsets(libc.build_id)
         if offsets is not None:

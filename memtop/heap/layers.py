@@ -345,6 +345,9 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
                 stack_starts.add(m.start)
     stacks = take(stack_starts)
     other = sum(v for start, v in anon_of.items() if start not in used)
+    allocator_layer = _allocator_layer(heap)
+    if allocator_layer is not None and allocator_layer.bytes:
+        other = max(0, other - allocator_layer.bytes)  # its mappings are among "other"; pagemap counted them
     layers = [
         Layer("brk", "brk heap [heap]", brk, "smaps Anonymous of [heap]"),
         Layer("thread_heaps", "thread-arena heaps", thread, thread_source,
@@ -352,6 +355,8 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
         Layer("mmapped", "mmapped malloc chunks", mmapped, "resident pages (pagemap) of IS_MMAPPED chunks",
               mmapped_note),
     ]
+    if allocator_layer is not None:
+        layers = layers[:1]  # glibc's thread arenas and mmapped chunks do not exist under another malloc
     if report_regions:
         labels = ", ".join(dict.fromkeys(r.label for r in report_regions))
         layers.append(Layer("runtime", f"{runtime_report.kind} {'regions' if runtime_report.is_application else 'runtime'}",
@@ -361,6 +366,8 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
         layers.append(Layer("runtime", f"{runtime.kind} runtime regions", runtime_bytes,
                             "smaps Anonymous of the runtime's own mappings",
                             None if runtime.regions else (why or "not separable from other anonymous memory")))
+    if allocator_layer is not None:
+        layers.append(allocator_layer)
     layers += [
         Layer("stacks", "thread stacks", stacks, "[stack] and mappings holding a thread's SP (task/TID/syscall)"),
         Layer("other", "other anonymous", other, "smaps Anonymous of the remaining mappings"),
@@ -368,10 +375,29 @@ def _anon_split(pid: int, root: Path, smaps, heap: HeapReport, runtime,
     return tuple(layers), tuple(runtime_split)
 
 
+def _allocator_layer(heap: HeapReport | None) -> Layer | None:
+    """The resident memory of a non-glibc allocator (its extents, segments or groups), when its
+    reader knows it (memtop.heap.allocators)."""
+    other = heap.allocator if heap is not None else None
+    if other is None or not other.valid:
+        return None
+    return Layer("allocator_heap", f"{other.kind} heap", other.resident_bytes,
+                 other.source_of("resident_bytes") or "", other.unknown_reason("resident_bytes"))
+
+
 def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> tuple[Layer, ...]:
     """Resident pages of the heaps, per place: the main arena's under the brk heap layer, the
     thread arenas' under the thread-arena heaps layer. Each is split into top, interior pages of
     free chunks, and the rest (in use), so that the three add up to their parent exactly."""
+    other = heap.allocator if heap is not None else None
+    if other is not None and other.valid and other.resident_bytes is not None and other.kind in ("jemalloc", "mimalloc"):
+        # In use / free kept, as for glibc's heaps: jemalloc's dirty+muzzy extents' resident pages,
+        # mimalloc's free spans and empty pages; the rest of the resident pages hold allocations.
+        free = min(other.resident_bytes, other.free_kept_bytes if other.kind == "mimalloc" else
+                   (other.detail("dirty_resident_bytes") or 0) + (other.detail("muzzy_resident_bytes") or 0))
+        return (Layer("in_use", "in use", other.resident_bytes - free, "resident pages not in free extents or spans",
+                      parent="allocator_heap"),
+                Layer("free", "free (kept)", free, other.source_of("free_kept_bytes") or "", parent="allocator_heap"))
     if heap is None or not heap.valid or not heap.arenas:
         return ()
     parents = {layer.key: layer.bytes for layer in anon_split}
@@ -411,7 +437,11 @@ def findings_for(report: LayerReport) -> list[Finding]:
     if report.kernel_reason:
         out.append(Finding(Severity.WARNING, f"Kernel figures unknown: {report.kernel_reason}."))
     if heap is not None and not heap.valid:
-        if heap.status == "not-glibc":
+        if heap.allocator is not None:  # jemalloc, tcmalloc, mimalloc, musl: their own findings
+            from memtop.heap.allocator_advice import allocator_findings
+
+            out.extend(allocator_findings(heap.allocator, report.rss_bytes, pid))
+        elif heap.status == "not-glibc":
             out.append(Finding(Severity.INFO, f"Allocator: {heap.allocator_kind}, not glibc ({heap.reason}). "
                                               "Its heap is not walked; the kernel and runtime layers still apply."))
         elif heap.status == "changing":
@@ -496,9 +526,12 @@ def findings_for(report: LayerReport) -> list[Finding]:
         out.append(Finding(Severity.INFO, f"{fmt_bytes(report.swap_bytes)} of this process is in swap (not in RSS)."))
     runtime = report.runtime
     if runtime is not None and runtime.kind != "none":
+        advice = runtime.advice
+        if heap is not None and heap.allocator_kind != "glibc":  # glibc's arena cap means nothing to another malloc
+            advice = tuple(a for a in advice if "MALLOC_ARENA_MAX" not in a)
         out.append(Finding(Severity.INFO, f"Runtime: {runtime.kind}{' ' + runtime.version if runtime.version else ''} "
                                           f"({runtime.evidence}). It manages part of the memory itself.",
-                           " ".join(runtime.advice) or None))
+                           " ".join(advice) or None))
     if report.runtime_report is not None:
         out.extend(report.runtime_report.findings)
     if not out and heap is not None and heap.valid:
@@ -543,7 +576,7 @@ def report_json(report: LayerReport) -> dict:
             })
     pin = heap.pin if heap is not None else None
     runtime = report.runtime
-    return {
+    doc = {
         "pid": report.identity.pid if report.identity else None,
         "start_ticks": report.identity.start_ticks if report.identity else None,
         "comm": report.comm,
@@ -559,8 +592,9 @@ def report_json(report: LayerReport) -> dict:
         "allocator": {
             # The issue's kinds; a static binary's malloc is unknown (which libc it linked is not told).
             "kind": (heap.allocator_kind if heap.allocator_kind != "static" else "unknown") if heap else "unknown",
-            "static": heap.allocator_kind == "static" if heap else None,
+            "static": (heap.static or heap.allocator_kind == "static") if heap else None,
             "glibc_version": heap.glibc_version if heap else None,
+            "glibc_version_basis": heap.version_basis if heap else None,
             "valid": valid,
             "status": heap.status if heap else None,
             "reason": heap.reason if heap else None,
@@ -593,3 +627,9 @@ def report_json(report: LayerReport) -> dict:
         },
         "findings": [f.as_json() for f in report.findings],
     }
+    if heap is not None and heap.allocator is not None:  # jemalloc, tcmalloc, mimalloc, musl
+        from memtop.heap.allocators import allocator_json
+
+        doc["allocator"].update(allocator_json(heap.allocator))
+        doc["allocator"]["heap_split"] = _split_totals(report.heap_split) if report.heap_split else None
+    return doc

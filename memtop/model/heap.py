@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memtop.model.allocator import AllocatorReport
 from memtop.model.process import ProcessIdentity
 from memtop.model.runtime import RuntimeReport
 
@@ -127,6 +128,9 @@ class HeapReport:
     libc_path: str | None = None
     last_valid: "HeapReport | None" = None  # when not valid: the last validated report, if any
     version_tested: bool | None = None  # False: a layout known from the glibc source, not tried live
+    static: bool = False  # the allocator is linked into the executable (no shared libc)
+    version_basis: str | None = None  # how glibc_version was told when not from libc's version string
+    allocator: AllocatorReport | None = None  # a non-glibc allocator's own figures (jemalloc, tcmalloc...)
 
     @property
     def system_bytes(self) -> int:
