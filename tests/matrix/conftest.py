@@ -17,3 +17,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the matrix measured, one line per configuration (for the README's table)."""
+    if not ASKED:
+        return
+    from tests.matrix.matrix_support import RESULTS
+
+    if RESULTS:
+        terminalreporter.section("kernel and glibc matrix")
+        for record in RESULTS:
+            terminalreporter.write_line(" ".join(f"{k}={v}" for k, v in record.items()))
