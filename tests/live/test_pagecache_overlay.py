@@ -8,6 +8,7 @@ cachestat: both are right on the real inode).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -218,3 +219,25 @@ def _link_or_none(fd: str) -> str | None:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None
+
+
+def test_memtop_cache_command_on_an_overlay_file(filled_overlay):
+    # GIVEN a half-read lower file seen through the overlay
+    merged, real = _half_read(filled_overlay, "lower_only.bin")
+    for _ in range(4):
+        read_part(merged, SIZE // 2)
+        # WHEN `memtop cache --json` and the text output measure it by its overlay name
+        done = subprocess.run([sys.executable, "-m", "memtop", "cache", "--json", str(merged)],
+                              capture_output=True, text=True, timeout=60)
+        text = subprocess.run([sys.executable, "-m", "memtop", "cache", str(merged)],
+                              capture_output=True, text=True, timeout=60)
+        truth = fincore_bytes(real)
+        assert done.returncode == 0 and text.returncode == 0, (done.stderr, text.stderr)
+        doc = json.loads(done.stdout)["files"][0]
+        if doc["cached_bytes"] == truth:
+            break
+    # THEN the figure is fincore's on the real file, and the text says how it was counted
+    assert abs(doc["cached_bytes"] - truth) <= PAGE and truth >= SIZE // 2 - 2 * PAGE, (doc, truth)
+    if cachestat_supported():
+        assert "overlayfs" in text.stdout, text.stdout
+        assert "this kernel has only mincore" not in text.stdout
