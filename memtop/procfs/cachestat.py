@@ -56,6 +56,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY
 
 NOT_REGULAR = ": only regular files have page cache figures"
 NO_PAGE_CACHE = ": a pseudo filesystem, no page cache"
+NO_SUCH_FILE = "no such file"
 REASON_MINCORE_ONLY = "mincore(2) fallback (no cachestat(2) before Linux 6.5): dirty, writeback and evicted pages are unknown"
 
 
@@ -273,7 +274,7 @@ def _kind(mode: int) -> str:
 
 def _open_error(path: str, e: OSError) -> FileCacheStat:
     if e.errno == errno.ENOENT:
-        return _unknown(path, "no such file")
+        return _unknown(path, NO_SUCH_FILE)
     if e.errno == errno.ELOOP:
         return _unknown(path, "a symbolic link (not followed)")
     if e.errno in (errno.EACCES, errno.EPERM):

@@ -194,9 +194,12 @@ def test_any_process_source_lists_no_proc_or_sys_files(tmp_path: Path, children)
     real = write_file(tmp_path / "held.bin", 4 * PAGE)
     child = children.start([sys.executable, "-c", PROC_HOLDER, str(real)])
     stat_files = OpenFiles("stat")  # what memtop's sampler keeps open for every process
+    # (and one of a process that exits while memtop still holds its stat: the name is gone)
+    short = children.start([sys.executable, "-c", "print('READY', flush=True); input()"])
     try:
-        for pid in (child.pid, os.getpid(), 1):
+        for pid in (child.pid, os.getpid(), 1, short.pid):
             stat_files.read(pid)
+        short.close()
         assert any(os.readlink(f"/proc/self/fd/{fd}").startswith("/proc/") for fd in os.listdir("/proc/self/fd")
                    if _link_or_none(fd)), "the test does not hold /proc files: it would prove nothing"
         # WHEN the "any process" source (b) lists the files every process holds
