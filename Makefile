@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test bench screenshots clean
+.PHONY: setup run test test-matrix bench screenshots clean
 
 setup:
 	@./scripts/setup.sh
@@ -11,9 +11,15 @@ setup:
 run: setup
 	@$(VENV)/bin/memtop $(ARGS)
 
+# MEMTOP_MATRIX=1 make test: the normal suite and the kernel and glibc matrix (tests/matrix).
 test:
-	@./scripts/setup.sh --test
+	@./scripts/setup.sh --test $(if $(filter 1,$(MEMTOP_MATRIX)),--matrix)
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The kernel and glibc matrix alone (issue 17): Debian kernels under virtme-ng, glibc chroots.
+test-matrix:
+	@./scripts/setup.sh --matrix
+	@MEMTOP_MATRIX=1 $(PY) -m pytest -q tests/matrix $(PYTEST_ARGS)
 
 screenshots: setup
 	@./scripts/screenshots.sh

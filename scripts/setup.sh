@@ -10,10 +10,20 @@
 # runtime layer is tested against (a JDK: javac, jstat, jcmd; Go, PostgreSQL, MariaDB, Redis), and
 # the allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
 # with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static).
+# With --matrix (make test-matrix, or MEMTOP_MATRIX=1 make test) also what the kernel and glibc
+# matrix uses: debootstrap (chroots), qemu-system-x86 and virtme-ng (kernels booted under TCG;
+# virtme-ng, pinned, goes into the virtualenv), busybox-static and kmod (virtme-ng's initramfs
+# and depmod).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
-[ "${1:-}" = "--test" ] && for_tests=1
+for_matrix=0
+for arg in "$@"; do
+    case $arg in
+        --test) for_tests=1 ;;
+        --matrix) for_tests=1; for_matrix=1 ;;
+    esac
+done
 
 need=()
 command -v gdb >/dev/null 2>&1 || need+=(gdb)
@@ -42,6 +52,13 @@ if [ $for_tests = 1 ]; then
     [ -e $libdir/libmimalloc.so.2 ] || test_need+=(libmimalloc2.0)
     command -v musl-gcc >/dev/null 2>&1 || test_need+=(musl-tools)
 fi
+if [ $for_matrix = 1 ]; then
+    command -v debootstrap >/dev/null 2>&1 || test_need+=(debootstrap)
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || test_need+=(qemu-system-x86)
+    [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || test_need+=(busybox-static)
+    command -v depmod >/dev/null 2>&1 || test_need+=(kmod)
+    [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || test_need+=(debian-archive-keyring)
+fi
 if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need[*]} ${test_need[*]}" >&2
@@ -67,3 +84,6 @@ if ! [ -x .venv/bin/python ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$wa
 fi
 # A gdb that can call into processes on this CPU (trim, malloc_info): see scripts/gdb.sh.
 ./scripts/gdb.sh
+if [ $for_matrix = 1 ] && ! [ -x .venv/bin/vng ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check 'virtme-ng==1.42'
+fi

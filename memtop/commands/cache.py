@@ -109,8 +109,9 @@ def render_text(stats) -> str:
         if len(known) < len(stats):
             total += f" ({len(stats) - len(known)} unknown, marked ?)"
         lines.append(total)
-    if any(s.cached_bytes is not None and s.dirty_bytes is None for s in stats):
-        lines.append("(dirty and evicted figures need cachestat(2), Linux >= 6.5; this kernel has only mincore)")
+    # Counted by mincore(2): before Linux 6.5, or a stacked file (overlayfs) cachestat cannot see.
+    for reason in sorted({s.reason for s in known if s.dirty_bytes is None and s.reason}):
+        lines.append(f"({reason})")
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,16 @@ the reason.
 Opening is careful: only regular files are opened (a FIFO open can block, opening a device can
 have side effects, e.g. /dev/watchdog arms the watchdog), with O_NONBLOCK as a second guard and
 fstat(2) after the open to make sure the file did not change under us.
+
+Stacked filesystems (issue 17): a file on overlayfs has no pages of its own. Reads and mmap(2) go
+to the real (upper or lower) file (fs/overlayfs/file.c: ``ovl_read_iter`` reads the real file,
+``ovl_mmap`` puts the real file in the VMA), but cachestat(2) looks at the overlay inode's own
+mapping, which stays empty: it answers 0 for a file fincore shows cached (Linux 6.12, 6.18). The
+same holds for a FUSE file in passthrough mode (fs/fuse/passthrough.c). So when cachestat says
+"nothing cached", memtop asks fstatfs(2) which filesystem the file is on; on a stacked one it
+counts the pages with mincore(2) over a mapping of the file, which is a mapping of the real file.
+Files of pseudo filesystems (procfs, sysfs, cgroupfs...) have no page cache at all: they are
+reported as such (NO_PAGE_CACHE), never as "0 bytes cached".
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ _MINCORE_WINDOW = 1 << 30
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 NOT_REGULAR = ": only regular files have page cache figures"
+NO_PAGE_CACHE = ": a pseudo filesystem, no page cache"
+NO_SUCH_FILE = "no such file"
 REASON_MINCORE_ONLY = "mincore(2) fallback (no cachestat(2) before Linux 6.5): dirty, writeback and evicted pages are unknown"
 
 
@@ -82,6 +94,34 @@ _mincore = _libc.mincore
 _mincore.restype = ctypes.c_int
 _mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 _MAP_FAILED = ctypes.c_void_p(-1).value
+_fstatfs = _libc.fstatfs
+_fstatfs.restype = ctypes.c_int
+_fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+# struct statfs is 120 bytes on x86_64 and arm64 (64 on 32-bit); f_type, a word, comes first.
+_STATFS_SIZE = 256
+
+# f_type values (include/uapi/linux/magic.h, fs/fuse/inode.c).
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+FUSE_SUPER_MAGIC = 0x65735546
+# Filesystems whose files' own mapping is empty, the pages being the real file's (see module doc).
+STACKED_FILESYSTEMS = {OVERLAYFS_SUPER_MAGIC: "overlayfs", FUSE_SUPER_MAGIC: "FUSE"}
+# Filesystems of generated files: nothing of them is page cache (cachestat answers 0).
+PSEUDO_FILESYSTEMS = {
+    0x9FA0: "procfs",
+    0x62656572: "sysfs",
+    0x27E0EB: "cgroupfs",
+    0x63677270: "cgroup2fs",
+    0x64626720: "debugfs",
+    0x74726163: "tracefs",
+    0x73636673: "securityfs",
+    0xCAFE4A11: "bpffs",
+    0x62656570: "configfs",
+    0x6165676C: "pstorefs",
+    0xDE5E81E4: "efivarfs",
+    0xF97CFF8C: "selinuxfs",
+    0x43415D53: "smackfs",
+    0x42494E4D: "binfmt_misc",
+}
 
 # mincore's vector: bit 0 of each byte is "resident"; the other bits are reserved (man 2 mincore).
 _LOW_BIT = bytes(i & 1 for i in range(256))
@@ -97,6 +137,8 @@ class _Buffers(threading.local):
         self.result_ref = ctypes.byref(self.result)
         # The five u64 counters as a Python list in one call (faster than five attributes).
         self.result_u64 = memoryview(self.result).cast("B").cast("Q")
+        self.statfs = ctypes.create_string_buffer(_STATFS_SIZE)
+        self.statfs_type = ctypes.c_long.from_buffer(self.statfs)
 
 
 _buffers = _Buffers()
@@ -144,6 +186,15 @@ def cachestat_inline(method: str = "auto"):
         return None
     buf = _buffers
     return _syscall, _NR_CACHESTAT, buf.range_ref, buf.result_ref, buf.result_u64.tolist, _fast_new, METHOD_CACHESTAT
+
+
+def filesystem_type(fd: int) -> int | None:
+    """f_type of the filesystem of an open file (fstatfs(2)); None when the call fails."""
+    buf = _buffers
+    if _fstatfs(fd, buf.statfs) != 0:
+        return None
+    # f_type is a signed word: magics above 0x7fffffff read negative on 32-bit words.
+    return buf.statfs_type.value & 0xFFFFFFFF
 
 
 def mincore_pages(fd: int, size: int) -> int:
@@ -223,7 +274,7 @@ def _kind(mode: int) -> str:
 
 def _open_error(path: str, e: OSError) -> FileCacheStat:
     if e.errno == errno.ENOENT:
-        return _unknown(path, "no such file")
+        return _unknown(path, NO_SUCH_FILE)
     if e.errno == errno.ELOOP:
         return _unknown(path, "a symbolic link (not followed)")
     if e.errno in (errno.EACCES, errno.EPERM):
@@ -248,13 +299,37 @@ def stat_open_fd(path: str, fd: int, st: os.stat_result, *, method: str = "auto"
             if e.errno != errno.ENOSYS or method == "cachestat":
                 return _unknown(path, f"cachestat(2) failed: {os.strerror(e.errno or 0)}", st)
         else:
-            # The hot path of a 10,000-file scan (bench/pagecache.py).
-            return _fast_new(
-                path, size, cached * PAGE_SIZE, dirty * PAGE_SIZE, writeback * PAGE_SIZE,
-                evicted * PAGE_SIZE, recent * PAGE_SIZE, METHOD_CACHESTAT, None, st.st_dev, st.st_ino,
+            if cached or method == "cachestat":
+                # The hot path of a 10,000-file scan (bench/pagecache.py).
+                return _fast_new(
+                    path, size, cached * PAGE_SIZE, dirty * PAGE_SIZE, writeback * PAGE_SIZE,
+                    evicted * PAGE_SIZE, recent * PAGE_SIZE, METHOD_CACHESTAT, None, st.st_dev, st.st_ino,
+                )
+            # Nothing cached: true, or a file whose pages belong to another inode (module doc).
+            fs = filesystem_type(fd)
+            if fs in PSEUDO_FILESYSTEMS:
+                return _unknown(path, f"{PSEUDO_FILESYSTEMS[fs]}{NO_PAGE_CACHE}")
+            if fs not in STACKED_FILESYSTEMS or size == 0:
+                return _fast_new(
+                    path, size, 0, dirty * PAGE_SIZE, writeback * PAGE_SIZE,
+                    evicted * PAGE_SIZE, recent * PAGE_SIZE, METHOD_CACHESTAT, None, st.st_dev, st.st_ino,
+                )
+            return _mincore_stat(
+                path, fd, st,
+                f"{STACKED_FILESYSTEMS[fs]}: cachestat(2) sees only the stacked inode, which holds no pages; "
+                "cached pages counted by mincore(2) on a mapping of the real file (dirty, writeback and "
+                "evicted pages unknown)",
             )
     if method == "cachestat":
         return _unknown(path, "cachestat(2) is not available on this kernel (Linux >= 6.5)", st)
+    fs = filesystem_type(fd)
+    if fs in PSEUDO_FILESYSTEMS:
+        return _unknown(path, f"{PSEUDO_FILESYSTEMS[fs]}{NO_PAGE_CACHE}")
+    return _mincore_stat(path, fd, st, REASON_MINCORE_ONLY)
+
+
+def _mincore_stat(path: str, fd: int, st: os.stat_result, reason: str) -> FileCacheStat:
+    """Resident pages by mmap(2) + mincore(2), unless mincore's answer cannot be trusted."""
     if not may_trust_mincore(st):
         return _unknown(
             path,
@@ -262,6 +337,7 @@ def stat_open_fd(path: str, fd: int, st: os.stat_result, *, method: str = "auto"
             "(kernel can_do_mincore rule); run as root or the owner",
             st,
         )
+    size = st.st_size
     try:
         resident = mincore_pages(fd, size) if size > 0 else 0
     except OSError as e:
@@ -275,7 +351,7 @@ def stat_open_fd(path: str, fd: int, st: os.stat_result, *, method: str = "auto"
         evicted_bytes=None,
         recently_evicted_bytes=None,
         method=METHOD_MINCORE,
-        reason=REASON_MINCORE_ONLY,
+        reason=reason,
         device=st.st_dev,
         inode=st.st_ino,
     )

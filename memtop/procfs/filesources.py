@@ -16,7 +16,7 @@ from pathlib import Path
 
 from memtop.model.pagecache import CachedFile
 from memtop.procfs import PROC, AccessDenied, NoSuchProcess, read_bytes
-from memtop.procfs.cachestat import NOT_REGULAR, file_cache_stat
+from memtop.procfs.cachestat import NO_PAGE_CACHE, NO_SUCH_FILE, NOT_REGULAR, file_cache_stat
 from memtop.procfs.process import list_pids
 
 DELETED = " (deleted)"
@@ -163,8 +163,14 @@ def measure_held(held: HeldFiles, *, method: str = "auto", cancel=None) -> list[
         display = name + DELETED if ref.deleted else name
         stat = file_cache_stat(ref.open_path, method=method, name=display)
         if stat.device is None:
-            if stat.reason and stat.reason.endswith(NOT_REGULAR):
-                continue  # /dev/null, a FIFO named by path: not page cache
+            if stat.reason and stat.reason.endswith((NOT_REGULAR, NO_PAGE_CACHE)):
+                # /dev/null, a FIFO named by path, /proc/PID/stat (memtop itself holds one per
+                # process, issue 17): not page cache, and not worth a row.
+                continue
+            if stat.reason == NO_SUCH_FILE:
+                # The name went away since the listing (renamed or removed; a held
+                # /proc/PID/stat whose process exited): dropped like a vanished process.
+                continue
             unknown.append(CachedFile(stat, tuple(sorted(pids))))
             continue
         key = (stat.device, stat.inode)

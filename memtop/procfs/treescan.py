@@ -231,10 +231,13 @@ def _measure_batch(dfd: int, prefix: str, names: list[str], method: str, cancel)
                 # cachestat(2) inlined: this is the inner loop of a 10,000-file scan.
                 if fast is not None and syscall(number, fd, range_ref, result_ref, 0) == 0:
                     cached, dirty, writeback, evicted, recent = counters()
-                    append(new(prefix + name, st.st_size, cached * page, dirty * page, writeback * page,
-                               evicted * page, recent * page, kind, None, st.st_dev, st.st_ino))
-                else:
-                    append(stat_open_fd(prefix + name, fd, st, method=method))
+                    if cached:
+                        append(new(prefix + name, st.st_size, cached * page, dirty * page, writeback * page,
+                                   evicted * page, recent * page, kind, None, st.st_dev, st.st_ino))
+                        continue
+                # Nothing cached (or no cachestat): stat_open_fd tells a true 0 from an overlayfs
+                # file, whose pages cachestat cannot see (memtop.procfs.cachestat).
+                append(stat_open_fd(prefix + name, fd, st, method=method))
             finally:
                 os_close(fd)
     finally:
