@@ -3,7 +3,7 @@
     .venv/bin/python bench/runtime_cpython.py [N_TUPLES]
 
 Starts /usr/bin/python3.11 holding N small tuples (12 million: about 1.2 GiB RSS, 1,100 arenas),
-reads it twice with memtop.heap.layers.explain and prints the runtime reader's own time
+reads it twice with memtop.collect.layers.explain and prints the runtime reader's own time
 (RuntimeReport.read_seconds: the pool-header scan) and the whole explain's.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memtop.heap.layers import explain  # noqa: E402
+from memtop.collect.layers import explain  # noqa: E402
 from tests.support import Child  # noqa: E402
 
 CHILD = "import sys\nkeep = [(i, i) for i in range({n})]\nprint('READY', flush=True)\nsys.stdin.read()\n"

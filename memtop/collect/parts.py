@@ -302,7 +302,7 @@ class LayersPart(Part):
 
     def collect(self, job: Job):
         from memtop.heap import Cancelled
-        from memtop.heap.layers import explain
+        from memtop.collect.layers import explain
 
         if job.target is None:
             return None

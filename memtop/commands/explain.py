@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from memtop.heap.layers import explain, report_json  # imported here: `memtop --help` stays fast
+    from memtop.collect.layers import explain  # imported here: `memtop --help` stays fast
+    from memtop.output.layers import report_json
 
     root = Path(args.proc)
     if not os.path.isdir(root / str(args.pid)):

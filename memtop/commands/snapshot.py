@@ -11,7 +11,7 @@ from memtop.commands import CliError
 from memtop.format import fmt_bytes, fmt_count
 from memtop.output.snapshot import build_snapshot
 from memtop.procfs import ProcfsError
-from memtop.procfs.system import buff_cache, memory_used
+from memtop.model.snapshot import buff_cache, memory_used
 from memtop.text import json_dumps, printable
 
 NAME = "snapshot"

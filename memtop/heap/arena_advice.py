@@ -275,33 +275,6 @@ def arena_findings(heap, cap: ArenaCap, env: AllocatorEnv, prediction: SavingPre
 # --- malloc_info beside the walk -------------------------------------------------------------------
 
 
-def compare_with_malloc_info(arenas, info: MallocInfo) -> tuple[ArenaDelta, ...]:
-    """Per arena (matched by position: both follow main_arena.next round the list): system bytes,
-    bytes free in bins plus top (malloc_info's "rest" starts with the top chunk), fastbin bytes.
-
-    malloc_info prints sizes with the flag bits (chunksize_nomask), so free totals may be over by
-    one byte per chunk: that much is tolerated. The two were read at different moments, and the
-    gdb calls that fetch malloc_info allocate a little in the calling thread's arena: a busy
-    process, or that one arena, may really differ.
-    """
-    deltas: list[ArenaDelta] = []
-
-    def add(index, figure, walk, mi, tolerance):
-        differs = walk is None or mi is None or abs(walk - mi) > tolerance
-        deltas.append(ArenaDelta(index, figure, walk, mi, tolerance, differs))
-
-    count = max(len(arenas), len(info.arenas))
-    for index in range(count):
-        a = arenas[index] if index < len(arenas) else None
-        m = info.arenas[index] if index < len(info.arenas) else None
-        add(index, "system", a.system_bytes if a else None, m.system_current if m else None, PAGE_SIZE)
-        add(index, "free + top", a.free_bytes + a.top_bytes if a else None, m.rest_bytes if m else None,
-            (m.rest_count or 0) if m else 0)
-        add(index, "fastbins", a.fastbin_bytes if a else None, m.fast_bytes if m else None,
-            (m.fast_count or 0) if m else 0)
-    return tuple(deltas)
-
-
 # --- reading one process ---------------------------------------------------------------------------
 
 

@@ -54,3 +54,20 @@ class Snapshot:
             if view.pid == pid:
                 return view
         return None
+
+
+def memory_used(meminfo: dict[str, int]) -> int | None:
+    """Used memory as free(1) computes it: MemTotal - MemAvailable (procps-ng >= 4)."""
+    total = meminfo.get("MemTotal")
+    available = meminfo.get("MemAvailable")
+    if total is None or available is None:
+        return None
+    return total - available
+
+
+def buff_cache(meminfo: dict[str, int]) -> int | None:
+    """free(1)'s buff/cache: Buffers + Cached + SReclaimable."""
+    try:
+        return meminfo["Buffers"] + meminfo["Cached"] + meminfo["SReclaimable"]
+    except KeyError:
+        return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from memtop.model.snapshot import buff_cache, memory_used  # noqa: F401 - derivations of meminfo, kept importable here
+
 from pathlib import Path
 
 from memtop.procfs import PROC, ParseError, parse_kb_table, read_bytes, read_text
@@ -38,20 +40,3 @@ def read_hostname(root: Path = PROC) -> str:
 
 def read_kernel_release(root: Path = PROC) -> str:
     return read_bytes(f"{root}/sys/kernel/osrelease").decode().strip()
-
-
-def memory_used(meminfo: dict[str, int]) -> int | None:
-    """Used memory as free(1) computes it: MemTotal - MemAvailable (procps-ng >= 4)."""
-    total = meminfo.get("MemTotal")
-    available = meminfo.get("MemAvailable")
-    if total is None or available is None:
-        return None
-    return total - available
-
-
-def buff_cache(meminfo: dict[str, int]) -> int | None:
-    """free(1)'s buff/cache: Buffers + Cached + SReclaimable."""
-    try:
-        return meminfo["Buffers"] + meminfo["Cached"] + meminfo["SReclaimable"]
-    except KeyError:
-        return None

@@ -389,7 +389,7 @@ class EvictScreen(_ActionScreen):
             self.dismiss(None)
 
     def _draw(self) -> None:
-        from memtop.commands.evict import describe, summarize
+        from memtop.render.evict import describe, summarize
 
         text = Text()
         if self.results is None:

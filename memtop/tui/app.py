@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from memtop.collect.collector import Collector
+from memtop.collect.collector import PROC, Collector
 from memtop.collect.parts import default_parts
 from memtop.collect.psiwatch import PsiWatch
 from memtop.collect.sampler import DEFAULT_INTERVAL_S, Sampler
@@ -28,7 +28,6 @@ from memtop.model.pressure import StallEvent, TriggerSpec
 from memtop.model.process import ProcessIdentity, ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.procfs import PROC
 from memtop.text import printable
 from memtop.tui.arenas import ArenasTab
 from memtop.tui.driver import TerminalLost

@@ -359,7 +359,7 @@ class ArenasTab(TabView):
         styles = self._styles()
         deltas: dict[tuple[int, str], ArenaDelta] = {}
         if mi is not None:
-            from memtop.heap.arena_advice import compare_with_malloc_info
+            from memtop.model.arenas import compare_with_malloc_info
 
             deltas = {(d.arena, d.figure): d for d in compare_with_malloc_info(heap.arenas, mi)}
 

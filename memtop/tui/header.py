@@ -6,9 +6,8 @@ from rich.text import Text
 from textual.widget import Widget
 
 from memtop.format import fmt_bytes, fmt_duration
-from memtop.model.snapshot import Snapshot
+from memtop.model.snapshot import Snapshot, memory_used
 from memtop.text import printable
-from memtop.procfs.system import memory_used
 
 
 class MemoryHeader(Widget):

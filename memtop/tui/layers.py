@@ -5,7 +5,7 @@ part split into brk heap, thread-arena heaps, mmapped malloc chunks, runtime reg
 the rest; the heap's resident pages split into in use, free kept by glibc, and top; LazyFree and
 Swap. Then what malloc_trim(0) would release now, the chunk that pins the heap, and findings.
 
-It renders the Collector's ``layers`` part (memtop/collect/parts.py: :func:`memtop.heap.layers.
+It renders the Collector's ``layers`` part (memtop/collect/parts.py: :func:`memtop.collect.layers.
 explain`, a read-only heap walk, on a worker thread): read for the selected process while the
 tab is shown, again every few seconds, with the walk's progress for a large heap.
 """

@@ -1,4 +1,4 @@
-"""The layers of one process (memtop.heap.layers.explain), as the Layers tab and `memtop explain`
+"""The layers of one process (memtop.collect.layers.explain), as the Layers tab and `memtop explain`
 show them, on targets built here: every parent row is the sum of its children, findings speak of
 resident memory, and without a valid walk nothing is claimed about in use / free."""
 
@@ -10,7 +10,8 @@ import pytest
 
 from memtop.commands.explain import render_text
 from memtop.heap import analyze
-from memtop.heap.layers import explain, report_json, split_unknown_reason
+from memtop.collect.layers import explain, split_unknown_reason
+from memtop.output.layers import report_json
 from memtop.model.findings import Severity
 from memtop.tui.layers import bar_values
 from tests.heap_targets import HEAP_TARGET

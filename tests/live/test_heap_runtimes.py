@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from memtop.heap import analyze
-from memtop.heap.layers import explain
+from memtop.collect.layers import explain
 from tests.support import IS_ROOT
 
 pytestmark = [pytest.mark.live,

@@ -17,7 +17,8 @@ import shutil
 
 import pytest
 
-from memtop.heap.layers import explain, report_json
+from memtop.collect.layers import explain
+from memtop.output.layers import report_json
 from tests.support import IS_ROOT
 
 pytestmark = [pytest.mark.live,

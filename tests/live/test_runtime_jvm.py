@@ -17,7 +17,8 @@ import subprocess
 
 import pytest
 
-from memtop.heap.layers import explain, report_json
+from memtop.collect.layers import explain
+from memtop.output.layers import report_json
 from tests.support import IS_ROOT, Child
 
 pytestmark = [pytest.mark.live,
