@@ -20,7 +20,7 @@ from memtop.collect.kernel import KernelCollector
 from memtop.collect.pagecache import VmstatSampler, process_top_files, top_cached_files
 from memtop.heap import LastValidWalks
 from memtop.model.pagecache import CachedFile, FilesView, TreeScanProgress, TreeView, VmstatView
-from memtop.model.pressure import CgroupsView, PsiHistory
+from memtop.model.pressure import CgroupsView, ProcessCgroups, PsiHistory
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import PartResult
 from memtop.model.tmpfs import ScanResult, TmpfsScans
@@ -169,11 +169,65 @@ class SystemFilesPart(Part):
     name = "system_files"
 
     def collect(self, job: Job) -> FilesView:
+        from memtop.procfs.cachestat import cachestat_supported
+
         files, held = top_cached_files(job.root, cancel=job.cancelled)
         note = f"{len(files)} files held by {held.processes_seen} processes"
         if held.processes_denied:
             note += f"; {held.processes_denied} process(es) not readable by this user (their files are not listed)"
-        return FilesView(tuple(files), note, None, held.processes_seen, held.processes_denied)
+        method = "cachestat(2)" if cachestat_supported() else "mmap(2)+mincore(2)"
+        return FilesView(tuple(files), note, None, held.processes_seen, held.processes_denied, method)
+
+
+class ProcessCgroupsPart(Part):
+    """Every process's memory cgroup (/proc/PID/cgroup), and each of those cgroups in detail.
+    A process's cgroup is read once per process (kept while it lives: a move between cgroups is
+    rare, and seen within ``refresh_ticks``)."""
+
+    name = "process_cgroups"
+
+    def __init__(self, root: Path, refresh_ticks: int = 30):
+        self.root = Path(root)
+        self.refresh_ticks = refresh_ticks
+        self._hierarchy = None
+        self._known: dict[ProcessIdentity, tuple[int, str]] = {}  # identity -> (tick read, path)
+
+    def collect(self, job: Job) -> ProcessCgroups:
+        from memtop.procfs.cgroup import locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory
+
+        try:
+            hierarchy = self._hierarchy or locate_memory_hierarchy(self.root)
+        except ProcfsError as e:
+            return ProcessCgroups(MappingProxyType({}), MappingProxyType({}), error=str(e))
+        self._hierarchy = hierarchy
+        tick = job.snapshot.tick
+        paths: dict[int, str] = {}
+        reasons: dict[int, str] = {}
+        alive = set()
+        for view in job.snapshot.processes:
+            identity = view.sample.identity
+            alive.add(identity)
+            known = self._known.get(identity)
+            if known is None or tick - known[0] >= self.refresh_ticks:
+                try:
+                    known = (tick, memory_cgroup_of(view.pid, hierarchy, self.root))
+                except NoSuchProcess:
+                    reasons[view.pid] = "process exited"
+                    continue
+                except ProcfsError as e:
+                    reasons[view.pid] = str(e)
+                    continue
+                self._known[identity] = known
+            paths[view.pid] = known[1]
+        for identity in self._known.keys() - alive:
+            del self._known[identity]
+        details = {}
+        for path in set(paths.values()):
+            try:
+                details[path] = read_cgroup_memory(hierarchy, path, detail=True)
+            except ProcfsError:
+                continue  # removed meanwhile: its processes' details are unknown
+        return ProcessCgroups(MappingProxyType(paths), MappingProxyType(details), MappingProxyType(reasons))
 
 
 class TreePart(Part):
@@ -364,6 +418,7 @@ def default_parts(root: Path, **options: Any) -> list[Part]:
         VmstatPart(root),
         ProcessFilesPart(),
         SystemFilesPart(),
+        ProcessCgroupsPart(root),
         TreePart(root),
         TmpfsPart(root),
         TmpfsScanPart(root),

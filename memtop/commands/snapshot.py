@@ -9,7 +9,7 @@ from pathlib import Path
 
 from memtop.commands import CliError
 from memtop.format import fmt_bytes, fmt_count
-from memtop.output.snapshot import build_snapshot
+from memtop.output.snapshot import snapshot_json
 from memtop.procfs import ProcfsError
 from memtop.model.snapshot import buff_cache, memory_used
 from memtop.text import json_dumps, printable
@@ -40,7 +40,7 @@ def run(args) -> int:
     if args.pid is not None and not os.path.isdir(root / str(args.pid)):
         raise CliError(f"no process with PID {args.pid}")
     try:
-        doc = build_snapshot(root, pid=args.pid)
+        doc = build_snapshot(root, args.pid)
     except ProcfsError as e:
         raise CliError(str(e)) from e
     if args.pid is not None and not doc["processes"]:
@@ -50,6 +50,34 @@ def run(args) -> int:
     else:
         sys.stdout.write(render_text(doc, top=args.top))
     return 0
+
+
+def take_sample(root: Path, pid: int | None = None, timeout_s: float = 120.0):
+    """One Sample with the snapshot's parts read (and, with ``pid``, that process's arenas)."""
+    from memtop.collect.collector import Collector
+    from memtop.collect.parts import default_parts
+    from memtop.model.process import ProcessIdentity
+    from memtop.output.snapshot import PARTS
+    from memtop.procfs.process import read_stat
+
+    collector = Collector(root, parts=default_parts(root), workers=4)
+    try:
+        target = None
+        if pid is not None:
+            collector.sampler.visible = frozenset({pid})
+            try:
+                target = ProcessIdentity(pid, read_stat(pid, root).start_ticks)
+            except ProcfsError:
+                target = None  # gone: the sample says so (no process row)
+        parts = PARTS + (("arenas",) if target is not None else ())
+        return collector.collect_once(parts, target=target, timeout=timeout_s, all_rollups=pid is None)
+    finally:
+        collector.close()
+
+
+def build_snapshot(root: Path = Path("/proc"), pid: int | None = None) -> dict:
+    """The JSON document of ``memtop snapshot --json`` (read, then formatted)."""
+    return snapshot_json(take_sample(root, pid), pid=pid)
 
 
 def render_text(doc: dict, top: int = 25) -> str:

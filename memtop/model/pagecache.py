@@ -154,6 +154,7 @@ class FilesView:
     pid: int | None = None  # source (a): whose files
     processes_seen: int | None = None  # source (b)
     processes_denied: int | None = None
+    method: str = ""  # how the files were measured: cachestat(2), or mmap(2)+mincore(2) before 6.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,6 +261,17 @@ class CgroupsView:
     baselines: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessCgroups:
+    """Each process's memory cgroup (PID -> path in the hierarchy), and the cgroups they are in,
+    read in detail; ``reasons``: PID -> why its cgroup is unknown."""
+
+    paths: Mapping[int, str]
+    details: Mapping[str, CgroupMemory]
+    reasons: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    error: str | None = None  # no memory hierarchy found
+
+
 def observed_growth(history, window_s: float = GROWTH_WINDOW_S) -> tuple[int, float] | None:
     """(RSS bytes grown, seconds) from the oldest known point of a process's History within
     ``window_s`` to the last."""

@@ -165,21 +165,15 @@ def analysis_lines(a: ArenaAnalysis) -> list[str]:
     return lines
 
 
-def snapshot_process_fields(context, view) -> dict:
-    """PROCESS_FIELD_PROVIDERS entry: with --pid, the selected process gets an ``arenas`` object
-    (a heap walk and a full smaps read: too expensive for every process)."""
-    if context.pid is None or view.pid != context.pid:
+def snapshot_process_fields(sample, view, pid: int | None = None) -> dict:
+    """With --pid, the selected process gets an ``arenas`` object (the Collector's arenas part:
+    a heap walk and a full smaps read, too expensive for every process)."""
+    if pid is None or view.pid != pid:
         return {}
-    from memtop.heap.arena_advice import analyze_arenas
-    from memtop.procfs import NoSuchProcess
-
-    try:
-        analysis = analyze_arenas(view.pid, context.root)
-    except NoSuchProcess:
-        return {"arenas": None}
-    if analysis.start_ticks != view.sample.identity.start_ticks:
-        return {"arenas": None}  # the PID was reused between the sample and the walk
-    return {"arenas": analysis_json(analysis)}
+    result = sample.result("arenas")
+    if result is None or result.value is None or result.key != view.sample.identity:
+        return {"arenas": None}  # not read, failed, or the PID was reused between the sample and the walk
+    return {"arenas": analysis_json(result.value)}
 
 
 # --- `memtop explain` ------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ Likewise slab growth is not in the snapshot.
 
 from __future__ import annotations
 
-from memtop.collect.kernel import KernelCollector
 from memtop.model.kernel import (
     FD_MIN_SPAN_S,
     FD_WINDOW_S,
@@ -109,15 +108,18 @@ def kernel_json(view: KernelView) -> dict:
     return doc
 
 
-def kernel_section(context) -> dict:
-    """SECTION_PROVIDERS entry: ``kernel``. With --pid, also the fd breakdown of that process."""
-    view = KernelCollector(context.root).collect(context.snapshot, context.pid)
-    return kernel_json(view)
+def kernel_section(sample) -> dict:
+    """The snapshot's ``kernel`` section (the Collector's kernel part; with --pid, also the fd
+    breakdown of that process)."""
+    result = sample.result("kernel")
+    if result is None or result.value is None:
+        return {"error": result.error if result is not None else "not read"}
+    return kernel_json(result.value)
 
 
-def process_fd_growth(context, view: ProcessView) -> dict:
-    """PROCESS_FIELD_PROVIDERS entry: ``fd_growth_per_min`` (null with the reason when unknown)."""
-    history = context.snapshot.history(view)
+def process_fd_growth(sample, view: ProcessView, pid: int | None = None) -> dict:
+    """Per process: ``fd_growth_per_min`` (null with the reason when unknown)."""
+    history = sample.processes.history(view)
     growth = history_fd_growth(history)
     if growth is not None:
         return {"fd_growth_per_min": round(growth.per_min, 2), "fd_growth_window_s": round(growth.span_s, 1),

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from memtop.collect.pagecache import one_shot_rates, thrashing_finding, top_cached_files
+from memtop.collect.pagecache import thrashing_finding
 from memtop.model.pagecache import VMSTAT_RATE_KEYS
-from memtop.procfs import ProcfsError
-from memtop.procfs.cachestat import cachestat_supported
 
 TOP_FILES = 100
-VMSTAT_INTERVAL_S = 0.5
 
 # The unit of each vmstat counter's rate (pgpgin/pgpgout are KiB, as vmstat(8) bi/bo).
 VMSTAT_UNITS = {
@@ -28,26 +25,31 @@ def cached_file_json(cached) -> dict:
     return doc
 
 
-def pagecache_section(context) -> dict:
+def pagecache_section(sample) -> dict:
     """Source (b): the files any process maps or holds open, the most cached first."""
-    files, held = top_cached_files(context.root)
+    result = sample.result("system_files")
+    view = result.value if result is not None else None
+    if view is None:
+        return {"source": None, "error": result.error if result is not None else "not read", "files": []}
     return {
-        "source": "files mapped or open by any process (/proc/PID/maps, /proc/PID/fd), measured with "
-        + ("cachestat(2)" if cachestat_supported() else "mmap(2)+mincore(2)"),
-        "files_total": len(files),
+        "source": "files mapped or open by any process (/proc/PID/maps, /proc/PID/fd), measured with " + view.method,
+        "files_total": len(view.files),
         "limit": TOP_FILES,
-        "processes_seen": held.processes_seen,
-        "processes_denied": held.processes_denied,
-        "files": [cached_file_json(f) for f in files[:TOP_FILES]],
+        "processes_seen": view.processes_seen,
+        "processes_denied": view.processes_denied,
+        "files": [cached_file_json(f) for f in view.files[:TOP_FILES]],
     }
 
 
-def vmstat_section(context) -> dict:
-    """Rates of the thrashing counters: two reads of /proc/vmstat ``interval_s`` apart."""
-    try:
-        rates = one_shot_rates(context.root, VMSTAT_INTERVAL_S)
-    except ProcfsError as e:
-        return {"interval_s": None, "rates": {}, "units": VMSTAT_UNITS, "error": str(e), "finding": None}
+def vmstat_section(sample) -> dict:
+    """Rates of the thrashing counters (the Collector's vmstat part: two reads of /proc/vmstat
+    half a second apart for a one-shot snapshot)."""
+    result = sample.result("vmstat")
+    view = result.value if result is not None else None
+    rates = view.latest if view is not None else None
+    if rates is None:
+        return {"interval_s": None, "rates": {}, "units": VMSTAT_UNITS, "finding": None,
+                "error": result.error if result is not None and result.error else "no two reads of /proc/vmstat"}
     finding = thrashing_finding([rates])
     return {
         "interval_s": rates.interval_s,

@@ -9,13 +9,6 @@ from __future__ import annotations
 
 from memtop.model.pressure import CgroupMemory, PsiLine, PsiResource, cgroup_findings, system_findings
 from memtop.model.process import ProcessView
-from memtop.procfs import NoSuchProcess, ProcfsError
-from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy, memory_cgroup_of, read_cgroup_memory, walk_memory_cgroups
-from memtop.procfs.pressure import pressure_unavailable_reason, read_system_pressure
-
-# One snapshot builds many process objects that share a few cgroups: remember, per context,
-# the hierarchy and each cgroup read (only the latest context is kept).
-_cache: dict = {"context": None, "hierarchy": None, "cgroups": {}}
 
 
 def _psi_line_json(line: PsiLine | None) -> dict | None:
@@ -63,61 +56,48 @@ def cgroup_json(cg: CgroupMemory, *, detail: bool = True) -> dict:
     return out
 
 
-def _hierarchy(context) -> MemoryHierarchy | str:
-    if _cache["context"] is not context:
-        _cache.update(context=context, hierarchy=None, cgroups={})
-        try:
-            _cache["hierarchy"] = locate_memory_hierarchy(context.root)
-        except ProcfsError as e:
-            _cache["hierarchy"] = str(e)
-    return _cache["hierarchy"]
-
-
-def pressure_section(context) -> dict:
-    """System PSI, where the memory controller is, every memory cgroup, and findings."""
-    sample = read_system_pressure(context.root)
+def pressure_section(sample) -> dict:
+    """System PSI, where the memory controller is, every memory cgroup, and findings (the
+    Collector's psi and cgroups parts)."""
+    psi = sample.get("psi")
+    latest = psi.latest if psi is not None else None
     doc: dict = {
-        "unavailable_reason": pressure_unavailable_reason(context.root),
-        **{name: psi_json(sample.resources.get(name)) for name in ("memory", "io", "cpu")},
-        "unknown_reasons": dict(sample.unknown),
+        "unavailable_reason": psi.unavailable_reason if psi is not None else "PSI not read",
+        **{name: psi_json(latest.resources.get(name) if latest else None) for name in ("memory", "io", "cpu")},
+        "unknown_reasons": dict(latest.unknown) if latest else {},
     }
-    hierarchy = _hierarchy(context)
-    findings = system_findings(sample)
-    if isinstance(hierarchy, str):
-        doc["cgroups"] = {"version": None, "mount": None, "unknown_reason": hierarchy, "tree": []}
+    findings = system_findings(latest)
+    result = sample.result("cgroups")
+    cgroups = result.value if result is not None else None
+    if cgroups is None or cgroups.version is None:
+        reason = (cgroups.error if cgroups is not None else result.error if result is not None else "not read")
+        doc["cgroups"] = {"version": None, "mount": None, "unknown_reason": reason, "tree": []}
     else:
-        tree = walk_memory_cgroups(hierarchy)
         doc["cgroups"] = {
-            "version": hierarchy.version,
-            "mount": hierarchy.mount_point or str(hierarchy.directory),
+            "version": cgroups.version,
+            "mount": cgroups.mount,
             "unknown_reason": None,
-            "tree": [cgroup_json(cg, detail=False) for cg in tree],
+            "tree": [cgroup_json(cg, detail=False) for cg in cgroups.tree],
         }
-        for cg in tree:
+        for cg in cgroups.tree:
             # One sample: "since start" is unknowable, so only the near-limit finding applies.
             findings.extend(cgroup_findings(cg, {}))
     doc["findings"] = [f.as_json() for f in findings]
     return doc
 
 
-def process_cgroup(context, view: ProcessView) -> dict:
+def process_cgroup(sample, view: ProcessView, pid: int | None = None) -> dict:
     """Per process: ``cgroup`` with path, current_bytes, max_bytes, events (and the rest)."""
-    hierarchy = _hierarchy(context)
     empty = {"version": None, "path": None, "current_bytes": None, "max_bytes": None, "events": None}
-    if isinstance(hierarchy, str):
-        return {"cgroup": {**empty, "unknown_reason": hierarchy}}
-    try:
-        path = memory_cgroup_of(view.pid, hierarchy, context.root)
-    except NoSuchProcess:
-        return {"cgroup": {**empty, "unknown_reason": "process exited"}}
-    except ProcfsError as e:
-        return {"cgroup": {**empty, "unknown_reason": str(e)}}
-    cgroups = _cache["cgroups"]
-    if path not in cgroups:
-        try:
-            cgroups[path] = cgroup_json(read_cgroup_memory(hierarchy, path, detail=True))
-        except NoSuchProcess:
-            cgroups[path] = {**empty, "path": path, "unknown_reason": "the cgroup was removed while being read"}
-        except ProcfsError as e:
-            cgroups[path] = {**empty, "path": path, "unknown_reason": str(e)}
-    return {"cgroup": cgroups[path]}
+    result = sample.result("process_cgroups")
+    known = result.value if result is not None else None
+    if known is None or known.error:
+        reason = known.error if known is not None else result.error if result is not None else "not read"
+        return {"cgroup": {**empty, "unknown_reason": reason}}
+    path = known.paths.get(view.pid)
+    if path is None:
+        return {"cgroup": {**empty, "unknown_reason": known.reasons.get(view.pid, "process exited")}}
+    cg = known.details.get(path)
+    if cg is None:
+        return {"cgroup": {**empty, "path": path, "unknown_reason": "the cgroup was removed while being read"}}
+    return {"cgroup": cgroup_json(cg)}

@@ -1,48 +1,35 @@
-"""``memtop snapshot --json``: one sample of everything, as a JSON document.
+"""``memtop snapshot --json``: one Sample of everything, as a JSON document.
 
-Domains add top-level sections by listing a provider in ``SECTION_PROVIDERS``: a dotted path to
-``function(context: SnapshotContext) -> dict | list``. Per-process fields are added the same way
-through ``PROCESS_FIELD_PROVIDERS``: ``function(context, view) -> dict`` merged into the process
-object. Unknown values are ``null``, never 0.
+The Collector (memtop/collect/collector.py) reads the sample; this module only formats it. Each
+domain's section is formatted by its own output module from its part's result (SECTIONS), and
+per-process fields likewise (PROCESS_FIELDS). Unknown values are ``null``, never 0, and a part
+that failed says why in its section's ``error``.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from memtop import __version__
-from memtop.collect.sampler import Sampler
 from memtop.model.process import ProcessView
+from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.procfs import PROC
+from memtop.output.arenas import snapshot_process_fields
+from memtop.output.kernel import kernel_section, process_fd_growth
+from memtop.output.pagecache import pagecache_section, vmstat_section
+from memtop.output.pressure import pressure_section, process_cgroup
+from memtop.output.tmpfs import snapshot_section as tmpfs_section
 
-SECTION_PROVIDERS: list[tuple[str, str]] = [
-    ("pagecache", "memtop.output.pagecache:pagecache_section"),
-    ("vmstat", "memtop.output.pagecache:vmstat_section"),
-    ("tmpfs", "memtop.output.tmpfs:snapshot_section"),
-    ("pressure", "memtop.output.pressure:pressure_section"),
-    ("kernel", "memtop.output.kernel:kernel_section"),
-]
-PROCESS_FIELD_PROVIDERS: list[str] = [
-    "memtop.output.pressure:process_cgroup",
-    "memtop.output.kernel:process_fd_growth",
-    "memtop.output.arenas:snapshot_process_fields",
-]
-
-
-@dataclass(frozen=True)
-class SnapshotContext:
-    root: Path
-    snapshot: Snapshot
-    pid: int | None  # --pid: the one process asked about, if any
-
-
-def _load(dotted: str):
-    module_name, _, attr = dotted.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+# The parts a snapshot reads (the Collector's names), and the sections made of them.
+PARTS = ("kernel", "psi", "cgroups", "process_cgroups", "vmstat", "system_files", "tmpfs")
+SECTIONS = (
+    ("pagecache", pagecache_section),
+    ("vmstat", vmstat_section),
+    ("tmpfs", tmpfs_section),
+    ("pressure", pressure_section),
+    ("kernel", kernel_section),
+)
+PROCESS_FIELDS = (process_cgroup, process_fd_growth, snapshot_process_fields)
 
 
 def process_json(view: ProcessView) -> dict:
@@ -88,22 +75,15 @@ def system_json(snapshot: Snapshot) -> dict:
     }
 
 
-def build_snapshot(root: Path = PROC, pid: int | None = None) -> dict:
-    """Sample once (smaps_rollup for every process) and build the JSON document."""
-    sampler = Sampler(root)
-    if pid is not None:
-        sampler.visible = frozenset({pid})
-    snapshot = sampler.sample(all_rollups=pid is None)
-    views = snapshot.processes
-    if pid is not None:
-        views = tuple(v for v in views if v.pid == pid)
-    context = SnapshotContext(root=Path(root), snapshot=snapshot, pid=pid)
+def snapshot_json(sample: Sample, pid: int | None = None) -> dict:
+    """The document of ``memtop snapshot --json`` (``pid``: only that process, with its arenas)."""
+    snapshot = sample.processes
+    views = snapshot.processes if pid is None else tuple(v for v in snapshot.processes if v.pid == pid)
     processes = []
-    field_providers = [_load(p) for p in PROCESS_FIELD_PROVIDERS]
     for view in sorted(views, key=lambda v: v.pid):
         obj = process_json(view)
-        for provider in field_providers:
-            obj.update(provider(context, view))
+        for fields in PROCESS_FIELDS:
+            obj.update(fields(sample, view, pid))
         processes.append(obj)
     doc = {
         "memtop_version": __version__,
@@ -111,6 +91,6 @@ def build_snapshot(root: Path = PROC, pid: int | None = None) -> dict:
         "system": system_json(snapshot),
         "processes": processes,
     }
-    for name, dotted in SECTION_PROVIDERS:
-        doc[name] = _load(dotted)(context)
+    for name, section in SECTIONS:
+        doc[name] = section(sample)
     return doc

@@ -127,9 +127,9 @@ def report_json(report: TmpfsReport) -> dict:
     }
 
 
-def snapshot_section(context) -> dict:
-    """SECTION_PROVIDERS entry: one collection pass with the snapshot's meminfo."""
-    from memtop.collect.tmpfs import collect_report
-
-    meminfo = dict(context.snapshot.system.meminfo) or None
-    return report_json(collect_report(context.root, meminfo))
+def snapshot_section(sample) -> dict:
+    """The snapshot's ``tmpfs`` section (the Collector's tmpfs part)."""
+    result = sample.result("tmpfs")
+    if result is None or result.value is None:
+        return {"error": result.error if result is not None else "not read"}
+    return report_json(result.value)

@@ -16,7 +16,7 @@ from memtop.collect.kernel import KernelCollector, read_namespaces
 from memtop.collect.sampler import Sampler
 from memtop.model.kernel import history_fd_growth
 from memtop.output.kernel import kernel_json, process_fd_growth
-from memtop.output.snapshot import SnapshotContext
+from memtop.model.sample import Sample
 from memtop.procfs import PAGE_SIZE, PROC
 from memtop.procfs import kernel as kfs
 from tests.live.kernel_targets import FDLEAK_C, FDS_PER_ITERATION
@@ -62,7 +62,7 @@ def test_steady_fd_leak_is_flagged_with_the_true_rate(fdleak, children):
     assert child.pid in flagged
     assert f"PID {child.pid} (" in flagged[child.pid].finding.text
     # The per-process JSON field says the same number.
-    field = process_fd_growth(SnapshotContext(PROC, snapshot, None), view)
+    field = process_fd_growth(Sample(snapshot), view)
     assert field["fd_growth_per_min"] == pytest.approx(growth.per_min, abs=0.01)
     # The fd breakdown: stdin/stdout/stderr are pipes; everything else is a socket.
     b = kernel.fd_breakdown

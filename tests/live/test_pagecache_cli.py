@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memtop.output.snapshot import build_snapshot
+from memtop.commands.snapshot import build_snapshot
 from tests.pagecache_support import PAGE, drop_cache, read_part, stable_reading, write_file
 
 WORKTREE = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from memtop.collect.tmpfs import collect_report, scan_tree
-from memtop.output.snapshot import build_snapshot
+from memtop.commands.snapshot import build_snapshot
 from tests.live.tmpfs_targets import HOLDER_C
 from tests.support import IS_ROOT, compile_c
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from memtop.output.arenas import analysis_json, analysis_lines, bucket_histogram, snapshot_process_fields
-from memtop.output.snapshot import PROCESS_FIELD_PROVIDERS, SnapshotContext
+from memtop.output.snapshot import PROCESS_FIELDS
 from tests.arenas_support import load_analysis
 
 
@@ -52,13 +52,11 @@ def test_histogram_buckets():
     assert bucket_histogram([]) == []
 
 
-def test_the_provider_is_registered_and_only_answers_for_the_pid_asked():
-    assert "memtop.output.arenas:snapshot_process_fields" in PROCESS_FIELD_PROVIDERS
+def test_the_field_is_registered_and_only_answers_for_the_pid_asked():
+    assert snapshot_process_fields in PROCESS_FIELDS
 
     class View:
         pid = 1
 
-    context = SnapshotContext(root=Path("/proc"), snapshot=None, pid=None)
-    assert snapshot_process_fields(context, View()) == {}
-    context = SnapshotContext(root=Path("/proc"), snapshot=None, pid=2)
-    assert snapshot_process_fields(context, View()) == {}
+    assert snapshot_process_fields(None, View(), None) == {}
+    assert snapshot_process_fields(None, View(), 2) == {}

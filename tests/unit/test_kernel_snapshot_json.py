@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from memtop.output.snapshot import build_snapshot
+from memtop.commands.snapshot import build_snapshot
 from memtop.procfs import PAGE_SIZE
 
 TREE = Path(__file__).resolve().parent.parent / "fixtures" / "kernel" / "tree" / "proc"
