@@ -143,3 +143,23 @@ def test_prometheus_scrapes_memtop_and_answers_with_its_metrics(children, promet
         if query(port, concrete):
             answered += 1
     assert answered >= len(exprs) // 2  # most panels have data already (heap needs --heap)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="reading another mount namespace's mounts needs root")
+def test_prometheus_stores_a_mount_point_that_is_not_utf8_as_its_escaped_name(children, prometheus, tmp_path):
+    from tests.export_support import HostileMount
+
+    # GIVEN a tmpfs that a user mounted on a directory whose name is not UTF-8
+    mount = HostileMount(tmp_path)
+    try:
+        _exporter, _host, exporter_port = start_exporter(children, "--interval", "1")
+        port = prometheus(exporter_port)
+        # THEN Prometheus scrapes memtop without error and stores the mount, its name escaped
+        series = wait_for(lambda: query(port, 'memtop_tmpfs_used_bytes{mountpoint=~".*memtop-hostile-.*"}'), 60,
+                          "the hostile mount in Prometheus")
+        targets = api(port, "/api/v1/targets")["data"]["activeTargets"]
+        assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
+        assert len(series) == 1 and series[0]["metric"]["mountpoint"].endswith("memtop-hostile-\\xff\\xfe")
+        assert float(series[0]["value"][1]) >= 1 << 20
+    finally:
+        mount.close()
