@@ -9,7 +9,8 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordReader, RecordWriter
+from memtop.collect.record import Recorder
+from memtop.output.record import DEFAULT_MAX_BYTES, RecordReader, RecordWriter
 from memtop.procfs.vmstat import read_vmstat
 from tests.record_support import MIB, record_in_process, same_processes, start_grower
 from tests.support import status_kb
@@ -33,7 +34,7 @@ def test_every_recorded_figure_reads_back_equal(tmp_path, children):
     try:
         assert len(reader) == 4
         assert reader.meta["hostname"] == captures[0].snapshot.system.hostname
-        assert reader.meta["interval_s"] == 2.0 and reader.meta["schema_version"] == 1
+        assert reader.meta["interval_s"] == 2.0 and reader.meta["schema_version"] == 2
         for i, capture in enumerate(captures):
             tick = reader.load(i)
             live, replayed = capture.snapshot, tick.snapshot
