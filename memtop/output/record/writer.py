@@ -121,7 +121,7 @@ def check_writable_path(path: Path) -> tuple[int, str]:
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise RecordFileError(f"{path}: the directory {parent} does not exist") from None
-        if e.errno == errno.ELOOP:
+        if e.errno == errno.ELOOP or (e.errno == errno.ENOTDIR and os.path.islink(parent)):
             target = os.path.realpath(parent)
             raise RecordFileError(f"{path}: the directory {parent} is a symbolic link (to {target}); memtop writes "
                                   "a recording only through real directories: give the real path") from None
