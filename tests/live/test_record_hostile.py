@@ -291,6 +291,53 @@ def test_what_record_and_check_print_about_a_file_is_printable(tmp_path, v2_reco
 
 # --- failures leave nothing beside the file -----------------------------------------------------------
 
+def test_a_replay_open_when_the_recorder_ends_leaves_no_wal_behind(tmp_path):
+    from memtop.output.record import RecordReader
+
+    path = tmp_path / "live.db"
+    proc = subprocess.Popen([sys.executable, "-m", "memtop", "record", path, "--interval", "0.5", "--quiet"],
+                            cwd=WORKTREE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_until(lambda: path.exists() and os.path.exists(f"{path}-wal") and _ticks(path) >= 2, timeout=30)
+        reader = RecordReader(path)  # a replay of the file being written
+        try:
+            assert reader.live
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            # THEN the recorder removed its -wal and -shm though the replay still has them open
+            assert beside(path) == ["live.db"]
+            # AND the open replay still reads, as does a new one (from the file alone)
+            assert reader.load(len(reader) - 1).snapshot.processes
+            reader.refresh()
+            assert reader.load(len(reader) - 1).snapshot.processes
+        finally:
+            reader.close()
+        after = RecordReader(path)
+        try:
+            assert not after.live and len(after) >= len(reader.seqs)
+            after.verify()
+        finally:
+            after.close()
+        assert beside(path) == ["live.db"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _ticks(path: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM ticks").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def test_the_smallest_bound_holds_or_nothing_is_left(tmp_path):
     # The real machine's ticks may not fit in the smallest bound: then none is written (and the
     # file goes), else the file and its -wal stay under it
@@ -324,5 +371,9 @@ def test_on_a_full_disk_the_ticks_written_stay_readable_and_nothing_is_left_besi
         assert check.returncode == 0, check.stderr
         ticks = int(check.stdout.split(": ", 1)[1].split()[0])
         assert ticks >= 2 and f"the {ticks} ticks recorded" in text
+        # AND a recording that cannot even be created on the full disk leaves nothing either
+        again = disk / "again.db"
+        one_line_failure(memtop("record", again, "--duration", "1", "--quiet"))
+        assert beside(again) == []
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
