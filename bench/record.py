@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memtop.format import fmt_bytes  # noqa: E402
-from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordReader, RecordWriter  # noqa: E402
+from memtop.collect.record import Recorder  # noqa: E402
+from memtop.output.record import DEFAULT_MAX_BYTES, RecordReader, RecordWriter  # noqa: E402
 
 
 def shifted(capture, dt: float):

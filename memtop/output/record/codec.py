@@ -131,28 +131,17 @@ def scalar(value, hint, where: str):
 def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
     """``data`` (as :func:`encode` made it, through JSON) built into ``hint``'s type, every value
     checked against the type its field declares. Raises RecordDataError."""
+    fast = _SCALAR_CHECKS.get(hint, _UNKNOWN)
+    if fast is _UNKNOWN:
+        fast = _scalar_check(hint)
+    if fast is not None and fast(data):
+        return float(data) if type(data) is int and float in _SCALARS_OF[hint] else data
     if hint is None:
         hint = type(None)
     if hint is type(None):
         if data is None:
             return None
         raise RecordDataError(f"{where}: expected nothing, got {_kind(data)}")
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        args = typing.get_args(hint)
-        if data is None:
-            if type(None) in args:
-                return None
-            raise RecordDataError(f"{where}: missing")
-        problems = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return decode(data, arg, version=version, where=where)
-            except RecordDataError as e:
-                problems.append(str(e))
-        raise RecordDataError(problems[0] if len(problems) == 1 else f"{where}: {_kind(data)} fits none of its types")
     if hint is bool:
         if isinstance(data, bool):
             return data
@@ -170,6 +159,22 @@ def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
         if isinstance(data, str) and len(data) <= MAX_STRING:
             return data
         raise RecordDataError(f"{where}: expected a string, got {_kind(data)}")
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        args = typing.get_args(hint)
+        if data is None:
+            if type(None) in args:
+                return None
+            raise RecordDataError(f"{where}: missing")
+        problems = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return decode(data, arg, version=version, where=where)
+            except RecordDataError as e:
+                problems.append(str(e))
+        raise RecordDataError(problems[0] if len(problems) == 1 else f"{where}: {_kind(data)} fits none of its types")
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(data, list):
@@ -189,10 +194,50 @@ def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
     raise RecordDataError(f"{where}: no decoding for {hint!r}")  # a memtop bug, said as damage
 
 
+_UNKNOWN = object()
+_SCALAR_CHECKS: dict = {}
+_SCALARS_OF: dict = {}
+
+
+def _scalar_check(hint):
+    """For a hint made of int, float, str, bool and None only: a quick test that a value is
+    one of them, within bounds (a value that fails is decoded the slow way, for the message)."""
+    try:
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        hash(hint)
+    except TypeError:
+        return None
+    if not args or not all(a in (int, float, str, bool, type(None)) for a in args):
+        _SCALAR_CHECKS[hint] = None
+        return None
+    kinds = frozenset(args)
+
+    def check(value) -> bool:
+        kind = type(value)
+        if kind not in kinds and not (kind is int and float in kinds):
+            return False
+        if kind is int:
+            return -_INT_LIMIT < value < _INT_LIMIT
+        if kind is float:
+            return math.isfinite(value) and -_INT_LIMIT < value < _INT_LIMIT
+        if kind is str:
+            return len(value) <= MAX_STRING
+        return True
+
+    _SCALARS_OF[hint] = kinds
+    _SCALAR_CHECKS[hint] = check
+    return check
+
+
 def mapping(data, value_hint, key_hint=str, *, version: int = SCHEMA_VERSION, where: str = "value"):
     """A plain JSON object (keys are strings) as a read-only mapping of checked values."""
     if not isinstance(data, dict):
         raise RecordDataError(f"{where}: expected an object, got {_kind(data)}")
+    fast = _column_check(value_hint) if key_hint is str else None
+    if fast is not None and all(len(k) <= MAX_STRING for k in data):
+        values = fast(list(data.values()))
+        if values is not None:
+            return MappingProxyType(dict(zip(data, values)))
     out = {}
     for key, value in data.items():
         if key_hint is int:
@@ -416,11 +461,66 @@ def column(doc: dict, name: str, hint, count: int, where: str, default=MISSING) 
         raise RecordDataError(f"{where} lacks the column {name}")
     if not isinstance(values, list) or len(values) != count:
         raise RecordDataError(f"{where}: column {name} is not a list of {count}")
+    fast = _column_check(hint)
+    if fast is not None:
+        checked = fast(values)
+        if checked is not None:
+            return checked
+    # A value that is not what it should be (or a type with no quick check): one at a time,
+    # for the message that names it.
     return [decode(v, hint, where=f"{where}.{name}") for v in values]
 
 
-def slab_rows(doc: dict | None) -> tuple[SlabRow, ...] | None:
-    """The slab table back from its columns (schema 1 and 2 store them alike, by name)."""
+_COLUMN_CHECKS: dict = {}
+
+
+def _column_check(hint):
+    """A quick check of a whole column of scalars (a replay decodes thousands of values per
+    tick): a function returning the values, or None when one of them is wrong."""
+    if hint in _COLUMN_CHECKS:
+        return _COLUMN_CHECKS[hint]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in args
+    kinds = [a for a in args if a is not type(None)]
+    check = None
+    allowed = {type(None)} if optional else set()
+    if kinds == [int]:
+        allowed.add(int)
+
+        def check(values):
+            if not set(map(type, values)) <= allowed:
+                return None
+            numbers = [v for v in values if v is not None] if optional else values
+            return values if not numbers or (-_INT_LIMIT < min(numbers) and max(numbers) < _INT_LIMIT) else None
+    elif kinds == [str]:
+        allowed.add(str)
+
+        def check(values):
+            if not set(map(type, values)) <= allowed:
+                return None
+            return values if max(map(len, filter(None, values)), default=0) <= MAX_STRING else None
+    elif kinds == [bool]:
+        allowed.add(bool)
+
+        def check(values):
+            return values if set(map(type, values)) <= allowed else None
+    elif kinds == [float]:
+        allowed.update((int, float))
+
+        def check(values):
+            if not set(map(type, values)) <= allowed:
+                return None
+            numbers = [float(v) for v in values if v is not None]
+            if numbers and not (math.isfinite(sum(map(abs, numbers))) and max(map(abs, numbers)) < _INT_LIMIT):
+                return None
+            return [None if v is None else float(v) for v in values]
+    _COLUMN_CHECKS[hint] = check
+    return check
+
+
+def slab_rows(doc: dict | None, build: bool = True) -> tuple[SlabRow, ...] | None:
+    """The slab table back from its columns (schema 1 and 2 store them alike, by name);
+    ``build=False`` only checks them."""
     if doc is None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), list):
@@ -433,5 +533,7 @@ def slab_rows(doc: dict | None) -> tuple[SlabRow, ...] | None:
         cols[f.name] = column(doc, f.name, hints[f.name], count, "slabs", default)
     growth = column(doc, "growth", float | None, count, "slabs")
     reclaimable = column(doc, "reclaimable", bool | None, count, "slabs")
+    if not build:
+        return ()
     caches = [SlabCache(**{name: cols[name][i] for name in cols}) for i in range(count)]
     return tuple(SlabRow(c, g, r) for c, g, r in zip(caches, growth, reclaimable))

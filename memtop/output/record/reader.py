@@ -17,11 +17,10 @@ import sqlite3
 import stat as stat_module
 import struct
 import threading
-import typing
 import zlib
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -37,9 +36,9 @@ from memtop.output.record.codec import (
     MAX_INFO_BYTES,
     MAX_SECTION_BYTES,
     READABLE_VERSIONS,
-    ROLLUP_FIELDS,
     RecordDataError,
     RecordFileError,
+    V1_FIELDS,
     column,
     decode,
     field_hints,
@@ -66,7 +65,6 @@ REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the liv
 # works up to the year 9999), monotonic and uptime seconds below a thousand years.
 MAX_WALL_TIME = 253402300799.0
 MAX_MONOTONIC = 1000 * 365 * 86400.0
-_ROLLUP_HINTS = field_hints(Rollup)
 
 # The process columns: name in the file -> (ProcessSample field, its type). Written by both
 # schema versions under these names.
@@ -722,7 +720,7 @@ class RecordReader:
             self._system(seq)
         elif name == "kernel":
             doc = self._object(seq, "kernel")
-            slab_rows(doc.get("slabs"))
+            slab_rows(doc.get("slabs"), build=False)
             decode(doc.get("namespaces", []), tuple[NetNamespace, ...], version=self.version, where="namespaces")
             decode(doc.get("file_nr"), FileNr | None, version=self.version, where="file_nr")
         elif name == "psi":
@@ -753,8 +751,8 @@ class RecordReader:
         return self.largest_changes(list(enumerate(self.used)))
 
 
-def _may_be_none(hint) -> bool:
-    return hint is type(None) or type(None) in typing.get_args(hint)
+def _kind_of(value) -> str:
+    return f"{len(value)} values" if isinstance(value, list) else type(value).__name__
 
 
 def _why(e: BaseException) -> str:
@@ -779,31 +777,29 @@ def _process_table(doc: dict, version: int) -> dict:
     for name, hint in _PROCESS_COLUMNS.items():
         out[name] = column(doc, name, hint, count, "processes")
     out["rollup_current"] = column(doc, "rollup_current", bool, count, "processes", default=True)
-    rollups: list[Rollup | None]
+    rollup = doc.get("rollup")
     if version == 1:
         # Schema 1: each row's rollup is the list of its fields in the order of then.
-        raw = doc.get("rollup")
-        if not isinstance(raw, list) or len(raw) != count:
-            raise RecordDataError(f"processes: the rollup column is not a list of {count}")
-        rollups = [None if r is None else decode({"@": "Rollup", "f": r}, Rollup, version=1, where="rollup")
-                   for r in raw]
+        names, rows = V1_FIELDS["Rollup"], rollup
     else:
-        present = column(doc, "rollup", bool, count, "processes")
-        # A row without a rollup has None in every rollup column: each is read as "or None", and
-        # a row with one must then hold a value where its field needs one.
-        figures = {f.name: column(doc, f"rollup.{f.name}", _ROLLUP_HINTS[f.name] | None, count, "processes",
-                                  f.default) for f in fields(Rollup)}
-        required = [f.name for f in fields(Rollup) if not _may_be_none(_ROLLUP_HINTS[f.name])]
+        # Schema 2: the field names once, then each row's values in that order.
+        if not (isinstance(rollup, dict) and isinstance(rollup.get("fields"), list)):
+            raise RecordDataError("processes: the rollup column has no field names")
+        names, rows = rollup["fields"], rollup.get("rows")
+    if not isinstance(rows, list) or len(rows) != count:
+        raise RecordDataError(f"processes: the rollup column is not a list of {count}")
+    if version == 1:
+        rollups = [None if r is None else decode({"@": "Rollup", "f": r}, Rollup, version=1, where="rollup")
+                   for r in rows]
+    else:
         rollups = []
-        for i in range(count):
-            if not present[i]:
+        for r in rows:
+            if r is None:
                 rollups.append(None)
-                continue
-            values = {name: figures[name][i] for name in ROLLUP_FIELDS}
-            if any(values[name] is None for name in required):
-                raise RecordDataError("processes: a rollup without its " + ", ".join(
-                    name for name in required if values[name] is None))
-            rollups.append(Rollup(**values))
+            elif not isinstance(r, list) or len(r) != len(names):
+                raise RecordDataError(f"processes: a rollup of {_kind_of(r)}, not {len(names)} values")
+            else:
+                rollups.append(decode({"@": "Rollup", "f": dict(zip(map(str, names), r))}, Rollup, where="rollup"))
     out["rollup"] = rollups
     return out
 

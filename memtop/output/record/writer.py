@@ -61,11 +61,11 @@ MIN_MAX_BYTES = 64 * 1024
 KEYFRAME_EVERY = 30
 
 # The per-process columns of the ``processes`` section (one JSON list per column: similar values
-# side by side compress better than one object per process). ``rollup`` says whether the process
-# has one; its figures are the ``rollup.<field>`` columns.
+# side by side compress better than one object per process). ``rollup`` is one part too:
+# ``{"fields": [Rollup field names], "rows": [[values in that order] or null per process]}``.
 PROCESS_COLUMNS = ("proc", "ppid", "comm", "user", "state", "rss", "anon", "file", "shmem", "swap", "threads",
                    "minflt", "majflt", "fds", "fd_reason", "rollup", "rollup_reason", "rollup_time",
-                   "rollup_current", *(f"rollup.{name}" for name in ROLLUP_FIELDS))
+                   "rollup_current")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -583,15 +583,15 @@ def encode_sections(capture, proc_ids: list[int]) -> tuple[dict, dict[str, bytes
         row = {"proc": proc_id, "ppid": s.ppid, "comm": s.comm, "user": s.user, "state": s.state,
                "rss": s.rss_bytes, "anon": s.anon_bytes, "file": s.file_bytes, "shmem": s.shmem_bytes,
                "swap": s.swap_bytes, "threads": s.threads, "minflt": s.minflt, "majflt": s.majflt,
-               "fds": s.fd_count, "fd_reason": s.fd_reason, "rollup": r is not None,
+               "fds": s.fd_count, "fd_reason": s.fd_reason,
+               "rollup": [getattr(r, name) for name in ROLLUP_FIELDS] if r is not None else None,
                "rollup_reason": s.rollup_reason, "rollup_time": s.rollup_time, "rollup_current": view.rollup_current}
-        for name in ROLLUP_FIELDS:
-            row[f"rollup.{name}"] = getattr(r, name) if r is not None else None
         for name in PROCESS_COLUMNS:
             columns[name].append(row[name])
         procs.append(proc_id)
         rss.append(-1 if s.rss_bytes is None else s.rss_bytes)
         fds.append(-1 if s.fd_count is None else s.fd_count)
+    columns["rollup"] = {"fields": list(ROLLUP_FIELDS), "rows": columns["rollup"]}
     system = snapshot.system
     docs = {
         "system": {"meminfo": dict(system.meminfo), "warnings": list(snapshot.warnings + capture.warnings),
