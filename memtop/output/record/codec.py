@@ -36,7 +36,7 @@ from typing import Mapping
 from memtop.model.kernel import FileNr, MeminfoCategory, NetNamespace, SlabCache, SlabRow, Sockstat, SockProtocol
 from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
 from memtop.model.process import Rollup
-from memtop.text import printable
+from memtop.text import json_safe, json_value, printable
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -101,13 +101,19 @@ _PLAIN = (int, float, str, bool, type(None))
 
 def encode(obj):
     """A model record (or a tuple/mapping of them) as JSON-able data, fields by name:
-    ``{"@": class, "f": {field: value}}``; a mapping ``{"m": {key: value}}``; a tuple a list."""
+    ``{"@": class, "f": {field: value}}``; a mapping ``{"m": {key: value}}``, or ``{"p": [[key,
+    value], ...]}`` when a key is not valid UTF-8 (a cgroup path any user can name: a JSON key
+    cannot be the list of its bytes); a tuple a list. Strings that are not valid UTF-8 become
+    the list of their bytes when written (:func:`to_json`, memtop.text.json_value)."""
     if type(obj) in _PLAIN:
         return obj
     if is_dataclass(obj):
         return {"@": type(obj).__name__, "f": {f.name: encode(getattr(obj, f.name)) for f in fields(obj)}}
     if isinstance(obj, Mapping):
-        return {"m": {str(k): encode(v) for k, v in obj.items()}}
+        keys = [str(k) for k in obj]
+        if all(isinstance(json_value(k), str) for k in keys):
+            return {"m": {k: encode(v) for k, v in zip(keys, obj.values())}}
+        return {"p": [[json_value(k), encode(v)] for k, v in zip(keys, obj.values())]}
     if isinstance(obj, (tuple, list)):
         return [encode(v) for v in obj]
     raise TypeError(f"cannot record a {type(obj).__name__}")
@@ -158,6 +164,9 @@ def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
     if hint is str:
         if isinstance(data, str) and len(data) <= MAX_STRING:
             return data
+        text = text_of(data)
+        if text is not None:
+            return text
         raise RecordDataError(f"{where}: expected a string, got {_kind(data)}")
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
@@ -186,6 +195,14 @@ def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
         return tuple(decode(v, a, version=version, where=f"{where}[{i}]") for i, (v, a) in enumerate(zip(data, args)))
     if origin is collections.abc.Mapping or origin is dict:
         key_hint, value_hint = typing.get_args(hint)
+        if isinstance(data, dict) and set(data) == {"p"} and isinstance(data["p"], list) and version > 1:
+            pairs = {}
+            for pair in data["p"]:
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise RecordDataError(f"{where}: a mapping entry is not a [key, value] pair")
+                key = decode(pair[0], str, where=f"{where} key")
+                pairs[key] = decode(pair[1], value_hint, version=version, where=f"{where}[{key[:40]!r}]")
+            return MappingProxyType(pairs)
         if not (isinstance(data, dict) and set(data) == {"m"} and isinstance(data["m"], dict)):
             raise RecordDataError(f"{where}: expected a mapping, got {_kind(data)}")
         return mapping(data["m"], value_hint, key_hint, version=version, where=where)
@@ -291,7 +308,27 @@ def _kind(data) -> str:
     return repr(data)[:40]
 
 
+def text_of(data) -> str | None:
+    """A string written as the list of its bytes (memtop.text.json_value: it was not valid
+    UTF-8) back to the string memtop had (surrogateescape); None when ``data`` is no such list."""
+    if isinstance(data, list) and len(data) <= MAX_STRING \
+            and all(type(b) is int and 0 <= b <= 255 for b in data):
+        raw = bytes(data)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "surrogateescape")
+        # Valid UTF-8 is written as a string: a list of such bytes is not memtop's.
+    return None
+
+
 def to_json(value) -> bytes:
+    """Strict JSON: a string that is not valid UTF-8 is the list of its bytes, as memtop.text
+    says for JSON (json_safe), so that any JSON parser reads the file's parts."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate somewhere (rare): the walk that mends it
+        value = json_safe(value)
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 

@@ -48,6 +48,7 @@ from memtop.output.record.codec import (
     scalar,
     section_doc,
     slab_rows,
+    text_of,
     unpack_parts,
 )
 from memtop.procfs import CLOCK_TICKS
@@ -168,6 +169,7 @@ def _text(limit: int = 4096, optional: bool = False):
     def check(value):
         if value is None and optional:
             return None
+        value = text_of(value) if isinstance(value, list) else value
         if not isinstance(value, str) or len(value) > limit:
             raise RecordDataError(f"{value!r:.40} is not a string of at most {limit} characters")
         return value

@@ -172,8 +172,7 @@ def _initial_image(meta: dict) -> bytes:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 memory.execute(statement)
-        memory.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v, allow_nan=False))
-                                                             for k, v in meta.items()])
+        memory.executemany("INSERT INTO meta VALUES (?, ?)", [(k, to_json(v).decode()) for k, v in meta.items()])
         memory.execute(f"PRAGMA application_id={APPLICATION_ID}")
         memory.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         memory.execute("COMMIT")
