@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from memtop.commands.export import MAX_CONNECTIONS, REQUEST_TIMEOUT_S
+from memtop.text import printable
 from tests.export_support import HostileMount, get, metric_value, start_exporter, vm_rss
 from tests.support import wait_until
 
@@ -230,8 +231,10 @@ def test_a_mount_point_that_is_not_utf8_is_exported_escaped_from_the_start(child
         # labels show the bytes and the escape sequences as visible escapes, and tmpfs is read
         assert status == 200
         families = _exposition_checks(body.decode("utf-8"))
+        shown = printable(mount.mountpoint)  # this test's own mount: the machine may hold others
+        assert shown.endswith("memtop-hostile-\\xff\\xfe")
         used = [s for f in families if f.name == "memtop_tmpfs_used_bytes" for s in f.samples
-                if s.labels["mountpoint"].endswith("memtop-hostile-\\xff\\xfe")]
+                if s.labels["mountpoint"] == shown]
         assert len(used) == 1, [s.labels for f in families if f.name == "memtop_tmpfs_used_bytes" for s in f.samples]
         assert used[0].labels["fstype"] == "tmpfs" and re.fullmatch(r"\d+:\d+", used[0].labels["device"])
         assert used[0].value >= 1 << 20
@@ -251,7 +254,8 @@ def test_a_mount_point_that_is_not_utf8_appearing_later_does_not_stop_sampling(c
         # THEN the samples go on, and they include the mount
         def later():
             text = get("127.0.0.1", port)[1].decode()
-            return metric_value(text, "memtop_exporter_samples_total") >= first + 4 and "memtop-hostile-" in text and text
+            shown = printable(mount.mountpoint).replace("\\", "\\\\")  # as the exposition escapes it
+            return metric_value(text, "memtop_exporter_samples_total") >= first + 4 and shown in text and text
         text = wait_until(later, timeout=30)
         _exposition_checks(text)
     finally:
