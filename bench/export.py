@@ -8,6 +8,10 @@
 3. The real exporter (`python -m memtop export --interval 2`) under --scrapes scrapes at
    --concurrency: latency p50/p95/p99, scrapes per second, the exporter's CPU per scrape (its
    process CPU minus what its sampling thread reported), its RSS before and after.
+4. --idle N (default 3000): the real exporter with N idle connections held open (half of them
+   silent, half with a request cut in the middle), as any local user can make: its RSS and
+   thread count before and with them, and the time a scrape takes meanwhile.
+   `--idle-only` runs this part alone.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import argparse
 import http.client
 import os
 import re
+import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -117,6 +123,82 @@ def heap_cost(mib: int) -> None:
         target.wait()
 
 
+def threads(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return -1
+
+
+def start_exporter(*extra: str) -> tuple[subprocess.Popen, int]:
+    exporter = subprocess.Popen([sys.executable, "-m", "memtop", "export", "--listen", "127.0.0.1:0", *extra],
+                                cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True)
+    line = exporter.stdout.readline().decode()
+    return exporter, int(re.search(r":(\d+)/metrics", line).group(1))
+
+
+def idle_connections(n: int) -> None:
+    """The exporter's RSS and threads with ``n`` idle connections, and a scrape meanwhile."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:  # the exporter (a child) inherits it: it must be able to accept them all
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard != resource.RLIM_INFINITY else want, hard))
+    exporter, port = start_exporter("--interval", "2")
+    held: list[socket.socket] = []
+    try:
+        time.sleep(3)
+        scrape(port)
+        rss0, threads0 = rss_mib(exporter.pid), threads(exporter.pid)
+        t0 = time.perf_counter()
+        refused = 0
+        for i in range(n):
+            s = socket.socket()
+            s.settimeout(10)
+            try:
+                s.connect(("127.0.0.1", port))
+                if i % 2:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            except OSError:
+                refused += 1
+                s.close()
+                continue
+            held.append(s)
+        opened = time.perf_counter() - t0
+        time.sleep(3)
+        rss1, threads1 = rss_mib(exporter.pid), threads(exporter.pid)
+        try:
+            latency, _ = scrape(port)
+            during = f"{latency * 1000:.1f} ms"
+        except Exception as e:  # noqa: BLE001 - what the user would see
+            during = f"failed ({type(e).__name__}: {e})"
+        alive = sum(1 for s in held if _still_open(s))
+        print(f"{n} idle connections ({refused} refused at connect, opened in {opened:.1f} s; "
+              f"{alive} still open after 3 s): exporter RSS {rss0:.1f} -> {rss1:.1f} MiB, "
+              f"threads {threads0} -> {threads1}; a scrape meanwhile: {during}")
+        time.sleep(12)
+        alive = sum(1 for s in held if _still_open(s))
+        print(f"after 15 s: {alive} of them still open; exporter RSS {rss_mib(exporter.pid):.1f} MiB, "
+              f"threads {threads(exporter.pid)}")
+    finally:
+        for s in held:
+            s.close()
+        exporter.send_signal(signal.SIGTERM)
+        print(f"exporter exit status after SIGTERM: {exporter.wait(timeout=30)}")
+
+
+def _still_open(s: socket.socket) -> bool:
+    """False once the server closed the connection (recv returns b'' or fails)."""
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--procs", type=int, default=1000)
@@ -124,7 +206,12 @@ def main() -> None:
     ap.add_argument("--scrapes", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--heap-mib", type=int, default=256, help="heap size of the --heap target (0: skip)")
+    ap.add_argument("--idle", type=int, default=3000, help="idle connections held open (0: skip)")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle-connections measurement")
     args = ap.parse_args()
+    if args.idle_only:
+        idle_connections(args.idle)
+        return
 
     binary = compile_c(SLEEPER, name="bench-sleeper")
     kids = [subprocess.Popen([binary], start_new_session=True) for _ in range(args.procs)]
@@ -157,10 +244,7 @@ def main() -> None:
         if args.heap_mib:
             heap_cost(args.heap_mib)
 
-        exporter = subprocess.Popen([sys.executable, "-m", "memtop", "export", "--listen", "127.0.0.1:0",
-                                     "--interval", "2"], cwd=ROOT, stdout=subprocess.PIPE, start_new_session=True)
-        line = exporter.stdout.readline().decode()
-        port = int(re.search(r":(\d+)/metrics", line).group(1))
+        exporter, port = start_exporter("--interval", "2")
         time.sleep(3)
         _, body = scrape(port)
         rss_before = rss_mib(exporter.pid)
@@ -184,10 +268,15 @@ def main() -> None:
               f"{scrape_cpu / args.scrapes * 1000:.2f} ms per scrape; sampling meanwhile: "
               f"{sampling_after - sampling_before:.2f} s")
         print(f"exporter RSS: {rss_before:.1f} MiB before, {rss_after:.1f} MiB after the scrapes")
+        exporter.send_signal(signal.SIGTERM)
+        print(f"exporter exit status after SIGTERM: {exporter.wait(timeout=30)}")
+        exporter = None
+        if args.idle:
+            idle_connections(args.idle)
     finally:
         if exporter is not None:
             exporter.send_signal(signal.SIGTERM)
-            print(f"exporter exit status after SIGTERM: {exporter.wait(timeout=30)}")
+            exporter.wait(timeout=30)
         for kid in kids:
             kid.kill()
         for kid in kids:

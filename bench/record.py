@@ -10,6 +10,10 @@
    the tick list), to load the newest tick, to step one tick, to jump to a random tick, and to
    rank the largest RSS changes of one process over the whole file (the `c` key).
 
+3. --huge N (default 20): N processes with command lines of --cmdline-kib KiB each (1024: 1 MiB,
+   as any user can start), then the real `memtop record FILE --max-size 1M` for 6 ticks: the size
+   of FILE (and of anything beside it) against the bound. `--huge-only` runs this part alone.
+
 For ~300 processes with a fixed count, run it in a PID namespace with a workload, e.g.
 `unshare --pid --fork --mount-proc sh -c 'for i in $(seq 300); do sleep 1000 & done; .venv/bin/python bench/record.py'`.
 """
@@ -20,7 +24,9 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memtop.format import fmt_bytes  # noqa: E402
-from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordReader, RecordWriter  # noqa: E402
+from memtop.collect.record import Recorder  # noqa: E402
+from memtop.output.record import DEFAULT_MAX_BYTES, RecordReader, RecordWriter  # noqa: E402
 
 
 def shifted(capture, dt: float):
@@ -45,12 +52,54 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--big", type=int, default=2000)
+    parser.add_argument("--huge", type=int, default=20, help="processes with huge command lines (0: skip)")
+    parser.add_argument("--cmdline-kib", type=int, default=1024)
+    parser.add_argument("--huge-only", action="store_true")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="memtop-bench-record-"))
     try:
-        run(args, workdir)
+        if not args.huge_only:
+            run(args, workdir)
+        if args.huge:
+            huge_cmdlines(args.huge, args.cmdline_kib, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def huge_cmdlines(n: int, kib: int, workdir: Path) -> None:
+    """`memtop record --max-size 1M` while ``n`` processes have ``kib`` KiB command lines."""
+    # One argument is at most 128 KiB (MAX_ARG_STRLEN): the command line is made of several.
+    chunk = 120 * 1024
+    args = [("x" * min(chunk, kib * 1024 - i)) for i in range(0, kib * 1024, chunk)]
+    kids = []
+    for k in range(n):
+        # The shell holds the command line (`sh -c SCRIPT NAME ARGS...`) while it waits on sleep.
+        kids.append(subprocess.Popen(["sh", "-c", "sleep 600; : $#", f"huge-{k}", *args], start_new_session=True))
+    path = workdir / "huge.db"
+    try:
+        time.sleep(1)
+        sizes = [len(open(f"/proc/{kid.pid}/cmdline", "rb").read()) for kid in kids]
+        result = subprocess.run([sys.executable, "-m", "memtop", "record", str(path), "--max-size", "1M",
+                                 "--interval", "1", "--duration", "5"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=300)
+        beside = {p.name: p.stat().st_size for p in workdir.iterdir() if p.name.startswith("huge.db")}
+        ticks = "?"
+        if path.exists():
+            import sqlite3
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            ticks = conn.execute("SELECT count(*) FROM ticks").fetchone()[0]
+            conn.close()
+        print(f"\n{n} processes with {statistics.mean(sizes) / 1024:.0f} KiB command lines; "
+              f"`memtop record --max-size 1M --interval 1 --duration 5` exit {result.returncode}: "
+              + ", ".join(f"{name} {fmt_bytes(size)}" for name, size in sorted(beside.items()))
+              + f"; {ticks} ticks in the file")
+        if result.returncode:
+            print("  stderr:", result.stderr.strip())
+    finally:
+        for kid in kids:
+            os.killpg(kid.pid, signal.SIGKILL)
+        for kid in kids:
+            kid.wait()
 
 
 def run(args, workdir: Path) -> None:

@@ -8,7 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from memtop.procfs import PROC
-from memtop.output.record import DEFAULT_MAX_BYTES, Recorder, RecordWriter, TickCapture
+from memtop.collect.record import Recorder, TickCapture
+from memtop.output.record import DEFAULT_MAX_BYTES, RecordWriter
+from memtop.output.record.writer import cap_text
 from tests.support import Child
 
 MIB = 2**20
@@ -61,8 +63,9 @@ def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: in
 def comparable(snapshot, view):
     """A view with its history told as points: two snapshots number their ticks differently (the
     sampler from its start, a replay from its window's first tick), so their views are compared
-    by what they stand for."""
-    return replace(view, since=0, runs=()), snapshot.history(view)
+    by what they stand for. The command line as a recording keeps it (cut to CMDLINE_LIMIT)."""
+    sample = replace(view.sample, cmdline=cap_text(view.sample.cmdline))
+    return replace(view, sample=sample, since=0, runs=()), snapshot.history(view)
 
 
 def same_processes(a, b) -> bool:

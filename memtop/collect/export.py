@@ -74,87 +74,49 @@ class ExportSampler:
         self.sampler.close()
 
     def sample(self) -> ExportSample:
+        """One sample. No source stops the others: a source that fails in any way (an error the
+        readers expect, or any other exception) is left out of this sample with the reason in
+        ``errors[source]``, and the rest is read."""
         started = time.monotonic()
         cpu0 = time.thread_time()
         errors: dict[str, str] = {}
-        snapshot = self.sampler.sample()
-        if snapshot.warnings:
-            errors["processes"] = "; ".join(snapshot.warnings)
-        if not snapshot.system.meminfo:
-            errors["meminfo"] = next((w for w in snapshot.warnings if "meminfo" in w), "meminfo unreadable")
 
-        top = self._top_processes(snapshot)
-        # Next tick, the sampler reads these rollups itself (they are "on screen").
-        self.sampler.visible = frozenset(s.pid for s in top)
-
-        pressure = read_system_pressure(self.root)
-        if pressure.unknown:
-            errors["pressure"] = "; ".join(f"{k}: {v}" for k, v in pressure.unknown.items())
+        snapshot = None
         try:
-            vmstat = read_vmstat(self.root)
-        except ProcfsError as e:
-            vmstat, errors["vmstat"] = {}, str(e)
+            snapshot = self.sampler.sample()
+        except Exception as e:  # noqa: BLE001 - one source must not stop the others
+            errors["processes"] = _reason(e)
+            errors["meminfo"] = "not read: the process sampler failed"
+        top: tuple[ProcessSample, ...] = ()
+        if snapshot is not None:
+            if snapshot.warnings:
+                errors["processes"] = "; ".join(snapshot.warnings)
+            if not snapshot.system.meminfo:
+                errors["meminfo"] = next((w for w in snapshot.warnings if "meminfo" in w), "meminfo unreadable")
+            top = self._source("processes", errors, lambda: self._top_processes(snapshot), ())
+            # Next tick, the sampler reads these rollups itself (they are "on screen").
+            self.sampler.visible = frozenset(s.pid for s in top)
 
-        slabs = slab_total = slab_count = None
-        try:
-            info = kfs.read_slabinfo(self.root)
-            slab_total, slab_count = info.total_bytes, len(info.caches)
-            slabs = tuple(sorted(info.caches, key=lambda c: (-c.total_bytes, c.name))[: self.slab_top])
-        except ProcfsError as e:
-            errors["slabinfo"] = getattr(e, "reason", None) or str(e)
-
-        try:
-            # memtop's own network namespace (/proc/net): the host's when run on the host.
-            sockstat = kfs.read_sockstat(f"{self.root}/net")
-        except ProcfsError as e:
-            sockstat, errors["sockstat"] = None, str(e)
-
-        mounts = ()
-        try:
-            pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread]
-            discovery = discover_mounts(self.root, pids)
-            # One row per filesystem (a tmpfs seen in several namespaces is one), largest first.
-            unique = [m for m in discovery.mounts if m.duplicate_of is None]
-            unique.sort(key=lambda m: (-(m.used_bytes or 0), m.mountpoint))
-            mounts = tuple(unique[: self.mount_top])
-            if discovery.warnings and not discovery.mounts:
-                errors["tmpfs"] = "; ".join(discovery.warnings)
-        except (ProcfsError, OSError) as e:
-            errors["tmpfs"] = str(e)
-
-        cgroup_version, cgroups = None, ()
-        try:
-            hierarchy = locate_memory_hierarchy(self.root)
-            cgroup_version = hierarchy.version
-            tree = walk_memory_cgroups(hierarchy, limit=CGROUP_WALK_LIMIT)
-            root_cg = [cg for cg in tree if cg.path in ("", "/")]
-            rest = sorted((cg for cg in tree if cg.path not in ("", "/")), key=lambda cg: (-(cg.current or 0), cg.path))
-            cgroups = tuple(root_cg + rest[: max(0, self.cgroup_top - len(root_cg))])
-        except (ProcfsError, OSError) as e:
-            errors["cgroup"] = str(e)
-
-        heaps = MappingProxyType({})
-        if self._heap_walker is not None:
-            # The walks run in their own thread (one can take seconds): this tick hands over
-            # the processes to walk and takes the figures of the walks finished so far.
-            self._heap_walker.want(top[: self.heap_top])
-            heaps, failures = self._heap_walker.results()
-            if failures and not heaps:
-                # Only when no heap at all could be read: one process in the middle of a burst
-                # of malloc (no consistent walk) or one the kernel refuses is not a broken source.
-                errors["heap"] = "; ".join(failures)
+        pressure = self._source("pressure", errors, lambda: self._pressure(errors), None)
+        vmstat = self._source("vmstat", errors, lambda: read_vmstat(self.root), {})
+        slabs, slab_total, slab_count = self._source("slabinfo", errors, self._slabs, (None, None, None))
+        # memtop's own network namespace (/proc/net): the host's when run on the host.
+        sockstat = self._source("sockstat", errors, lambda: kfs.read_sockstat(f"{self.root}/net"), None)
+        mounts = self._source("tmpfs", errors, lambda: self._mounts(snapshot, errors), ())
+        cgroup_version, cgroups = self._source("cgroup", errors, self._cgroups, (None, ()))
+        heaps = self._source("heap", errors, lambda: self._heaps(top, errors), MappingProxyType({}))
         cpu_s = time.thread_time() - cpu0
         self.cpu_total_s += cpu_s
 
         sample = ExportSample(
             tick=self.tick,
-            wall_time=snapshot.system.wall_time,
-            uptime_s=snapshot.system.uptime_s,
+            wall_time=snapshot.system.wall_time if snapshot is not None else self._wall_clock(),
+            uptime_s=snapshot.system.uptime_s if snapshot is not None else None,
             duration_s=time.monotonic() - started,
             cpu_s=cpu_s,
             cpu_total_s=self.cpu_total_s,
-            meminfo=snapshot.system.meminfo,
-            pressure=pressure if pressure.resources else None,
+            meminfo=snapshot.system.meminfo if snapshot is not None else MappingProxyType({}),
+            pressure=pressure,
             vmstat=MappingProxyType(vmstat),
             slabs=slabs,
             slab_total_bytes=slab_total,
@@ -164,12 +126,64 @@ class ExportSampler:
             cgroup_version=cgroup_version,
             cgroups=cgroups,
             processes=top,
-            process_count=len(snapshot.processes),
+            process_count=len(snapshot.processes) if snapshot is not None else 0,
             heaps=heaps,
             errors=MappingProxyType(errors),
         )
         self.tick += 1
         return sample
+
+    @staticmethod
+    def _source(name: str, errors: dict[str, str], read, default):
+        """``read()``, or ``default`` with the reason in ``errors[name]`` when it fails."""
+        try:
+            return read()
+        except ProcfsError as e:
+            errors[name] = getattr(e, "reason", None) or str(e)
+        except Exception as e:  # noqa: BLE001 - a reader's bug or a kernel file never seen: this source only
+            errors[name] = _reason(e)
+        return default
+
+    def _pressure(self, errors: dict[str, str]):
+        pressure = read_system_pressure(self.root)
+        if pressure.unknown:
+            errors["pressure"] = "; ".join(f"{k}: {v}" for k, v in pressure.unknown.items())
+        return pressure if pressure.resources else None
+
+    def _slabs(self):
+        info = kfs.read_slabinfo(self.root)
+        slabs = tuple(sorted(info.caches, key=lambda c: (-c.total_bytes, c.name))[: self.slab_top])
+        return slabs, info.total_bytes, len(info.caches)
+
+    def _mounts(self, snapshot, errors: dict[str, str]):
+        pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread] if snapshot is not None else []
+        discovery = discover_mounts(self.root, pids)
+        # One row per filesystem (a tmpfs seen in several namespaces is one), largest first.
+        unique = [m for m in discovery.mounts if m.duplicate_of is None]
+        unique.sort(key=lambda m: (-(m.used_bytes or 0), m.mountpoint))
+        if discovery.warnings and not discovery.mounts:
+            errors["tmpfs"] = "; ".join(discovery.warnings)
+        return tuple(unique[: self.mount_top])
+
+    def _cgroups(self):
+        hierarchy = locate_memory_hierarchy(self.root)
+        tree = walk_memory_cgroups(hierarchy, limit=CGROUP_WALK_LIMIT)
+        root_cg = [cg for cg in tree if cg.path in ("", "/")]
+        rest = sorted((cg for cg in tree if cg.path not in ("", "/")), key=lambda cg: (-(cg.current or 0), cg.path))
+        return hierarchy.version, tuple(root_cg + rest[: max(0, self.cgroup_top - len(root_cg))])
+
+    def _heaps(self, top, errors: dict[str, str]):
+        if self._heap_walker is None:
+            return MappingProxyType({})
+        # The walks run in their own thread (one can take seconds): this tick hands over the
+        # processes to walk and takes the figures of the walks finished so far.
+        self._heap_walker.want(top[: self.heap_top])
+        heaps, failures = self._heap_walker.results()
+        if failures and not heaps:
+            # Only when no heap at all could be read: one process in the middle of a burst of
+            # malloc (no consistent walk) or one the kernel refuses is not a broken source.
+            errors["heap"] = "; ".join(failures)
+        return heaps
 
     def _top_processes(self, snapshot) -> tuple[ProcessSample, ...]:
         """The top N user processes by RSS, each with a smaps_rollup read this tick."""
@@ -190,6 +204,10 @@ class ExportSampler:
                     s = replace(s, rollup=None, rollup_time=now, rollup_reason=getattr(e, "reason", None) or str(e))
             out.append(s)
         return tuple(out)
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 class HeapWalker:
@@ -253,6 +271,9 @@ class HeapWalker:
                     report = analyze(s.pid, self.root, retries=2, cancel=self._stop.is_set)
                 except Cancelled:
                     return
+                except Exception as e:  # noqa: BLE001 - one heap must not stop the walks of the others
+                    failures.append(f"{s.pid} {s.comm}: {_reason(e)}")
+                    continue
                 if report.valid and report.identity == s.identity:
                     results[s.identity] = HeapFigures(
                         system_bytes=report.system_bytes,

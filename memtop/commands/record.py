@@ -1,5 +1,12 @@
 """``memtop record FILE [--interval S] [--duration D] [--max-size SIZE]``: sample as the TUI does
-and write every tick to a size-bounded SQLite file that ``memtop replay`` opens."""
+and write every tick to a size-bounded SQLite file that ``memtop replay`` opens.
+
+FILE is created new (never overwritten, never through a symbolic link, mode 0600: it holds every
+command line) in a directory no other user can write (memtop.output.record.writer). --max-size
+bounds the file and its -wal together, whatever the processes are (command lines are cut to
+4,096 characters; a tick that cannot fit is not recorded, and said so). When the disk fills up,
+recording stops with status 1 and the ticks recorded stay readable.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from memtop.commands import interval_seconds
-from memtop.commands import CliError
+from memtop.commands import CliError, interval_seconds
 from memtop.format import fmt_bytes, fmt_duration
+from memtop.text import printable
 
 NAME = "record"
 HELP = "record samples to a size-bounded SQLite file, for `memtop replay`"
@@ -62,9 +69,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from memtop.output.record import Recorder, RecordFileError, RecordWriter
+    from memtop.collect.record import Recorder
+    from memtop.output.record import RecordFileError, RecordWriter
 
     path = Path(args.file)
+    shown = printable(str(path))
     # `memtop record F --interval 1` and `memtop --interval 1 record F` mean the same.
     interval = args.record_interval if args.record_interval is not None else args.interval
     stop = threading.Event()
@@ -84,19 +93,26 @@ def run(args) -> int:
             raise CliError(str(e)) from None
         say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
         limit = f" for {fmt_duration(args.duration)}" if args.duration else " until Ctrl-C"
-        say(f"memtop: recording to {path} every {interval:g} s{limit}; at most {fmt_bytes(args.max_size)} "
+        say(f"memtop: recording to {shown} every {interval:g} s{limit}; at most {fmt_bytes(args.max_size)} "
             "(the oldest ticks are dropped beyond that)")
         start = time.monotonic()
         deadline = start + args.duration if args.duration else None
         next_tick = start
+        skipped = None
         try:
             while not stop.is_set():
                 try:
                     writer.write(recorder.capture())
                 except RecordFileError as e:
+                    if e.disk_full:
+                        kept = (f"the {writer.ticks_written} ticks recorded before stay readable "
+                                f"(memtop replay {shown})" if writer.ticks_written else "nothing was recorded")
+                        raise CliError(f"{e}: recording stopped; {kept}") from None
                     raise CliError(str(e)) from None
-                except OSError as e:  # the disk filled up, the file was removed, ...
-                    raise CliError(f"{path}: cannot write: {e}") from None
+                if writer.skipped is not None and writer.skipped != skipped:
+                    skipped = writer.skipped
+                    # Said even with --quiet: the file misses ticks.
+                    print(f"memtop: {printable(skipped)}", file=sys.stderr, flush=True)
                 next_tick += interval
                 now = time.monotonic()
                 if next_tick < now:  # a tick took longer than the interval: skip, do not bunch up
@@ -104,19 +120,19 @@ def run(args) -> int:
                 if deadline is not None and next_tick > deadline + 1e-6:
                     break
                 stop.wait(next_tick - now)
-        except Exception as e:
-            import sqlite3
-
-            if isinstance(e, sqlite3.Error):
-                raise CliError(f"{path}: {e}") from None
-            raise
         finally:
             writer.close()
         size = path.stat().st_size if path.exists() else 0
         per_tick = writer.bytes_written / writer.ticks_written if writer.ticks_written else 0
         dropped = f", {writer.ticks_evicted} oldest dropped by the bound" if writer.ticks_evicted else ""
+        if writer.ticks_skipped:
+            dropped += f", {writer.ticks_skipped} not recorded (larger than the bound allows)"
+        if writer.sections_left_out:
+            dropped += f", {writer.sections_left_out} sections left out (too large)"
         say(f"memtop: {writer.ticks_written} ticks recorded in {fmt_duration(time.monotonic() - start)}{dropped}; "
-            f"{path} is {fmt_bytes(size)} ({fmt_bytes(per_tick)} of compressed data per tick)")
+            f"{shown} is {fmt_bytes(size)} ({fmt_bytes(per_tick)} of compressed data per tick)")
+        if not writer.ticks_written:
+            raise CliError(f"{shown}: no tick could be recorded: {printable(writer.skipped or '?')}")
     finally:
         recorder.close()
         for sig, handler in previous.items():

@@ -22,19 +22,27 @@ def run(args) -> int:
 
     try:
         reader = RecordReader(Path(args.file))
+    except RecordFileError as e:
+        raise CliError(str(e)) from None
+    try:
         reader.load(len(reader) - 1)  # the newest tick decodes, or the file is damaged
         if args.check:
             reader.verify()
     except RecordFileError as e:
+        reader.close()
         raise CliError(str(e)) from None
     if args.check:
         import time
 
+        from memtop.text import printable
+
         first, last = reader.walls[0], reader.walls[-1]
         fmt = "%Y-%m-%d %H:%M:%S"
-        print(f"{args.file}: {len(reader)} ticks from {time.strftime(fmt, time.localtime(first))} to "
+        # The host and kernel names come from the file: printable, whoever made it.
+        print(f"{printable(args.file)}: {len(reader)} ticks from {time.strftime(fmt, time.localtime(first))} to "
               f"{time.strftime(fmt, time.localtime(last))}, every {reader.interval_s:g} s, "
-              f"host {reader.meta['hostname']}, kernel {reader.meta['kernel']}")
+              f"host {printable(reader.meta['hostname'], limit=256)}, "
+              f"kernel {printable(reader.meta['kernel'], limit=256)} (schema {reader.version})")
         reader.close()
         return 0
     if not sys.stdout.isatty() or not sys.stdin.isatty():

@@ -1,4 +1,4 @@
-"""The Prometheus metrics of ``memtop export``: a prometheus-client custom collector over the
+r"""The Prometheus metrics of ``memtop export``: a prometheus-client custom collector over the
 latest :class:`~memtop.model.export.ExportSample`.
 
 The sampling thread calls :meth:`MemtopCollector.publish` once per tick; it builds the metric
@@ -15,6 +15,15 @@ TYPE, samples when known): a figure that cannot be read is absent, never 0, and
 Label cardinality is bounded: ``pid``/``comm`` by --top N (default 20), ``cache`` by SLAB_TOP,
 ``mountpoint`` by MOUNT_TOP, ``cgroup`` by CGROUP_TOP; the other labels take fixed sets of values
 (meminfo and vmstat field names, PSI resources, socket protocols).
+
+Label values come from the machine (process names, mount points, devices and cgroup paths are
+chosen by any user) and are shown as :func:`memtop.text.printable` makes them, cut to
+LABEL_LIMIT characters: always valid UTF-8 with no control character; a byte that is not UTF-8
+becomes the four characters ``\xff`` (as ``ls -b`` shows it; Prometheus then stores the value
+``\xff``, the exposition escaping the backslash as ``\\xff``), an ESC ``\e``, a newline
+``\n``. Two values that become the same text (a name spelling ``\xff`` with a backslash and
+one holding the byte) would be one series: the first is kept, so a scrape never holds a series
+twice (which Prometheus refuses, whole).
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ from prometheus_client.registry import Collector
 from memtop import __version__
 from memtop.model.export import SOURCES, ExportSample
 from memtop.procfs import CLOCK_TICKS
+from memtop.text import printable
+
+LABEL_LIMIT = 512  # characters of one label value (a mount point may be 4,095 bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,16 +189,28 @@ METRIC_NAMES = frozenset(spec.name for spec in METRICS)
 _WINDOWS = (("10s", "avg10"), ("60s", "avg60"), ("300s", "avg300"))
 
 
+def label_value(value) -> str:
+    """A label value as the exposition shows it: printable, valid UTF-8, at most LABEL_LIMIT long."""
+    return printable(str(value), limit=LABEL_LIMIT)
+
+
 class _Families:
     def __init__(self):
         self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._seen: set[tuple] = set()
         for spec in METRICS:
             cls = GaugeMetricFamily if spec.kind == "gauge" else CounterMetricFamily
             self.families[spec.name] = cls(spec.name, spec.help, labels=list(spec.labels))
 
     def add(self, name: str, labels: tuple[str, ...] | list[str], value: float | int | None) -> None:
-        if value is not None:
-            self.families[name].add_metric(list(labels), value)
+        if value is None:
+            return
+        values = [label_value(v) for v in labels]
+        key = (name, *values)
+        if key in self._seen:
+            return  # one series per label set (two names that show the same, a name listed twice)
+        self._seen.add(key)
+        self.families[name].add_metric(values, value)
 
 
 def metric_families(sample: ExportSample | None) -> list:
@@ -220,11 +244,7 @@ def metric_families(sample: ExportSample | None) -> list:
 
     f.add("memtop_slab_bytes", (), sample.slab_total_bytes)
     f.add("memtop_slab_caches", (), sample.slab_cache_count)
-    seen_caches: set[str] = set()
     for cache in sample.slabs or ():
-        if cache.name in seen_caches:
-            continue  # one series per label set, even if the kernel listed a name twice
-        seen_caches.add(cache.name)
         f.add("memtop_slab_cache_bytes", (cache.name,), cache.total_bytes)
         f.add("memtop_slab_cache_active_bytes", (cache.name,), cache.active_bytes)
         f.add("memtop_slab_cache_objects", (cache.name,), cache.num_objs)

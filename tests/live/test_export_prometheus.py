@@ -143,3 +143,27 @@ def test_prometheus_scrapes_memtop_and_answers_with_its_metrics(children, promet
         if query(port, concrete):
             answered += 1
     assert answered >= len(exprs) // 2  # most panels have data already (heap needs --heap)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="reading another mount namespace's mounts needs root")
+def test_prometheus_stores_a_mount_point_that_is_not_utf8_as_its_escaped_name(children, prometheus, tmp_path):
+    from memtop.text import printable
+    from tests.export_support import HostileMount
+
+    # GIVEN a tmpfs that a user mounted on a directory whose name is not UTF-8
+    mount = HostileMount(tmp_path)
+    try:
+        _exporter, _host, exporter_port = start_exporter(children, "--interval", "1")
+        port = prometheus(exporter_port)
+        # THEN Prometheus scrapes memtop without error and stores the mount, its name escaped
+        # (this test's own mount: the machine may hold others of the kind)
+        shown = printable(mount.mountpoint)
+        assert shown.endswith("memtop-hostile-\\xff\\xfe")
+        series = wait_for(lambda: [s for s in query(port, 'memtop_tmpfs_used_bytes{mountpoint=~".*memtop-hostile-.*"}')
+                                   if s["metric"]["mountpoint"] == shown], 60, "the hostile mount in Prometheus")
+        targets = api(port, "/api/v1/targets")["data"]["activeTargets"]
+        assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
+        assert len(series) == 1
+        assert float(series[0]["value"][1]) >= 1 << 20
+    finally:
+        mount.close()

@@ -1,5 +1,6 @@
-"""The record file's encoding: model records, parts against a keyframe, damaged bytes; the
-size and duration arguments of `memtop record`."""
+"""The record file's encoding: model records by name (and schema 1's by position), typed and
+bounded decoding, parts against a keyframe, damaged bytes; the size and duration arguments of
+`memtop record`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from hypothesis import strategies as st
 from memtop.commands.record import duration_arg, size_arg
 from memtop.model.kernel import FileNr, NetNamespace, SlabCache, SlabRow, Sockstat, SockProtocol
 from memtop.model.pressure import CgroupMemory, PressureSample, PsiLine, PsiResource
+from memtop.model.process import Rollup
 from memtop.output.record import (
+    MAX_PART_BYTES,
+    RecordDataError,
     RecordFileError,
     decode,
     encode,
@@ -27,6 +31,7 @@ from memtop.output.record import (
     to_json,
     unpack_parts,
 )
+from memtop.output.record.codec import inflate
 
 
 def test_model_records_survive_json():
@@ -36,14 +41,74 @@ def test_model_records_survive_json():
                           unknown=MappingProxyType({"high": "cgroup v1 has none"}))
     ns = NetNamespace(4026531833, (1, 2), "1 init", True,
                       Sockstat(7, (SockProtocol("TCP", MappingProxyType({"inuse": 3, "mem": 2}), 8192),)))
-    for record in (psi, cgroup, ns, FileNr(1, 0, 9), (psi, None, cgroup)):
+    for record, hint in ((psi, PressureSample), (cgroup, CgroupMemory), (ns, NetNamespace), (FileNr(1, 0, 9), FileNr),
+                         ((psi, None, cgroup), tuple[PressureSample | CgroupMemory | None, ...])):
         # through real JSON, as in the file
-        assert decode(json.loads(to_json(encode(record)))) == record
+        assert decode(json.loads(to_json(encode(record))), hint) == record
+
+
+def test_fields_are_stored_by_name():
+    data = json.loads(to_json(encode(FileNr(1, 0, 9))))
+    assert data == {"@": "FileNr", "f": {"allocated": 1, "unused": 0, "maximum": 9}}
+
+
+def test_a_field_added_since_the_file_was_written_is_unknown_and_one_unknown_to_us_is_ignored():
+    # GIVEN a CgroupMemory written by a memtop that had no swap_max and one that has a new field
+    data = json.loads(to_json(encode(CgroupMemory(2, "/a", 10, None))))
+    del data["f"]["swap_max"], data["f"]["events"]
+    data["f"]["added_in_a_later_version"] = [1, 2, 3]
+    # THEN it decodes: the missing field is its default or unknown, the new one is ignored
+    cgroup = decode(data, CgroupMemory)
+    assert cgroup.swap_max is None and dict(cgroup.events) == {} and cgroup.path == "/a"
+    # but a field without which the record means nothing is damage
+    del data["f"]["path"]
+    with pytest.raises(RecordDataError, match="without path"):
+        decode(data, CgroupMemory)
+
+
+def test_schema_1_records_are_read_by_position_in_the_order_of_then():
+    v1 = {"@": "Rollup", "f": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, "smaps"]}
+    rollup = decode(v1, Rollup, version=1)
+    assert rollup.rss == 1 and rollup.private_dirty == 9 and rollup.swap_pss == 14 and rollup.source == "smaps"
+    with pytest.raises(RecordDataError):
+        decode({"@": "Rollup", "f": [1, 2]}, Rollup, version=1)
 
 
 def test_only_model_types_are_built_from_a_file():
-    with pytest.raises(KeyError):
-        decode({"@": "Popen", "f": [["rm", "-rf", "/"]]})
+    with pytest.raises(RecordDataError):
+        decode({"@": "Popen", "f": {"args": ["rm", "-rf", "/"]}}, FileNr)
+
+
+@pytest.mark.parametrize("value", ["12", 1.5, True, None, 10**30, [1], {"m": {}}])
+def test_a_count_must_be_a_whole_number(value):
+    with pytest.raises(RecordDataError):
+        decode({"@": "FileNr", "f": {"allocated": value, "unused": 0, "maximum": 9}}, FileNr)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "1", 1e300, False])
+def test_a_ratio_must_be_a_finite_number(value):
+    with pytest.raises(RecordDataError):
+        decode({"@": "PsiLine", "f": {"avg10": value, "avg60": 0, "avg300": 0, "total_us": 0}}, PsiLine)
+
+
+def test_inflate_refuses_a_zlib_bomb_without_inflating_it():
+    # GIVEN 100 MB of zeros compressed to ~100 KB
+    bomb = zlib.compress(bytes(100_000_000), 9)
+    assert len(bomb) < 200_000
+    # THEN it is refused as more than a part may hold, with or without a declared size
+    with pytest.raises(RecordDataError, match="more than"):
+        inflate(bomb)
+    with pytest.raises(RecordDataError, match="more than"):
+        inflate(bomb, declared=100)
+    with pytest.raises(RecordDataError, match="more than"):
+        inflate(bomb, declared=MAX_PART_BYTES + 1)
+    # AND a stream that is what its header says is read whole
+    small = bytes(range(256)) * 1000
+    assert inflate(zlib.compress(small), declared=len(small)) == small
+    with pytest.raises(RecordDataError):
+        inflate(zlib.compress(small), declared=len(small) - 1)
+    with pytest.raises(RecordDataError, match="after the end"):
+        inflate(zlib.compress(small) + b"xx")
 
 
 def test_slab_table_as_columns_and_back():
@@ -71,7 +136,7 @@ def test_a_part_compressed_against_a_keyframe_is_small_and_needs_it():
     alone, against = pack_parts(tick, None), pack_parts(tick, keyframe)
     assert len(against) < len(alone) / 3
     assert unpack_parts(against, keyframe) == tick
-    with pytest.raises(ValueError, match="keyframe"):
+    with pytest.raises(RecordDataError, match="keyframe"):
         unpack_parts(against, None)
 
 
@@ -94,9 +159,10 @@ def test_sections_split_into_parts_and_back():
     assert section_doc("vmstat", section_parts("vmstat", {"pgpgin": 1})) == {"pgpgin": 1}
 
 
-def test_record_file_errors_are_one_line():
+def test_record_file_errors_are_one_line_and_printable():
     assert str(RecordFileError("damaged:\n*** in database main ***\nPage 8: bad\n")) == \
         "damaged:; *** in database main ***; Page 8: bad"
+    assert str(RecordFileError("host \x1b]0;x\x07 \udcff")) == "host \\e]0;x\\a \\xff"
 
 
 @pytest.mark.parametrize("text, value", [("100M", 100 * 2**20), ("64K", 65536), ("1G", 2**30),
