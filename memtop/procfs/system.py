@@ -35,8 +35,8 @@ def read_uptime(root: Path = PROC) -> float:
 
 
 def read_hostname(root: Path = PROC) -> str:
-    return read_bytes(f"{root}/sys/kernel/hostname").decode().strip()
+    return read_bytes(f"{root}/sys/kernel/hostname").decode("utf-8", "surrogateescape").strip()
 
 
 def read_kernel_release(root: Path = PROC) -> str:
-    return read_bytes(f"{root}/sys/kernel/osrelease").decode().strip()
+    return read_bytes(f"{root}/sys/kernel/osrelease").decode("utf-8", "surrogateescape").strip()

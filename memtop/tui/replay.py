@@ -1,7 +1,7 @@
 """``memtop replay FILE``: the memtop app on recorded ticks instead of a live sampler.
 
 :class:`ReplayApp` is :class:`~memtop.tui.app.MemtopApp` with no sampler thread: a worker loads a
-tick from the :class:`~memtop.output.record.RecordReader` and the app hands it to the visible tab
+tick from the :class:`~memtop.collect.recording.RecordReader` and the app hands it to the visible tab
 as a :class:`~memtop.model.sample.Sample` (:func:`recorded_sample`), the very thing the live
 Collector hands the tabs. A part the file does not hold for a tick is absent from the sample and
 its tab says so; nothing is collected live, so nothing live is ever mixed with recorded figures.
@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.widgets import Footer, Static
 
 from memtop.format import fmt_bytes
-from memtop.output.record import RecordedTick, RecordFileError, RecordReader
+from memtop.collect.recording import RecordedTick, RecordFileError, RecordReader
 from memtop.tui.app import GLOBAL_KEYS, MemtopApp
 from memtop.text import printable
 from memtop.tui.screens import HelpScreen

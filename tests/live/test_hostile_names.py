@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -105,7 +106,6 @@ def test_trim_of_a_hostile_process(world, state_home):
     assert f"PID {world.pids['title']}" in out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 items 5-6 (exporter, recorder): until branch harden-servers is merged")
 def test_exporter_scrape(world):
     proc = subprocess.Popen([sys.executable, "-m", "memtop", "export", "--listen", "127.0.0.1:0", "--interval", "1",
                              "--top", "1000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -113,8 +113,10 @@ def test_exporter_scrape(world):
     try:
         line = b""
         deadline = time.monotonic() + 60
-        while b"serving http://" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
+        while b"serving http://" not in line:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([proc.stdout], [], [], left)[0], "no 'serving' line in 60 s"
+            line = proc.stdout.readline()
             assert line or proc.poll() is None, "memtop export exited"
         url = re.search(rb"serving (http://\S+/metrics)", line).group(1).decode()
         body = b""
@@ -130,10 +132,11 @@ def test_exporter_scrape(world):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
-    assert_text_is_safe(proc.stderr.read(), "export stderr")
+    out, err = proc.communicate(timeout=20)
+    assert_text_is_safe(out, "export stdout")
+    assert_text_is_safe(err, "export stderr")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 items 5-6 (exporter, recorder): until branch harden-servers is merged")
 def test_record_and_replay_check(world, tmp_path):
     file = tmp_path / "hostile.memtop"
     checked(memtop("record", "--interval", "0.5", "--duration", "2", str(file), timeout=120), "record")
@@ -236,7 +239,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 items 5-6 (exporter, recorder): until branch harden-servers is merged")
 @pytest.mark.skipif(not IS_ROOT, reason="the hostile mount and other users' processes need root")
 def test_replay_in_a_real_terminal(world, tmux, tmp_path):
     file = tmp_path / "hostile.memtop"

@@ -125,7 +125,8 @@ def test_trigger_refuses_a_captured_tree_and_a_root_without_psi(tmp_path):
 
 
 def _v2_memory_mount() -> Path | None:
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    # errors=: any user can mount on a name that is not UTF-8 (unshare -Urm)
+    for line in Path("/proc/self/mountinfo").read_text(errors="surrogateescape").splitlines():
         left, _, right = line.partition(" - ")
         if right.startswith("cgroup2 "):
             mount = Path(left.split()[4])

@@ -31,7 +31,7 @@ from memtop.output.record import (
     to_json,
     unpack_parts,
 )
-from memtop.output.record.codec import inflate
+from memtop.collect.recording.codec import inflate
 
 
 def test_model_records_survive_json():

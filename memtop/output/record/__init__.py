@@ -17,13 +17,14 @@ marks the file as memtop's, ``PRAGMA user_version`` holds the schema version):
   zlib-compressed parts; a part is JSON (fields by name), or 64-bit integers for ``rss``. A
   section missing from a tick was not recorded then (a tab says so).
 
-Modules: :mod:`.codec` (encoding, bounded and typed decoding; what schema 1 files hold),
-:mod:`.writer` (creating the file safely, the bound), :mod:`.reader` (replay). What one tick
-captures is memtop.collect.record. Nothing here imports Textual: the recorder runs headless.
+Modules: :mod:`memtop.collect.recording.codec` (encoding, bounded and typed decoding; what
+schema 1 files hold), :mod:`.writer` (creating the file safely, the bound),
+:mod:`memtop.collect.recording.reader` (replay: a recording is a source of samples, so the
+reader sits with the other sources, below the TUI). Nothing here imports Textual.
 """
 
 from memtop.collect.record import Recorder, TickCapture
-from memtop.output.record.codec import (
+from memtop.collect.recording.codec import (
     APPLICATION_ID,
     CMDLINE_LIMIT,
     MAX_PART_BYTES,
@@ -41,7 +42,7 @@ from memtop.output.record.codec import (
     to_json,
     unpack_parts,
 )
-from memtop.output.record.reader import RecordedPressure, RecordedTick, RecordReader
+from memtop.collect.recording.reader import RecordedPressure, RecordedTick, RecordReader
 from memtop.output.record.writer import DEFAULT_MAX_BYTES, MIN_MAX_BYTES, PROCESS_COLUMNS, RecordWriter
 
 __all__ = [

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from memtop import __version__
 from memtop.model.process import ProcessIdentity
-from memtop.output.record.codec import (
+from memtop.collect.recording.codec import (
     APPLICATION_ID,
     CMDLINE_LIMIT,
     MAX_SECTION_BYTES,

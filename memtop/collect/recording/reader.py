@@ -4,8 +4,8 @@ A record file may come from anywhere (a colleague's machine, a bug report, a use
 it): opening it checks the metadata (the interval is a number of seconds memtop records at, the
 clock tick rate is positive, times are dates a clock can show, ...), listing the ticks checks
 their rows, and every section is decoded against the types its fields declare, within bounded
-decompression (memtop.output.record.codec). Whatever is wrong becomes one
-:class:`~memtop.output.record.codec.RecordFileError` with a one-line, printable message.
+decompression (memtop.collect.recording.codec). Whatever is wrong becomes one
+:class:`~memtop.collect.recording.codec.RecordFileError` with a one-line, printable message.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from memtop.model.kernel import FileNr, KernelView, NetNamespace, fd_growers, me
 from memtop.model.pressure import CgroupMemory, PressureSample
 from memtop.model.process import History, ProcessIdentity, ProcessSample, ProcessView, Rollup, runs_of
 from memtop.model.snapshot import Snapshot, SystemSample
-from memtop.output.record.codec import (
+from memtop.collect.recording.codec import (
     APPLICATION_ID,
     MAX_INFO_BYTES,
     MAX_SECTION_BYTES,
