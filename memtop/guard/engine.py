@@ -369,6 +369,8 @@ class Guard:
         if self.stopping:
             return
         candidates, report = self._rank()
+        if self.stopping:
+            return  # asked to stop during the walks: start nothing new
         now = self.clock()
         self.cooldown.forget_gone({c.identity for c in candidates}, now)
         choice, passed = None, []
@@ -402,14 +404,25 @@ class Guard:
         if not self.episode.said_nothing_to_do:
             self.episode.said_nothing_to_do = True
             if not passed:
-                walked = len(self.ranking.entries)
-                passed.append(f"no process with a predicted release of at least {fmt_bytes(self.config.min_release_bytes)} "
-                              f"({len(candidates)} candidate(s) by RssAnon, {walked} walked"
-                              f"{f', {report.deferred} waiting for the walk budget' if report.deferred else ''})")
+                allowed = [c for c in candidates if c.excluded is None]
+                entries = [self.ranking.entries.get(c.identity) for c in allowed]
+                walked = [e for e in entries if e is not None]
+                refused = sum(e.refusal is not None for e in walked)
+                unknown = sum(e.refusal is None and e.release_bytes is None for e in walked)
+                detail = [f"{len(allowed)} allowed process(es) have that much anonymous memory",
+                          f"{len(walked)} walked"]
+                if refused:
+                    detail.append(f"{refused} refused by trim")
+                if unknown:
+                    detail.append(f"{unknown} with a heap changing too fast to predict")
+                if report.deferred:
+                    detail.append(f"{report.deferred} waiting for the walk budget")
+                passed.append(f"no allowed process has a predicted release of at least "
+                              f"{fmt_bytes(self.config.min_release_bytes)} ({', '.join(detail)})")
             if self.config.evict_globs:
                 passed.append(f"the last evict pass was {now - self.last_evict:.0f} s ago "
                               f"(interval {self.config.evict_interval_s:g} s)")
-            self.log.emit("idle", "nothing to do: " + "; ".join(passed), reasons=passed)
+            self.log.emit("nothing", "nothing to do: " + "; ".join(passed), reasons=passed)
 
     # --- acting ------------------------------------------------------------------------------------------
     def _trim(self, candidate, entry, *, ranked: int) -> None:
@@ -422,6 +435,8 @@ class Guard:
             self.stats.walks += 1
             self._metric("walks", inc=1)
             self._metric("walk_cpu", inc=entry.walk_cpu_s)
+        if self.stopping:
+            return  # asked to stop during the walk: start nothing new
         prediction = entry.prediction
         comm = printable(candidate.comm)
         min_release = self.config.min_release_bytes
