@@ -1,15 +1,22 @@
 """The guard's loop: wait for pressure, then trim the best candidates, then evict, until it is gone.
 
-Pressure episodes. Idle, the guard sleeps in poll() on the PSI trigger (and, every
-``IDLE_REFRESH_S``, keeps its ranking warm within the walk budget when ``idle_walks``). A trigger
-event starts an episode: the guard acts once at once, then judges pressure window by window
-(the trigger's window): a window is under pressure when the PSI total of the trigger's kind grew
-by at least the trigger's threshold (scaled to the window's length), or the trigger fired during
-it. After each window under pressure it acts once more; the first window without pressure ends
-the episode, and nothing more is done until the next trigger event. So a trim that relieved the
-pressure is followed by no other.
+Pressure episodes. Idle, the guard sleeps in poll() on the PSI trigger, waking every quarter of
+the trigger's window (at least 0.25 s) to read the pressure file's total, and, every
+``IDLE_REFRESH_S`` when ``idle_walks``, to keep its ranking warm within the walk budget. The total
+decides: an episode starts when it shows the trigger's threshold reached within one window (since
+the last calm moment). The trigger is what wakes the guard at once, but its events are not taken
+at their word, for two things measured on kernel 6.18 with a cgroup's memory.pressure: under a
+steady 15-25 % stall a trigger stayed silent for 8 s between two events, and an event came 0.8 s
+after the stall had stopped (the kernel delivers an event deferred from a window already past).
 
-One action per window:
+In an episode the guard acts once at once, then every tick judges the stall since its last action:
+at least the trigger's threshold for that much time (100 ms per 1 s is 25 ms per 0.25 s) means the
+pressure lasts, and it acts once more; less ends the episode, and nothing more is done until
+pressure comes back. So a trim that relieved the pressure is followed by no other, and one that
+did not is followed by the next within a tick. When there was nothing to do, the next attempt
+waits a whole window. An injected event (the test hook) counts as pressure, whatever the total.
+
+One action at a time:
 1. the candidate with the largest predicted release (a prediction at most ``FRESH_S`` old: the
    top candidate is walked again right before it is acted on), if that release reaches the
    minimum, the process is not in its cooldown and the stops-per-minute cap allows a stop;
@@ -80,6 +87,7 @@ class Episode:
     said_stop_limit: bool = False
     stall_some_us: int = 0
     stall_full_us: int = 0
+    next_attempt_at: float = float("-inf")
 
 
 @dataclass
@@ -118,6 +126,7 @@ class Guard:
         self.last_idle_refresh = float("-inf")
         self.stats = Stats()
         self._episode_count = 0
+        self.recent: list[PressureReading] = []  # idle: readings of the last window, oldest first
 
     # --- helpers ---------------------------------------------------------------------------------
     @property
@@ -222,18 +231,38 @@ class Guard:
                 return 1
         return 0
 
+    @property
+    def tick_s(self) -> float:
+        """How often pressure is read: a quarter of the trigger's window, at least 0.25 s."""
+        return max(0.25, self.source.spec.window_us / 4e6)
+
+    def _threshold_us(self, elapsed_s: float) -> float:
+        """The trigger's threshold for ``elapsed_s`` seconds (the same share of the time)."""
+        return self.source.spec.threshold_us * elapsed_s / (self.source.spec.window_us / 1e6)
+
+    def _stall_between(self, before: PressureReading | None, after: PressureReading | None) -> int | None:
+        kind = self.source.spec.kind
+        b, a = self._total(before, kind), self._total(after, kind)
+        return None if a is None or b is None else max(0, a - b)
+
     def _idle(self, left: float | None) -> None:
-        now = self.clock()
-        timeout = IDLE_REFRESH_S - (now - self.last_idle_refresh) if self.config.idle_walks else 3600.0
-        timeout = max(0.0, timeout)
-        if left is not None:
-            timeout = min(timeout, left)
+        """Wait a tick (or a trigger event); start an episode on an event, or when the stall since
+        the last calm moment, over at most one window, reached the trigger's threshold."""
+        timeout = self.tick_s if left is None else min(self.tick_s, left)
         fired, injected = self.source.wait(timeout)
         if self.stopping:
             return
-        if fired or injected:
-            self._events(fired, injected)
-            self._begin_episode(fired, injected)
+        reading = self.source.read()
+        window_s = self.source.spec.window_us / 1e6
+        if reading is not None:
+            self.recent.append(reading)
+            while len(self.recent) > 1 and reading.time - self.recent[1].time >= window_s:
+                self.recent.pop(0)  # keep one reading at least a window old (or the last calm one)
+        stall = self._stall_between(self.recent[0], reading) if self.recent and reading else None
+        over = stall is not None and stall >= self.source.spec.threshold_us
+        self._events(fired, injected)
+        if injected or over:
+            self._begin_episode(fired, injected, stall)
             self._act_once()
             if self.episode is not None:
                 self.episode.judged_from = self.source.read() or self.episode.judged_from  # judge what follows the action
@@ -242,23 +271,29 @@ class Guard:
             self._rank()
 
     def _events(self, fired: int, injected: int) -> None:
+        if not fired and not injected:
+            return
         if fired:
             self._metric("pressure_events", "trigger", inc=fired)
         if injected:
             self._metric("pressure_events", "injected", inc=injected)
 
-    def _begin_episode(self, fired: int, injected: int) -> None:
+    def _begin_episode(self, fired: int, injected: int, stall_us: int | None) -> None:
         self._episode_count += 1
         self.stats.episodes += 1
         reading = self.source.read()
         self.episode = Episode(self._episode_count, self.clock(), reading, reading, reading)
         self._metric("episodes", inc=1)
         self._metric("pressure_active", set_to=1)
-        source = "the PSI trigger fired" if fired else "an injected trigger event (test hook)"
+        if injected:
+            source = "an injected trigger event (test hook)"
+        else:
+            source = (f"{stall_us / 1000:.0f} ms of {self.source.spec.kind} stall within the trigger's window"
+                      f"{' (the PSI trigger fired)' if fired else ' (read; the PSI trigger had not fired)'}")
         avg = f"; some avg10 {reading.psi.some.avg10:.2f}%" if reading else ""
         self.log.emit("pressure", f"pressure: {source}{avg} (episode {self._episode_count})",
                       episode=self._episode_count, trigger_events=fired, injected_events=injected,
-                      pressure=reading.as_json() if reading else None)
+                      read_stall_us=stall_us, pressure=reading.as_json() if reading else None)
 
     def _account(self, reading: PressureReading | None) -> None:
         """Add the stall from the episode's last accounted reading to ``reading``."""
@@ -277,7 +312,9 @@ class Guard:
         episode.accounted_from = reading
 
     def _end_episode(self, why: str) -> None:
-        self._account(self.source.read())
+        reading = self.source.read()
+        self._account(reading)
+        self.recent = [reading] if reading is not None else []  # the next episode counts stall from now
         episode = self.episode
         self.episode = None
         self._metric("pressure_active", set_to=0)
@@ -288,11 +325,12 @@ class Guard:
                       actions=episode.actions, stall_some_us=episode.stall_some_us, stall_full_us=episode.stall_full_us)
 
     def _judge_window(self, left: float | None) -> None:
-        """Wait one trigger window, then: pressure still there -> act once; gone -> end the episode."""
+        """Wait a tick, then judge the stall since the last action: still over the trigger's
+        threshold (for that much time), or a trigger event came -> act once more; else the episode
+        ends. After a tick with nothing to do, the next attempt waits a whole window."""
         episode = self.episode
-        window_s = self.source.spec.window_us / 1e6
         start = self.clock()
-        end = start + window_s
+        end = start + self.tick_s
         if left is not None:
             end = min(end, start + left)
         fired = injected = 0
@@ -303,31 +341,28 @@ class Guard:
             f, i = self.source.wait(remaining)
             fired += f
             injected += i
-        if fired or injected:
-            self._events(fired, injected)
+        self._events(fired, injected)
         if self.stopping:
             return
         reading = self.source.read()
         self._account(reading)
-        before, after = episode.judged_from, reading
-        stall = None
-        elapsed = window_s
-        if before is not None and after is not None:
-            kind = self.source.spec.kind
-            b, a = self._total(before, kind), self._total(after, kind)
-            if a is not None and b is not None:
-                stall = max(0, a - b)
-            elapsed = max(1e-3, after.time - before.time)
-        episode.judged_from = reading
-        threshold = self.source.spec.threshold_us * elapsed / window_s
-        under = bool(fired or injected) or (stall is not None and stall >= threshold)
+        before = episode.judged_from
+        stall = self._stall_between(before, reading)
+        elapsed = max(1e-3, reading.time - before.time) if before is not None and reading is not None else self.tick_s
+        threshold = self._threshold_us(elapsed)
+        under = bool(injected) or (stall is not None and stall >= threshold)
         if not under:
-            what = f"{stall / 1000:.0f} ms of stall in {elapsed:.1f} s" if stall is not None else "no trigger event"
-            self._end_episode(f"{what}, under the trigger's {threshold / 1000:.0f} ms")
+            what = f"{stall / 1000:.0f} ms of stall in {elapsed:.1f} s" if stall is not None else "the pressure file unread"
+            self._end_episode(f"{what}, under the trigger's {threshold / 1000:.0f} ms for that time")
             return
-        self._act_once()
+        if self.clock() < episode.next_attempt_at:
+            return  # pressure lasts, but the last attempt found nothing to do: judge on, act at the next window
+        episode.judged_from = reading
+        acted = self._act_once()
         if self.episode is not None:
             self.episode.judged_from = self.source.read() or self.episode.judged_from  # judge what follows the action
+            if not acted:
+                self.episode.next_attempt_at = self.clock() + self.source.spec.window_us / 1e6
 
     # --- deciding ----------------------------------------------------------------------------------------
     def _rank(self):
@@ -365,42 +400,26 @@ class Guard:
         for state, n in counts.items():
             self._metric("candidates", state, set_to=n)
 
-    def _act_once(self) -> None:
+    def _act_once(self) -> bool:
+        """One action (a trim, a dry run's choice, or an evict pass); False when there was nothing to do."""
         if self.stopping:
-            return
+            return False
         candidates, report = self._rank()
-        if self.stopping:
-            return  # asked to stop during the walks: start nothing new
-        now = self.clock()
-        self.cooldown.forget_gone({c.identity for c in candidates}, now)
-        choice, passed = None, []
-        for candidate, entry in self.ranking.ordered(candidates):
-            if entry.release_bytes < self.config.min_release_bytes:
-                passed.append(f"the largest predicted release left is {fmt_bytes(entry.release_bytes)} "
-                              f"(PID {candidate.identity.pid}), under the minimum {fmt_bytes(self.config.min_release_bytes)}")
+        for _ in range(3):  # a candidate whose fresh walk no longer shows enough: choose again
+            if self.stopping:
+                return False  # asked to stop during the walks: start nothing new
+            now = self.clock()
+            self.cooldown.forget_gone({c.identity for c in candidates}, now)
+            choice, passed = self._choose(candidates, now)
+            if choice is None:
                 break
-            wait = self.cooldown.remaining(candidate.identity, now)
-            if wait > 0:
-                passed.append(f"PID {candidate.identity.pid} in cooldown for {wait:.0f} s")
-                continue
-            choice = (candidate, entry)
-            break
-        if choice is not None and not self.stops.allowed(now):
-            self._metric("stop_limit_hits", inc=1)
-            if not self.episode.said_stop_limit:
-                self.episode.said_stop_limit = True
-                self.log.emit("limit", f"stop limit: {self.stops.count(now)} stops in the last minute (max "
-                                       f"{self.config.max_stops_per_minute}): PID {choice[0].identity.pid} waits "
-                                       f"{self.stops.next_slot_in(now):.0f} s",
-                              pid=choice[0].identity.pid, next_slot_s=round(self.stops.next_slot_in(now), 1))
-            passed.append("the stops-per-minute cap is reached")
-            choice = None
-        if choice is not None:
-            self._trim(*choice, ranked=len(self.ranking.ordered(candidates)))
-            return
+            outcome = self._trim(*choice, ranked=len(self.ranking.ordered(candidates)))
+            if outcome != "stale":
+                return outcome == "acted"
+        now = self.clock()
         if self.config.evict_globs and now - self.last_evict >= self.config.evict_interval_s:
             self._evict()
-            return
+            return True
         if not self.episode.said_nothing_to_do:
             self.episode.said_nothing_to_do = True
             if not passed:
@@ -423,9 +442,38 @@ class Guard:
                 passed.append(f"the last evict pass was {now - self.last_evict:.0f} s ago "
                               f"(interval {self.config.evict_interval_s:g} s)")
             self.log.emit("nothing", "nothing to do: " + "; ".join(passed), reasons=passed)
+        return False
+
+    def _choose(self, candidates, now: float):
+        """The candidate to trim now, or None; and why others were passed over."""
+        choice, passed = None, []
+        for candidate, entry in self.ranking.ordered(candidates):
+            if entry.release_bytes < self.config.min_release_bytes:
+                passed.append(f"the largest predicted release left is {fmt_bytes(entry.release_bytes)} "
+                              f"(PID {candidate.identity.pid}), under the minimum {fmt_bytes(self.config.min_release_bytes)}")
+                break
+            wait = self.cooldown.remaining(candidate.identity, now)
+            if wait > 0:
+                passed.append(f"PID {candidate.identity.pid} in cooldown for {wait:.0f} s")
+                continue
+            choice = (candidate, entry)
+            break
+        if choice is not None and not self.stops.allowed(now):
+            self._metric("stop_limit_hits", inc=1)
+            if not self.episode.said_stop_limit:
+                self.episode.said_stop_limit = True
+                self.log.emit("limit", f"stop limit: {self.stops.count(now)} stops in the last minute (max "
+                                       f"{self.config.max_stops_per_minute}): PID {choice[0].identity.pid} waits "
+                                       f"{self.stops.next_slot_in(now):.0f} s",
+                              pid=choice[0].identity.pid, next_slot_s=round(self.stops.next_slot_in(now), 1))
+            passed.append("the stops-per-minute cap is reached")
+            choice = None
+        return choice, passed
 
     # --- acting ------------------------------------------------------------------------------------------
-    def _trim(self, candidate, entry, *, ranked: int) -> None:
+    def _trim(self, candidate, entry, *, ranked: int) -> str:
+        """"acted" (trimmed, or chosen in a dry run), "stale" (its fresh walk shows too little now:
+        choose again), or "stopped" (a stop was asked for during the walk)."""
         from memtop.actions import trim as trim_action
 
         identity = candidate.identity
@@ -436,7 +484,7 @@ class Guard:
             self._metric("walks", inc=1)
             self._metric("walk_cpu", inc=entry.walk_cpu_s)
         if self.stopping:
-            return  # asked to stop during the walk: start nothing new
+            return "stopped"  # asked to stop during the walk: start nothing new
         prediction = entry.prediction
         comm = printable(candidate.comm)
         min_release = self.config.min_release_bytes
@@ -444,7 +492,7 @@ class Guard:
             self.log.emit("skip", f"PID {identity.pid} ({comm}): walked again, the release is now "
                                   f"{fmt_bytes(prediction.release_bytes)}, under the minimum {fmt_bytes(min_release)}",
                           pid=identity.pid, comm=candidate.comm, predicted_bytes=prediction.release_bytes)
-            return
+            return "stale"
         why = (f"largest predicted release of {ranked} ranked: {fmt_bytes(prediction.release_bytes)} "
                f">= minimum {fmt_bytes(min_release)}")
         now = self.clock()
@@ -463,7 +511,7 @@ class Guard:
             self.log.emit("would-trim", text, pid=identity.pid, start_ticks=identity.start_ticks, comm=candidate.comm,
                           predicted_bytes=prediction.release_bytes, refusal=prediction.refusal, why=why,
                           episode=self.episode.number)
-            return
+            return "acted"
         if prediction.refusal is None:
             self.stops.record(now)  # a refused prediction stops nothing
         before = self.source.read()
@@ -500,6 +548,7 @@ class Guard:
                       stopped_ms=None if result.stopped_s is None else round(result.stopped_s * 1000, 1),
                       why=why, episode=self.episode.number, pressure_before=context["pressure_before"],
                       pressure_after=context["pressure_after"], stall_during_us=context["stall_during_us"])
+        return "acted"
 
     def evict_targets(self) -> tuple[list, list[str]]:
         """The files the evict globs name now, each pinned (memtop.actions.evict.check_file): only
