@@ -132,10 +132,10 @@ class GuardProcess:
     """``memtop guard --json ARGS`` as a child; its log lines are parsed into ``events`` as they
     arrive. ``inject()`` writes trigger events into the test hook's pipe (``--inject-events-fd``)."""
 
-    def __init__(self, *args: str, inject: bool = False, env: dict | None = None, python: str = sys.executable):
+    def __init__(self, *args: str, inject: bool = False, env: dict | None = None, python: list | None = None):
         self._inject_w = None
         pass_fds = ()
-        argv = [python, "-m", "memtop", "guard", "--json", *args]
+        argv = [*(python or [sys.executable]), "-m", "memtop", "guard", "--json", *args]
         if inject:
             read_fd, self._inject_w = os.pipe()
             argv += ["--inject-events-fd", str(read_fd)]
