@@ -121,9 +121,9 @@ class PressureCgroup:
 
 
 def status_bytes(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
+    with open(f"/proc/{pid}/status", "rb") as f:  # bytes: a name need not be UTF-8
         for line in f:
-            if line.startswith(key + ":"):
+            if line.startswith(key.encode() + b":"):
                 return int(line.split()[1]) * 1024
     raise KeyError(key)
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from memtop.format import fmt_bytes
 from memtop.guard.config import GuardConfig
 from memtop.guard.policy import Cooldown, Ranking, StopLimit, WalkBudget, scan
-from memtop.guard.pressure import PressureReading, PressureSource
+from memtop.guard.pressure import PressureReading, PressureSource, PressureSourceError
 from memtop.procfs import PROC
 from memtop.text import json_dumps, printable
 
@@ -211,6 +211,9 @@ class Guard:
         except AuditFailure as e:
             self.log.emit("error", f"memtop guard: {e}; stopping (the guard does not act without its audit log)",
                           error=str(e))
+            return 1
+        except PressureSourceError as e:  # the cgroup whose pressure it watched was removed
+            self.log.emit("error", f"memtop guard: {e}; stopping", error=str(e))
             return 1
         finally:
             if self.episode is not None:

@@ -92,9 +92,9 @@ def anon(child) -> int:
 
 
 def state_and_tracer(pid: int) -> tuple[str, int]:
-    with open(f"/proc/{pid}/status") as f:
-        fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return fields["State"].split()[0], int(fields["TracerPid"])
+    with open(f"/proc/{pid}/status", "rb") as f:  # bytes: a name need not be UTF-8
+        fields = dict(line.split(b":", 1) for line in f if b":" in line)
+    return fields[b"State"].split()[0].decode(), int(fields[b"TracerPid"])
 
 
 def assert_running_untraced(child) -> None:
@@ -447,3 +447,59 @@ def test_an_unsafe_audit_log_stops_the_guard_from_acting(cgroup_factory, guards,
     # AND a dry run, which writes no audit line, runs
     dry = guards(*scoped(cg, "--duration", "1"))
     assert dry.proc.wait(60) == 0
+
+
+def test_hostile_process_names_reach_neither_the_terminal_nor_the_json_raw(cgroup_factory, state_home, tmp_path, gcc):
+    import subprocess
+    import sys
+
+    # GIVEN a process whose name (comm) carries a terminal escape and a byte that is not UTF-8
+    name = b"g\x1b]0;X\x07\xff"
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    binary = os.path.join(os.fsencode(directory), name)
+    shutil.copy(target_binary(), binary)
+    cg = cgroup_factory()
+    child = cg.start([os.fsdecode(binary), "40"])
+    with open(f"/proc/{child.pid}/comm", "rb") as f:
+        assert f.read().rstrip(b"\n") == name
+    for mode in ("text", "json"):
+        read_fd, write_fd = os.pipe()
+        argv = [sys.executable, "-m", "memtop", "guard", "--act", "--min-release", "16M", "--cooldown", "1",
+                "--duration", "4", "--inject-events-fd", str(read_fd), *scoped(cg)] + (["--json"] if mode == "json" else [])
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(read_fd,),
+                                cwd=Path(__file__).resolve().parents[2])
+        os.close(read_fd)
+        time.sleep(1)
+        os.write(write_fd, b"x")
+        out, err = proc.communicate(timeout=60)
+        os.close(write_fd)
+        assert proc.returncode == 0, err
+        # WHEN the guard trims it and logs it
+        assert b"\x1b" not in out and b"\x07" not in out and b"\xff" not in out
+        if mode == "text":
+            assert b"trimmed PID" in out and b"g\\e]0;X\\a\\xff" in out
+        else:
+            trims = [json.loads(line) for line in out.splitlines() if b'"event":"trim"' in line]
+            assert trims and trims[0]["comm"] == list(name)  # exact, as the list of its bytes
+        assert_running_untraced(child)
+        assert child.ask("spike 40", timeout=60) == "spiked"
+    # AND the audit log is valid JSON for a strict parser, the name exact
+    for line in (state_home / "memtop" / "actions.log").read_bytes().splitlines():
+        record = json.loads(line)
+        assert "\\udc" not in line.decode()
+        if record["action"] == "trim":
+            assert record["target"]["comm"] == list(name)
+
+
+def test_the_guard_stops_with_one_line_when_its_pressure_cgroup_is_removed(cgroup_factory, guards):
+    cg = cgroup_factory()
+    if cg.v2_dir is None:
+        pytest.skip("no cgroup2 hierarchy here: no cgroup memory.pressure to watch")
+    g = guards("--pressure-cgroup", cg.pressure_cgroup, "--trigger", TRIGGER)
+    g.wait_event("start")
+    cg.v2_dir.rmdir()  # nothing runs in it
+    assert g.proc.wait(30) == 1
+    (error,) = g.wait_event("error")
+    assert "memory.pressure" in error["error"]
+    assert [e["event"] for e in g.events][-1] == "stop"
