@@ -257,6 +257,12 @@ def run_once(mode: str, args, binaries: dict, working_set: Path) -> dict:
                 child.close()
 
 
+def _trims(result: dict) -> str:
+    if result["mode"] == "dry-run":
+        return f"({result['would_trim']})"  # chosen, not done
+    return str(result.get("trims_ok", "-"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=256, help="the cgroup's memory limit, MiB (default 256)")
@@ -295,9 +301,10 @@ def main(argv=None) -> int:
         dead = [name for name, ok in r["alive"].items() if not ok]
         print(f"{r['mode']:<8} {r['cgroup_stall_some_s']:9.2f}s {r['cgroup_stall_full_s']:9.2f}s "
               f"{r['system_stall_some_s']:8.2f}s {r['oom_kills']:9d} {r['failcnt']:9d} {r['reader_passes']:6d} "
-              f"{r.get('trims_ok', r.get('would_trim', '-')):>5} "
+              f"{_trims(r):>5} "
               f"{r.get('released_mib', 0):8.0f}M  {'all' if not dead else 'killed: ' + ', '.join(dead)}")
-    print(f"(stall: {results[0]['stall_source']}; dmesg OOM reports: "
+    print("(dry-run: trims chosen, in parentheses, none done; "
+          f"stall: {results[0]['stall_source']}; dmesg OOM reports: "
           f"{', '.join(str(r['dmesg_oom']) for r in results)})")
     for r in results:
         if r.get("choices"):
