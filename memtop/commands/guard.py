@@ -99,6 +99,15 @@ def _config(args):
         metrics_file=args.metrics_file)
 
 
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def run(args) -> int:
     from memtop.guard.config import ConfigError
     from memtop.guard.engine import AuditFailure, EventLog, Guard
@@ -153,6 +162,9 @@ def run(args) -> int:
                     raise CliError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
                 bound = server.server_address
                 log.emit("metrics", f"metrics at http://{bound[0]}:{bound[1]}/metrics", host=bound[0], port=bound[1])
+                if not _is_loopback(bound[0]):
+                    log.emit("note", f"note: the metrics at {bound[0]}:{bound[1]} can be reached from other machines, "
+                                     "with no authentication", note="metrics not on loopback")
             if config.metrics_file:
                 writer = metrics_mod.TextfileWriter(metrics, config.metrics_file,
                                                     lambda msg: log.emit("error", f"memtop guard: {msg}", error=msg))

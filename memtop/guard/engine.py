@@ -482,7 +482,9 @@ class Guard:
         identity = candidate.identity
         now = self.clock()
         if now - entry.walked_at > FRESH_S:
-            entry = self.ranking.walk(candidate)  # the decision stands on a fresh walk
+            entry = self.ranking.walk(candidate, should_stop=lambda: self.stopping)  # decide on a fresh walk
+            if entry is None:
+                return "stopped"
             self.stats.walks += 1
             self._metric("walks", inc=1)
             self._metric("walk_cpu", inc=entry.walk_cpu_s)
@@ -491,7 +493,12 @@ class Guard:
         prediction = entry.prediction
         comm = printable(candidate.comm)
         min_release = self.config.min_release_bytes
-        if prediction.refusal is None and (prediction.release_bytes is None or prediction.release_bytes < min_release):
+        if prediction.refusal is not None:
+            self.log.emit("skip", f"PID {identity.pid} ({comm}): walked again, trim now refuses it: "
+                                  f"{printable(prediction.refusal)}",
+                          pid=identity.pid, comm=candidate.comm, refusal=prediction.refusal)
+            return "stale"
+        if prediction.release_bytes is None or prediction.release_bytes < min_release:
             self.log.emit("skip", f"PID {identity.pid} ({comm}): walked again, the release is now "
                                   f"{fmt_bytes(prediction.release_bytes)}, under the minimum {fmt_bytes(min_release)}",
                           pid=identity.pid, comm=candidate.comm, predicted_bytes=prediction.release_bytes)
@@ -506,17 +513,13 @@ class Guard:
             self.stats.trims["dry_run"] = self.stats.trims.get("dry_run", 0) + 1
             self._metric("actions", "trim", "dry_run", inc=1)
             self._metric("last_action", set_to=time.time())
-            if prediction.refusal:
-                text = f"dry run: would try PID {identity.pid} ({comm}) but trim refuses: {prediction.refusal}"
-            else:
-                text = (f"dry run: would trim PID {identity.pid} ({comm}): predicted release "
-                        f"{fmt_bytes(prediction.release_bytes)}, stop ~{prediction.estimated_stop_s * 1000:.0f} ms")
+            text = (f"dry run: would trim PID {identity.pid} ({comm}): predicted release "
+                    f"{fmt_bytes(prediction.release_bytes)}, stop ~{prediction.estimated_stop_s * 1000:.0f} ms")
             self.log.emit("would-trim", text, pid=identity.pid, start_ticks=identity.start_ticks, comm=candidate.comm,
                           predicted_bytes=prediction.release_bytes, refusal=prediction.refusal, why=why,
                           episode=self.episode.number)
             return "acted"
-        if prediction.refusal is None:
-            self.stops.record(now)  # a refused prediction stops nothing
+        self.stops.record(now)
         before = self.source.read()
         result = trim_action.trim(identity, timeout=self.config.timeout_s, root=self.root, prediction=prediction,
                                   log=False)
@@ -529,8 +532,7 @@ class Guard:
             self._metric("released", "trim", inc=released)
         self._metric("actions", "trim", result.status, inc=1)
         self._metric("last_action", set_to=time.time())
-        if prediction.refusal is None and prediction.release_bytes:
-            self._metric("predicted", inc=prediction.release_bytes)
+        self._metric("predicted", inc=prediction.release_bytes)
         if result.stopped_s:
             self._metric("stopped", inc=result.stopped_s)
         if context["stall_during_us"] is not None:

@@ -4,8 +4,9 @@
 - :class:`StopLimit`: never more than N processes stopped (trim attempts) in any 60 seconds.
 - :class:`WalkBudget`: heap walks cost CPU in proportion to the heap (~2 s for 256 MiB of small
   chunks, README); a token bucket of CPU seconds per minute bounds their average cost. A walk may
-  overdraw it (a walk cannot be cut short and still predict), then no walk starts until the
-  bucket is positive again, so over any long span the walks cost at most the budget.
+  overdraw it (a walk cut short predicts nothing), then no walk starts until the bucket is
+  positive again, so over any long span the walks cost at most the budget. One walk lasts at most
+  the budget of a minute (wall time); a heap too large for that is remembered as refused.
 - :class:`Ranking`: the predicted trim release of each candidate, from
   :func:`memtop.actions.trim.predict` (the read-only walk, the same refusals as ``memtop trim``),
   cached per process identity for ``cache_age`` seconds, or until the process's anonymous RSS
@@ -212,13 +213,15 @@ class Ranking:
     """Predicted releases per process identity; see the module doc."""
 
     def __init__(self, *, cache_age_s: float, min_release: int, budget: WalkBudget,
-                 predict: Callable | None = None, root: Path = PROC,
+                 predict: Callable | None = None, root: Path = PROC, max_walk_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.thread_time):
         if predict is None:
             from memtop.actions.trim import predict
         self.cache_age_s = cache_age_s
         self.min_release = min_release
         self.budget = budget
+        # One walk may take at most the whole budget of a minute (and never more than 60 s).
+        self.max_walk_s = max_walk_s if max_walk_s is not None else min(60.0, budget.per_minute)
         self._predict = predict
         self.root = root
         self._clock = clock
@@ -230,13 +233,37 @@ class Ranking:
             return False
         return abs(candidate.rss_anon - entry.rss_anon_at_walk) < max(self.min_release // 2, 1)
 
-    def walk(self, candidate: Candidate) -> Ranked:
-        """Walk one process now (whatever the budget says: the caller decided), and cache it."""
+    def walk(self, candidate: Candidate, *, should_stop: Callable[[], bool] = lambda: False) -> Ranked | None:
+        """Walk one process now (whatever the budget says: the caller decided), and cache it.
+
+        One walk lasts at most ``max_walk_s`` (wall time): a heap too large for that is cached as
+        refused ("too large to walk within the budget") for ``cache_age``. None when ``should_stop``
+        ended the walk (nothing is cached)."""
+        from memtop.heap import Cancelled
+
+        started = self._clock()
         cpu0 = self._cpu_clock()
-        prediction = self._predict(candidate.identity, self.root)
+        too_long = False
+
+        def cancel() -> bool:
+            nonlocal too_long
+            too_long = self._clock() - started > self.max_walk_s
+            return too_long or should_stop()
+
+        try:
+            prediction = self._predict(candidate.identity, self.root, cancel=cancel)
+        except Cancelled:
+            prediction = None
         cpu = max(0.0, self._cpu_clock() - cpu0)
         now = self._clock()
         self.budget.spend(cpu, now)
+        if prediction is None:
+            if not too_long:
+                return None
+            from memtop.actions.trim import refused_prediction
+
+            prediction = refused_prediction(f"the heap walk of PID {candidate.identity.pid} took longer than "
+                                            f"{self.max_walk_s:g} s (the guard's walk budget) and was stopped")
         entry = Ranked(candidate.identity, candidate.comm, prediction, now, cpu, candidate.rss_anon)
         self.entries[candidate.identity] = entry
         return entry
@@ -256,7 +283,9 @@ class Ranking:
             if should_stop() or not self.budget.can_walk(now):
                 report.deferred += 1
                 continue
-            report.walked.append(self.walk(candidate))
+            entry = self.walk(candidate, should_stop=should_stop)
+            if entry is not None:
+                report.walked.append(entry)
         return report
 
     def ordered(self, candidates: list[Candidate]) -> list[tuple[Candidate, Ranked]]:

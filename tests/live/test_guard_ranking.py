@@ -64,10 +64,32 @@ def test_the_walk_budget_defers_walks(cgroup, gcc):
     b = cgroup.start([target_binary(), "30"])
     rules = Rules(allow_cgroups=(cgroup.memory_path,))
     # GIVEN a budget of 1 ms of CPU per minute, spent at once by one walk of 40 MiB (tens of ms)
-    ranking = Ranking(cache_age_s=120, min_release=16 * MIB, budget=WalkBudget(0.001, time.monotonic()))
+    ranking = Ranking(cache_age_s=120, min_release=16 * MIB, budget=WalkBudget(0.001, time.monotonic()),
+                      max_walk_s=60)
     candidates = [c for c in scan(rules, 16 * MIB) if c.excluded is None]
     report = ranking.refresh(candidates)
     # THEN the first walk happened (it may overdraw), the next waits for the bucket to refill
     assert [e.identity.pid for e in report.walked] == [a.pid]
     assert report.deferred == 1 and b.pid not in {i.pid for i in ranking.entries}
     assert report.walked[0].walk_cpu_s > 0.001 and ranking.budget.tokens < 0
+
+
+def test_a_walk_longer_than_allowed_is_stopped_and_remembered_as_refused(cgroup, gcc):
+    # GIVEN a process with 200 MiB of free-kept heap in 1000-byte chunks (a walk of ~200,000 chunks)
+    big = cgroup.start([target_binary(), "200"], timeout=60)
+    rules = Rules(allow_cgroups=(cgroup.memory_path,))
+    candidates = [c for c in scan(rules, 16 * MIB) if c.excluded is None]
+    # WHEN one walk may last 1 ms
+    ranking = Ranking(cache_age_s=120, min_release=16 * MIB, budget=WalkBudget(60, time.monotonic()), max_walk_s=0.001)
+    report = ranking.refresh(candidates)
+    # THEN the walk was stopped, and the process is remembered as refused (not walked again for cache_age)
+    (entry,) = report.walked
+    assert entry.identity.pid == big.pid and entry.release_bytes is None
+    assert "took longer than 0.001 s" in entry.refusal
+    assert ranking.ordered(candidates) == [] and ranking.refresh(candidates).walked == []
+    # AND a walk stopped because the guard is stopping (asked once the walk began) is not remembered
+    ranking = Ranking(cache_age_s=120, min_release=16 * MIB, budget=WalkBudget(60, time.monotonic()))
+    answers = iter([False])  # "not stopping" when the walk starts, "stopping" from then on
+    report = ranking.refresh(candidates, should_stop=lambda: next(answers, True))
+    assert report.walked == [] and ranking.entries == {}
+    assert ranking.budget.tokens < 60  # the stopped walk's CPU still counts
