@@ -16,6 +16,10 @@ stall of exactly these processes):
 - a grower (C) that takes --grow MiB of anonymous memory (mmap'd, in use) in 4 MiB steps over the
   first two thirds of the run and holds it.
 
+With the defaults the anonymous memory alone (4 x 40 MiB kept + 80 MiB + the reader's ~12 MiB)
+reaches the limit, so without the guard the OOM killer must act; the services spike 8 times a
+minute, so the guard is allowed 10 stops a minute (--max-stops; with 6 it falls behind them).
+
 Without the guard the kept heap crowds the reader's page cache out (refault stalls) and the
 grower runs the cgroup out of memory (the OOM killer); with ``memtop guard --act`` the kept heap is
 trimmed under pressure. Each run reports, from the kernel: memory stall (the cgroup's PSI ``some``
@@ -195,7 +199,7 @@ def run_once(mode: str, args, binaries: dict, working_set: Path) -> dict:
                     "--act" if mode == "act" else "--dry-run", "--allow-cgroup", cg.memory_path,
                     *(["--pressure-cgroup", cg.pressure_cgroup] if cg.pressure_cgroup else []),
                     "--trigger", args.trigger, "--min-release", "16M", "--cooldown", str(args.cooldown),
-                    "--max-stops-per-minute", "6")
+                    "--max-stops-per-minute", str(args.max_stops))
                 guard.wait_event("start", timeout=30)
             cg_start = cg.stall_us()
             started = time.monotonic()
@@ -270,9 +274,11 @@ def main(argv=None) -> int:
     parser.add_argument("--services", type=int, default=4)
     parser.add_argument("--spike", type=int, default=40, help="MiB each service spikes to and keeps (default 40)")
     parser.add_argument("--period", type=int, default=30, help="seconds between a service's spikes (default 30)")
-    parser.add_argument("--grow", type=int, default=72, help="MiB the grower takes (default 72)")
+    parser.add_argument("--grow", type=int, default=80, help="MiB the grower takes (default 80)")
     parser.add_argument("--working-set", type=int, default=112, help="MiB of file the reader cycles over (default 112)")
     parser.add_argument("--cooldown", type=int, default=20, help="the guard's per-process cooldown, s (default 20)")
+    parser.add_argument("--max-stops", type=int, default=10,
+                        help="the guard's stops per minute (default 10: the services spike 8 times a minute)")
     parser.add_argument("--trigger", default="some 100000 2000000")
     parser.add_argument("--modes", default="none,act,dry-run")
     parser.add_argument("--verbose", action="store_true", help="print the guard's log")
