@@ -141,8 +141,11 @@ def refused_prediction(reason: str, threads: int | None = None) -> TrimPredictio
     return TrimPrediction(None, reason, None, (), threads, estimate_stop_s(threads, None), reason)
 
 
-def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
-    """Read-only: allocator, arenas (for the mutex check) and the expected RSS drop."""
+def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> TrimPrediction:
+    """Read-only: allocator, arenas (for the mutex check) and the expected RSS drop.
+
+    ``cancel``: passed to the heap walk (:func:`memtop.heap.analyze`), which raises
+    :class:`memtop.heap.Cancelled` when it returns True (the guard bounds each walk's time)."""
     threads = None
     try:
         threads = read_stat(identity.pid, root).num_threads
@@ -165,7 +168,7 @@ def predict(identity: ProcessIdentity, root: Path = PROC) -> TrimPrediction:
         # Nothing can be done: skip the walk (it would fail on the same file, or waste seconds).
         return refused_prediction(refusal, threads)
     reason = None
-    report = analyze(identity.pid, root)
+    report = analyze(identity.pid, root, cancel=cancel)
     kind = report.allocator_kind
     if report.status == "corrupt":
         # malloc_trim walks the same chunks (malloc_consolidate, mtrim): on a damaged heap it can

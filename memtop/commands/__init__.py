@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "memtop.commands.export",
     "memtop.commands.record",
     "memtop.commands.replay",
+    "memtop.commands.guard",
 ]
 
 

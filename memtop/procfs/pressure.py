@@ -151,16 +151,21 @@ class PsiTrigger:
     the trigger is then registered with :func:`unprivileged_spec` and ``adjusted`` says so.
     """
 
-    def __init__(self, spec: TriggerSpec, resource: str = "memory", root: Path = PROC):
+    def __init__(self, spec: TriggerSpec, resource: str = "memory", root: Path = PROC, *, path: str | None = None):
+        """``path``: a cgroup's pressure file (cgroup v2 ``memory.pressure``) instead of the
+        system's ``<root>/pressure/<resource>``."""
         self.asked = spec
         self.spec = spec
         self.adjusted: str | None = None
-        self.path = f"{root}/pressure/{resource}"
-        if not is_live_proc(root):
-            raise TriggerError(f"triggers need the live /proc; {root} is a captured tree")
-        reason = pressure_unavailable_reason(root)
-        if reason is not None:
-            raise TriggerError(reason)
+        if path is not None:
+            self.path = str(path)
+        else:
+            self.path = f"{root}/pressure/{resource}"
+            if not is_live_proc(root):
+                raise TriggerError(f"triggers need the live /proc; {root} is a captured tree")
+            reason = pressure_unavailable_reason(root)
+            if reason is not None:
+                raise TriggerError(reason)
         self._fd = self._register(spec)
         if self._fd is None:
             if has_cap_sys_resource():
