@@ -138,7 +138,8 @@ class VmstatPart(Part):
             if job.one_shot and not self.sampler.history:
                 time.sleep(0.5)  # a single sample has no history: two reads half a second apart
                 self.sampler.sample(job.snapshot.system.monotonic + 0.5)
-            return VmstatView(tuple(self.sampler.history))
+            counters = self.sampler.counters
+            return VmstatView(tuple(self.sampler.history), MappingProxyType(dict(counters)) if counters else None)
 
 
 class ProcessFilesPart(Part):
@@ -252,7 +253,7 @@ class TreePart(Part):
         return 0.0
 
     def collect(self, job: Job) -> TreeView | None:
-        from memtop.procfs.cachestat import file_cache_stat
+        from memtop.procfs.cachestat import file_cache_stat, own_open_files
         from memtop.procfs.treescan import TreeScanError, scan_tree
 
         root = job.params.get("root")
@@ -261,7 +262,8 @@ class TreePart(Part):
         key = (root, job.params.get("scan"))
         done = self._scanned.get(key)
         if done is not None and done.progress.done and not done.progress.cancelled:
-            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False)) for f in done.files)
+            own = own_open_files()
+            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False, own=own)) for f in done.files)
             view = TreeView(root, files, done.progress, done.error)
             self._scanned = {key: view}
             return view
