@@ -7,7 +7,8 @@
 #   `pip install`; without it memtop still installs, with the slower pure-Python walk).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
 # runs a real Prometheus server that scrapes `memtop export`), and the runtimes and servers the
-# runtime layer is tested against: a JDK (javac, jstat, jcmd), Go, PostgreSQL, MariaDB, Redis.
+# runtime layer is tested against: a JDK (javac, jstat, jcmd), Go, PostgreSQL, MariaDB, Redis;
+# libc6-dbg (glibc's debug symbols, found by build-id on the host and inside a container's root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -34,6 +35,10 @@ if [ $for_tests = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || test_need+=(postgresql)
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || test_need+=(mariadb-server)
     command -v redis-server >/dev/null 2>&1 || test_need+=(redis-server)
+    # glibc's debug symbols: the heap tests use them, the container test copies them into a root.
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || test_need+=(libc6-dbg)
+    fi
 fi
 if [ ${#need[@]} -gt 0 ] || [ ${#test_need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -65,6 +65,24 @@ def _errno_reason(e: OSError, what: str) -> Refused:
     return Refused(f"{what}: {os.strerror(e.errno) if e.errno else e}")
 
 
+def _read_regular(fd: int, st: os.stat_result, limit: int, what: str) -> FileRead:
+    """Read an open regular file whole, in 1 MiB preads, refusing more than ``limit`` bytes."""
+    if st.st_size > limit:
+        raise Refused(f"{what}: {st.st_size} bytes, more than the {limit} memtop reads")
+    chunks = []
+    offset = 0
+    while offset <= limit:
+        chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise Refused(f"{what}: grew past {limit} bytes while read")
+    return FileRead(data, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino), st.st_uid)
+
+
 def open_dir_beneath(start: str, path: str, *, trusted_owner: bool = False) -> int:
     """An fd (O_RDONLY|O_DIRECTORY) of ``start``/``path``, walked without following links.
 
@@ -116,20 +134,7 @@ def read_beneath(start: str, path: str, *, limit: int, trusted_owner: bool = Fal
                 raise Refused(f"{what}: not a regular file")
             if trusted_owner:
                 _check_trusted(st, what)
-            if st.st_size > limit:
-                raise Refused(f"{what}: {st.st_size} bytes, more than the {limit} memtop reads")
-            chunks = []
-            offset = 0
-            while offset <= limit:
-                chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                offset += len(chunk)
-            data = b"".join(chunks)
-            if len(data) > limit:
-                raise Refused(f"{what}: grew past {limit} bytes while read")
-            return FileRead(data, st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino), st.st_uid)
+            return _read_regular(fd, st, limit, what)
         except OSError as e:
             raise _errno_reason(e, what) from None
         finally:
@@ -165,3 +170,83 @@ def list_beneath(start: str, path: str, *, limit: int, trusted_owner: bool = Fal
         return out
     finally:
         os.close(dfd)
+
+
+# --- resolving inside a root the kernel confines (openat2 RESOLVE_IN_ROOT) ------------------------
+
+_SYS_OPENAT2 = 437  # the same number on every architecture (the unified syscall table, Linux 5.6)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+_openat2 = None
+
+
+def _openat2_function():
+    global _openat2
+    if _openat2 is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.syscall
+        function.restype = ctypes.c_long
+
+        class OpenHow(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+        def call(dirfd: int, path: bytes, flags: int, resolve: int) -> int:
+            how = OpenHow(flags, 0, resolve)
+            fd = function(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(path),
+                          ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+            if fd < 0:
+                error = ctypes.get_errno()
+                raise OSError(error, os.strerror(error))
+            return fd
+
+        _openat2 = call
+    return _openat2
+
+
+def read_in_root(root: str, path: str, *, limit: int) -> FileRead:
+    """Read ``path`` as seen by a process whose root is ``root`` (e.g. /proc/PID/root).
+
+    The kernel resolves it with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): symbolic links
+    are followed but ``..`` and absolute links stay inside ``root`` (Fedora's .build-id entries
+    are links), and /proc magic links are refused. Kernels before 5.6 lack openat2: the path is
+    then walked with :func:`read_beneath`, which refuses every link. The file must be regular,
+    at most ``limit`` bytes; it is opened O_NONBLOCK. Raises :class:`Refused`.
+    """
+    parts = _split(path)
+    if not parts:
+        raise Refused(f"{path}: no file name")
+    try:
+        dfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _errno_reason(e, root) from None
+    what = f"{root.rstrip('/')}/{'/'.join(parts)}"
+    try:
+        opener = _openat2_function()
+        for _attempt in range(3):
+            try:
+                fd = opener(dfd, "/".join(parts).encode("utf-8", "surrogateescape"), _FILE_FLAGS & ~os.O_NOFOLLOW,
+                            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                break
+            except OSError as e:
+                if e.errno == errno.EAGAIN:  # a rename raced the lookup: the kernel asks to retry
+                    continue
+                if e.errno == errno.ENOSYS:
+                    return read_beneath(root, path, limit=limit)
+                if e.errno == errno.ELOOP:
+                    raise Refused(f"{what}: too many links, or a /proc magic link") from None
+                raise _errno_reason(e, what) from None
+        else:
+            raise Refused(f"{what}: renamed while it was looked up, three times")
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{what}: not a regular file")
+        return _read_regular(fd, st, limit, what)
+    except OSError as e:
+        raise _errno_reason(e, what) from None
+    finally:
+        os.close(fd)
