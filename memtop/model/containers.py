@@ -513,6 +513,9 @@ class ContainerMemory:
     events_delta: Mapping[str, int]  # since the previous tick (empty on the first)
     page_cache: int | None  # file pages charged here without shmem/tmpfs (file - shmem)
     peak: int | None = None  # v2 memory.peak (5.19+), v1 max_usage_in_bytes
+    # The events of the cgroup that sets ``limit`` when that is an ancestor (v2 memory.events;
+    # v1 failcnt, oom_kill): where a hit limit is counted.
+    limit_events: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     pressure: object | None = None  # PsiResource (v2 memory.pressure) or None
     shared: str | None = None  # why the figures are of an enclosing cgroup, when they are
     unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)

@@ -23,8 +23,13 @@ with it. No estimate when the line is flat or falling, or has too few points. Re
 is not an OOM by itself: the kernel first reclaims what it can (see
 memtop.model.containers.Reclaim); the estimate says when reclaim starts to be forced.
 
-**Kills observed**: a cgroup's oom_kill counter (v2 memory.events, v1 memory.oom_control; both
-count up the hierarchy) or /proc/vmstat oom_kill went up between two ticks. The victim is the
+**Kills observed**: a cgroup's oom_kill counter (v2 memory.events, which counts up the hierarchy
+unless cgroup2 is mounted with memory_localevents; v1 memory.oom_control, which counts in the
+victim's own cgroup only: memcg_memory_event() stops at the first cgroup on v1) or /proc/vmstat
+oom_kill went up between two ticks. Whether a cgroup's limit caused it is read from the counters
+of the cgroup whose limit applies (v2 memory.events ``oom``, v1 memory.failcnt: the page counter
+that refused the charge is the limiting cgroup's, often a parent such as a pod's), or from the
+kernel log's ``constraint=``. The victim is the
 process the kernel log names ("Killed process PID (comm)", read from /dev/kmsg as root), else the
 process that vanished from that cgroup between the two ticks (the most likely one by badness when
 several did), with what it held at the last tick. :class:`OomWatch` keeps events for ``keep_s``
@@ -364,6 +369,8 @@ class OomEvent:
     kills: int
     counters: Mapping[str, int]  # the deltas seen: "oom_kill", "oom", "failcnt", "vmstat oom_kill"
     victims: tuple[OomVictim, ...] = ()
+    # The cgroup and its watched ancestors whose limit counters moved: path -> {"oom"|"failcnt"|"max_events": n}
+    limit_hit: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _EMPTY)
     limit: int | None = None
     current_before: int | None = None
     victim_reason: str | None = None  # why no (or fewer) victims than kills were named
@@ -469,12 +476,19 @@ class OomWatch:
                 before, after = previous.cgroups[path], tick.cgroups[path]
                 kills = _counter_delta(before.oom_kill, after.oom_kill)
                 counters = {"oom_kill": kills}
-                for key in ("oom", "max_events", "failcnt"):
-                    delta = _counter_delta(getattr(before, key), getattr(after, key))
-                    if delta:
-                        counters[key] = delta
+                limit_hit = {}
+                for q in sorted(tick.cgroups):
+                    if q not in previous.cgroups or not _within(path, q):
+                        continue
+                    moved = {key: d for key in ("oom", "failcnt", "max_events")
+                             if (d := _counter_delta(getattr(previous.cgroups[q], key), getattr(tick.cgroups[q], key)))}
+                    if moved:
+                        limit_hit[q] = MappingProxyType(moved)
+                    if q == path:
+                        counters.update(moved)
                 event = OomEvent(tick.time, tick.wall_time, previous.time, "unknown", "", path, kills,
-                                 MappingProxyType(counters), limit=before.limit, current_before=before.current)
+                                 MappingProxyType(counters), limit=before.limit, current_before=before.current,
+                                 limit_hit=MappingProxyType(limit_hit))
                 event, reports = _name_victims(event, gone, reports, used_pids, lambda b, p=path: _within(b.cgroup, p))
                 new.append(event)
                 explained += kills
@@ -542,8 +556,8 @@ def _vanished(brief: ProcessBrief, now: Mapping[int, ProcessBrief]) -> bool:
 
 
 def _deepest_moved(previous: OomTick, tick: OomTick) -> list[str]:
-    """The cgroups whose oom_kill went up and none of whose watched descendants' did (the counters
-    count up the hierarchy: a kill in a pod's container moves the pod's counter too)."""
+    """The cgroups whose oom_kill went up and none of whose watched descendants' did (on v2 the
+    counters count up the hierarchy: a kill in a pod's container moves the pod's counter too)."""
     moved = [p for p, after in tick.cgroups.items()
              if p in previous.cgroups and _counter_delta(previous.cgroups[p].oom_kill, after.oom_kill) > 0]
     return sorted(p for p in moved if not any(q != p and _within(q, p) for q in moved))
@@ -571,12 +585,15 @@ def _name_victims(event: OomEvent, gone: dict[int, ProcessBrief], reports: list[
             scope = report.scope
             basis = f"the kernel log: {report.constraint}" + (f", oom_memcg={report.oom_memcg}" if report.oom_memcg else "")
     if scope == "unknown" and event.cgroup is not None:
-        if event.counters.get("oom"):
-            scope, basis = "cgroup", "memory.events oom went up: the cgroup's limit was hit and reclaim failed"
-        elif event.counters.get("failcnt"):
-            scope, basis = "cgroup", "memory.failcnt went up: charges failed at the cgroup's limit"
+        hit = next(((q, moved) for q, moved in sorted(event.limit_hit.items(), key=lambda kv: -len(kv[0]))
+                    if moved.get("oom") or moved.get("failcnt")), None)
+        if hit is not None:
+            q, moved = hit
+            which = "memory.events oom" if moved.get("oom") else "memory.failcnt"
+            scope, basis = "cgroup", f"{which} of {q} went up: that cgroup's limit was hit"
         else:
-            basis = "the cgroup's oom_kill moved without its limit counters: a system OOM, or an ancestor's limit"
+            basis = ("no watched cgroup's limit counters moved: a system OOM, or the limit of a cgroup memtop "
+                     "does not watch")
     reason = event.victim_reason
     if len(victims) < event.kills:
         left = [b for pid, b in gone.items() if pid not in used_pids and pid not in named and inside(b)]

@@ -374,6 +374,12 @@ def read_container_memory(hierarchy: MemoryHierarchy, container: ContainerId, me
         unknown["limit"] = why_limit
     if "max" in memory.unknown:
         unknown["limit"] = memory.unknown["max"]
+    limit_events: Mapping[str, int] = {}
+    if limit_from is not None and limit_from != memory_path:
+        try:
+            limit_events = read_cgroup_memory(hierarchy, limit_from, detail=False).events
+        except NoSuchProcess:
+            unknown["limit_events"] = f"{limit_from} vanished"
     swap = container_swap_room(hierarchy, memory, meminfo, root)
     reclaim = reclaim_estimate(memory.version, memory.current, split, swap)
     page_cache = None
@@ -389,7 +395,8 @@ def read_container_memory(hierarchy: MemoryHierarchy, container: ContainerId, me
         limit=limit, limit_from=limit_from, high=high, split=MappingProxyType(split), reclaim=reclaim, swap=swap,
         members=member_summary(members), events=memory.events,
         events_delta=MappingProxyType(events_delta(previous.events if previous is not None else None, memory.events)),
-        page_cache=page_cache, peak=peak, pressure=memory.pressure, shared=shared,
+        page_cache=page_cache, peak=peak, limit_events=MappingProxyType(dict(limit_events)),
+        pressure=memory.pressure, shared=shared,
         unknown=MappingProxyType(unknown))
 
 

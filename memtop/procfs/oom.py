@@ -294,6 +294,13 @@ class KernelLog:
 # --- one tick -------------------------------------------------------------------------------------
 
 
+def _counters(path: str, version: int, events: Mapping[str, int], current, limit, totalpages) -> CgroupCounters:
+    v2 = version == 2
+    return CgroupCounters(path, version, events.get("oom_kill"), events.get("oom") if v2 else None,
+                          events.get("max") if v2 else None, None if v2 else events.get("failcnt"),
+                          current, limit, totalpages)
+
+
 def read_oom_tick(processes: Iterable, containers, *, root: Path = PROC, kernel_log: KernelLog | None = None,
                   meminfo: Mapping[str, int] | None = None, vmstat: Mapping[str, int] | None = None,
                   clock=time.monotonic, wall_clock=time.time) -> OomTick:
@@ -341,10 +348,12 @@ def read_oom_tick(processes: Iterable, containers, *, root: Path = PROC, kernel_
         if entry.limit is not None:
             totalpages = memcg_totalpages(entry.limit, PAGE_SIZE, swap_limit=entry.swap.limit, swap_total=swap_total,
                                           swappiness=entry.swap.swappiness)
-        cgroups[entry.memory_path] = CgroupCounters(
-            entry.memory_path, entry.version, events.get("oom_kill"), events.get("oom") if entry.version == 2 else None,
-            events.get("max") if entry.version == 2 else None, events.get("failcnt") if entry.version == 1 else None,
-            entry.current, entry.limit, totalpages)
+        cgroups[entry.memory_path] = _counters(entry.memory_path, entry.version, events, entry.current, entry.limit,
+                                               totalpages)
+        if entry.limit_from is not None and entry.limit_from not in cgroups and entry.limit_events:
+            # The cgroup whose limit applies (a pod, a parent slice): its counters say the limit was hit.
+            cgroups[entry.limit_from] = _counters(entry.limit_from, entry.version, entry.limit_events, None,
+                                                  entry.limit, totalpages)
     total = meminfo.get("MemTotal")
     reports = tuple(kernel_log.read()) if kernel_log is not None else ()
     if kernel_log is not None and kernel_log.reason:
