@@ -498,7 +498,11 @@ class OomWatch:
                 event = OomEvent(tick.time, tick.wall_time, previous.time, "system",
                                  "/proc/vmstat oom_kill moved with no watched cgroup's counter", None, kills,
                                  MappingProxyType({"vmstat oom_kill": system_kills}))
-                event, reports = _name_victims(event, gone, reports, used_pids, lambda b: True)
+                # A kill in a watched cgroup moves that cgroup's counter (any OOM, system or not):
+                # this one was elsewhere.
+                watched = [c for c in tick.cgroups.values() if c.oom_kill is not None]
+                event, reports = _name_victims(event, gone, reports, used_pids,
+                                               lambda b: not any(_counts_for(c, b.cgroup) for c in watched))
                 new.append(event)
             elif system_kills and new:
                 new = [replace(e, counters=MappingProxyType({**e.counters, "vmstat oom_kill": system_kills}))
@@ -546,6 +550,14 @@ def _candidate(brief: ProcessBrief) -> OomCandidate:
         unkillable = "a zombie has no memory to free"
     return OomCandidate(brief.pid, brief.start_ticks, brief.name, brief.cgroup, brief.oom_score, brief.oom_score_adj,
                         brief.rss, brief.swap, brief.pgtables, unkillable)
+
+
+def _counts_for(counters: CgroupCounters, memory_path: str | None) -> bool:
+    """Whether a kill of a process in ``memory_path`` moves ``counters``' oom_kill: v1 counts in
+    the victim's own cgroup only, v2 in it and every ancestor."""
+    if counters.version == 1:
+        return memory_path == counters.path
+    return _within(memory_path, counters.path)
 
 
 def _vanished(brief: ProcessBrief, now: Mapping[int, ProcessBrief]) -> bool:
