@@ -464,6 +464,7 @@ class OomWatch:
         returned may be completed later, in :attr:`events`, when their victim shows up)."""
         self._record_trends(tick)
         previous, self._previous = self._previous, tick
+        ages = {id(r): age for age, r in self._unmatched_reports}
         reports = [r for _, r in self._unmatched_reports] + list(tick.kernel_reports)
         self._unmatched_reports = []
         new: list[OomEvent] = []
@@ -493,6 +494,9 @@ class OomWatch:
                 new.append(event)
                 explained += kills
             system_kills = _counter_delta(previous.vmstat_oom_kill, tick.vmstat_oom_kill)
+            if system_kills:
+                new = [replace(e, counters=MappingProxyType({**e.counters, "vmstat oom_kill": system_kills}))
+                       for e in new]
             if system_kills > explained:
                 kills = system_kills - explained
                 event = OomEvent(tick.time, tick.wall_time, previous.time, "system",
@@ -504,10 +508,9 @@ class OomWatch:
                 event, reports = _name_victims(event, gone, reports, used_pids,
                                                lambda b: not any(_counts_for(c, b.cgroup) for c in watched))
                 new.append(event)
-            elif system_kills and new:
-                new = [replace(e, counters=MappingProxyType({**e.counters, "vmstat oom_kill": system_kills}))
-                       for e in new]
-        self._unmatched_reports = [(0, r) for r in reports]
+        # A report no counter explained yet (it can be read a tick before the counter moves) is
+        # tried again at the next tick, then dropped.
+        self._unmatched_reports = [(ages.get(id(r), 0) + 1, r) for r in reports if ages.get(id(r), 0) < 1]
         for event in new:
             self._events.append(event)
             if len(event.victims) < event.kills:
@@ -593,9 +596,8 @@ def _name_victims(event: OomEvent, gone: dict[int, ProcessBrief], reports: list[
         victims.append(OomVictim(report.pid, report.comm, "kernel log", last, report))
         named.add(report.pid)
         used_pids.add(report.pid)
-        if event.cgroup is not None:
-            scope = report.scope
-            basis = f"the kernel log: {report.constraint}" + (f", oom_memcg={report.oom_memcg}" if report.oom_memcg else "")
+        scope = report.scope
+        basis = f"the kernel log: {report.constraint}" + (f", oom_memcg={report.oom_memcg}" if report.oom_memcg else "")
     if scope == "unknown" and event.cgroup is not None:
         hit = next(((q, moved) for q, moved in sorted(event.limit_hit.items(), key=lambda kv: -len(kv[0]))
                     if moved.get("oom") or moved.get("failcnt")), None)

@@ -275,3 +275,33 @@ def test_kill_order_and_trends_from_the_watch():
     eta = watch.time_to_limit("/c")
     assert eta.slope_bytes_per_s == pytest.approx(2 * MiB) and eta.seconds == pytest.approx((100 - 78) / 2)
     assert watch.time_to_limit("/nothing") is None
+
+
+def report(pid, memcg, constraint="CONSTRAINT_MEMCG"):
+    return KernelOomReport(1, 1, pid, "python", constraint, memcg, memcg, 0, 0, 30 * MiB, 0, 0, 0, 0,
+                           f"Memory cgroup out of memory: Killed process {pid} (python) ...")
+
+
+def test_a_kernel_line_read_before_the_counter_moved_is_used_at_the_next_tick_then_dropped():
+    a = brief(90, cgroup="/c", rss=80 * MiB)
+    cg = lambda kills: {"/c": CgroupCounters("/c", 2, kills, current=1, limit=100 * MiB)}  # noqa: E731
+    watch = OomWatch()
+    watch.update(tick(0.0, cg(0), [a]))
+    assert watch.update(tick(2.0, cg(0), [a], [report(90, "/c")])) == []  # the line came first
+    [event] = watch.update(tick(4.0, cg(1), [], vmstat=6))
+    assert [(v.pid, v.source) for v in event.victims] == [(90, "kernel log")] and event.scope == "cgroup"
+    # A line nothing explains is tried at one more tick only.
+    watch.update(tick(6.0, cg(1), [], [report(91, "/elsewhere")], vmstat=6))
+    watch.update(tick(8.0, cg(1), [], vmstat=6))
+    watch.update(tick(10.0, cg(1), [], vmstat=6))
+    assert watch._unmatched_reports == []
+
+
+def test_a_kill_in_a_cgroup_memtop_does_not_watch_is_a_system_event_named_by_the_kernel():
+    a = brief(95, cgroup="/unwatched", rss=80 * MiB)
+    watch = OomWatch()
+    watch.update(tick(0.0, {}, [a], vmstat=1))
+    [event] = watch.update(tick(2.0, {}, [], [report(95, "/unwatched")], vmstat=2))
+    assert event.cgroup is None and event.kills == 1
+    assert event.scope == "cgroup" and "oom_memcg=/unwatched" in event.scope_basis
+    assert [v.pid for v in event.victims] == [95]
