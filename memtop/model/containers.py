@@ -46,6 +46,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
+from memtop.model.findings import Finding, Severity
+
 # Kinds of ContainerId.
 HOST = "host"  # the root cgroup
 CONTAINER = "container"
@@ -568,3 +570,90 @@ class ContainersSample:
             if entry.container.cgroup == path:
                 return entry
         return None
+
+
+# --- plain words -----------------------------------------------------------------------------------
+
+NEAR_LIMIT = 0.90
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def container_findings(entry: ContainerMemory, time_to_limit=None) -> list:
+    """Why a container is near its limit, in the kernel's terms: what counts against the limit
+    that no process's RSS shows, and what reclaim can still free. ``time_to_limit`` is a
+    memtop.model.oom.TimeToLimit for this cgroup, or None."""
+    out = []
+    fraction = entry.usage_fraction
+    name = entry.container.label
+    if fraction is not None and fraction >= NEAR_LIMIT and entry.current is not None and entry.limit is not None:
+        parts = []
+        split = entry.split
+        pss = entry.members.pss
+        if pss is not None:
+            parts.append(f"its processes' PSS is {_mib(pss)}")
+        for key, words in (("shmem", "tmpfs/shared memory"), ("kernel", "kernel memory"), ("sock", "socket buffers")):
+            value = split.get(key)
+            if value:
+                parts.append(f"{words} {_mib(value)}")
+        if entry.page_cache:
+            parts.append(f"page cache {_mib(entry.page_cache)}")
+        reclaim = entry.reclaim
+        can = (f"reclaim can still free {_mib(reclaim.total)} (clean page cache"
+               + (", reclaimable slab" if reclaim.slab_reclaimable else "")
+               + (", swap" if reclaim.by_swap else "") + ")") if reclaim.total is not None else "what reclaim can free is unknown"
+        limit_from = f" (set by {entry.limit_from})" if entry.limit_from and entry.limit_from != entry.memory_path else ""
+        severity = Severity.CRITICAL if fraction >= 0.98 else Severity.WARNING
+        rest = _mib(reclaim.cannot) if reclaim.cannot is not None else "unknown"
+        next_step = "raise the limit or find what grows"
+        if split.get("shmem"):
+            next_step = "tmpfs leaves only by swap or when its files are deleted; " + next_step
+        out.append(Finding(
+            severity,
+            f"{name} uses {_mib(entry.current)} of its {_mib(entry.limit)} limit{limit_from}: " + "; ".join(parts)
+            + f". The limit counts all of it; {can}, the rest ({rest}) only an OOM kill frees",
+            next_step,
+        ))
+    if time_to_limit is not None and time_to_limit.seconds is not None and time_to_limit.seconds < 600:
+        r2 = f", fit R² {time_to_limit.r2:.2f}" if time_to_limit.r2 is not None else ""
+        out.append(Finding(
+            Severity.WARNING,
+            f"{name} grows {time_to_limit.slope_bytes_per_s / 2**20:.1f} MiB/s (least squares over "
+            f"{time_to_limit.points} points in {time_to_limit.window_s:.0f} s{r2}): at this rate it reaches its limit "
+            f"in {time_to_limit.seconds:.0f} s",
+            "reclaim starts there; an OOM kill follows when what it can free runs out",
+        ))
+    kills = entry.events_delta.get("oom_kill", 0)
+    if kills:
+        out.append(Finding(Severity.CRITICAL, f"the OOM killer killed {kills} process(es) in {name} since the last tick",
+                           "see the OOM events for the victim and what it held"))
+    return out
+
+
+def container_json(entry: ContainerMemory) -> dict:
+    """One container as plain data (strings raw: pass the result through memtop.text.json_safe)."""
+    c = entry.container
+    reclaim = entry.reclaim
+    return {
+        "kind": c.kind, "name": c.name, "name_source": c.name_source, "cgroup": c.cgroup, "id": c.id,
+        "runtime": c.runtime, "orchestrator": c.orchestrator, "pod_uid": c.pod_uid, "pod_name": c.pod_name,
+        "namespace": c.namespace, "qos": c.qos, "unit": c.unit, "uid": c.uid,
+        "memory_path": entry.memory_path, "cgroup_version": entry.version, "shared": entry.shared,
+        "current": entry.current, "limit": entry.limit, "limit_from": entry.limit_from, "high": entry.high,
+        "peak": entry.peak, "page_cache": entry.page_cache, "split": dict(entry.split),
+        "reclaim": {"file_clean": reclaim.file_clean, "file_dirty_writeback": reclaim.file_dirty_writeback,
+                    "slab_reclaimable": reclaim.slab_reclaimable, "by_swap": reclaim.by_swap,
+                    "total": reclaim.total, "cannot": reclaim.cannot, "unknown": dict(reclaim.unknown)},
+        "swap_room": {"bytes": entry.swap.bytes, "reason": entry.swap.reason},
+        "members": {"pids": list(entry.members.pids), "rss": entry.members.rss, "pss": entry.members.pss,
+                    "pss_known": entry.members.pss_known},
+        "events": dict(entry.events), "events_delta": dict(entry.events_delta),
+        "limit_events": dict(entry.limit_events),
+        "pressure": None if entry.pressure is None else {
+            "some_avg10": entry.pressure.some.avg10, "some_total_us": entry.pressure.some.total_us,
+            "full_avg10": entry.pressure.full.avg10 if entry.pressure.full else None,
+            "full_total_us": entry.pressure.full.total_us if entry.pressure.full else None},
+        "unknown": dict(entry.unknown),
+    }

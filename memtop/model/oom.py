@@ -444,6 +444,10 @@ class OomWatch:
     def events(self) -> tuple[OomEvent, ...]:
         return tuple(self._events)
 
+    @property
+    def last_tick(self) -> OomTick | None:
+        return self._previous
+
     # -- kill order from the last tick --
     def kill_order(self, scope: str = "system") -> KillOrder | None:
         tick = self._previous
@@ -650,3 +654,88 @@ def rank_kernel_tasks(report: KernelOomReport, totalpages: int, page_size: int) 
             out.append((points, pid))
     out.sort(key=lambda r: -r[0])
     return out
+
+
+# --- one immutable view for the consumers ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OomSample:
+    """What the OomWatch knows at one tick, frozen for the UI, snapshot, record and export."""
+
+    time: float
+    events: tuple[OomEvent, ...]
+    system_time: TimeToLimit
+    cgroup_times: Mapping[str, TimeToLimit]
+    system_order: KillOrder | None
+    cgroup_orders: Mapping[str, KillOrder]
+    unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
+    """Freeze ``watch`` after its last update: events, time to the limit per watched cgroup with a
+    limit and system-wide, and the kill orders (the first ``order_limit`` of each)."""
+    tick = watch.last_tick
+    times = {}
+    orders = {}
+    for path, counters in (tick.cgroups.items() if tick is not None else ()):
+        if counters.limit is None:
+            continue
+        eta = watch.time_to_limit(path)
+        if eta is not None:
+            times[path] = eta
+        order = watch.kill_order(path)
+        if order is not None:
+            orders[path] = _cut(order, order_limit)
+    system = watch.kill_order("system")
+    return OomSample(tick.time if tick is not None else 0.0, watch.events, watch.time_to_exhaustion(),
+                     MappingProxyType(times), _cut(system, order_limit) if system is not None else None,
+                     MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY)
+
+
+def _cut(order: KillOrder, limit: int | None) -> KillOrder:
+    return order if limit is None else replace(order, ranked=order.ranked[:limit])
+
+
+def _time_json(t: TimeToLimit) -> dict:
+    return {"seconds": t.seconds, "slope_bytes_per_s": t.slope_bytes_per_s, "r2": t.r2, "window_s": t.window_s,
+            "points": t.points, "headroom": t.headroom, "limit": t.limit, "limit_name": t.limit_name,
+            "reason": t.reason}
+
+
+def _order_json(order: KillOrder) -> dict:
+    return {"scope": order.scope, "totalpages": order.totalpages,
+            "ranked": [{"pid": r.candidate.pid, "name": r.candidate.name, "points": r.points, "score": r.score,
+                        "kernel_oom_score": r.candidate.oom_score, "oom_score_adj": r.candidate.oom_score_adj,
+                        "rss": r.candidate.rss, "swap": r.candidate.swap, "pgtables": r.candidate.pgtables,
+                        "tied": r.tied} for r in order.ranked],
+            "excluded": [{"pid": c.pid, "name": c.name, "why": why} for c, why in order.excluded]}
+
+
+def oom_json(sample: OomSample) -> dict:
+    """An OomSample as plain data (strings raw: pass the result through memtop.text.json_safe)."""
+    def victim(v: OomVictim) -> dict:
+        last = v.last
+        kernel = v.kernel
+        return {"pid": v.pid, "name": v.name, "source": v.source,
+                "last": None if last is None else {"rss": last.rss, "pss": last.pss, "swap": last.swap,
+                                                   "oom_score": last.oom_score, "oom_score_adj": last.oom_score_adj,
+                                                   "cgroup": last.cgroup, "name": last.name},
+                "kernel": None if kernel is None else {
+                    "text": kernel.text, "constraint": kernel.constraint, "oom_memcg": kernel.oom_memcg,
+                    "task_memcg": kernel.task_memcg, "anon_rss": kernel.anon_rss, "file_rss": kernel.file_rss,
+                    "shmem_rss": kernel.shmem_rss, "pgtables": kernel.pgtables, "total_vm": kernel.total_vm,
+                    "oom_score_adj": kernel.oom_score_adj, "usec": kernel.usec}}
+
+    return {
+        "events": [{"wall_time": e.wall_time, "time": e.time, "since": e.since, "scope": e.scope,
+                    "scope_basis": e.scope_basis, "cgroup": e.cgroup, "kills": e.kills, "counters": dict(e.counters),
+                    "limit_hit": {k: dict(v) for k, v in e.limit_hit.items()}, "limit": e.limit,
+                    "current_before": e.current_before, "victims": [victim(v) for v in e.victims],
+                    "victim_reason": e.victim_reason} for e in sample.events],
+        "system_time_to_exhaustion": _time_json(sample.system_time),
+        "cgroup_time_to_limit": {path: _time_json(t) for path, t in sample.cgroup_times.items()},
+        "system_kill_order": _order_json(sample.system_order) if sample.system_order is not None else None,
+        "cgroup_kill_order": {path: _order_json(o) for path, o in sample.cgroup_orders.items()},
+        "unknown": dict(sample.unknown),
+    }

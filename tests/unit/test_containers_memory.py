@@ -166,3 +166,25 @@ def test_events_delta_between_ticks():
 def test_a_captured_tree_gives_no_names_from_the_host(root):
     # Names are read from the host's runtime files only for the live /proc.
     assert ContainerCollector(root).names is None
+
+
+def test_findings_say_what_counts_against_the_limit_and_json_is_plain():
+    import json
+
+    from memtop.model.containers import container_findings, container_json
+    from memtop.model.findings import Severity
+    from memtop.text import json_dumps
+
+    entry = ContainerCollector(V2TREE, names=False).collect(samples(V2TREE)).by_cgroup("/system.slice/postgresql.service")
+    [finding] = container_findings(entry)
+    assert finding.severity == Severity.CRITICAL  # 255 of 256 MiB in the hand-written tree
+    assert "postgresql.service uses 255 MiB of its 256 MiB limit" in finding.text
+    assert "tmpfs/shared memory 16 MiB" in finding.text and "page cache 28 MiB" in finding.text
+    assert f"reclaim can still free {entry.reclaim.total / MiB:.0f} MiB" in finding.text
+    assert "tmpfs leaves only by swap" in finding.next_step
+    data = json.loads(json_dumps(container_json(entry)))
+    assert data["current"] == entry.current and data["reclaim"]["file_clean"] == entry.reclaim.file_clean
+    assert data["kind"] == "service" and data["cgroup_version"] == 2
+    # Far from the limit: nothing to say.
+    below = ContainerCollector(TREE, names=False).collect(samples(TREE)).by_cgroup("/memtop-test/app")
+    assert container_findings(below) == []

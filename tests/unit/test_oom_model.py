@@ -305,3 +305,23 @@ def test_a_kill_in_a_cgroup_memtop_does_not_watch_is_a_system_event_named_by_the
     assert event.cgroup is None and event.kills == 1
     assert event.scope == "cgroup" and "oom_memcg=/unwatched" in event.scope_basis
     assert [v.pid for v in event.victims] == [95]
+
+
+def test_the_frozen_sample_and_its_json():
+    import json as jsonlib
+
+    from memtop.model.oom import oom_json, oom_sample
+    from memtop.text import json_dumps
+
+    victim, first, second = captured_ticks(with_report=True)
+    watch = OomWatch()
+    watch.update(first)
+    watch.update(second)
+    sample = oom_sample(watch, order_limit=1)
+    assert sample.events == watch.events and sample.time == second.time
+    assert set(sample.cgroup_orders) == {"/memtop-test/app", "/memtop-test"}
+    assert all(len(o.ranked) <= 1 for o in sample.cgroup_orders.values())
+    data = jsonlib.loads(json_dumps(oom_json(sample)))
+    [event] = data["events"]
+    assert event["victims"][0]["pid"] == victim and event["victims"][0]["kernel"]["constraint"] == "CONSTRAINT_MEMCG"
+    assert data["system_time_to_exhaustion"]["reason"] is not None  # two ticks: too few points
