@@ -412,6 +412,8 @@ class OomWatch:
         self._currents: dict[str, deque] = {}
         self._available: deque = deque()
         self._limits: dict[str, int | None] = {}
+        self._by_path: dict = {}
+        self._by_path_tick: OomTick | None = None
 
     # -- trends --
     def _record_trends(self, tick: OomTick) -> None:
@@ -449,17 +451,28 @@ class OomWatch:
         return self._previous
 
     # -- kill order from the last tick --
+    def _candidates_by_path(self) -> dict[str | None, list[OomCandidate]]:
+        tick = self._previous
+        if self._by_path_tick is not tick:
+            by_path: dict[str | None, list[OomCandidate]] = {}
+            for brief in tick.processes.values():
+                by_path.setdefault(brief.cgroup, []).append(_candidate(brief))
+            self._by_path, self._by_path_tick = by_path, tick
+        return self._by_path
+
     def kill_order(self, scope: str = "system") -> KillOrder | None:
+        """The kill order at the last tick, system-wide or within the watched cgroup ``scope``."""
         tick = self._previous
         if tick is None or tick.system_totalpages is None:
             return None
-        candidates = [_candidate(b) for b in tick.processes.values()]
+        by_path = self._candidates_by_path()
         if scope == "system":
-            return kill_order(candidates, tick.system_totalpages, "system", tick.page_size)
+            return kill_order([c for group in by_path.values() for c in group], tick.system_totalpages, "system",
+                              tick.page_size)
         counters = tick.cgroups.get(scope)
         if counters is None or counters.oom_totalpages is None:
             return None
-        inside = [c for c in candidates if _within(c.cgroup, scope)]
+        inside = [c for path, group in by_path.items() if _within(path, scope) for c in group]
         return kill_order(inside, counters.oom_totalpages, scope, tick.page_size, tick.system_totalpages)
 
     # -- events --
