@@ -258,8 +258,9 @@ class ContainerNames:
                 k8s_name = labels.get("io.kubernetes.container.name")
                 more = {}
                 if isinstance(labels.get("io.kubernetes.pod.name"), str):
+                    namespace = labels.get("io.kubernetes.pod.namespace")
                     more = {"pod_name": labels["io.kubernetes.pod.name"],
-                            "namespace": labels.get("io.kubernetes.pod.namespace")}
+                            "namespace": namespace if isinstance(namespace, str) else None}
                 if isinstance(k8s_name, str):
                     return with_name(container, k8s_name, "docker config.v2.json labels", **more)
                 return with_name(container, name, "docker config.v2.json", **more)
