@@ -7,6 +7,7 @@ Every cgroup is removed at close, its tasks killed first, children before parent
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -164,3 +165,20 @@ while True:
     chunks.append(bytearray(1 << 20))
     time.sleep(step)
 """
+
+
+def fs_type(path: Path) -> str:
+    """The filesystem type of the mount holding ``path`` (/proc/self/mountinfo, longest prefix)."""
+    real = os.path.realpath(path)
+    best, kind = "", "?"
+    text = Path("/proc/self/mountinfo").read_bytes().decode("utf-8", "surrogateescape")
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), left.split()[4])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, right.split()[0]
+    return kind
+
+
+DISK_FILESYSTEMS = frozenset(("ext4", "ext3", "xfs", "btrfs", "f2fs"))

@@ -22,7 +22,16 @@ from memtop.procfs import PAGE_SIZE
 from memtop.procfs.containers import ContainerCollector
 from memtop.procfs.oom import KernelLog, read_oom_fields, read_oom_tick
 from memtop.procfs.pressure import has_cap_sys_resource
-from tests.containers_support import GROW, HOLD_ANON, HOLD_FILES, TestCgroup, memory_hierarchy_or_reason, v2_reason_here
+from tests.containers_support import (
+    DISK_FILESYSTEMS,
+    GROW,
+    HOLD_ANON,
+    HOLD_FILES,
+    TestCgroup,
+    fs_type,
+    memory_hierarchy_or_reason,
+    v2_reason_here,
+)
 from tests.pressure_support import make_cold_file
 from tests.support import wait_until
 
@@ -94,16 +103,26 @@ def test_container_figures_are_the_kernels(hierarchy, tmp_path, shm_file):
                     "shmem": "total_shmem" if v1 else "shmem", "file_dirty": "total_dirty" if v1 else "file_dirty"}
             for ours, kernels in keys.items():
                 assert between(stat_before[kernels], entry.split[ours], stat_after[kernels]), ours
-            # What the test made: 8 MiB of tmpfs, 4 MiB dirty (not yet written back: the kernel
-            # writes dirty pages after 30 s), 24 MiB of anonymous memory in one process.
-            assert entry.split["shmem"] == 8 * MiB
+            # What the test made: 8 MiB of tmpfs, 24 MiB of anonymous memory in one process, and,
+            # where the test's directory is on a disk (here: ext4), the 16 MiB cold file read in and
+            # 4 MiB left dirty (the kernel writes dirty pages back after 30 s). On a tmpfs /tmp
+            # (a virtme-ng guest) the "dirty" file is tmpfs too, and the cold file, written by this
+            # test outside the cgroup, is charged to it, not to the reader.
             assert entry.split["anon"] >= 24 * MiB
             active = "total_active_file" if v1 else "active_file"
             inactive = "total_inactive_file" if v1 else "inactive_file"
             dirty, writeback = keys["file_dirty"], "total_writeback" if v1 else "file_writeback"
             clean = lambda s: s[active] + s[inactive] - s[dirty] - s[writeback]  # noqa: E731
             assert between(clean(stat_before), entry.reclaim.file_clean, clean(stat_after))
-            assert entry.reclaim.file_clean >= 16 * MiB  # the cold file read through
+            where = fs_type(tmp_path)
+            if where in DISK_FILESYSTEMS:
+                assert entry.split["shmem"] == 8 * MiB
+                assert entry.split["file_dirty"] == 4 * MiB
+                assert entry.reclaim.file_clean >= 16 * MiB  # the cold file read through
+            elif where == "tmpfs":
+                assert entry.split["shmem"] == 12 * MiB and entry.split["file_dirty"] == 0
+            else:
+                assert entry.split["shmem"] >= 8 * MiB, where
             assert entry.page_cache == entry.split["file"] - entry.split["shmem"]
             # PSS of the two members: their smaps_rollup, read after (idle processes: stable).
             pss = 0
