@@ -572,6 +572,15 @@ class ContainersSample:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class ContainersView:
+    """The containers part's result: every container's memory at this tick and what the OOM
+    watch knows (memtop.model.oom.OomSample: kills seen, kill orders, time to each limit)."""
+
+    containers: ContainersSample
+    oom: object | None = None  # OomSample
+
+
 # --- plain words -----------------------------------------------------------------------------------
 
 NEAR_LIMIT = 0.90

@@ -250,9 +250,9 @@ def time_to_exhaustion(available: Sequence[tuple[float, int]], *, window_s: floa
     usage = [(t, -v) for t, v in available if v is not None]
     result = time_to_limit(usage, 0, limit_name="MemAvailable", window_s=window_s, min_points=min_points)
     slope = -result.slope_bytes_per_s if result.slope_bytes_per_s is not None else None
-    headroom = -result.headroom if result.headroom is not None else None
+    # headroom: 0 - (-MemAvailable), MemAvailable itself (what is left to fall)
     reason = result.reason.replace("flat or falling", "flat or rising") if result.reason else None
-    return replace(result, slope_bytes_per_s=slope, headroom=headroom, limit=None, reason=reason)
+    return replace(result, slope_bytes_per_s=slope, limit=None, reason=reason)
 
 
 # --- kills observed --------------------------------------------------------------------------------

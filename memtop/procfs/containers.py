@@ -454,19 +454,9 @@ class ContainerCollector:
         self._membership[key] = (now, container, memory_path)
         return container, memory_path
 
-    def collect(self, processes: Iterable, *, meminfo: Mapping[str, int] | None = None) -> ContainersSample:
-        """One tick: ``processes`` are ProcessSamples (memtop.model.process) of this tick."""
-        now = self._clock()
-        hierarchy = self.hierarchy()
-        if hierarchy is None:
-            return ContainersSample(now, None, unknown=MappingProxyType({"containers": self._hierarchy_error or "?"}))
-        unknown: dict[str, str] = {}
-        if meminfo is None:
-            try:
-                meminfo = read_meminfo(self.root)
-            except ProcfsError as e:
-                meminfo = {}
-                unknown["meminfo"] = str(e)
+    def _group(self, processes: Iterable, hierarchy: MemoryHierarchy, now: float):
+        """Which container each process is in: (by_pid, memory path by pid, the processes of each
+        container cgroup, its ContainerId, the cgroup its memory is read from)."""
         by_pid: dict[int, ContainerId] = {}
         memory_by_pid: dict[int, str] = {}
         groups: dict[str, list] = {}
@@ -493,6 +483,35 @@ class ContainerCollector:
                 group_memory.setdefault(key, key if inside else memory_path)
         for stale in [k for k in self._membership if k not in alive]:
             del self._membership[stale]
+        return by_pid, memory_by_pid, groups, group_id, group_memory
+
+    def membership(self, processes: Iterable) -> ContainersSample:
+        """Only which container each process is in (named): no cgroup file is read but each new
+        process's /proc/PID/cgroup. What the Processes tab's Container column needs."""
+        now = self._clock()
+        hierarchy = self.hierarchy()
+        if hierarchy is None:
+            return ContainersSample(now, None, unknown=MappingProxyType({"containers": self._hierarchy_error or "?"}))
+        by_pid, memory_by_pid, _groups, group_id, _memory = self._group(processes, hierarchy, now)
+        if self.names is not None:
+            named = {key: self.names.resolve(c) for key, c in group_id.items()}
+            by_pid = {pid: named.get(c.cgroup, c) for pid, c in by_pid.items()}
+        return ContainersSample(now, hierarchy.version, (), MappingProxyType(by_pid), MappingProxyType(memory_by_pid))
+
+    def collect(self, processes: Iterable, *, meminfo: Mapping[str, int] | None = None) -> ContainersSample:
+        """One tick: ``processes`` are ProcessSamples (memtop.model.process) of this tick."""
+        now = self._clock()
+        hierarchy = self.hierarchy()
+        if hierarchy is None:
+            return ContainersSample(now, None, unknown=MappingProxyType({"containers": self._hierarchy_error or "?"}))
+        unknown: dict[str, str] = {}
+        if meminfo is None:
+            try:
+                meminfo = read_meminfo(self.root)
+            except ProcfsError as e:
+                meminfo = {}
+                unknown["meminfo"] = str(e)
+        by_pid, memory_by_pid, groups, group_id, group_memory = self._group(processes, hierarchy, now)
         for key, container in group_id.items():
             if key in group_memory:
                 self._last_seen[key] = (now, container, group_memory[key])
@@ -523,6 +542,8 @@ class ContainerCollector:
             for source, reason in self.names.unknown.items():
                 unknown[f"names.{source}"] = reason
         out.sort(key=lambda c: (-(c.current or 0), c.container.cgroup))
+        named = {entry.container.cgroup: entry.container for entry in out}
+        by_pid = {pid: named.get(c.cgroup, c) for pid, c in by_pid.items()}
         sample = ContainersSample(now, hierarchy.version, tuple(out), MappingProxyType(by_pid),
                                   MappingProxyType(memory_by_pid), MappingProxyType(unknown))
         self._previous = sample

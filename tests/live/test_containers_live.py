@@ -117,8 +117,12 @@ def test_container_figures_are_the_kernels(hierarchy, tmp_path, shm_file):
             where = fs_type(tmp_path)
             if where in DISK_FILESYSTEMS:
                 assert entry.split["shmem"] == 8 * MiB
-                assert entry.split["file_dirty"] == 4 * MiB
-                assert entry.reclaim.file_clean >= 16 * MiB  # the cold file read through
+                # 4 MiB the test wrote, and now and then a page or two the children's own
+                # start-up dirtied in the same cgroup (seen once: 4 MiB + 4 KiB).
+                assert 4 * MiB <= entry.split["file_dirty"] <= 4 * MiB + 16 * 4096
+                # The cold file read through: clean is file LRU minus dirty, so the page or two
+                # of dirt from the children's start-up (above) comes off it.
+                assert entry.reclaim.file_clean >= 16 * MiB - 16 * 4096
             elif where == "tmpfs":
                 assert entry.split["shmem"] == 12 * MiB and entry.split["file_dirty"] == 0
             else:

@@ -168,6 +168,7 @@ def test_system_time_to_exhaustion_from_memavailable():
     result = time_to_exhaustion(points)
     assert result.slope_bytes_per_s == pytest.approx(-5 * MiB)
     assert result.seconds == pytest.approx((1000 - 90) * MiB / (5 * MiB))
+    assert result.headroom == (1000 - 90) * MiB  # what MemAvailable has left to fall
     rising = time_to_exhaustion([(float(i), 1000 * MiB + i * MiB) for i in range(10)])
     assert rising.seconds is None and "rising" in rising.reason
 
