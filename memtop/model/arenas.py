@@ -80,7 +80,8 @@ class MallocInfo:
 
 @dataclass(frozen=True, slots=True)
 class AnonRegion:
-    """One anonymous mapping (or a 64 MiB arena heap with its reserved PROT_NONE tail)."""
+    """One anonymous mapping (or a 64 MiB arena heap with its reserved PROT_NONE tail; or the
+    brk heap, which the kernel may split into several ``[heap]`` mappings)."""
 
     start: int
     mapped_bytes: int  # the accessible (rw) part
@@ -88,6 +89,7 @@ class AnonRegion:
     rss_bytes: int | None
     private_dirty_bytes: int | None
     swap_bytes: int | None
+    mappings: int = 1  # the VMAs summed here (brk heap: every [heap] line of smaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ class AnonCensus:
     allocator: str  # "glibc", "jemalloc", "tcmalloc", "mimalloc", "musl", "unknown"
     allocator_evidence: str  # the mapping that says so, or why it is unknown
     mappings: int  # all mappings in smaps
-    brk_heap: AnonRegion | None  # [heap]: main_arena's brk heap under glibc
+    brk_heap: AnonRegion | None  # every [heap] mapping, summed: main_arena's brk heap under glibc
     arena_heaps: tuple[AnonRegion, ...]  # 64 MiB-aligned rw regions (thread-arena heaps under glibc)
     thread_stacks: RegionClass  # rw regions right above a one-page PROT_NONE guard
     other_anon: RegionClass  # every other private anonymous rw region

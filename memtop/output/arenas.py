@@ -38,7 +38,8 @@ def _region(r: AnonRegion | None) -> dict | None:
     if r is None:
         return None
     return {"start": r.start, "mapped_bytes": r.mapped_bytes, "reserved_bytes": r.reserved_bytes,
-            "rss_bytes": r.rss_bytes, "private_dirty_bytes": r.private_dirty_bytes, "swap_bytes": r.swap_bytes}
+            "rss_bytes": r.rss_bytes, "private_dirty_bytes": r.private_dirty_bytes, "swap_bytes": r.swap_bytes,
+            "mappings": r.mappings}
 
 
 def census_json(c: AnonCensus | None) -> dict | None:
