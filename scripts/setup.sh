@@ -9,7 +9,8 @@
 # runs a real Prometheus server that scrapes `memtop export`), the runtimes and servers the
 # runtime layer is tested against (a JDK: javac, jstat, jcmd; Go, PostgreSQL, MariaDB, Redis), and
 # the allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
-# with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static).
+# with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static);
+# and ruby (the MALLOC_ARENA_MAX=2 model's test of Ruby threads).
 # With --matrix (make test-matrix, or MEMTOP_MATRIX=1 make test) also what the kernel and glibc
 # matrix uses: debootstrap (chroots), qemu-system-x86 and virtme-ng (kernels booted under TCG;
 # virtme-ng, pinned, goes into the virtualenv), busybox-static and kmod (virtme-ng's initramfs
@@ -51,6 +52,7 @@ if [ $for_tests = 1 ]; then
     [ -e $libdir/libtcmalloc.so.4 ] || test_need+=(libgoogle-perftools4)
     [ -e $libdir/libmimalloc.so.2 ] || test_need+=(libmimalloc2.0)
     command -v musl-gcc >/dev/null 2>&1 || test_need+=(musl-tools)
+    command -v ruby >/dev/null 2>&1 || test_need+=(ruby)
 fi
 if [ $for_matrix = 1 ]; then
     command -v debootstrap >/dev/null 2>&1 || test_need+=(debootstrap)
