@@ -10,6 +10,7 @@ the program reuses it, and trimming will not help for long.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,19 +19,34 @@ from typing import Iterator
 from memtop.actions import audit
 from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
-from memtop.procfs import PROC, NoSuchProcess, ProcfsError
+from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes, read_text
 from memtop.procfs.process import read_stat, read_status
 
 TRIM_EXPRESSION = "((int (*)(unsigned long))malloc_trim)(0)"
 DEFAULT_TIMEOUT_S = 5.0
 
-# The stop estimate shown before a trim: gdb's attach, thread listing and detach, plus per-thread
-# stack reads, plus the madvise work. Measured with bench/trim_stop.py on this kind of machine
-# (2 cores, busy): ~100 ms for attach, checks and detach, a few ms per thread, and malloc_trim's
-# madvise at ~0.6 ms per MiB released (200 MiB: median window 217 ms, call 121 ms).
-STOP_BASE_S = 0.100
-STOP_PER_THREAD_S = 0.004
-STOP_PER_MIB_RELEASED_S = 0.0006
+# The stop estimate shown before a trim (estimate_stop). What stops the process is gdb: the
+# attach (ptrace-stopping every thread, reading /proc/PID/maps), the safety checks (every thread's
+# innermost frames unwound, the arena locks read), the call, and the detach. Costs measured with
+# bench/stop_estimate.py on this machine (2 CPUs, gdb 13.1), from 2 to 257 threads, 16 MiB to
+# 1 GiB heaps, 20,000 mappings, with 0 to 8 busy loops beside it:
+STOP_BASE_S = 0.012  # attach, thread list, lock check and detach of a two-thread process
+STOP_PER_THREAD_S = 0.0009  # ptrace stop + unwinding its frames + detach, per thread, CPUs free
+# Per thread gdb waits several times (for the thread to stop, for its own replies): each wait
+# queues behind the runnable tasks. Measured: +2.2 ms per thread for each runnable task per CPU
+# beyond half of one (257 threads: 1.2 ms each at 0.5 per CPU, 7 ms at 3, 10-13 ms at 5).
+STOP_PER_THREAD_PER_QUEUE_S = 0.0022
+STOP_PER_MAPPING_S = 0.3e-6  # gdb reads the process's maps at attach
+TRIM_BASE_S = 0.002
+TRIM_PER_MIB_RELEASED_S = 0.0004  # malloc_trim's madvise(MADV_DONTNEED) of resident pages
+TRIM_PER_FREE_CHUNK_S = 0.05e-6  # mtrim visits every free chunk in the bins of every arena
+# The call runs in one of the target's threads, which the scheduler favours after its sleep:
+# measured at most 1.5 times slower however busy the CPUs.
+TRIM_MAX_SLOWDOWN = 1.5
+# A busy program is often caught with a thread inside malloc: gdb detaches and attaches again,
+# up to gdb.ATTEMPTS windows, which the estimate's upper figure counts.
+QUEUE_SAMPLES = 5
+QUEUE_INTERVAL_S = 0.01
 
 # "Came straight back": at least this share of what was released is resident again.
 CAME_BACK_FRACTION = 0.5
@@ -52,6 +68,7 @@ class TrimPrediction:
     # again with the process stopped and calls malloc_trim only if that walk is valid.
     validate_when_stopped: bool = False
     call: str = "malloc_trim(0)"  # the allocator's release that is called (memtop.actions.release for others)
+    stop: StopEstimate | None = None  # how estimated_stop_s was made
 
     def as_json(self) -> dict:
         return {
@@ -61,6 +78,8 @@ class TrimPrediction:
             "arenas": len(self.mutex_addresses),
             "threads": self.threads,
             "estimated_stop_ms": round(self.estimated_stop_s * 1000),
+            "estimated_stop_max_ms": round(self.stop.max_seconds * 1000) if self.stop is not None else None,
+            "stop_estimate_basis": self.stop.basis if self.stop is not None else None,
             "refusal": self.refusal,
             "validate_when_stopped": self.validate_when_stopped,
             "call": self.call,
@@ -82,8 +101,12 @@ class TrimResult:
     # some file pages in.
     heap_resident_before: int | None = None
     heap_resident_after: int | None = None
-    stopped_s: float | None = None
+    stopped_s: float | None = None  # measured: gdb's attach to its detach, every window summed
     call_s: float | None = None
+    attach_s: float | None = None  # the last window's -target-attach (every thread stopped)
+    detach_s: float | None = None
+    windows: int | None = None  # gdb attached this many times (a retry when a thread was inside malloc)
+    stopped_walk_s: float | None = None  # the walk made with the process stopped, if one was
     trim_returned: int | None = None  # malloc_trim's value: 1 if memory was released
     interrupted: bool = False
     duration_s: float = 0.0
@@ -123,22 +146,98 @@ class TrimResult:
             "heap_resident_after_bytes": self.heap_resident_after,
             "heap_released_bytes": self.heap_released_bytes,
             "stopped_ms": None if self.stopped_s is None else round(self.stopped_s * 1000, 1),
+            "estimated_stop_ms": round(self.prediction.estimated_stop_s * 1000) if self.prediction else None,
             "call_ms": None if self.call_s is None else round(self.call_s * 1000, 1),
+            "attach_ms": None if self.attach_s is None else round(self.attach_s * 1000, 1),
+            "detach_ms": None if self.detach_s is None else round(self.detach_s * 1000, 1),
+            "stopped_walk_ms": None if self.stopped_walk_s is None else round(self.stopped_walk_s * 1000, 1),
+            "gdb_windows": self.windows,
             "malloc_trim_returned": self.trim_returned,
             "interrupted": self.interrupted,
             "notes": list(self.notes),
         }
 
 
-def estimate_stop_s(threads: int | None, release_bytes: int | None) -> float:
+@dataclass(frozen=True, slots=True)
+class StopEstimate:
+    """How long a trim would stop the process: one gdb window (``seconds``), and with every retry
+    the recipe allows (``max_seconds``); ``basis`` says what it was computed from."""
+
+    seconds: float
+    max_seconds: float
+    run_queue: float  # runnable tasks per CPU besides memtop and the target, when estimated
+    basis: str
+
+
+def run_queue(pid: int | None = None, root: Path = PROC, *, samples: int = QUEUE_SAMPLES,
+              interval: float = QUEUE_INTERVAL_S) -> tuple[float, str]:
+    """Runnable tasks per CPU besides memtop and the target, now: /proc/stat procs_running
+    sampled ``samples`` times, less the target's threads in state R (they stop with it) and
+    memtop's own thread. (0, the reason) when it cannot be read."""
+    cpus = os.cpu_count() or 1
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(interval)
+        try:
+            running = next(int(line.split()[1]) for line in read_text(f"{root}/stat").splitlines()
+                           if line.startswith("procs_running "))
+        except (ProcfsError, OSError, ValueError, IndexError, StopIteration):
+            return 0.0, "runnable tasks unknown (/proc/stat unreadable)"
+        counts.append(max(0, running - 1 - (_running_threads(pid, root) if pid is not None else 0)))
+    others = sum(counts) / len(counts)
+    return others / cpus, f"{others:.1f} other runnable task{'s' if others != 1 else ''} on {cpus} CPU{'s' if cpus != 1 else ''}"
+
+
+def _running_threads(pid: int, root: Path) -> int:
+    running = 0
+    try:
+        tids = os.listdir(f"{root}/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            if read_text(f"{root}/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()[0] == "R":
+                running += 1
+        except (ProcfsError, OSError, IndexError):
+            continue
+    return running
+
+
+def estimate_stop(threads: int | None, release_bytes: int | None, *, mappings: int | None = None,
+                  free_chunks: int | None = None, stopped_walk_s: float | None = None, pid: int | None = None,
+                  root: Path = PROC, queue: tuple[float, str] | None = None) -> StopEstimate:
+    """The stop a trim would cause: gdb's attach, checks and detach (per thread and mapping,
+    slower per thread with each runnable task per CPU), the call (malloc_trim: per free chunk
+    visited and per MiB given back), and a walk made with the process stopped when no walk
+    validated while it ran. ``queue``: (runnable tasks per CPU, words); read now when None."""
     threads = threads or 1
-    release_mib = (release_bytes or 0) / 2**20
-    return STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MIB_RELEASED_S * release_mib
+    per_cpu, queue_words = queue if queue is not None else run_queue(pid, root)
+    slower = max(1.0, per_cpu)  # gdb's own work shares a CPU with that many tasks
+    per_thread = STOP_PER_THREAD_S + STOP_PER_THREAD_PER_QUEUE_S * max(0.0, per_cpu - 0.5)
+    window = slower * (STOP_BASE_S + STOP_PER_MAPPING_S * (mappings or 0)) + per_thread * threads
+    call = min(TRIM_MAX_SLOWDOWN, slower) * (TRIM_BASE_S + TRIM_PER_MIB_RELEASED_S * (release_bytes or 0) / 2**20
+                                             + TRIM_PER_FREE_CHUNK_S * (free_chunks or 0))
+    walk = slower * (stopped_walk_s or 0.0)
+    seconds = window + walk + call
+    max_seconds = gdb.ATTEMPTS * window + walk + call
+    parts = [f"{threads} thread{'s' if threads != 1 else ''} x {per_thread * 1000:.1f} ms"]
+    if mappings:
+        parts.append(f"{mappings} mappings")
+    parts.append(f"the call {call * 1000:.0f} ms")
+    if walk:
+        parts.append(f"a walk with the process stopped {walk * 1000:.0f} ms")
+    basis = (f"{' + '.join(parts)} + {STOP_BASE_S * 1000:.0f} ms for attach and detach, with {queue_words} "
+             f"(costs measured on a 2-CPU machine with 0 to 8 busy loops: bench/stop_estimate.py); up to "
+             f"{max_seconds * 1000:.0f} ms if gdb catches a thread inside malloc and attaches again "
+             f"({gdb.ATTEMPTS} tries)")
+    return StopEstimate(seconds, max_seconds, per_cpu, basis)
 
 
 def refused_prediction(reason: str, threads: int | None = None) -> TrimPrediction:
     """A prediction that says the trim cannot be done, and why."""
-    return TrimPrediction(None, reason, None, (), threads, estimate_stop_s(threads, None), reason)
+    stop = estimate_stop(threads, None, queue=(0.0, "no wait for the CPUs (nothing will be stopped)"))
+    return TrimPrediction(None, reason, None, (), threads, stop.seconds, reason, stop=stop)
 
 
 def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> TrimPrediction:
@@ -198,8 +297,19 @@ def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> Tri
     if refusal is None and kind not in (None, "glibc"):
         refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
     ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
-    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges,
-                          validate_when_stopped=validate)
+    stop = estimate_stop(threads, release, mappings=_mapping_count(identity.pid, root),
+                         free_chunks=sum(a.free_count + a.fastbin_count for a in known),
+                         stopped_walk_s=report.walk_seconds / max(1, report.attempts) if validate else None,
+                         pid=identity.pid, root=root)
+    return TrimPrediction(release, reason, kind, arenas, threads, stop.seconds, refusal, ranges,
+                          validate_when_stopped=validate, stop=stop)
+
+
+def _mapping_count(pid: int, root: Path) -> int | None:
+    try:
+        return read_bytes(f"{root}/{pid}/maps").count(b"\n")
+    except (ProcfsError, OSError):
+        return None
 
 
 def _error_text(e: BaseException) -> str:
@@ -272,8 +382,10 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
                                    root=root)
         session = stopped.session
         if prediction.validate_when_stopped:
+            walk_started = time.monotonic()
             try:
                 _validate_stopped(identity, root, deadline, notes)
+                fields["stopped_walk_s"] = time.monotonic() - walk_started
             except BaseException:
                 gdb.finish_session(session)
                 raise
@@ -318,6 +430,9 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
     finally:
         if session is not None:
             fields["stopped_s"] = session.stopped_s
+            fields["attach_s"] = session.times.attach_s
+            fields["detach_s"] = session.times.detach_s
+            fields["windows"] = sum(1 for note in session.notes if note.startswith("attached to"))
             notes.extend(session.notes)
 
 
