@@ -5,7 +5,7 @@ Run by hand, as root:  .venv/bin/python -m bench.stop_estimate [--hogs 0,4] [--m
 A C target with N idle threads, a fragmented heap of M MiB (one 1000-byte block in KEEP kept)
 and optionally many mappings is trimmed through memtop's own path (memtop.actions.trim.trim);
 each line gives the estimate (estimate_stop: per thread, per mapping, per free chunk and MiB
-released, and the wait for the CPUs: other runnable tasks per CPU) and what was measured: the stop (gdb's attach to its detach,
+released, times the CPU slowdown a 20 ms busy-loop probe sees) and what was measured: the stop (gdb's attach to its detach,
 every window), and in it the attach, the call and the detach. ``--hogs`` runs that many busy
 loops beside it (load). ``--mariadb`` also trims Debian's mariadbd while sysbench loads it with
 64 clients (the case of issue 16: a busy server with 78 threads, where gdb often catches a thread
@@ -74,7 +74,7 @@ def ms(value) -> str:
 def line(label: str, result) -> str:
     p = result.prediction
     ratio = result.stopped_s / p.estimated_stop_s if result.stopped_s and p.estimated_stop_s else None
-    return (f"| {label} | {p.stop.run_queue:.1f} | {ms(p.estimated_stop_s)} | {ms(p.stop.max_seconds)} "
+    return (f"| {label} | {p.stop.slowdown:.1f} | {ms(p.estimated_stop_s)} | {ms(p.stop.max_seconds)} "
             f"| {ms(result.stopped_s)} | {result.windows} | {ms(result.attach_s)} | {ms(result.call_s)} "
             f"| {ms(result.detach_s)} | {ms(result.stopped_walk_s)} | {'?' if ratio is None else f'{ratio:.2f}'} |")
 
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         return 2
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="memtop-bench-")  # keep the real log clean
     binary = compile_c(TARGET, name="stop_estimate_target")
-    print("| target | runnable per CPU | estimated ms | up to ms | measured stop ms | gdb windows | attach ms "
+    print("| target | CPU slowdown (probe) | estimated ms | up to ms | measured stop ms | gdb windows | attach ms "
           "| call ms | detach ms | stopped walk ms | measured / estimated |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for hogs in (int(h) for h in args.hogs.split(",") if h):

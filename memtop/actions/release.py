@@ -57,7 +57,7 @@ def predict(identity: ProcessIdentity, root: Path, threads: int | None, kind: st
         ranges = other.release_ranges
         if release is None:
             reason = other.unknown_reason("release_bytes") or "the reader gives no release figure"
-    stop = estimate_stop(threads, release, pid=identity.pid, root=root)
+    stop = estimate_stop(threads, release)
     return TrimPrediction(release, reason, kind, tuple(lib.lock_addresses), threads,
                           stop.seconds, None, ranges, call=call, stop=stop)
 

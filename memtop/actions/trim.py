@@ -10,7 +10,6 @@ the program reuses it, and trimming will not help for long.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Iterator
 from memtop.actions import audit
 from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
-from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes, read_text
+from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes
 from memtop.procfs.process import read_stat, read_status
 
 TRIM_EXPRESSION = "((int (*)(unsigned long))malloc_trim)(0)"
@@ -28,25 +27,25 @@ DEFAULT_TIMEOUT_S = 5.0
 # The stop estimate shown before a trim (estimate_stop). What stops the process is gdb: the
 # attach (ptrace-stopping every thread, reading /proc/PID/maps), the safety checks (every thread's
 # innermost frames unwound, the arena locks read), the call, and the detach. Costs measured with
-# bench/stop_estimate.py on this machine (2 CPUs, gdb 13.1), from 2 to 257 threads, 16 MiB to
-# 1 GiB heaps, 20,000 mappings, with 0 to 8 busy loops beside it:
+# bench/stop_estimate.py on this machine (2 CPUs, gdb 13.1, CPUs free), from 2 to 257 threads,
+# 16 MiB to 1 GiB heaps, 20,000 mappings:
 STOP_BASE_S = 0.012  # attach, thread list, lock check and detach of a two-thread process
-STOP_PER_THREAD_S = 0.0009  # ptrace stop + unwinding its frames + detach, per thread, CPUs free
-# Per thread gdb waits several times (for the thread to stop, for its own replies): each wait
-# queues behind the runnable tasks. Measured: +2.2 ms per thread for each runnable task per CPU
-# beyond half of one (257 threads: 1.2 ms each at 0.5 per CPU, 7 ms at 3, 10-13 ms at 5).
-STOP_PER_THREAD_PER_QUEUE_S = 0.0022
+STOP_PER_THREAD_S = 0.0009  # ptrace stop + unwinding its frames + detach, per thread
 STOP_PER_MAPPING_S = 0.3e-6  # gdb reads the process's maps at attach
 TRIM_BASE_S = 0.002
 TRIM_PER_MIB_RELEASED_S = 0.0004  # malloc_trim's madvise(MADV_DONTNEED) of resident pages
 TRIM_PER_FREE_CHUNK_S = 0.05e-6  # mtrim visits every free chunk in the bins of every arena
-# The call runs in one of the target's threads, which the scheduler favours after its sleep:
-# measured at most 1.5 times slower however busy the CPUs.
+# When the CPUs are busy, gdb's part (a long chain of short steps, each waiting for a CPU) takes
+# longer by the slowdown a CPU-bound task of memtop sees right now (cpu_slowdown: wall time over
+# CPU time of a short busy loop; gdb is memtop's child, in its scheduling group). Measured with
+# 4 busy loops on 2 CPUs: probe 5.6-6.2, 65 and 257-thread stops 5-7 times their idle cost. The
+# call runs in one of the target's threads, which the scheduler favours after its sleep:
+# measured at most 1.5 times slower.
 TRIM_MAX_SLOWDOWN = 1.5
+PROBE_SAMPLES = 4
+PROBE_CPU_S = 0.005
 # A busy program is often caught with a thread inside malloc: gdb detaches and attaches again,
 # up to gdb.ATTEMPTS windows, which the estimate's upper figure counts.
-QUEUE_SAMPLES = 5
-QUEUE_INTERVAL_S = 0.01
 
 # "Came straight back": at least this share of what was released is resident again.
 CAME_BACK_FRACTION = 0.5
@@ -165,78 +164,57 @@ class StopEstimate:
 
     seconds: float
     max_seconds: float
-    run_queue: float  # runnable tasks per CPU besides memtop and the target, when estimated
+    slowdown: float  # the CPU slowdown the estimate assumed (1: free CPUs)
     basis: str
 
 
-def run_queue(pid: int | None = None, root: Path = PROC, *, samples: int = QUEUE_SAMPLES,
-              interval: float = QUEUE_INTERVAL_S) -> tuple[float, str]:
-    """Runnable tasks per CPU besides memtop and the target, now: /proc/stat procs_running
-    sampled ``samples`` times, less the target's threads in state R (they stop with it) and
-    memtop's own thread. (0, the reason) when it cannot be read."""
-    cpus = os.cpu_count() or 1
-    counts = []
-    for i in range(samples):
-        if i:
-            time.sleep(interval)
-        try:
-            running = next(int(line.split()[1]) for line in read_text(f"{root}/stat").splitlines()
-                           if line.startswith("procs_running "))
-        except (ProcfsError, OSError, ValueError, IndexError, StopIteration):
-            return 0.0, "runnable tasks unknown (/proc/stat unreadable)"
-        counts.append(max(0, running - 1 - (_running_threads(pid, root) if pid is not None else 0)))
-    others = sum(counts) / len(counts)
-    return others / cpus, f"{others:.1f} other runnable task{'s' if others != 1 else ''} on {cpus} CPU{'s' if cpus != 1 else ''}"
-
-
-def _running_threads(pid: int, root: Path) -> int:
-    running = 0
-    try:
-        tids = os.listdir(f"{root}/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            if read_text(f"{root}/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()[0] == "R":
-                running += 1
-        except (ProcfsError, OSError, IndexError):
-            continue
-    return running
+def cpu_slowdown(samples: int = PROBE_SAMPLES, cpu_s: float = PROBE_CPU_S) -> float:
+    """How much longer than its CPU time a CPU-bound task of memtop takes right now: the median
+    over ``samples`` busy loops of ``cpu_s`` CPU seconds of wall time / thread CPU time (1 on
+    free CPUs). It measures what the scheduler gives memtop's group, other cgroups' weights
+    included, which counting runnable tasks cannot."""
+    ratios = []
+    for _ in range(samples):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu < cpu_s:
+            pass
+        ratios.append((time.perf_counter() - wall) / max(1e-9, time.thread_time() - cpu))
+    ratios.sort()
+    return max(1.0, ratios[len(ratios) // 2])
 
 
 def estimate_stop(threads: int | None, release_bytes: int | None, *, mappings: int | None = None,
-                  free_chunks: int | None = None, stopped_walk_s: float | None = None, pid: int | None = None,
-                  root: Path = PROC, queue: tuple[float, str] | None = None) -> StopEstimate:
-    """The stop a trim would cause: gdb's attach, checks and detach (per thread and mapping,
-    slower per thread with each runnable task per CPU), the call (malloc_trim: per free chunk
-    visited and per MiB given back), and a walk made with the process stopped when no walk
-    validated while it ran. ``queue``: (runnable tasks per CPU, words); read now when None."""
+                  free_chunks: int | None = None, stopped_walk_s: float | None = None,
+                  slowdown: float | None = None) -> StopEstimate:
+    """The stop a trim would cause: gdb's attach, checks and detach (per thread and mapping),
+    the call (malloc_trim: per free chunk visited and per MiB given back), and a walk made with
+    the process stopped when no walk validated while it ran, at the CPU slowdown measured now
+    (``slowdown``; cpu_slowdown() when None)."""
     threads = threads or 1
-    per_cpu, queue_words = queue if queue is not None else run_queue(pid, root)
-    slower = max(1.0, per_cpu)  # gdb's own work shares a CPU with that many tasks
-    per_thread = STOP_PER_THREAD_S + STOP_PER_THREAD_PER_QUEUE_S * max(0.0, per_cpu - 0.5)
-    window = slower * (STOP_BASE_S + STOP_PER_MAPPING_S * (mappings or 0)) + per_thread * threads
+    measured = slowdown is None
+    slower = cpu_slowdown() if measured else max(1.0, slowdown)
+    window = slower * (STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MAPPING_S * (mappings or 0))
     call = min(TRIM_MAX_SLOWDOWN, slower) * (TRIM_BASE_S + TRIM_PER_MIB_RELEASED_S * (release_bytes or 0) / 2**20
                                              + TRIM_PER_FREE_CHUNK_S * (free_chunks or 0))
     walk = slower * (stopped_walk_s or 0.0)
     seconds = window + walk + call
     max_seconds = gdb.ATTEMPTS * window + walk + call
-    parts = [f"{threads} thread{'s' if threads != 1 else ''} x {per_thread * 1000:.1f} ms"]
+    parts = [f"{threads} thread{'s' if threads != 1 else ''} x {STOP_PER_THREAD_S * 1000:.1f} ms"]
     if mappings:
         parts.append(f"{mappings} mappings")
-    parts.append(f"the call {call * 1000:.0f} ms")
+    parts.append(f"{STOP_BASE_S * 1000:.0f} ms for attach and detach")
+    words = (f"gdb {window * 1000:.0f} ms ({' + '.join(parts)}, measured on free CPUs, x {slower:.1f}: "
+             f"the CPU slowdown {'measured now' if measured else 'given'}) + the call {call * 1000:.0f} ms")
     if walk:
-        parts.append(f"a walk with the process stopped {walk * 1000:.0f} ms")
-    basis = (f"{' + '.join(parts)} + {STOP_BASE_S * 1000:.0f} ms for attach and detach, with {queue_words} "
-             f"(costs measured on a 2-CPU machine with 0 to 8 busy loops: bench/stop_estimate.py); up to "
-             f"{max_seconds * 1000:.0f} ms if gdb catches a thread inside malloc and attaches again "
-             f"({gdb.ATTEMPTS} tries)")
-    return StopEstimate(seconds, max_seconds, per_cpu, basis)
+        words += f" + a walk with the process stopped {walk * 1000:.0f} ms"
+    basis = (f"{words}; up to {max_seconds * 1000:.0f} ms if gdb catches a thread inside malloc and attaches "
+             f"again ({gdb.ATTEMPTS} tries); costs: bench/stop_estimate.py")
+    return StopEstimate(seconds, max_seconds, slower, basis)
 
 
 def refused_prediction(reason: str, threads: int | None = None) -> TrimPrediction:
     """A prediction that says the trim cannot be done, and why."""
-    stop = estimate_stop(threads, None, queue=(0.0, "no wait for the CPUs (nothing will be stopped)"))
+    stop = estimate_stop(threads, None, slowdown=1.0)
     return TrimPrediction(None, reason, None, (), threads, stop.seconds, reason, stop=stop)
 
 
@@ -299,8 +277,7 @@ def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> Tri
     ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
     stop = estimate_stop(threads, release, mappings=_mapping_count(identity.pid, root),
                          free_chunks=sum(a.free_count + a.fastbin_count for a in known),
-                         stopped_walk_s=report.walk_seconds / max(1, report.attempts) if validate else None,
-                         pid=identity.pid, root=root)
+                         stopped_walk_s=report.walk_seconds / max(1, report.attempts) if validate else None)
     return TrimPrediction(release, reason, kind, arenas, threads, stop.seconds, refusal, ranges,
                           validate_when_stopped=validate, stop=stop)
 

@@ -21,14 +21,13 @@ import pytest
 from memtop.actions.trim import (
     STOP_BASE_S,
     STOP_PER_MAPPING_S,
-    STOP_PER_THREAD_PER_QUEUE_S,
     STOP_PER_THREAD_S,
     TRIM_MAX_SLOWDOWN,
     TRIM_BASE_S,
     TRIM_PER_FREE_CHUNK_S,
     TRIM_PER_MIB_RELEASED_S,
+    cpu_slowdown,
     estimate_stop,
-    run_queue,
 )
 from memtop.heap import gdb
 from tests.support import IS_ROOT, compile_c
@@ -63,43 +62,42 @@ int main(int argc, char **argv) {
 
 
 def test_estimate_arithmetic_and_basis():
-    # 2.5 runnable tasks per CPU besides memtop and the target
-    queue = (2.5, "5.0 other runnable tasks on 2 CPUs")
-    e = estimate_stop(65, 100 << 20, mappings=1000, free_chunks=200_000, queue=queue)
-    per_thread = STOP_PER_THREAD_S + STOP_PER_THREAD_PER_QUEUE_S * 2.0
-    window = 2.5 * (STOP_BASE_S + 1000 * STOP_PER_MAPPING_S) + 65 * per_thread
+    # CPUs 2.5 times slower than free for memtop's group
+    e = estimate_stop(65, 100 << 20, mappings=1000, free_chunks=200_000, slowdown=2.5)
+    window = 2.5 * (STOP_BASE_S + 65 * STOP_PER_THREAD_S + 1000 * STOP_PER_MAPPING_S)
     call = TRIM_MAX_SLOWDOWN * (TRIM_BASE_S + 100 * TRIM_PER_MIB_RELEASED_S + 200_000 * TRIM_PER_FREE_CHUNK_S)
     assert e.seconds == pytest.approx(window + call)
     assert e.max_seconds == pytest.approx(gdb.ATTEMPTS * window + call)
-    assert e.run_queue == 2.5
-    assert "65 threads" in e.basis and "1000 mappings" in e.basis and "5.0 other runnable tasks on 2 CPUs" in e.basis
+    assert e.slowdown == 2.5
+    assert "65 threads" in e.basis and "1000 mappings" in e.basis and "x 2.5" in e.basis
     assert f"{gdb.ATTEMPTS} tries" in e.basis
-    # free CPUs: the costs as measured, per thread 0.9 ms
-    idle = estimate_stop(65, 100 << 20, queue=(0.0, "none"))
+    # free CPUs: the costs as measured
+    idle = estimate_stop(65, 100 << 20, slowdown=1.0)
     assert idle.seconds == pytest.approx(STOP_BASE_S + 65 * STOP_PER_THREAD_S + TRIM_BASE_S + 100 * TRIM_PER_MIB_RELEASED_S)
     # a walk made with the process stopped (no walk validated while it ran) adds its time
-    walked = estimate_stop(65, 100 << 20, mappings=1000, free_chunks=200_000, stopped_walk_s=0.2, queue=queue)
+    walked = estimate_stop(65, 100 << 20, mappings=1000, free_chunks=200_000, stopped_walk_s=0.2, slowdown=2.5)
     assert walked.seconds == pytest.approx(e.seconds + 2.5 * 0.2) and "stopped 500 ms" in walked.basis
+    # without a given slowdown it is measured now, and says so
+    assert "measured now" in estimate_stop(2, None).basis
 
 
-def test_run_queue_from_proc_stat(tmp_path):
-    # GIVEN a proc tree whose /proc/stat says 7 tasks are runnable, and a target with 2 of its 3
-    # threads running (they stop with it), THEN 7 - memtop - 2 = 4 others share the CPUs
-    cpus = os.cpu_count()
-    stat = Path("/proc/stat").read_text()  # the real file's shape, with procs_running replaced
-    lines = [line if not line.startswith("procs_running ") else "procs_running 7" for line in stat.splitlines()]
-    (tmp_path / "stat").write_text("\n".join(lines) + "\n")
-    for tid, state in ((100, "R"), (101, "S"), (102, "R")):
-        task = tmp_path / "100" / "task" / str(tid)
-        task.mkdir(parents=True)
-        (task / "stat").write_text(f"{tid} (a (b) c) {state} 1 100 100 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 3 0 1\n")
-    per_cpu, words = run_queue(100, tmp_path, interval=0)
-    assert per_cpu == pytest.approx(4 / cpus) and words.startswith("4.0 other runnable tasks")
-    assert run_queue(None, tmp_path, interval=0)[0] == pytest.approx(6 / cpus)
-    (tmp_path / "stat").unlink()
-    assert run_queue(100, tmp_path, interval=0) == (0.0, "runnable tasks unknown (/proc/stat unreadable)")
-    # the real files read
-    assert run_queue(os.getpid())[0] >= 0
+def test_cpu_slowdown_sees_cpu_hogs_in_its_group():
+    # GIVEN as many busy loops as CPUs plus two, started by this process (its scheduling group)
+    import subprocess
+
+    cpus = os.cpu_count() or 1
+    free = cpu_slowdown()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus + 2)]
+    try:
+        busy = cpu_slowdown(samples=5)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    # THEN the probe sees the CPUs shared: never below 1, and more than before (the machine's
+    # other load moves both figures; the hogs at least halve memtop's share)
+    assert free >= 1.0 and busy >= 1.0
+    assert busy > 1.3, (free, busy)
 
 
 @pytest.mark.live
@@ -117,7 +115,7 @@ def test_trim_report_has_estimate_and_measured_stop(children, tmp_path, record_p
     p = doc["prediction"]
     # the estimate, its upper figure and how it was made
     assert 0 < p["estimated_stop_ms"] <= p["estimated_stop_max_ms"]
-    assert f"{threads + 1} threads" in p["stop_estimate_basis"] and "runnable task" in p["stop_estimate_basis"]
+    assert f"{threads + 1} threads" in p["stop_estimate_basis"] and "CPU slowdown measured now" in p["stop_estimate_basis"]
     # measured, beside the estimate: the stop and its parts
     assert doc["estimated_stop_ms"] == p["estimated_stop_ms"]
     assert doc["gdb_windows"] >= 1
