@@ -5,7 +5,7 @@ Run by hand, as root:  .venv/bin/python -m bench.stop_estimate [--hogs 0,4] [--m
 A C target with N idle threads, a fragmented heap of M MiB (one 1000-byte block in KEEP kept)
 and optionally many mappings is trimmed through memtop's own path (memtop.actions.trim.trim);
 each line gives the estimate (estimate_stop: per thread, per mapping, per free chunk and MiB
-released, times the CPU slowdown a 20 ms busy-loop probe sees) and what was measured: the stop (gdb's attach to its detach,
+released, times the CPU slowdown a 32 ms busy-loop probe sees) and what was measured: the stop (gdb's attach to its detach,
 every window), and in it the attach, the call and the detach. ``--hogs`` runs that many busy
 loops beside it (load). ``--mariadb`` also trims Debian's mariadbd while sysbench loads it with
 64 clients (the case of issue 16: a busy server with 78 threads, where gdb often catches a thread

@@ -37,13 +37,14 @@ TRIM_PER_MIB_RELEASED_S = 0.0004  # malloc_trim's madvise(MADV_DONTNEED) of resi
 TRIM_PER_FREE_CHUNK_S = 0.05e-6  # mtrim visits every free chunk in the bins of every arena
 # When the CPUs are busy, gdb's part (a long chain of short steps, each waiting for a CPU) takes
 # longer by the slowdown a CPU-bound task of memtop sees right now (cpu_slowdown: wall time over
-# CPU time of a short busy loop; gdb is memtop's child, in its scheduling group). Measured with
+# CPU time of short busy loops; gdb is memtop's child, in its scheduling group). Measured with
 # 4 busy loops on 2 CPUs: probe 5.6-6.2, 65 and 257-thread stops 5-7 times their idle cost. The
 # call runs in one of the target's threads, which the scheduler favours after its sleep:
 # measured at most 1.5 times slower.
 TRIM_MAX_SLOWDOWN = 1.5
-PROBE_SAMPLES = 4
-PROBE_CPU_S = 0.005
+PROBE_SAMPLES = 8  # busy loops of 4 ms CPU each, at most 0.3 s of wall time in all
+PROBE_CPU_S = 0.004
+PROBE_MAX_WALL_S = 0.3
 # A busy program is often caught with a thread inside malloc: gdb detaches and attaches again,
 # up to gdb.ATTEMPTS windows, which the estimate's upper figure counts.
 
@@ -168,19 +169,22 @@ class StopEstimate:
     basis: str
 
 
-def cpu_slowdown(samples: int = PROBE_SAMPLES, cpu_s: float = PROBE_CPU_S) -> float:
-    """How much longer than its CPU time a CPU-bound task of memtop takes right now: the median
-    over ``samples`` busy loops of ``cpu_s`` CPU seconds of wall time / thread CPU time (1 on
-    free CPUs). It measures what the scheduler gives memtop's group, other cgroups' weights
-    included, which counting runnable tasks cannot."""
-    ratios = []
+def cpu_slowdown(samples: int = PROBE_SAMPLES, cpu_s: float = PROBE_CPU_S, max_wall_s: float = PROBE_MAX_WALL_S) -> float:
+    """How much longer than its CPU time a CPU-bound task of memtop takes right now: wall time
+    over thread CPU time of ``samples`` busy loops of ``cpu_s`` CPU seconds (1 on free CPUs),
+    summed over them all so that one lucky slice does not decide; it stops after
+    ``max_wall_s``. It measures what the scheduler gives memtop's group, other cgroups'
+    weights included, which counting runnable tasks cannot."""
+    wall_total = cpu_total = 0.0
     for _ in range(samples):
         wall, cpu = time.perf_counter(), time.thread_time()
         while time.thread_time() - cpu < cpu_s:
             pass
-        ratios.append((time.perf_counter() - wall) / max(1e-9, time.thread_time() - cpu))
-    ratios.sort()
-    return max(1.0, ratios[len(ratios) // 2])
+        wall_total += time.perf_counter() - wall
+        cpu_total += time.thread_time() - cpu
+        if wall_total >= max_wall_s:
+            break
+    return max(1.0, wall_total / max(1e-9, cpu_total))
 
 
 def estimate_stop(threads: int | None, release_bytes: int | None, *, mappings: int | None = None,
