@@ -11,7 +11,7 @@
 # allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
 # with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and
 # static), and libc6-dbg (glibc's debug symbols, found by build-id on the host and inside a
-# container's root).
+# container's root), and ruby (the MALLOC_ARENA_MAX=2 model's test of Ruby threads).
 # With --matrix (make test-matrix, or MEMTOP_MATRIX=1 make test) also what the kernel and glibc
 # matrix uses: debootstrap (chroots), qemu-system-x86 and virtme-ng (kernels booted under TCG;
 # virtme-ng, pinned, goes into the virtualenv), busybox-static and kmod (virtme-ng's initramfs
@@ -57,6 +57,7 @@ if [ $for_tests = 1 ]; then
     if command -v dpkg-query >/dev/null 2>&1; then
         dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || test_need+=(libc6-dbg)
     fi
+    command -v ruby >/dev/null 2>&1 || test_need+=(ruby)
 fi
 if [ $for_matrix = 1 ]; then
     command -v debootstrap >/dev/null 2>&1 || test_need+=(debootstrap)
