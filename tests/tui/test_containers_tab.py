@@ -98,3 +98,38 @@ async def test_an_oom_kill_in_a_cgroup_is_listed_with_its_victim(hierarchy):
                 assert f"1 kill(s) in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
         finally:
             grower.close()
+
+
+async def test_processes_tab_names_each_process_container_and_filters_by_it(hierarchy):
+    # GIVEN two processes in a cgroup the test made (a hostile name), and memtop at 200 columns
+    name = f"mt-box\x1b]0;x\x07-{time.monotonic_ns() % 10**6}"
+    with TestCgroup(hierarchy, limit=64 * MiB, name=name) as cg:
+        first, second = cg.start(HOLD_ANON, "1"), cg.start(HOLD_ANON, "1")
+        app = MemtopApp(sample=False)
+        async with app.run_test(size=(200, 40)) as pilot:
+            from memtop.tui.processes import ProcessesTab, ProcessTable
+
+            app.tick()
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            app.tick()
+            await pilot.pause()
+            table = app.query_one(ProcessTable)
+            # THEN each holder's row says its container: the cgroup's name, escaped
+            shown = "mt-box\\e]0;x\\a-"
+            assert table.containers[first.pid].cgroup == cg.cgroup_path
+            for pid in (first.pid, second.pid):
+                index = next(i for i, v in enumerate(table.rows) if v.pid == pid)
+                texts = table._line(index, 200)[0]
+                assert any(t.startswith(shown[:14]) for t in texts), texts
+                assert not any("\x1b" in t or "\x07" in t for t in texts)
+            # WHEN the filter is the container's name
+            await pilot.press("slash", *"mt-box", "enter")
+            await pilot.pause()
+            # THEN exactly the cgroup's processes are listed
+            assert {v.pid for v in table.rows} == {first.pid, second.pid}
+            # AND the selected row's detail names the container
+            table.select_pid(first.pid)
+            await pilot.pause()
+            detail = text_of(app.query_one(ProcessesTab).query_one("#process-detail-line"))
+            assert f"in cgroup {shown[:14]}" in detail and "\x1b" not in detail
