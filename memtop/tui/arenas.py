@@ -203,6 +203,8 @@ class ArenasTab(TabView):
         self._drawn = None
         self.walking = target is not None
         self._render_all()
+        if self.is_attached:
+            self.app.refresh_bindings()
 
     def show_sample(self, sample: Sample) -> None:
         result = sample.result("arenas")
@@ -244,6 +246,15 @@ class ArenasTab(TabView):
         self._render_all()
 
     # --- actions ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """r and m need a selected process, and act on the machine now: not in replay; m calls
+        into the process, so not in read-only mode either."""
+        if action == "rewalk":
+            return self.identity is not None and not self.replaying
+        if action == "malloc_info":
+            return self.identity is not None and not self.replaying and not getattr(self.app, "read_only", False)
+        return super().check_action(action, parameters)
+
     def action_rewalk(self) -> None:
         if self.identity is None:
             self.notify("select a process first (Processes tab)")

@@ -201,8 +201,9 @@ class LayersTab(TabView):
         ("runtime", "/proc/PID/maps (libpython, libjvm, libnode...), the exe name, Go's ELF build note"),
     )
     TAB_KEYS = (("r", "walk the heap again now"),)
+    TRIMS = True
 
-    BINDINGS = [Binding("r", "refresh_now", "Walk again", show=False)]
+    BINDINGS = [Binding("r", "refresh_now", "Walk again")]
 
     PARTS = ("layers",)
 
@@ -237,6 +238,8 @@ class LayersTab(TabView):
         self.report = None
         self._drawn = None
         self._show_empty()
+        if self.is_attached:
+            self.app.refresh_bindings()
 
     def show_sample(self, sample: Sample) -> None:
         result = sample.result("layers")
@@ -261,6 +264,11 @@ class LayersTab(TabView):
         elif result.value is not None and result.value is not self.report:
             self.report = result.value
             self._show(result.value)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refresh_now":  # r walks the selected process's heap: none selected, or replay
+            return self.target is not None and not self.replaying
+        return super().check_action(action, parameters)
 
     def action_refresh_now(self) -> None:
         if self.target is not None:

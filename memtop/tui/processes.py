@@ -29,7 +29,7 @@ from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
-from memtop.tui.tab import TabView
+from memtop.tui.tab import TabView, TextBox
 from memtop.tui.widgets import CachedPlot, CursorTable
 
 
@@ -393,13 +393,15 @@ class ProcessesTab(TabView):
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))
+    OPENS_LAYERS = True
+    TRIMS = True
 
     def compose(self) -> ComposeResult:
         self.table = ProcessTable(id="process-table")
         yield ColumnHeader(self.table, id="process-header")
         yield self.table
         yield Static("", id="process-totals", markup=False)
-        yield Input(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
+        yield TextBox(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
         with Vertical(id="process-detail"):
             yield Static("", id="process-detail-line", markup=False)
             yield RssChart(id="rss-chart")
@@ -407,6 +409,11 @@ class ProcessesTab(TabView):
     def on_mount(self) -> None:
         self.query_one("#process-filter").display = False
         self.table.focus()
+
+    def on_show(self) -> None:
+        # Coming back from another tab: the arrows (and the tab's keys) reach the table.
+        if not self.query_one("#process-filter", Input).has_focus:
+            self.table.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         # Short terminals (80x24 over ssh) keep the rows for the table: the chart gives way to
@@ -506,10 +513,16 @@ class ProcessesTab(TabView):
         self.app.select_process(message.view)
 
     # --- filter and sort --------------------------------------------------------
+    def can_filter(self) -> bool:
+        return True
+
+    def can_sort(self) -> bool:
+        return True
+
     def start_filter(self) -> bool:
         box = self.query_one("#process-filter", Input)
         box.display = True
-        box.focus()
+        self.focus_now(box)
         return True
 
     @on(Input.Changed, "#process-filter")
@@ -517,11 +530,15 @@ class ProcessesTab(TabView):
         self.table.set_filter(event.value)
         self._show_totals()
 
-    @on(Input.Submitted, "#process-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if not event.value:
-            event.input.display = False
-        self.table.focus()
+    def box_enter(self, box: TextBox) -> None:
+        self.table.set_filter(box.value)  # now: Input.Changed comes later
+        self._show_totals()
+        if not box.value:
+            box.display = False
+        self.focus_now(self.table)
+
+    def box_escape(self, box: TextBox) -> None:
+        self.key_escape()
 
     def key_escape(self) -> None:
         box = self.query_one("#process-filter", Input)
@@ -530,7 +547,7 @@ class ProcessesTab(TabView):
             box.display = False
             self.table.set_filter("")
             self._show_totals()
-            self.table.focus()
+            self.focus_now(self.table)
 
     def choose_sort(self) -> bool:
         from memtop.tui.screens import SortScreen

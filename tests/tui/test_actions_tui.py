@@ -90,15 +90,22 @@ async def test_read_only_t_e_and_d_say_why_and_do_nothing():
         assert "cannot drop caches: memtop runs with --read-only" in text
 
 
-async def test_t_outside_processes_and_layers_and_e_without_files_explain():
+async def test_t_and_e_act_only_where_they_mean_something_and_e_without_files_explains():
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
+        # On the Kernel tab t and e do nothing: not offered in the footer, no dialog, no message.
         await pilot.press("5", "t", "e")
         await pilot.pause()
-        text = " ".join(messages(app))
-        assert "Processes or Layers tab" in text
-        assert "no file selected" in text
+        shown = {k.key_display for k in app.screen.query("FooterKey")}
+        assert not {"t", "e"} & shown and {"D", "A"} <= shown
+        assert app.screen is app.screen_stack[0] and messages(app) == []
+        # On the Page cache tab, e with no file in the list says why.
+        await pilot.press("4", "o")  # (c) directory tree, none typed yet: an empty list
+        assert app.active_tab().source == "tree" and not app.active_tab().table.rows
+        await pilot.press("e")
+        await pilot.pause()
+        assert "no file selected" in " ".join(messages(app))
         assert app.screen is app.screen_stack[0]
 
 
