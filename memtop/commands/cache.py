@@ -12,6 +12,7 @@ import stat as stat_mod
 import sys
 
 from memtop.commands import CliError
+from memtop.model.pagecache import skipped_text
 from memtop.text import json_dumps, printable
 
 NAME = "cache"
@@ -68,9 +69,9 @@ def collect(paths, *, recursive: bool, limit: int, sort: str = "path"):
             stats.extend(sorted(files, key=_sort_key(sort)))
             if progress.truncated:
                 notes.append(f"{path}: stopped at {limit} files (--limit)")
-            skipped = {k: v for k, v in progress.skipped.items() if v}
+            skipped = skipped_text(progress.skipped)
             if skipped:
-                notes.append(f"{path}: skipped " + ", ".join(f"{v} {k}" for k, v in sorted(skipped.items())))
+                notes.append(f"{path}: skipped {skipped}")
             continue
         if is_dir:
             notes.append(f"{path}: a directory (add -r to scan the files under it)")

@@ -150,6 +150,8 @@ class MemtopApp(App):
         self.trigger_text = "trigger: starting"
         self.trigger_spec: TriggerSpec | None = None
         self.stall_log: deque[StallLogEntry] = deque(maxlen=STALL_LOG_LINES)
+        # memtop's own actions, marked on the RSS chart (memtop/tui/actions.py ActionMark)
+        self.action_marks: deque = deque(maxlen=50)
         self._psi_watch: PsiWatch | None = None
         self.paused = False
         self.read_only = read_only

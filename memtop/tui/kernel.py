@@ -41,7 +41,7 @@ from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CursorTable
+from memtop.tui.widgets import CursorTable, ago_ticks
 
 # --- the slab table's columns ------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ class SlabChart(PlotextPlot):
                 points = [(t - now, v / 2**20) for t, v in zip(times, values) if v is not None]
                 plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=printable(name, 16))
             plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
-            plt.xfrequency(3)
+            plt.xticks(*ago_ticks(now - times[0], 3))
             plt.yfrequency(3)
         self.refresh()
 

@@ -38,12 +38,12 @@ from memtop.collect.pagecache import (
 )
 from memtop.collect.parts import TREE_LIVE_MAX
 from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
-from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView
+from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -266,7 +266,7 @@ class RateChart(CachedPlot):
         for vm_key, label, factor in self.lines:
             ys = [(r.get(vm_key) or 0.0) * factor for r in history]
             plt.plot(xs, ys, marker="braille", label=label)
-        plt.xfrequency(3)
+        plt.xticks(*ago_ticks(-xs[0], 3))
         plt.yfrequency(3)
         self.replot()
 
@@ -476,9 +476,12 @@ class PageCacheTab(TabView):
         p = self._scan_progress
         if self.tree_root is None:
             return "type a directory to scan (d)"
+        error = self._files.get(SOURCE_TREE, ((), ""))[1]
+        if error and not self._scanning:  # the root itself could not be scanned: say why
+            return f"cannot scan: {error}"
         if p is None:
             return f"{self.tree_root}: starting"
-        skipped = ", ".join(f"{n} {k}" for k, n in sorted(p.skipped.items()) if n)
+        skipped = skipped_text(p.skipped)
         state = ("cancelled" if p.cancelled else f"stopped at the limit of {p.limit} files" if p.truncated
                  else "done" if p.done else "scanning (x cancels)")
         return f"{self.tree_root}: {state}" + (f"; skipped {skipped}" if skipped else "")

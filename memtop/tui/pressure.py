@@ -41,6 +41,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import ago_ticks
 
 
 # --- widgets ----------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class PsiChart(PlotextPlot):
             top = max(max(s for _, s, _ in series), max((f for _, f in fulls), default=0))
             plt.ylim(0, max(1.0, top * 1.1))
             plt.title(f"{self.resource} stall ms/s")
-            plt.xfrequency(3)
+            plt.xticks(*ago_ticks(-xs[0], 3))
             plt.yfrequency(2)
         self.refresh()
 

@@ -11,7 +11,8 @@ import pytest
 from memtop.actions import audit
 from memtop.tui.actions import ActionsLogScreen, DropCachesScreen, TrimScreen
 from memtop.tui.app import MemtopApp
-from memtop.tui.processes import ProcessTable
+from memtop.format import fmt_bytes
+from memtop.tui.processes import ProcessTable, RssChart
 from tests.actions_support import target_binary
 from tests.support import IS_ROOT, status_kb
 from tests.tui.fixed import feed, fixed_app
@@ -72,6 +73,17 @@ async def test_t_confirm_and_see_the_trim_result(children, gcc, state_home):
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, TrimScreen)
+        # and the RSS chart marks the trim where it happened, with what it released
+        released = screen.result.released_bytes
+        app.tick()
+        await pilot.pause()
+        chart = app.query_one(RssChart)
+        await wait_for(pilot, lambda: chart.marks_drawn)
+        (mark,) = chart.marks_drawn
+        assert mark.identity.pid == child.pid and mark.label == f"trim: RSS {fmt_bytes(-released, signed=True)}"
+        times = app.snapshot.history(app.snapshot.by_pid(child.pid)).point_times()
+        assert times[0] < mark.time <= times[-1]
+        assert mark.label in chart.render().plain  # drawn beside its line
     assert child.ask("ping") == "pong"
     records, _ = audit.read_log()
     assert [r["action"] for r in records] == ["trim"] and records[0]["result"]["status"] == "ok"
