@@ -131,7 +131,10 @@ class MemtopApp(App):
                  part_workers: int | None = None):
         """``sample=False`` starts no sampler thread: tests call :meth:`tick` themselves, and the
         parts run in the ticking thread unless ``part_workers`` says how many threads."""
-        super().__init__()
+        # NO_COLOR (https://no-color.org): no colour at all. Textual alone only greys colours out
+        # (its Monochrome filter still writes 256-colour codes); with ansi_color it strips every
+        # colour (its NoColor filter) and app.tcss marks state with bold, reverse and underline.
+        super().__init__(ansi_color="NO_COLOR" in os.environ)
         if psi_trigger is None and not sample:
             # Tests feed their own snapshots: a stall elsewhere on the machine must not put a
             # banner on their screens. A test of the trigger asks for one.

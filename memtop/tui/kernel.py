@@ -41,7 +41,7 @@ from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CursorTable, ago_ticks
+from memtop.tui.widgets import CursorTable, ago_ticks, series_marker
 
 # --- the slab table's columns ------------------------------------------------------------------
 
@@ -226,9 +226,10 @@ class SlabChart(PlotextPlot):
             plt.title("largest caches: waiting for a second read")
         else:
             now = times[-1]
-            for name, values in view.slab_history.items():
+            for i, (name, values) in enumerate(view.slab_history.items()):
                 points = [(t - now, v / 2**20) for t, v in zip(times, values) if v is not None]
-                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=printable(name, 16))
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker=series_marker(self.app, i),
+                         label=printable(name, 16))
             plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
             plt.xticks(*ago_ticks(now - times[0], 3))
             plt.yfrequency(3)

@@ -43,6 +43,9 @@ SEGMENTS = (
 )
 
 
+NO_COLOR_GLYPHS = ("█", "▓", "▒", "░", "▚", "▞", "▙", "▟", "▛", "▜", "▌")
+
+
 def bar_values(report: LayerReport) -> list[tuple[str, int]]:
     """The bar's segments in bytes, the same places as the table. The brk heap is shown through
     its split (in use / free / top, which add up to it) when the walk is valid, and whole as
@@ -85,6 +88,10 @@ class LayerBar(Widget):
         if not total:
             return Text(self.empty, style=self.rich_style)
         styles = {key: self.get_component_rich_style(cls) for key, _, cls in SEGMENTS}
+        # Without colour (NO_COLOR) each segment has its own glyph, shown in the legend.
+        no_color = getattr(self.app, "no_color", False)
+        glyphs = {key: (NO_COLOR_GLYPHS[i % len(NO_COLOR_GLYPHS)] if no_color else "█")
+                  for i, (key, _, _) in enumerate(SEGMENTS)}
         # Largest-remainder rounding so the cells add up to the width.
         raw = [(key, v * width / total) for key, v in self.values]
         cells = {key: int(x) for key, x in raw}
@@ -93,12 +100,12 @@ class LayerBar(Widget):
             cells[key] += 1
         for key, _ in self.values:
             if cells[key]:
-                text.append("█" * cells[key], styles[key])
+                text.append(glyphs[key] * cells[key], styles[key])
         text.append("\n")
         for key, label, _ in SEGMENTS:
             value = dict(self.values).get(key, 0)
             if value:
-                text.append("■ ", styles[key])
+                text.append(f"{glyphs[key] if no_color else '■'} ", styles[key])
                 text.append(f"{label} {fmt_bytes(value)}  ")
         return text
 

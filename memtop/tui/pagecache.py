@@ -43,7 +43,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -263,9 +263,9 @@ class RateChart(CachedPlot):
             return
         now = history[-1].time
         xs = [r.time - now for r in history]
-        for vm_key, label, factor in self.lines:
+        for i, (vm_key, label, factor) in enumerate(self.lines):
             ys = [(r.get(vm_key) or 0.0) * factor for r in history]
-            plt.plot(xs, ys, marker="braille", label=label)
+            plt.plot(xs, ys, marker=series_marker(self.app, i), label=label)
         plt.xticks(*ago_ticks(-xs[0], 3))
         plt.yfrequency(3)
         self.replot()

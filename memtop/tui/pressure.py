@@ -41,7 +41,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
-from memtop.tui.widgets import ago_ticks
+from memtop.tui.widgets import ago_ticks, series_marker
 
 
 # --- widgets ----------------------------------------------------------------------------------
@@ -98,10 +98,10 @@ class PsiChart(PlotextPlot):
         else:
             now = series[-1][0]
             xs = [t - now for t, _, _ in series]
-            plt.plot(xs, [s for _, s, _ in series], marker="braille", label="some")
+            plt.plot(xs, [s for _, s, _ in series], marker=series_marker(self.app, 0), label="some")
             fulls = [(t - now, f) for t, _, f in series if f is not None]
             if fulls and any(f for _, f in fulls):
-                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker="braille", label="full")
+                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker=series_marker(self.app, 1), label="full")
             top = max(max(s for _, s, _ in series), max((f for _, f in fulls), default=0))
             plt.ylim(0, max(1.0, top * 1.1))
             plt.title(f"{self.resource} stall ms/s")

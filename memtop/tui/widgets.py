@@ -67,6 +67,17 @@ def ago_ticks(span_s: float, labels: int = 4, at: float = 0.0) -> tuple[list[flo
     return ticks[::-1], texts[::-1]
 
 
+# NO_COLOR: a chart's lines cannot be told apart by colour; each gets its own marker (the legend
+# shows it). With colour, all are braille dots (the finest).
+SERIES_MARKERS = ("braille", "+", "x", "o", "*")
+
+
+def series_marker(app, index: int) -> str:
+    if not getattr(app, "no_color", False):
+        return "braille"
+    return SERIES_MARKERS[index % len(SERIES_MARKERS)]
+
+
 class CachedPlot(PlotextPlot):
     """A PlotextPlot that builds its picture only when the data, the size or the theme changed.
 
