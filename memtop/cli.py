@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from memtop import __version__
-from memtop.commands import COMMAND_MODULES, CliError, interval_seconds
+from memtop.commands import COMMAND_MODULES, CliError, interval_seconds, pid_arg
 from memtop.text import PrintableStream, printable
 
 
@@ -19,7 +19,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("--version", action="version", version=f"memtop {__version__}")
     parser.add_argument("--interval", type=interval_seconds, default=2.0, metavar="S",
                         help="refresh interval in seconds, 0.5 to 3600 (default 2)")
-    parser.add_argument("--pid", type=int, metavar="PID", help="select this process at start")
+    parser.add_argument("--pid", type=pid_arg, metavar="PID", help="select this process at start")
     parser.add_argument("--read-only", action="store_true", help="disable every action (trim, evict, drop caches)")
     parser.add_argument("--psi-trigger", default=None, metavar="SPEC",
                         help="PSI trigger for stall alerts: 'some|full THRESHOLD_US WINDOW_US' "
