@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # Text outputs pass through printable: process names, paths and mount points are other
         # users' and must never reach a terminal raw (memtop/text.py).
         sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
+        args.parser = parser  # `memtop completion` and `memtop help` describe memtop's own arguments
         return commands[args.command].run(args)
     except CliError as e:
         print(f"memtop: {printable(str(e))}", file=sys.stderr)

@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "memtop.commands.record",
     "memtop.commands.replay",
     "memtop.commands.guard",
+    "memtop.commands.help",
+    "memtop.commands.completion",
 ]
 
 

@@ -424,7 +424,7 @@ class MemtopApp(App):
 
     def action_help(self) -> None:
         tab = self.active_tab()
-        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS))
+        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS, tab.TAB_ABOUT))
 
     def action_filter(self) -> None:
         if not self.active_tab().start_filter():

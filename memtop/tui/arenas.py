@@ -113,6 +113,7 @@ def _histogram_text(arena, mi_arena, styles) -> Text:
 class ArenasTab(TabView):
     TAB_TITLE = "Arenas"
     TAB_ID = "arenas"
+    TAB_ABOUT = "every glibc arena of the process, fragmentation, malloc_info, MALLOC_ARENA_MAX advice"
     FIGURE_SOURCES = (
         ("arenas, HEAPS, SYSTEM", "heap walk: main_arena.next round the list (malloc_state.system_mem); heaps by heap_info.prev"),
         ("IN USE", "system - free - fastbins - top, as mallinfo2's uordblks (tcache chunks included)"),

@@ -358,6 +358,7 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
 class KernelTab(TabView):
     TAB_TITLE = "Kernel"
     TAB_ID = "kernel"
+    TAB_ABOUT = "slab caches, kernel categories, socket buffers, fd growth"
     FIGURE_SOURCES = (
         *((key, f"/proc/meminfo {key}: {meaning}") for key, meaning in KERNEL_CATEGORIES),
         ("unexplained", UNEXPLAINED_MEANING),

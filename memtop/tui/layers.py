@@ -191,6 +191,8 @@ class FindingsView(Static):
 class LayersTab(TabView):
     TAB_TITLE = "Layers"
     TAB_ID = "layers"
+    TAB_ABOUT = ("for one process, from RSS down: kernel, glibc heap (in use / free kept / top), runtime; "
+                 "what malloc_trim would release now")
     FIGURE_SOURCES = (
         ("RSS, file-backed, anonymous, shmem, Swap", "/proc/PID/status VmRSS, RssFile, RssAnon, RssShmem, VmSwap"),
         ("PSS, Private_Dirty, LazyFree", "/proc/PID/smaps_rollup"),

@@ -275,6 +275,7 @@ class RateChart(CachedPlot):
 class PageCacheTab(TabView):
     TAB_TITLE = "Page cache"
     TAB_ID = "pagecache"
+    TAB_ABOUT = "what is cached per file, who maps it, thrashing"
     FIGURE_SOURCES = tuple((c.title, c.source) for c in FILE_COLUMNS) + (
         ("?", "unknown: e.g. a file this user cannot write (cachestat EPERM; mincore would claim it all cached)"),
         ("(a) files", "/proc/PID/maps (file-backed mappings) and /proc/PID/fd links of the selected process"),

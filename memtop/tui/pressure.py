@@ -159,6 +159,7 @@ class CgroupTree(Static):
 class PressureTab(TabView):
     TAB_TITLE = "Pressure"
     TAB_ID = "pressure"
+    TAB_ABOUT = "PSI and stall alerts, cgroup limits"
     COMPONENT_CLASSES = {"pressure--muted", "pressure--heading", "pressure--event", "pressure--critical",
                          "pressure--warning"}
     FIGURE_SOURCES = (

@@ -403,6 +403,8 @@ def _clock(monotonic: float, offset: float | None) -> str:
 class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
+    TAB_ABOUT = ("who uses memory, live: RSS, PSS, USS, anon/file/shmem, swap, LazyFree, threads, fds, "
+                 "page faults per second, the RSS trend, and the selected process's RSS history as a chart")
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "

@@ -63,9 +63,10 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
-    def __init__(self, tab_title: str, figure_sources, tab_keys, global_keys):
+    def __init__(self, tab_title: str, figure_sources, tab_keys, global_keys, about: str = ""):
         super().__init__()
         self.tab_title = tab_title
+        self.about = about
         self.figure_sources = figure_sources
         app = self.app
         acting = bound_keys(app.screen)
@@ -99,6 +100,8 @@ class HelpScreen(ModalScreen[None]):
             sources.add_row(Text(figure), Text(source))
         with VerticalScroll(id="help-body"):
             yield Static(Text(f"memtop help — {self.tab_title} tab", style="bold"))
+            if self.about:
+                yield Static(Text(self.about[0].upper() + self.about[1:] + "."))
             yield Static(keys)
             yield Static(Text("\nFigures on this tab", style="bold"))
             yield Static(sources if self.figure_sources else Text("This tab shows no figures yet."))

@@ -71,6 +71,8 @@ class TabView(Container):
 
     TAB_TITLE: ClassVar[str] = "?"
     TAB_ID: ClassVar[str] = "?"
+    # What the tab answers, in one line: the help screen's first line, `memtop help TAB`.
+    TAB_ABOUT: ClassVar[str] = ""
     # The Collector parts the tab shows (memtop/collect/parts.py), while it is visible.
     PARTS: ClassVar[tuple[str, ...]] = ()
     # (figure, where it comes from) for the help screen: every number on the tab has a row.

@@ -85,6 +85,7 @@ def _ns_text(m: Mount) -> str:
 class TmpfsTab(TabView):
     TAB_TITLE = "tmpfs"
     TAB_ID = "tmpfs"
+    TAB_ABOUT = "RAM held by files: tmpfs mounts, deleted-but-open files, SysV/POSIX/memfd shared memory"
     FIGURE_SOURCES = (
         ("mounts", "/proc/self/mountinfo, and /proc/PID/mountinfo once per other mount namespace "
                    "(stat /proc/PID/ns/mnt): tmpfs, ramfs, hugetlbfs, devtmpfs"),

@@ -104,7 +104,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         # (a.bin is first also when another session dropped the caches: ties sort by path)
         assert table.rows[0].stat.cached_bytes is not None
         note = str(tab.query_one("#pc-source").render())
-        assert "done" in note and "1 fifo" in note and "1 symlink" in note
+        assert "done" in note and "skipped 1 FIFO, 1 symbolic link" in note
         # AND sorting by path (s, then choose PATH) orders them by name
         table.focus()
         await pilot.press("s")

@@ -143,3 +143,14 @@ def test_guard(tmp_path):
     failure(memtop("guard", "--config", str(tmp_path / "missing.toml")))
     if os.path.exists("/proc/pressure/memory"):
         assert memtop("guard", "--duration", "1").returncode == 0  # a dry run: touches nothing
+
+
+def test_help():
+    usage(memtop("help", "bogus"), "help")
+    assert memtop("help").returncode == 0 and memtop("help", "kernel").returncode == 0
+
+
+def test_completion():
+    usage(memtop("completion"), "completion")
+    usage(memtop("completion", "fish"), "completion")
+    assert memtop("completion", "bash").returncode == 0
