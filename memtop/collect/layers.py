@@ -457,6 +457,12 @@ def findings_for(report: LayerReport) -> list[Finding]:
             age = f" The last valid walk is {heap.last_valid_age_s:.0f} s old." if heap.last_valid_age_s is not None else ""
             out.append(Finding(Severity.INFO, f"The heap is changing too fast to walk consistently ({heap.attempts} tries).{age}",
                                "Try again when the process is quieter."))
+        elif heap.status == "self":
+            out.append(Finding(Severity.INFO, "This is memtop itself. Its heap is not walked: the walk allocates "
+                                              "while it reads, so memtop's own heap changes under it (never "
+                                              "consistent) and each try grew memtop's RSS by the heap's size. "
+                                              "The kernel's figures and the runtime's above are memtop's own.",
+                               "To see memtop's heap, run `memtop explain PID` from another memtop."))
         elif heap.status in ("denied",):
             from memtop.procfs import denied_advice
 

@@ -298,6 +298,8 @@ class LayersTab(TabView):
     def _show(self, report: LayerReport) -> None:
         heap = report.heap
         state = "heap valid" if heap is not None and heap.valid else f"heap {heap.status if heap else '?'}"
+        if heap is not None and heap.status == "self":
+            state = "this is memtop itself: heap not walked"
         command = printable(" ".join(report.cmdline.split()) or f"[{report.comm}]", 48)
         self.query_one("#layers-title", Static).update(
             Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,
