@@ -7,9 +7,11 @@
 #   `pip install`; without it memtop still installs, with the slower pure-Python walk).
 # With --test (make test) also what only the tests use: prometheus (the exporter's live test
 # runs a real Prometheus server that scrapes `memtop export`), the runtimes and servers the
-# runtime layer is tested against (a JDK: javac, jstat, jcmd; Go, PostgreSQL, MariaDB, Redis), and
-# the allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
-# with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and static);
+# runtime layer is tested against (a JDK: javac, jstat, jcmd; Go, PostgreSQL, MariaDB, Redis), the
+# allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
+# with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and
+# static), and libc6-dbg (glibc's debug symbols, found by build-id on the host and inside a
+# container's root), and ruby (the MALLOC_ARENA_MAX=2 model's test of Ruby threads);
 # pipx (the README's install for everyone) and zsh (`memtop completion zsh`).
 # With --matrix (make test-matrix, or MEMTOP_MATRIX=1 make test) also what the kernel and glibc
 # matrix uses: debootstrap (chroots), qemu-system-x86 and virtme-ng (kernels booted under TCG;
@@ -77,6 +79,11 @@ if [ $for_tests = 1 ]; then
     [ -e $libdir/libtcmalloc.so.4 ] || test_need+=(libgoogle-perftools4)
     [ -e $libdir/libmimalloc.so.2 ] || test_need+=(libmimalloc2.0)
     command -v musl-gcc >/dev/null 2>&1 || test_need+=(musl-tools)
+    # glibc's debug symbols: the heap tests use them, the container test copies them into a root.
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || test_need+=(libc6-dbg)
+    fi
+    command -v ruby >/dev/null 2>&1 || test_need+=(ruby)
     # `pipx install .` for everyone (README), and zsh for `memtop completion zsh`: tested too.
     command -v pipx >/dev/null 2>&1 || test_need+=(pipx)
     command -v zsh >/dev/null 2>&1 || test_need+=(zsh)

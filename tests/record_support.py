@@ -39,10 +39,12 @@ def start_grower(children, mib: int) -> Child:
 
 
 def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: int = DEFAULT_MAX_BYTES,
-                      interval_s: float = 2.0, after_write=None, root: Path = PROC) -> list[TickCapture]:
+                      interval_s: float = 2.0, after_write=None, root: Path = PROC,
+                      pid: int | None = None) -> list[TickCapture]:
     """Capture and write ``ticks`` ticks; ``before_tick(i)`` runs before tick i is read,
-    ``after_write(writer, i)`` after it is written. Returns what was captured."""
-    recorder = Recorder(root)
+    ``after_write(writer, i)`` after it is written (``pid``: as `memtop record --pid`). Returns
+    what was captured."""
+    recorder = Recorder(root, pid=pid)
     writer = RecordWriter(path, recorder.meta(interval_s, max_bytes), max_bytes=max_bytes)
     captures = []
     try:

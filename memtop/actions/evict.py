@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from memtop.actions import audit
 from memtop.model.pagecache import FileCacheStat
 from memtop.procfs import memory_fs_of
-from memtop.procfs.cachestat import stat_open_fd
+from memtop.procfs.cachestat import HELD_BY_MEMTOP, own_open_files, stat_open_fd
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0) | os.O_NOFOLLOW
 _DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -210,7 +210,7 @@ class _TreePath(str):
     found_in_tree = True
 
 
-def _open_pinned(target: EvictTarget) -> tuple[int | None, str | None]:
+def _open_pinned(target: EvictTarget, own: frozenset[tuple[int, int]]) -> tuple[int | None, str | None]:
     """Open ``target.resolved`` without following any symbolic link, and only if it is still
     the pinned file: (fd, None), or (None, why it changed)."""
     parts = [part for part in target.resolved.split("/") if part]
@@ -239,6 +239,8 @@ def _open_pinned(target: EvictTarget) -> tuple[int | None, str | None]:
         change = target.pinned.change(st)
         if change:  # checked before the open: a FIFO or a device put in its place is never opened
             return None, change
+        if (st.st_dev, st.st_ino) in own:
+            return None, HELD_BY_MEMTOP
         try:
             fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
         except OSError as e:
@@ -256,7 +258,7 @@ def _open_pinned(target: EvictTarget) -> tuple[int | None, str | None]:
     return fd, None
 
 
-def evict_target(target: EvictTarget, *, sync: bool = False) -> EvictResult:
+def evict_target(target: EvictTarget, *, sync: bool = False, own: frozenset[tuple[int, int]] | None = None) -> EvictResult:
     """Evict one checked file if it is still the file that was checked; never raises for a
     file-level problem."""
     if target.early is not None:
@@ -264,9 +266,11 @@ def evict_target(target: EvictTarget, *, sync: bool = False) -> EvictResult:
     path = target.path
     pin = target.pinned
     try:
-        fd, change = _open_pinned(target)
+        fd, change = _open_pinned(target, own_open_files() if own is None else own)
     except OSError as e:
         return _os_error(path, e)
+    if fd is None and change == HELD_BY_MEMTOP:
+        return EvictResult(path, False, f"{HELD_BY_MEMTOP}: nothing done", device=pin.device, inode=pin.inode)
     if fd is None:
         return EvictResult(path, False, f"the file changed since it was checked ({change}): nothing done",
                            refused=True, device=pin.device, inode=pin.inode)
@@ -346,7 +350,8 @@ def evict_checked(targets: list[EvictTarget], *, sync: bool = False, named=None,
     """Act on checked files (see the module doc); one audit line in all, refusals included.
     ``named``: the paths as the user gave them, for the log (default: each target's path)."""
     started = time.monotonic()
-    results = [evict_target(target, sync=sync) for target in targets]
+    own = own_open_files()
+    results = [evict_target(target, sync=sync, own=own) for target in targets]
     warning = None
     if log:
         dropped = sum(r.dropped_bytes or 0 for r in results)

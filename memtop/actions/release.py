@@ -33,7 +33,7 @@ def allocator_kind(pid: int, root: Path = PROC) -> str | None:
 
 def predict(identity: ProcessIdentity, root: Path, threads: int | None, kind: str):
     """A TrimPrediction for the allocator's own release (memtop.actions.trim.TrimPrediction)."""
-    from memtop.actions.trim import TrimPrediction, estimate_stop_s, refused_prediction
+    from memtop.actions.trim import TrimPrediction, estimate_stop, refused_prediction
     from memtop.heap import analyze, gdb
     from memtop.heap.allocator_calls import allocator_library, release_call
 
@@ -57,8 +57,9 @@ def predict(identity: ProcessIdentity, root: Path, threads: int | None, kind: st
         ranges = other.release_ranges
         if release is None:
             reason = other.unknown_reason("release_bytes") or "the reader gives no release figure"
+    stop = estimate_stop(threads, release)
     return TrimPrediction(release, reason, kind, tuple(lib.lock_addresses), threads,
-                          estimate_stop_s(threads, release), None, ranges, call=call)
+                          stop.seconds, None, ranges, call=call, stop=stop)
 
 
 def run(identity: ProcessIdentity, timeout: float, root: Path, prediction, fields: dict, notes: list[str]):

@@ -18,19 +18,35 @@ from typing import Iterator
 from memtop.actions import audit
 from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
-from memtop.procfs import PROC, NoSuchProcess, ProcfsError
+from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes
 from memtop.procfs.process import read_stat, read_status
 
 TRIM_EXPRESSION = "((int (*)(unsigned long))malloc_trim)(0)"
 DEFAULT_TIMEOUT_S = 5.0
 
-# The stop estimate shown before a trim: gdb's attach, thread listing and detach, plus per-thread
-# stack reads, plus the madvise work. Measured with bench/trim_stop.py on this kind of machine
-# (2 cores, busy): ~100 ms for attach, checks and detach, a few ms per thread, and malloc_trim's
-# madvise at ~0.6 ms per MiB released (200 MiB: median window 217 ms, call 121 ms).
-STOP_BASE_S = 0.100
-STOP_PER_THREAD_S = 0.004
-STOP_PER_MIB_RELEASED_S = 0.0006
+# The stop estimate shown before a trim (estimate_stop). What stops the process is gdb: the
+# attach (ptrace-stopping every thread, reading /proc/PID/maps), the safety checks (every thread's
+# innermost frames unwound, the arena locks read), the call, and the detach. Costs measured with
+# bench/stop_estimate.py on this machine (2 CPUs, gdb 13.1, CPUs free), from 2 to 257 threads,
+# 16 MiB to 1 GiB heaps, 20,000 mappings:
+STOP_BASE_S = 0.012  # attach, thread list, lock check and detach of a two-thread process
+STOP_PER_THREAD_S = 0.0009  # ptrace stop + unwinding its frames + detach, per thread
+STOP_PER_MAPPING_S = 0.3e-6  # gdb reads the process's maps at attach
+TRIM_BASE_S = 0.002
+TRIM_PER_MIB_RELEASED_S = 0.0004  # malloc_trim's madvise(MADV_DONTNEED) of resident pages
+TRIM_PER_FREE_CHUNK_S = 0.05e-6  # mtrim visits every free chunk in the bins of every arena
+# When the CPUs are busy, gdb's part (a long chain of short steps, each waiting for a CPU) takes
+# longer by the slowdown a CPU-bound task of memtop sees right now (cpu_slowdown: wall time over
+# CPU time of short busy loops; gdb is memtop's child, in its scheduling group). Measured with
+# 4 busy loops on 2 CPUs: probe 5.6-6.2, 65 and 257-thread stops 5-7 times their idle cost. The
+# call runs in one of the target's threads, which the scheduler favours after its sleep:
+# measured at most 1.5 times slower.
+TRIM_MAX_SLOWDOWN = 1.5
+PROBE_SAMPLES = 8  # busy loops of 4 ms CPU each, at most 0.3 s of wall time in all
+PROBE_CPU_S = 0.004
+PROBE_MAX_WALL_S = 0.3
+# A busy program is often caught with a thread inside malloc: gdb detaches and attaches again,
+# up to gdb.ATTEMPTS windows, which the estimate's upper figure counts.
 
 # "Came straight back": at least this share of what was released is resident again.
 CAME_BACK_FRACTION = 0.5
@@ -52,6 +68,7 @@ class TrimPrediction:
     # again with the process stopped and calls malloc_trim only if that walk is valid.
     validate_when_stopped: bool = False
     call: str = "malloc_trim(0)"  # the allocator's release that is called (memtop.actions.release for others)
+    stop: StopEstimate | None = None  # how estimated_stop_s was made
 
     def as_json(self) -> dict:
         return {
@@ -61,6 +78,8 @@ class TrimPrediction:
             "arenas": len(self.mutex_addresses),
             "threads": self.threads,
             "estimated_stop_ms": round(self.estimated_stop_s * 1000),
+            "estimated_stop_max_ms": round(self.stop.max_seconds * 1000) if self.stop is not None else None,
+            "stop_estimate_basis": self.stop.basis if self.stop is not None else None,
             "refusal": self.refusal,
             "validate_when_stopped": self.validate_when_stopped,
             "call": self.call,
@@ -82,8 +101,12 @@ class TrimResult:
     # some file pages in.
     heap_resident_before: int | None = None
     heap_resident_after: int | None = None
-    stopped_s: float | None = None
+    stopped_s: float | None = None  # measured: gdb's attach to its detach, every window summed
     call_s: float | None = None
+    attach_s: float | None = None  # the last window's -target-attach (every thread stopped)
+    detach_s: float | None = None
+    windows: int | None = None  # gdb attached this many times (a retry when a thread was inside malloc)
+    stopped_walk_s: float | None = None  # the walk made with the process stopped, if one was
     trim_returned: int | None = None  # malloc_trim's value: 1 if memory was released
     interrupted: bool = False
     duration_s: float = 0.0
@@ -123,22 +146,80 @@ class TrimResult:
             "heap_resident_after_bytes": self.heap_resident_after,
             "heap_released_bytes": self.heap_released_bytes,
             "stopped_ms": None if self.stopped_s is None else round(self.stopped_s * 1000, 1),
+            "estimated_stop_ms": round(self.prediction.estimated_stop_s * 1000) if self.prediction else None,
             "call_ms": None if self.call_s is None else round(self.call_s * 1000, 1),
+            "attach_ms": None if self.attach_s is None else round(self.attach_s * 1000, 1),
+            "detach_ms": None if self.detach_s is None else round(self.detach_s * 1000, 1),
+            "stopped_walk_ms": None if self.stopped_walk_s is None else round(self.stopped_walk_s * 1000, 1),
+            "gdb_windows": self.windows,
             "malloc_trim_returned": self.trim_returned,
             "interrupted": self.interrupted,
             "notes": list(self.notes),
         }
 
 
-def estimate_stop_s(threads: int | None, release_bytes: int | None) -> float:
+@dataclass(frozen=True, slots=True)
+class StopEstimate:
+    """How long a trim would stop the process: one gdb window (``seconds``), and with every retry
+    the recipe allows (``max_seconds``); ``basis`` says what it was computed from."""
+
+    seconds: float
+    max_seconds: float
+    slowdown: float  # the CPU slowdown the estimate assumed (1: free CPUs)
+    basis: str
+
+
+def cpu_slowdown(samples: int = PROBE_SAMPLES, cpu_s: float = PROBE_CPU_S, max_wall_s: float = PROBE_MAX_WALL_S) -> float:
+    """How much longer than its CPU time a CPU-bound task of memtop takes right now: wall time
+    over thread CPU time of ``samples`` busy loops of ``cpu_s`` CPU seconds (1 on free CPUs),
+    summed over them all so that one lucky slice does not decide; it stops after
+    ``max_wall_s``. It measures what the scheduler gives memtop's group, other cgroups'
+    weights included, which counting runnable tasks cannot."""
+    wall_total = cpu_total = 0.0
+    for _ in range(samples):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu < cpu_s:
+            pass
+        wall_total += time.perf_counter() - wall
+        cpu_total += time.thread_time() - cpu
+        if wall_total >= max_wall_s:
+            break
+    return max(1.0, wall_total / max(1e-9, cpu_total))
+
+
+def estimate_stop(threads: int | None, release_bytes: int | None, *, mappings: int | None = None,
+                  free_chunks: int | None = None, stopped_walk_s: float | None = None,
+                  slowdown: float | None = None) -> StopEstimate:
+    """The stop a trim would cause: gdb's attach, checks and detach (per thread and mapping),
+    the call (malloc_trim: per free chunk visited and per MiB given back), and a walk made with
+    the process stopped when no walk validated while it ran, at the CPU slowdown measured now
+    (``slowdown``; cpu_slowdown() when None)."""
     threads = threads or 1
-    release_mib = (release_bytes or 0) / 2**20
-    return STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MIB_RELEASED_S * release_mib
+    measured = slowdown is None
+    slower = cpu_slowdown() if measured else max(1.0, slowdown)
+    window = slower * (STOP_BASE_S + STOP_PER_THREAD_S * threads + STOP_PER_MAPPING_S * (mappings or 0))
+    call = min(TRIM_MAX_SLOWDOWN, slower) * (TRIM_BASE_S + TRIM_PER_MIB_RELEASED_S * (release_bytes or 0) / 2**20
+                                             + TRIM_PER_FREE_CHUNK_S * (free_chunks or 0))
+    walk = slower * (stopped_walk_s or 0.0)
+    seconds = window + walk + call
+    max_seconds = gdb.ATTEMPTS * window + walk + call
+    parts = [f"{threads} thread{'s' if threads != 1 else ''} x {STOP_PER_THREAD_S * 1000:.1f} ms"]
+    if mappings:
+        parts.append(f"{mappings} mappings")
+    parts.append(f"{STOP_BASE_S * 1000:.0f} ms for attach and detach")
+    words = (f"gdb {window * 1000:.0f} ms ({' + '.join(parts)}, measured on free CPUs, x {slower:.1f}: "
+             f"the CPU slowdown {'measured now' if measured else 'given'}) + the call {call * 1000:.0f} ms")
+    if walk:
+        words += f" + a walk with the process stopped {walk * 1000:.0f} ms"
+    basis = (f"{words}; up to {max_seconds * 1000:.0f} ms if gdb catches a thread inside malloc and attaches "
+             f"again ({gdb.ATTEMPTS} tries); costs: bench/stop_estimate.py")
+    return StopEstimate(seconds, max_seconds, slower, basis)
 
 
 def refused_prediction(reason: str, threads: int | None = None) -> TrimPrediction:
     """A prediction that says the trim cannot be done, and why."""
-    return TrimPrediction(None, reason, None, (), threads, estimate_stop_s(threads, None), reason)
+    stop = estimate_stop(threads, None, slowdown=1.0)
+    return TrimPrediction(None, reason, None, (), threads, stop.seconds, reason, stop=stop)
 
 
 def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> TrimPrediction:
@@ -198,8 +279,18 @@ def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> Tri
     if refusal is None and kind not in (None, "glibc"):
         refusal = f"PID {identity.pid} does not use glibc malloc ({kind}): {report.reason or 'malloc_trim would not help'}"
     ranges = tuple((start, start + size) for arena in known for start, size in arena.heaps)
-    return TrimPrediction(release, reason, kind, arenas, threads, estimate_stop_s(threads, release), refusal, ranges,
-                          validate_when_stopped=validate)
+    stop = estimate_stop(threads, release, mappings=_mapping_count(identity.pid, root),
+                         free_chunks=sum(a.free_count + a.fastbin_count for a in known),
+                         stopped_walk_s=report.walk_seconds / max(1, report.attempts) if validate else None)
+    return TrimPrediction(release, reason, kind, arenas, threads, stop.seconds, refusal, ranges,
+                          validate_when_stopped=validate, stop=stop)
+
+
+def _mapping_count(pid: int, root: Path) -> int | None:
+    try:
+        return read_bytes(f"{root}/{pid}/maps").count(b"\n")
+    except (ProcfsError, OSError):
+        return None
 
 
 def _error_text(e: BaseException) -> str:
@@ -272,8 +363,10 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
                                    root=root)
         session = stopped.session
         if prediction.validate_when_stopped:
+            walk_started = time.monotonic()
             try:
                 _validate_stopped(identity, root, deadline, notes)
+                fields["stopped_walk_s"] = time.monotonic() - walk_started
             except BaseException:
                 gdb.finish_session(session)
                 raise
@@ -318,6 +411,9 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
     finally:
         if session is not None:
             fields["stopped_s"] = session.stopped_s
+            fields["attach_s"] = session.times.attach_s
+            fields["detach_s"] = session.times.detach_s
+            fields["windows"] = sum(1 for note in session.notes if note.startswith("attached to"))
             notes.extend(session.notes)
 
 

@@ -527,12 +527,21 @@ def findings_for(report: LayerReport) -> list[Finding]:
                 "never releases a thread arena's top (glibc mtrim).",
                 "MALLOC_ARENA_MAX=2 (fewer arenas), or a lower M_TRIM_THRESHOLD so free() shrinks those heaps."))
         if len(threads) >= 4:
+            # What they cost in RAM is their resident pages (pagemap), not system_mem: a heap's
+            # pages that were never touched, or were given back by malloc_trim, are mapped but
+            # not resident. system_mem is said beside it, as what glibc has taken from the kernel.
             thread_system = sum(a.system_bytes for a in threads)
             thread_in_use = sum(a.in_use_bytes for a in threads)
-            if thread_system > 2 * thread_in_use and thread_system >= 32 * MiB:
+            residents = [a.resident_bytes for a in threads]
+            thread_resident = None if None in residents else sum(residents)
+            held = thread_resident if thread_resident is not None else thread_system
+            if held > 2 * thread_in_use and held >= 32 * MiB:
+                holds = (f"{fmt_bytes(thread_resident)} resident ({fmt_bytes(thread_system)} obtained from the kernel)"
+                         if thread_resident is not None else
+                         f"{fmt_bytes(thread_system)} obtained from the kernel (resident unknown)")
                 out.append(Finding(
                     Severity.WARNING,
-                    f"{len(threads) + 1} arenas: the {len(threads)} thread arenas hold {fmt_bytes(thread_system)} "
+                    f"{len(threads) + 1} arenas: the {len(threads)} thread arenas hold {holds} "
                     f"for {fmt_bytes(thread_in_use)} in use (arena fragmentation).",
                     "Set MALLOC_ARENA_MAX=2 (or a small multiple of the cores) in the program's environment."))
     if report.lazyfree_bytes:

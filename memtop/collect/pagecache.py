@@ -45,6 +45,11 @@ class VmstatSampler:
         self._prev, self._prev_time = counters, now
         return rates
 
+    @property
+    def counters(self) -> dict[str, int] | None:
+        """The last read, raw."""
+        return self._prev
+
     def series(self, key: str) -> list[float | None]:
         """The history of one rate, oldest first (None where the counter was missing)."""
         return [r.get(key) for r in self.history]

@@ -138,7 +138,8 @@ class VmstatPart(Part):
             if job.one_shot and not self.sampler.history:
                 time.sleep(0.5)  # a single sample has no history: two reads half a second apart
                 self.sampler.sample(job.snapshot.system.monotonic + 0.5)
-            return VmstatView(tuple(self.sampler.history))
+            counters = self.sampler.counters
+            return VmstatView(tuple(self.sampler.history), MappingProxyType(dict(counters)) if counters else None)
 
 
 class ProcessFilesPart(Part):
@@ -252,7 +253,7 @@ class TreePart(Part):
         return 0.0
 
     def collect(self, job: Job) -> TreeView | None:
-        from memtop.procfs.cachestat import file_cache_stat
+        from memtop.procfs.cachestat import file_cache_stat, own_open_files
         from memtop.procfs.treescan import TreeScanError, scan_tree
 
         root = job.params.get("root")
@@ -261,7 +262,8 @@ class TreePart(Part):
         key = (root, job.params.get("scan"))
         done = self._scanned.get(key)
         if done is not None and done.progress.done and not done.progress.cancelled:
-            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False)) for f in done.files)
+            own = own_open_files()
+            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False, own=own)) for f in done.files)
             view = TreeView(root, files, done.progress, done.error)
             self._scanned = {key: view}
             return view
@@ -408,9 +410,77 @@ class ArenasPart(Part):
         return analysis
 
 
+class _SharedContainers:
+    """One ContainerCollector for the two container parts: one membership cache and one
+    resolver of container names. Its lock: the parts may run at once on two workers."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.lock = threading.Lock()
+        self._collector = None
+
+    def collector(self):
+        from memtop.procfs.containers import ContainerCollector
+
+        if self._collector is None:
+            self._collector = ContainerCollector(self.root)
+        return self._collector
+
+
+class ContainerNamesPart(Part):
+    """Which container, pod, machine or systemd unit each process is in (the Processes tab's
+    Container column): each new process's /proc/PID/cgroup, nothing else."""
+
+    name = "container_names"
+
+    def __init__(self, shared: _SharedContainers):
+        self.shared = shared
+
+    def collect(self, job: Job):
+        with self.shared.lock:
+            return self.shared.collector().membership([v.sample for v in job.snapshot.processes])
+
+
+class ContainersPart(Part):
+    """Every container's memory (memory.current against its limits, the split, what reclaim can
+    free, the members' PSS, events) and the OOM watch: kill orders, time to each limit from the
+    trend, kills seen with their victims (from the kernel log when it can be read). The watch
+    learns only while someone wants this part: its trends and events start then."""
+
+    name = "containers"
+
+    def __init__(self, shared: _SharedContainers):
+        from memtop.model.oom import OomWatch
+
+        self.shared = shared
+        self.watch = OomWatch()
+        self._kernel_log = None
+
+    def collect(self, job: Job):
+        from memtop.model.containers import ContainersView
+        from memtop.model.oom import oom_sample
+        from memtop.procfs.oom import KernelLog, read_oom_tick
+
+        samples = [v.sample for v in job.snapshot.processes]
+        meminfo = job.snapshot.system.meminfo
+        with self.shared.lock:
+            containers = self.shared.collector().collect(samples, meminfo=meminfo)
+        if self._kernel_log is None and not job.one_shot:
+            self._kernel_log = KernelLog()  # from its end: kills from now on
+        # One sample (memtop snapshot): the kill orders, no trend and no kill to see.
+        tick = read_oom_tick(samples, containers, root=job.root, kernel_log=self._kernel_log, meminfo=meminfo)
+        self.watch.update(tick)
+        return ContainersView(containers, oom_sample(self.watch))
+
+    def close(self) -> None:
+        if self._kernel_log is not None:
+            self._kernel_log.close()
+
+
 def default_parts(root: Path, **options: Any) -> list[Part]:
     """Every part, as the TUI, snapshot, record and export build their Collector."""
     walks = LastValidWalks()
+    containers = _SharedContainers(root)
     return [
         KernelPart(root, **options.get("kernel", {})),
         PsiPart(root),
@@ -424,6 +494,8 @@ def default_parts(root: Path, **options: Any) -> list[Part]:
         TmpfsScanPart(root),
         LayersPart(root, walks),
         ArenasPart(root, walks),
+        ContainerNamesPart(containers),
+        ContainersPart(containers),
     ]
 
 

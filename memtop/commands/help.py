@@ -19,7 +19,7 @@ HELP = "what each tab shows, its keys, and where every figure comes from (TOPIC:
 # known without importing the TUI (and Textual), which the parser of every command would pay for.
 # What each tab shows is the tab's own text (TAB_ABOUT, FIGURE_SOURCES, TAB_KEYS), read when
 # help is printed.
-TAB_IDS = ("processes", "layers", "arenas", "pagecache", "kernel", "tmpfs", "pressure")
+TAB_IDS = ("processes", "layers", "arenas", "pagecache", "kernel", "tmpfs", "pressure", "containers")
 EXIT = (("0", "success"), ("1", "failure: one line on stderr, memtop: ..."), ("2", "usage error"),
         ("129", "the live view lost its terminal (SIGHUP)"), ("130", "interrupted (Ctrl-C)"))
 

@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from memtop.commands import CliError, interval_seconds
+from memtop.commands import CliError, interval_seconds, pid_arg
 from memtop.format import fmt_bytes, fmt_duration
+from memtop.procfs import ProcfsError
 from memtop.text import printable
 
 NAME = "record"
@@ -65,6 +66,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-size", type=size_arg, default=DEFAULT_MAX_BYTES, metavar="SIZE",
                         help=f"bound of the file (default {DEFAULT_MAX_BYTES // 2**20}M); beyond it the oldest "
                              "ticks are dropped, like a ring")
+    parser.add_argument("--pid", type=pid_arg, default=None, metavar="PID",
+                        help="also record this process's Layers and Arenas reports (a read-only heap walk every "
+                             "few seconds), for replay")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -85,7 +89,10 @@ def run(args) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    recorder = Recorder(Path(args.proc))
+    try:
+        recorder = Recorder(Path(args.proc), pid=args.pid)
+    except ProcfsError:
+        raise CliError(f"no process with PID {args.pid}") from None
     try:
         try:
             writer = RecordWriter(path, recorder.meta(interval, args.max_size), max_bytes=args.max_size)

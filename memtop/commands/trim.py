@@ -139,8 +139,10 @@ def describe_prediction(pid: int, prediction) -> str:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"
     else:
         what = f"no prediction ({printable(prediction.reason)})"
+    stop = getattr(prediction, "stop", None)
+    upto = f" (up to {stop.max_seconds * 1000:.0f} ms if gdb must attach again)" if stop is not None else ""
     return (f"PID {pid}: {what}; the process will be stopped for about "
-            f"{prediction.estimated_stop_s * 1000:.0f} ms while gdb calls {call}")
+            f"{prediction.estimated_stop_s * 1000:.0f} ms{upto} while gdb calls {call}")
 
 
 def describe_result(result) -> str:
@@ -151,9 +153,10 @@ def describe_result(result) -> str:
         predicted = result.prediction.release_bytes if result.prediction else None
         lines.append(f"  predicted {fmt_bytes(predicted)}, heap released {fmt_bytes(result.heap_released_bytes)}; "
                      f"RSS {fmt_bytes(result.rss_before)} -> {fmt_bytes(result.rss_after)}; "
-                     f"stopped for {_ms(result.stopped_s)}")
+                     f"stopped for {_ms(result.stopped_s)} (estimated {_ms(result.prediction.estimated_stop_s)})")
     elif result.stopped_s is not None:
-        lines.append(f"  the process was stopped for {_ms(result.stopped_s)} and is running again")
+        lines.append(f"  the process was stopped for {_ms(result.stopped_s)} and is running again"
+                     + (f" (estimated {_ms(result.prediction.estimated_stop_s)})" if result.prediction else ""))
     for note in result.notes:
         if note not in ("detached",) and not note.startswith("attached to"):
             lines.append(f"  note: {printable(note)}")

@@ -168,55 +168,129 @@ def _mib(value: int | float) -> str:
 
 
 def arena_live_bytes(arena) -> int:
-    """Bytes an arena would keep however arenas are shared: chunks in use (the walk's in_use
-    includes the chunks parked in tcache, as mallinfo's uordblks does) plus those on fastbins;
-    both stay with their thread's allocations."""
-    return (arena.in_use_bytes or 0) + (arena.fastbin_bytes or 0)
+    """Bytes an arena holds for the program: its chunks in use. The walk's in_use includes the
+    chunks parked in tcache (as mallinfo's uordblks does): they belong to their thread whatever
+    arena it uses. Fastbin chunks are free: any allocation of their size in the arena takes them,
+    and malloc_consolidate merges them (malloc.c), so they are slack, not live data."""
+    return arena.in_use_bytes or 0
 
 
-def predict_saving(arenas) -> SavingPrediction | None:
+def arena_slack_bytes(arena) -> int:
+    """The arena's free-but-resident memory: resident pages minus the chunks in use (free chunks
+    in bins and fastbins, and the touched part of top). In-use chunks whose pages were never
+    touched make that an underestimate, so the resident whole pages inside free chunks and top
+    (pagemap) are its floor."""
+    resident = arena.resident_bytes or 0
+    pages = (arena.free_resident_bytes or 0) + (arena.top_resident_bytes or 0)
+    return min(resident, max(resident - arena_live_bytes(arena), pages))
+
+
+def arena_threads(arena) -> int:
+    """Threads that share the arena: attached_threads, at least one (an arena whose threads have
+    all exited was still made by one)."""
+    return max(1, arena.attached_threads or 0)
+
+
+# How much of the threads' peaks of use are assumed to coincide, when nothing says otherwise.
+OVERLAP_UNKNOWN = 0.5
+OVERLAP_UNKNOWN_BASIS = ("one walk cannot tell whether the threads' peaks came at the same time or in turns; "
+                         "the estimate assumes half of them coincide")
+OVERLAP_RUBY_BASIS = ("Ruby (MRI) runs one thread at a time, for up to 100 ms each (the GVL), and its garbage "
+                      "collector frees what they allocated: between two collections mostly one thread has "
+                      "allocated, so the threads' peaks take turns")
+
+
+def assumed_overlap(runtime_kind: str | None) -> tuple[float, str]:
+    """The share of the threads' peaks taken to coincide, and why (see predict_saving)."""
+    if runtime_kind == "ruby":
+        return 0.0, OVERLAP_RUBY_BASIS
+    return OVERLAP_UNKNOWN, OVERLAP_UNKNOWN_BASIS
+
+
+def capped_slack(arenas, overlap: float) -> int:
+    """The free-but-resident memory two arenas would keep, at ``overlap`` (0..1).
+
+    Each arena's slack is taken as the peaks of its threads (k = arena_threads) of which a share
+    ``overlap`` coincided: ``slack = burst x (1 + overlap x (k - 1))``, which gives one thread's
+    burst. Under the cap all threads share two arenas; each keeps the largest burst of its threads
+    plus ``overlap`` of the others': ``(1 - overlap) x (two largest bursts) + overlap x (all bursts)``.
+    At 0 (turns) that is the two largest bursts; at 1 (together) all the slack there is now.
+    """
+    bursts: list[tuple[float, int]] = []
+    for arena in arenas:
+        k = arena_threads(arena)
+        bursts.append((arena_slack_bytes(arena) / (1 + overlap * (k - 1)), k))
+    bursts.sort(reverse=True)
+    largest = bursts[0][0] + (bursts[0][0] if bursts[0][1] > 1 else bursts[1][0] if len(bursts) > 1 else 0)
+    total = sum(b * k for b, k in bursts)
+    return round((1 - overlap) * largest + overlap * total)
+
+
+def predict_saving(arenas, runtime_kind: str | None = None, overlap: float | None = None) -> SavingPrediction | None:
     """The RSS that capping the process at two arenas (MALLOC_ARENA_MAX=2) would save.
 
-    Model: with two arenas the live data of every thread arena is packed into one shared thread
-    arena, which keeps the free-but-resident slack of ONE burst (the largest any thread arena
-    holds now: while threads take turns, a later burst reuses the chunks an earlier one freed);
-    the main arena stays as it is. So::
+    Model (checked against two real runs of the same load by bench/arena_cap.py). Under the cap
+    every thread shares the main arena or one thread arena (arena.c reused_arena hands them out
+    in turn), so the main arena takes its share of the threads too. Each arena holds:
 
-        saving = sum(resident of thread arenas) - sum(live of thread arenas) - max(slack)
-        slack  = resident - live, per thread arena
+    - the live data (chunks in use, tcache included) of its threads: redistributed, not saved;
+    - free-but-resident memory (bins, fastbins, the touched part of top: arena_slack_bytes),
+      left by the peaks of use of its threads. Free chunks are reused by any thread of the same
+      arena, so peaks that come in turns share that memory, and peaks that coincide need it side
+      by side (capped_slack). free() keeps a top below trim_threshold in every arena, capped or
+      not (heap_trim, systrim): a top is part of its arena's slack.
 
-    It is a prediction, not a promise: threads that peak at the same moment need their peaks
-    side by side in the shared arena too. Returns None when the walk has no resident figures.
+    So ``saving = sum(slack now) - capped_slack(overlap)``: ``saving_high_bytes`` at overlap 0
+    (turns), ``saving_low_bytes`` at 1 (together, about nothing), ``saving_bytes`` at the assumed
+    overlap (assumed_overlap). Chunks in use that were never touched are not resident and are
+    counted as such. Returns None when the walk has no resident figures.
     """
-    threads = [a for a in arenas if not a.is_main]
-    if any(a.resident_bytes is None for a in arenas):
+    if not arenas or any(a.resident_bytes is None for a in arenas):
         return None
-    live_all = [arena_live_bytes(a) for a in arenas]
-    resident = sum(a.resident_bytes for a in threads)
-    live = sum(arena_live_bytes(a) for a in threads)
-    slacks = [max(0, a.resident_bytes - arena_live_bytes(a)) for a in threads]
-    kept = max(slacks, default=0)
-    saving = max(0, resident - live - kept) if len(threads) > 1 else 0
+    threads = [a for a in arenas if not a.is_main]
+    basis_overlap = None
+    if overlap is None:
+        overlap, basis_overlap = assumed_overlap(runtime_kind)
+    slack = sum(arena_slack_bytes(a) for a in arenas)
+    resident = sum(a.resident_bytes for a in arenas)
+    live = sum(arena_live_bytes(a) for a in arenas)
+
+    def saving_at(c: float) -> int:
+        if len(arenas) <= 2:
+            return 0  # already within the cap
+        return max(0, slack - capped_slack(arenas, c))
+
+    saving, low, high = saving_at(overlap), saving_at(1.0), saving_at(0.0)
+    kept = slack - saving if len(arenas) > 2 else slack
     # How few arenas hold CONCENTRATION of the live data (all arenas, the largest first).
-    total_live = sum(live_all)
     concentration = 0
     running = 0
-    for value in sorted(live_all, reverse=True):
-        if total_live and running >= CONCENTRATION * total_live:
+    for value in sorted((arena_live_bytes(a) for a in arenas), reverse=True):
+        if live and running >= CONCENTRATION * live:
             break
         running += value
         concentration += 1
-    basis = (f"the {len(threads)} thread arenas hold {_mib(resident)} resident for {_mib(live)} of live data; "
-             f"one shared thread arena would keep that live data plus the largest slack of one arena "
-             f"({_mib(kept)}); the main arena stays as it is")
+    thread_resident = sum(a.resident_bytes for a in threads)
+    thread_live = sum(arena_live_bytes(a) for a in threads)
+    basis = (f"the {len(arenas)} arenas hold {_mib(resident)} resident: {_mib(live)} in use and {_mib(slack)} free "
+             f"but kept; with two arenas the data in use stays and the free memory left by the threads' peaks is "
+             f"shared: {_mib(kept)} would stay ({_mib(high)} saved if the peaks take turns, {_mib(low)} if they "
+             f"coincide; {basis_overlap or f'{overlap:.0%} of them assumed to coincide'})")
     return SavingPrediction(
         thread_arenas=len(threads),
-        thread_resident_bytes=resident,
-        thread_live_bytes=live,
+        thread_resident_bytes=thread_resident,
+        thread_live_bytes=thread_live,
         kept_slack_bytes=kept,
         saving_bytes=saving,
         concentration_arenas=concentration,
         basis=basis,
+        saving_low_bytes=low,
+        saving_high_bytes=high,
+        overlap=overlap,
+        overlap_basis=basis_overlap or f"{overlap:.0%} of the threads' peaks assumed to coincide",
+        resident_bytes=resident,
+        live_bytes=live,
+        slack_bytes=slack,
     )
 
 
@@ -359,7 +433,7 @@ def analyze_arenas(pid: int, root: Path = PROC, *, walk: bool = True, census: bo
     findings: tuple[Finding, ...] = ()
     line = None
     if heap is not None and heap.valid:
-        prediction = predict_saving(heap.arenas)
+        prediction = predict_saving(heap.arenas, heap.runtime.kind if heap.runtime is not None else None)
         line = setting_line(argv, cgroup)
         findings = arena_findings(heap, cap, env, prediction, tuning, stat.num_threads, rss, line)
         if not any(f.severity == Severity.WARNING for f in findings):

@@ -51,12 +51,30 @@ def _region(m: SmapsMapping, reserved: int | None = None) -> AnonRegion:
                       rss_bytes=m.rss, private_dirty_bytes=m.private_dirty, swap_bytes=m.swap)
 
 
+def _brk_heap(heap_maps: list[SmapsMapping]) -> AnonRegion | None:
+    """The brk heap: every ``[heap]`` mapping, summed. The kernel names [heap] each VMA between
+    start_brk and brk (fs/proc/task_mmu.c), and one heap is often several VMAs: a forked child
+    (a postgres backend) that extends brk gets a new VMA that cannot merge with the one inherited
+    from its parent (their anon_vma differ: mm/mmap.c is_mergeable_anon_vma), and an mprotect,
+    madvise(MADV_HUGEPAGE) or mlock of part of the heap splits it."""
+    if not heap_maps:
+        return None
+
+    def total(field):
+        values = [getattr(m, field) for m in heap_maps]
+        return None if any(v is None for v in values) else sum(values)
+
+    size = sum(m.size for m in heap_maps)
+    return AnonRegion(start=heap_maps[0].start, mapped_bytes=size, reserved_bytes=size, rss_bytes=total("rss"),
+                      private_dirty_bytes=total("private_dirty"), swap_bytes=total("swap"), mappings=len(heap_maps))
+
+
 def census_from_mappings(mappings: list[SmapsMapping], *, heap_max: int = HEAP_MAX_SIZE,
                          page_size: int = PAGE_SIZE) -> AnonCensus:
     """Classify the anonymous mappings (pure: smaps records in, census out)."""
     maps = sorted(mappings, key=lambda m: m.start)
     allocator, evidence = detect_allocator(maps)
-    brk_heap = next((_region(m) for m in maps if m.path == "[heap]"), None)
+    brk_heap = _brk_heap([m for m in maps if m.path == "[heap]"])
 
     # Pass 1: arena heaps and the PROT_NONE tails they own. A tail may have been merged by the
     # kernel with an adjacent PROT_NONE mapping (a thread stack's guard page): split it at the

@@ -31,6 +31,7 @@ So the recipe (:func:`open_session` + :meth:`GdbSession.call`) is:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import select
@@ -174,6 +175,21 @@ class SessionTimes:
 
     attach_sent: float | None = None
     detached: float | None = None
+    attached: float | None = None  # -target-attach answered: every thread stopped
+    detach_sent: float | None = None
+
+    @property
+    def attach_s(self) -> float | None:
+        """gdb's attach: ptrace-stopping every thread and reading the thread list."""
+        if self.attach_sent is None or self.attached is None:
+            return None
+        return self.attached - self.attach_sent
+
+    @property
+    def detach_s(self) -> float | None:
+        if self.detach_sent is None or self.detached is None:
+            return None
+        return self.detached - self.detach_sent
 
     @property
     def stopped_s(self) -> float | None:
@@ -594,6 +610,7 @@ class GdbSession:
         self.times = SessionTimes(attach_sent=time.monotonic())
         try:
             self.command(f"-target-attach {self.pid}", timeout, what="attaching")
+            self.times = dataclasses.replace(self.times, attached=time.monotonic())
         except GdbError as e:
             if not os.path.exists(f"{self.root}/{self.pid}") or "No such process" in str(e):
                 raise TargetGone(f"PID {self.pid} exited while gdb attached; nothing was done") from None
@@ -692,10 +709,11 @@ class GdbSession:
     def detach(self, timeout: float) -> None:
         if not self.attached:
             return
+        self.times = dataclasses.replace(self.times, detach_sent=time.monotonic())
         try:
             self.command("-target-detach", timeout, what="detaching")
         finally:
-            self.times = SessionTimes(self.times.attach_sent, time.monotonic())
+            self.times = dataclasses.replace(self.times, detached=time.monotonic())
             self.attached = False
             self.notes.append("detached")
 

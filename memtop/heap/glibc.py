@@ -6,7 +6,12 @@ refused rather than read with guessed offsets.
 
 main_arena, mp_ and tcache_key are private symbols. Two ways to find them:
 1. ``debug``: the separate debug file found by the libc's NT_GNU_BUILD_ID under
-   /usr/lib/debug/.build-id/ (Debian's libc6-dbg) has them in .symtab.
+   /usr/lib/debug/.build-id/ (Debian's libc6-dbg) has them in .symtab. The host's directory is
+   looked in first, then the target's own (``/proc/PID/root/usr/lib/debug/.build-id/``), so that a
+   container's libc6-dbg serves the container's libc. The container's tree is hostile: the file
+   is opened with openat2(RESOLVE_IN_ROOT) below /proc/PID/root (links stay inside the container,
+   /proc magic links are refused), must be a regular file of at most DEBUG_FILE_LIMIT bytes, and
+   is used only when its own build-id is the libc's (a file with another build-id is ignored).
 2. ``heuristic``: the on-disk libc image. In .data, main_arena is all zeros except
    ``.next = &main_arena`` (at +2160) and ``.attached_threads = 1`` (+2176); the self-pointer is
    either stored in place (DT_RELR, implicit addend) or given by an R_X86_64_RELATIVE entry with
@@ -31,6 +36,8 @@ MIN_VERSION = (2, 27)
 MAX_VERSION = (2, 41)  # 2.42 moved to 76 bins and renamed tcache counts: not handled
 TESTED_VERSIONS = ((2, 36),)
 DEBUG_DIRS = (Path("/usr/lib/debug/.build-id"),)
+DEBUG_IN_ROOT = "usr/lib/debug/.build-id"  # the same directory, in the target's root
+DEBUG_FILE_LIMIT = 256 << 20
 
 MALLOC_STATE_SIZE = 2200
 ARENA_NEXT = 2160
@@ -131,6 +138,8 @@ class LibcImage:
     writable: tuple[tuple[int, int], ...]  # libc's rw mappings (for .data/.bss)
     static: bool = False  # glibc linked into the executable: ``path`` is the executable
     version_basis: str | None = None  # how the version was told, when not from the version string
+    pid: int | None = None  # the target, whose root may hold its own debug files
+    proc_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +148,7 @@ class Symbols:
     mp: int
     tcache_key: int | None  # address of tcache_key (2.34+), when known
     source: str  # 'debug', 'heuristic' or 'symtab' (a static executable's own symbols)
+    debug_file: str | None = None  # the debug file used ('debug'), on the host or in the target's root
 
 
 def find_libc_mappings(maps: list[Mapping]) -> list[Mapping]:
@@ -174,7 +184,7 @@ def open_libc(pid: int, maps: list[Mapping], root: Path) -> LibcImage | None:
     version = (int(match.group(1)), int(match.group(2)))
     base = first.start - elf.first_load_vaddr()
     writable = tuple((m.start, m.end) for m in mappings if "w" in m.perms)
-    return LibcImage(first.path, used, base, version, elf.build_id(), writable)
+    return LibcImage(first.path, used, base, version, elf.build_id(), writable, pid=pid, proc_root=str(root))
 
 
 # A static executable has no version string of glibc's; its malloc symbols' sizes tell the
@@ -240,7 +250,7 @@ _cache_lock = threading.Lock()
 _file_cache: dict[tuple[int, int, int], bytes] = {}
 _elf_cache: dict[tuple[int, int, int], ElfFile] = {}
 _file_keys: dict[int, tuple[int, int, int]] = {}  # id of a cached bytes object -> its identity
-_offsets_cache: dict[tuple[str, str], dict[str, int]] = {}
+_offsets_cache: dict[tuple[str, str], object] = {}  # ("debug", id) -> (offsets, file); ("heuristic", id) -> offsets
 
 
 def _read_file_cached(path: str) -> bytes:
@@ -277,6 +287,7 @@ def _elf_cached(data: bytes) -> ElfFile:
 
 
 def debug_file_for(build_id: str | None) -> Path | None:
+    """The host's debug file for ``build_id`` (DEBUG_DIRS), or None."""
     if not build_id or len(build_id) < 3:
         return None
     for directory in DEBUG_DIRS:
@@ -286,27 +297,88 @@ def debug_file_for(build_id: str | None) -> Path | None:
     return None
 
 
-def debug_offsets(build_id: str | None) -> dict[str, int] | None:
-    """Offsets (from the load base) of main_arena, mp_ and tcache_key from libc6-dbg, or None."""
+def _build_id_path(build_id: str) -> str:
+    return f"{DEBUG_IN_ROOT}/{build_id[:2]}/{build_id[2:]}.debug"
+
+
+def _symbols_of_debug_file(data: bytes, build_id: str) -> tuple[dict[str, int] | None, str | None]:
+    """(offsets, why not) from a debug file's bytes; refused unless its build-id is ``build_id``."""
+    try:
+        elf = ElfFile(data)
+        own = elf.build_id()
+        if own != build_id:
+            return None, f"its build-id is {own}, not the libc's {build_id}"
+        found = elf.symbols({"main_arena", "mp_", "tcache_key"})
+    except (ElfError, struct.error, ValueError, IndexError) as e:
+        return None, f"not an ELF file memtop can read: {e}"
+    if "main_arena" not in found or "mp_" not in found:
+        return None, "no main_arena or mp_ symbol in it"
+    return found, None
+
+
+def debug_lookup(build_id: str | None, pid: int | None = None, proc_root: str | None = None) -> tuple[dict[str, int] | None, str | None, str]:
+    """(offsets, the file used, what was tried) for ``build_id``: the host's debug directory,
+    then the target's (see the module doc)."""
+    if not build_id or len(build_id) < 3 or not re.fullmatch(r"[0-9a-f]+", build_id):
+        return None, None, "no build-id"
+    tried = []
     path = debug_file_for(build_id)
-    if path is None:
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                found, why = _symbols_of_debug_file(f.read(DEBUG_FILE_LIMIT + 1), build_id)
+        except OSError as e:
+            found, why = None, os.strerror(e.errno or 0)
+        if found is not None:
+            return found, str(path), ""
+        tried.append(f"{path}: {why}")
+    else:
+        tried.append(f"no {DEBUG_DIRS[0]}/{build_id[:2]}/{build_id[2:]}.debug on the host")
+    if pid is not None:
+        from memtop.procfs.safefiles import Refused, read_in_root
+
+        root = f"{proc_root or '/proc'}/{pid}/root"
+        try:
+            same = os.stat(root).st_ino == os.stat("/").st_ino and os.stat(root).st_dev == os.stat("/").st_dev
+        except OSError:
+            same = False
+        if not same:
+            inner = _build_id_path(build_id)
+            try:
+                read = read_in_root(root, inner, limit=DEBUG_FILE_LIMIT)
+                found, why = _symbols_of_debug_file(read.data, build_id)
+                if found is not None:
+                    return found, f"{root}/{inner}", ""
+                tried.append(f"{root}/{inner}: {why}")
+            except Refused as e:
+                tried.append(e.reason)
+    return None, None, "; ".join(tried)
+
+
+def debug_offsets(build_id: str | None, pid: int | None = None, proc_root: str | None = None) -> dict[str, int] | None:
+    """Offsets (from the load base) of main_arena, mp_ and tcache_key from libc6-dbg, or None.
+
+    Cached by build-id: a debug file is used only when its build-id is the libc's, so the
+    offsets are the same wherever it was found.
+    """
+    found = _debug_offsets_with_file(build_id, pid, proc_root)
+    return found[0] if found is not None else None
+
+
+def _debug_offsets_with_file(build_id, pid=None, proc_root=None) -> tuple[dict[str, int], str] | None:
+    if not build_id:
         return None
     key = ("debug", build_id)
     with _cache_lock:
         cached = _offsets_cache.get(key)
     if cached is not None:
         return cached
-    try:
-        with open(path, "rb") as f:
-            elf = ElfFile(f.read())
-        found = elf.symbols({"main_arena", "mp_", "tcache_key"})
-    except (OSError, ElfError, struct.error):
-        return None
-    if "main_arena" not in found or "mp_" not in found:
+    offsets, path, _tried = debug_lookup(build_id, pid, proc_root)
+    if offsets is None:
         return None
     with _cache_lock:
-        _offsets_cache[key] = found
-    return found
+        _offsets_cache[key] = (offsets, path)
+    return offsets, path
 
 
 def heuristic_offsets(libc: LibcImage) -> dict[str, int]:
@@ -368,12 +440,15 @@ def locate(libc: LibcImage, mode: str = "auto") -> Symbols:
         return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"],
                        libc.base + key if key is not None else None, "symtab")
     if mode in ("auto", "debug"):
-        offsets = debug_offsets(libc.build_id)
-        if offsets is not None:
+        found = _debug_offsets_with_file(libc.build_id, libc.pid, libc.proc_root)
+        if found is not None:
+            offsets, path = found
             key = offsets.get("tcache_key")
             return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"],
-                           libc.base + key if key is not None else None, "debug")
+                           libc.base + key if key is not None else None, "debug", path)
         if mode == "debug":
-            raise GlibcError("unsupported", f"no debug symbols for libc build-id {libc.build_id} (install libc6-dbg)")
+            _offsets, _path, tried = debug_lookup(libc.build_id, libc.pid, libc.proc_root)
+            raise GlibcError("unsupported", f"no debug symbols for libc build-id {libc.build_id} (install libc6-dbg "
+                                            f"on the host or in the target's root): {tried}")
     offsets = heuristic_offsets(libc)
     return Symbols(libc.base + offsets["main_arena"], libc.base + offsets["mp_"], None, "heuristic")

@@ -80,7 +80,8 @@ class MallocInfo:
 
 @dataclass(frozen=True, slots=True)
 class AnonRegion:
-    """One anonymous mapping (or a 64 MiB arena heap with its reserved PROT_NONE tail)."""
+    """One anonymous mapping (or a 64 MiB arena heap with its reserved PROT_NONE tail; or the
+    brk heap, which the kernel may split into several ``[heap]`` mappings)."""
 
     start: int
     mapped_bytes: int  # the accessible (rw) part
@@ -88,6 +89,7 @@ class AnonRegion:
     rss_bytes: int | None
     private_dirty_bytes: int | None
     swap_bytes: int | None
+    mappings: int = 1  # the VMAs summed here (brk heap: every [heap] line of smaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ class AnonCensus:
     allocator: str  # "glibc", "jemalloc", "tcmalloc", "mimalloc", "musl", "unknown"
     allocator_evidence: str  # the mapping that says so, or why it is unknown
     mappings: int  # all mappings in smaps
-    brk_heap: AnonRegion | None  # [heap]: main_arena's brk heap under glibc
+    brk_heap: AnonRegion | None  # every [heap] mapping, summed: main_arena's brk heap under glibc
     arena_heaps: tuple[AnonRegion, ...]  # 64 MiB-aligned rw regions (thread-arena heaps under glibc)
     thread_stacks: RegionClass  # rw regions right above a one-page PROT_NONE guard
     other_anon: RegionClass  # every other private anonymous rw region
@@ -194,15 +196,28 @@ class TuningState:
 
 @dataclass(frozen=True, slots=True)
 class SavingPrediction:
-    """The RSS MALLOC_ARENA_MAX=2 would save, from the walk (see heap/arena_advice.py)."""
+    """The RSS MALLOC_ARENA_MAX=2 would save, from the walk (the model: heap/arena_advice.py).
+
+    A walk made at one moment cannot tell whether the threads' peaks of use came at the same time
+    or in turns, and that decides the saving: ``saving_low_bytes`` is the saving if they all
+    coincide, ``saving_high_bytes`` if they take turns, ``saving_bytes`` the estimate at the
+    assumed ``overlap`` (0: turns, 1: together), which ``overlap_basis`` explains.
+    """
 
     thread_arenas: int
     thread_resident_bytes: int
-    thread_live_bytes: int
-    kept_slack_bytes: int  # the largest free-but-resident slack of one thread arena, kept
+    thread_live_bytes: int  # the thread arenas' chunks in use (tcache included, fastbins not)
+    kept_slack_bytes: int  # free-but-resident memory the two capped arenas would keep (at ``overlap``)
     saving_bytes: int
     concentration_arenas: int  # how few arenas hold 80 % of the live data
     basis: str
+    saving_low_bytes: int | None = None  # the threads' peaks coincide
+    saving_high_bytes: int | None = None  # the threads take turns
+    overlap: float | None = None  # the share of the threads' peaks assumed to coincide
+    overlap_basis: str | None = None
+    resident_bytes: int | None = None  # every arena's resident pages now
+    live_bytes: int | None = None  # every arena's chunks in use now
+    slack_bytes: int | None = None  # every arena's free-but-resident memory now
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memtop.model.allocator import AllocatorReport
+from memtop.model.findings import Finding
 from memtop.model.process import ProcessIdentity
 from memtop.model.runtime import RuntimeReport
 
@@ -198,7 +199,7 @@ class LayerReport:
     heap_split: tuple[Layer, ...]  # resident heap pages: in use, free kept by glibc, top; per parent layer
     heap: HeapReport | None
     runtime: RuntimeInfo | None
-    findings: tuple = ()  # of memtop.model.findings.Finding
+    findings: tuple[Finding, ...] = ()
     kernel_reason: str | None = None  # why kernel figures are unknown, if they are
     made_at: float = 0.0
     # The runtime's or the application's own view (memtop.runtime): figures, regions, advice.

@@ -196,6 +196,7 @@ class VmstatView:
     """The thrashing counters' rates, tick by tick, oldest first."""
 
     history: tuple[VmstatRates, ...]
+    counters: Mapping[str, int] | None = None  # the last read, raw (what a recording stores)
 
     @property
     def latest(self) -> VmstatRates | None:

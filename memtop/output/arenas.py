@@ -45,7 +45,8 @@ def _region(r: AnonRegion | None) -> dict | None:
     if r is None:
         return None
     return {"start": r.start, "mapped_bytes": r.mapped_bytes, "reserved_bytes": r.reserved_bytes,
-            "rss_bytes": r.rss_bytes, "private_dirty_bytes": r.private_dirty_bytes, "swap_bytes": r.swap_bytes}
+            "rss_bytes": r.rss_bytes, "private_dirty_bytes": r.private_dirty_bytes, "swap_bytes": r.swap_bytes,
+            "mappings": r.mappings}
 
 
 def census_json(c: AnonCensus | None) -> dict | None:
@@ -112,6 +113,10 @@ def analysis_json(a: ArenaAnalysis) -> dict:
             "thread_resident_bytes": a.prediction.thread_resident_bytes,
             "thread_live_bytes": a.prediction.thread_live_bytes,
             "kept_slack_bytes": a.prediction.kept_slack_bytes,
+            "saving_if_threads_take_turns_bytes": a.prediction.saving_high_bytes,
+            "saving_if_threads_peak_together_bytes": a.prediction.saving_low_bytes,
+            "overlap_assumed": a.prediction.overlap,
+            "overlap_basis": a.prediction.overlap_basis,
             "arenas_holding_80pct_of_live": a.prediction.concentration_arenas,
             "basis": a.prediction.basis,
         },

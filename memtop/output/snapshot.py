@@ -15,21 +15,23 @@ from memtop.model.process import ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.output.arenas import snapshot_process_fields
+from memtop.output.containers import containers_section, process_container
 from memtop.output.kernel import kernel_section, process_fd_growth
 from memtop.output.pagecache import pagecache_section, vmstat_section
 from memtop.output.pressure import pressure_section, process_cgroup
 from memtop.output.tmpfs import snapshot_section as tmpfs_section
 
 # The parts a snapshot reads (the Collector's names), and the sections made of them.
-PARTS = ("kernel", "psi", "cgroups", "process_cgroups", "vmstat", "system_files", "tmpfs")
+PARTS = ("kernel", "psi", "cgroups", "process_cgroups", "vmstat", "system_files", "tmpfs", "containers")
 SECTIONS = (
     ("pagecache", pagecache_section),
     ("vmstat", vmstat_section),
     ("tmpfs", tmpfs_section),
     ("pressure", pressure_section),
     ("kernel", kernel_section),
+    ("containers", containers_section),
 )
-PROCESS_FIELDS = (process_cgroup, process_fd_growth, snapshot_process_fields)
+PROCESS_FIELDS = (process_cgroup, process_container, process_fd_growth, snapshot_process_fields)
 
 
 def process_json(view: ProcessView) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from memtop.model.pagecache import CachedFile
 from memtop.procfs import PROC, AccessDenied, NoSuchProcess, read_bytes
-from memtop.procfs.cachestat import NO_PAGE_CACHE, NO_SUCH_FILE, NOT_REGULAR, file_cache_stat
+from memtop.procfs.cachestat import NO_PAGE_CACHE, NO_SUCH_FILE, NOT_REGULAR, file_cache_stat, own_open_files
 from memtop.procfs.process import list_pids
 
 DELETED = " (deleted)"
@@ -157,11 +157,12 @@ def measure_held(held: HeldFiles, *, method: str = "auto", cancel=None) -> list[
     ``cancel``: a callable; when it returns True the files measured so far are returned."""
     by_inode: dict[tuple[int, int], CachedFile] = {}
     unknown: list[CachedFile] = []
+    own = own_open_files()
     for name, (ref, pids) in held.files.items():
         if cancel is not None and cancel():
             break
         display = name + DELETED if ref.deleted else name
-        stat = file_cache_stat(ref.open_path, method=method, name=display)
+        stat = file_cache_stat(ref.open_path, method=method, name=display, own=own)
         if stat.device is None:
             if stat.reason and stat.reason.endswith((NOT_REGULAR, NO_PAGE_CACHE)):
                 # /dev/null, a FIFO named by path, /proc/PID/stat (memtop itself holds one per

@@ -22,7 +22,7 @@ from typing import Callable
 
 from memtop.model.pagecache import FileCacheStat, TreeScanProgress
 from memtop.procfs import PAGE_SIZE, PROC
-from memtop.procfs.cachestat import cachestat_inline, stat_open_fd
+from memtop.procfs.cachestat import cachestat_inline, own_open_files, stat_open_fd
 
 DEFAULT_LIMIT = 100_000
 # Files are measured in batches, optionally by a few threads: open(2) of a file whose inode is not
@@ -108,6 +108,10 @@ class _Walk:
         self.cancelled = False
         self.visited: set[tuple[int, int]] = set()
         self.pseudo = pseudo_devices()
+        # Files memtop holds open itself are never opened (cachestat.HELD_BY_MEMTOP): the
+        # directory entry's inode number tells which names to stat first.
+        self.own = own_open_files()
+        self.own_inodes = frozenset(ino for _, ino in self.own)
         self.submitted = 0  # file names handed to batches (the limit counts these)
         self.pool: ThreadPoolExecutor | None = None
         self.pending: deque[Future] = deque()
@@ -175,6 +179,11 @@ class _Walk:
             try:
                 # d_type from getdents(2); DirEntry falls back to lstat for DT_UNKNOWN.
                 if entry.is_file(follow_symlinks=False):
+                    if entry.inode() in self.own_inodes:
+                        st = entry.stat(follow_symlinks=False)
+                        if (st.st_dev, st.st_ino) in self.own:
+                            self.skipped["held open by memtop"] += 1
+                            continue
                     if len(names) < room:
                         names.append(entry.name)
                     else:

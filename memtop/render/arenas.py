@@ -40,7 +40,9 @@ def census_lines(c: AnonCensus) -> list[str]:
     """The census in a few lines of plain text."""
     lines = [f"allocator: {c.allocator} ({c.allocator_evidence}); {c.mappings} mappings"]
     if c.brk_heap is not None:
-        lines.append(f"[heap] (brk): {fmt_bytes(c.brk_heap.mapped_bytes)} mapped, {fmt_bytes(c.brk_heap.rss_bytes)} resident")
+        split = f" in {c.brk_heap.mappings} mappings" if c.brk_heap.mappings > 1 else ""
+        lines.append(f"[heap] (brk): {fmt_bytes(c.brk_heap.mapped_bytes)} mapped, {fmt_bytes(c.brk_heap.rss_bytes)} "
+                     f"resident{split}")
     if c.arena_heaps:
         sizes = sorted(r.mapped_bytes for r in c.arena_heaps)
         low, high = fmt_bytes(sizes[0]), fmt_bytes(sizes[-1])

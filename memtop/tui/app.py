@@ -1,4 +1,4 @@
-"""The memtop Textual app: header, seven tabs, footer. A sampler thread ticks the Collector
+"""The memtop Textual app: header, eight tabs, footer. A sampler thread ticks the Collector
 (memtop/collect/collector.py) and the app shows the samples it builds."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.arenas import ArenasTab
+from memtop.tui.containers import ContainersTab
 from memtop.tui.driver import TerminalLost
 from memtop.tui.header import MemoryHeader
 from memtop.tui.kernel import KernelTab
@@ -42,12 +43,13 @@ from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
 from memtop.tui.tmpfs import TmpfsTab
 
-TABS: tuple[type[TabView], ...] = (ProcessesTab, LayersTab, ArenasTab, PageCacheTab, KernelTab, TmpfsTab, PressureTab)
+TABS: tuple[type[TabView], ...] = (ProcessesTab, LayersTab, ArenasTab, PageCacheTab, KernelTab, TmpfsTab, PressureTab,
+                                  ContainersTab)
 INTERVALS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 
 GLOBAL_KEYS = (
-    ("1-7", "switch tabs"),
+    ("1-8", "switch tabs"),
     ("q", "quit"),
     ("?", "this help"),
     ("/", "filter"),
@@ -105,7 +107,7 @@ class MemtopApp(App):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("1", "tab(0)", "Tabs", key_display="1-7"),
+        Binding("1", "tab(0)", "Tabs", key_display="1-8"),
         *(Binding(str(i + 1), f"tab({i})", show=False) for i in range(1, len(TABS))),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),  # as in top and htop

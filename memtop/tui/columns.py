@@ -23,6 +23,7 @@ class Column:
     align: str = "right"
     stale_with_rollup: bool = False  # dim when the smaps_rollup it comes from is old
     with_history: bool = False  # text(view, history): the view's Snapshot.history
+    with_container: bool = False  # value(view, container) and text(view, container): a ContainerId or None
 
 
 def _r(attr: str) -> Callable[[ProcessView], Any]:
@@ -38,6 +39,18 @@ def _bytes(get: Callable[[ProcessView], Any]) -> Callable[[ProcessView], str]:
 
 
 _uss = lambda v: v.sample.rollup.uss if v.sample.rollup else None  # noqa: E731
+
+
+def container_name(container) -> str | None:
+    """What the Container column shows: the container's, pod's or unit's name; "-" on the host
+    (the root cgroup); None when unknown (a kernel thread, a process whose cgroup was not read)."""
+    if container is None:
+        return None
+    if container.kind == "host":
+        return "-"
+    if container.pod_name:
+        return f"{container.pod_name}/{container.name}"
+    return container.name
 _change = lambda v: v.rss_change_per_min  # noqa: E731
 
 
@@ -105,6 +118,11 @@ COLUMNS: tuple[Column, ...] = (
            with_history=True),
     Column("trend", "TREND", 10, 8, _change, lambda v, history: sparkline(history.column(1, last=10), 10),
            "the last 10 VmRSS readings, scaled between their own min and max", align="left", with_history=True),
+    Column("container", "CONTAINER", 16, 5, lambda v, c: container_name(c),
+           lambda v, c: printable(container_name(c) or "?", 16),
+           "/proc/PID/cgroup, named from the cgroup path (Docker, containerd/CRI-O, Kubernetes pods, podman, "
+           "systemd units) and the runtime's own files; '-' is the host's root cgroup", align="left",
+           with_container=True),
     Column("command", "COMMAND", 0, 0, lambda v: v.sample.name.lower(), lambda v: printable(v.sample.name),
            "/proc/PID/cmdline ([comm] from /proc/PID/stat for kernel threads)", align="left"),
 )

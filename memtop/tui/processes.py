@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Any, Mapping
 from operator import itemgetter
 
 from rich.segment import Segment
@@ -48,23 +49,29 @@ def short_command(command: str) -> str:
     return program.rsplit("/", 1)[1] + sep + args
 
 
-def matches(view: ProcessView, needle: str) -> bool:
-    """Filter: a PID (exact), a user name (exact), or a substring of the command line."""
+def matches(view: ProcessView, needle: str, container=None) -> bool:
+    """Filter: a PID (exact), a user name (exact), or a substring of the command line or of the
+    container's label (its kind, name, pod, unit: "docker", a container name, a pod)."""
     if not needle:
         return True
     s = view.sample
+    label = container.label if container is not None else ""
     if needle.isdigit():
-        return s.pid == int(needle) or needle in s.name
+        return s.pid == int(needle) or needle in s.name or needle in label
     needle_l = needle.lower()
-    return needle_l == (s.user or "").lower() or needle_l in s.name.lower()
+    return needle_l == (s.user or "").lower() or needle_l in s.name.lower() or needle_l in label.lower()
 
 
-def sort_views(views, column: Column, reverse: bool) -> list[ProcessView]:
+def sort_views(views, column: Column, reverse: bool, containers=None) -> list[ProcessView]:
     """Sort by ``column``; unknown (None) values always go last, ties by PID.
 
-    Runs on every tick over every process: each value is computed once.
+    Runs on every tick over every process: each value is computed once. ``containers``: the
+    ContainerId of each PID (the Container column's values).
     """
     value = column.value
+    if column.with_container:
+        of = (containers or {}).get
+        value = lambda v: column.value(v, of(v.pid))  # noqa: E731
     sign = -1 if reverse else 1
     known, unknown = [], []
     for v in views:
@@ -136,6 +143,7 @@ class ProcessTable(CursorTable):
         self.sort_key = "rss"
         self.sort_reverse = True
         self.filter_text = ""
+        self.containers: Mapping[int, Any] = {}  # PID -> ContainerId (the container_names part)
         self._cursor_index = 0
         # What each on-screen line shows, by row index: a tick redraws only the lines whose
         # content changed (on an idle machine, few), not the whole table.
@@ -159,10 +167,15 @@ class ProcessTable(CursorTable):
         self.filter_text = text.strip()
         self._rebuild()
 
+    def set_containers(self, containers: Mapping[int, Any]) -> None:
+        self.containers = containers
+        self._rebuild()
+
     def _rebuild(self) -> None:
         needle = self.filter_text
-        shown = [v for v in self.all_views if matches(v, needle)] if needle else self.all_views
-        self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse)
+        of = self.containers.get
+        shown = [v for v in self.all_views if matches(v, needle, of(v.pid))] if needle else self.all_views
+        self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse, self.containers)
         self._fit_virtual_size()
         cursor = self.cursor_pid
         index = next((i for i, v in enumerate(self.rows) if v.sample.identity.pid == cursor), None)
@@ -181,7 +194,12 @@ class ProcessTable(CursorTable):
         view = self.rows[index]
         texts = []
         for col, w in self.layout(width):
-            text = col.text(view, self.snapshot.history(view)) if col.with_history else col.text(view)
+            if col.with_history:
+                text = col.text(view, self.snapshot.history(view))
+            elif col.with_container:
+                text = col.text(view, self.containers.get(view.pid))
+            else:
+                text = col.text(view)
             if col.key == "command" and len(text) > w:
                 text = short_command(text)
             texts.append(text)
@@ -405,6 +423,7 @@ class ProcessesTab(TabView):
     TAB_ID = "processes"
     TAB_ABOUT = ("who uses memory, live: RSS, PSS, USS, anon/file/shmem, swap, LazyFree, threads, fds, "
                  "page faults per second, the RSS trend, and the selected process's RSS history as a chart")
+    PARTS = ("container_names",)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
@@ -423,7 +442,7 @@ class ProcessesTab(TabView):
         yield ColumnHeader(self.table, id="process-header")
         yield self.table
         yield Static("", id="process-totals", markup=False)
-        yield TextBox(placeholder="filter: name, user or PID (Enter keeps it, Esc clears)", id="process-filter")
+        yield TextBox(placeholder="filter: name, user, PID or container (Enter keeps it, Esc clears)", id="process-filter")
         with Vertical(id="process-detail"):
             yield Static("", id="process-detail-line", markup=False)
             yield RssChart(id="rss-chart")
@@ -445,8 +464,14 @@ class ProcessesTab(TabView):
         self.query_one(RssChart).display = tall
 
     def show_sample(self, sample: Sample) -> None:
+        names = sample.get("container_names")
         if sample.processes is not self.table.snapshot:  # a part's new result: the rows are the same
+            if names is not None:
+                self.table.containers = names.by_pid
             self.show_snapshot(sample.processes)
+        elif names is not None and names.by_pid is not self.table.containers:
+            self.table.set_containers(names.by_pid)
+            self._show_detail(self.table.selected_view)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self.table.set_snapshot(snapshot)
@@ -509,7 +534,9 @@ class ProcessesTab(TabView):
                 rollup = f"PSS/USS unknown: {printable(s.rollup_reason)}"
             fd = "" if s.fd_reason is None else f"  fds unknown: {printable(s.fd_reason)}"
             name = printable(s.name, 200)
-            first = f" PID {s.pid} {name[:60]}"
+            container = self.table.containers.get(s.pid)
+            where = f"   in {printable(container.label, 60)}" if container is not None and container.kind != "host" else ""
+            first = f" PID {s.pid} {name[:60]}{where}"
             second = f" RSS {fmt_bytes(s.rss_bytes)}  {rollup}"
             width = self.size.width or 120
             if len(second) + len(note) <= width:

@@ -27,7 +27,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Static
 
-from memtop.format import fmt_bytes
+from memtop.format import fmt_bytes, fmt_duration
 from memtop.collect.recording import RecordedTick, RecordFileError, RecordReader
 from memtop.tui.app import GLOBAL_KEYS, MemtopApp
 from memtop.text import printable
@@ -81,7 +81,9 @@ class ChangesReady(Message):
         self.what = what
 
 
-_TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"})}
+# What of a tick each tab draws beyond the processes (decoded only for the tab shown).
+_TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"}), "pagecache": frozenset({"files"}),
+              "tmpfs": frozenset({"tmpfs"}), "layers": frozenset({"layers"}), "arenas": frozenset({"arenas"})}
 FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
 
 
@@ -113,6 +115,16 @@ def recorded_sample(tick: RecordedTick, target: ProcessIdentity | None) -> Sampl
         else:
             view = CgroupsView(None, None, error=pressure.cgroup_error or "cgroups not recorded")
         parts["cgroups"] = result(view)
+    # Sections stored when taken: the latest at or before the tick, with the tick it was taken at.
+    for name, part in (("files", "system_files"), ("tmpfs", "tmpfs"), ("layers", "layers"), ("arenas", "arenas")):
+        taken = tick.taken.get(name)
+        if taken is None:
+            continue
+        at, value = taken
+        key = tick.target if name in ("layers", "arenas") else None
+        if key is not None and target != key:
+            continue  # the heap reports are of the recorded process only
+        parts[part] = PartResult(value, tick.snapshot.tick, at, 0.0, key)
     return Sample(tick.snapshot, MappingProxyType(parts))
 
 
@@ -143,6 +155,8 @@ class ReplayApp(MemtopApp):
     """
 
     def __init__(self, reader: RecordReader, *, pid: int | None = None, start_index: int = 0):
+        if pid is None and reader.target is not None:
+            pid = reader.target.pid  # `memtop record --pid`: its heap reports are what Layers shows
         super().__init__(interval=reader.interval_s, pid=pid, read_only=True, sample=False, psi_trigger="off")
         self.replay = reader
         self.recorded: RecordedTick | None = None
@@ -167,6 +181,7 @@ class ReplayApp(MemtopApp):
             # This tab needs what the tick was loaded without (its Kernel or Pressure figures).
             self._load(self.position, self._next_request(), self._parts_for(view))
             return
+        self._update_bar()
         if self.sample is not None:
             view.show_sample(self.sample)
 
@@ -200,8 +215,25 @@ class ReplayApp(MemtopApp):
         if self.recorded is not None:
             text.append(f", {time.strftime(TIME_FORMAT, time.localtime(self.recorded.wall_time))}", style="bold")
         text.append(f"  every {self.replay.interval_s:g} s  {printable(self.replay.path.name, 60)}", style="")
+        taken = self._taken_age()
+        if taken:
+            text.append(f"  {taken}", style="bold")
         text.append("   , . step  < > ends  c C largest change  p play", style="dim")
         bar.update(text)
+
+    def _taken_age(self) -> str:
+        """For a tab whose figures are stored only when taken (page cache and tmpfs every
+        TAKEN_EVERY ticks, the heap reports at each walk): how long before the tick shown."""
+        tick = self.recorded
+        if tick is None:
+            return ""
+        for name in sorted(self._parts_for(self.active_tab())):
+            taken = tick.taken.get(name)
+            if taken is not None:
+                age = tick.snapshot.system.monotonic - taken[0]
+                label = {"files": "page cache", "tmpfs": "tmpfs"}.get(name, "heap")
+                return f"{label} read {fmt_duration(age)} before" if age >= 0.5 else ""
+        return ""
 
     # --- loading ---------------------------------------------------------------------------------
     def _next_request(self) -> int:

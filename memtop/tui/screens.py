@@ -19,11 +19,11 @@ KEY_NAMES = {"/": "slash", "?": "question_mark", "+": "plus", "-": "minus", "Ent
 
 
 def key_names(display: str) -> list[str]:
-    """Textual's names of the keys a help row names: "1-7" -> 1 … 7, "+ -" -> plus, minus."""
+    """Textual's names of the keys a help row names: "1-8" -> 1 … 8, "+ -" -> plus, minus."""
     names = []
     for part in display.split():
-        if part == "1-7":
-            names.extend(str(i) for i in range(1, 8))
+        if len(part) == 3 and part[0].isdigit() and part[1] == "-" and part[2].isdigit():
+            names.extend(str(i) for i in range(int(part[0]), int(part[2]) + 1))
         else:
             names.append(KEY_NAMES.get(part, part))
     return names

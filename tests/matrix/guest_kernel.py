@@ -17,6 +17,9 @@ Steps:
            against the snapshot's pressure section.
   pagecache  cachestat(2) present or not; memtop's cached bytes of a tmpfs file, a file on an
            overlay mount made here, and the guest's /tmp (an overlay) against util-linux fincore.
+  containers (with --containers) the host's live container tests (tests/live/test_containers_live.py,
+           test_snapshot_containers.py, tests/tui/test_containers_tab.py) run by pytest in the
+           guest, on cgroup v2: their JUnit report is the record.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 OUT = Path(sys.argv[1])
+CONTAINER_TESTS = ["tests/live/test_containers_live.py", "tests/live/test_snapshot_containers.py",
+                   "tests/tui/test_containers_tab.py"]
 CG_NAME = "memtop-matrix"
 LIMIT = 64 << 20
 HOLD = 24 << 20
@@ -275,6 +280,34 @@ def pagecache_step() -> dict:
     return {"files": files, "proc_file": {"cached": proc.cached_bytes, "method": proc.method, "reason": proc.reason}}
 
 
+@step("containers")
+def containers_step() -> dict:
+    """The live container tests on cgroup v2 (the host's memory controller is on v1)."""
+    import xml.etree.ElementTree as ET
+
+    report = OUT / "containers.xml"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={report}", *CONTAINER_TESTS],
+                          capture_output=True, text=True, timeout=1200, cwd=REPO,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    cases = []
+    if report.exists():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            outcome = "passed"
+            for child in case:
+                if child.tag in ("failure", "error", "skipped"):
+                    outcome = child.tag
+                    message = (child.get("message") or "")[:500]
+                    break
+            else:
+                message = ""
+            cases.append({"name": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
+                          "message": message})
+    return {"returncode": done.returncode, "cases": cases, "tail": done.stdout[-3000:] + done.stderr[-1000:],
+            "cgroup_v2_only_memory": not any(line.startswith("memory") and line.split()[1] != "0"
+                                             for line in open("/proc/cgroups") if not line.startswith("#"))}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result["started"] = time.time()
@@ -290,6 +323,8 @@ def main() -> None:
             child.kill()
             child.wait()
     pagecache_step()
+    if "--containers" in sys.argv[2:]:
+        containers_step()
     result["done"] = True
     save()
 

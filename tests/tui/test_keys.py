@@ -53,6 +53,7 @@ def child(children):
     return children.start([sys.executable, "-c", CHILD, path])
 
 
+DIGITS = "".join(str(i) for i in range(1, len(TABS) + 1))  # a key per tab: 1 … 8
 CHARACTERS = {"slash": "/", "enter": "\r", "escape": "\x1b", "question_mark": "?"}
 
 
@@ -99,10 +100,10 @@ class Walk:
         self.pressed.append(key)
         app = self.app
         tab_id = self.tab.TAB_ID
-        if key in "1234567" and len(key) == 1:
+        if key in DIGITS and len(key) == 1:
             await self.press(key)
             assert app.active_tab().TAB_ID == TABS[int(key) - 1].TAB_ID
-            if key != "7":  # the digits are pressed in a row; the last one comes back
+            if key != DIGITS[-1]:  # the digits are pressed in a row; the last one comes back
                 return
             await self.back_to_tab()
         elif key == "question_mark":
@@ -308,20 +309,22 @@ async def test_every_key_offered_does_what_it_says(tab_index, child):
         # What each tab must offer (the issue: t, e, D, A were never in the footer).
         expected = {"processes": {"t", "D", "A", "/", "s", "⏎"}, "layers": {"t", "D", "A", "r"},
                     "arenas": {"r", "m", "D", "A"}, "pagecache": {"e", "E", "D", "A", "o", "d", "s"},
-                    "kernel": {"D", "A"}, "tmpfs": {"r", "D", "A"}, "pressure": {"D", "A"}}[TABS[tab_index].TAB_ID]
+                    "kernel": {"D", "A"}, "tmpfs": {"r", "D", "A"}, "pressure": {"D", "A"},
+                    "containers": {"D", "A"}}[TABS[tab_index].TAB_ID]
         assert expected <= shown, f"missing from the footer: {expected - shown}"
         # Keys that act nowhere on this tab are not offered.
         not_here = {"processes": {"e", "r", "o"}, "layers": {"e", "/", "s", "⏎"}, "arenas": {"t", "e", "/", "s"},
                     "pagecache": {"t", "/", "⏎", "x", "r"}, "kernel": {"t", "e", "⏎"},
-                    "tmpfs": {"t", "/", "⏎", "s"}, "pressure": {"t", "e", "/", "s", "⏎"}}[TABS[tab_index].TAB_ID]
+                    "tmpfs": {"t", "/", "⏎", "s"}, "pressure": {"t", "e", "/", "s", "⏎"},
+                    "containers": {"t", "e", "/", "s", "⏎", "r"}}[TABS[tab_index].TAB_ID]
         assert not (not_here & shown), f"offered but doing nothing here: {not_here & shown}"
 
-        digits = [k for k in "1234567" if k in offered]
-        assert digits == list("1234567")
-        # The digits last, in a row (each switches; 7 comes back), q at the very end.
+        digits = [k for k in DIGITS if k in offered]
+        assert digits == list(DIGITS)
+        # The digits last, in a row (each switches; the last comes back), q at the very end.
         for key in [*(k for k in dict.fromkeys(offered) if k not in digits and k not in ("q", "ctrl+c")), *digits]:
             await walk.check(key)
-            assert app.active_tab() is walk.tab or key in "123456", f"after {key}"
+            assert app.active_tab() is walk.tab or key in DIGITS[:-1], f"after {key}"
             assert not app.screen.is_modal, f"{key} left {app.screen} open"
         assert "q" in offered
         await pilot.press("q")

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Static
+from textual.worker import WorkerCancelled, WorkerState
 
 from memtop.format import fmt_bytes
 from memtop.output.record import RecordReader
+from memtop.tui.arenas import ArenasTab
 from memtop.tui.kernel import KernelTab
+from memtop.tui.layers import LayersTab
+from memtop.tui.pagecache import PageCacheTab
 from memtop.tui.pressure import PressureTab
 from memtop.tui.processes import ProcessesTab, RssChart
+from memtop.tui.tmpfs import TmpfsTab
 from memtop.tui.replay import FD_TABLE_NOT_RECORDED, ReplayApp, ReplayBar
 from tests.record_support import MIB, comparable, record_in_process, start_grower
 
@@ -31,8 +36,13 @@ def grown_recording(tmp_path, children):
 
 
 async def settle(app, pilot) -> None:
+    """Until no worker runs (a key pressed cancels the load the previous one started)."""
     await pilot.pause()
-    await app.workers.wait_for_complete()
+    while any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            pass
     await pilot.pause()
 
 
@@ -125,12 +135,48 @@ async def test_recorded_tabs_show_the_file_and_the_others_say_not_recorded(grown
             assert list(pressure.samples) == [c.psi for c in captures]
             assert pressure.cgroups.tree == last.cgroup_tree
             assert not [w for w in app.workers if w.group in ("pressure", "pressure-trigger")]
-            # The tabs without recorded data say so
-            for key in ("2", "3", "4", "6"):
+            # Page cache and tmpfs: read at the first tick (every TAKEN_EVERY), shown with their age
+            age = last.snapshot.system.monotonic - captures[0].snapshot.system.monotonic
+            await pilot.press("4")
+            await settle(app, pilot)
+            assert captures[0].files is not None and all(c.files is None for c in captures[1:])
+            assert app.query_one(PageCacheTab).table.files == captures[0].files.files
+            assert ("page cache read" in bar_text(app)) == (age >= 0.5), (age, bar_text(app))
+            await pilot.press("6")
+            await settle(app, pilot)
+            assert app.query_one(TmpfsTab).report == captures[0].tmpfs
+            # The heap tabs: recorded only with `memtop record --pid`, and they say so
+            assert reader.target is None
+            for key in ("2", "3"):
                 await pilot.press(key)
                 await settle(app, pilot)
                 shown = " ".join(str(w.render()) for w in app.active_tab().query(Static))
                 assert "not recorded at this tick of the file" in shown, (key, shown[:500])
+    finally:
+        reader.close()
+
+
+async def test_a_recording_of_one_process_replays_its_heap_tabs(tmp_path, children):
+    # GIVEN `memtop record --pid` of a process holding 40 MiB
+    child = start_grower(children, 40)
+    path = tmp_path / "heap.db"
+    captures = record_in_process(path, 3, pid=child.pid)
+    layers = next(c.layers for c in captures if c.layers is not None)
+    arenas = next(c.arenas for c in captures if c.arenas is not None)
+    reader = RecordReader(path)
+    # WHEN it is replayed without naming the process
+    app = ReplayApp(reader)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            # THEN the recorded process is selected and its Layers and Arenas are the recorded reports
+            assert reader.target == app.target and app.target.pid == child.pid
+            await pilot.press("2")
+            await settle(app, pilot)
+            assert app.query_one(LayersTab).report == layers
+            await pilot.press("3")
+            await settle(app, pilot)
+            assert app.query_one(ArenasTab).analysis == arenas
     finally:
         reader.close()
 

@@ -23,6 +23,7 @@ Schema versions:
 from __future__ import annotations
 
 import collections.abc
+import enum
 import json
 import math
 import struct
@@ -42,6 +43,11 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 APPLICATION_ID = 0x6D656D74  # "memt"
 SECTIONS = ("system", "processes", "rss", "kernel", "psi", "cgroups", "vmstat")
+# Sections written only at the ticks their part was read (replay shows the latest one at or
+# before the tick, with its age): the page cache's top files, tmpfs, and the heap reports of the
+# process given to `memtop record --pid`.
+TAKEN_SECTIONS = ("files", "tmpfs", "layers", "arenas")
+TAKEN_LOOKBACK = 300  # ticks a taken section stays shown (10 minutes at 2 s)
 ZLIB_LEVEL = 6
 
 # Bounds of what one value of the file may hold; the writer never writes more (a section that
@@ -70,11 +76,27 @@ class RecordDataError(ValueError):
 
 
 # --- model records ---------------------------------------------------------------------------------
-# Only these classes are ever built from a file.
-MODEL_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    SlabCache, SlabRow, MeminfoCategory, SockProtocol, Sockstat, NetNamespace, FileNr,
-    PsiLine, PsiResource, PressureSample, CgroupMemory, Rollup,
-)}
+def _model_types() -> dict[str, type]:
+    """Only these classes are ever built from a file: the frozen records of memtop.model (their
+    names are unique across its modules; a test holds that)."""
+    import importlib
+    import pkgutil
+
+    import memtop.model
+
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(memtop.model.__path__):
+        module = importlib.import_module(f"memtop.model.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, type) and obj.__module__ == module.__name__ and (
+                    is_dataclass(obj) or issubclass(obj, enum.Enum)):
+                found[name] = obj
+    found.pop("Sample", None)  # what a tick holds is stored section by section, never as a whole
+    found.pop("PartResult", None)
+    return found
+
+
+MODEL_TYPES: dict[str, type] = _model_types()
 
 # Schema 1 stored a record's fields by position, in the order the classes had then.
 V1_FIELDS: dict[str, tuple[str, ...]] = {
@@ -107,6 +129,8 @@ def encode(obj):
     the list of their bytes when written (:func:`to_json`, memtop.text.json_value)."""
     if type(obj) in _PLAIN:
         return obj
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if is_dataclass(obj):
         return {"@": type(obj).__name__, "f": {f.name: encode(getattr(obj, f.name)) for f in fields(obj)}}
     if isinstance(obj, Mapping):
@@ -125,7 +149,8 @@ _HINTS: dict[type, dict[str, object]] = {}
 def field_hints(cls: type) -> dict[str, object]:
     hints = _HINTS.get(cls)
     if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
+        # Names a module imports only for type checking resolve among the model's records.
+        hints = _HINTS[cls] = typing.get_type_hints(cls, localns=MODEL_TYPES)
     return hints
 
 
@@ -208,6 +233,16 @@ def decode(data, hint, *, version: int = SCHEMA_VERSION, where: str = "value"):
         return mapping(data["m"], value_hint, key_hint, version=version, where=where)
     if isinstance(hint, type) and is_dataclass(hint):
         return _record(data, hint, version, where)
+    if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):  # a NamedTuple
+        if not isinstance(data, list) or len(data) != len(hint._fields):
+            raise RecordDataError(f"{where}: expected a {hint.__name__} of {len(hint._fields)} values, got {_kind(data)}")
+        hints = typing.get_type_hints(hint, localns=MODEL_TYPES)
+        return hint(*(decode(v, hints[f], version=version, where=f"{where}.{f}") for f, v in zip(hint._fields, data)))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(data)
+        except (ValueError, TypeError):
+            raise RecordDataError(f"{where}: {_kind(data)} is not a {hint.__name__}") from None
     raise RecordDataError(f"{where}: no decoding for {hint!r}")  # a memtop bug, said as damage
 
 

@@ -50,8 +50,17 @@ from memtop.collect.recording.codec import (
     slab_rows,
     text_of,
     unpack_parts,
+    TAKEN_LOOKBACK,
+    TAKEN_SECTIONS,
 )
+from memtop.model.arenas import ArenaAnalysis
+from memtop.model.heap import LayerReport
+from memtop.model.pagecache import FilesView
+from memtop.model.tmpfs import TmpfsReport
 from memtop.procfs import CLOCK_TICKS
+
+# The record each taken section decodes into.
+TAKEN_TYPES = {"files": FilesView, "tmpfs": TmpfsReport, "layers": LayerReport, "arenas": ArenaAnalysis}
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # What decoding a damaged section can raise: all of it becomes one RecordFileError. (Exception at
@@ -59,7 +68,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 _DECODE_ERRORS = (sqlite3.Error, zlib.error, struct.error, ValueError, KeyError, TypeError, IndexError,
                   AttributeError, ArithmeticError, RecursionError, MemoryError)
 _SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.pagesperslab", "slabs.page_size"})
-ALL_PARTS = frozenset({"kernel", "pressure"})
+ALL_PARTS = frozenset({"kernel", "pressure", *TAKEN_SECTIONS})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
 REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the live tab keeps
 # Times a recording may hold: seconds since the epoch that a clock can show (time.localtime
@@ -103,7 +112,12 @@ class RecordedTick:
     pressure: RecordedPressure | None
     vmstat: Mapping[str, int] | None
     sections: frozenset[str] = field(default_factory=frozenset)  # the sections the file holds for it
-    parts: frozenset[str] = field(default_factory=frozenset)  # which of "kernel", "pressure" were rebuilt
+    # what the tick was loaded with: which of "kernel", "pressure" and the taken sections
+    parts: frozenset[str] = field(default_factory=frozenset)
+    # Sections stored when taken (TAKEN_SECTIONS): the latest at or before this tick, with the
+    # monotonic time of the tick it was taken at; absent when none was in the last TAKEN_LOOKBACK.
+    taken: Mapping[str, tuple[int, object]] = field(default_factory=lambda: MappingProxyType({}))
+    target: ProcessIdentity | None = None  # the process whose heap reports were recorded (--pid)
 
     @property
     def wall_time(self) -> float:
@@ -204,7 +218,17 @@ _META = {
     "psi_unavailable_reason": (_text(optional=True), None),
     "max_bytes": (_optional(_number(0, 1 << 62, whole=True)), None),
     "memtop_version": (_text(64, optional=True), None),
+    # `memtop record --pid`: [pid, start_ticks] of the process whose heap reports were taken.
+    "target": (_optional(lambda v: _target(v)), None),
 }
+
+
+def _target(value):
+    if not (isinstance(value, list) and len(value) == 2):
+        raise RecordDataError(f"expected [pid, start_ticks], got {str(value)[:40]!r}")
+    pid = _number(1, 1 << 31, whole=True)(value[0])
+    start = _number(0, 1 << 62, whole=True)(value[1])
+    return ProcessIdentity(pid, start)
 _REQUIRED = ("schema_version", "hostname", "kernel", "interval_s", "start_time")
 
 
@@ -289,6 +313,7 @@ class RecordReader:
                 raise RecordDataError("a metadata row is not text")
             raw[key] = loads(value.encode("utf-8", "surrogatepass"))
         self.meta = check_meta(raw, self.version)
+        self.target: ProcessIdentity | None = self.meta["target"]
         self.seqs: list[int] = []
         self.walls: list[float] = []
         self.monos: list[float] = []
@@ -409,12 +434,14 @@ class RecordReader:
             raise RecordDataError(f"the {name} section of tick {seq} is not binary")
         return row[1]
 
-    def _keyframe_parts(self, key: int, name: str) -> dict[str, bytes]:
+    def _keyframe_parts(self, key: int, name: str) -> dict[str, bytes] | None:
+        """The keyframe's parts of section ``name``; None when the keyframe has no such section
+        (a section written only when taken): a part that needs it is then damaged."""
         found = self._keys.hit((key, name))
         if found is None:
             blob = self._section(key, name)
             if blob is None:
-                raise RecordDataError(f"the keyframe {key} of this tick is missing")
+                return None
             found = self._keys.put((key, name), unpack_parts(blob, None))
         return found
 
@@ -527,7 +554,8 @@ class RecordReader:
         """The tick at ``index`` (0 = the oldest the file holds), rebuilt. RecordFileError if damaged.
 
         ``parts``: which of "kernel" and "pressure" to rebuild too (each costs a few decodes of
-        the ticks before, and the fd growth of every process); the snapshot always is.
+        the ticks before, and the fd growth of every process), and which of the sections stored
+        when taken (TAKEN_SECTIONS) to decode; the snapshot always is.
         """
         with self._lock:
             if not self.seqs:
@@ -557,8 +585,19 @@ class RecordReader:
         vmstat = None
         if "vmstat" in present:
             vmstat = mapping(self._object(seq, "vmstat"), int, where="vmstat")
+        taken = {}
+        for name in TAKEN_SECTIONS:
+            if name not in parts:
+                continue
+            row = self.conn.execute("SELECT max(seq) FROM sections WHERE name = ? AND seq <= ? AND seq > ?",
+                                    (name, seq, seq - TAKEN_LOOKBACK)).fetchone()
+            if row is not None and row[0] is not None:
+                taken_seq = row[0]
+                at = self.monos[self.index_at_or_before(taken_seq)]
+                taken[name] = (at, decode(self._doc(taken_seq, name), TAKEN_TYPES[name], where=name))
         return RecordedTick(index, len(self.seqs), seq, snapshot, kernel, pressure, vmstat,
-                            frozenset(p for p in present if isinstance(p, str)), parts)
+                            frozenset(p for p in present if isinstance(p, str)), parts, MappingProxyType(taken),
+                            self.target)
 
     def _system(self, seq: int) -> dict:
         doc = self._object(seq, "system")

@@ -45,6 +45,7 @@ from memtop.collect.recording.codec import (
     ROLLUP_FIELDS,
     SCHEMA_VERSION,
     SECTIONS,
+    TAKEN_SECTIONS,
     ZLIB_LEVEL,
     PartTooLarge,
     RecordFileError,
@@ -610,6 +611,10 @@ def encode_sections(capture, proc_ids: list[int]) -> tuple[dict, dict[str, bytes
         docs["cgroups"] = {"tree": encode(capture.cgroup_tree), "details": encode(capture.cgroup_details)}
     if capture.vmstat is not None:
         docs["vmstat"] = dict(capture.vmstat)
+    for name in TAKEN_SECTIONS:  # at the ticks they were read
+        value = getattr(capture, name, None)
+        if value is not None:
+            docs[name] = encode(value)
     rss_parts = {"proc": procs.tobytes(), "rss": rss.tobytes(), "fds": fds.tobytes()}
     return docs, rss_parts
 

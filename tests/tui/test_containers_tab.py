@@ -1,0 +1,135 @@
+"""The Containers tab through the real app, on a real memory cgroup the test makes: its row holds
+the kernel's figures, its detail says what the limit counts and what reclaim can free, a real OOM
+kill in it is listed with its victim, and a hostile cgroup name reaches the screen escaped."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from rich.console import Console
+
+from memtop.tui.app import MemtopApp
+from memtop.tui.containers import ContainersTab, ContainersTable
+from tests.containers_support import GROW, HOLD_ANON, TestCgroup, memory_hierarchy_or_reason
+
+MiB = 2**20
+
+
+@pytest.fixture
+def hierarchy():
+    found, reason = memory_hierarchy_or_reason()
+    if found is None:
+        pytest.skip(reason)
+    return found
+
+
+def text_of(widget, width: int = 240) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.render())
+    return console.export_text()
+
+
+async def tick(app, pilot) -> ContainersTab:
+    app.tick()
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.query_one(ContainersTab)
+
+
+def row_of(tab: ContainersTab, cgroup: str) -> list[str]:
+    table = tab.query_one(ContainersTable)
+    return [str(cell) for cell in table.get_row(cgroup)]
+
+
+async def test_a_limited_cgroup_shows_the_kernels_figures(hierarchy):
+    with TestCgroup(hierarchy, limit=64 * MiB, name=f"\x1b[2Jmt-{time.monotonic_ns()}") as cg:
+        holder = cg.start(HOLD_ANON, "24")
+        try:
+            app = MemtopApp(sample=False)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.press("8")
+                tab = await tick(app, pilot)
+                tab = await tick(app, pilot)
+                entry = tab.view.containers.by_cgroup(cg.cgroup_path)
+                assert entry is not None
+                usage = cg.usage()
+                # THEN its row: the kernel's usage (moving a little), the limit, the anon held
+                assert abs(entry.current - usage) < 4 * MiB
+                row = row_of(tab, cg.cgroup_path)
+                assert row[2] == "64.0 MiB" and entry.split["anon"] >= 24 * MiB
+                # AND the escape sequence of its name is shown escaped, never raw
+                assert "\x1b" not in "".join(row) and row[0].startswith("cgroup \\e[2Jmt-")
+                # WHEN it is highlighted THEN its detail says what the limit counts
+                table = tab.query_one(ContainersTable)
+                table.move_cursor(row=tab._keys.index(cg.cgroup_path))
+                await pilot.pause()
+                detail = text_of(tab.query_one("#containers-detail"))
+                assert "of limit 64.0 MiB" in detail and "1 process:" in detail
+                assert "reclaim can free before an OOM kill" in detail and "\x1b" not in detail
+                assert f"cgroup {cg.cgroup_path}".replace("\x1b", "\\e") in detail
+        finally:
+            holder.close()
+
+
+async def test_an_oom_kill_in_a_cgroup_is_listed_with_its_victim(hierarchy):
+    with TestCgroup(hierarchy, limit=48 * MiB) as cg:
+        grower = cg.start(GROW, "0.02")
+        try:
+            app = MemtopApp(sample=False)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.press("8")
+                tab = await tick(app, pilot)
+                grower.proc.stdin.write(b"go\n")
+                grower.proc.stdin.flush()
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    time.sleep(0.3)
+                    tab = await tick(app, pilot)
+                    oom = tab.view.oom
+                    if any(e.cgroup == cg.cgroup_path for e in oom.events):
+                        break
+                [event] = [e for e in tab.view.oom.events if e.cgroup == cg.cgroup_path]
+                assert event.kills == cg.oom_kills() == 1
+                assert [v.pid for v in event.victims] == [grower.pid]
+                shown = text_of(tab.query_one("#containers-oom"))
+                assert f"1 kill(s) in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
+        finally:
+            grower.close()
+
+
+async def test_processes_tab_names_each_process_container_and_filters_by_it(hierarchy):
+    # GIVEN two processes in a cgroup the test made (a hostile name), and memtop at 200 columns
+    name = f"mt-box\x1b]0;x\x07-{time.monotonic_ns() % 10**6}"
+    with TestCgroup(hierarchy, limit=64 * MiB, name=name) as cg:
+        first, second = cg.start(HOLD_ANON, "1"), cg.start(HOLD_ANON, "1")
+        app = MemtopApp(sample=False)
+        async with app.run_test(size=(200, 40)) as pilot:
+            from memtop.tui.processes import ProcessesTab, ProcessTable
+
+            app.tick()
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            app.tick()
+            await pilot.pause()
+            table = app.query_one(ProcessTable)
+            # THEN each holder's row says its container: the cgroup's name, escaped
+            shown = "mt-box\\e]0;x\\a-"
+            assert table.containers[first.pid].cgroup == cg.cgroup_path
+            for pid in (first.pid, second.pid):
+                index = next(i for i, v in enumerate(table.rows) if v.pid == pid)
+                texts = table._line(index, 200)[0]
+                assert any(t.startswith(shown[:14]) for t in texts), texts
+                assert not any("\x1b" in t or "\x07" in t for t in texts)
+            # WHEN the filter is the container's name
+            await pilot.press("slash", *"mt-box", "enter")
+            await pilot.pause()
+            # THEN exactly the cgroup's processes are listed
+            assert {v.pid for v in table.rows} == {first.pid, second.pid}
+            # AND the selected row's detail names the container
+            table.select_pid(first.pid)
+            await pilot.pause()
+            detail = text_of(app.query_one(ProcessesTab).query_one("#process-detail-line"))
+            assert f"in cgroup {shown[:14]}" in detail and "\x1b" not in detail
