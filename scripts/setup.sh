@@ -109,15 +109,16 @@ fi
 
 stamp=.venv/.memtop-setup
 # Anything that changes what `pip install` builds: a changed C source rebuilds the extension.
-want=$(cat pyproject.toml setup.py memtop/heap/_walk.c scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt setup.py memtop/heap/_walk.c scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if ! [ -x .venv/bin/python ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     # pip's output (the build backend's editable-install banner, warnings about this machine's
     # pip configuration) is kept in .venv/pip.log and shown only if pip fails.
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >.venv/pip.log 2>&1 \
-        || { cat .venv/pip.log >&2; exit 1; }
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >>.venv/pip.log 2>&1 \
-        || { cat .venv/pip.log >&2; exit 1; }
+    # Exactly the tested versions of every Python package (constraints.txt, `make lock`), pip too.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade pip \
+        >.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' \
+        >>.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
 # A gdb that can call into processes on this CPU (trim, malloc_info): see scripts/gdb.sh.
