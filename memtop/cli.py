@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from memtop import __version__
-from memtop.commands import COMMAND_MODULES, CliError, interval_seconds
+from memtop.commands import COMMAND_MODULES, CliError, interval_seconds, pid_arg
 from memtop.text import PrintableStream, printable
 
 
@@ -19,7 +19,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("--version", action="version", version=f"memtop {__version__}")
     parser.add_argument("--interval", type=interval_seconds, default=2.0, metavar="S",
                         help="refresh interval in seconds, 0.5 to 3600 (default 2)")
-    parser.add_argument("--pid", type=int, metavar="PID", help="select this process at start")
+    parser.add_argument("--pid", type=pid_arg, metavar="PID", help="select this process at start")
     parser.add_argument("--read-only", action="store_true", help="disable every action (trim, evict, drop caches)")
     parser.add_argument("--psi-trigger", default=None, metavar="SPEC",
                         help="PSI trigger for stall alerts: 'some|full THRESHOLD_US WINDOW_US' "
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # Text outputs pass through printable: process names, paths and mount points are other
         # users' and must never reach a terminal raw (memtop/text.py).
         sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
+        args.parser = parser  # `memtop completion` and `memtop help` describe memtop's own arguments
         return commands[args.command].run(args)
     except CliError as e:
         print(f"memtop: {printable(str(e))}", file=sys.stderr)

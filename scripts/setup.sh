@@ -11,7 +11,8 @@
 # allocators the allocator layer is tested against: jemalloc (and Debian's redis-server, built
 # with it), tcmalloc (libgoogle-perftools4), mimalloc, musl (musl-tools: musl-gcc, dynamic and
 # static), and libc6-dbg (glibc's debug symbols, found by build-id on the host and inside a
-# container's root), and ruby (the MALLOC_ARENA_MAX=2 model's test of Ruby threads).
+# container's root), and ruby (the MALLOC_ARENA_MAX=2 model's test of Ruby threads);
+# pipx (the README's install for everyone) and zsh (`memtop completion zsh`).
 # With --matrix (make test-matrix, or MEMTOP_MATRIX=1 make test) also what the kernel and glibc
 # matrix uses: debootstrap (chroots), qemu-system-x86 and virtme-ng (kernels booted under TCG;
 # virtme-ng, pinned, goes into the virtualenv), busybox-static and kmod (virtme-ng's initramfs
@@ -31,7 +32,32 @@ need=()
 command -v gdb >/dev/null 2>&1 || need+=(gdb)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
-PYTHON=${PYTHON:-python3}
+
+# The virtualenv runs its base interpreter. As root, memtop is set up for everyone who uses this
+# checkout (another user sees less, but memtop runs): a python3 under /root (pyenv, a home-made
+# build) cannot be run by other users, so the virtualenv is built from /usr/bin/python3 instead,
+# unless PYTHON says which one to use.
+runs_for_others() {  # does an unprivileged user (nobody) run this interpreter as root does? (root only)
+    # (Where its prefix cannot be read, Python may still start, on another Python's standard
+    # library found by its search: the same prefix for both is the test.)
+    local mine theirs
+    command -v setpriv >/dev/null 2>&1 || return 1
+    mine=$("$1" -c 'import sys; print(sys.base_prefix)' 2>/dev/null) || return 1
+    theirs=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$1" -c 'import sys; print(sys.base_prefix)' \
+             2>/dev/null) || return 1
+    [ "$mine" = "$theirs" ]
+}
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && ! [ -x .venv/bin/python ]; then
+        exe=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)
+        if [ -n "$exe" ] && ! runs_for_others "$exe" && [ -x /usr/bin/python3 ] && runs_for_others /usr/bin/python3; then
+            echo "setup: other users cannot run $exe; .venv is built from /usr/bin/python3 so that anyone" \
+                 "can run memtop from this checkout (PYTHON=... chooses another)" >&2
+            PYTHON=/usr/bin/python3
+        fi
+    fi
+fi
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 # Python.h where this Python looks for it (python3-dev provides it for Debian's own python3 only).
 if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1; then
@@ -58,6 +84,9 @@ if [ $for_tests = 1 ]; then
         dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || test_need+=(libc6-dbg)
     fi
     command -v ruby >/dev/null 2>&1 || test_need+=(ruby)
+    # `pipx install .` for everyone (README), and zsh for `memtop completion zsh`: tested too.
+    command -v pipx >/dev/null 2>&1 || test_need+=(pipx)
+    command -v zsh >/dev/null 2>&1 || test_need+=(zsh)
 fi
 if [ $for_matrix = 1 ]; then
     command -v debootstrap >/dev/null 2>&1 || test_need+=(debootstrap)
@@ -80,17 +109,30 @@ fi
 
 stamp=.venv/.memtop-setup
 # Anything that changes what `pip install` builds: a changed C source rebuilds the extension.
-want=$(cat pyproject.toml setup.py memtop/heap/_walk.c scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt setup.py memtop/heap/_walk.c scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if ! [ -x .venv/bin/python ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    # The build backend's banners (editable install) are noise: shown only if pip fails.
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >.venv/pip.log 2>&1 \
-        || { cat .venv/pip.log >&2; exit 1; }
+    # pip's output (the build backend's editable-install banner, warnings about this machine's
+    # pip configuration) is kept in .venv/pip.log and shown only if pip fails.
+    # Exactly the tested versions of every Python package (constraints.txt, `make lock`), pip too.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade pip \
+        >.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' \
+        >>.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
 # A gdb that can call into processes on this CPU (trim, malloc_info): see scripts/gdb.sh.
 ./scripts/gdb.sh
+# Say it when other users cannot run memtop from this checkout, and what to do.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && ! runs_for_others "$PWD/.venv/bin/python"; then
+    if ! setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$PWD/pyproject.toml" 2>/dev/null; then
+        echo "setup: note: other users cannot read this checkout ($PWD): to let them run memtop, put it" \
+             "where they can (or install it for them: pipx install .)" >&2
+    else
+        echo "setup: note: other users cannot run .venv/bin/python (built from" \
+             "$(sed -n 's/^home = //p' .venv/pyvenv.cfg)); for them too: make clean && make setup" >&2
+    fi
+fi
 if [ $for_matrix = 1 ] && ! [ -x .venv/bin/vng ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check 'virtme-ng==1.42'
 fi

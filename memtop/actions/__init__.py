@@ -44,3 +44,24 @@ def unavailable_reason(action: str, *, read_only: bool = False, euid: int | None
         return (f"trimming calls malloc_trim inside the process through gdb (ptrace): a process of uid {target_uid} "
                 f"needs root or CAP_SYS_PTRACE (you are uid {euid})")
     return None
+
+
+def rss_change_text(released: int | None) -> str:
+    """How RSS moved across an action, in words that never say "went down by -124 KiB": a
+    release that gave nothing back while RSS grew a little (gdb's attach copies a page or two,
+    the program kept running) says that."""
+    from memtop.format import fmt_bytes
+
+    if released is None:
+        return "RSS after it unknown"
+    if released > 0:
+        return f"RSS went down by {fmt_bytes(released)}"
+    if released == 0:
+        return "RSS did not change"
+    return f"RSS went up by {fmt_bytes(-released)} meanwhile (nothing came back to the system)"
+
+
+def trim_returned_text(value: str) -> str:
+    """malloc_trim's return value in words (malloc(3): 1 if memory was released, else 0)."""
+    meaning = {"1": "memory was released", "0": "nothing to release"}.get(value.strip())
+    return f"malloc_trim(0) returned {value.strip()}" + (f" ({meaning})" if meaning else "")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from memtop.actions import audit
 from memtop.model.pagecache import FileCacheStat
+from memtop.procfs import memory_fs_of
 from memtop.procfs.cachestat import HELD_BY_MEMTOP, own_open_files, stat_open_fd
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0) | os.O_NOFOLLOW
@@ -49,6 +50,7 @@ class EvictResult:
     refused: bool = False  # the file changed between the check and the act: nothing was done
     device: int | None = None  # the file acted on (or pinned), for the audit log
     inode: int | None = None
+    memory_fs: str | None = None  # "tmpfs", "ramfs", "hugetlbfs": its pages are the file, not cache
 
     @property
     def dropped_bytes(self) -> int | None:
@@ -107,6 +109,7 @@ class EvictResult:
             "other_kept_bytes": self.kept_other_bytes,
             "outcome": self.outcome,
             "unknown_reason": self.unknown_reason,
+            "memory_fs": self.memory_fs,
         }
 
 
@@ -287,7 +290,7 @@ def evict_target(target: EvictTarget, *, sync: bool = False, own: frozenset[tupl
         except OSError as e:
             return EvictResult(path, False, f"posix_fadvise failed: {os.strerror(e.errno or 0)}", before=before, **ids)
         after = stat_open_fd(path, fd, os.fstat(fd))
-        return EvictResult(path, True, None, before, after, synced, **ids)
+        return EvictResult(path, True, None, before, after, synced, memory_fs=memory_fs_of(fd), **ids)
     finally:
         os.close(fd)
 

@@ -66,7 +66,6 @@ def run(identity: ProcessIdentity, timeout: float, root: Path, prediction, field
     """Run the release: (status, message) as memtop.actions.trim._run returns them; ``fields``
     gets the before/after figures, ``notes`` what happened."""
     from memtop.actions.trim import _carry, _error_text, _heap_resident, _rss_and_minflt, _same
-    from memtop.format import fmt_bytes
     from memtop.heap import gdb
     from memtop.heap.allocator_calls import ReleaseOutcome, allocator_library, run_release
 
@@ -89,7 +88,9 @@ def run(identity: ProcessIdentity, timeout: float, root: Path, prediction, field
         released = before - after if before is not None and after is not None else None
         if lib.kind == "jemalloc" and fields.get("trim_returned"):
             return "failed", f"{call} returned {fields['trim_returned']} (an errno): nothing was purged"
-        return "ok", f"{call} done: RSS went down by {fmt_bytes(released)}"
+        from memtop.actions import rss_change_text
+
+        return "ok", f"{call} done: {rss_change_text(released)}"
     except gdb.Refused as e:
         _carry(e, fields, notes)
         return "refused", str(e)

@@ -380,9 +380,9 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
         fields["heap_resident_after"] = _heap_resident(pid, prediction.heap_ranges, root)
         released = (fields["rss_before"] - fields["rss_after"]) if fields["rss_before"] is not None and fields["rss_after"] is not None else None
-        from memtop.format import fmt_bytes
+        from memtop.actions import rss_change_text, trim_returned_text
 
-        return "ok", f"malloc_trim(0) returned {value}: RSS went down by {fmt_bytes(released)}"
+        return "ok", f"{trim_returned_text(value)}: {rss_change_text(released)}"
     except gdb.Refused as e:
         _carry(e, fields, notes)
         return "refused", str(e)

@@ -436,6 +436,15 @@ def findings_for(report: LayerReport) -> list[Finding]:
     pid = report.identity.pid if report.identity else "PID"
     if report.kernel_reason:
         out.append(Finding(Severity.WARNING, f"Kernel figures unknown: {report.kernel_reason}."))
+    if heap is not None and heap.status == "kernel-thread":
+        out.append(Finding(Severity.INFO, "A kernel thread: it has no user-space memory (RSS 0), so no heap, runtime "
+                                          "or arenas. What the kernel itself uses (slab caches, kernel stacks, page "
+                                          "tables) is on the Kernel tab.", None))
+    elif heap is not None and heap.status == "zombie":
+        out.append(Finding(Severity.INFO, "A zombie: the process has exited and its memory is freed already; only its "
+                                          "process-table entry is left until its parent reaps it (wait(2)).",
+                           "Nothing to free here. If zombies pile up, their parent (PPid in /proc/PID/status) "
+                           "does not reap its children."))
     if heap is not None and not heap.valid:
         if heap.allocator is not None:  # jemalloc, tcmalloc, mimalloc, musl: their own findings
             from memtop.heap.allocator_advice import allocator_findings
@@ -448,8 +457,17 @@ def findings_for(report: LayerReport) -> list[Finding]:
             age = f" The last valid walk is {heap.last_valid_age_s:.0f} s old." if heap.last_valid_age_s is not None else ""
             out.append(Finding(Severity.INFO, f"The heap is changing too fast to walk consistently ({heap.attempts} tries).{age}",
                                "Try again when the process is quieter."))
+        elif heap.status == "self":
+            out.append(Finding(Severity.INFO, "This is memtop itself. Its heap is not walked: the walk allocates "
+                                              "while it reads, so memtop's own heap changes under it (never "
+                                              "consistent) and each try grew memtop's RSS by the heap's size. "
+                                              "The kernel's figures and the runtime's above are memtop's own.",
+                               "To see memtop's heap, run `memtop explain PID` from another memtop."))
         elif heap.status in ("denied",):
-            out.append(Finding(Severity.WARNING, f"The heap cannot be read: {heap.reason}.", "Run memtop as root."))
+            from memtop.procfs import denied_advice
+
+            out.append(Finding(Severity.WARNING, f"The heap cannot be read: {heap.reason}.",
+                               denied_advice(report.identity.pid if report.identity else None)))
         elif heap.status not in ("gone", "kernel-thread", "zombie"):
             out.append(Finding(Severity.WARNING, f"Heap not analysed ({heap.status}): {heap.reason}."))
     if heap is not None and heap.valid and heap.arenas:

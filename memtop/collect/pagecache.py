@@ -14,7 +14,8 @@ from memtop.format import fmt_bytes
 from memtop.model.findings import Finding, Severity
 from memtop.model.pagecache import VMSTAT_RATE_KEYS, VmstatRates
 from memtop.procfs import PAGE_SIZE, PROC
-from memtop.procfs.filesources import process_cached_files, system_cached_files
+from memtop.procfs.filesources import held_files, process_cached_files, system_cached_files
+from memtop.procfs.process import list_pids
 from memtop.procfs.vmstat import read_vmstat, vmstat_rates
 
 HISTORY_LEN = 150  # 5 minutes at the default 2 s tick
@@ -132,8 +133,10 @@ def top_cached_files(root: Path = PROC, *, cancel=None):
     return files, held
 
 
-def process_top_files(pid: int, root: Path = PROC):
-    """Source (a), most cached first. Raises NoSuchProcess / AccessDenied."""
-    files = process_cached_files(pid, root)
+def process_top_files(pid: int, root: Path = PROC, *, all_holders: bool = True):
+    """Source (a), most cached first, each file with every process that holds it (the listing
+    of source (b), without measuring the other files). Raises NoSuchProcess / AccessDenied."""
+    holders = held_files(list_pids(root), root) if all_holders else None
+    files = process_cached_files(pid, root, holders=holders)
     files.sort(key=_cached_order)
     return files

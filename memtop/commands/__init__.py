@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "memtop.commands.record",
     "memtop.commands.replay",
     "memtop.commands.guard",
+    "memtop.commands.help",
+    "memtop.commands.completion",
 ]
 
 
@@ -34,6 +36,19 @@ def pid_arg(text: str) -> int:
     if pid <= 0:
         raise argparse.ArgumentTypeError(f"not a PID: invalid PID {pid}, PIDs are positive integers")
     return pid
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count: a whole number from 1 (a bad one is a usage error, exit 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def interval_seconds(text: str) -> float:

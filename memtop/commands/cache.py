@@ -11,7 +11,8 @@ import os
 import stat as stat_mod
 import sys
 
-from memtop.commands import CliError
+from memtop.commands import CliError, positive_int
+from memtop.model.pagecache import skipped_text
 from memtop.text import json_dumps, printable
 
 NAME = "cache"
@@ -29,7 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="scan directories (symlinks are not followed; FIFOs, sockets and devices are skipped)")
     parser.add_argument("--json", action="store_true", help="print JSON: {\"files\": [...]}")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, metavar="N",
                         help=f"stop a directory scan after N files (default {DEFAULT_LIMIT})")
     parser.add_argument("--sort", choices=SORT_KEYS, default="path",
                         help="order of the files of a directory scan (default path)")
@@ -68,9 +69,9 @@ def collect(paths, *, recursive: bool, limit: int, sort: str = "path"):
             stats.extend(sorted(files, key=_sort_key(sort)))
             if progress.truncated:
                 notes.append(f"{path}: stopped at {limit} files (--limit)")
-            skipped = {k: v for k, v in progress.skipped.items() if v}
+            skipped = skipped_text(progress.skipped)
             if skipped:
-                notes.append(f"{path}: skipped " + ", ".join(f"{v} {k}" for k, v in sorted(skipped.items())))
+                notes.append(f"{path}: skipped {skipped}")
             continue
         if is_dir:
             notes.append(f"{path}: a directory (add -r to scan the files under it)")
@@ -79,6 +80,7 @@ def collect(paths, *, recursive: bool, limit: int, sort: str = "path"):
         result = file_cache_stat(path)  # a path the user typed: symlinks followed, like fincore
         if result.device is None:  # no such file, a FIFO, a device...
             failed = True
+            notes.append(f"{path}: not measured ({result.reason})")
         stats.append(result)
     return stats, notes, failed
 
@@ -116,8 +118,6 @@ def render_text(stats) -> str:
 
 
 def run(args) -> int:
-    if args.limit <= 0:
-        raise CliError("--limit must be positive")
     stats, notes, failed = collect(args.paths, recursive=args.recursive, limit=args.limit, sort=args.sort)
     if args.json:
         # One write: json.dump would call write() once per token (~30 per file).

@@ -53,4 +53,9 @@ def run(args) -> int:
             print(describe(r))
         print(summarize(results))
     # See EPILOG: a partly evicted file is not a success, the user asked for its pages to go.
-    return 0 if results and all(r.outcome in ("complete", "unknown") for r in results) else 1
+    done = sum(r.outcome in ("complete", "unknown") for r in results)
+    if results and done == len(results):
+        return 0
+    # A failure says so in one line on stderr, as every command does (the details are above).
+    print(f"memtop: {len(results) - done} of {len(results)} path(s) not (completely) evicted", file=sys.stderr)
+    return 1

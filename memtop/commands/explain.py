@@ -165,6 +165,8 @@ def render_text(report: LayerReport, arenas=None) -> str:
         from memtop.output.allocator import allocator_lines
 
         lines.extend(allocator_lines(heap.allocator))
+    elif heap.status in ("kernel-thread", "zombie"):
+        lines.append(f"Allocator: none ({printable(heap.reason)})")
     else:
         version = f" {heap.glibc_version}" if heap.glibc_version else ""
         lines.append(f"Allocator: {heap.allocator_kind}{version}: {heap.status}: {printable(heap.reason)}")
@@ -174,7 +176,11 @@ def render_text(report: LayerReport, arenas=None) -> str:
                          f"in use {fmt_bytes(last.in_use_bytes)}, trim would release {fmt_bytes(last.trim_release_bytes)}")
     lines.append("")
     runtime = report.runtime
-    lines.append(f"Runtime: {runtime.kind if runtime else '?'}" + (f" ({printable(runtime.evidence)})" if runtime and runtime.kind != "none" else ""))
+    if runtime is None and heap is not None and heap.status in ("kernel-thread", "zombie"):
+        lines.append(f"Runtime: none ({'a kernel thread' if heap.status == 'kernel-thread' else 'a zombie'})")
+    else:
+        lines.append(f"Runtime: {runtime.kind if runtime else '?'}"
+                     + (f" ({printable(runtime.evidence)})" if runtime and runtime.kind != "none" else ""))
     if report.runtime_report is not None:  # the runtime's or the application's own figures
         from memtop.output.runtime import runtime_lines
 
@@ -192,7 +198,10 @@ def render_text(report: LayerReport, arenas=None) -> str:
     from memtop.output.arenas import merge_findings
 
     lines.append("Findings")
-    for f in merge_findings(report.findings, arenas):
+    findings = merge_findings(report.findings, arenas)
+    if not findings:
+        lines.append("  none: nothing stands out in the figures above")
+    for f in findings:
         lines.append(f"  [{f.severity.value}] {printable(f.text)}")
         if f.next_step:
             lines.append(f"      next: {printable(f.next_step)}")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from memtop.commands import CliError
+from memtop.commands import CliError, pid_arg, positive_int
 from memtop.format import fmt_bytes, fmt_count
 from memtop.output.snapshot import snapshot_json
 from memtop.procfs import ProcfsError
@@ -20,19 +19,9 @@ HELP = "one sample of the system and its processes, as text or JSON"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (schema in README)")
-    parser.add_argument("--pid", type=int, metavar="PID", help="only this process")
+    parser.add_argument("--pid", type=pid_arg, metavar="PID", help="only this process")
     parser.add_argument("--top", type=positive_int, default=25, metavar="N",
                         help="text: show the N largest processes by RSS (default 25)")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def run(args) -> int:

@@ -69,6 +69,18 @@ class LastValidWalks:
             return self._walks.get(identity)
 
 
+SELF_REASON = ("this is memtop itself: its heap is not walked (the walk allocates while it reads, so its own heap "
+               "changes under it: never consistent, and each try grew memtop's RSS by the heap's size)")
+
+
+def is_memtop_itself(pid: int, root: Path) -> bool:
+    """Whether ``root/pid`` is this very process (the proc root may be another mount of /proc)."""
+    try:
+        return os.path.samefile(f"{root}/{pid}", "/proc/self")
+    except OSError:
+        return False
+
+
 def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: str = "auto",
             progress=None, cancel=None, native: bool = True, walks: LastValidWalks | None = None) -> HeapReport:
     """Walk the heap of process ``pid`` and report on it. Never raises for a vanished process
@@ -117,6 +129,8 @@ def analyze(pid: int, root: Path = Path("/proc"), *, retries: int = 3, symbols: 
     runtime = detect_runtime(pid, maps, root, exe_head)
     allocator = classify_static(pid, root, detect_allocator(maps, exe_head))
     static = allocator.static
+    if is_memtop_itself(pid, root):
+        return fail("self", SELF_REASON, identity, allocator.kind, runtime=runtime, static=static)
     if exe_head is not None and elf_class(exe_head) == 1:
         return fail("unsupported", "a 32-bit process: only x86_64 heaps are walked", identity, allocator.kind,
                     runtime=runtime, static=static)

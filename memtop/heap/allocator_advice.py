@@ -24,8 +24,11 @@ def allocator_findings(report: AllocatorReport, rss: int | None, pid) -> list[Fi
         if report.status in ("gone",):
             return []
         severity = Severity.WARNING if report.status == "denied" else Severity.INFO
+        from memtop.procfs import denied_advice
+
         return [Finding(severity, f"Allocator: {report.kind}; its state could not be read ({report.status}: "
-                                  f"{report.reason}).", "Run memtop as root." if report.status == "denied" else None)]
+                                  f"{report.reason}).", denied_advice(pid if isinstance(pid, int) else None)
+                        if report.status == "denied" else None)]
     out = {"jemalloc": _jemalloc, "tcmalloc": _tcmalloc, "mimalloc": _mimalloc, "musl": _musl}[report.kind](report, rss, pid)
     if not out:
         out.append(Finding(Severity.INFO, f"Nothing stands out: {report.kind} holds {fmt_bytes(report.allocated_bytes)} "

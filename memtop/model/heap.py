@@ -111,7 +111,9 @@ class HeapReport:
     allocator_kind: str
     glibc_version: str | None
     valid: bool
-    status: str  # 'valid', 'changing', 'unsupported', 'denied', 'gone', 'not-glibc', 'corrupt', 'empty', 'kernel-thread', 'zombie'
+    # 'valid', 'changing', 'unsupported', 'denied', 'gone', 'not-glibc', 'corrupt', 'empty', 'kernel-thread',
+    # 'zombie', 'self' (memtop's own process: not walked)
+    status: str
     reason: str | None
     arenas: tuple[ArenaReport, ...] = ()
     mmapped_count: int | None = None

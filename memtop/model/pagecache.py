@@ -114,6 +114,30 @@ class TreeScanProgress:
     skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # kind -> count
 
 
+# What a tree scan skipped, by kind (memtop/procfs/treescan.py): singular, plural.
+_SKIPPED_NAMES = {
+    "symlink": ("symbolic link", "symbolic links"),
+    "fifo": ("FIFO", "FIFOs"),
+    "socket": ("socket", "sockets"),
+    "device": ("device", "devices"),
+    "other": ("other special file", "other special files"),
+    "unreadable": ("unreadable entry", "unreadable entries"),
+    "vanished": ("entry gone meanwhile", "entries gone meanwhile"),
+    "loop": ("directory seen twice", "directories seen twice"),
+    "pseudo-fs": ("pseudo-filesystem directory", "pseudo-filesystem directories"),
+}
+
+
+def skipped_text(skipped: Mapping[str, int]) -> str:
+    """What a scan skipped, in words: "803 symbolic links, 1 FIFO" ("" when nothing)."""
+    parts = []
+    for kind, count in sorted(skipped.items()):
+        if count:
+            one, many = _SKIPPED_NAMES.get(kind, (kind, kind))
+            parts.append(f"{count:,} {one if count == 1 else many}")
+    return ", ".join(parts)
+
+
 # /proc/vmstat counters of the thrashing panel (counters, so shown as rates per second).
 VMSTAT_RATE_KEYS = (
     "pgpgin",  # KiB read from block devices (vmstat's bi)

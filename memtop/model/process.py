@@ -127,6 +127,40 @@ class ProcessSample:
 Point = tuple[float, "int | None", "int | None"]  # (monotonic time, RSS bytes, fd count)
 
 
+# The RSS trend (the ΔRSS/min column, the detail line): over the last minute, from at least 10 s
+# of readings; a trend only when a line fits (R² ≥ 0.8: a step reaches 0.75 at most).
+TREND_WINDOW_S = 60.0
+TREND_MIN_SPAN_S = 10.0
+TREND_MIN_R2 = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class RssTrend:
+    """VmRSS over a window: the readings' range and their least-squares line."""
+
+    span_s: float  # from the first reading used to the last
+    points: int
+    first_bytes: int
+    last_bytes: int
+    low_bytes: int
+    high_bytes: int
+    slope_per_min: float  # the least-squares slope, bytes per minute
+    r2: float | None  # how well the line fits; None when RSS did not move
+
+    @property
+    def kind(self) -> str:
+        """``flat`` (RSS did not move), ``trend`` (a line fits: a steady rate), ``steps`` (it
+        moved in one or more steps, or up and down: no steady rate)."""
+        if self.high_bytes == self.low_bytes:
+            return "flat"
+        return "trend" if self.r2 is not None and self.r2 >= TREND_MIN_R2 else "steps"
+
+    @property
+    def change_per_min(self) -> float:
+        """The steady rate, bytes per minute; 0.0 when there is none (flat, or steps)."""
+        return self.slope_per_min if self.kind == "trend" else 0.0
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class History:
     """A process's (time, RSS, fd count) at each tick, oldest first, stored by change.
@@ -199,26 +233,46 @@ class History:
             value = run[index]
         return value
 
-    def rss_change_per_min(self, window_s: float = 60.0) -> float | None:
-        """RSS change per minute over the last ``window_s`` (or what history there is, if ≥ 10 s)."""
+    def rss_trend(self, window_s: float = TREND_WINDOW_S) -> "RssTrend | None":
+        """VmRSS over the last ``window_s``: its least-squares line, and whether it is a trend.
+
+        None with less than TREND_MIN_SPAN_S of known RSS (or fewer than 3 readings): too little
+        to tell a rate. A single step (300 MiB once, 25 s ago) is not a trend: the fit of a line
+        to a step reaches R² = 0.75 at best (a step at the middle of the window), a steady
+        growth fits with R² near 1; TREND_MIN_R2 = 0.8 tells them apart (as the fd LEAK? finding).
+        """
         runs, times, start = self.runs, self.times, self.start
         if len(times) - start < 2 or not runs or runs[-1][1] is None:
             return None
-        now, rss_now = times[-1], runs[-1][1]
+        now = times[-1]
         i = max(start, bisect.bisect_left(times, now - window_s))
-        if len(runs) == 1:  # the same RSS all along (the idle case): no change, given 10 s of it
-            return 0.0 if now - times[i] >= 10.0 else None
-        # The first point in the window with a known RSS (runs are few: walk them).
-        rss0 = self.value_at(self.tick0 + i, 1)
-        if rss0 is None:
-            later = [r for r in self.runs if r[0] > self.tick0 + i and r[1] is not None]
-            if not later:
+        if len(runs) == 1:  # the same RSS all along (the idle case): flat, given enough of it
+            span = now - times[i]
+            if span < TREND_MIN_SPAN_S or len(times) - i < 3:
                 return None
-            i, rss0 = later[0][0] - self.tick0, later[0][1]
-        t0 = times[i]
-        if now - t0 < 10.0:
+            rss = runs[0][1]
+            return RssTrend(span, len(times) - i, rss, rss, rss, rss, 0.0, None)
+        values = self.column(1, last=len(times) - i)
+        points = [(t, r) for t, r in zip(times[i:], values) if r is not None]
+        if len(points) < 3 or points[-1][0] - points[0][0] < TREND_MIN_SPAN_S:
             return None
-        return (rss_now - rss0) / (now - t0) * 60.0
+        n = len(points)
+        t0 = points[0][0]
+        mean_t = sum(t - t0 for t, _ in points) / n
+        mean_r = sum(r for _, r in points) / n
+        stt = sum((t - t0 - mean_t) ** 2 for t, _ in points)
+        srr = sum((r - mean_r) ** 2 for _, r in points)
+        str_ = sum((t - t0 - mean_t) * (r - mean_r) for t, r in points)
+        rss = [r for _, r in points]
+        slope = str_ / stt if stt else 0.0
+        r2 = (str_ * str_) / (stt * srr) if stt and srr else None
+        return RssTrend(points[-1][0] - t0, n, rss[0], rss[-1], min(rss), max(rss), slope * 60.0, r2)
+
+    def rss_change_per_min(self, window_s: float = TREND_WINDOW_S) -> float | None:
+        """RSS change per minute: the steady trend of the last ``window_s`` (least squares), 0.0
+        when RSS did not move or moved without a steady rate (a step), None when unknown."""
+        trend = self.rss_trend(window_s)
+        return None if trend is None else trend.change_per_min
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from memtop.format import fmt_bytes, fmt_percent
 from memtop.model.arenas import AnonCensus, AnonRegion, ArenaAnalysis, MallocInfo, RegionClass
-from memtop.render.arenas import bucket_histogram, census_lines, utilization  # noqa: F401 - re-exported
+from memtop.render.arenas import (  # noqa: F401 - re-exported
+    bucket_histogram,
+    cap_text,
+    census_lines,
+    no_arenas_reason,
+    threads_text,
+    utilization,
+)
 
 def arena_json(index: int, arena) -> dict:
     return {
@@ -135,9 +142,12 @@ def analysis_lines(a: ArenaAnalysis) -> list[str]:
     """The arenas section of `memtop explain` as text."""
     lines = []
     heap = a.heap
-    cap = f"cap {a.cap.limit} ({a.cap.basis})" if a.cap.limit else f"cap unknown ({a.cap.basis})"
+    none = no_arenas_reason(a)
+    if none is not None:  # a kernel thread, a zombie: no cap, environment or census to speak of
+        return [none]
+    cap = cap_text(a)
     if heap is not None and heap.valid:
-        lines.append(f"{a.threads} threads, {len(heap.arenas)} arenas, {cap}")
+        lines.append(f"{threads_text(a.threads)}, {len(heap.arenas)} arenas, {cap}")
         lines.append(f"  {'#':>3} {'ARENA':<14} {'HEAPS':>5} {'SYSTEM':>9} {'IN USE':>9} {'FREE':>9} {'FAST':>8} "
                      f"{'TCACHE':>8} {'TOP':>9} {'UTIL':>5} {'RESIDENT':>9} {'THR':>3}")
         for i, ar in enumerate(heap.arenas):
@@ -147,7 +157,7 @@ def analysis_lines(a: ArenaAnalysis) -> list[str]:
                          f"{fmt_bytes(ar.top_bytes):>9} {fmt_percent(utilization(ar)):>5} {fmt_bytes(ar.resident_bytes):>9} "
                          f"{ar.attached_threads:>3}")
     else:
-        lines.append(f"{a.threads} threads; arenas unknown: {a.heap_reason}; {cap}")
+        lines.append(f"{threads_text(a.threads)}; arenas unknown: {a.heap_reason}; {cap}")
     env = a.env
     if env.readable:
         settings = [f"{k}={v}" for k, v in env.malloc_vars] + ([f"GLIBC_TUNABLES={env.glibc_tunables}"] if env.glibc_tunables else [])

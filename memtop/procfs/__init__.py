@@ -41,6 +41,44 @@ class AccessDenied(ProcfsError):
         super().__init__(self.reason)
 
 
+# statfs(2) f_type of the filesystems whose files live in memory only (linux/magic.h).
+MEMORY_FS_MAGIC = {0x01021994: "tmpfs", 0x858458F6: "ramfs", 0x958458F6: "hugetlbfs"}
+
+
+def memory_fs_of(fd: int) -> str | None:
+    """"tmpfs", "ramfs" or "hugetlbfs" when the open file ``fd`` lives in memory only (its pages
+    are its only copy: no page cache to evict), else None (also when fstatfs fails)."""
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if libc.fstatfs(fd, buf) != 0:
+        return None
+    return MEMORY_FS_MAGIC.get(struct.unpack_from("l", buf.raw)[0] & 0xFFFFFFFF)
+
+
+def denied_advice(pid: int | None = None, root: Path = PROC) -> str:
+    """The next step when a file of process ``pid`` was refused: never "run memtop as root" to a
+    memtop that is root already. As root, the refusal is the kernel's ptrace access check
+    (kernel/ptrace.c __ptrace_may_access and the security modules behind it): Yama's
+    ptrace_scope 3 is said when set; other causes cannot be told from outside."""
+    if os.geteuid() != 0:
+        return "Run memtop as root (or with CAP_SYS_PTRACE)."
+    try:
+        scope = (root / "sys/kernel/yama/ptrace_scope").read_text().strip()
+    except OSError:
+        scope = None
+    if scope == "3":
+        why = "Yama's ptrace_scope is 3: no process may read another's memory, root included, until a reboot"
+    else:
+        why = ("a security module's policy (AppArmor, SELinux, Landlock...) or the process's own settings "
+               "(not dumpable, in another user namespace)")
+    who = f"PID {pid}" if pid is not None else "the process"
+    return (f"memtop already runs as root and the kernel still refuses {who}'s memory files: {why}. "
+            "Running as root again will not help; the figures that need them stay unknown.")
+
+
 class ParseError(ProcfsError):
     """The text of a kernel file did not have the expected shape."""
 

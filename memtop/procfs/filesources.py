@@ -183,13 +183,21 @@ def measure_held(held: HeldFiles, *, method: str = "auto", cancel=None) -> list[
     return list(by_inode.values()) + unknown
 
 
-def process_cached_files(pid: int, root: Path = PROC, *, method: str = "auto") -> list[CachedFile]:
-    """Source (a): the files one process maps or holds open, measured.
+def process_cached_files(pid: int, root: Path = PROC, *, method: str = "auto",
+                         holders: HeldFiles | None = None) -> list[CachedFile]:
+    """Source (a): the files one process maps or holds open, measured. Each file's pids are
+    every process of ``holders`` (:func:`held_files` of all processes) that holds it too, so
+    that a shared library counts all its users, not only the selected process.
 
     Raises NoSuchProcess / AccessDenied (see :func:`process_file_refs`).
     """
     refs = process_file_refs(pid, root)
-    held = HeldFiles({name: (ref, frozenset({pid})) for name, ref in refs.items()}, 1, 0)
+
+    def pids_of(name: str) -> frozenset:
+        entry = holders.files.get(name) if holders is not None else None
+        return frozenset({pid}) | (entry[1] if entry is not None else frozenset())
+
+    held = HeldFiles({name: (ref, pids_of(name)) for name, ref in refs.items()}, 1, 0)
     return measure_held(held, method=method)
 
 

@@ -61,3 +61,40 @@ def census_lines(c: AnonCensus) -> list[str]:
     if c.reserved_only.count:
         lines.append(f"reserved (PROT_NONE) regions: {c.reserved_only.count}, {fmt_bytes(c.reserved_only.reserved_bytes)}")
     return lines
+
+
+# Processes that have no malloc arenas at all: what to say instead of a cap, an environment and a
+# census (a kernel thread is not "possibly a static binary"; a zombie's environment is not unknown).
+NO_ARENAS = {
+    "kernel-thread": "a kernel thread: no user-space memory, so no malloc arenas (nothing to cap, no "
+                     "environment, no mappings)",
+    "zombie": "a zombie: it has exited and its memory is freed; no arenas left",
+}
+
+
+def no_arenas_reason(a) -> str | None:
+    """Why the process cannot have arenas at all, or None."""
+    heap = a.heap
+    return NO_ARENAS.get(heap.status) if heap is not None and not heap.valid else None
+
+
+def threads_text(threads: int | None) -> str:
+    return f"{'?' if threads is None else threads} thread{'' if threads == 1 else 's'}"
+
+
+def cap_text(a) -> str:
+    """The arena cap as far as it is known. Without the heap walk, mp_.arena_max (a cap the program
+    set with mallopt) is unknown; without the environment, MALLOC_ARENA_MAX too: then the cap is
+    unknown, and only glibc's default can be given (never "arena_max unset", which nobody read)."""
+    cap = a.cap
+    heap = a.heap
+    walked = heap is not None and heap.valid
+    if walked or a.env.readable:
+        return f"cap {cap.limit} ({cap.basis})" if cap.limit else f"cap unknown ({cap.basis})"
+    status = heap.status if heap is not None else "not walked"
+    from memtop.heap.arena_advice import ARENAS_PER_CORE
+
+    default = (f"; glibc's default here is {ARENAS_PER_CORE * cap.cpus} ({ARENAS_PER_CORE} x {cap.cpus} CPUs)"
+               if cap.cpus else "")
+    return (f"cap unknown: neither the heap (walk {status}: mp_.arena_max) nor the environment "
+            f"(MALLOC_ARENA_MAX) could be read{default}")

@@ -11,6 +11,8 @@ closing the view must never look like cancelling something that is still stoppin
 from __future__ import annotations
 
 import io
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -34,6 +36,23 @@ FOLLOW_S = 60.0
 
 def _ms(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+@dataclass(frozen=True)
+class ActionMark:
+    """An action memtop ran, for the Processes tab's RSS chart: when it ended (monotonic
+    seconds, the sampler's clock), the process it acted on (None: machine-wide, shown on every
+    process's chart) and what it released."""
+
+    time: float
+    identity: ProcessIdentity | None
+    label: str
+
+
+def mark_action(app, identity: ProcessIdentity | None, label: str) -> None:
+    marks = getattr(app, "action_marks", None)
+    if marks is not None:
+        marks.append(ActionMark(time.monotonic(), identity, label))
 
 
 # --- entry points used by the app (and by tabs, e.g. the Page cache tab's `e`) -------------
@@ -179,6 +198,12 @@ class TrimScreen(_ActionScreen):
     def _trimmed(self, message: Trimmed) -> None:
         self.result = message.result
         self.phase = "done"
+        r = self.result
+        if r.ok or r.stopped_s is not None:  # it ran (a refusal before attaching left no trace)
+            released = r.released_bytes
+            mark_action(self.app, self.identity,
+                        f"trim: RSS {fmt_bytes(-released, signed=True)}" if released else
+                        "trim: RSS unchanged" if released == 0 else f"trim ({r.status})")
         if self.result.ok and self.follow_s > 0:
             self.run_follow()
         if self.result.log_warning:
@@ -365,6 +390,8 @@ class EvictScreen(_ActionScreen):
     def _evicted(self, message: Evicted) -> None:
         self.results = message.outcome.results
         self.phase = "done"
+        dropped = sum(r.dropped_bytes or 0 for r in self.results)
+        mark_action(self.app, None, f"evict: cache {fmt_bytes(-dropped, signed=True)}")
         if message.outcome.log_warning:
             self.app.notify(printable(message.outcome.log_warning), severity="warning", markup=False)
         self._draw()
@@ -482,6 +509,10 @@ class DropCachesScreen(_ActionScreen):
     def _dropped(self, message: Dropped) -> None:
         self.result = message.result
         self.phase = "done"
+        if self.result.ok:
+            change = self.result.change("Cached")
+            mark_action(self.app, None, "drop caches" + (f": Cached {fmt_bytes(change, signed=True)}"
+                                                         if change is not None else ""))
         self._draw()
 
     def action_close(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -57,7 +58,7 @@ GLOBAL_KEYS = (
     ("+ -", "longer / shorter refresh interval"),
     ("Enter", "open the selected process in Layers"),
     ("t", "trim the selected process's heap: malloc_trim(0) through gdb (Processes, Layers)"),
-    ("e", "evict the selected file(s) from the page cache (Page cache, Layers)"),
+    ("e", "evict the selected file from the page cache (Page cache)"),
     ("D", "drop caches machine-wide (root; asks you to type drop)"),
     ("A", "the actions log"),
 )
@@ -111,16 +112,19 @@ class MemtopApp(App):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),  # as in top and htop
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # `/` is bound by each tab (memtop/tui/tab.py: a priority binding, shown in the footer);
+        # this one answers when nothing has the focus.
+        Binding("slash", "filter", "Filter", key_display="/", show=False),
         Binding("s", "sort", "Sort"),
         Binding("p", "pause", "Pause"),
         Binding("plus,equals_sign", "interval(1)", "Interval", key_display="+/-"),
         Binding("minus", "interval(-1)", "Faster", show=False),
         Binding("enter", "open_layers", "Layers", key_display="⏎"),
-        Binding("t", "trim", "Trim", show=False),
-        Binding("e", "evict", "Evict", show=False),
-        Binding("D", "drop_caches", "Drop caches", show=False),
-        Binding("A", "actions_log", "Actions log", show=False),
+        # Shown where they act (check_action): t on Processes and Layers, e on Page cache.
+        Binding("t", "trim", "Trim"),
+        Binding("e", "evict", "Evict"),
+        Binding("D", "drop_caches", "Drop caches"),
+        Binding("A", "actions_log", "Actions"),
     ]
 
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
@@ -129,7 +133,10 @@ class MemtopApp(App):
                  part_workers: int | None = None):
         """``sample=False`` starts no sampler thread: tests call :meth:`tick` themselves, and the
         parts run in the ticking thread unless ``part_workers`` says how many threads."""
-        super().__init__()
+        # NO_COLOR (https://no-color.org): no colour at all. Textual alone only greys colours out
+        # (its Monochrome filter still writes 256-colour codes); with ansi_color it strips every
+        # colour (its NoColor filter) and app.tcss marks state with bold, reverse and underline.
+        super().__init__(ansi_color="NO_COLOR" in os.environ)
         if psi_trigger is None and not sample:
             # Tests feed their own snapshots: a stall elsewhere on the machine must not put a
             # banner on their screens. A test of the trigger asks for one.
@@ -148,6 +155,8 @@ class MemtopApp(App):
         self.trigger_text = "trigger: starting"
         self.trigger_spec: TriggerSpec | None = None
         self.stall_log: deque[StallLogEntry] = deque(maxlen=STALL_LOG_LINES)
+        # memtop's own actions, marked on the RSS chart (memtop/tui/actions.py ActionMark)
+        self.action_marks: deque = deque(maxlen=50)
         self._psi_watch: PsiWatch | None = None
         self.paused = False
         self.read_only = read_only
@@ -176,7 +185,7 @@ class MemtopApp(App):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
                     yield self.tab_class(tab)(id=f"view-{tab.TAB_ID}")
         yield Static("", id="too-small")
-        yield Footer()
+        yield Footer(compact=True)  # compact: every key that acts fits 120 columns
 
     def on_mount(self) -> None:
         self._check_size()
@@ -375,6 +384,32 @@ class MemtopApp(App):
         view.show_target(self.target)
         self.update_wants()
         self.refresh_tab(view)
+        self.refresh_bindings()  # the footer shows the keys that act on this tab
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A global key acts only where it means something: the footer shows it there only, and
+        elsewhere the key does nothing (Textual hides a binding whose check returns False).
+        Replay acts on nothing: trim, evict and drop caches would act on the machine now."""
+        try:
+            tab = self.active_tab()
+        except NoMatches:  # before the tabs are composed
+            return True
+        if tab is None:
+            return True
+        live = self.replay is None
+        if action == "filter":
+            return tab.can_filter()
+        if action == "sort":
+            return tab.can_sort()
+        if action == "open_layers":
+            return tab.OPENS_LAYERS
+        if action == "trim":
+            return live and tab.TRIMS
+        if action == "evict":
+            return live and tab.EVICTS
+        if action == "drop_caches":
+            return live
+        return True
 
     # Hooks that memtop/tui/replay.py (ReplayApp) overrides to show recorded ticks instead.
     def tab_class(self, tab: type[TabView]) -> type[TabView]:
@@ -391,7 +426,7 @@ class MemtopApp(App):
 
     def action_help(self) -> None:
         tab = self.active_tab()
-        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS))
+        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS, tab.TAB_ABOUT))
 
     def action_filter(self) -> None:
         if not self.active_tab().start_filter():

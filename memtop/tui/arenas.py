@@ -27,7 +27,7 @@ from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.render.arenas import bucket_histogram, census_lines, utilization
+from memtop.render.arenas import bucket_histogram, cap_text, census_lines, no_arenas_reason, threads_text, utilization
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
 
@@ -113,6 +113,7 @@ def _histogram_text(arena, mi_arena, styles) -> Text:
 class ArenasTab(TabView):
     TAB_TITLE = "Arenas"
     TAB_ID = "arenas"
+    TAB_ABOUT = "every glibc arena of the process, fragmentation, malloc_info, MALLOC_ARENA_MAX advice"
     FIGURE_SOURCES = (
         ("arenas, HEAPS, SYSTEM", "heap walk: main_arena.next round the list (malloc_state.system_mem); heaps by heap_info.prev"),
         ("IN USE", "system - free - fastbins - top, as mallinfo2's uordblks (tcache chunks included)"),
@@ -203,6 +204,8 @@ class ArenasTab(TabView):
         self._drawn = None
         self.walking = target is not None
         self._render_all()
+        if self.is_attached:
+            self.app.refresh_bindings()
 
     def show_sample(self, sample: Sample) -> None:
         result = sample.result("arenas")
@@ -244,6 +247,15 @@ class ArenasTab(TabView):
         self._render_all()
 
     # --- actions ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """r and m need a selected process, and act on the machine now: not in replay; m calls
+        into the process, so not in read-only mode either."""
+        if action == "rewalk":
+            return self.identity is not None and not self.replaying
+        if action == "malloc_info":
+            return self.identity is not None and not self.replaying and not getattr(self.app, "read_only", False)
+        return super().check_action(action, parameters)
+
     def action_rewalk(self) -> None:
         if self.identity is None:
             self.notify("select a process first (Processes tab)")
@@ -316,14 +328,18 @@ class ArenasTab(TabView):
         if view is not None:
             threads = view.sample.threads
         heap = a.heap if a is not None else None
+        none = no_arenas_reason(a) if a is not None else None
+        if none is not None:  # a kernel thread, a zombie
+            text.append(f"  {none}")
+            summary.update(text)
+            return
         if heap is not None and heap.valid:
             text.append(f"  glibc {heap.glibc_version or '?'}  ")
-            text.append(f"{fmt_count(threads)} threads, {len(heap.arenas)} arenas, ")
+            text.append(f"{threads_text(threads)}, {len(heap.arenas)} arenas, ")
         else:
-            text.append(f"  {fmt_count(threads)} threads, arenas ?  ")
+            text.append(f"  {threads_text(threads)}, arenas ?  ")
         if a is not None:
-            cap = a.cap
-            text.append(f"cap {cap.limit if cap.limit else '?'} ({printable(cap.basis)})")
+            text.append(printable(cap_text(a)))
             env = a.env
             text.append("\n")
             if env.readable:
@@ -337,8 +353,13 @@ class ArenasTab(TabView):
         if self.walking:
             text.append("\nwalking the heap…", styles["dim"])
         elif self.walked_at is not None and self.walk_seconds is not None:
-            text.append(f"\nwalked {fmt_duration(time.monotonic() - self.walked_at)} ago in {self.walk_seconds:.2f} s;"
-                        f" r walks again, m fetches malloc_info", styles["dim"])
+            ago = fmt_duration(time.monotonic() - self.walked_at)
+            if heap is not None and heap.valid:
+                text.append(f"\nwalked {ago} ago in {self.walk_seconds:.2f} s; r walks again, m fetches malloc_info",
+                            styles["dim"])
+            else:  # a walk that was refused or failed is not "walked"
+                status = heap.status if heap is not None else "not possible"
+                text.append(f"\nheap walk {status} ({ago} ago); r tries again", styles["dim"])
         summary.update(text)
 
     def _render_table(self) -> None:
@@ -428,6 +449,11 @@ class ArenasTab(TabView):
             notes.update(text)
             return
         heap = a.heap
+        none = no_arenas_reason(a)
+        if none is not None:  # no heap, no environment, no census to show
+            text.append(none[0].upper() + none[1:] + ".\n", styles["dim"])
+            notes.update(text)
+            return
         if heap is None or not heap.valid:
             text.append(f"heap walk: {printable(a.heap_reason or 'not available')}\n", styles["warning"])
             if heap is not None and heap.last_valid is not None:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from memtop.format import fmt_bytes, fmt_count, fmt_rate, sparkline
-from memtop.model.process import ProcessView
+from memtop.model.process import TREND_MIN_R2, TREND_MIN_SPAN_S, TREND_WINDOW_S, ProcessView, RssTrend
 from memtop.text import printable
 
 
@@ -53,6 +53,42 @@ def container_name(container) -> str | None:
     return container.name
 _change = lambda v: v.rss_change_per_min  # noqa: E731
 
+
+def trend_text(trend: RssTrend | None) -> str:
+    """The ΔRSS/min cell: a steady rate per minute ("+1.2 MiB"), "0 B" when RSS did not move,
+    or, when it moved without a steady rate, the move itself with an arrow ("↑300 MiB": a step
+    up within the window; "↕8.0 KiB": up and down), never a rate made of a step."""
+    if trend is None:
+        return fmt_bytes(None)
+    kind = trend.kind
+    if kind == "flat":
+        return "0 B"
+    if kind == "trend":
+        return fmt_bytes(trend.slope_per_min, signed=True)
+    net = trend.last_bytes - trend.first_bytes
+    moved = trend.high_bytes - trend.low_bytes
+    if abs(net) * 2 >= moved:
+        return ("↑" if net > 0 else "↓") + fmt_bytes(abs(net))
+    return "↕" + fmt_bytes(moved)
+
+
+def trend_sentence(trend: RssTrend | None) -> str:
+    """The same in words, for the selected process's detail line."""
+    window = f"last {TREND_WINDOW_S:.0f} s"
+    if trend is None:
+        return f"RSS trend ({window}): unknown until {TREND_MIN_SPAN_S:.0f} s of readings"
+    span = f"last {trend.span_s:.0f} s" if trend.span_s < TREND_WINDOW_S - 1 else window
+    kind = trend.kind
+    if kind == "flat":
+        return f"RSS trend ({span}): flat at {fmt_bytes(trend.last_bytes)}"
+    if kind == "trend":
+        return (f"RSS trend ({span}): {fmt_bytes(trend.slope_per_min, signed=True)}/min, steady "
+                f"(least squares, R² {trend.r2:.2f})")
+    r2 = f"R² {trend.r2:.2f}" if trend.r2 is not None else "no line"
+    return (f"RSS ({span}): {fmt_bytes(trend.first_bytes)} → {fmt_bytes(trend.last_bytes)}, "
+            f"between {fmt_bytes(trend.low_bytes)} and {fmt_bytes(trend.high_bytes)}: in steps, "
+            f"no steady rate ({r2} < {TREND_MIN_R2})")
+
 COLUMNS: tuple[Column, ...] = (
     Column("pid", "PID", 7, 0, lambda v: v.pid, lambda v: str(v.pid), "/proc (directory name)"),
     Column("user", "USER", 8, 3, lambda v: v.sample.user or "", lambda v: printable(v.sample.user or "?", 8),
@@ -75,8 +111,11 @@ COLUMNS: tuple[Column, ...] = (
            "/proc/PID/stat minflt, difference of two ticks / seconds between them"),
     Column("majflt", "MAJF/s", 6, 7, lambda v: v.majflt_per_s, lambda v: fmt_rate(v.majflt_per_s, ""),
            "/proc/PID/stat majflt, difference of two ticks / seconds between them"),
-    Column("change", "ΔRSS/min", 10, 3, _change, lambda v: fmt_bytes(v.rss_change_per_min, signed=True),
-           "VmRSS now minus VmRSS up to 60 s ago, per minute (needs 10 s of history)"),
+    Column("change", "ΔRSS/min", 10, 3, _change, lambda v, history: trend_text(history.rss_trend()),
+           f"VmRSS at each tick over the last {TREND_WINDOW_S:.0f} s: the least-squares slope per minute when a "
+           f"line fits (R² ≥ {TREND_MIN_R2}); ↑X ↓X: RSS moved by X in a step (↕: up and down) with no steady "
+           f"rate (sorted as 0); 0 B: it did not move; ? before {TREND_MIN_SPAN_S:.0f} s of readings",
+           with_history=True),
     Column("trend", "TREND", 10, 8, _change, lambda v, history: sparkline(history.column(1, last=10), 10),
            "the last 10 VmRSS readings, scaled between their own min and max", align="left", with_history=True),
     Column("container", "CONTAINER", 16, 5, lambda v, c: container_name(c),

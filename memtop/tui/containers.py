@@ -179,6 +179,8 @@ class ContainersTable(DataTable):
 class ContainersTab(TabView):
     TAB_TITLE = "Containers"
     TAB_ID = "containers"
+    TAB_ABOUT = ("per container: memory against its limit, the split (anon, file, shmem, kernel), the members' PSS, "
+                 "what the kernel can reclaim before OOM and what it cannot, the kill order; OOM foresight and recent kills")
     PARTS = ("containers",)
     FIGURE_SOURCES = (
         ("CONTAINER", "the cgroup's path named by runtime conventions (Docker, containerd/CRI-O with Kubernetes "

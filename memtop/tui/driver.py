@@ -10,7 +10,8 @@ wakes it through a pipe (the exit event writes to it), so quitting is not slower
 
 The loop is Textual's own, line for line but for the timeout and the pipe; it relies on
 private names of Textual (XTermParser, its ``_timeout_time``), so it is used only with the
-Textual versions it was read from (:data:`KNOWN_TEXTUAL`): any other gets Textual's driver.
+Textual versions it was read from, exactly (:data:`KNOWN_TEXTUAL`, the version pyproject.toml
+pins): any other gets Textual's driver. tests/unit/test_pins.py fails when pin and list disagree.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import textual
 from textual import constants
 from textual.message import Message
 
-KNOWN_TEXTUAL = ("8.2.",)
+KNOWN_TEXTUAL = ("8.2.8",)
 
 
 class _WakingEvent(threading.Event):
@@ -56,7 +57,7 @@ def driver_class():
     a driver chosen with TEXTUAL_DRIVER, not Linux)."""
     if constants.DRIVER is not None or os.name != "posix":
         return None
-    if not textual.__version__.startswith(KNOWN_TEXTUAL):
+    if textual.__version__ not in KNOWN_TEXTUAL:
         return None
     from textual._loop import loop_last
     from textual._parser import ParseError

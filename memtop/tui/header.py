@@ -10,6 +10,10 @@ from memtop.model.snapshot import Snapshot, memory_used
 from memtop.text import printable
 
 
+COLOR_GLYPHS = {"header--used": "█", "header--shmem": "█", "header--cache": "█", "header--free": "░"}
+NO_COLOR_GLYPHS = {"header--used": "█", "header--shmem": "▓", "header--cache": "▒", "header--free": "·"}
+
+
 class MemoryHeader(Widget):
     """Host line and memory bar. Figures: /proc/meminfo (free(1)'s arithmetic)."""
 
@@ -71,19 +75,24 @@ class MemoryHeader(Widget):
             cache = mi["Buffers"] + mi["Cached"] + mi["SReclaimable"] - (shmem or 0)
         line2 = Text(" mem ")
         bar_width = max(8, min(40, self.size.width - 90))
+        # Without colour (NO_COLOR) the segments are told apart by their glyphs, named in the legend.
+        glyph = NO_COLOR_GLYPHS if getattr(self.app, "no_color", False) else COLOR_GLYPHS
         if total and used is not None:
             parts = [(used - (shmem or 0), "header--used"), (shmem or 0, "header--shmem"), (max(0, cache or 0), "header--cache")]
             cells = 0
             for value, cls in parts:
                 n = max(0, min(bar_width - cells, round(value / total * bar_width)))
-                line2.append("█" * n, style=style(cls))
+                line2.append(glyph[cls] * n, style=style(cls))
                 cells += n
-            line2.append("░" * (bar_width - cells), style=style("header--free"))
+            line2.append(glyph["header--free"] * (bar_width - cells), style=style("header--free"))
         narrow = self.size.width < 110
-        line2.append(f" used {fmt_bytes(used)}", style=style("header--used"))
+        key = (lambda cls: glyph[cls]) if glyph is NO_COLOR_GLYPHS else (lambda cls: "")
+        line2.append(f" {key('header--used')}used {fmt_bytes(used)}", style=style("header--used"))
         buff_cache = cache + (shmem or 0) if cache is not None else None
-        line2.append(f" {'cache' if narrow else ' buff/cache'} {fmt_bytes(buff_cache)}", style=style("header--cache"))
-        line2.append(f" {'shm' if narrow else ' shmem'} {fmt_bytes(shmem)}", style=style("header--shmem"))
+        line2.append(f" {'' if narrow else ' '}{key('header--cache')}{'cache' if narrow else 'buff/cache'} "
+                     f"{fmt_bytes(buff_cache)}", style=style("header--cache"))
+        line2.append(f" {'' if narrow else ' '}{key('header--shmem')}{'shm' if narrow else 'shmem'} {fmt_bytes(shmem)}",
+                     style=style("header--shmem"))
         line2.append(f" {'' if narrow else ' '}avail {fmt_bytes(mi.get('MemAvailable'))}/{fmt_bytes(total)}")
         swap_total = mi.get("SwapTotal")
         if swap_total:

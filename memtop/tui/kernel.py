@@ -40,8 +40,8 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
-from memtop.tui.tab import NOT_RECORDED, TabView
-from memtop.tui.widgets import CursorTable
+from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
+from memtop.tui.widgets import CursorTable, ago_ticks, series_marker
 
 # --- the slab table's columns ------------------------------------------------------------------
 
@@ -226,11 +226,12 @@ class SlabChart(PlotextPlot):
             plt.title("largest caches: waiting for a second read")
         else:
             now = times[-1]
-            for name, values in view.slab_history.items():
+            for i, (name, values) in enumerate(view.slab_history.items()):
                 points = [(t - now, v / 2**20) for t, v in zip(times, values) if v is not None]
-                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=printable(name, 16))
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker=series_marker(self.app, i),
+                         label=printable(name, 16))
             plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
-            plt.xfrequency(3)
+            plt.xticks(*ago_ticks(now - times[0], 3))
             plt.yfrequency(3)
         self.refresh()
 
@@ -357,6 +358,7 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
 class KernelTab(TabView):
     TAB_TITLE = "Kernel"
     TAB_ID = "kernel"
+    TAB_ABOUT = "slab caches, kernel categories, socket buffers, fd growth"
     FIGURE_SOURCES = (
         *((key, f"/proc/meminfo {key}: {meaning}") for key, meaning in KERNEL_CATEGORIES),
         ("unexplained", UNEXPLAINED_MEANING),
@@ -398,13 +400,18 @@ class KernelTab(TabView):
                 yield Static("", id="kernel-slab-title")
                 yield SlabHeader(self.table, id="slab-header")
                 yield self.table
-                yield Input(placeholder="filter caches by name (Enter keeps it, Esc clears)", id="slab-filter")
+                yield TextBox(placeholder="filter caches by name (Enter keeps it, Esc clears)", id="slab-filter")
             yield SlabChart(id="slab-chart")
         yield Static("", id="kernel-sockets")
         yield Static("", id="kernel-fds")
 
     def on_mount(self) -> None:
         self.query_one("#slab-filter").display = False
+
+    def on_show(self) -> None:
+        # The arrows move in the slab table when the tab is shown (focus is lost when tabs switch).
+        if not self.query_one("#slab-filter", Input).has_focus:
+            self.table.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         # The chart needs room beside a full-width table: only on wide terminals.
@@ -430,7 +437,10 @@ class KernelTab(TabView):
 
     def show_view(self, view: KernelView) -> None:
         """Draw one KernelView (the snapshot test calls this with fixed data)."""
+        had_slabs = self.can_filter()
         self.view = view
+        if self.can_filter() != had_slabs:
+            self.app.refresh_bindings()  # / and s act once there is a slab table
         width = self.size.width or 200
         self.query_one("#kernel-categories", Static).update(categories_text(view, width))
         self.query_one("#kernel-slab-title", Static).update(slab_title(view))
@@ -448,21 +458,33 @@ class KernelTab(TabView):
                                                                    self.size.width or 200))
 
     # --- filter and sort -----------------------------------------------------------------
+    def can_filter(self) -> bool:
+        """Only the slab table filters: not before it is read, nor without root (no slabinfo)."""
+        return self.view is not None and self.view.slabs is not None
+
+    def can_sort(self) -> bool:
+        return self.can_filter()
+
     def start_filter(self) -> bool:
+        if not self.can_filter():
+            return False
         box = self.query_one("#slab-filter", Input)
         box.display = True
-        box.focus()
+        self.focus_now(box)
         return True
 
     @on(Input.Changed, "#slab-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.table.set_filter(event.value)
 
-    @on(Input.Submitted, "#slab-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if not event.value:
-            event.input.display = False
-        self.table.focus()
+    def box_enter(self, box: TextBox) -> None:
+        self.table.set_filter(box.value)  # now: Input.Changed comes later
+        if not box.value:
+            box.display = False
+        self.focus_now(self.table)
+
+    def box_escape(self, box: TextBox) -> None:
+        self.key_escape()
 
     def key_escape(self) -> None:
         box = self.query_one("#slab-filter", Input)
@@ -470,9 +492,11 @@ class KernelTab(TabView):
             box.value = ""
             box.display = False
             self.table.set_filter("")
-            self.table.focus()
+            self.focus_now(self.table)
 
     def choose_sort(self) -> bool:
+        if not self.can_sort():
+            return False
         from memtop.tui.screens import SortScreen
 
         def chosen(key: str | None) -> None:

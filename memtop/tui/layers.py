@@ -43,6 +43,9 @@ SEGMENTS = (
 )
 
 
+NO_COLOR_GLYPHS = ("█", "▓", "▒", "░", "▚", "▞", "▙", "▟", "▛", "▜", "▌")
+
+
 def bar_values(report: LayerReport) -> list[tuple[str, int]]:
     """The bar's segments in bytes, the same places as the table. The brk heap is shown through
     its split (in use / free / top, which add up to it) when the walk is valid, and whole as
@@ -85,6 +88,10 @@ class LayerBar(Widget):
         if not total:
             return Text(self.empty, style=self.rich_style)
         styles = {key: self.get_component_rich_style(cls) for key, _, cls in SEGMENTS}
+        # Without colour (NO_COLOR) each segment has its own glyph, shown in the legend.
+        no_color = getattr(self.app, "no_color", False)
+        glyphs = {key: (NO_COLOR_GLYPHS[i % len(NO_COLOR_GLYPHS)] if no_color else "█")
+                  for i, (key, _, _) in enumerate(SEGMENTS)}
         # Largest-remainder rounding so the cells add up to the width.
         raw = [(key, v * width / total) for key, v in self.values]
         cells = {key: int(x) for key, x in raw}
@@ -93,12 +100,12 @@ class LayerBar(Widget):
             cells[key] += 1
         for key, _ in self.values:
             if cells[key]:
-                text.append("█" * cells[key], styles[key])
+                text.append(glyphs[key] * cells[key], styles[key])
         text.append("\n")
         for key, label, _ in SEGMENTS:
             value = dict(self.values).get(key, 0)
             if value:
-                text.append("■ ", styles[key])
+                text.append(f"{glyphs[key] if no_color else '■'} ", styles[key])
                 text.append(f"{label} {fmt_bytes(value)}  ")
         return text
 
@@ -184,6 +191,8 @@ class FindingsView(Static):
 class LayersTab(TabView):
     TAB_TITLE = "Layers"
     TAB_ID = "layers"
+    TAB_ABOUT = ("for one process, from RSS down: kernel, glibc heap (in use / free kept / top), runtime; "
+                 "what malloc_trim would release now")
     FIGURE_SOURCES = (
         ("RSS, file-backed, anonymous, shmem, Swap", "/proc/PID/status VmRSS, RssFile, RssAnon, RssShmem, VmSwap"),
         ("PSS, Private_Dirty, LazyFree", "/proc/PID/smaps_rollup"),
@@ -201,8 +210,9 @@ class LayersTab(TabView):
         ("runtime", "/proc/PID/maps (libpython, libjvm, libnode...), the exe name, Go's ELF build note"),
     )
     TAB_KEYS = (("r", "walk the heap again now"),)
+    TRIMS = True
 
-    BINDINGS = [Binding("r", "refresh_now", "Walk again", show=False)]
+    BINDINGS = [Binding("r", "refresh_now", "Walk again")]
 
     PARTS = ("layers",)
 
@@ -237,6 +247,8 @@ class LayersTab(TabView):
         self.report = None
         self._drawn = None
         self._show_empty()
+        if self.is_attached:
+            self.app.refresh_bindings()
 
     def show_sample(self, sample: Sample) -> None:
         result = sample.result("layers")
@@ -262,6 +274,11 @@ class LayersTab(TabView):
             self.report = result.value
             self._show(result.value)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refresh_now":  # r walks the selected process's heap: none selected, or replay
+            return self.target is not None and not self.replaying
+        return super().check_action(action, parameters)
+
     def action_refresh_now(self) -> None:
         if self.target is not None:
             self.app.collector.refresh("layers")
@@ -281,6 +298,8 @@ class LayersTab(TabView):
     def _show(self, report: LayerReport) -> None:
         heap = report.heap
         state = "heap valid" if heap is not None and heap.valid else f"heap {heap.status if heap else '?'}"
+        if heap is not None and heap.status == "self":
+            state = "this is memtop itself: heap not walked"
         command = printable(" ".join(report.cmdline.split()) or f"[{report.comm}]", 48)
         self.query_one("#layers-title", Static).update(
             Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,

@@ -38,12 +38,12 @@ from memtop.collect.pagecache import (
 )
 from memtop.collect.parts import TREE_LIVE_MAX
 from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
-from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView
+from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
-from memtop.tui.tab import NOT_RECORDED, TabView
-from memtop.tui.widgets import CachedPlot, CursorTable
+from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -263,10 +263,10 @@ class RateChart(CachedPlot):
             return
         now = history[-1].time
         xs = [r.time - now for r in history]
-        for vm_key, label, factor in self.lines:
+        for i, (vm_key, label, factor) in enumerate(self.lines):
             ys = [(r.get(vm_key) or 0.0) * factor for r in history]
-            plt.plot(xs, ys, marker="braille", label=label)
-        plt.xfrequency(3)
+            plt.plot(xs, ys, marker=series_marker(self.app, i), label=label)
+        plt.xticks(*ago_ticks(-xs[0], 3))
         plt.yfrequency(3)
         self.replot()
 
@@ -275,6 +275,7 @@ class RateChart(CachedPlot):
 class PageCacheTab(TabView):
     TAB_TITLE = "Page cache"
     TAB_ID = "pagecache"
+    TAB_ABOUT = "what is cached per file, who maps it, thrashing"
     FIGURE_SOURCES = tuple((c.title, c.source) for c in FILE_COLUMNS) + (
         ("?", "unknown: e.g. a file this user cannot write (cachestat EPERM; mincore would claim it all cached)"),
         ("(a) files", "/proc/PID/maps (file-backed mappings) and /proc/PID/fd links of the selected process"),
@@ -296,11 +297,13 @@ class PageCacheTab(TabView):
     )
     BINDINGS = [
         Binding("o", "next_source", "Source"),
-        Binding("d", "ask_tree", "Directory"),
-        Binding("E", "evict_all", "Evict all shown", show=False),
-        Binding("x", "cancel_scan", "Cancel scan", show=False),
-        Binding("r", "rescan", "Rescan", show=False),
+        # Priority: handled when read, so that the path typed right after d goes into the box.
+        Binding("d", "ask_tree", "Directory", priority=True),
+        Binding("E", "evict_all", "Evict all"),
+        Binding("x", "cancel_scan", "Cancel scan"),
+        Binding("r", "rescan", "Rescan"),
     ]
+    EVICTS = True
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -319,7 +322,7 @@ class PageCacheTab(TabView):
         self.table = FileTable(id="pc-table")
         yield Static("", id="pc-source")
         with Horizontal(id="pc-tree-bar"):
-            yield Input(placeholder="directory to scan (Enter starts, Esc closes)", id="pc-tree-input")
+            yield TextBox(placeholder="directory to scan (Enter starts, Esc closes)", id="pc-tree-input")
             # A total from the start: without one the bar animates ("indeterminate"), a 15 Hz
             # timer that would run all the time, even with the tab hidden.
             yield ProgressBar(total=1, id="pc-progress", show_eta=False)
@@ -355,6 +358,7 @@ class PageCacheTab(TabView):
         if drawn == self._drawn:
             return
         self._drawn = drawn
+        keys_before = (bool(self.table.rows), self._scanning)
         if vmstat is not None:
             self.vmstat = vmstat.value or VmstatView(())
             self.vmstat_error = vmstat.error
@@ -368,6 +372,8 @@ class PageCacheTab(TabView):
         if shown is not self.table.files:
             self.table.set_files(shown)
             self.query_one(FileHeader).refresh()
+        if (bool(self.table.rows), self._scanning) != keys_before:
+            self.app.refresh_bindings()  # E, x and r act or not
         self._show_source()
         self._show_thrashing()
 
@@ -402,23 +408,47 @@ class PageCacheTab(TabView):
                 self.table.set_files(())
                 self._show_source()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The tab's keys, shown and acting only when they do something: x while a scan runs, r
+        once a tree was scanned, E with files listed; none that scans or evicts in replay."""
+        if action == "next_source":
+            return True
+        if self.replaying:
+            return False
+        if action == "cancel_scan":
+            return self._scanning
+        if action == "rescan":
+            return self.source == SOURCE_TREE and self.tree_root is not None and not self._scanning
+        if action == "evict_all":
+            return bool(self.table.rows)
+        if action == "ask_tree":  # not while a text box has the focus: a path has d's
+            return not isinstance(self.screen.focused, Input)
+        return super().check_action(action, parameters)
+
+    def can_sort(self) -> bool:
+        return True
+
     # --- source switching ---------------------------------------------------------------------
     def action_next_source(self) -> None:
         index = SOURCES.index(self.source)
         self.set_source(SOURCES[(index + 1) % len(SOURCES)])
 
-    def set_source(self, source: str) -> None:
+    def set_source(self, source: str, ask: bool = False) -> None:
+        """Show ``source``'s files. The tree's path box opens with the focus only when asked
+        (``d``): `o` cycles through the sources and must stay on the table, so that the next `o`
+        switches again instead of being typed into the path."""
         self.source = source
         self._drawn = ()
         self.table.set_files(self._files.get(source, ((), ""))[0])
         self.query_one(FileHeader).refresh()
         self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and (self.tree_root is None or self._scanning)
-        if source == SOURCE_TREE and self.tree_root is None:
+        if source == SOURCE_TREE and self.tree_root is None and ask:
             self.action_ask_tree()
         else:
             self.table.focus()
         self.app.update_wants()
         self._show_source()
+        self.app.refresh_bindings()
         if self.app.sample is not None:
             self.show_sample(self.app.sample)
 
@@ -447,31 +477,33 @@ class PageCacheTab(TabView):
         p = self._scan_progress
         if self.tree_root is None:
             return "type a directory to scan (d)"
+        error = self._files.get(SOURCE_TREE, ((), ""))[1]
+        if error and not self._scanning:  # the root itself could not be scanned: say why
+            return f"cannot scan: {error}"
         if p is None:
             return f"{self.tree_root}: starting"
-        skipped = ", ".join(f"{n} {k}" for k, n in sorted(p.skipped.items()) if n)
+        skipped = skipped_text(p.skipped)
         state = ("cancelled" if p.cancelled else f"stopped at the limit of {p.limit} files" if p.truncated
                  else "done" if p.done else "scanning (x cancels)")
         return f"{self.tree_root}: {state}" + (f"; skipped {skipped}" if skipped else "")
 
     def action_ask_tree(self) -> None:
         if self.source != SOURCE_TREE:
-            self.source = SOURCE_TREE
-            self.set_source(SOURCE_TREE)
+            self.set_source(SOURCE_TREE, ask=True)
             return
         self.query_one("#pc-tree-bar").display = True
         box = self.query_one("#pc-tree-input", Input)
         if self.tree_root and not box.value:
             box.value = self.tree_root
-        # The bar was hidden until now: focus once it has been laid out.
-        self.call_after_refresh(box.focus)
+        self.focus_now(box)  # the path typed right after d goes into the box
 
-    @on(Input.Submitted, "#pc-tree-input")
-    def _tree_submitted(self, event: Input.Submitted) -> None:
-        path = os.path.expanduser(event.value.strip())
-        if not path:
-            return
-        self.start_scan(path)
+    def box_enter(self, box: TextBox) -> None:
+        path = os.path.expanduser(box.value.strip())
+        if path:
+            self.start_scan(path)
+
+    def box_escape(self, box: TextBox) -> None:
+        self.key_escape()
 
     def start_scan(self, path: str) -> None:
         self.tree_root = os.path.abspath(path)
@@ -486,8 +518,9 @@ class PageCacheTab(TabView):
         bar = self.query_one("#pc-progress", ProgressBar)
         bar.update(total=1, progress=0)
         self.query_one("#pc-tree-bar").display = True
-        self.table.focus()
+        self.focus_now(self.table)
         self._show_source()
+        self.app.refresh_bindings()  # x cancels now
         # The Collector's tree part scans it (memtop/collect/parts.py TreePart), with progress.
         self.app.collector.set_params("tree", root=self.tree_root, scan=self._scan_id)
 
@@ -504,7 +537,7 @@ class PageCacheTab(TabView):
         bar = self.query_one("#pc-tree-bar")
         if bar.display and not self._scanning:
             bar.display = False
-            self.table.focus()
+            self.focus_now(self.table)
 
     # --- detail and thrashing -------------------------------------------------------------------
     @on(FileTable.Selected)

@@ -41,6 +41,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import ago_ticks, series_marker
 
 
 # --- widgets ----------------------------------------------------------------------------------
@@ -97,14 +98,14 @@ class PsiChart(PlotextPlot):
         else:
             now = series[-1][0]
             xs = [t - now for t, _, _ in series]
-            plt.plot(xs, [s for _, s, _ in series], marker="braille", label="some")
+            plt.plot(xs, [s for _, s, _ in series], marker=series_marker(self.app, 0), label="some")
             fulls = [(t - now, f) for t, _, f in series if f is not None]
             if fulls and any(f for _, f in fulls):
-                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker="braille", label="full")
+                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker=series_marker(self.app, 1), label="full")
             top = max(max(s for _, s, _ in series), max((f for _, f in fulls), default=0))
             plt.ylim(0, max(1.0, top * 1.1))
             plt.title(f"{self.resource} stall ms/s")
-            plt.xfrequency(3)
+            plt.xticks(*ago_ticks(-xs[0], 3))
             plt.yfrequency(2)
         self.refresh()
 
@@ -158,6 +159,7 @@ class CgroupTree(Static):
 class PressureTab(TabView):
     TAB_TITLE = "Pressure"
     TAB_ID = "pressure"
+    TAB_ABOUT = "PSI and stall alerts, cgroup limits"
     COMPONENT_CLASSES = {"pressure--muted", "pressure--heading", "pressure--event", "pressure--critical",
                          "pressure--warning"}
     FIGURE_SOURCES = (

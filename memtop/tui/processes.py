@@ -29,9 +29,9 @@ from memtop.model.process import History, ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
-from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns
-from memtop.tui.tab import TabView
-from memtop.tui.widgets import CachedPlot, CursorTable
+from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns, trend_sentence, trend_text
+from memtop.tui.tab import TabView, TextBox
+from memtop.tui.widgets import CachedPlot, CursorTable, clock_ticks
 
 
 def _cell(text: str, width: int, align: str) -> str:
@@ -325,6 +325,7 @@ class RssChart(CachedPlot):
         super().__init__(**kw)
         self._drawn_key = None
         self._drawn_at = 0.0
+        self.marks_drawn: tuple = ()  # the action marks on the picture (tests look)
 
     def show(self, view: ProcessView | None, history: History | None) -> None:
         """``history``: the view's (Snapshot.history)."""
@@ -339,12 +340,17 @@ class RssChart(CachedPlot):
         rss_history = history.column(1) if view else ()
         now = times[-1] if times else 0.0
         plotted = len(times) >= 2
+        # memtop's own actions (trim on this process; evict and drop caches, machine-wide) are
+        # marked where they happened, with what they released: before and after side by side.
+        marks = tuple(m for m in getattr(self.app, "action_marks", ())
+                      if view is not None and (m.identity is None or m.identity == view.sample.identity)
+                      and times and m.time >= times[0])
         # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
         live = getattr(self.app, "replay", None) is None
         keep_s = min(30.0, max(20.0, (now - times[0]) / 10)) if times else 30.0
         if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < keep_s:
-            drawn_pid, drawn_rss, step, drawn_plotted = self._drawn_key
-            if (pid, plotted) == (drawn_pid, drawn_plotted) and (
+            drawn_pid, drawn_rss, step, drawn_plotted, drawn_marks = self._drawn_key
+            if (pid, plotted, marks) == (drawn_pid, drawn_plotted, drawn_marks) and (
                 rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)
             ):
                 return
@@ -352,7 +358,8 @@ class RssChart(CachedPlot):
         y_range = _y_range(known)
         rows = max(1, self.size.height - 4)  # title, x axis, its labels and its title
         step = (y_range[1] - y_range[0]) / (4 * rows) if known else 0.0
-        self._drawn_key, self._drawn_at = (pid, rss, step, plotted), now
+        self._drawn_key, self._drawn_at = (pid, rss, step, plotted, marks), now
+        self.marks_drawn = ()
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -372,10 +379,23 @@ class RssChart(CachedPlot):
         xs = [p[0] for p in points]
         plt.plot(xs, [p[1] for p in points], marker="braille")
         first, last = xs[0], xs[-1]
-        ticks = [first + (last - first) * i / 4 for i in range(5)] if last > first else [first]
-        plt.xticks(ticks, [_clock(t, offset) for t in ticks])
-        plt.title(f"RSS of PID {view.pid} (MiB) from {_clock(first, offset)} to {_clock(last, offset)}")
-        plt.ylim(y_range[0] / 2**20, y_range[1] / 2**20)
+        plt.xticks(*clock_ticks(first, last, offset))
+        low, high = y_range[0] / 2**20, y_range[1] / 2**20
+        drawn = []
+        for mark in marks:
+            if mark.time > last:
+                continue  # the tick after the action is not read yet: drawn with it
+            plt.vline(mark.time, "red")
+            # The label beside its line, on the side with room, staggered so that two do not overlap.
+            right = last > first and (mark.time - first) / (last - first) > 0.6
+            plt.text(f"{mark.label} " if right else f" {mark.label}", mark.time,
+                     high - (high - low) * (0.08 + 0.22 * (len(drawn) % 3)), color="red",
+                     alignment="right" if right else "left")
+            drawn.append(mark)
+        self.marks_drawn = tuple(drawn)
+        plt.title(f"RSS of PID {view.pid} in MiB, by clock time ({_clock(first, offset)} to {_clock(last, offset)})"
+                  + ("; red: memtop's actions" if drawn else ""))
+        plt.ylim(low, high)
         plt.yfrequency(3)
         self.replot()
 
@@ -401,6 +421,8 @@ def _clock(monotonic: float, offset: float | None) -> str:
 class ProcessesTab(TabView):
     TAB_TITLE = "Processes"
     TAB_ID = "processes"
+    TAB_ABOUT = ("who uses memory, live: RSS, PSS, USS, anon/file/shmem, swap, LazyFree, threads, fds, "
+                 "page faults per second, the RSS trend, and the selected process's RSS history as a chart")
     PARTS = ("container_names",)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
@@ -412,13 +434,15 @@ class ProcessesTab(TabView):
     )
     TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "move the selection"),
                 ("Esc", "clear the filter"))
+    OPENS_LAYERS = True
+    TRIMS = True
 
     def compose(self) -> ComposeResult:
         self.table = ProcessTable(id="process-table")
         yield ColumnHeader(self.table, id="process-header")
         yield self.table
         yield Static("", id="process-totals", markup=False)
-        yield Input(placeholder="filter: name, user, PID or container (Enter keeps it, Esc clears)", id="process-filter")
+        yield TextBox(placeholder="filter: name, user, PID or container (Enter keeps it, Esc clears)", id="process-filter")
         with Vertical(id="process-detail"):
             yield Static("", id="process-detail-line", markup=False)
             yield RssChart(id="rss-chart")
@@ -426,6 +450,11 @@ class ProcessesTab(TabView):
     def on_mount(self) -> None:
         self.query_one("#process-filter").display = False
         self.table.focus()
+
+    def on_show(self) -> None:
+        # Coming back from another tab: the arrows (and the tab's keys) reach the table.
+        if not self.query_one("#process-filter", Input).has_focus:
+            self.table.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         # Short terminals (80x24 over ssh) keep the rows for the table: the chart gives way to
@@ -516,13 +545,14 @@ class ProcessesTab(TabView):
                 first = f" PID {s.pid} {name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
             rss_history = history.column(1)
             known = [r for r in rss_history if r is not None]
-            spark = ""
+            third = f"\n {trend_sentence(history.rss_trend())}"
             if len(known) >= 2 and not self.query_one(RssChart).display:
                 times = history.point_times()
                 span = fmt_duration(times[-1] - times[0])
-                spark = (f"\n RSS, last {span}: {sparkline(rss_history, min(40, len(rss_history)))}"
-                         f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}")
-            text = f"{first}\n{second}{fd}{spark}"
+                third = (f"\n RSS, last {span}: {sparkline(rss_history, min(40, len(rss_history)))}"
+                         f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}"
+                         f"  ΔRSS/min {trend_text(history.rss_trend())}")
+            text = f"{first}\n{second}{fd}{third}"
         if line.content != text:
             line.update(text, layout=False)
         self.query_one(RssChart).show(view if history is not None else None, history)
@@ -533,10 +563,16 @@ class ProcessesTab(TabView):
         self.app.select_process(message.view)
 
     # --- filter and sort --------------------------------------------------------
+    def can_filter(self) -> bool:
+        return True
+
+    def can_sort(self) -> bool:
+        return True
+
     def start_filter(self) -> bool:
         box = self.query_one("#process-filter", Input)
         box.display = True
-        box.focus()
+        self.focus_now(box)
         return True
 
     @on(Input.Changed, "#process-filter")
@@ -544,11 +580,15 @@ class ProcessesTab(TabView):
         self.table.set_filter(event.value)
         self._show_totals()
 
-    @on(Input.Submitted, "#process-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if not event.value:
-            event.input.display = False
-        self.table.focus()
+    def box_enter(self, box: TextBox) -> None:
+        self.table.set_filter(box.value)  # now: Input.Changed comes later
+        self._show_totals()
+        if not box.value:
+            box.display = False
+        self.focus_now(self.table)
+
+    def box_escape(self, box: TextBox) -> None:
+        self.key_escape()
 
     def key_escape(self) -> None:
         box = self.query_one("#process-filter", Input)
@@ -557,7 +597,7 @@ class ProcessesTab(TabView):
             box.display = False
             self.table.set_filter("")
             self._show_totals()
-            self.table.focus()
+            self.focus_now(self.table)
 
     def choose_sort(self) -> bool:
         from memtop.tui.screens import SortScreen

@@ -398,7 +398,7 @@ class ReplayApp(MemtopApp):
     def action_help(self) -> None:
         tab = self.active_tab()
         keys = REPLAY_KEYS + tuple(k for k in GLOBAL_KEYS if k[0] not in _LIVE_ONLY)
-        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, keys))
+        self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, keys, tab.TAB_ABOUT))
 
     async def action_quit(self) -> None:
         self.playing = False

@@ -18,7 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from textual import events
+from textual.binding import Binding
 from textual.containers import Container
+from textual.widgets import Input
 
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -26,17 +29,61 @@ from memtop.model.sample import Sample
 NOT_RECORDED = "not recorded at this tick of the file"
 
 
+class TextBox(Input):
+    """A tab's text box (a filter, a directory): keys act in the order they were typed.
+
+    Textual hands a key to the widget focused when the key is read, and a widget handles its keys
+    in its own time. So keys typed fast after Enter were typed into the box although Enter had
+    closed it (a digit then did not switch tabs, `p` did not pause). Here Enter and Esc are
+    handled by the box itself, in order with the characters before them (the tab's
+    :meth:`TabView.box_enter` / :meth:`TabView.box_escape`, which move the focus at once), and a
+    key that reaches the box after the focus left it is handed to the app again, which routes
+    it where the focus is now.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self.screen.focused is not self:
+            event.stop()
+            event.prevent_default()
+            self.app.post_message(events.Key(event.key, event.character))
+            return
+        tab = next((node for node in self.ancestors if isinstance(node, TabView)), None)
+        if event.key in ("enter", "escape") and tab is not None:
+            event.stop()
+            event.prevent_default()
+            if event.key == "enter":
+                tab.box_enter(self)
+            else:
+                tab.box_escape(self)
+            return
+        await super()._on_key(event)
+
+
 class TabView(Container):
     """Base of a tab's content."""
 
+    BINDINGS = [
+        # A priority binding: the app handles `/` when it reads it, before it routes the keys
+        # typed after it, which then go into the filter box (not to the table: `s` opening the
+        # sort chooser). Not while a text box has the focus (a path has slashes).
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
+    ]
+
     TAB_TITLE: ClassVar[str] = "?"
     TAB_ID: ClassVar[str] = "?"
+    # What the tab answers, in one line: the help screen's first line, `memtop help TAB`.
+    TAB_ABOUT: ClassVar[str] = ""
     # The Collector parts the tab shows (memtop/collect/parts.py), while it is visible.
     PARTS: ClassVar[tuple[str, ...]] = ()
     # (figure, where it comes from) for the help screen: every number on the tab has a row.
     FIGURE_SOURCES: ClassVar[tuple[tuple[str, str], ...]] = ()
     # Keys that only this tab handles, for the help screen: (key, what it does).
     TAB_KEYS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # The app's keys that act on this tab (MemtopApp.check_action shows and enables them only
+    # there): Enter opens the selected process in Layers, t trims it, e evicts the selected file.
+    OPENS_LAYERS: ClassVar[bool] = False
+    TRIMS: ClassVar[bool] = False
+    EVICTS: ClassVar[bool] = False
 
     DEFAULT_CSS = """
     TabView {
@@ -67,10 +114,43 @@ class TabView(Container):
         """
         return []
 
+    def can_filter(self) -> bool:
+        """Whether `/` filters something on this tab now (the footer shows it only then)."""
+        return False
+
+    def can_sort(self) -> bool:
+        """Whether `s` sorts something on this tab now (the footer shows it only then)."""
+        return False
+
     def start_filter(self) -> bool:
         """`/` was pressed on this tab. Return False when the tab has nothing to filter."""
         return False
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            return self.can_filter() and not isinstance(self.screen.focused, Input)
+        return True
+
+    def action_filter(self) -> None:
+        self.start_filter()
+
+    def box_enter(self, box: TextBox) -> None:
+        """Enter in one of the tab's text boxes: act, and focus the tab's list (before the next
+        key is routed: :meth:`focus_now`)."""
+
+    def box_escape(self, box: TextBox) -> None:
+        """Esc in one of the tab's text boxes: close it, and focus the tab's list."""
+
     def choose_sort(self) -> bool:
         """`s` was pressed on this tab. Return False when the tab has nothing to sort."""
         return False
+
+    def focus_now(self, widget) -> None:
+        """Focus ``widget`` before the next key is handled.
+
+        ``Widget.focus()`` focuses later (a callback queued behind the keys already read): keys
+        typed right after `/` would reach the table (`s` opening the sort chooser) and the ones
+        after them the filter box. The screen's ``set_focus`` focuses now; the widget must be
+        displayed (``display = True`` first).
+        """
+        self.screen.set_focus(widget)

@@ -36,6 +36,8 @@ SECTIONS = (
     ("memfd", "memfd", "e"),
     ("shmem", "Shmem", "c"),
 )
+# The section keys take one place in the footer: "m f d v x e c Sections".
+SECTION_KEYS = Binding.Group("Sections")
 
 COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
     # (title, width); None: the flexible column
@@ -83,6 +85,7 @@ def _ns_text(m: Mount) -> str:
 class TmpfsTab(TabView):
     TAB_TITLE = "tmpfs"
     TAB_ID = "tmpfs"
+    TAB_ABOUT = "RAM held by files: tmpfs mounts, deleted-but-open files, SysV/POSIX/memfd shared memory"
     FIGURE_SOURCES = (
         ("mounts", "/proc/self/mountinfo, and /proc/PID/mountinfo once per other mount namespace "
                    "(stat /proc/PID/ns/mnt): tmpfs, ramfs, hugetlbfs, devtmpfs"),
@@ -108,8 +111,8 @@ class TmpfsTab(TabView):
         ("Enter", "open the holder / creator process in Layers"),
     )
     BINDINGS = [
-        *(Binding(key, f"section('{sid}')", title, show=False) for sid, title, key in SECTIONS),
-        Binding("r", "scan", "Scan", show=False),
+        *(Binding(key, f"section('{sid}')", title, group=SECTION_KEYS) for sid, title, key in SECTIONS),
+        Binding("r", "scan", "Scan"),
     ]
     COMPONENT_CLASSES = {"tmpfs--warn", "tmpfs--unknown", "tmpfs--dim", "tmpfs--title"}
 
@@ -215,8 +218,11 @@ class TmpfsTab(TabView):
 
     def show_report(self, report: TmpfsReport) -> None:
         """Show a collection pass (the Collector's, or fixed data in tests)."""
+        first = self.report is None
         self.report = report
         self._render_all()
+        if first and self.is_attached:
+            self.app.refresh_bindings()  # r scans once there are mounts
 
     def show_scan(self, result: ScanResult, when: float | None = None) -> None:
         self.scans[result.mount_key] = result
@@ -233,11 +239,20 @@ class TmpfsTab(TabView):
         sid = event.tab.id.removeprefix("sec-")
         self.section = sid
         self.query_one(ContentSwitcher).current = f"tbl-{sid}"
+        self.app.refresh_bindings()  # s sorts the files section only
         if self.app.active_tab() is self:  # never take the focus from another tab (at start-up)
             self._table(sid).focus()
         if sid == "files" and self.live:
             self._auto_scan()
         self._render_all()
+
+    def can_sort(self) -> bool:
+        return self.section == "files"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "scan":  # r scans the selected mount's files: there must be one, live
+            return not self.replaying and self.report is not None and bool(self.report.mounts)
+        return super().check_action(action, parameters)
 
     def choose_sort(self) -> bool:
         if self.section != "files":

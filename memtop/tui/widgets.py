@@ -2,10 +2,80 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from textual import events
 from textual.binding import Binding
 from textual.scroll_view import ScrollView
 from textual_plotext import PlotextPlot
+
+
+# Steps between the labels of a time axis, seconds: labels fall on round times.
+_TIME_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+def time_step(span_s: float, labels: int = 5) -> int:
+    """The smallest round step that puts at most ``labels`` labels on ``span_s`` seconds."""
+    for step in _TIME_STEPS:
+        if span_s / step <= labels:
+            return step
+    return _TIME_STEPS[-1]
+
+
+def clock_ticks(first: float, last: float, offset: float | None, labels: int = 5) -> tuple[list[float], list[str]]:
+    """Ticks of an axis of monotonic times from ``first`` to ``last``, labelled with the clock
+    (``offset`` = wall clock - monotonic), on round seconds: never twice the same label, however
+    short the span (a span of 2 s gets 3 labels a second apart, not 5 copies of one second)."""
+    if offset is None:
+        return ago_ticks(last - first, labels, at=last)
+    step = time_step(last - first, labels)
+    wall = math.ceil((first + offset) / step) * step
+    ticks, texts = [], []
+    while wall <= last + offset + 1e-6:
+        ticks.append(wall - offset)
+        texts.append(time.strftime("%H:%M:%S", time.localtime(wall)))
+        wall += step
+    if not ticks:  # less than a second shown
+        ticks, texts = [first], [time.strftime("%H:%M:%S", time.localtime(first + offset))]
+    return ticks, texts
+
+
+def ago_label(seconds: float) -> str:
+    """-45s, -2m, -1m30s, -1h; "now" for 0: an axis of time before now that says its unit."""
+    seconds = round(seconds)
+    if seconds == 0:
+        return "now"
+    if seconds % 3600 == 0:
+        return f"-{seconds // 3600}h"
+    if seconds >= 60:
+        minutes, rest = divmod(seconds, 60)
+        return f"-{minutes}m" if not rest else f"-{minutes}m{rest:02d}s"
+    return f"-{seconds}s"
+
+
+def ago_ticks(span_s: float, labels: int = 4, at: float = 0.0) -> tuple[list[float], list[str]]:
+    """Ticks of an axis of seconds before now (x = ``at`` - seconds ago), on round steps:
+    "-2m", "-1m", "now" (the unit in every label)."""
+    step = time_step(span_s, labels)
+    ticks, texts = [], []
+    ago = 0
+    while ago <= span_s + 1e-6:
+        ticks.append(at - ago)
+        texts.append(ago_label(ago))
+        ago += step
+    return ticks[::-1], texts[::-1]
+
+
+# NO_COLOR: a chart's lines cannot be told apart by colour; each gets its own marker (the legend
+# shows it). With colour, all are braille dots (the finest).
+SERIES_MARKERS = ("braille", "+", "x", "o", "*")
+
+
+def series_marker(app, index: int) -> str:
+    if not getattr(app, "no_color", False):
+        return "braille"
+    return SERIES_MARKERS[index % len(SERIES_MARKERS)]
 
 
 class CachedPlot(PlotextPlot):

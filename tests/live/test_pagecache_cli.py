@@ -56,7 +56,7 @@ def test_cache_text_recursive_and_errors(tmp_path: Path):
     assert lines[0].split() == ["CACHED", "%", "DIRTY", "RECENT-EVICT", "SIZE", "PATH"]
     assert any(line.endswith(str(tmp_path / "sub" / "b.bin")) for line in lines)
     assert "total of 2 files" in lines[-1]
-    assert "skipped 1 fifo" in run.stderr
+    assert "skipped 1 FIFO" in run.stderr
     # a directory without -r, and a missing file: exit status 1, with the reason
     run = memtop("cache", str(tmp_path), str(tmp_path / "missing"))
     assert run.returncode == 1
@@ -67,7 +67,7 @@ def test_cache_text_recursive_and_errors(tmp_path: Path):
     # usage errors
     assert memtop("cache").returncode == 2
     run = memtop("cache", "--limit", "0", str(tmp_path))
-    assert run.returncode == 1 and "--limit" in run.stderr
+    assert run.returncode == 2 and "--limit" in run.stderr  # a usage error (issue 19)
 
 
 def test_snapshot_sections(tmp_path: Path, children):

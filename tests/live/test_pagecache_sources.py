@@ -100,3 +100,23 @@ def test_vanished_process_is_no_such_process(children):
     child.close()
     with pytest.raises(NoSuchProcess):
         process_cached_files(pid)
+
+
+def test_source_a_counts_every_holder_of_a_file(tmp_path, children):
+    """Source (a) lists the selected process's files, and PROCS counts every process that maps or
+    holds each one (issue 19: libc showed PROCS 1, the selected process only)."""
+    from memtop.collect.pagecache import process_top_files
+
+    opened, mapped = write_file(tmp_path / "o.bin", 4 * PAGE), write_file(tmp_path / "m.bin", 4 * PAGE)
+    deleted = [write_file(tmp_path / f"d{i}.bin", PAGE) for i in range(2)]
+    first = children.start([sys.executable, "-c", CHILD, str(opened), str(mapped), str(deleted[0])])
+    second = children.start([sys.executable, "-c", CHILD, str(opened), str(mapped), str(deleted[1])])
+    files = {f.path: f for f in process_top_files(first.pid)}
+    # GIVEN two processes holding the same two files (and each its own deleted one)
+    for shared in (str(opened), str(mapped)):
+        assert {first.pid, second.pid} <= set(files[shared].pids), shared
+    # the interpreter's libc is held by both, and by more processes than these two on any machine
+    libc = next(f for p, f in files.items() if "/libc.so" in p or "/libc-" in p)
+    assert {first.pid, second.pid} <= set(libc.pids) and len(libc.pids) > 2
+    # a file only the selected process holds has it alone
+    assert files[f"{deleted[0]} (deleted)"].pids == (first.pid,)

@@ -11,7 +11,8 @@ import pytest
 from memtop.actions import audit
 from memtop.tui.actions import ActionsLogScreen, DropCachesScreen, TrimScreen
 from memtop.tui.app import MemtopApp
-from memtop.tui.processes import ProcessTable
+from memtop.format import fmt_bytes
+from memtop.tui.processes import ProcessTable, RssChart
 from tests.actions_support import target_binary
 from tests.support import IS_ROOT, status_kb
 from tests.tui.fixed import feed, fixed_app
@@ -72,6 +73,17 @@ async def test_t_confirm_and_see_the_trim_result(children, gcc, state_home):
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, TrimScreen)
+        # and the RSS chart marks the trim where it happened, with what it released
+        released = screen.result.released_bytes
+        app.tick()
+        await pilot.pause()
+        chart = app.query_one(RssChart)
+        await wait_for(pilot, lambda: chart.marks_drawn)
+        (mark,) = chart.marks_drawn
+        assert mark.identity.pid == child.pid and mark.label == f"trim: RSS {fmt_bytes(-released, signed=True)}"
+        times = app.snapshot.history(app.snapshot.by_pid(child.pid)).point_times()
+        assert times[0] < mark.time <= times[-1]
+        assert mark.label in chart.render().plain  # drawn beside its line
     assert child.ask("ping") == "pong"
     records, _ = audit.read_log()
     assert [r["action"] for r in records] == ["trim"] and records[0]["result"]["status"] == "ok"
@@ -90,15 +102,22 @@ async def test_read_only_t_e_and_d_say_why_and_do_nothing():
         assert "cannot drop caches: memtop runs with --read-only" in text
 
 
-async def test_t_outside_processes_and_layers_and_e_without_files_explain():
+async def test_t_and_e_act_only_where_they_mean_something_and_e_without_files_explains():
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
+        # On the Kernel tab t and e do nothing: not offered in the footer, no dialog, no message.
         await pilot.press("5", "t", "e")
         await pilot.pause()
-        text = " ".join(messages(app))
-        assert "Processes or Layers tab" in text
-        assert "no file selected" in text
+        shown = {k.key_display for k in app.screen.query("FooterKey")}
+        assert not {"t", "e"} & shown and {"D", "A"} <= shown
+        assert app.screen is app.screen_stack[0] and messages(app) == []
+        # On the Page cache tab, e with no file in the list says why.
+        await pilot.press("4", "o")  # (c) directory tree, none typed yet: an empty list
+        assert app.active_tab().source == "tree" and not app.active_tab().table.rows
+        await pilot.press("e")
+        await pilot.pause()
+        assert "no file selected" in " ".join(messages(app))
         assert app.screen is app.screen_stack[0]
 
 

@@ -125,6 +125,12 @@ async def test_help_names_the_source_of_every_column():
         figures = dict(app.screen.figure_sources)
         for col in COLUMNS:
             assert col.title in figures and figures[col.title]
+        # its first line is what the tab answers, the text `memtop help processes` prints too
+        shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
+        from memtop.tui.processes import ProcessesTab
+
+        assert app.screen.about == ProcessesTab.TAB_ABOUT
+        assert "Who uses memory, live: RSS, PSS" in shown
         await pilot.press("escape")
         assert app.screen.__class__.__name__ != "HelpScreen"
 

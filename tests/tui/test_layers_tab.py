@@ -161,3 +161,43 @@ def test_layers_tab_snapshot(snap_compare):
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(MemtopApp(sample=False), terminal_size=(120, 40), run_before=run_before)
+
+
+@pytest.mark.live
+async def test_memtop_itself_is_named_and_its_heap_not_walked():
+    """Enter on memtop's own row (issue 19, item 7): Layers says plainly it is memtop, and does not
+    walk memtop's own heap (the walk allocated while reading, so it was never consistent and each
+    try grew memtop's RSS by the heap's size); the kernel's figures are still memtop's own."""
+    import os
+
+    app = MemtopApp(sample=False, part_workers=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.tick()
+        await pilot.pause()
+        # As a user finds it: filter the Processes tab by memtop's PID, Enter, Enter
+        await pilot.press("slash", *str(os.getpid()), "enter")
+        assert await wait_for(pilot, lambda: app.target is not None and app.target.pid == os.getpid())
+        await pilot.press("enter")
+        tab = app.query_one(LayersTab)
+        assert await wait_for(pilot, lambda: app.active_tab() is tab)
+        assert await wait_for(pilot, lambda: tab.report is not None), (app.sample.result("layers"), app.target)
+        await pilot.pause()
+        report = tab.report
+        assert report.identity == identity_of(os.getpid())
+        assert report.heap.status == "self" and not report.heap.valid and not report.heap.chunks_walked
+        assert report.rss_bytes and report.rss_bytes > 0  # the kernel's figures are there
+        title = str(app.query_one("#layers-title", Static).render())
+        assert f"PID {os.getpid()}" in title and "this is memtop itself: heap not walked" in title
+        assert "changing" not in title
+        heap_text = str(app.query_one("#layers-heap", Static).render())
+        assert "self: this is memtop itself" in heap_text
+        assert report.findings[0].text.startswith("This is memtop itself.")
+        # r asks again: still not walked
+        first = report
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: tab.report is not first)
+        assert tab.report.heap.status == "self"
+        # Arenas says so too
+        await pilot.press("3")
+        assert await wait_for(pilot, lambda: "this is memtop itself" in " ".join(
+            str(w.render()) for w in app.query("ArenasTab Static")))

@@ -104,7 +104,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         # (a.bin is first also when another session dropped the caches: ties sort by path)
         assert table.rows[0].stat.cached_bytes is not None
         note = str(tab.query_one("#pc-source").render())
-        assert "done" in note and "1 fifo" in note and "1 symlink" in note
+        assert "done" in note and "skipped 1 FIFO, 1 symbolic link" in note
         # AND sorting by path (s, then choose PATH) orders them by name
         table.focus()
         await pilot.press("s")
@@ -261,3 +261,31 @@ def test_pagecache_tab_looks(snap_compare, size, tmp_path: Path):
         await pilot.pause()
 
     assert snap_compare(fixed_app(root), terminal_size=size, run_before=run_before)
+
+
+async def test_a_mistyped_directory_says_so_and_skipped_entries_are_named(tmp_path):
+    """(c) with a directory that does not exist: "no such directory", not "done, 0 files"; a scan
+    that skipped symbolic links says how many, in words (issue 19)."""
+    missing = tmp_path / "no-such-dir"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    write_file(tree / "a.bin", PAGE)
+    for i in range(3):
+        (tree / f"link{i}").symlink_to(tree / "a.bin")
+    (tree / "one-link").symlink_to("/etc/hostname")
+    os.mkfifo(tree / "fifo")
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.tick()
+        await pilot.press("4", "d", *str(missing), "enter")
+        app.tick()
+        await pilot.pause()
+        tab = app.query_one(PageCacheTab)
+        source = str(tab.query_one("#pc-source").render())
+        assert f"cannot scan: {missing}: no such directory" in source and "done" not in source
+        await pilot.press("d", "ctrl+u", *str(tree), "enter")
+        app.tick()
+        await pilot.pause()
+        source = str(tab.query_one("#pc-source").render())
+        assert "done; skipped 1 FIFO, 4 symbolic links" in source, source
+        assert [Path(f.path).name for f in tab.table.rows] == ["a.bin"]

@@ -92,15 +92,48 @@ def test_garbage_in_stat_drops_the_row_not_the_tick(tree):
     assert snapshot.by_pid(1077) is None and snapshot.by_pid(7335) is not None
 
 
-def test_rss_change_per_minute():
-    def h(times, rss):
-        return History.from_points((float(t), r, None) for t, r in zip(times, rss))
+def _h(times, rss):
+    return History.from_points((float(t), r, None) for t, r in zip(times, rss))
 
-    history = h(range(0, 122, 2), [1000 * t for t in range(0, 122, 2)])  # +1000 bytes per second
+
+def test_rss_change_per_minute():
+    history = _h(range(0, 122, 2), [1000 * t for t in range(0, 122, 2)])  # +1000 bytes per second
     assert history.rss_change_per_min() == pytest.approx(60_000)
-    assert h((0, 5), (1, 2)).rss_change_per_min() is None  # less than 10 s of history
-    assert h((0, 20), (1, None)).rss_change_per_min() is None
-    assert h((0, 20, 40), (None, 100, 160)).rss_change_per_min() == pytest.approx(180)
+    assert history.rss_trend().kind == "trend" and history.rss_trend().span_s == 60
+    assert _h((0, 5), (1, 2)).rss_change_per_min() is None  # less than 10 s of history
+    assert _h((0, 20), (1, None)).rss_change_per_min() is None
+    assert _h((0, 20), (100, 160)).rss_change_per_min() is None  # two readings make no trend
+    assert _h((0, 20, 40), (100, 130, 160)).rss_change_per_min() == pytest.approx(90)
+    assert _h((0, 20, 40, 60), (None, 100, 130, 160)).rss_change_per_min() == pytest.approx(90)
+    assert _h(range(0, 62, 2), [5000] * 31).rss_trend().kind == "flat"
+
+
+def test_a_step_is_not_a_trend():
+    """The issue's case: 300 MiB allocated once, 25 s ago, on a process flat since: the old
+    "now minus 60 s ago" rate said +552 MiB/min for a minute. Now: no rate, the step shown."""
+    from memtop.tui.columns import trend_sentence, trend_text
+
+    mib = 2**20
+    times = list(range(0, 62, 2))
+    for step_at in (5, 20, 35, 50, 58):  # wherever the step falls in the window
+        rss = [100 * mib if t < step_at else 400 * mib for t in times]
+        trend = _h(times, rss).rss_trend()
+        assert trend.kind == "steps" and trend.r2 < 0.8, step_at
+        assert trend.change_per_min == 0.0 and _h(times, rss).rss_change_per_min() == 0.0
+        assert trend_text(trend) == "↑300 MiB"
+        assert "no steady rate" in trend_sentence(trend) and "100 MiB → 400 MiB" in trend_sentence(trend)
+    # A spike up and back down is not a rate either
+    spike = _h(times, [100 * mib if not 20 <= t < 30 else 300 * mib for t in times]).rss_trend()
+    assert trend_text(spike) == "↕200 MiB"
+    # A staircase that keeps climbing is a trend: +10 MiB every 6 s is +100 MiB a minute
+    stairs = _h(times, [100 * mib + (t // 6) * 10 * mib for t in times]).rss_trend()
+    assert stairs.kind == "trend" and stairs.slope_per_min == pytest.approx(100 * mib, rel=0.1)
+    assert trend_text(stairs).startswith("+") and "steady" in trend_sentence(stairs)
+    # A leak of 8 KiB a minute read every 2 s (each reading a whole page apart) is still a trend
+    leak = _h(times, [50 * mib + 4096 * (t // 30) for t in times] ).rss_trend()
+    assert leak.kind in ("steps", "trend")
+    slow = _h(list(range(0, 62, 2)), [50 * mib + 4096 * (t // 4) for t in range(0, 62, 2)]).rss_trend()
+    assert slow.kind == "trend" and trend_text(slow) == "+60.0 KiB"
 
 
 def test_history_is_bounded(tree):
@@ -113,17 +146,23 @@ def test_history_is_bounded(tree):
 
 
 def _naive_change(points, window_s=60.0):
-    """The per-point definition of RSS change per minute (what History computes from runs)."""
+    """The per-point definition of the RSS trend per minute (what History computes from runs):
+    the least-squares slope of the known readings of the last minute, when a line fits."""
     if len(points) < 2 or points[-1][1] is None:
         return None
-    now, rss_now = points[-1][0], points[-1][1]
-    i = next(i for i, p in enumerate(points) if p[0] >= now - window_s)
-    while i < len(points) - 1 and points[i][1] is None:
-        i += 1
-    t0, rss0 = points[i][0], points[i][1]
-    if now - t0 < 10.0 or rss0 is None:
+    now = points[-1][0]
+    known = [(t, r) for t, r, _ in points if t >= now - window_s and r is not None]
+    if len(known) < 3 or known[-1][0] - known[0][0] < 10.0:
         return None
-    return (rss_now - rss0) / (now - t0) * 60.0
+    n = len(known)
+    mt = sum(t for t, _ in known) / n
+    mr = sum(r for _, r in known) / n
+    stt = sum((t - mt) ** 2 for t, _ in known)
+    srr = sum((r - mr) ** 2 for _, r in known)
+    s = sum((t - mt) * (r - mr) for t, r in known)
+    if not srr or s * s / (stt * srr) < 0.8:
+        return 0.0
+    return s / stt * 60.0
 
 
 point_values = st.lists(st.tuples(st.sampled_from([None, 1000, 2000, 5000]), st.sampled_from([None, 3, 4])),
@@ -206,6 +245,6 @@ def test_idle_fast_path_builds_the_same_views_as_the_general_one(tree):
         assert a.processes == b.processes and (a.tick_times, a.tick0) == (b.tick_times, b.tick0), f"tick {tick}"
     # and the idle processes kept last tick's view object: not 7335 (its RSS moved within the
     # last minute) nor the zombie 7337 (its RSS is unknown)
-    assert a.by_pid(7335).rss_change_per_min > 0
+    assert a.history(a.by_pid(7335)).rss_trend().kind == "steps"  # one step: no steady rate (0.0)
     assert sorted(built_generally) == [7335, 7337] and len(a.processes) > 2
     assert all(v is before.by_pid(v.pid) for v in a.processes if v.pid not in (7335, 7337))
