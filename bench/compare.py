@@ -210,6 +210,9 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.sock, "kill-server"], env=self.env, capture_output=True)
+        # kill-server leaves its socket file behind: remove ours.
+        sock_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (sock_dir / self.sock).unlink(missing_ok=True)
 
 
 def _quote(s: str) -> str:
