@@ -347,8 +347,8 @@ def measure_tabs(tools: Tools, settle: float, window: float, warmup: float) -> l
 def _range(values: list[float], fmt: str = "{:.2f}") -> str:
     if not values:
         return "-"
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if abs(hi - lo) < 0.005 else f"{fmt.format(lo)}–{fmt.format(hi)}"
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def main() -> None:
