@@ -23,7 +23,8 @@ from types import MappingProxyType
 
 from memtop.model.process import ProcessIdentity, ProcessSample, ProcessView, Rollup, new_history, new_view
 from memtop.model.snapshot import Snapshot, SystemSample
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError, held_fd_budget
+from memtop.procfs import (_HELD_CHUNK, PROC, AccessDenied, NoSuchProcess, OpenFiles, ParseError, ProcfsError,
+                           held_fd_budget)
 from memtop.procfs import process as procfs
 from memtop.procfs import system as sysfs
 
@@ -340,11 +341,28 @@ class Sampler:
         stat_read, last_get = self._stat_files.read, self._last.get
         fd_size = (self._fd_dirs.size if self.idle_shortcuts and self._fd_dirs is not None and not all_rollups
                    else None)
+        # The idle path below runs for most processes every tick: OpenFiles.read/size and
+        # _want_rollup written out (the same results, without three calls per process).
+        stat_fd_get = self._stat_files.held
+        dir_fd_get = self._fd_dirs.held if self._fd_dirs is not None else None
+        rollups_get, visible, tick = self._rollups.get, self.visible, self.tick
+        idle_on_screen, idle_stagger = self.idle_on_screen, self.idle_stagger
+        pread, fstat = os.pread, os.fstat
         for pid in pids:
-            try:
-                raw = stat_read(pid)
-            except (NoSuchProcess, AccessDenied):
-                continue
+            raw = None
+            fd = stat_fd_get(pid)
+            if fd is not None:
+                try:
+                    raw = pread(fd, _HELD_CHUNK, 0)
+                except OSError:
+                    raw = None
+                if raw is not None and len(raw) >= _HELD_CHUNK:
+                    raw = None
+            if raw is None:  # not held yet, gone, or an error: OpenFiles sorts it out
+                try:
+                    raw = stat_read(pid)
+                except (NoSuchProcess, AccessDenied):
+                    continue
             last = last_get(pid)
             if fd_size is not None and last is not None and last[0] == raw:
                 # Idle since last tick (most processes): last tick's sample, unless its fd count
@@ -354,13 +372,34 @@ class Sampler:
                     samples[prev.identity] = prev
                     continue
                 if prev.fd_reason is None:
-                    try:
-                        fds = fd_size(pid)
-                    except ProcfsError:
-                        fds = None
-                    if fds == prev.fd_count and not self._want_rollup(prev.identity, raw, False):
-                        samples[prev.identity] = prev
-                        continue
+                    fds = None
+                    dfd = dir_fd_get(pid)
+                    if dfd is not None:
+                        try:
+                            fds = fstat(dfd).st_size
+                        except OSError:
+                            fds = None
+                    if fds is None:
+                        try:
+                            fds = fd_size(pid)
+                        except ProcfsError:
+                            fds = None
+                    if fds == prev.fd_count:
+                        identity = prev.identity
+                        state = rollups_get(identity)
+                        # _want_rollup(identity, raw, False), written out
+                        if state is None:
+                            due = True
+                        elif state.stat == raw:  # idle since its rollup was read
+                            if pid in visible:
+                                due = tick - state.tick >= idle_on_screen
+                            else:
+                                due = tick - state.tick >= idle_stagger or (pid + tick) % idle_stagger == 0
+                        else:
+                            due = self._want_rollup(identity, raw, False)
+                        if not due:
+                            samples[identity] = prev
+                            continue
             sample = self._read_process(pid, raw, now, all_rollups)
             if sample is not None:
                 samples[sample.identity] = sample

@@ -55,9 +55,12 @@ def duration_arg(text: str) -> float:
     return value
 
 
-def add_arguments(parser) -> None:
-    from memtop.output.record import DEFAULT_MAX_BYTES
+# memtop.output.record's DEFAULT_MAX_BYTES (tests/unit/test_record_codec.py checks they agree): not
+# imported here, so that building the command line (every `memtop` start) does not load the writer.
+DEFAULT_MAX_BYTES = 100 * 2**20
 
+
+def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE", help="the record file to create (never overwritten)")
     parser.add_argument("--interval", type=interval_seconds, default=None, metavar="S", dest="record_interval",
                         help="seconds between ticks, 0.5 to 3600 (default 2, or memtop's own --interval)")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from memtop.commands import CliError, pid_arg, positive_int
 from memtop.format import fmt_bytes, fmt_count
-from memtop.output.snapshot import snapshot_json
 from memtop.procfs import ProcfsError
 from memtop.model.snapshot import buff_cache, memory_used
 from memtop.text import json_dumps, printable
@@ -66,6 +65,8 @@ def take_sample(root: Path, pid: int | None = None, timeout_s: float = 120.0):
 
 def build_snapshot(root: Path = Path("/proc"), pid: int | None = None) -> dict:
     """The JSON document of ``memtop snapshot --json`` (read, then formatted)."""
+    from memtop.output.snapshot import snapshot_json  # imported when used: `memtop` starts faster
+
     return snapshot_json(take_sample(root, pid), pid=pid)
 
 

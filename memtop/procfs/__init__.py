@@ -234,6 +234,10 @@ class OpenFiles:
         self._fds[pid] = fd
         return fd
 
+    def held(self, pid: int) -> int | None:
+        """The fd held for ``pid``, or None (a caller's fast path; on any error, call read/size)."""
+        return self._fds.get(pid)
+
     def size(self, pid: int) -> int:
         """st_size of the held file by fstat(2): no path walk (for /proc/PID/fd, since Linux 6.2,
         the number of open fds). An fd whose process is gone fails with ENOENT even if the PID

@@ -25,7 +25,6 @@ from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
-from textual_plotext import PlotextPlot
 
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.kernel import (
@@ -41,7 +40,7 @@ from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CursorTable, ago_ticks, series_marker
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, update_static
 
 # --- the slab table's columns ------------------------------------------------------------------
 
@@ -200,7 +199,7 @@ class SlabTable(CursorTable):
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 
 
-class SlabChart(PlotextPlot):
+class SlabChart(CachedPlot):
     """Total bytes of the largest caches over time. Redrawn only when its data changed."""
 
     def __init__(self, **kw):
@@ -233,7 +232,7 @@ class SlabChart(PlotextPlot):
             plt.title(f"largest caches, MiB, last {fmt_duration(now - times[0])}")
             plt.xticks(*ago_ticks(now - times[0], 3))
             plt.yfrequency(3)
-        self.refresh()
+        self.replot()
 
 
 # --- the text panels ---------------------------------------------------------------------------
@@ -442,20 +441,20 @@ class KernelTab(TabView):
         if self.can_filter() != had_slabs:
             self.app.refresh_bindings()  # / and s act once there is a slab table
         width = self.size.width or 200
-        self.query_one("#kernel-categories", Static).update(categories_text(view, width))
-        self.query_one("#kernel-slab-title", Static).update(slab_title(view))
+        update_static(self.query_one("#kernel-categories", Static), categories_text(view, width))
+        update_static(self.query_one("#kernel-slab-title", Static), slab_title(view))
         self.query_one("#kernel-slab-title").set_class(view.slabs is None, "-unknown")
         self.table.set_rows(view.slabs, None if view.slabs is not None else
                             "run memtop as root to list the slab caches; meminfo's totals are above")
         self.query_one(SlabHeader).refresh()
-        self.query_one("#kernel-sockets", Static).update(sockets_table(view, width))
+        update_static(self.query_one("#kernel-sockets", Static), sockets_table(view, width))
         self._show_fds()
         if not self.has_class("-narrow"):
             self.query_one(SlabChart).show(view)
 
     def _show_fds(self) -> None:
-        self.query_one("#kernel-fds", Static).update(fds_text(self.view, self.app.target, self.app.snapshot,
-                                                                   self.size.width or 200))
+        update_static(self.query_one("#kernel-fds", Static), fds_text(self.view, self.app.target, self.app.snapshot,
+                                                                       self.size.width or 200))
 
     # --- filter and sort -----------------------------------------------------------------
     def can_filter(self) -> bool:

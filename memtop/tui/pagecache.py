@@ -43,7 +43,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, update_static
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -470,7 +470,7 @@ class PageCacheTab(TabView):
         line.append("(o switches)", "dim")
         # Text, not markup: the note may hold a directory name or a reason with a path.
         line.append("\n " + printable(note) + total)
-        self.query_one("#pc-source", Static).update(line)
+        update_static(self.query_one("#pc-source", Static), line)
 
     # --- the tree scan ------------------------------------------------------------------------
     def _tree_note(self) -> str:
@@ -558,7 +558,7 @@ class PageCacheTab(TabView):
             if s.reason:
                 figures += f"  ({printable(s.reason)})"
         holders = self._holder_names(f.pids)
-        detail.update(Text(f" {printable(s.path)}\n {figures}" + (f"\n held by {holders}" if holders else "")))
+        update_static(detail, Text(f" {printable(s.path)}\n {figures}" + (f"\n held by {holders}" if holders else "")))
 
     def _holder_names(self, pids: tuple[int, ...]) -> str:
         if not pids:
@@ -596,7 +596,7 @@ class PageCacheTab(TabView):
             state = (f"THRASHING: {self._thrash_summary()} (taller terminal: details)" if finding
                      else f"no thrashing: {self._thrash_summary()}")
             text = f" {rates}\n refaults {sparkline(series, 16)} {state}"
-        finding_box.update(Text(text))
+        update_static(finding_box, Text(text))
         for chart in self.query(RateChart):
             chart.show(history)
 

@@ -20,7 +20,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
+from memtop.tui.widgets import CachedPlot, update_static
 
 from memtop.format import fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding
@@ -74,7 +74,7 @@ class PressureBanner(Static):
         self.app.query_one("#tabs").active = "tab-pressure"
 
 
-class PsiChart(PlotextPlot):
+class PsiChart(CachedPlot):
     """Stall ms per second of one resource over the last minutes; redrawn only on change."""
 
     def __init__(self, resource: str, **kw):
@@ -107,7 +107,7 @@ class PsiChart(PlotextPlot):
             plt.title(f"{self.resource} stall ms/s")
             plt.xticks(*ago_ticks(-xs[0], 3))
             plt.yfrequency(2)
-        self.refresh()
+        self.replot()
 
 
 class CgroupTree(Static):
@@ -150,7 +150,7 @@ class CgroupTree(Static):
         out = Table.grid()
         out.add_row(Text(printable(note), style=style("cgroup-tree--muted")))
         out.add_row(table)
-        self.update(out)
+        update_static(self, out)
 
 
 # --- the tab -----------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class PressureTab(TabView):
                 f"{full.avg300:.2f}%" if full else "?",
                 f"{rate[2]:.1f}" if rate and rate[2] is not None else "?",
             )
-        widget.update(table)
+        update_static(widget, table)
 
     def _show_charts(self) -> None:
         reason = self._no_psi_reason()
@@ -419,7 +419,7 @@ class PressureTab(TabView):
             if not entry.event.growers:
                 body.add_row("", Text("  no process's RSS was growing", style=self._style("muted")))
         parts.append(body)
-        detail.update(Group(*parts))
+        update_static(detail, Group(*parts))
 
     def _show_tree(self) -> None:
         result = self.cgroups

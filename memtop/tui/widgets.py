@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import time
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.css.scalar import Unit
 from textual.scroll_view import ScrollView
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 
@@ -76,6 +80,44 @@ def series_marker(app, index: int) -> str:
     if not getattr(app, "no_color", False):
         return "braille"
     return SERIES_MARKERS[index % len(SERIES_MARKERS)]
+
+
+def update_static(widget: Static, content) -> None:
+    """``widget.update(content)`` when the content changed, and a layout pass of the screen only
+    when its height may change: a fixed height, or plain text with the same lines count, each
+    narrower than the widget (no wrap). A layout pass repaints every widget on screen (charts
+    included): a tab that updated its text panels every tick paid it every tick (issue 20)."""
+    old = widget.content
+    if type(old) is type(content) and old == content:
+        return
+    height = widget.styles.height
+    if height is not None and height.unit == Unit.CELLS:
+        widget.update(content, layout=False)
+        return
+    width = widget.content_size.width
+    if width <= 0:
+        widget.update(content)
+        return
+    if isinstance(content, (str, Text)) and isinstance(old, (str, Text)):
+        new_plain = content.plain if isinstance(content, Text) else content
+        old_plain = old.plain if isinstance(old, Text) else old
+        new_lines, old_lines = new_plain.split("\n"), old_plain.split("\n")
+        if (len(new_lines) == len(old_lines)
+                and all(cell_len(line) <= width for line in new_lines)
+                and all(cell_len(line) <= width for line in old_lines)):
+            widget.update(content, layout=False)
+            return
+        widget.update(content)
+        return
+    # Another renderable (a rich Table): its height at this width, measured by rendering it.
+    console = widget.app.console
+    try:
+        height = len(console.render_lines(content, console.options.update_width(width), pad=False))
+    except Exception:  # noqa: BLE001 - not a rich renderable: let Textual lay it out
+        height = None
+    same = height is not None and getattr(widget, "_memtop_height", None) == (width, height)
+    widget._memtop_height = (width, height)
+    widget.update(content, layout=not same)
 
 
 class CachedPlot(PlotextPlot):

@@ -186,3 +186,10 @@ def test_duration_argument(text, value):
 def test_bad_duration_argument(text):
     with pytest.raises(argparse.ArgumentTypeError):
         duration_arg(text)
+
+
+def test_the_command_line_default_size_is_the_writers():
+    from memtop.commands import record as command
+    from memtop.output import record as output
+
+    assert command.DEFAULT_MAX_BYTES == output.DEFAULT_MAX_BYTES
