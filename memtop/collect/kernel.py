@@ -9,6 +9,7 @@ keeps the history consistent when an old worker is still finishing).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import threading
 from array import array
 from collections import deque
@@ -226,6 +227,9 @@ class KernelCollector:
         if target_pid is not None:
             try:
                 breakdown = kfs.read_fd_breakdown(target_pid, self.root)
+                if breakdown.sockets:
+                    states, reason = kfs.read_socket_states(target_pid, self.root)
+                    breakdown = replace(breakdown, socket_states=states, socket_states_reason=reason)
             except NoSuchProcess:
                 breakdown_reason = f"process {target_pid} exited"
             except AccessDenied as e:

@@ -206,6 +206,10 @@ class FdBreakdown:
     deleted_files: int  # files whose link ends in " (deleted)": their pages live while open
     anon_kinds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # eventfd, eventpoll, ...
     unreadable: int = 0  # links that vanished or could not be read during the listing
+    # TCP/UDP/UNIX socket states of the process (psutil's net_connections: its sockets' inodes
+    # matched in /proc/PID/net/*), e.g. {"ESTABLISHED": 3, "CLOSE_WAIT": 40}; None: unknown (reason)
+    socket_states: Mapping[str, int] | None = None
+    socket_states_reason: str | None = None
 
 
 # --- fd growth and leaks --------------------------------------------------------------------

@@ -71,6 +71,8 @@ def breakdown_json(b: FdBreakdown) -> dict:
         "other": b.other,
         "deleted_files": b.deleted_files,
         "anon_kinds": dict(b.anon_kinds),
+        "socket_states": dict(b.socket_states) if b.socket_states is not None else None,
+        "socket_states_reason": b.socket_states_reason,
     }
 
 

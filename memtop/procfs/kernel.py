@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import MappingProxyType
+from typing import Mapping
 
 from memtop.model.kernel import FdBreakdown, FileNr, SlabCache, SlabInfo, SockProtocol, Sockstat
 from memtop.procfs import PAGE_SIZE, PROC, AccessDenied, NoSuchProcess, ParseError, read_text
@@ -293,3 +294,28 @@ def read_fd_breakdown(pid: int, root: Path = PROC) -> FdBreakdown:
         except OSError:
             targets.append(None)
     return fd_breakdown_from_links(pid, targets)
+
+
+def read_socket_states(pid: int, root: Path = PROC) -> tuple[Mapping[str, int] | None, str | None]:
+    """How many of the process's inet sockets are in each TCP state (UDP: NONE), through
+    psutil's ``net_connections`` (it matches the fds' socket inodes against /proc/PID/net/tcp,
+    tcp6, udp, udp6 of the process's own network namespace). (states, None) or (None, reason).
+
+    CLOSE_WAIT sockets are the classic leak: the peer closed, this process never did; each holds
+    its buffers and an fd. Only for the live /proc (psutil reads /proc itself)."""
+    if Path(root) != Path("/proc"):
+        return None, "socket states are read from the live /proc only (psutil)"
+    import psutil  # the Kernel tab's selected process only: not on the start-up path
+
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.NoSuchProcess:
+        raise NoSuchProcess(f"process {pid} exited") from None
+    except psutil.AccessDenied:
+        return None, "the kernel refused its fd table (run memtop as root or as its user)"
+    except OSError as e:
+        return None, f"net_connections: {e.strerror or e}"
+    states: dict[str, int] = {}
+    for c in connections:
+        states[c.status] = states.get(c.status, 0) + 1
+    return MappingProxyType(dict(sorted(states.items(), key=lambda kv: (-kv[1], kv[0])))), None

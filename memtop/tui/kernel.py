@@ -346,6 +346,17 @@ def fds_text(view: KernelView, target: ProcessIdentity | None, snapshot: Snapsho
             text.append(" (" + ", ".join(f"{k} {n}" for k, n in list(b.anon_kinds.items())[:3]) + ")")
         if b.deleted_files:
             text.append(f"  deleted-but-open {b.deleted_files}", style="bold")
+        if b.socket_states:
+            # On the same line (the panel is 3 lines): CLOSE_WAIT first, the one that is a leak.
+            waiting = b.socket_states.get("CLOSE_WAIT", 0)
+            if waiting:
+                text.append(f"  CLOSE_WAIT {waiting} (the peers closed, this process never did: each keeps an fd "
+                            "and its buffers)", style="bold")
+            rest = [f"{k} {n}" for k, n in b.socket_states.items() if k != "CLOSE_WAIT"]
+            if rest:
+                text.append("  inet " + " ".join(rest))
+        elif b.sockets and b.socket_states_reason:
+            text.append(f"  socket states: ? ({printable(b.socket_states_reason)})", style="dim")
     text.no_wrap = True
     text.overflow = "ellipsis"
     return text

@@ -56,4 +56,6 @@ def test_snapshot_cli_with_pid_adds_the_fd_breakdown():
     assert out.returncode == 0, out.stderr
     kernel = json.loads(out.stdout)["kernel"]
     assert kernel["fd_breakdown"] == {"pid": 14670, "total": 12, "sockets": 9, "pipes": 3, "files": 0,
-                                      "anon_inodes": 0, "other": 0, "deleted_files": 0, "anon_kinds": {}}
+                                      "anon_inodes": 0, "other": 0, "deleted_files": 0, "anon_kinds": {},
+                                      "socket_states": None,
+                                      "socket_states_reason": "socket states are read from the live /proc only (psutil)"}
