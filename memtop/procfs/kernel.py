@@ -304,7 +304,7 @@ def read_socket_states(pid: int, root: Path = PROC) -> tuple[Mapping[str, int] |
     CLOSE_WAIT sockets are the classic leak: the peer closed, this process never did; each holds
     its buffers and an fd. Only for the live /proc (psutil reads /proc itself)."""
     if Path(root) != Path("/proc"):
-        return None, "socket states are read from the live /proc only (psutil)"
+        return None, "psutil reads the live /proc only"
     import psutil  # the Kernel tab's selected process only: not on the start-up path
 
     try:

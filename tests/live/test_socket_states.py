@@ -81,4 +81,4 @@ def test_a_captured_tree_says_why_states_are_unknown(tmp_path):
     from memtop.procfs.kernel import read_socket_states
 
     states, reason = read_socket_states(1, tmp_path)
-    assert states is None and "live /proc" in reason
+    assert states is None and "live /proc only" in reason

@@ -58,4 +58,4 @@ def test_snapshot_cli_with_pid_adds_the_fd_breakdown():
     assert kernel["fd_breakdown"] == {"pid": 14670, "total": 12, "sockets": 9, "pipes": 3, "files": 0,
                                       "anon_inodes": 0, "other": 0, "deleted_files": 0, "anon_kinds": {},
                                       "socket_states": None,
-                                      "socket_states_reason": "socket states are read from the live /proc only (psutil)"}
+                                      "socket_states_reason": "psutil reads the live /proc only"}
