@@ -1,15 +1,16 @@
 """Collection for ``memtop export``: one :class:`ExportSample` per exporter tick.
 
-It reuses the readers behind ``memtop snapshot --json`` and the TUI: the process
-:class:`~memtop.collect.sampler.Sampler`, /proc/pressure, /proc/vmstat, /proc/slabinfo,
-/proc/net/sockstat, the tmpfs mount discovery and the memory cgroup walk. Every list it keeps is
+It takes the road of ``memtop snapshot`` and the TUI: a :class:`~memtop.collect.collector.Collector`
+with the process :class:`~memtop.collect.sampler.Sampler` and the parts psi, vmstat and cgroups
+(the TUI's own), plus three light parts of its own: the largest slab caches, /proc/net/sockstat
+and the memory-backed mounts (the Kernel and tmpfs tabs' parts read far more). Every list it keeps is
 bounded (top N processes, top K slab caches, mounts, cgroups), so the label cardinality of the
 exporter is bounded whatever the machine runs.
 
 Cost per tick: stat (+ status when it changed) and the fd count of every process, as the TUI;
 smaps_rollup (a page-table walk) only for the top N processes (and once for each new process,
 the sampler's first look); a readlink of /proc/PID/ns/mnt per process for the tmpfs mounts of
-other mount namespaces; one stat-sized read per cgroup (walk bounded to CGROUP_WALK_LIMIT).
+other mount namespaces; one stat-sized read per cgroup (the walk is bounded to 2,000 cgroups).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from memtop.collect.collector import Collector, Job, Part, PartUnavailable
+from memtop.collect.parts import CgroupsPart, PsiPart, VmstatPart
 from memtop.collect.sampler import Sampler
 from memtop.collect.tmpfs import discover_mounts
 from memtop.model.export import ExportSample, HeapFigures
@@ -28,15 +31,12 @@ from memtop.model.process import ProcessIdentity, ProcessSample
 from memtop.procfs import PROC, NoSuchProcess, ProcfsError
 from memtop.procfs import kernel as kfs
 from memtop.procfs import process as procfs
-from memtop.procfs.cgroup import locate_memory_hierarchy, walk_memory_cgroups
-from memtop.procfs.pressure import read_system_pressure
-from memtop.procfs.vmstat import read_vmstat
 
 DEFAULT_TOP = 20  # processes
 SLAB_TOP = 20  # slab caches
 MOUNT_TOP = 32  # memory-backed mounts
 CGROUP_TOP = 50  # memory cgroups (the root is always one of them)
-CGROUP_WALK_LIMIT = 2000  # cgroups read per tick at most (walk_memory_cgroups' own bound)
+# The cgroup walk reads at most 2,000 cgroups per tick (walk_memory_cgroups' own bound).
 HEAP_TOP = 5  # heaps walked (the largest of the top N), when --heap is on
 HEAP_PERIOD_S = 60.0  # a heap is walked again at most this often
 # The sampler re-reads smaps_rollup of the rows it is told are visible (here: the top N) every
@@ -45,8 +45,75 @@ HEAP_PERIOD_S = 60.0  # a heap is walked again at most this often
 _NEVER = 1 << 40
 
 
+class _Source(Part):
+    """One of the exporter's light sources, read through the Collector: a reader's expected error
+    becomes the part's error (the reason as the reader gives it)."""
+
+    def collect(self, job: Job):
+        try:
+            return self.read(job)
+        except ProcfsError as e:
+            raise PartUnavailable(getattr(e, "reason", None) or str(e)) from e
+
+    def read(self, job: Job):
+        raise NotImplementedError
+
+
+class SlabTopPart(_Source):
+    """The largest slab caches, their total and how many there are (/proc/slabinfo)."""
+
+    name = "slab_top"
+
+    def __init__(self, top: int):
+        self.top = top
+
+    def read(self, job: Job):
+        info = kfs.read_slabinfo(job.root)
+        slabs = tuple(sorted(info.caches, key=lambda c: (-c.total_bytes, c.name))[: self.top])
+        return slabs, info.total_bytes, len(info.caches)
+
+
+class SockstatPart(_Source):
+    """/proc/net/sockstat of memtop's own network namespace (the host's when run on the host)."""
+
+    name = "sockstat"
+
+    def read(self, job: Job):
+        return kfs.read_sockstat(f"{job.root}/net")
+
+
+class MemoryMountsPart(_Source):
+    """The memory-backed mounts (tmpfs, ramfs...) of every mount namespace, one row per
+    filesystem, largest first, at most ``top``; with the discovery's warnings."""
+
+    name = "memory_mounts"
+
+    def __init__(self, top: int):
+        self.top = top
+
+    def read(self, job: Job):
+        pids = [v.pid for v in job.snapshot.processes if not v.sample.kernel_thread]
+        discovery = discover_mounts(job.root, pids)
+        # One row per filesystem (a tmpfs seen in several namespaces is one), largest first.
+        unique = [m for m in discovery.mounts if m.duplicate_of is None]
+        unique.sort(key=lambda m: (-(m.used_bytes or 0), m.mountpoint))
+        if discovery.warnings and not discovery.mounts:
+            raise PartUnavailable("; ".join(discovery.warnings))
+        return tuple(unique[: self.top])
+
+
+# What the exporter asks the Collector for each tick (PSI, vmstat and the cgroup walk are the
+# TUI's parts; slabs, sockstat and mounts are lighter than the Kernel and tmpfs tabs' parts).
+EXPORT_PARTS = ("psi", "vmstat", "cgroups", "slab_top", "sockstat", "memory_mounts")
+
+
 class ExportSampler:
-    """Reads one :class:`ExportSample` per call of :meth:`sample`. One thread calls it."""
+    """Reads one :class:`ExportSample` per call of :meth:`sample`. One thread calls it.
+
+    The figures come from a :class:`~memtop.collect.collector.Collector` whose parts run in the
+    calling thread during the tick (the road every consumer takes); this class picks the bounded
+    top N of each list (the exporter's label cardinality) and the heap walks of --heap.
+    """
 
     def __init__(self, root: Path = PROC, *, top: int = DEFAULT_TOP, slab_top: int = SLAB_TOP,
                  mount_top: int = MOUNT_TOP, cgroup_top: int = CGROUP_TOP, heap: bool = False,
@@ -54,8 +121,6 @@ class ExportSampler:
                  clock=time.monotonic, wall_clock=time.time):
         self.root = Path(root)
         self.top = top
-        self.slab_top = slab_top
-        self.mount_top = mount_top
         self.cgroup_top = cgroup_top
         self.heap = heap
         self.heap_top = min(heap_top, top)
@@ -64,6 +129,10 @@ class ExportSampler:
         self._wall_clock = wall_clock
         self.sampler = Sampler(self.root, stagger=_NEVER, idle_on_screen=1, history_len=2, clock=clock,
                                wall_clock=wall_clock)
+        parts = [PsiPart(self.root), VmstatPart(self.root), CgroupsPart(self.root), SlabTopPart(slab_top),
+                 SockstatPart(), MemoryMountsPart(mount_top)]
+        self.collector = Collector(self.root, parts=parts, sampler=self.sampler, workers=0)
+        self.collector.want("export", EXPORT_PARTS)
         self._heap_walker = HeapWalker(self.root, heap_period_s, clock, wall_clock) if heap else None
         self.tick = 0
         self.cpu_total_s = 0.0
@@ -71,6 +140,7 @@ class ExportSampler:
     def close(self) -> None:
         if self._heap_walker is not None:
             self._heap_walker.close()
+        self.collector.close()
         self.sampler.close()
 
     def sample(self) -> ExportSample:
@@ -81,9 +151,10 @@ class ExportSampler:
         cpu0 = time.thread_time()
         errors: dict[str, str] = {}
 
-        snapshot = None
+        snapshot = collected = None
         try:
-            snapshot = self.sampler.sample()
+            collected = self.collector.tick()
+            snapshot = collected.processes
         except Exception as e:  # noqa: BLE001 - one source must not stop the others
             errors["processes"] = _reason(e)
             errors["meminfo"] = "not read: the process sampler failed"
@@ -97,13 +168,28 @@ class ExportSampler:
             # Next tick, the sampler reads these rollups itself (they are "on screen").
             self.sampler.visible = frozenset(s.pid for s in top)
 
-        pressure = self._source("pressure", errors, lambda: self._pressure(errors), None)
-        vmstat = self._source("vmstat", errors, lambda: read_vmstat(self.root), {})
-        slabs, slab_total, slab_count = self._source("slabinfo", errors, self._slabs, (None, None, None))
-        # memtop's own network namespace (/proc/net): the host's when run on the host.
-        sockstat = self._source("sockstat", errors, lambda: kfs.read_sockstat(f"{self.root}/net"), None)
-        mounts = self._source("tmpfs", errors, lambda: self._mounts(snapshot, errors), ())
-        cgroup_version, cgroups = self._source("cgroup", errors, self._cgroups, (None, ()))
+        def part(name: str, source: str):
+            """The value of part ``name`` at this tick, or None with its error in errors[source]."""
+            result = collected.result(name) if collected is not None else None
+            if result is None:
+                errors[source] = "not read: the process sampler failed" if collected is None else "not read"
+                return None
+            if result.error is not None:
+                errors[source] = result.error
+            return result.value
+
+        psi = part("psi", "pressure")
+        pressure = psi.latest if psi is not None else None
+        if pressure is not None and pressure.unknown:
+            errors["pressure"] = "; ".join(f"{k}: {v}" for k, v in pressure.unknown.items())
+        if pressure is not None and not pressure.resources:
+            pressure = None
+        vmstat_view = part("vmstat", "vmstat")
+        vmstat = dict(vmstat_view.counters or {}) if vmstat_view is not None else {}
+        slabs, slab_total, slab_count = part("slab_top", "slabinfo") or (None, None, None)
+        sockstat = part("sockstat", "sockstat")
+        mounts = part("memory_mounts", "tmpfs") or ()
+        cgroup_version, cgroups = self._cgroups(part("cgroups", "cgroup"), errors)
         heaps = self._source("heap", errors, lambda: self._heaps(top, errors), MappingProxyType({}))
         cpu_s = time.thread_time() - cpu0
         self.cpu_total_s += cpu_s
@@ -144,33 +230,17 @@ class ExportSampler:
             errors[name] = _reason(e)
         return default
 
-    def _pressure(self, errors: dict[str, str]):
-        pressure = read_system_pressure(self.root)
-        if pressure.unknown:
-            errors["pressure"] = "; ".join(f"{k}: {v}" for k, v in pressure.unknown.items())
-        return pressure if pressure.resources else None
-
-    def _slabs(self):
-        info = kfs.read_slabinfo(self.root)
-        slabs = tuple(sorted(info.caches, key=lambda c: (-c.total_bytes, c.name))[: self.slab_top])
-        return slabs, info.total_bytes, len(info.caches)
-
-    def _mounts(self, snapshot, errors: dict[str, str]):
-        pids = [v.pid for v in snapshot.processes if not v.sample.kernel_thread] if snapshot is not None else []
-        discovery = discover_mounts(self.root, pids)
-        # One row per filesystem (a tmpfs seen in several namespaces is one), largest first.
-        unique = [m for m in discovery.mounts if m.duplicate_of is None]
-        unique.sort(key=lambda m: (-(m.used_bytes or 0), m.mountpoint))
-        if discovery.warnings and not discovery.mounts:
-            errors["tmpfs"] = "; ".join(discovery.warnings)
-        return tuple(unique[: self.mount_top])
-
-    def _cgroups(self):
-        hierarchy = locate_memory_hierarchy(self.root)
-        tree = walk_memory_cgroups(hierarchy, limit=CGROUP_WALK_LIMIT)
+    def _cgroups(self, view, errors: dict[str, str]):
+        """The root cgroup and the largest others, at most ``cgroup_top`` (label cardinality)."""
+        if view is None:
+            return None, ()
+        if view.error is not None:
+            errors["cgroup"] = view.error
+            return None, ()
+        tree = view.tree
         root_cg = [cg for cg in tree if cg.path in ("", "/")]
         rest = sorted((cg for cg in tree if cg.path not in ("", "/")), key=lambda cg: (-(cg.current or 0), cg.path))
-        return hierarchy.version, tuple(root_cg + rest[: max(0, self.cgroup_top - len(root_cg))])
+        return view.version, tuple(root_cg + rest[: max(0, self.cgroup_top - len(root_cg))])
 
     def _heaps(self, top, errors: dict[str, str]):
         if self._heap_walker is None:
