@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy
 from tests.support import Child
 
@@ -31,6 +33,16 @@ def memory_hierarchy_or_reason() -> tuple[MemoryHierarchy | None, str | None]:
         if "memory" not in controls:
             return None, f"{hierarchy.directory}/cgroup.subtree_control does not enable memory for children"
     return hierarchy, None
+
+
+@pytest.fixture
+def hierarchy():
+    """This machine's memory hierarchy, or the test skips with the reason (not root; no memory
+    controller)."""
+    found, reason = memory_hierarchy_or_reason()
+    if found is None:
+        pytest.skip(reason)
+    return found
 
 
 def v2_reason_here() -> str:

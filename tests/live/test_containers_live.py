@@ -29,7 +29,7 @@ from tests.containers_support import (
     HOLD_FILES,
     TestCgroup,
     fs_type,
-    memory_hierarchy_or_reason,
+    hierarchy,  # noqa: F401 - a fixture
     v2_reason_here,
 )
 from tests.pressure_support import make_cold_file
@@ -37,14 +37,6 @@ from tests.support import wait_until
 
 pytestmark = pytest.mark.live
 MiB = 1 << 20
-
-
-@pytest.fixture
-def hierarchy():
-    found, reason = memory_hierarchy_or_reason()
-    if found is None:
-        pytest.skip(reason)
-    return found
 
 
 @pytest.fixture

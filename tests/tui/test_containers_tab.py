@@ -12,17 +12,9 @@ from rich.console import Console
 
 from memtop.tui.app import MemtopApp
 from memtop.tui.containers import ContainersTab, ContainersTable
-from tests.containers_support import GROW, HOLD_ANON, TestCgroup, memory_hierarchy_or_reason
+from tests.containers_support import GROW, HOLD_ANON, TestCgroup, hierarchy  # noqa: F401 - a fixture
 
 MiB = 2**20
-
-
-@pytest.fixture
-def hierarchy():
-    found, reason = memory_hierarchy_or_reason()
-    if found is None:
-        pytest.skip(reason)
-    return found
 
 
 def text_of(widget, width: int = 240) -> str:
