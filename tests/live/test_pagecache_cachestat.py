@@ -57,8 +57,10 @@ def test_half_read_file_matches_fincore_within_a_page(tmp_path: Path, method: st
     assert result.method == method
     assert result.size_bytes == SIZE
     assert abs(cached - independent) <= PAGE, (result, independent)
-    assert abs(cached - SIZE // 2) <= PAGE, result
-    assert result.cached_fraction == pytest.approx(0.5, abs=PAGE / SIZE)
+    # Half the file, less what the kernel may have evicted already of pages read once (seen
+    # under load: 10 pages, which cachestat counted as recently evicted); fincore above is the truth.
+    assert SIZE // 2 - 32 * PAGE <= cached <= SIZE // 2 + PAGE, result
+    assert result.cached_fraction == pytest.approx(cached / SIZE)
 
 
 @needs_cachestat
