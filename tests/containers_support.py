@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from memtop.procfs.cgroup import MemoryHierarchy, locate_memory_hierarchy
-from tests.support import Child
+from tests.support import Child, kill_and_remove_cgroup
 
 
 def memory_hierarchy_or_reason() -> tuple[MemoryHierarchy | None, str | None]:
@@ -122,21 +120,7 @@ class TestCgroup:
     def close(self) -> None:
         for child in list(self.children):
             child.close()
-        deadline = time.monotonic() + 10
-        while self.path.exists():
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.path.rmdir()
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        kill_and_remove_cgroup(self.path)
 
     def __enter__(self):
         return self

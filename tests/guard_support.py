@@ -21,31 +21,9 @@ from pathlib import Path
 
 from memtop.guard.pressure import cgroup2_mount
 from tests.pressure_support import V1Cgroup, v1_memory_available
-from tests.support import Child
+from tests.support import Child, kill_and_remove_cgroup
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _kill_and_remove(directory: Path, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while directory.exists():
-        try:
-            pids = [int(x) for x in (directory / "cgroup.procs").read_text().split()]
-        except FileNotFoundError:
-            pids = []
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            directory.rmdir()
-        except FileNotFoundError:
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class PressureCgroup:
@@ -111,7 +89,7 @@ class PressureCgroup:
             self.v1.close()
         finally:
             if self.v2_dir is not None:
-                _kill_and_remove(self.v2_dir)
+                kill_and_remove_cgroup(self.v2_dir)
 
     def __enter__(self):
         return self

@@ -7,12 +7,10 @@ The cgroup is always removed, even when the test fails: its tasks are killed fir
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
-from tests.support import Child
+from tests.support import Child, kill_and_remove_cgroup
 
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
@@ -82,21 +80,7 @@ class V1Cgroup:
                       sys.executable, "-c", code, *args], **kw)
 
     def close(self) -> None:
-        deadline = time.monotonic() + 10
-        while self.path.exists():
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.path.rmdir()
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        kill_and_remove_cgroup(self.path)
 
     def __enter__(self):
         return self

@@ -176,3 +176,27 @@ def run_as_user(uid: int, func, timeout: float = 30.0):
     if kind == "error":
         raise RuntimeError(f"in the child as uid {uid}: {value}")
     return value
+
+
+def kill_and_remove_cgroup(directory: Path, deadline_s: float = 10.0) -> None:
+    """Kill every process in the cgroup ``directory`` (SIGKILL) and remove it, retrying until
+    it is empty (a killed process leaves cgroup.procs a moment later)."""
+    deadline = time.monotonic() + deadline_s
+    while directory.exists():
+        try:
+            pids = [int(x) for x in (directory / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            directory.rmdir()
+        except FileNotFoundError:
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
