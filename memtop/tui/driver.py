@@ -26,6 +26,16 @@ from textual import constants
 from textual.message import Message
 
 KNOWN_TEXTUAL = ("8.2.8",)
+INPUT_THREAD_NAME = "memtop-input"  # as top -H, ps -L and /proc/PID/task/TID/comm show it
+
+
+def name_this_thread(name: str) -> None:
+    """Give the calling thread a name the kernel shows (its comm, at most 15 bytes)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass  # no /proc: the thread keeps the process's name
 
 
 class _WakingEvent(threading.Event):
@@ -101,6 +111,7 @@ def driver_class():
 
         def run_input_thread(self) -> None:
             """Wait for input and dispatch events (Textual 8.2's loop; see the module doc)."""
+            name_this_thread(INPUT_THREAD_NAME)
             selector = selectors.SelectSelector()
             selector.register(self.fileno, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
