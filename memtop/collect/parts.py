@@ -17,7 +17,7 @@ from typing import Any, Hashable, Mapping
 
 from memtop.collect.collector import Job, Part, PartUnavailable
 from memtop.collect.kernel import KernelCollector
-from memtop.collect.pagecache import VmstatSampler, process_top_files, top_cached_files
+from memtop.collect.pagecache import HeldFilesCache, VmstatSampler, process_top_files, top_cached_files
 from memtop.heap import LastValidWalks
 from memtop.model.pagecache import CachedFile, FilesView, TreeScanProgress, TreeView, VmstatView
 from memtop.model.pressure import CgroupsView, ProcessCgroups, PsiHistory
@@ -142,10 +142,18 @@ class VmstatPart(Part):
             return VmstatView(tuple(self.sampler.history), MappingProxyType(dict(counters)) if counters else None)
 
 
+def _listed_note(age_s: float) -> str:
+    return f"; who holds what listed {age_s:.0f} s ago" if age_s >= 1 else ""
+
+
 class ProcessFilesPart(Part):
-    """Page cache, source (a): the files the selected process maps or holds open."""
+    """Page cache, source (a): the files the selected process maps or holds open (read at every
+    run), each with every process that holds it (from the shared listing of source (b))."""
 
     name = "process_files"
+
+    def __init__(self, held: HeldFilesCache | None = None):
+        self.held = held
 
     def key(self, target, params):
         return target
@@ -154,9 +162,10 @@ class ProcessFilesPart(Part):
         target = job.target
         if target is None:
             return FilesView((), "no process selected: select one on the Processes tab", None)
+        holders, age = self.held.get() if self.held is not None and not job.one_shot else (None, 0.0)
         try:
-            files = process_top_files(target.pid, job.root)
-            note = f"PID {target.pid}: {len(files)} files mapped or open"
+            files = process_top_files(target.pid, job.root, holders=holders)
+            note = f"PID {target.pid}: {len(files)} files mapped or open" + _listed_note(age)
         except NoSuchProcess:
             files, note = [], f"PID {target.pid} has exited"
         except AccessDenied as e:
@@ -165,15 +174,21 @@ class ProcessFilesPart(Part):
 
 
 class SystemFilesPart(Part):
-    """Page cache, source (b): the files any process maps or holds open, most cached first."""
+    """Page cache, source (b): the files any process maps or holds open, most cached first. The
+    files' cached bytes are measured at every run; who holds them is listed again at the
+    :class:`HeldFilesCache`'s pace (the note says how old the list is)."""
 
     name = "system_files"
+
+    def __init__(self, held: HeldFilesCache | None = None):
+        self.held = held
 
     def collect(self, job: Job) -> FilesView:
         from memtop.procfs.cachestat import cachestat_supported
 
-        files, held = top_cached_files(job.root, cancel=job.cancelled)
-        note = f"{len(files)} files held by {held.processes_seen} processes"
+        listing, age = self.held.get() if self.held is not None and not job.one_shot else (None, 0.0)
+        files, held = top_cached_files(job.root, cancel=job.cancelled, held=listing)
+        note = f"{len(files)} files held by {held.processes_seen} processes" + _listed_note(age)
         if held.processes_denied:
             note += f"; {held.processes_denied} process(es) not readable by this user (their files are not listed)"
         method = "cachestat(2)" if cachestat_supported() else "mmap(2)+mincore(2)"
@@ -481,13 +496,14 @@ def default_parts(root: Path, **options: Any) -> list[Part]:
     """Every part, as the TUI, snapshot, record and export build their Collector."""
     walks = LastValidWalks()
     containers = _SharedContainers(root)
+    held = HeldFilesCache(root)
     return [
         KernelPart(root, **options.get("kernel", {})),
         PsiPart(root),
         CgroupsPart(root),
         VmstatPart(root),
-        ProcessFilesPart(),
-        SystemFilesPart(),
+        ProcessFilesPart(held),
+        SystemFilesPart(held),
         ProcessCgroupsPart(root),
         TreePart(root),
         TmpfsPart(root),

@@ -120,3 +120,37 @@ def test_source_a_counts_every_holder_of_a_file(tmp_path, children):
     assert {first.pid, second.pid} <= set(libc.pids) and len(libc.pids) > 2
     # a file only the selected process holds has it alone
     assert files[f"{deleted[0]} (deleted)"].pids == (first.pid,)
+
+
+def test_the_shared_listing_is_kept_while_young_and_its_age_is_said(tmp_path, children):
+    """GIVEN a HeldFilesCache that listed every process's files once
+    WHEN a new process opens a file before the listing is due again
+    THEN the kept listing (and its age) is returned, the files' bytes are still measured now,
+    and once the listing is due the new holder is found."""
+    from memtop.collect.pagecache import HeldFilesCache, process_top_files, top_cached_files
+
+    first_file, second_file = write_file(tmp_path / "a.bin", 4 * PAGE), write_file(tmp_path / "b.bin", 4 * PAGE)
+    deleted = [write_file(tmp_path / f"d{i}.bin", PAGE) for i in range(2)]
+    first = children.start([sys.executable, "-c", CHILD, str(first_file), str(first_file), str(deleted[0])])
+    cache = HeldFilesCache(duty=1e9)  # never due by its cost: only the age decides below
+    held, age = cache.get(now=1000.0)
+    assert age == 0.0 and str(first_file) in held.files
+    second = children.start([sys.executable, "-c", CHILD, str(second_file), str(second_file), str(deleted[1])])
+
+    kept, age = cache.get(now=1007.0)
+    assert kept is held and age == 7.0
+    assert str(second_file) not in kept.files
+    # the bytes of a kept listing are measured at this call: reading a file shows at once
+    drop_cache(first_file)
+    read_part(first_file, 4 * PAGE)
+    files, _ = top_cached_files(held=kept)
+    assert {f.path: f for f in files}[str(first_file)].stat.cached_bytes >= 3 * PAGE
+    # source (a) reads the selected process's own files now, and the holders from the listing
+    own = {f.path: f for f in process_top_files(second.pid, holders=kept)}
+    assert own[str(second_file)].pids == (second.pid,)
+
+    cache.duty = 0.0  # due: listed again
+    fresh, age = cache.get(now=1008.0)
+    assert fresh is not held and age == 0.0
+    assert second.pid in fresh.files[str(second_file)][1]
+    assert first.pid in fresh.files[str(first_file)][1]
