@@ -40,6 +40,12 @@ from memtop.model.snapshot import Snapshot
 from memtop.procfs import PROC
 
 
+# No part costs more than 1 % of a core on average: a run that cost c seconds of CPU is not
+# started again sooner than PART_DUTY * c after it ended (a part cheaper than a tick's worth runs
+# at its own interval, most at every tick). What is spaced out says its age on its tab.
+PART_DUTY = 100.0
+
+
 class PartUnavailable(Exception):
     """A part cannot be read for this request; its message says why (shown as it is)."""
 
@@ -231,6 +237,8 @@ class Collector:
                 interval = state.part.interval_s(self.interval_s, last)
                 if interval is None:
                     continue
+                if PART_DUTY * last.cpu_s > self.interval_s:  # an expensive run: spaced out
+                    interval = max(interval, PART_DUTY * last.cpu_s)
                 if (last.tick < snapshot.tick) if interval == 0 else (now - state.last_end >= interval):
                     due.append((state, key))
             for state, key in due:
@@ -282,7 +290,7 @@ class Collector:
 
         job = Job(snapshot, self._target, self._params.get(name, MappingProxyType({})), self.root, cancelled,
                   progress, one_shot)
-        started = self._clock()
+        started, cpu0 = self._clock(), time.thread_time()
         value, error = None, None
         try:
             value = state.part.collect(job)
@@ -290,13 +298,13 @@ class Collector:
             error = str(e)
         except Exception as e:  # noqa: BLE001 - a part must never stop the others; its error is shown
             error = f"{type(e).__name__}: {e}"
-        ended = self._clock()
+        ended, cpu_s = self._clock(), time.thread_time() - cpu0
         with self._lock:
             state.running = False
             state.last_end = snapshot.system.monotonic + (ended - started)  # on the processes' clock
             fresh = one_shot or self._current_key(state) == key
             if fresh and not (error is None and value is None and (self._closed or state.stop)):
-                state.result = PartResult(value, snapshot.tick, ended, ended - started, key, error)
+                state.result = PartResult(value, snapshot.tick, ended, ended - started, key, error, cpu_s=cpu_s)
             state.progress = None
             closed = self._closed
         if closed:

@@ -31,7 +31,6 @@ VMSTAT_HISTORY = 150
 TREE_LIVE_MAX = 1000  # a directory scan this short is measured again every tick (cachestat only)
 HEAP_REFRESH_S = 5.0  # a heap walk this long after the last one, while someone looks
 ARENAS_REFRESH_S = 10.0
-TMPFS_DUTY = 20.0  # a tmpfs pass costs ~0.15 ms per process: at most 5 % of a core
 
 
 class KernelPart(Part):
@@ -309,10 +308,6 @@ class TmpfsPart(Part):
         self.root = Path(root)
         self.smaps = smaps
 
-    def interval_s(self, tick_s, last):
-        cpu = getattr(last.value, "cpu_s", 0.0) if last is not None and last.value is not None else 0.0
-        return TMPFS_DUTY * cpu if TMPFS_DUTY * cpu > tick_s else 0.0
-
     def collect(self, job: Job):
         from memtop.collect.tmpfs import collect_report
 
@@ -404,9 +399,9 @@ class ArenasPart(Part):
         return target
 
     def interval_s(self, tick_s, last):
-        # A big heap or thousands of mappings make a walk expensive: keep it under ~5 % of a
-        # core by spacing the walks at least 20 times their cost apart (10 s at least).
-        return max(ARENAS_REFRESH_S, 20 * (last.seconds if last is not None else 0.0))
+        # A big heap or thousands of mappings make a walk expensive: the Collector spaces the
+        # walks to 100 times their CPU cost (PART_DUTY), 10 s at least.
+        return ARENAS_REFRESH_S
 
     def collect(self, job: Job):
         from memtop.heap.arena_advice import analyze_arenas

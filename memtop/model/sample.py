@@ -33,6 +33,7 @@ class PartResult:
     error: str | None = None
     progress: Any = None
     running: bool = False
+    cpu_s: float = 0.0  # the CPU time the run cost its thread
 
 
 @dataclass(frozen=True, slots=True)

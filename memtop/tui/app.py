@@ -40,7 +40,7 @@ from memtop.tui.pagecache import PageCacheTab
 from memtop.tui.pressure import PressureBanner, PressureTab, stall_line
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
-from memtop.tui.tab import TabView
+from memtop.tui.tab import TabsContent, TabView
 from memtop.tui.tmpfs import TmpfsTab
 
 TABS: tuple[type[TabView], ...] = (ProcessesTab, LayersTab, ArenasTab, PageCacheTab, KernelTab, TmpfsTab, PressureTab,
@@ -180,7 +180,7 @@ class MemtopApp(App):
     def compose(self) -> ComposeResult:
         yield MemoryHeader(id="header")
         yield PressureBanner(id="pressure-banner")
-        with TabbedContent(id="tabs"):
+        with TabsContent(id="tabs"):
             for i, tab in enumerate(TABS):
                 with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
                     yield self.tab_class(tab)(id=f"view-{tab.TAB_ID}")
@@ -317,7 +317,9 @@ class MemtopApp(App):
 
     @on(SampleReady)
     def _sample_ready(self, message: SampleReady) -> None:
-        if self._stopping:  # a tick that arrives while the app shuts down: nothing to show
+        if self._stopping or not self.is_running:
+            # A tick that arrives while the app shuts down (by q, or closed by its runner: its
+            # screens may be gone already, seen in CI under load): nothing to show.
             return
         sample = message.sample
         if self.sample is not None and sample.tick < self.sample.tick:

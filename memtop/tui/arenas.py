@@ -187,7 +187,7 @@ class ArenasTab(TabView):
 
     def on_show(self) -> None:
         # The tab's keys (r, m, arrows) work while focus is inside it: take it when shown.
-        self.query_one("#arenas-table", DataTable).focus()
+        self.focus_when_shown(self.query_one("#arenas-table", DataTable))
 
     # --- the app's calls ---------------------------------------------------------------------
     PARTS = ("arenas",)

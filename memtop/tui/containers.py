@@ -28,6 +28,7 @@ from memtop.model.containers import ContainerMemory, ContainersView, container_f
 from memtop.model.findings import Severity
 from memtop.model.sample import Sample
 from memtop.text import printable
+from memtop.tui.widgets import spaced_note
 from memtop.tui.tab import NOT_RECORDED, TabView
 
 # 120 columns wide with the cell padding: the use in per cent is in the detail below.
@@ -232,7 +233,7 @@ class ContainersTab(TabView):
 
     def on_show(self) -> None:
         # The arrows move in the table while the tab is shown.
-        self.query_one(ContainersTable).focus()
+        self.focus_when_shown(self.query_one(ContainersTable))
 
     def show_sample(self, sample: Sample) -> None:
         result = sample.result("containers")
@@ -247,10 +248,11 @@ class ContainersTab(TabView):
             title.update(Text(f"Containers: {printable(result.error)}"))
             return
         if result.value is not None and result.value is not self.view:
-            self.show_view(result.value)
+            self.show_view(result.value, spaced_note(result))
 
-    def show_view(self, view: ContainersView) -> None:
-        """Draw one ContainersView (tests call this with a view read from cgroups they made)."""
+    def show_view(self, view: ContainersView, spaced: str = "") -> None:
+        """Draw one ContainersView (tests call this with a view read from cgroups they made);
+        ``spaced``: when it was read, if the readings are spaced out (:func:`spaced_note`)."""
         self.view = view
         sample, oom = view.containers, view.oom
         title = self.query_one("#containers-title", Static)
@@ -259,7 +261,8 @@ class ContainersTab(TabView):
                               f"{printable(sample.unknown.get('containers', UNKNOWN))}"))
         else:
             title.update(Text(f"{len(sample.containers)} containers, pods, machines and units with processes "
-                              f"(cgroup v{sample.version}); largest first", style="bold"))
+                              f"(cgroup v{sample.version}); largest first" + (f"; {spaced}" if spaced else ""),
+                              style="bold"))
         table = self.query_one(ContainersTable)
         keys = [entry.container.cgroup for entry in sample.containers]
         highlighted = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None

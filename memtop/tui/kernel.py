@@ -421,7 +421,7 @@ class KernelTab(TabView):
     def on_show(self) -> None:
         # The arrows move in the slab table when the tab is shown (focus is lost when tabs switch).
         if not self.query_one("#slab-filter", Input).has_focus:
-            self.table.focus()
+            self.focus_when_shown(self.table)
 
     def on_resize(self, event: events.Resize) -> None:
         # The chart needs room beside a full-width table: only on wide terminals.

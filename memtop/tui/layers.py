@@ -237,7 +237,7 @@ class LayersTab(TabView):
 
     def on_show(self) -> None:
         # Focus the body when the tab is shown, so that r and the scroll keys reach it.
-        self.query_one("#layers-body").focus()
+        self.focus_when_shown(self.query_one("#layers-body"))
 
     # --- what the app calls ------------------------------------------------------
     def show_target(self, target: ProcessIdentity | None) -> None:

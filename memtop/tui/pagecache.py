@@ -43,7 +43,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, update_static
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, spaced_note, update_static
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -342,7 +342,7 @@ class PageCacheTab(TabView):
     def on_show(self) -> None:
         # The tab's keys (o, t, x, r) work when focus is inside it: take it when shown.
         if not self.query_one("#pc-tree-input", Input).has_focus:
-            self.table.focus()
+            self.focus_when_shown(self.table)
 
     def on_resize(self, event: events.Resize) -> None:
         # At 80x24 the charts give way to one line of sparklines: the file list needs the rows.
@@ -396,7 +396,8 @@ class PageCacheTab(TabView):
         if self.source == SOURCE_PROCESS and result.key != self._target:
             return  # measured for a process that is no longer the selected one
         if result.value is not None:
-            self._files[self.source] = (result.value.files, result.value.note)
+            spaced = spaced_note(result)
+            self._files[self.source] = (result.value.files, result.value.note + (f"; {spaced}" if spaced else ""))
         elif result.error:
             self._files[self.source] = ((), f"cannot list files: {result.error}")
 

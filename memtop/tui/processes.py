@@ -454,7 +454,7 @@ class ProcessesTab(TabView):
     def on_show(self) -> None:
         # Coming back from another tab: the arrows (and the tab's keys) reach the table.
         if not self.query_one("#process-filter", Input).has_focus:
-            self.table.focus()
+            self.focus_when_shown(self.table)
 
     def on_resize(self, event: events.Resize) -> None:
         # Short terminals (80x24 over ssh) keep the rows for the table: the chart gives way to

@@ -21,7 +21,7 @@ from typing import ClassVar
 from textual import events
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import Input
+from textual.widgets import Input, TabbedContent, TabPane
 
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -57,6 +57,23 @@ class TextBox(Input):
                 tab.box_escape(self)
             return
         await super()._on_key(event)
+
+
+class TabsContent(TabbedContent):
+    """The app's tabs. Textual makes the pane that holds a newly focused widget the active one,
+    through a message (TabPane.Focused) handled later. So Enter in a filter box (the focus moves
+    to the tab's table) followed at once by a digit switched tabs, and then the late message
+    switched back. A late message whose pane no longer holds the focused widget is dropped.
+    Relies on TabbedContent's private handler: Textual is pinned (tests/unit/test_pins.py) and
+    tests/tui/test_keys.py types Enter and a digit at once on every tab with a filter."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        # Textual calls the handler of each class of the MRO in turn: TabbedContent's runs
+        # after this one unless the default is prevented.
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors:
+            event.stop()  # stale: the focus has moved on since
+            event.prevent_default()
 
 
 class TabView(Container):
@@ -144,6 +161,14 @@ class TabView(Container):
     def choose_sort(self) -> bool:
         """`s` was pressed on this tab. Return False when the tab has nothing to sort."""
         return False
+
+    def focus_when_shown(self, widget) -> None:
+        """From ``on_show``: focus ``widget`` now, if this tab is still the active one. Not
+        ``widget.focus()``, which focuses later: a digit typed meanwhile had switched to another
+        tab, and a focus arriving inside this hidden tab made Textual switch back to it (seen in
+        CI: Enter in the filter, then 5, stayed on Processes). See also :class:`TabsContent`."""
+        if self.is_attached and self.app.active_tab() is self and widget.display:
+            self.screen.set_focus(widget)
 
     def focus_now(self, widget) -> None:
         """Focus ``widget`` before the next key is handled.

@@ -24,6 +24,7 @@ from memtop.model.sample import Sample
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import spaced_note
 
 PASS_DUTY_FACTOR = 20  # a pass costing c seconds of CPU runs at most every 20c seconds
 
@@ -132,6 +133,7 @@ class TmpfsTab(TabView):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.report: TmpfsReport | None = None
+        self._report_result = None  # the PartResult it came from (when it was read)
         self.scans: dict[str, ScanResult] = {}
         self.scan_times: dict[str, float] = {}
         self.scanning: tuple[str, str, int, int] | None = None  # key, mountpoint, entries, files
@@ -210,6 +212,7 @@ class TmpfsTab(TabView):
                         self.scan_times[key] = when
                         self._selected_mount = self._selected_mount or key
         if report is not None and report.value is not None and report.value is not self.report:
+            self._report_result = report
             self.show_report(report.value)
             if self.live and self.section == "files":
                 self._auto_scan()
@@ -421,8 +424,10 @@ class TmpfsTab(TabView):
         if self.scanning is not None:
             _, mountpoint, entries, files = self.scanning
             status.append(f"scanning {printable(mountpoint)}: {fmt_count(entries)} entries, {fmt_count(files)} files …  ")
+        spaced = spaced_note(self._report_result)
         status.append(f"{r.processes_seen} processes, {len(r.namespaces)} mount ns, smaps {r.smaps_read} read"
-                      + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else ""), style=self._style("tmpfs--dim"))
+                      + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else "")
+                      + (f"; {spaced}" if spaced else ""), style=self._style("tmpfs--dim"))
         summary.update(line + Text("\n") + status)
 
     def _summary_line(self, rec, variant: str, wrap_at: int | None = None) -> Text:

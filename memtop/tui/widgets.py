@@ -45,6 +45,18 @@ def clock_ticks(first: float, last: float, offset: float | None, labels: int = 5
     return ticks, texts
 
 
+def spaced_note(result, tick_s: float = 2.0) -> str:
+    """When a part's runs are spaced out to keep its cost under 1 % of a core (see
+    memtop/collect/collector.py PART_DUTY): "read at 05:40:12, every ~11 s"; else "". A clock
+    time, not an age, so that a line drawn once stays true."""
+    from memtop.collect.collector import PART_DUTY
+
+    if result is None or result.value is None or PART_DUTY * result.cpu_s <= tick_s:
+        return ""
+    wall = time.time() - (time.monotonic() - result.finished)
+    return f"read at {time.strftime('%H:%M:%S', time.localtime(wall))}, every ~{PART_DUTY * result.cpu_s:.0f} s"
+
+
 def ago_label(seconds: float) -> str:
     """-45s, -2m, -1m30s, -1h; "now" for 0: an axis of time before now that says its unit."""
     seconds = round(seconds)

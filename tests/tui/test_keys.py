@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 
 import pytest
 from textual import events
@@ -64,6 +65,14 @@ async def type_at_once(app, pilot, *keys: str) -> None:
         app.post_message(events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None)))
     await pilot.pause()
     await pilot.pause()
+
+
+async def pause_until(pilot, condition, timeout: float = 10.0) -> None:
+    """Let the app handle its messages until ``condition()`` holds or ``timeout`` passes (the
+    caller asserts it after)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
 
 
 def footer_keys(app) -> list[FooterKey]:
@@ -210,10 +219,14 @@ class Walk:
         # Typed as fast as a terminal delivers them: the digit after Enter switches tabs.
         await type_at_once(app, self.pilot, "slash", *needle, "enter", other)
         assert box.value == needle and tab.table.filter_text == needle
+        # A key that reached the box after Enter took the focus away is handed back to the app
+        # as a new message: under load that can take more than the two pauses above.
+        await pause_until(self.pilot, lambda: app.active_tab().TAB_ID == TABS[int(other) - 1].TAB_ID)
         assert app.active_tab().TAB_ID == TABS[int(other) - 1].TAB_ID
         await self.back_to_tab()
         assert app.focused is tab.table and not app.screen.is_modal
         await type_at_once(app, self.pilot, "slash", "enter", "p")  # the filter kept, p pauses
+        await pause_until(self.pilot, lambda: app.paused)
         assert app.paused and box.value == needle and app.focused is tab.table
         await self.press("p")
         assert not app.paused
@@ -350,10 +363,12 @@ async def test_replay_filter_keeps_digits_and_p(tmp_path, child):
         box = tab.query_one("#process-filter", Input)
         await type_at_once(app, pilot, "slash", *str(child.pid), "enter", "5")
         assert box.value == str(child.pid) and [v.pid for v in tab.table.rows] == [child.pid]
+        await pause_until(pilot, lambda: app.active_tab().TAB_ID == "kernel")
         assert app.active_tab().TAB_ID == "kernel"
         await pilot.press("1")
         assert app.active_tab() is tab and app.focused is tab.table
         await type_at_once(app, pilot, "slash", "enter", "p")
+        await pause_until(pilot, lambda: app.playing)
         assert app.playing and box.value == str(child.pid)
         await pilot.press("p")
         assert not app.playing
