@@ -312,6 +312,7 @@ class PageCacheTab(TabView):
         self.vmstat: VmstatView = VmstatView(())
         self.vmstat_error: str | None = None
         self._files: dict[str, tuple[tuple[CachedFile, ...], str]] = {}  # source -> (files, note)
+        self._spaced: dict[str, str] = {}  # source -> when a spaced-out reading was taken
         self._scan_id = 0  # which scan the Collector's tree part is asked for
         self._scan_progress: TreeScanProgress | None = None
         self._scanning = False
@@ -396,8 +397,8 @@ class PageCacheTab(TabView):
         if self.source == SOURCE_PROCESS and result.key != self._target:
             return  # measured for a process that is no longer the selected one
         if result.value is not None:
-            spaced = spaced_note(result)
-            self._files[self.source] = (result.value.files, result.value.note + (f"; {spaced}" if spaced else ""))
+            self._files[self.source] = (result.value.files, result.value.note)
+            self._spaced[self.source] = spaced_note(result)
         elif result.error:
             self._files[self.source] = ((), f"cannot list files: {result.error}")
 
@@ -469,6 +470,9 @@ class PageCacheTab(TabView):
         unknown = sum(1 for f in files if f.stat.cached_bytes is None)
         total = f"   {len(files)} files, {fmt_bytes(cached)} cached" + (f", {unknown} unknown (?)" if unknown else "")
         line.append("(o switches)", "dim")
+        spaced = self._spaced.get(self.source, "") if self.source != SOURCE_TREE else ""
+        if spaced:
+            line.append(f"   {spaced}", "dim")
         # Text, not markup: the note may hold a directory name or a reason with a path.
         line.append("\n " + printable(note) + total)
         update_static(self.query_one("#pc-source", Static), line)
