@@ -73,7 +73,7 @@ async def shoot(demo_pid: int) -> list[Path]:
             await pilot.press(str(index + 1))
             await asyncio.sleep(6 if index else 1)  # let the tab's own workers answer
             await pilot.pause()
-            name = f"{index + 1}-{tab.TAB_ID}.svg"
+            name = f"{index + 1}-{tab.id}.svg"
             app.save_screenshot(filename=name, path=str(OUT))
             saved.append(OUT / name)
     return saved

@@ -25,9 +25,9 @@ EXIT = (("0", "success"), ("1", "failure: one line on stderr, memtop: ..."), ("2
 
 
 def _tabs():
-    from memtop.tui.app import TABS
+    from memtop.tui.app import tab_classes
 
-    return TABS
+    return tab_classes()
 
 
 TOPICS = (*TAB_IDS, "keys", "exit", "all")  # the tabs in the app's order (a test checks it), then the rest

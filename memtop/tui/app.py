@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 from collections import deque
 from dataclasses import dataclass
 import os
@@ -30,21 +31,45 @@ from memtop.model.process import ProcessIdentity, ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
-from memtop.tui.arenas import ArenasTab
-from memtop.tui.containers import ContainersTab
 from memtop.tui.driver import TerminalLost
 from memtop.tui.header import MemoryHeader
-from memtop.tui.kernel import KernelTab
-from memtop.tui.layers import LayersTab
-from memtop.tui.pagecache import PageCacheTab
 from memtop.tui.pressure import PressureBanner, PressureTab, stall_line
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabsContent, TabView
-from memtop.tui.tmpfs import TmpfsTab
 
-TABS: tuple[type[TabView], ...] = (ProcessesTab, LayersTab, ArenasTab, PageCacheTab, KernelTab, TmpfsTab, PressureTab,
-                                  ContainersTab)
+
+@dataclass(frozen=True)
+class TabSpec:
+    """A tab as the app lists it, before its module is imported: the first screen needs only the
+    Processes tab, and the others (their modules, widgets and styles) are built when first shown
+    (start-up, issue 20 item 3). tests/tui/test_app.py checks each against its class."""
+
+    id: str
+    title: str
+    module: str
+    name: str
+
+    def load(self) -> type[TabView]:
+        return getattr(importlib.import_module(self.module), self.name)
+
+
+TABS: tuple[TabSpec, ...] = (
+    TabSpec("processes", "Processes", "memtop.tui.processes", "ProcessesTab"),
+    TabSpec("layers", "Layers", "memtop.tui.layers", "LayersTab"),
+    TabSpec("arenas", "Arenas", "memtop.tui.arenas", "ArenasTab"),
+    TabSpec("pagecache", "Page cache", "memtop.tui.pagecache", "PageCacheTab"),
+    TabSpec("kernel", "Kernel", "memtop.tui.kernel", "KernelTab"),
+    TabSpec("tmpfs", "tmpfs", "memtop.tui.tmpfs", "TmpfsTab"),
+    TabSpec("pressure", "Pressure", "memtop.tui.pressure", "PressureTab"),
+    TabSpec("containers", "Containers", "memtop.tui.containers", "ContainersTab"),
+)
+TABS_BY_PANE = {f"tab-{spec.id}": spec for spec in TABS}
+
+
+def tab_classes() -> tuple[type[TabView], ...]:
+    """Every tab's class, in the app's order (imports them all)."""
+    return tuple(spec.load() for spec in TABS)
 INTERVALS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 
@@ -130,7 +155,7 @@ class MemtopApp(App):
     def __init__(self, *, root: Path = PROC, interval: float = DEFAULT_INTERVAL_S, pid: int | None = None,
                  read_only: bool = False, sample: bool = True, sampler: Sampler | None = None,
                  psi_trigger: str | None = None, collector: Collector | None = None,
-                 part_workers: int | None = None):
+                 part_workers: int | None = None, lazy_tabs: bool = True):
         """``sample=False`` starts no sampler thread: tests call :meth:`tick` themselves, and the
         parts run in the ticking thread unless ``part_workers`` says how many threads."""
         # NO_COLOR (https://no-color.org): no colour at all. Textual alone only greys colours out
@@ -169,6 +194,9 @@ class MemtopApp(App):
         self._sample = sample
         self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
         self.lost_terminal: str | None = None  # why the app exited without its terminal
+        # Tabs other than Processes are built when first shown (False: all at start; the
+        # screenshot script and tests that read a tab before showing it).
+        self.lazy_tabs = lazy_tabs
 
     def get_driver_class(self):
         # Textual's driver with an input thread that sleeps until a key (memtop/tui/driver.py).
@@ -181,9 +209,10 @@ class MemtopApp(App):
         yield MemoryHeader(id="header")
         yield PressureBanner(id="pressure-banner")
         with TabsContent(id="tabs"):
-            for i, tab in enumerate(TABS):
-                with TabPane(f"{i + 1} {tab.TAB_TITLE}", id=f"tab-{tab.TAB_ID}"):
-                    yield self.tab_class(tab)(id=f"view-{tab.TAB_ID}")
+            for i, spec in enumerate(TABS):
+                with TabPane(f"{i + 1} {spec.title}", id=f"tab-{spec.id}"):
+                    if i == 0 or not self.lazy_tabs:
+                        yield self._new_view(spec)
         yield Static("", id="too-small")
         yield Footer(compact=True)  # compact: every key that acts fits 120 columns
 
@@ -261,8 +290,8 @@ class MemtopApp(App):
         self._refresh_pressure_tab()
 
     def _refresh_pressure_tab(self) -> None:
-        tab = self.query_one(PressureTab)
-        tab.show_stalls()
+        for tab in self.query(PressureTab):  # none until the tab is first shown
+            tab.show_stalls()
 
     def update_wants(self) -> None:
         """Ask the Collector for what the active tab shows (and PSI always: its charts need the
@@ -378,11 +407,26 @@ class MemtopApp(App):
         pane = tabs.active_pane
         if pane is None:
             return None
-        return pane.query_one(TabView)
+        views = pane.query(TabView)
+        return views.first() if views else None  # None: the tab is being built
+
+    def _new_view(self, spec: TabSpec) -> TabView:
+        return self.tab_class(spec.load())(id=f"view-{spec.id}")
+
+    async def tab_view(self, pane: TabPane) -> TabView:
+        """The pane's tab, built (imported and mounted) the first time it is asked for."""
+        views = pane.query(TabView)
+        if views:
+            return views.first()
+        view = self._new_view(TABS_BY_PANE[pane.id])
+        await pane.mount(view)
+        return view
 
     @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        view = event.pane.query_one(TabView)
+    async def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        view = await self.tab_view(event.pane)
+        if self.query_one(TabbedContent).active_pane is not event.pane:
+            return  # another tab was chosen while this one was built
         view.show_target(self.target)
         self.update_wants()
         self.refresh_tab(view)
@@ -424,18 +468,22 @@ class MemtopApp(App):
 
     # --- actions --------------------------------------------------------------------
     def action_tab(self, index: int) -> None:
-        self.query_one(TabbedContent).active = f"tab-{TABS[index].TAB_ID}"
+        self.query_one(TabbedContent).active = f"tab-{TABS[index].id}"
 
     def action_help(self) -> None:
         tab = self.active_tab()
+        if tab is None:
+            return  # being built: the key is gone, as a key pressed during a redraw
         self.push_screen(HelpScreen(tab.TAB_TITLE, tab.FIGURE_SOURCES, tab.TAB_KEYS, GLOBAL_KEYS, tab.TAB_ABOUT))
 
     def action_filter(self) -> None:
-        if not self.active_tab().start_filter():
+        tab = self.active_tab()
+        if tab is not None and not tab.start_filter():
             self.notify("nothing to filter on this tab")
 
     def action_sort(self) -> None:
-        if not self.active_tab().choose_sort():
+        tab = self.active_tab()
+        if tab is not None and not tab.choose_sort():
             self.notify("nothing to sort on this tab")
 
     def action_pause(self) -> None:

@@ -259,7 +259,7 @@ class PressureTab(TabView):
 
     def on_mount(self) -> None:
         self._set_focusable(self.has_class("-narrow"))
-        self.show_stalls()
+        self._draw_stalls()  # the tab is built when first shown: the trigger may be armed already
 
     def _visible(self) -> bool:
         try:
@@ -309,8 +309,10 @@ class PressureTab(TabView):
 
     def show_stalls(self) -> None:
         """The trigger's state or the stall log changed (the app keeps them)."""
-        if not self.is_mounted:
-            return
+        if self.is_mounted:
+            self._draw_stalls()
+
+    def _draw_stalls(self) -> None:
         self.query_one("#pressure-trigger", Static).update(self._trigger_line())
         if self._visible():
             self._show_detail()

@@ -1,7 +1,8 @@
 """What every tab is: a container that renders the samples the Collector builds.
 
 A tab module defines one subclass of :class:`TabView` and the app lists it in ``TABS``
-(``memtop/tui/app.py``). A tab only renders: it names the Collector parts it shows
+(``memtop/tui/app.py``, by module and class name: a tab is imported and built when first shown).
+A tab only renders: it names the Collector parts it shows
 (:meth:`TabView.parts`; the app asks the Collector for them while the tab is the active one,
 and nothing else reads them), and the app calls :meth:`TabView.show_sample` with every new
 :class:`~memtop.model.sample.Sample` while the tab is visible (and once when it becomes
@@ -63,15 +64,16 @@ class TabsContent(TabbedContent):
     """The app's tabs. Textual makes the pane that holds a newly focused widget the active one,
     through a message (TabPane.Focused) handled later. So Enter in a filter box (the focus moves
     to the tab's table) followed at once by a digit switched tabs, and then the late message
-    switched back. A late message whose pane no longer holds the focused widget is dropped.
-    Relies on TabbedContent's private handler: Textual is pinned (tests/unit/test_pins.py) and
+    switched back. A late message whose pane no longer holds the focused widget, or is no
+    longer the active pane (a digit chose another tab, which is still being built: the focus has
+    not moved yet), is dropped: memtop never focuses a widget to switch tabs. Relies on TabbedContent's private handler: Textual is pinned (tests/unit/test_pins.py) and
     tests/tui/test_keys.py types Enter and a digit at once on every tab with a filter."""
 
     def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
         # Textual calls the handler of each class of the MRO in turn: TabbedContent's runs
         # after this one unless the default is prevented.
         focused = self.screen.focused
-        if focused is None or event.tab_pane not in focused.ancestors:
+        if focused is None or event.tab_pane not in focused.ancestors or event.tab_pane is not self.active_pane:
             event.stop()  # stale: the focus has moved on since
             event.prevent_default()
 

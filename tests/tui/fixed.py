@@ -1,5 +1,6 @@
 """A MemtopApp fed with snapshots of the captured proc tree and a fake clock: deterministic."""
 
+import time
 from pathlib import Path
 
 from memtop.collect.sampler import Sampler
@@ -31,3 +32,21 @@ async def feed(app: MemtopApp, pilot, ticks: int = 1, step_s: float = 2.0) -> No
         app.tick()
         app.fake_clock.now += step_s
         await pilot.pause()
+
+
+async def show_tab(pilot, tab_id: str, timeout: float = 10.0):
+    """Switch to the tab ``tab_id`` (as its digit key does) and return it once it is built and
+    active: tabs other than Processes are built when first shown. An activation made while the
+    app is still mounting can be lost, so it is asked again until it holds."""
+    from memtop.tui.app import TABS
+
+    index = [spec.id for spec in TABS].index(tab_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        view = pilot.app.active_tab()
+        if view is not None and view.TAB_ID == tab_id and view.is_mounted:
+            return view
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the {tab_id} tab was not shown in {timeout:g} s")
+        pilot.app.action_tab(index)
+        await pilot.pause(0.05)

@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from memtop.tui.app import TABS
+from memtop.tui.app import TABS, tab_classes
+from memtop.tui.tab import TabView
 from memtop.tui.processes import ProcessTable
 from tests.tui.fixed import FIX, feed, fixed_app
 
@@ -15,9 +16,28 @@ async def test_number_keys_switch_tabs():
         await feed(app, pilot)
         for i, tab in enumerate(TABS):
             await pilot.press(str(i + 1))
-            assert app.query_one("TabbedContent").active == f"tab-{tab.TAB_ID}"
+            assert app.query_one("TabbedContent").active == f"tab-{tab.id}"
         await pilot.press("1")
         assert app.active_tab().TAB_ID == "processes"
+
+
+def test_the_tab_list_names_each_tab_as_its_class_does():
+    assert [(spec.id, spec.title) for spec in TABS] == [(cls.TAB_ID, cls.TAB_TITLE) for cls in tab_classes()]
+
+
+async def test_only_the_processes_tab_is_built_at_start_and_the_others_when_first_shown():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        assert [view.TAB_ID for view in app.query(TabView)] == ["processes"]
+        await pilot.press("5")
+        await pilot.pause()
+        kernel = app.active_tab()
+        assert kernel is not None and kernel.TAB_ID == "kernel" and kernel.is_mounted
+        await pilot.press("1", "5")
+        await pilot.pause()
+        assert app.active_tab() is kernel  # built once, kept
+        assert sorted(view.TAB_ID for view in app.query(TabView)) == ["kernel", "processes"]
 
 
 async def test_rows_sorted_by_rss_and_resorted_by_pid():

@@ -15,6 +15,7 @@ from memtop.tui.app import MemtopApp
 from memtop.tui.arenas import ArenasTab, ConfirmMallocInfo
 from tests.arenas_support import load_analysis, load_malloc_info_result
 from tests.support import IS_ROOT, compile_c
+from tests.tui.fixed import show_tab
 
 IDENTITY = ProcessIdentity(4242, 777)
 
@@ -25,13 +26,7 @@ def _text(app, selector: str) -> str:
 
 async def _activate(pilot) -> ArenasTab:
     """Switch to the Arenas tab and wait until the app reports it active."""
-    tab = pilot.app.query_one(ArenasTab)
-    for _ in range(50):
-        await pilot.pause(0.05)  # an activation made while the app is still mounting is lost: retry
-        if pilot.app.active_tab() is tab:
-            break
-        pilot.app.action_tab(2)
-    return tab
+    return await show_tab(pilot, "arenas")
 
 
 async def _show_fixed(pilot, *, malloc_info: bool = False) -> ArenasTab:

@@ -111,7 +111,7 @@ class Walk:
         tab_id = self.tab.TAB_ID
         if key in DIGITS and len(key) == 1:
             await self.press(key)
-            assert app.active_tab().TAB_ID == TABS[int(key) - 1].TAB_ID
+            assert app.active_tab().TAB_ID == TABS[int(key) - 1].id
             if key != DIGITS[-1]:  # the digits are pressed in a row; the last one comes back
                 return
             await self.back_to_tab()
@@ -221,8 +221,8 @@ class Walk:
         assert box.value == needle and tab.table.filter_text == needle
         # A key that reached the box after Enter took the focus away is handed back to the app
         # as a new message: under load that can take more than the two pauses above.
-        await pause_until(self.pilot, lambda: app.active_tab().TAB_ID == TABS[int(other) - 1].TAB_ID)
-        assert app.active_tab().TAB_ID == TABS[int(other) - 1].TAB_ID
+        await pause_until(self.pilot, lambda: app.active_tab().TAB_ID == TABS[int(other) - 1].id)
+        assert app.active_tab().TAB_ID == TABS[int(other) - 1].id
         await self.back_to_tab()
         assert app.focused is tab.table and not app.screen.is_modal
         await type_at_once(app, self.pilot, "slash", "enter", "p")  # the filter kept, p pauses
@@ -295,7 +295,7 @@ def help_rows_keys(rows) -> list[str]:
     return keys
 
 
-@pytest.mark.parametrize("tab_index", range(len(TABS)), ids=[t.TAB_ID for t in TABS])
+@pytest.mark.parametrize("tab_index", range(len(TABS)), ids=[t.id for t in TABS])
 async def test_every_key_offered_does_what_it_says(tab_index, child):
     app = MemtopApp(sample=False, pid=child.pid)
     async with app.run_test(size=(WIDTH, HEIGHT)) as pilot:
@@ -303,7 +303,7 @@ async def test_every_key_offered_does_what_it_says(tab_index, child):
         await pilot.press(str(tab_index + 1))
         await settle(app, pilot, 2)
         walk = Walk(app, pilot, tab_index, child.pid)
-        assert app.active_tab().TAB_ID == TABS[tab_index].TAB_ID
+        assert app.active_tab().TAB_ID == TABS[tab_index].id
 
         footer = footer_keys(app)
         # Every key shown fits in the footer at this width (none is cut off at the right).
@@ -323,13 +323,13 @@ async def test_every_key_offered_does_what_it_says(tab_index, child):
         expected = {"processes": {"t", "D", "A", "/", "s", "⏎"}, "layers": {"t", "D", "A", "r"},
                     "arenas": {"r", "m", "D", "A"}, "pagecache": {"e", "E", "D", "A", "o", "d", "s"},
                     "kernel": {"D", "A"}, "tmpfs": {"r", "D", "A"}, "pressure": {"D", "A"},
-                    "containers": {"D", "A"}}[TABS[tab_index].TAB_ID]
+                    "containers": {"D", "A"}}[TABS[tab_index].id]
         assert expected <= shown, f"missing from the footer: {expected - shown}"
         # Keys that act nowhere on this tab are not offered.
         not_here = {"processes": {"e", "r", "o"}, "layers": {"e", "/", "s", "⏎"}, "arenas": {"t", "e", "/", "s"},
                     "pagecache": {"t", "/", "⏎", "x", "r"}, "kernel": {"t", "e", "⏎"},
                     "tmpfs": {"t", "/", "⏎", "s"}, "pressure": {"t", "e", "/", "s", "⏎"},
-                    "containers": {"t", "e", "/", "s", "⏎", "r"}}[TABS[tab_index].TAB_ID]
+                    "containers": {"t", "e", "/", "s", "⏎", "r"}}[TABS[tab_index].id]
         assert not (not_here & shown), f"offered but doing nothing here: {not_here & shown}"
 
         digits = [k for k in DIGITS if k in offered]

@@ -178,8 +178,8 @@ async def test_memtop_itself_is_named_and_its_heap_not_walked():
         await pilot.press("slash", *str(os.getpid()), "enter")
         assert await wait_for(pilot, lambda: app.target is not None and app.target.pid == os.getpid())
         await pilot.press("enter")
-        tab = app.query_one(LayersTab)
-        assert await wait_for(pilot, lambda: app.active_tab() is tab)
+        assert await wait_for(pilot, lambda: isinstance(app.active_tab(), LayersTab))
+        tab = app.active_tab()
         assert await wait_for(pilot, lambda: tab.report is not None), (app.sample.result("layers"), app.target)
         await pilot.pause()
         report = tab.report

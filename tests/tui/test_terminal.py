@@ -31,11 +31,17 @@ def _thread_wakeups(pid: int) -> dict[tuple[int, str], int]:
 
 
 class Tmux:
+    """One session on a tmux server of its own (-L): a test never races another server's exit."""
+
     def __init__(self, name: str):
-        self.name = name
+        self.name = f"{name}-{time.monotonic_ns()}"
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(["tmux", "-L", self.name, *args], check=True, capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.name)
@@ -50,7 +56,7 @@ def tmux():
         pytest.fail("tmux is missing: run `make test`, which installs it as root")
     session = Tmux(f"memtop-test-{os.getpid()}")
     yield session
-    subprocess.run(["tmux", "kill-session", "-t", session.name], capture_output=True, timeout=10)
+    session.close()
 
 
 def test_keys_work_and_the_idle_input_thread_sleeps(tmux):

@@ -56,7 +56,7 @@ def tmux():
         pytest.fail("tmux is missing: run `make test`, which installs it as root")
     session = Tmux(f"memtop-keys-{os.getpid()}")
     yield session
-    subprocess.run(["tmux", "kill-session", "-t", session.name], capture_output=True, timeout=10)
+    session.close()
 
 
 def start(tmux: Tmux, tmp_path: Path, env: dict[str, str]) -> Path:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from memtop.commands.help import TAB_IDS
-from memtop.tui.app import GLOBAL_KEYS, TABS
+from memtop.tui.app import GLOBAL_KEYS, tab_classes
+
+TABS = tab_classes()
 
 ROOT = Path(__file__).resolve().parents[2]
 
