@@ -1,7 +1,7 @@
 """The read-only heap walk on real programs (issue 20, item 4). Run by hand, as root:
 
     /work/main/.venv/bin/python -m bench.heap_walk_real [--case ruby|mariadb|c|all] [--repeat 3]
-        [--pure-python] [--ruby-threads 8] [--ruby-objects 400000] [--mariadb-clients 16] [--c-mib 1024]
+        [--pure-python] [--check] [--ruby-threads 8] [--ruby-objects 400000] [--mariadb-clients 16] [--c-mib 1024]
 
 Cases (each target is started here and stopped by its PID afterwards; temp dirs are removed):
 
@@ -24,6 +24,7 @@ runs in a worker thread and must not hold the GIL for long).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import signal
@@ -87,7 +88,7 @@ class Ticker(threading.Thread):
             last = now
 
 
-def measure(name: str, pid: int, repeat: int, pure: bool) -> None:
+def measure(name: str, pid: int, repeat: int, pure: bool, check: bool = False) -> None:
     best = None
     hwm = 0
     longest = 0.0
@@ -122,6 +123,14 @@ def measure(name: str, pid: int, repeat: int, pure: bool) -> None:
           f"{heap / 2**20 / best:.0f} MiB/s; memtop peak RSS +{hwm / 1024:.1f} MiB during a walk "
           f"(RSS now {status_kib('VmRSS') / 1024:.0f} MiB); longest 2 ms-ticker gap {longest * 1000:.0f} ms",
           flush=True)
+    if check:
+        other = analyze(pid, native=pure)
+        again = analyze(pid, native=not pure)  # the heap may have changed since the timed walks
+        same = other.valid and other.arenas == again.arenas and other.pin == again.pin
+        differ = sorted({f.name for x, y in zip(other.arenas, again.arenas) for f in dataclasses.fields(x)
+                         if getattr(x, f.name) != getattr(y, f.name)})
+        print(f"  {'pure-Python' if not pure else 'native'} walk gives the same report: {same}"
+              + (f" (differ: {', '.join(differ)}; valid {other.valid}, pin {other.pin == again.pin})" if not same else ""))
 
 
 def case_c(args) -> None:
@@ -129,7 +138,7 @@ def case_c(args) -> None:
 
     binary = compile_c(TARGET, name="bench_heap", flags=("-O2",))
     with Child([binary, str(args.c_mib), "24", "0", "64"], timeout=300) as child:
-        measure(f"c {args.c_mib} MiB of 24-byte requests", child.pid, args.repeat, args.pure_python)
+        measure(f"c {args.c_mib} MiB of 24-byte requests", child.pid, args.repeat, args.pure_python, args.check)
 
 
 def case_ruby(args) -> None:
@@ -138,7 +147,7 @@ def case_ruby(args) -> None:
         script.write_text(RUBY)
         with Child(["ruby", script, str(args.ruby_threads), str(args.ruby_objects)], timeout=300) as child:
             measure(f"ruby {args.ruby_threads} threads x {args.ruby_objects:,} objects", child.pid, args.repeat,
-                    args.pure_python)
+                    args.pure_python, args.check)
 
 
 def _mariadb(socket: Path, sql: str, timeout: float = 300) -> subprocess.Popen:
@@ -191,7 +200,7 @@ def case_mariadb(args) -> None:
             time.sleep(0.5)
         time.sleep(1)
         measure(f"mariadbd {args.mariadb_clients} clients x {rows:,} rows", server.pid, args.repeat,
-                args.pure_python)
+                args.pure_python, args.check)
     finally:
         for c in clients:
             if c.poll() is None:
@@ -212,6 +221,7 @@ def main() -> None:
     parser.add_argument("--case", default="all", choices=("ruby", "mariadb", "c", "all"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pure-python", action="store_true")
+    parser.add_argument("--check", action="store_true", help="walk once more with the other loop and compare the reports")
     parser.add_argument("--ruby-threads", type=int, default=8)
     parser.add_argument("--ruby-objects", type=int, default=400_000)
     parser.add_argument("--mariadb-clients", type=int, default=16)

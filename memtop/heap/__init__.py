@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from memtop.heap import glibc
+from memtop.heap import native as walk_native
 from memtop.heap.detect import classify_static, detect_allocator, detect_runtime, read_exe_header
 from memtop.heap.elf import elf_class
 from memtop.heap.glibc import HEAP_MAX_SIZE, GlibcError, Layout, Symbols, align_up
@@ -29,10 +30,13 @@ from memtop.heap.walk import (
     Inconsistent,
     Segment,
     arena_addresses,
-    follow_fastbins,
+    contains_address,
+    fastbin_chunks,
     madvise_range,
-    merge_runs,
+    merge_runs_packed,
+    packed_pairs,
     read_arena,
+    run_ending_at,
     systrim_range,
     tcache_struct_entries,
     walk_segment,
@@ -341,20 +345,12 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             continue
         is_main = state.address == syms.main_arena
         pagemaps = [mem.pagemap(seg.heap_start & ~(PAGE_SIZE - 1), seg.heap_start + seg.heap_size) for seg in segments]
-        fast_chunks = sorted(follow_fastbins(mem, state, layout, pagemaps))
-        fast_addresses = [a for a, _ in fast_chunks]
-        fast_set = set(fast_addresses)
-        free: list[tuple[int, int]] = []
-        tcache: dict[int, int] = {}
-        walked = 0
-        checkpoints: list[int] = []
-        resident = 0
-        top_resident = 0
-        runs_by_segment = []
-        for seg, entries in zip(segments, pagemaps):
-            lo, hi = bisect.bisect_left(fast_addresses, seg.first_chunk), bisect.bisect_left(fast_addresses, seg.end)
-            if (lo < len(fast_addresses) and fast_addresses[lo] < seg.end) and not seg.first_chunk <= fast_addresses[lo]:
-                raise Inconsistent("a fastbin chunk outside the heap", fast_addresses[lo])
+        # The compiled walk notes the chunks that could be fastbin nodes as it goes, so that the
+        # lists are then followed without reading the heap a second time (walk.fastbin_chunks).
+        candidates = bytearray() if native and walk_native.follow_fastbins() is not None else None
+        arena_range = (min(seg.heap_start for seg in segments), max(seg.heap_start + seg.heap_size for seg in segments))
+        results = []
+        for seg in segments:
             listed = sorted(a for a in listed_tcache if seg.first_chunk <= a < seg.end)
             base_done = done_before
 
@@ -362,16 +358,32 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                 if progress is not None:
                     progress(base_done + done, total_bytes)
 
-            result = walk_segment(mem, seg, tcache_keys=keys, tcache_chunks=listed,
-                                  progress=seg_progress, cancel=cancel, use_native=native)
+            results.append(walk_segment(mem, seg, tcache_keys=keys, tcache_chunks=listed, progress=seg_progress,
+                                        cancel=cancel, use_native=native, fast_candidates=candidates,
+                                        arena_range=arena_range, safe_linking=layout.safe_linking))
             done_before += seg.end - seg.first_chunk
+        fast_packed = fastbin_chunks(mem, state, layout, pagemaps, candidates)
+        del candidates
+        fast_view = packed_pairs(fast_packed)
+        fast_addresses = fast_view[0::2]
+        free: list[tuple[int, int]] = []
+        tcache: dict[int, int] = {}
+        walked = 0
+        checkpoints: list[int] = []
+        resident = 0
+        top_resident = 0
+        runs_by_segment = []
+        for seg, entries, result in zip(segments, pagemaps, results):
+            lo, hi = bisect.bisect_left(fast_addresses, seg.first_chunk), bisect.bisect_left(fast_addresses, seg.end)
+            if (lo < len(fast_addresses) and fast_addresses[lo] < seg.end) and not seg.first_chunk <= fast_addresses[lo]:
+                raise Inconsistent("a fastbin chunk outside the heap", fast_addresses[lo])
             if seg.holds_top:
                 top_header = cache.word(seg.end + 8)
                 if not top_header & 1 and result.last_chunk is not None:
                     free.append((result.last_chunk, seg.end - result.last_chunk))
             free.extend(result.free)
             for address, size in result.tcache:
-                if address not in fast_set:
+                if not contains_address(fast_view, address):
                     tcache[address] = size
             walked += result.chunks
             checkpoints.extend(result.checkpoints)
@@ -380,9 +392,12 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             if seg.holds_top:
                 top_resident = mem.resident_bytes(align_up(seg.end, PAGE_SIZE),
                                                   (seg.end + top_size) & ~(PAGE_SIZE - 1), entries)
-            seg_fast = fast_chunks[lo:hi]
-            seg_free = [(a, s) for a, s in free if seg.first_chunk <= a < seg.end]
-            runs_by_segment.append((seg, merge_runs(seg_free + seg_fast), entries, entries_start))
+            seg_free = sorted((a, s) for a, s in free if seg.first_chunk <= a < seg.end)
+            # Only runs that hold a whole page, or end at top, matter below; all are kept packed
+            # for the pin (the run right below it).
+            runs, big_runs = merge_runs_packed(seg_free, memoryview(fast_packed)[lo * 16:hi * 16], PAGE_SIZE + 48,
+                                               seg.end if seg.holds_top else 0, use_native=native)
+            runs_by_segment.append((seg, big_runs, entries, runs))
         after = read_arena(mem, state.address)
         if not after.same_as(state):
             raise Inconsistent("the arena changed during the walk", state.address)
@@ -394,7 +409,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         top_end = state.top + top_size
         top_run = None
         for seg, runs, entries, _ in runs_by_segment:
-            for run in runs:
+            for run in runs:  # the runs that hold a whole page or end at top
                 start, end = run
                 if seg.holds_top and end == seg.end:
                     top_run = run  # malloc_consolidate merges it into top
@@ -414,12 +429,13 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             if rng is not None and heap_map is not None and heap_map.end == align_up(top_end, PAGE_SIZE):
                 entries = runs_by_segment[-1][2]
                 release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries)
-            pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][1], tcache)
+            pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][3], tcache)
         free_bytes = sum(s for _, s in free)
-        fast_bytes = sum(s for _, s in fast_chunks)
+        fast_sizes = fast_view[1::2]
+        fast_bytes = sum(fast_sizes)
         tcache_bytes = sum(tcache.values())
         histogram = Counter(s for _, s in free)
-        histogram.update(s for _, s in fast_chunks)
+        histogram.update(fast_sizes)
         arenas.append(ArenaReport(
             address=state.address,
             is_main=is_main,
@@ -437,9 +453,9 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             trim_release_bytes=release,
             top_address=state.top,
             free_count=len(free),
-            fastbin_count=len(fast_chunks),
+            fastbin_count=len(fast_addresses),
             tcache_count=len(tcache),
-            in_use_count=walked - len(free) - len(fast_chunks) - len(tcache),
+            in_use_count=walked - len(free) - len(fast_addresses) - len(tcache),
             chunks_walked=walked,
             top_resident_bytes=top_resident,
             free_resident_bytes=free_resident,
@@ -462,7 +478,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
 
 
 def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start: int, top_end: int,
-              runs: list[list[int]], tcache: dict[int, int]) -> Pin | None:
+              runs: bytes, tcache: dict[int, int]) -> Pin | None:
     """The busy chunk that ends where the consolidated top begins (re-walked from the nearest
     checkpoint below it)."""
     if top_start <= seg.first_chunk:
@@ -483,7 +499,7 @@ def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start
     if last is None or i != limit:
         raise Inconsistent("the chunk below top could not be found again", p)
     address = p + last * 8
-    run_below = next((end - start for start, end in runs if end == address), 0)
+    run_below = run_ending_at(runs, address)
     # What the pin costs in RAM: after a trim the pages of that free run are no longer resident.
     try:
         lo, hi = align_up(address - run_below, PAGE_SIZE), address // PAGE_SIZE * PAGE_SIZE

@@ -45,10 +45,24 @@ static inline uint64_t word(const unsigned char *base, int64_t i)
     return w;
 }
 
+/* Fastbin candidates: a chunk of a fastbin size whose fd (chunk + 16), revealed (malloc.c
+ * REVEAL_PTR: (&fd >> 12) ^ fd with safe-linking), is 0 or a 16-aligned address inside the
+ * arena's heaps. Every chunk on a fastbin list is one; an in-use chunk may be one by chance,
+ * which costs nothing: the lists are followed from fastbinsY through these (address,
+ * next | size / 16) pairs, and a list node that is not among them sends the walk back to reading. */
+typedef struct {
+    vec *out;      /* NULL: not collected (the pure-Python walk reads the lists instead) */
+    uint64_t base; /* address of word 0 of the window */
+    uint64_t lo, hi;
+    int safe;
+} fastcand;
+
+#define MAX_FAST_CHUNK 0xb0 /* NFASTBINS 10: bins of 32 .. 176-byte chunks (malloc.c fastbin_index) */
+
 /* The loop, on plain C data; returns DONE, ZERO, or -1 when out of memory. */
 static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ssize_t nstops,
                 const uint64_t *keys, Py_ssize_t nkeys, int64_t *i_io, int64_t *prev_io, int64_t *n_io,
-                vec *free_out, vec *tc_out)
+                vec *free_out, vec *tc_out, const fastcand *fc)
 {
     int64_t i = *i_io, prev = *prev_io, n = *n_io;
     Py_ssize_t si = 0;
@@ -73,6 +87,15 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
         if (!(s & 1)) {
             if (vec_push(free_out, prev) < 0 || vec_push(free_out, i) < 0)
                 return -1;
+        }
+        if (fc->out != NULL && (s & ~(uint64_t)7) - 32 <= MAX_FAST_CHUNK - 32) {
+            uint64_t at = fc->base + (uint64_t)i * 8, fd = word(w, i + 2);
+            uint64_t next = fc->safe ? ((at + 16) >> 12) ^ fd : fd;
+            if (next == 0 || (!(next & 15) && next >= fc->lo && next < fc->hi)) {
+                /* next is 16-aligned and size / 16 <= 11: one word holds both */
+                if (vec_push(fc->out, (int64_t)at) < 0 || vec_push(fc->out, (int64_t)(next | (s >> 4 & 15))) < 0)
+                    return -1;
+            }
         }
         prev = i;
         n++;
@@ -109,18 +132,26 @@ PyDoc_STRVAR(walk_window_doc,
 "index 0 while the index is below ``limit``. ``stops``: sorted word indices of tcache candidates;\n"
 "``keys``: tcache key values. Appends (prev, i) pairs of free chunks to ``free_flat`` and the\n"
 "indices of tcache hits to ``tc_hits``. ``status`` is 2 when a zero size stopped the walk (then\n"
-"``prev`` is the zero-size chunk), else 0.");
+"``prev`` is the zero-size chunk), else 0. Optional ``cands, base, lo, hi, safe``: append the\n"
+"fastbin candidates (address, revealed fd | size / 16: native 64-bit words) to the bytearray\n"
+"``cands``;"
+"``base`` is the address of word 0, [lo, hi) the arena's heaps, ``safe`` safe-linking.");
 
 static PyObject *walk_window(PyObject *self, PyObject *args)
 {
     Py_buffer data;
     Py_ssize_t limit;
-    PyObject *stops_obj, *keys_obj, *free_list, *tc_list;
+    PyObject *stops_obj, *keys_obj, *free_list, *tc_list, *cand_out = NULL;
     long long prev;
+    unsigned long long base = 0, lo = 0, hi = 0;
+    int safe = 1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nOOLO!O!", &data, &limit, &stops_obj, &keys_obj, &prev,
-                          &PyList_Type, &free_list, &PyList_Type, &tc_list))
+    if (!PyArg_ParseTuple(args, "y*nOOLO!O!|O!KKKp", &data, &limit, &stops_obj, &keys_obj, &prev,
+                          &PyList_Type, &free_list, &PyList_Type, &tc_list, &PyByteArray_Type, &cand_out,
+                          &base, &lo, &hi, &safe))
         return NULL;
+    vec cand_vec = {0};
+    fastcand fc = {cand_out != NULL ? &cand_vec : NULL, base, lo, hi, safe};
     PyObject *result = NULL, *stops_seq = NULL, *keys_seq = NULL;
     int64_t *stops = NULL;
     uint64_t *keys = NULL;
@@ -159,7 +190,7 @@ static PyObject *walk_window(PyObject *self, PyObject *args)
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = walk((const unsigned char *)data.buf, limit, stops, nstops, keys, nkeys, &i, &p, &n,
-                  &free_out, &tc_out);
+                  &free_out, &tc_out, &fc);
     Py_END_ALLOW_THREADS
     if (status < 0) {
         PyErr_NoMemory();
@@ -167,8 +198,15 @@ static PyObject *walk_window(PyObject *self, PyObject *args)
     }
     if (extend_list(free_list, &free_out) < 0 || extend_list(tc_list, &tc_out) < 0)
         goto out;
+    if (cand_out != NULL && cand_vec.n) {
+        Py_ssize_t old = PyByteArray_GET_SIZE(cand_out), add = (Py_ssize_t)(cand_vec.n * sizeof(int64_t));
+        if (PyByteArray_Resize(cand_out, old + add) < 0)
+            goto out;
+        memcpy(PyByteArray_AS_STRING(cand_out) + old, cand_vec.v, (size_t)add);
+    }
     result = Py_BuildValue("LLLi", (long long)i, (long long)p, (long long)n, status);
 out:
+    free(cand_vec.v);
     free(free_out.v);
     free(tc_out.v);
     free(stops);
@@ -179,8 +217,193 @@ out:
     return result;
 }
 
+static int cmp_pair(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Index of the candidate whose address is ``p`` in pairs sorted by address, or -1. */
+static Py_ssize_t find_pair(const uint64_t *t, Py_ssize_t n, uint64_t p)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (t[2 * mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && t[2 * lo] == p ? lo : -1;
+}
+
+PyDoc_STRVAR(follow_fastbins_doc,
+"follow_fastbins(cands, heads) -> (status, chunks, address)\n\n"
+"Follow each fastbinsY list (``heads``: its 10 heads) through the candidates collected by\n"
+"walk_window (``cands``, a bytearray of (address, revealed fd | size / 16) pairs; sorted here in\n"
+"place). ``status`` 0: ``chunks`` is a bytes object of (address, size) pairs, sorted by address.\n"
+"1: the node at ``address`` is not a candidate (misaligned, outside the walked heaps, or changed);\n"
+"2: its size is not its bin's; 3: a list is longer than there are candidates (a loop). On\n"
+"anything but 0 the caller reads the lists itself (memtop.heap.walk.follow_fastbins), which\n"
+"explains the fault.");
+
+static PyObject *follow_fastbins(PyObject *self, PyObject *args)
+{
+    PyObject *cands_obj, *heads_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyByteArray_Type, &cands_obj, &heads_obj))
+        return NULL;
+    PyObject *heads = PySequence_Fast(heads_obj, "heads must be a sequence");
+    if (heads == NULL)
+        return NULL;
+    Py_ssize_t nheads = PySequence_Fast_GET_SIZE(heads);
+    uint64_t head_values[64];
+    if (nheads > 64) {
+        Py_DECREF(heads);
+        PyErr_SetString(PyExc_ValueError, "too many fastbins");
+        return NULL;
+    }
+    for (Py_ssize_t b = 0; b < nheads; b++) {
+        head_values[b] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(heads, b));
+        if (head_values[b] == (uint64_t)-1 && PyErr_Occurred()) {
+            Py_DECREF(heads);
+            return NULL;
+        }
+    }
+    Py_DECREF(heads);
+    uint64_t *t = (uint64_t *)PyByteArray_AS_STRING(cands_obj);
+    Py_ssize_t n = PyByteArray_GET_SIZE(cands_obj) / 16;
+    vec out = {0};
+    int status = 0;
+    uint64_t bad = 0;
+    Py_BEGIN_ALLOW_THREADS /* the bytearray belongs to the calling walk alone */
+    int sorted = 1;
+    for (Py_ssize_t k = 1; k < n && sorted; k++)
+        sorted = t[2 * k - 2] < t[2 * k];
+    if (!sorted)
+        qsort(t, (size_t)n, 16, cmp_pair);
+    for (Py_ssize_t b = 0; b < nheads && status == 0; b++) {
+        uint64_t expected = (uint64_t)(b + 2) * 16, p = head_values[b];
+        Py_ssize_t count = 0;
+        while (p) {
+            Py_ssize_t k = find_pair(t, n, p);
+            if (k < 0) {
+                status = 1;
+                break;
+            }
+            if ((t[2 * k + 1] & 15) << 4 != expected) {
+                status = 2;
+                break;
+            }
+            if (++count > n) {
+                status = 3;
+                break;
+            }
+            if (vec_push(&out, (int64_t)p) < 0 || vec_push(&out, (int64_t)expected) < 0) {
+                status = -1;
+                break;
+            }
+            p = t[2 * k + 1] & ~(uint64_t)15;
+        }
+        bad = p;
+    }
+    if (status == 0)
+        qsort(out.v, out.n / 2, 16, cmp_pair);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (status < 0) {
+        PyErr_NoMemory();
+    } else if (status > 0) {
+        result = Py_BuildValue("iOK", status, Py_None, (unsigned long long)bad);
+    } else {
+        PyObject *chunks = PyBytes_FromStringAndSize((const char *)out.v, (Py_ssize_t)(out.n * 8));
+        if (chunks != NULL) {
+            result = Py_BuildValue("iNK", 0, chunks, 0ULL);
+        }
+    }
+    free(out.v);
+    return result;
+}
+
+PyDoc_STRVAR(merge_runs_doc,
+"merge_runs(free, fast, min_length, top_end) -> (runs, big, overlap)\n\n"
+"memtop.heap.walk.merge_runs over two lists of (address, size) pairs, each given packed (native\n"
+"64-bit words) and sorted: ``runs`` is a bytes object of the merged (start, end) pairs; ``big`` a\n"
+"list of [start, end] of the runs at least ``min_length`` long or ending at ``top_end``. When two\n"
+"chunks overlap, ``runs`` and ``big`` are None and ``overlap`` is the address of the second.");
+
+static PyObject *merge_runs(PyObject *self, PyObject *args)
+{
+    Py_buffer a, b;
+    unsigned long long min_length, top_end;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*KK", &a, &b, &min_length, &top_end))
+        return NULL;
+    const uint64_t *x = a.buf, *y = b.buf;
+    Py_ssize_t nx = a.len / 16, ny = b.len / 16, ix = 0, iy = 0;
+    vec runs = {0};
+    uint64_t overlap = 0;
+    int status = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (ix < nx || iy < ny) {
+        const uint64_t *c;
+        if (iy >= ny || (ix < nx && cmp_pair(x + 2 * ix, y + 2 * iy) <= 0))
+            c = x + 2 * ix++;
+        else
+            c = y + 2 * iy++;
+        uint64_t address = c[0], end = c[0] + c[1];
+        if (runs.n && (uint64_t)runs.v[runs.n - 1] == address) {
+            runs.v[runs.n - 1] = (int64_t)end;
+        } else if (runs.n && address < (uint64_t)runs.v[runs.n - 1]) {
+            overlap = address;
+            status = 1;
+            break;
+        } else if (vec_push(&runs, (int64_t)address) < 0 || vec_push(&runs, (int64_t)end) < 0) {
+            status = -1;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyObject *result = NULL, *packed = NULL, *big = NULL;
+    if (status < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (status > 0) {
+        result = Py_BuildValue("OOK", Py_None, Py_None, (unsigned long long)overlap);
+        goto out;
+    }
+    packed = PyBytes_FromStringAndSize((const char *)runs.v, (Py_ssize_t)(runs.n * 8));
+    big = PyList_New(0);
+    if (packed == NULL || big == NULL)
+        goto out;
+    for (size_t k = 0; k < runs.n; k += 2) {
+        uint64_t start = (uint64_t)runs.v[k], end = (uint64_t)runs.v[k + 1];
+        if (end - start >= min_length || end == top_end) {
+            PyObject *run = Py_BuildValue("[KK]", (unsigned long long)start, (unsigned long long)end);
+            if (run == NULL || PyList_Append(big, run) < 0) {
+                Py_XDECREF(run);
+                goto out;
+            }
+            Py_DECREF(run);
+        }
+    }
+    result = Py_BuildValue("OOO", packed, big, Py_None);
+out:
+    Py_XDECREF(packed);
+    Py_XDECREF(big);
+    free(runs.v);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk_window", walk_window, METH_VARARGS, walk_window_doc},
+    {"follow_fastbins", follow_fastbins, METH_VARARGS, follow_fastbins_doc},
+    {"merge_runs", merge_runs, METH_VARARGS, merge_runs_doc},
     {NULL, NULL, 0, NULL},
 };
 

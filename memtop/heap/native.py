@@ -18,10 +18,12 @@ DONE, ZERO = 0, 2
 
 enabled = os.environ.get("MEMTOP_PURE_PYTHON", "") not in ("1", "yes", "true")
 build_error: str | None = None if enabled else "disabled by MEMTOP_PURE_PYTHON"
-_walk_window = None
+_walk_window = _follow_fastbins = _merge_runs = None
 
 if enabled:
     try:
+        from memtop.heap._walk import follow_fastbins as _follow_fastbins
+        from memtop.heap._walk import merge_runs as _merge_runs
         from memtop.heap._walk import walk_window as _walk_window
     except ImportError as e:
         build_error = (f"the native walk was not built at install time ({e}); using the pure-Python walk "
@@ -31,6 +33,16 @@ if enabled:
 def load():
     """The native ``walk_window`` function, or None when the module is not there (or disabled)."""
     return _walk_window if enabled else None
+
+
+def follow_fastbins():
+    """The native ``follow_fastbins`` (fastbin lists through the candidates the walk noted), or None."""
+    return _follow_fastbins if enabled else None
+
+
+def merge_runs():
+    """The native ``merge_runs`` (free and fastbin chunks into runs, packed), or None."""
+    return _merge_runs if enabled else None
 
 
 def origin() -> str | None:

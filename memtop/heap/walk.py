@@ -11,13 +11,21 @@ The inner loop is plain Python over a ``memoryview.cast('Q')`` of a window of th
 /proc/PID/mem, and it does as little as possible per chunk: it only advances and notes the chunks
 whose successor has PREV_INUSE clear. Known addresses (fastbin and tcache candidates) become
 stops, so that checking them costs nothing per chunk.
+
+The compiled loop (memtop/heap/_walk.c) also notes, per window, the chunks that could be fastbin
+nodes; the fastbin lists are then followed through those notes (:func:`fastbin_chunks`) instead
+of being read from the target node by node (a second read of the whole heap for a heap of small
+chunks), and free and fastbin chunks are merged into runs without a Python object per chunk
+(:func:`merge_runs_packed`). The pure-Python walk reads the lists; both give the same report.
 """
 
 from __future__ import annotations
 
 import bisect
 import struct
+from array import array
 from dataclasses import dataclass, field
+from itertools import chain
 
 from memtop.heap.glibc import (
     ARENA_ATTACHED,
@@ -163,13 +171,18 @@ class SegmentWalk:
 
 
 def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
-                 tcache_chunks: list[int] = (), progress=None, cancel=None, use_native: bool = True) -> SegmentWalk:
+                 tcache_chunks: list[int] = (), progress=None, cancel=None, use_native: bool = True,
+                 fast_candidates: bytearray | None = None, arena_range: tuple[int, int] = (0, 0),
+                 safe_linking: bool = True) -> SegmentWalk:
     """Walk every chunk of a segment. Raises Inconsistent at the first chunk that cannot be.
 
     Fastbin chunks are not checked here: they come from the arena's own lists, and the arena is
     compared before and after the walk (any push or pop changes fastbinsY). ``tcache_keys``:
     values whose presence in a chunk's second user word marks it as a tcache candidate
     (confirmed when the walk lands on it). ``use_native``: the compiled loop when available.
+    ``fast_candidates``: with the compiled loop, a bytearray the loop appends the chunks that
+    could be fastbin list nodes to (see :func:`fastbin_chunks`); ``arena_range`` is [lo, hi) of
+    the arena's heaps and ``safe_linking`` whether fd pointers are protected.
     """
     result = SegmentWalk()
     patterns: dict[tuple[int, int], bytes] = {}
@@ -214,7 +227,8 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         tc_hits: list[int] = []
         if walker is not None:
-            i, prev, n = _window_native(walker, data, limit, stops, tcache_keys, prev, free_flat, tc_hits)
+            i, prev, n = _window_native(walker, data, limit, stops, tcache_keys, prev, free_flat, tc_hits,
+                                        fast_candidates, base, arena_range, safe_linking)
         else:
             i, prev, n = _window_python(words, limit, stops, prev, free_flat, tc_hits, patterns)
         for index in tc_hits:
@@ -309,9 +323,14 @@ def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: li
 
 
 def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, prev: int, free_flat: list,
-                   tc_hits: list) -> tuple[int, int, int]:
+                   tc_hits: list, fast_candidates: bytearray | None = None, base: int = 0,
+                   arena_range: tuple[int, int] = (0, 0), safe_linking: bool = True) -> tuple[int, int, int]:
     """The same as _window_python, by the compiled loop (memtop.heap.native, memtop/heap/_walk.c)."""
-    i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits)
+    if fast_candidates is None:
+        i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits)
+    else:
+        i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits,
+                                    fast_candidates, base, arena_range[0], arena_range[1], safe_linking)
     if status == native.ZERO:
         i = FAR
     return i, prev, n
@@ -408,6 +427,36 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
     return out
 
 
+def fastbin_chunks(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list,
+                   candidates: bytearray | None = None) -> bytes:
+    """Every chunk on the arena's fastbin lists as packed (address, size) pairs (native 64-bit
+    words), sorted by address.
+
+    With ``candidates`` (what the compiled walk noted: every walked chunk of a fastbin size whose
+    fd could be a list link), the lists are followed through them in C, with no read at all; the
+    first node that is not a candidate, or any fault, sends it to :func:`follow_fastbins`, which
+    reads the lists from the target and explains the fault. Both give the same chunks.
+    """
+    follow = native.follow_fastbins() if candidates is not None else None
+    if follow is not None:
+        status, chunks, _address = follow(candidates, state.fastbins)
+        if status == 0:
+            return chunks
+    return array("Q", chain.from_iterable(sorted(follow_fastbins(mem, state, layout, pagemaps)))).tobytes()
+
+
+def packed_pairs(data: bytes | memoryview) -> memoryview:
+    """Packed (a, b) pairs of 64-bit words as one flat view: ``view[0::2]`` the a's, ``view[1::2]`` the b's."""
+    return memoryview(data).cast("Q")
+
+
+def contains_address(pairs: memoryview, address: int) -> bool:
+    """Whether ``address`` is the first word of one of the sorted packed ``pairs``."""
+    firsts = pairs[0::2]
+    k = bisect.bisect_left(firsts, address)
+    return k < len(firsts) and firsts[k] == address
+
+
 def fastbin_chunk_size(index: int) -> int:
     """malloc.c fastbin_index inverted: bin i holds chunks of (i + 2) * 16 bytes on 64-bit."""
     return (index + 2) * 16
@@ -449,6 +498,37 @@ def merge_runs(chunks: list[tuple[int, int]]) -> list[list[int]]:
         else:
             runs.append([address, address + size])
     return runs
+
+
+def merge_runs_packed(free: list[tuple[int, int]], fast: bytes | memoryview, min_length: int, top_end: int,
+                      use_native: bool = True) -> tuple[bytes, list[list[int]]]:
+    """:func:`merge_runs` over the bin-free chunks ``free`` (sorted (address, size) tuples) and the
+    packed fastbin chunks ``fast`` (from :func:`fastbin_chunks`): returns every run packed
+    (start, end pairs) and, as lists, only the runs at least ``min_length`` long or ending at
+    ``top_end`` (the only ones the trim prediction looks at). The compiled merge when available;
+    a heap with a million fastbin chunks then makes no Python object per chunk."""
+    merge = native.merge_runs() if use_native else None
+    free_packed = array("Q", chain.from_iterable(free)).tobytes()
+    if merge is not None:
+        runs, big, overlap = merge(free_packed, fast, min_length, top_end)
+        if runs is None:
+            raise Inconsistent("two free chunks overlap", overlap)
+        return runs, big
+    view = packed_pairs(fast)
+    runs_list = merge_runs(free + list(zip(view[0::2], view[1::2])))
+    big = [run for run in runs_list if run[1] - run[0] >= min_length or run[1] == top_end]
+    return array("Q", chain.from_iterable(runs_list)).tobytes(), big
+
+
+def run_ending_at(runs: bytes, address: int) -> int:
+    """The length of the run in packed ``runs`` (from :func:`merge_runs_packed`) that ends at
+    ``address``, or 0."""
+    view = packed_pairs(runs)
+    ends = view[1::2]
+    k = bisect.bisect_left(ends, address)
+    if k < len(ends) and ends[k] == address:
+        return address - view[2 * k]
+    return 0
 
 
 def madvise_range(start: int, end: int, page: int = PAGE_SIZE) -> tuple[int, int] | None:

@@ -195,3 +195,20 @@ def test_resident_pages_leave_out_the_zero_page_only():
     assert pagemap.present_mask() == bytes([1, 1, 1, 1, 0, 0])
     assert pagemap.swapped_pages() == 1
     assert Pagemap(100, raw, None).resident_pages(100, 106) == 4  # PFNs hidden: cannot tell
+
+
+@pytest.mark.parametrize("use_native", [False, True])
+def test_merge_runs_packed_keeps_every_run_and_lists_the_big_ones(use_native):
+    if use_native and native.merge_runs() is None:
+        pytest.skip(f"no native loop: {native.build_error}")
+    from array import array
+
+    from memtop.heap.walk import merge_runs_packed, run_ending_at
+
+    fast = array("Q", [96, 4, 200, 8, 5000, 32]).tobytes()
+    runs, big = merge_runs_packed([(64, 32), (100, 16), (208, 4792)], fast, 4096, 5032, use_native=use_native)
+    assert list(memoryview(runs).cast("Q")) == [64, 116, 200, 5032]
+    assert big == [[200, 5032]]
+    assert run_ending_at(runs, 116) == 52 and run_ending_at(runs, 117) == 0
+    with pytest.raises(Inconsistent):
+        merge_runs_packed([(96, 32)], fast, 4096, 0, use_native=use_native)
