@@ -36,7 +36,6 @@ from memtop.heap.walk import (
     merge_runs_packed,
     packed_pairs,
     read_arena,
-    run_ending_at,
     systrim_range,
     tcache_struct_entries,
     walk_segment,
@@ -362,7 +361,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                                         cancel=cancel, use_native=native, fast_candidates=candidates,
                                         arena_range=arena_range, safe_linking=layout.safe_linking))
             done_before += seg.end - seg.first_chunk
-        fast_packed = fastbin_chunks(mem, state, layout, pagemaps, candidates)
+        fast_packed, fast_counts = fastbin_chunks(mem, state, layout, pagemaps, candidates)
         del candidates
         fast_view = packed_pairs(fast_packed)
         fast_addresses = fast_view[0::2]
@@ -395,9 +394,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             seg_free = sorted((a, s) for a, s in free if seg.first_chunk <= a < seg.end)
             # Only runs that hold a whole page, or end at top, matter below; all are kept packed
             # for the pin (the run right below it).
-            runs, big_runs = merge_runs_packed(seg_free, memoryview(fast_packed)[lo * 16:hi * 16], PAGE_SIZE + 48,
-                                               seg.end if seg.holds_top else 0, use_native=native)
-            runs_by_segment.append((seg, big_runs, entries, runs))
+            seg_fast = memoryview(fast_packed)[lo * 16:hi * 16]
+            big_runs, _ = merge_runs_packed(seg_free, seg_fast, PAGE_SIZE + 48, seg.end if seg.holds_top else 0,
+                                            use_native=native)
+            runs_by_segment.append((seg, big_runs, entries, (seg_free, seg_fast)))
         after = read_arena(mem, state.address)
         if not after.same_as(state):
             raise Inconsistent("the arena changed during the walk", state.address)
@@ -429,13 +429,13 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             if rng is not None and heap_map is not None and heap_map.end == align_up(top_end, PAGE_SIZE):
                 entries = runs_by_segment[-1][2]
                 release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries)
-            pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][3], tcache)
+            pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][3], tcache,
+                            native)
         free_bytes = sum(s for _, s in free)
-        fast_sizes = fast_view[1::2]
-        fast_bytes = sum(fast_sizes)
+        fast_bytes = sum(size * count for size, count in fast_counts.items())
         tcache_bytes = sum(tcache.values())
         histogram = Counter(s for _, s in free)
-        histogram.update(fast_sizes)
+        histogram.update(fast_counts)
         arenas.append(ArenaReport(
             address=state.address,
             is_main=is_main,
@@ -478,9 +478,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
 
 
 def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start: int, top_end: int,
-              runs: bytes, tcache: dict[int, int]) -> Pin | None:
+              free_chunks: tuple[list, memoryview], tcache: dict[int, int], native: bool = True) -> Pin | None:
     """The busy chunk that ends where the consolidated top begins (re-walked from the nearest
-    checkpoint below it)."""
+    checkpoint below it). ``free_chunks``: the segment's bin-free chunks and packed fastbin
+    chunks, merged again here to find the run right below the pin."""
     if top_start <= seg.first_chunk:
         return None
     below = [c for c in checkpoints if seg.first_chunk <= c < top_start]
@@ -499,7 +500,7 @@ def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start
     if last is None or i != limit:
         raise Inconsistent("the chunk below top could not be found again", p)
     address = p + last * 8
-    run_below = run_ending_at(runs, address)
+    _, run_below = merge_runs_packed(*free_chunks, 1 << 63, 0, end_at=address, use_native=native)
     # What the pin costs in RAM: after a trim the pages of that free run are no longer resident.
     try:
         lo, hi = align_up(address - run_below, PAGE_SIZE), address // PAGE_SIZE * PAGE_SIZE

@@ -225,29 +225,29 @@ static int cmp_pair(const void *a, const void *b)
     return x[1] < y[1] ? -1 : x[1] > y[1];
 }
 
-/* Index of the candidate whose address is ``p`` in pairs sorted by address, or -1. */
-static Py_ssize_t find_pair(const uint64_t *t, Py_ssize_t n, uint64_t p)
+PyDoc_STRVAR(follow_fastbins_doc,
+"follow_fastbins(cands, heads) -> (status, address, counts)\n\n"
+"Follow each fastbinsY list (``heads``: its 10 heads) through the candidates collected by\n"
+"walk_window (``cands``, a bytearray of (address, revealed fd | size / 16) pairs), in place: on\n"
+"``status`` 0, ``cands`` now holds only the chunks on the lists, as (address, size) pairs sorted\n"
+"by address, and ``counts`` is a tuple of each list's length. 1: the node at ``address`` is not a\n"
+"candidate (misaligned, outside the walked heaps, or changed); 2: its size is not its bin's;\n"
+"3: a node is met twice (a loop). On anything but 0 ``cands`` is left unusable and the caller\n"
+"reads the lists itself (memtop.heap.walk.follow_fastbins), which explains the fault.");
+
+/* Index of the candidate whose address (bit 0 may be set: visited) is ``p``, or -1. */
+static Py_ssize_t find_candidate(const uint64_t *t, Py_ssize_t n, uint64_t p)
 {
     Py_ssize_t lo = 0, hi = n;
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (t[2 * mid] < p)
+        if ((t[2 * mid] & ~(uint64_t)15) < p)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < n && t[2 * lo] == p ? lo : -1;
+    return lo < n && (t[2 * lo] & ~(uint64_t)15) == p ? lo : -1;
 }
-
-PyDoc_STRVAR(follow_fastbins_doc,
-"follow_fastbins(cands, heads) -> (status, chunks, address)\n\n"
-"Follow each fastbinsY list (``heads``: its 10 heads) through the candidates collected by\n"
-"walk_window (``cands``, a bytearray of (address, revealed fd | size / 16) pairs; sorted here in\n"
-"place). ``status`` 0: ``chunks`` is a bytes object of (address, size) pairs, sorted by address.\n"
-"1: the node at ``address`` is not a candidate (misaligned, outside the walked heaps, or changed);\n"
-"2: its size is not its bin's; 3: a list is longer than there are candidates (a loop). On\n"
-"anything but 0 the caller reads the lists itself (memtop.heap.walk.follow_fastbins), which\n"
-"explains the fault.");
 
 static PyObject *follow_fastbins(PyObject *self, PyObject *args)
 {
@@ -260,6 +260,7 @@ static PyObject *follow_fastbins(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t nheads = PySequence_Fast_GET_SIZE(heads);
     uint64_t head_values[64];
+    Py_ssize_t counts[64] = {0};
     if (nheads > 64) {
         Py_DECREF(heads);
         PyErr_SetString(PyExc_ValueError, "too many fastbins");
@@ -273,12 +274,14 @@ static PyObject *follow_fastbins(PyObject *self, PyObject *args)
         }
     }
     Py_DECREF(heads);
-    uint64_t *t = (uint64_t *)PyByteArray_AS_STRING(cands_obj);
-    Py_ssize_t n = PyByteArray_GET_SIZE(cands_obj) / 16;
-    vec out = {0};
+    Py_buffer view; /* held while the GIL is released: the bytearray cannot be resized meanwhile */
+    if (PyObject_GetBuffer(cands_obj, &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    uint64_t *t = view.buf;
+    Py_ssize_t n = view.len / 16, kept = 0;
     int status = 0;
     uint64_t bad = 0;
-    Py_BEGIN_ALLOW_THREADS /* the bytearray belongs to the calling walk alone */
+    Py_BEGIN_ALLOW_THREADS
     int sorted = 1;
     for (Py_ssize_t k = 1; k < n && sorted; k++)
         sorted = t[2 * k - 2] < t[2 * k];
@@ -286,9 +289,8 @@ static PyObject *follow_fastbins(PyObject *self, PyObject *args)
         qsort(t, (size_t)n, 16, cmp_pair);
     for (Py_ssize_t b = 0; b < nheads && status == 0; b++) {
         uint64_t expected = (uint64_t)(b + 2) * 16, p = head_values[b];
-        Py_ssize_t count = 0;
         while (p) {
-            Py_ssize_t k = find_pair(t, n, p);
+            Py_ssize_t k = find_candidate(t, n, p);
             if (k < 0) {
                 status = 1;
                 break;
@@ -297,106 +299,125 @@ static PyObject *follow_fastbins(PyObject *self, PyObject *args)
                 status = 2;
                 break;
             }
-            if (++count > n) {
+            if (t[2 * k] & 1) {
                 status = 3;
                 break;
             }
-            if (vec_push(&out, (int64_t)p) < 0 || vec_push(&out, (int64_t)expected) < 0) {
-                status = -1;
-                break;
-            }
+            t[2 * k] |= 1; /* on a list: addresses are 16-aligned, bit 0 is free */
+            counts[b]++;
             p = t[2 * k + 1] & ~(uint64_t)15;
         }
         bad = p;
     }
-    if (status == 0)
-        qsort(out.v, out.n / 2, 16, cmp_pair);
-    Py_END_ALLOW_THREADS
-    PyObject *result = NULL;
-    if (status < 0) {
-        PyErr_NoMemory();
-    } else if (status > 0) {
-        result = Py_BuildValue("iOK", status, Py_None, (unsigned long long)bad);
-    } else {
-        PyObject *chunks = PyBytes_FromStringAndSize((const char *)out.v, (Py_ssize_t)(out.n * 8));
-        if (chunks != NULL) {
-            result = Py_BuildValue("iNK", 0, chunks, 0ULL);
+    if (status == 0) {
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (t[2 * k] & 1) {
+                t[2 * kept] = t[2 * k] & ~(uint64_t)15;
+                t[2 * kept + 1] = (t[2 * k + 1] & 15) << 4;
+                kept++;
+            }
         }
     }
-    free(out.v);
-    return result;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (status > 0)
+        return Py_BuildValue("iKO", status, (unsigned long long)bad, Py_None);
+    if (PyByteArray_Resize(cands_obj, kept * 16) < 0)
+        return NULL;
+    PyObject *tuple = PyTuple_New(nheads);
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t b = 0; b < nheads; b++) {
+        PyObject *c = PyLong_FromSsize_t(counts[b]);
+        if (c == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, b, c);
+    }
+    return Py_BuildValue("iKN", 0, 0ULL, tuple);
 }
 
 PyDoc_STRVAR(merge_runs_doc,
-"merge_runs(free, fast, min_length, top_end) -> (runs, big, overlap)\n\n"
+"merge_runs(free, fast, min_length, top_end, end_at) -> (big, run_below, overlap)\n\n"
 "memtop.heap.walk.merge_runs over two lists of (address, size) pairs, each given packed (native\n"
-"64-bit words) and sorted: ``runs`` is a bytes object of the merged (start, end) pairs; ``big`` a\n"
-"list of [start, end] of the runs at least ``min_length`` long or ending at ``top_end``. When two\n"
-"chunks overlap, ``runs`` and ``big`` are None and ``overlap`` is the address of the second.");
+"64-bit words) and sorted, keeping only what the trim prediction needs: ``big`` lists [start, end]\n"
+"of the runs at least ``min_length`` long or ending at ``top_end``, ``run_below`` is the length of\n"
+"the run ending at ``end_at`` (0 if none). When two chunks overlap, ``big`` is None and\n"
+"``overlap`` is the address of the second.");
 
 static PyObject *merge_runs(PyObject *self, PyObject *args)
 {
     Py_buffer a, b;
-    unsigned long long min_length, top_end;
+    unsigned long long min_length, top_end, end_at;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*KK", &a, &b, &min_length, &top_end))
+    if (!PyArg_ParseTuple(args, "y*y*KKK", &a, &b, &min_length, &top_end, &end_at))
         return NULL;
     const uint64_t *x = a.buf, *y = b.buf;
     Py_ssize_t nx = a.len / 16, ny = b.len / 16, ix = 0, iy = 0;
-    vec runs = {0};
-    uint64_t overlap = 0;
-    int status = 0;
+    vec big = {0};
+    uint64_t overlap = 0, start = 0, end = 0, run_below = 0;
+    int status = 0, open_run = 0;
     Py_BEGIN_ALLOW_THREADS
-    while (ix < nx || iy < ny) {
-        const uint64_t *c;
-        if (iy >= ny || (ix < nx && cmp_pair(x + 2 * ix, y + 2 * iy) <= 0))
-            c = x + 2 * ix++;
-        else
-            c = y + 2 * iy++;
-        uint64_t address = c[0], end = c[0] + c[1];
-        if (runs.n && (uint64_t)runs.v[runs.n - 1] == address) {
-            runs.v[runs.n - 1] = (int64_t)end;
-        } else if (runs.n && address < (uint64_t)runs.v[runs.n - 1]) {
-            overlap = address;
-            status = 1;
-            break;
-        } else if (vec_push(&runs, (int64_t)address) < 0 || vec_push(&runs, (int64_t)end) < 0) {
-            status = -1;
-            break;
+    for (;;) {
+        const uint64_t *c = NULL;
+        if (ix < nx || iy < ny) {
+            if (iy >= ny || (ix < nx && cmp_pair(x + 2 * ix, y + 2 * iy) <= 0))
+                c = x + 2 * ix++;
+            else
+                c = y + 2 * iy++;
+            if (open_run && c[0] == end) {
+                end = c[0] + c[1];
+                continue;
+            }
+            if (open_run && c[0] < end) {
+                overlap = c[0];
+                status = 1;
+                break;
+            }
         }
+        if (open_run) { /* the run [start, end) is complete */
+            if (end == end_at)
+                run_below = end - start;
+            if ((end - start >= min_length || end == top_end) &&
+                (vec_push(&big, (int64_t)start) < 0 || vec_push(&big, (int64_t)end) < 0)) {
+                status = -1;
+                break;
+            }
+        }
+        if (c == NULL)
+            break;
+        start = c[0];
+        end = c[0] + c[1];
+        open_run = 1;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
-    PyObject *result = NULL, *packed = NULL, *big = NULL;
+    PyObject *result = NULL, *list = NULL;
     if (status < 0) {
         PyErr_NoMemory();
         goto out;
     }
     if (status > 0) {
-        result = Py_BuildValue("OOK", Py_None, Py_None, (unsigned long long)overlap);
+        result = Py_BuildValue("OKK", Py_None, 0ULL, (unsigned long long)overlap);
         goto out;
     }
-    packed = PyBytes_FromStringAndSize((const char *)runs.v, (Py_ssize_t)(runs.n * 8));
-    big = PyList_New(0);
-    if (packed == NULL || big == NULL)
+    list = PyList_New(0);
+    if (list == NULL)
         goto out;
-    for (size_t k = 0; k < runs.n; k += 2) {
-        uint64_t start = (uint64_t)runs.v[k], end = (uint64_t)runs.v[k + 1];
-        if (end - start >= min_length || end == top_end) {
-            PyObject *run = Py_BuildValue("[KK]", (unsigned long long)start, (unsigned long long)end);
-            if (run == NULL || PyList_Append(big, run) < 0) {
-                Py_XDECREF(run);
-                goto out;
-            }
-            Py_DECREF(run);
+    for (size_t k = 0; k < big.n; k += 2) {
+        PyObject *run = Py_BuildValue("[KK]", (unsigned long long)big.v[k], (unsigned long long)big.v[k + 1]);
+        if (run == NULL || PyList_Append(list, run) < 0) {
+            Py_XDECREF(run);
+            goto out;
         }
+        Py_DECREF(run);
     }
-    result = Py_BuildValue("OOO", packed, big, Py_None);
+    result = Py_BuildValue("OKK", list, (unsigned long long)run_below, 0ULL);
 out:
-    Py_XDECREF(packed);
-    Py_XDECREF(big);
-    free(runs.v);
+    Py_XDECREF(list);
+    free(big.v);
     return result;
 }
 

@@ -265,13 +265,22 @@ class TargetMemory:
         out = bytearray(size)
         if size <= 0:
             return out, 0
+        return out, self.read_into(address, size, out, zeroed=True)
+
+    def read_into(self, address: int, size: int, buffer: bytearray, *, zeroed: bool = False) -> int:
+        """:meth:`read` into the first ``size`` bytes of ``buffer`` (reused by the caller: a heap
+        walk reads window after window into one buffer, whose pages stay faulted in); returns the
+        swapped pages. The parts not read are zeroed unless ``zeroed`` says they already are."""
+        if size <= 0:
+            return 0
         end = address + size
-        view = memoryview(out)
+        view = memoryview(buffer)
         pagemap = self.pagemap(address, end)
         mask = pagemap.present_mask()
         swapped = pagemap.swapped_pages()
         first = pagemap.first_page
         mem = self._mem
+        done = address  # everything below is filled
         pos = mask.find(1)
         while pos != -1:
             stop = mask.find(0, pos)
@@ -279,15 +288,20 @@ class TargetMemory:
                 stop = len(mask)
             lo = max(address, (first + pos) * PAGE_SIZE)
             hi = min(end, (first + stop) * PAGE_SIZE)
+            if lo > done and not zeroed:
+                view[done - address:lo - address] = bytes(lo - done)
             at = lo
             while at < hi:
                 n = min(READ_CHUNK, hi - at)
                 self._preadinto(mem, view[at - address:at - address + n], at)
                 at += n
             self.bytes_read += hi - lo
+            done = hi
             pos = mask.find(1, stop)
+        if done < end and not zeroed:
+            view[done - address:size] = bytes(end - done)
         view.release()
-        return out, swapped
+        return swapped
 
     def read_direct(self, address: int, size: int) -> bytes:
         """One pread, no pagemap check: for bytes the caller knows to be in a present page."""

@@ -44,7 +44,7 @@ from memtop.heap import native
 from memtop.heap.memory import MemoryReadError, TargetMemory
 from memtop.procfs import PAGE_SIZE
 
-WINDOW = 4 << 20  # bytes of heap read at a time
+WINDOW = 1 << 20  # bytes of heap read at a time (1 MiB: 10 % faster than 4 MiB, 30 % than 16 MiB here)
 MAX_ARENAS = 4096
 MAX_LIST = 50_000_000  # a fastbin or tcache list longer than this is a loop (corruption)
 FAR = 1 << 62
@@ -193,18 +193,27 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
     tc_index = bisect.bisect_left(tcache_chunks, p)
     prev_abs = None
     chunks = 0
+    # One buffer for every window: its pages stay faulted in (a fresh 4 MiB bytearray per window
+    # cost a page fault per 4 KiB and an mmap/munmap each time).
+    buffer = bytearray(min(WINDOW, align_up(end - p + 32, 16)))
+    read_into = getattr(mem, "read_into", None)
     while p < end:
         if cancel is not None and cancel():
             raise Cancelled()
         window_len = min(WINDOW, end - p + 32)
         window_len = align_up(window_len, 16)
         try:
-            data, swapped = mem.read(p, window_len)
+            if read_into is not None:
+                swapped = read_into(p, window_len, buffer)
+            else:
+                chunk, swapped = mem.read(p, window_len)
+                buffer[:window_len] = chunk
         except MemoryReadError as e:
             raise Inconsistent(f"heap memory unreadable ({e})", p) from e
+        data = memoryview(buffer)[:window_len]
         result.swapped_pages += swapped
         result.checkpoints.append(p)
-        words = memoryview(data).cast("Q")
+        words = data.cast("Q")
         base = p
         # Word index limit: a chunk's header (size at +8) and the tcache key (+24) must be inside.
         lim_window = (window_len - 32) // 8
@@ -218,11 +227,11 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
             tc_index += 1
         walker = native.load() if use_native and native.enabled else None
         for key in key_bytes if walker is None else ():  # the native loop compares keys itself
-            pos = data.find(key, 24)
+            pos = buffer.find(key, 24, window_len)
             while pos != -1 and pos < limit * 8 + 24:
                 if pos % 16 == 8:
                     stops.append(((pos - 24) >> 3, 2))
-                pos = data.find(key, pos + 8)
+                pos = buffer.find(key, pos + 8, window_len)
         stops = sorted({index for index, _ in stops})
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         tc_hits: list[int] = []
@@ -322,7 +331,7 @@ def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: li
     return i, prev, n
 
 
-def _window_native(walker, data: bytearray, limit: int, stops: list[int], keys, prev: int, free_flat: list,
+def _window_native(walker, data: memoryview, limit: int, stops: list[int], keys, prev: int, free_flat: list,
                    tc_hits: list, fast_candidates: bytearray | None = None, base: int = 0,
                    arena_range: tuple[int, int] = (0, 0), safe_linking: bool = True) -> tuple[int, int, int]:
     """The same as _window_python, by the compiled loop (memtop.heap.native, memtop/heap/_walk.c)."""
@@ -428,21 +437,26 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
 
 
 def fastbin_chunks(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list,
-                   candidates: bytearray | None = None) -> bytes:
+                   candidates: bytearray | None = None) -> tuple[bytes | bytearray, dict[int, int]]:
     """Every chunk on the arena's fastbin lists as packed (address, size) pairs (native 64-bit
-    words), sorted by address.
+    words), sorted by address, and how many chunks of each size.
 
     With ``candidates`` (what the compiled walk noted: every walked chunk of a fastbin size whose
-    fd could be a list link), the lists are followed through them in C, with no read at all; the
-    first node that is not a candidate, or any fault, sends it to :func:`follow_fastbins`, which
-    reads the lists from the target and explains the fault. Both give the same chunks.
+    fd could be a list link), the lists are followed through them in C, with no read at all, and
+    the result is ``candidates`` itself, reduced in place to the list members (no second copy);
+    the first node that is not a candidate, or any fault, sends it to :func:`follow_fastbins`,
+    which reads the lists from the target and explains the fault. Both give the same chunks.
     """
     follow = native.follow_fastbins() if candidates is not None else None
     if follow is not None:
-        status, chunks, _address = follow(candidates, state.fastbins)
+        status, _address, counts = follow(candidates, state.fastbins)
         if status == 0:
-            return chunks
-    return array("Q", chain.from_iterable(sorted(follow_fastbins(mem, state, layout, pagemaps)))).tobytes()
+            return candidates, {fastbin_chunk_size(b): n for b, n in enumerate(counts) if n}
+    chunks = sorted(follow_fastbins(mem, state, layout, pagemaps))
+    counts: dict[int, int] = {}
+    for _, size in chunks:
+        counts[size] = counts.get(size, 0) + 1
+    return array("Q", chain.from_iterable(chunks)).tobytes(), counts
 
 
 def packed_pairs(data: bytes | memoryview) -> memoryview:
@@ -501,34 +515,23 @@ def merge_runs(chunks: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def merge_runs_packed(free: list[tuple[int, int]], fast: bytes | memoryview, min_length: int, top_end: int,
-                      use_native: bool = True) -> tuple[bytes, list[list[int]]]:
+                      end_at: int = -1, use_native: bool = True) -> tuple[list[list[int]], int]:
     """:func:`merge_runs` over the bin-free chunks ``free`` (sorted (address, size) tuples) and the
-    packed fastbin chunks ``fast`` (from :func:`fastbin_chunks`): returns every run packed
-    (start, end pairs) and, as lists, only the runs at least ``min_length`` long or ending at
-    ``top_end`` (the only ones the trim prediction looks at). The compiled merge when available;
-    a heap with a million fastbin chunks then makes no Python object per chunk."""
+    packed fastbin chunks ``fast`` (from :func:`fastbin_chunks`), keeping only what the trim
+    prediction looks at: the runs at least ``min_length`` long or ending at ``top_end``, and the
+    length of the run that ends at ``end_at`` (0 if none). The compiled merge when available: a
+    heap with a million fastbin chunks then makes no Python object per chunk, nor keeps its runs."""
     merge = native.merge_runs() if use_native else None
-    free_packed = array("Q", chain.from_iterable(free)).tobytes()
     if merge is not None:
-        runs, big, overlap = merge(free_packed, fast, min_length, top_end)
-        if runs is None:
+        big, run_below, overlap = merge(array("Q", chain.from_iterable(free)).tobytes(), fast, min_length,
+                                        top_end, end_at & (2**64 - 1))
+        if big is None:
             raise Inconsistent("two free chunks overlap", overlap)
-        return runs, big
+        return big, run_below
     view = packed_pairs(fast)
-    runs_list = merge_runs(free + list(zip(view[0::2], view[1::2])))
-    big = [run for run in runs_list if run[1] - run[0] >= min_length or run[1] == top_end]
-    return array("Q", chain.from_iterable(runs_list)).tobytes(), big
-
-
-def run_ending_at(runs: bytes, address: int) -> int:
-    """The length of the run in packed ``runs`` (from :func:`merge_runs_packed`) that ends at
-    ``address``, or 0."""
-    view = packed_pairs(runs)
-    ends = view[1::2]
-    k = bisect.bisect_left(ends, address)
-    if k < len(ends) and ends[k] == address:
-        return address - view[2 * k]
-    return 0
+    runs = merge_runs(free + list(zip(view[0::2], view[1::2])))
+    big = [run for run in runs if run[1] - run[0] >= min_length or run[1] == top_end]
+    return big, next((end - start for start, end in runs if end == end_at), 0)
 
 
 def madvise_range(start: int, end: int, page: int = PAGE_SIZE) -> tuple[int, int] | None:

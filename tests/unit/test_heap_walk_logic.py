@@ -198,17 +198,21 @@ def test_resident_pages_leave_out_the_zero_page_only():
 
 
 @pytest.mark.parametrize("use_native", [False, True])
-def test_merge_runs_packed_keeps_every_run_and_lists_the_big_ones(use_native):
+def test_merge_runs_packed_lists_the_big_runs_and_the_run_below_an_address(use_native):
     if use_native and native.merge_runs() is None:
         pytest.skip(f"no native loop: {native.build_error}")
     from array import array
 
-    from memtop.heap.walk import merge_runs_packed, run_ending_at
+    from memtop.heap.walk import merge_runs_packed
 
+    # GIVEN bin-free chunks and packed fastbin chunks, some adjacent
     fast = array("Q", [96, 4, 200, 8, 5000, 32]).tobytes()
-    runs, big = merge_runs_packed([(64, 32), (100, 16), (208, 4792)], fast, 4096, 5032, use_native=use_native)
-    assert list(memoryview(runs).cast("Q")) == [64, 116, 200, 5032]
-    assert big == [[200, 5032]]
-    assert run_ending_at(runs, 116) == 52 and run_ending_at(runs, 117) == 0
+    free = [(64, 32), (100, 16), (208, 4792)]
+    # WHEN merged, THEN the runs of 4096 bytes or more (or ending at top) are listed, and the
+    # length of the run ending at an address is told
+    assert merge_runs_packed(free, fast, 4096, 5032, end_at=116, use_native=use_native) == ([[200, 5032]], 52)
+    assert merge_runs_packed(free, fast, 4096, 0, end_at=117, use_native=use_native) == ([[200, 5032]], 0)
+    assert merge_runs_packed(free, fast, 10, 0, end_at=5032, use_native=use_native) == ([[64, 116], [200, 5032]], 4832)
+    assert merge_runs_packed([], b"", 10, 0, use_native=use_native) == ([], 0)
     with pytest.raises(Inconsistent):
         merge_runs_packed([(96, 32)], fast, 4096, 0, use_native=use_native)
