@@ -1,7 +1,7 @@
 """The read-only heap walk on real programs (issue 20, item 4). Run by hand, as root:
 
     /work/main/.venv/bin/python -m bench.heap_walk_real [--case ruby|mariadb|c|all] [--repeat 3]
-        [--pure-python] [--check] [--ruby-threads 8] [--ruby-objects 400000] [--mariadb-clients 16] [--c-mib 1024]
+        [--pure-python] [--check] [--profile] [--ruby-threads 8] [--ruby-objects 400000] [--mariadb-clients 16] [--c-mib 1024]
 
 Cases (each target is started here and stopped by its PID afterwards; temp dirs are removed):
 
@@ -88,7 +88,7 @@ class Ticker(threading.Thread):
             last = now
 
 
-def measure(name: str, pid: int, repeat: int, pure: bool, check: bool = False) -> None:
+def measure(name: str, pid: int, repeat: int, pure: bool, check: bool = False, profile: bool = False) -> None:
     best = None
     hwm: list[int] = []
     longest = 0.0
@@ -124,6 +124,13 @@ def measure(name: str, pid: int, repeat: int, pure: bool, check: bool = False) -
           f"(symbols loaded), +{max(hwm[1:], default=hwm[0]) / 1024:.1f} MiB during a later one "
           f"(RSS now {status_kib('VmRSS') / 1024:.0f} MiB); longest 2 ms-ticker gap {longest * 1000:.0f} ms",
           flush=True)
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(analyze, pid, native=not pure)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
     if check:
         other = analyze(pid, native=pure)
         again = analyze(pid, native=not pure)  # the heap may have changed since the timed walks
@@ -139,7 +146,7 @@ def case_c(args) -> None:
 
     binary = compile_c(TARGET, name="bench_heap", flags=("-O2",))
     with Child([binary, str(args.c_mib), "24", "0", "64"], timeout=300) as child:
-        measure(f"c {args.c_mib} MiB of 24-byte requests", child.pid, args.repeat, args.pure_python, args.check)
+        measure(f"c {args.c_mib} MiB of 24-byte requests", child.pid, args.repeat, args.pure_python, args.check, args.profile)
 
 
 def case_ruby(args) -> None:
@@ -148,7 +155,7 @@ def case_ruby(args) -> None:
         script.write_text(RUBY)
         with Child(["ruby", script, str(args.ruby_threads), str(args.ruby_objects)], timeout=300) as child:
             measure(f"ruby {args.ruby_threads} threads x {args.ruby_objects:,} objects", child.pid, args.repeat,
-                    args.pure_python, args.check)
+                    args.pure_python, args.check, args.profile)
 
 
 def _mariadb(socket: Path, sql: str, timeout: float = 300) -> subprocess.Popen:
@@ -201,7 +208,7 @@ def case_mariadb(args) -> None:
             time.sleep(0.5)
         time.sleep(1)
         measure(f"mariadbd {args.mariadb_clients} clients x {rows:,} rows", server.pid, args.repeat,
-                args.pure_python, args.check)
+                args.pure_python, args.check, args.profile)
     finally:
         for c in clients:
             if c.poll() is None:
@@ -222,6 +229,7 @@ def main() -> None:
     parser.add_argument("--case", default="all", choices=("ruby", "mariadb", "c", "all"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pure-python", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one more walk of each case")
     parser.add_argument("--check", action="store_true", help="walk once more with the other loop and compare the reports")
     parser.add_argument("--ruby-threads", type=int, default=8)
     parser.add_argument("--ruby-objects", type=int, default=400_000)
