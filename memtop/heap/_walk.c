@@ -59,7 +59,39 @@ typedef struct {
 
 #define MAX_FAST_CHUNK 0xb0 /* NFASTBINS 10: bins of 32 .. 176-byte chunks (malloc.c fastbin_index) */
 
-/* The loop, on plain C data; returns DONE, ZERO, or -1 when out of memory. */
+/* Note chunk i (header s) if it could be a fastbin node; -1 when out of memory. */
+static inline int fast_candidate(const unsigned char *w, int64_t i, uint64_t s, const fastcand *fc)
+{
+    if (fc->out == NULL || (s & ~(uint64_t)7) - 32 > MAX_FAST_CHUNK - 32 || (s & 8))
+        return 0;
+    uint64_t at = fc->base + (uint64_t)i * 8, fd = word(w, i + 2);
+    uint64_t next = fc->safe ? ((at + 16) >> 12) ^ fd : fd;
+    if (next != 0 && ((next & 15) || next < fc->lo || next >= fc->hi))
+        return 0;
+    /* next is 16-aligned and size / 16 <= 11: one word holds both */
+    if (vec_push(fc->out, (int64_t)at) < 0 || vec_push(fc->out, (int64_t)(next | (s >> 4 & 15))) < 0)
+        return -1;
+    return 0;
+}
+
+static inline int is_key(const unsigned char *w, int64_t i, const uint64_t *keys, Py_ssize_t nkeys)
+{
+    if (!nkeys || (i & 1)) /* 16-byte aligned chunks only, as the Python loop's key search */
+        return 0;
+    uint64_t second = word(w, i + 3);
+    for (Py_ssize_t k = 0; k < nkeys; k++)
+        if (second == keys[k])
+            return 1;
+    return 0;
+}
+
+/* The loop, on plain C data; returns DONE, ZERO, or -1 when out of memory.
+ *
+ * After each chunk, a run of chunks with the very same header (same size, PREV_INUSE set: none
+ * of them follows a free chunk) is walked with the step known in advance: the next index then
+ * does not wait for the load of the header (a chain of dependent loads costs a cache latency per
+ * chunk), only the comparison does, and the CPU runs ahead. Each chunk of the run gets the same
+ * checks; a tcache key or a stop hands the chunk back to the general path. */
 static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ssize_t nstops,
                 const uint64_t *keys, Py_ssize_t nkeys, int64_t *i_io, int64_t *prev_io, int64_t *n_io,
                 vec *free_out, vec *tc_out, const fastcand *fc)
@@ -76,11 +108,8 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
             while (si < nstops && stops[si] == i)
                 si++;
         }
-        if (!hit && nkeys && !(i & 1)) { /* 16-byte aligned, as the Python loop's key search */
-            uint64_t second = word(w, i + 3);
-            for (Py_ssize_t k = 0; k < nkeys && !hit; k++)
-                hit = second == keys[k];
-        }
+        if (!hit)
+            hit = is_key(w, i, keys, nkeys);
         if (hit && vec_push(tc_out, i) < 0)
             return -1;
         uint64_t s = word(w, i + 1);
@@ -88,15 +117,8 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
             if (vec_push(free_out, prev) < 0 || vec_push(free_out, i) < 0)
                 return -1;
         }
-        if (fc->out != NULL && (s & ~(uint64_t)7) - 32 <= MAX_FAST_CHUNK - 32) {
-            uint64_t at = fc->base + (uint64_t)i * 8, fd = word(w, i + 2);
-            uint64_t next = fc->safe ? ((at + 16) >> 12) ^ fd : fd;
-            if (next == 0 || (!(next & 15) && next >= fc->lo && next < fc->hi)) {
-                /* next is 16-aligned and size / 16 <= 11: one word holds both */
-                if (vec_push(fc->out, (int64_t)at) < 0 || vec_push(fc->out, (int64_t)(next | (s >> 4 & 15))) < 0)
-                    return -1;
-            }
-        }
+        if (fast_candidate(w, i, s, fc) < 0)
+            return -1;
         prev = i;
         n++;
         uint64_t step = s >> 3;
@@ -105,6 +127,16 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
             break;
         }
         i += (int64_t)step; /* step < 2**61 and i < lim: no overflow */
+        if (!(s & 1))
+            continue;
+        int64_t bound = si < nstops && stops[si] < lim ? stops[si] : lim;
+        while (i < bound && word(w, i + 1) == s && !is_key(w, i, keys, nkeys)) {
+            if (fast_candidate(w, i, s, fc) < 0)
+                return -1;
+            prev = i;
+            n++;
+            i += (int64_t)step;
+        }
     }
     *i_io = i;
     *prev_io = prev;

@@ -200,22 +200,25 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
     chunks = 0
     # One buffer for every window: its pages stay faulted in (a fresh 4 MiB bytearray per window
     # cost a page fault per 4 KiB and an mmap/munmap each time).
-    buffer = bytearray(min(WINDOW, align_up(end - p + 32, 16)))
+    # Reads start on a page boundary: /proc/PID/mem copies page by page (fs/proc/base.c mem_rw),
+    # and an unaligned read touches two of the target's pages per page copied.
+    buffer = bytearray(min(WINDOW, align_up(end - p + 32, 16)) + PAGE_SIZE)
     read_into = getattr(mem, "read_into", None)
     while p < end:
         if cancel is not None and cancel():
             raise Cancelled()
         window_len = min(WINDOW, end - p + 32)
         window_len = align_up(window_len, 16)
+        data_start = p & (PAGE_SIZE - 1)
         try:
             if read_into is not None:
-                swapped = read_into(p, window_len, buffer)
+                swapped = read_into(p - data_start, data_start + window_len, buffer)
             else:
-                chunk, swapped = mem.read(p, window_len)
-                buffer[:window_len] = chunk
+                chunk, swapped = mem.read(p - data_start, data_start + window_len)
+                buffer[:data_start + window_len] = chunk
         except MemoryReadError as e:
             raise Inconsistent(f"heap memory unreadable ({e})", p) from e
-        data = memoryview(buffer)[:window_len]
+        data = memoryview(buffer)[data_start:data_start + window_len]
         result.swapped_pages += swapped
         result.checkpoints.append(p)
         words = data.cast("Q")
@@ -232,11 +235,11 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
             tc_index += 1
         walker = native.load() if use_native and native.enabled else None
         for key in key_bytes if walker is None else ():  # the native loop compares keys itself
-            pos = buffer.find(key, 24, window_len)
-            while pos != -1 and pos < limit * 8 + 24:
+            pos = buffer.find(key, data_start + 24, data_start + window_len) - data_start
+            while pos >= 0 and pos < limit * 8 + 24:
                 if pos % 16 == 8:
                     stops.append(((pos - 24) >> 3, 2))
-                pos = buffer.find(key, pos + 8, window_len)
+                pos = buffer.find(key, data_start + pos + 8, data_start + window_len) - data_start
         stops = sorted({index for index, _ in stops})
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         tc_hits: list[int] = []
