@@ -12,7 +12,9 @@ Cases (each target is started here and stopped by its PID afterwards; temp dirs 
   (a few MiB each) come from the arenas instead of mmap; ``--mariadb-clients`` connections at
   once, each filling a MEMORY table of ``--mariadb-rows`` rows, left connected (one server
   thread, and its arena, per client): ~16 arenas, ~700 MiB of heap in few, large chunks.
-- c: bench/heap_walk.py's target, ``--c-mib`` MiB of 24-byte requests, one in 64 freed.
+- c: bench/heap_walk.py's target, ``--c-mib`` MiB of ``--c-request``-byte requests (24), one in
+  ``--c-free-every`` (64) freed; ``--c-request 200 --c-free-every 2`` leaves millions of chunks
+  free in the bins (the most free chunks a heap can have: free chunks are never adjacent).
 
 For each: chunks walked, arenas, heap bytes (system_mem summed), best wall time of ``--repeat``
 whole analyze() calls, chunks/s and MiB/s, the peak RSS memtop reached during a walk above its
@@ -145,8 +147,9 @@ def case_c(args) -> None:
     from bench.heap_walk import TARGET
 
     binary = compile_c(TARGET, name="bench_heap", flags=("-O2",))
-    with Child([binary, str(args.c_mib), "24", "0", "64"], timeout=300) as child:
-        measure(f"c {args.c_mib} MiB of 24-byte requests", child.pid, args.repeat, args.pure_python, args.check, args.profile)
+    with Child([binary, str(args.c_mib), str(args.c_request), "0", str(args.c_free_every)], timeout=300) as child:
+        measure(f"c {args.c_mib} MiB of {args.c_request}-byte requests, one in {args.c_free_every} freed", child.pid,
+                args.repeat, args.pure_python, args.check, args.profile)
 
 
 def case_ruby(args) -> None:
@@ -236,6 +239,8 @@ def main() -> None:
     parser.add_argument("--mariadb-clients", type=int, default=16)
     parser.add_argument("--mariadb-rows", type=int, default=200_000)
     parser.add_argument("--c-mib", type=int, default=1024)
+    parser.add_argument("--c-request", type=int, default=24)
+    parser.add_argument("--c-free-every", type=int, default=64)
     args = parser.parse_args()
     for case in ("ruby", "mariadb", "c") if args.case == "all" else (args.case,):
         globals()[f"case_{case}"](args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from array import array
 import threading
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from memtop.heap.walk import (
     Segment,
     arena_addresses,
     contains_address,
+    count_sizes,
     fastbin_chunks,
     madvise_range,
     merge_runs_packed,
@@ -365,7 +367,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         del candidates
         fast_view = packed_pairs(fast_packed)
         fast_addresses = fast_view[0::2]
-        free: list[tuple[int, int]] = []
+        free_by_segment: list[bytearray] = []  # packed (address, size) pairs, in address order
         tcache: dict[int, int] = {}
         walked = 0
         checkpoints: list[int] = []
@@ -376,11 +378,12 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             lo, hi = bisect.bisect_left(fast_addresses, seg.first_chunk), bisect.bisect_left(fast_addresses, seg.end)
             if (lo < len(fast_addresses) and fast_addresses[lo] < seg.end) and not seg.first_chunk <= fast_addresses[lo]:
                 raise Inconsistent("a fastbin chunk outside the heap", fast_addresses[lo])
+            seg_free = result.free_packed
             if seg.holds_top:
                 top_header = cache.word(seg.end + 8)
-                if not top_header & 1 and result.last_chunk is not None:
-                    free.append((result.last_chunk, seg.end - result.last_chunk))
-            free.extend(result.free)
+                if not top_header & 1 and result.last_chunk is not None:  # the last chunk, below top
+                    seg_free += array("Q", (result.last_chunk, seg.end - result.last_chunk)).tobytes()
+            free_by_segment.append(seg_free)
             for address, size in result.tcache:
                 if not contains_address(fast_view, address):
                     tcache[address] = size
@@ -391,9 +394,8 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             if seg.holds_top:
                 top_resident = mem.resident_bytes(align_up(seg.end, PAGE_SIZE),
                                                   (seg.end + top_size) & ~(PAGE_SIZE - 1), entries)
-            seg_free = sorted((a, s) for a, s in free if seg.first_chunk <= a < seg.end)
-            # Only runs that hold a whole page, or end at top, matter below; all are kept packed
-            # for the pin (the run right below it).
+            # Only runs that hold a whole page, or end at top, matter below; the pin merges the
+            # last segment's chunks again for the run right below it.
             seg_fast = memoryview(fast_packed)[lo * 16:hi * 16]
             big_runs, _ = merge_runs_packed(seg_free, seg_fast, PAGE_SIZE + 48, seg.end if seg.holds_top else 0,
                                             use_native=native)
@@ -431,10 +433,11 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
                 release += mem.resident_bytes(align_up(rng[0], PAGE_SIZE), align_up(rng[1], PAGE_SIZE), entries)
             pin = _find_pin(mem, segments[-1], checkpoints, top_start, top_end, runs_by_segment[-1][3], tcache,
                             native)
-        free_bytes = sum(s for _, s in free)
+        histogram: Counter = Counter()
+        free_bytes = sum(count_sizes(packed, histogram) for packed in free_by_segment)
+        free_count = sum(len(packed) for packed in free_by_segment) // 16
         fast_bytes = sum(size * count for size, count in fast_counts.items())
         tcache_bytes = sum(tcache.values())
-        histogram = Counter(s for _, s in free)
         histogram.update(fast_counts)
         arenas.append(ArenaReport(
             address=state.address,
@@ -452,10 +455,10 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             free_size_histogram=tuple(sorted((size, count, size * count) for size, count in histogram.items())),
             trim_release_bytes=release,
             top_address=state.top,
-            free_count=len(free),
+            free_count=free_count,
             fastbin_count=len(fast_addresses),
             tcache_count=len(tcache),
-            in_use_count=walked - len(free) - len(fast_addresses) - len(tcache),
+            in_use_count=walked - free_count - len(fast_addresses) - len(tcache),
             chunks_walked=walked,
             top_resident_bytes=top_resident,
             free_resident_bytes=free_resident,
@@ -478,7 +481,7 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
 
 
 def _find_pin(mem: TargetMemory, seg: Segment, checkpoints: list[int], top_start: int, top_end: int,
-              free_chunks: tuple[list, memoryview], tcache: dict[int, int], native: bool = True) -> Pin | None:
+              free_chunks: tuple[bytearray, memoryview], tcache: dict[int, int], native: bool = True) -> Pin | None:
     """The busy chunk that ends where the consolidated top begins (re-walked from the nearest
     checkpoint below it). ``free_chunks``: the segment's bin-free chunks and packed fastbin
     chunks, merged again here to find the run right below the pin."""

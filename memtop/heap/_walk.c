@@ -19,6 +19,8 @@
 
 enum { DONE = 0, ZERO = 2 };
 
+#define NO_PREV (-((int64_t)1 << 62)) /* memtop.heap.walk.NO_PREV: no chunk before this one */
+
 typedef struct {
     int64_t *v;
     size_t n, cap;
@@ -52,6 +54,7 @@ static inline uint64_t word(const unsigned char *base, int64_t i)
  * next | size / 16) pairs, and a list node that is not among them sends the walk back to reading. */
 typedef struct {
     vec *out;      /* NULL: not collected (the pure-Python walk reads the lists instead) */
+    int packed_free; /* free chunks as packed (address, size) instead of (prev, i) indices */
     uint64_t base; /* address of word 0 of the window */
     uint64_t lo, hi;
     int safe;
@@ -94,7 +97,7 @@ static inline int is_key(const unsigned char *w, int64_t i, const uint64_t *keys
  * checks; a tcache key or a stop hands the chunk back to the general path. */
 static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ssize_t nstops,
                 const uint64_t *keys, Py_ssize_t nkeys, int64_t *i_io, int64_t *prev_io, int64_t *n_io,
-                vec *free_out, vec *tc_out, const fastcand *fc)
+                int64_t *first_free_io, vec *free_out, vec *tc_out, const fastcand *fc)
 {
     int64_t i = *i_io, prev = *prev_io, n = *n_io;
     Py_ssize_t si = 0;
@@ -114,8 +117,17 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
             return -1;
         uint64_t s = word(w, i + 1);
         if (!(s & 1)) {
-            if (vec_push(free_out, prev) < 0 || vec_push(free_out, i) < 0)
+            if (fc->packed_free) { /* (address, size) of the free chunk before this one */
+                if (prev == NO_PREV) { /* told after the walk of the window, as the Python loop does */
+                    if (*first_free_io < 0)
+                        *first_free_io = i;
+                } else if (vec_push(free_out, (int64_t)(fc->base + (uint64_t)prev * 8)) < 0 ||
+                           vec_push(free_out, (i - prev) * 8) < 0) {
+                    return -1;
+                }
+            } else if (vec_push(free_out, prev) < 0 || vec_push(free_out, i) < 0) {
                 return -1;
+            }
         }
         if (fast_candidate(w, i, s, fc) < 0)
             return -1;
@@ -144,6 +156,17 @@ static int walk(const unsigned char *w, int64_t lim, const int64_t *stops, Py_ss
     return status;
 }
 
+static int extend_bytearray(PyObject *array, const vec *a)
+{
+    if (!a->n)
+        return 0;
+    Py_ssize_t old = PyByteArray_GET_SIZE(array), add = (Py_ssize_t)(a->n * sizeof(int64_t));
+    if (PyByteArray_Resize(array, old + add) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(array) + old, a->v, (size_t)add);
+    return 0;
+}
+
 static int extend_list(PyObject *list, const vec *a)
 {
     for (size_t k = 0; k < a->n; k++) {
@@ -159,10 +182,13 @@ static int extend_list(PyObject *list, const vec *a)
 }
 
 PyDoc_STRVAR(walk_window_doc,
-"walk_window(data, limit, stops, keys, prev, free_flat, tc_hits) -> (i, prev, chunks, status)\n\n"
+"walk_window(data, limit, stops, keys, prev, free_flat, tc_hits[, cands, base, lo, hi, safe])\n"
+"-> (i, prev, chunks, status, first_free)\n\n"
 "Walk the chunk headers of one window (``data``: a bytes-like object of 64-bit words) from word\n"
 "index 0 while the index is below ``limit``. ``stops``: sorted word indices of tcache candidates;\n"
-"``keys``: tcache key values. Appends (prev, i) pairs of free chunks to ``free_flat`` and the\n"
+"``keys``: tcache key values. Appends (prev, i) pairs of free chunks to ``free_flat`` (a list), or\n"
+"(address, size) pairs packed when it is a bytearray (then ``first_free`` is the index of a chunk\n"
+"that says the chunk before the window's first is free, else -1), and the\n"
 "indices of tcache hits to ``tc_hits``. ``status`` is 2 when a zero size stopped the walk (then\n"
 "``prev`` is the zero-size chunk), else 0. Optional ``cands, base, lo, hi, safe``: append the\n"
 "fastbin candidates (address, revealed fd | size / 16: native 64-bit words) to the bytearray\n"
@@ -173,17 +199,28 @@ static PyObject *walk_window(PyObject *self, PyObject *args)
 {
     Py_buffer data;
     Py_ssize_t limit;
-    PyObject *stops_obj, *keys_obj, *free_list, *tc_list, *cand_out = NULL;
+    PyObject *stops_obj, *keys_obj, *free_obj, *tc_list, *cand_out = NULL;
     long long prev;
     unsigned long long base = 0, lo = 0, hi = 0;
     int safe = 1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nOOLO!O!|O!KKKp", &data, &limit, &stops_obj, &keys_obj, &prev,
-                          &PyList_Type, &free_list, &PyList_Type, &tc_list, &PyByteArray_Type, &cand_out,
-                          &base, &lo, &hi, &safe))
+    if (!PyArg_ParseTuple(args, "y*nOOLOO!|OKKKp", &data, &limit, &stops_obj, &keys_obj, &prev,
+                          &free_obj, &PyList_Type, &tc_list, &cand_out, &base, &lo, &hi, &safe))
         return NULL;
+    if (!PyList_Check(free_obj) && !PyByteArray_Check(free_obj)) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_TypeError, "free_flat must be a list or a bytearray");
+        return NULL;
+    }
+    if (cand_out == Py_None)
+        cand_out = NULL;
+    if (cand_out != NULL && !PyByteArray_Check(cand_out)) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_TypeError, "cands must be a bytearray or None");
+        return NULL;
+    }
     vec cand_vec = {0};
-    fastcand fc = {cand_out != NULL ? &cand_vec : NULL, base, lo, hi, safe};
+    fastcand fc = {cand_out != NULL ? &cand_vec : NULL, PyByteArray_Check(free_obj), base, lo, hi, safe};
     PyObject *result = NULL, *stops_seq = NULL, *keys_seq = NULL;
     int64_t *stops = NULL;
     uint64_t *keys = NULL;
@@ -218,25 +255,22 @@ static PyObject *walk_window(PyObject *self, PyObject *args)
         if (keys[k] == (uint64_t)-1 && PyErr_Occurred())
             goto out;
     }
-    int64_t i = 0, p = prev, n = 0;
+    int64_t i = 0, p = prev, n = 0, first_free = -1;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = walk((const unsigned char *)data.buf, limit, stops, nstops, keys, nkeys, &i, &p, &n,
+    status = walk((const unsigned char *)data.buf, limit, stops, nstops, keys, nkeys, &i, &p, &n, &first_free,
                   &free_out, &tc_out, &fc);
     Py_END_ALLOW_THREADS
     if (status < 0) {
         PyErr_NoMemory();
         goto out;
     }
-    if (extend_list(free_list, &free_out) < 0 || extend_list(tc_list, &tc_out) < 0)
+    if ((fc.packed_free ? extend_bytearray(free_obj, &free_out) : extend_list(free_obj, &free_out)) < 0 ||
+        extend_list(tc_list, &tc_out) < 0)
         goto out;
-    if (cand_out != NULL && cand_vec.n) {
-        Py_ssize_t old = PyByteArray_GET_SIZE(cand_out), add = (Py_ssize_t)(cand_vec.n * sizeof(int64_t));
-        if (PyByteArray_Resize(cand_out, old + add) < 0)
-            goto out;
-        memcpy(PyByteArray_AS_STRING(cand_out) + old, cand_vec.v, (size_t)add);
-    }
-    result = Py_BuildValue("LLLi", (long long)i, (long long)p, (long long)n, status);
+    if (cand_out != NULL && extend_bytearray(cand_out, &cand_vec) < 0)
+        goto out;
+    result = Py_BuildValue("LLLiL", (long long)i, (long long)p, (long long)n, status, (long long)first_free);
 out:
     free(cand_vec.v);
     free(free_out.v);

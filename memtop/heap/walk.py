@@ -167,12 +167,20 @@ class Segment:
 @dataclass(slots=True)
 class SegmentWalk:
     chunks: int = 0
-    free: list = field(default_factory=list)  # (address, size) of chunks free in a bin
+    # (address, size) of chunks free in a bin, packed (native 64-bit words), in address order: a
+    # heap can hold millions (every other chunk), and a tuple each took 600 MiB for 1 GiB of heap
+    free_packed: bytearray = field(default_factory=bytearray)
     checkpoints: list = field(default_factory=list)  # chunk addresses known to be chunk starts
     tcache: list = field(default_factory=list)  # (address, size) confirmed tcache chunks
     end_marker: int | None = None  # where a non-top segment's fencepost was found
     swapped_pages: int = 0
     last_chunk: int | None = None  # the chunk right before top (or the fencepost)
+
+    @property
+    def free(self) -> list[tuple[int, int]]:
+        """The free chunks as (address, size) tuples (for a few; the walk keeps them packed)."""
+        view = packed_pairs(self.free_packed)
+        return list(zip(view[0::2], view[1::2]))
 
 
 def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
@@ -243,9 +251,10 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
         stops = sorted({index for index, _ in stops})
         prev = (prev_abs - base) >> 3 if prev_abs is not None else NO_PREV
         tc_hits: list[int] = []
+        first_free = -1
         if walker is not None:
-            i, prev, n = _window_native(walker, data, limit, stops, tcache_keys, prev, free_flat, tc_hits,
-                                        fast_candidates, base, arena_range, safe_linking)
+            i, prev, n, first_free = _window_native(walker, data, limit, stops, tcache_keys, prev, result.free_packed,
+                                                    tc_hits, fast_candidates, base, arena_range, safe_linking)
         else:
             i, prev, n = _window_python(words, limit, stops, prev, free_flat, tc_hits, patterns)
         for index in tc_hits:
@@ -257,14 +266,20 @@ def walk_segment(mem: TargetMemory, segment: Segment, *, tcache_keys: set[int],
             result.end_marker = q
             n -= 1  # the size-0 fencepost is not a chunk
         chunks += n
-        # Convert this window's free notes to absolute (address, size).
-        for k in range(0, len(free_flat), 2):
-            if free_flat[k] == NO_PREV:
-                raise Inconsistent("the first chunk of a heap has PREV_INUSE clear", base + free_flat[k + 1] * 8)
-            a = base + free_flat[k] * 8
-            b = base + free_flat[k + 1] * 8
-            result.free.append((a, b - a))
-        free_flat.clear()
+        # Convert this window's free notes to absolute (address, size), packed (the compiled loop
+        # appends them packed itself).
+        if first_free >= 0:
+            raise Inconsistent("the first chunk of a heap has PREV_INUSE clear", base + first_free * 8)
+        if free_flat:
+            notes = array("Q")
+            for k in range(0, len(free_flat), 2):
+                if free_flat[k] == NO_PREV:
+                    raise Inconsistent("the first chunk of a heap has PREV_INUSE clear", base + free_flat[k + 1] * 8)
+                a = base + free_flat[k] * 8
+                notes.append(a)
+                notes.append(base + free_flat[k + 1] * 8 - a)
+            result.free_packed += notes.tobytes()
+            free_flat.clear()
         prev_abs = base + prev * 8 if prev != NO_PREV else None
         if result.end_marker is not None:
             break
@@ -339,18 +354,18 @@ def _window_python(words, limit: int, stops: list[int], prev: int, free_flat: li
     return i, prev, n
 
 
-def _window_native(walker, data: memoryview, limit: int, stops: list[int], keys, prev: int, free_flat: list,
+def _window_native(walker, data: memoryview, limit: int, stops: list[int], keys, prev: int, free_packed: bytearray,
                    tc_hits: list, fast_candidates: bytearray | None = None, base: int = 0,
-                   arena_range: tuple[int, int] = (0, 0), safe_linking: bool = True) -> tuple[int, int, int]:
-    """The same as _window_python, by the compiled loop (memtop.heap.native, memtop/heap/_walk.c)."""
-    if fast_candidates is None:
-        i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits)
-    else:
-        i, prev, n, status = walker(data, limit, stops, [k for k in keys if k], prev, free_flat, tc_hits,
-                                    fast_candidates, base, arena_range[0], arena_range[1], safe_linking)
+                   arena_range: tuple[int, int] = (0, 0), safe_linking: bool = True) -> tuple[int, int, int, int]:
+    """The same as _window_python, by the compiled loop (memtop.heap.native, memtop/heap/_walk.c),
+    except that the free chunks are appended to the bytearray ``free_packed`` as packed absolute
+    (address, size) pairs; returns (i, prev, chunks, first_free): ``first_free`` is the index of
+    a chunk that says the chunk before the first one is free, or -1."""
+    i, prev, n, status, first_free = walker(data, limit, stops, [k for k in keys if k], prev, free_packed, tc_hits,
+                                            fast_candidates, base, arena_range[0], arena_range[1], safe_linking)
     if status == native.ZERO:
         i = FAR
-    return i, prev, n
+    return i, prev, n, first_free
 
 
 READ_AHEAD_PAGES = 16
@@ -522,24 +537,36 @@ def merge_runs(chunks: list[tuple[int, int]]) -> list[list[int]]:
     return runs
 
 
-def merge_runs_packed(free: list[tuple[int, int]], fast: bytes | memoryview, min_length: int, top_end: int,
+def merge_runs_packed(free: bytes | bytearray | memoryview, fast: bytes | memoryview, min_length: int, top_end: int,
                       end_at: int = -1, use_native: bool = True) -> tuple[list[list[int]], int]:
-    """:func:`merge_runs` over the bin-free chunks ``free`` (sorted (address, size) tuples) and the
-    packed fastbin chunks ``fast`` (from :func:`fastbin_chunks`), keeping only what the trim
-    prediction looks at: the runs at least ``min_length`` long or ending at ``top_end``, and the
-    length of the run that ends at ``end_at`` (0 if none). The compiled merge when available: a
-    heap with a million fastbin chunks then makes no Python object per chunk, nor keeps its runs."""
+    """:func:`merge_runs` over the bin-free chunks ``free`` and the fastbin chunks ``fast``, both
+    packed (address, size) pairs in address order (SegmentWalk.free_packed, :func:`fastbin_chunks`),
+    keeping only what the trim prediction looks at: the runs at least ``min_length`` long or
+    ending at ``top_end``, and the length of the run that ends at ``end_at`` (0 if none). The
+    compiled merge when available: a heap with millions of free or fastbin chunks then makes no
+    Python object per chunk, nor keeps its runs."""
     merge = native.merge_runs() if use_native else None
     if merge is not None:
-        big, run_below, overlap = merge(array("Q", chain.from_iterable(free)).tobytes(), fast, min_length,
-                                        top_end, end_at & (2**64 - 1))
+        big, run_below, overlap = merge(free, fast, min_length, top_end, end_at & (2**64 - 1))
         if big is None:
             raise Inconsistent("two free chunks overlap", overlap)
         return big, run_below
-    view = packed_pairs(fast)
-    runs = merge_runs(free + list(zip(view[0::2], view[1::2])))
+    free_view, fast_view = packed_pairs(free), packed_pairs(fast)
+    runs = merge_runs(list(zip(free_view[0::2], free_view[1::2])) + list(zip(fast_view[0::2], fast_view[1::2])))
     big = [run for run in runs if run[1] - run[0] >= min_length or run[1] == top_end]
     return big, next((end - start for start, end in runs if end == end_at), 0)
+
+
+def count_sizes(packed: bytes | bytearray, histogram: dict, slice_pairs: int = 1 << 16) -> int:
+    """Add the sizes of packed (address, size) pairs to ``histogram`` (a Counter); returns their
+    sum. By slices, so that the GIL is let go between them (a heap of millions of free chunks)."""
+    sizes = packed_pairs(packed)[1::2]
+    total = 0
+    for start in range(0, len(sizes), slice_pairs):
+        part = sizes[start:start + slice_pairs]
+        histogram.update(part)
+        total += sum(part)
+    return total
 
 
 def madvise_range(start: int, end: int, page: int = PAGE_SIZE) -> tuple[int, int] | None:

@@ -205,14 +205,14 @@ def test_merge_runs_packed_lists_the_big_runs_and_the_run_below_an_address(use_n
 
     from memtop.heap.walk import merge_runs_packed
 
-    # GIVEN bin-free chunks and packed fastbin chunks, some adjacent
+    # GIVEN bin-free chunks and fastbin chunks, packed, some adjacent
     fast = array("Q", [96, 4, 200, 8, 5000, 32]).tobytes()
-    free = [(64, 32), (100, 16), (208, 4792)]
+    free = array("Q", [64, 32, 100, 16, 208, 4792]).tobytes()
     # WHEN merged, THEN the runs of 4096 bytes or more (or ending at top) are listed, and the
     # length of the run ending at an address is told
     assert merge_runs_packed(free, fast, 4096, 5032, end_at=116, use_native=use_native) == ([[200, 5032]], 52)
     assert merge_runs_packed(free, fast, 4096, 0, end_at=117, use_native=use_native) == ([[200, 5032]], 0)
     assert merge_runs_packed(free, fast, 10, 0, end_at=5032, use_native=use_native) == ([[64, 116], [200, 5032]], 4832)
-    assert merge_runs_packed([], b"", 10, 0, use_native=use_native) == ([], 0)
+    assert merge_runs_packed(b"", b"", 10, 0, use_native=use_native) == ([], 0)
     with pytest.raises(Inconsistent):
-        merge_runs_packed([(96, 32)], fast, 4096, 0, use_native=use_native)
+        merge_runs_packed(array("Q", [96, 32]).tobytes(), fast, 4096, 0, use_native=use_native)
