@@ -25,7 +25,6 @@ import bisect
 import struct
 from array import array
 from dataclasses import dataclass, field
-from itertools import chain
 
 from memtop.heap.glibc import (
     ARENA_ATTACHED,
@@ -393,16 +392,17 @@ def _read_block(mem: TargetMemory, pages: dict, page: int, first: int, last: int
     return pages[page]
 
 
-def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> list[tuple[int, int]]:
-    """(chunk address, chunk size) of every chunk on the arena's fastbin lists; each chunk's
-    size must be its bin's (glibc checks the same in malloc_consolidate).
+def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagemaps: list) -> array:
+    """Every chunk on the arena's fastbin lists, as its address ORed with its bin's index (chunks
+    are 16-aligned: the low 4 bits are free), in list order; each chunk's size must be its bin's
+    (glibc checks the same in malloc_consolidate). One machine word a chunk, not a tuple.
 
     Nodes are scattered over the heap, and a read of /proc/PID/mem costs mostly the call, so the
     page holding each node is read whole and kept (a dense list costs one read per page, a sparse
     one a read per node); a page is read only when the arena's pagemap says it is present (a
     wild pointer must not make the kernel map a zero page into the target).
     """
-    out = []
+    out = array("Q")
     append = out.append
     safe = layout.safe_linking
     masks = [(pm.first_page, pm.first_page + len(pm), pm.present_mask()) for pm in pagemaps]
@@ -431,7 +431,7 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
                     size, stored = struct.unpack("<QQ", mem.read_direct(p + 8, 16))
                     words = None
                 else:
-                    if len(pages) >= 16384:
+                    if len(pages) >= 2048:  # 8 MiB of pages at most
                         pages.clear()
                     # Misses on neighbouring pages mean a dense list: then read the whole
                     # 64 KiB block around the page (its present pages) in one call.
@@ -451,7 +451,7 @@ def follow_fastbins(mem: TargetMemory, state: ArenaState, layout: Layout, pagema
             size &= ~7
             if size != expected:
                 raise Inconsistent(f"a chunk of size {size} in fastbinsY[{index}]", p)
-            append((p, size))
+            append(p | index)
             count += 1
             if count > MAX_LIST:
                 raise Inconsistent(f"fastbinsY[{index}] does not end", p)
@@ -475,11 +475,14 @@ def fastbin_chunks(mem: TargetMemory, state: ArenaState, layout: Layout, pagemap
         status, _address, counts = follow(candidates, state.fastbins)
         if status == 0:
             return candidates, {fastbin_chunk_size(b): n for b, n in enumerate(counts) if n}
-    chunks = sorted(follow_fastbins(mem, state, layout, pagemaps))
-    counts: dict[int, int] = {}
-    for _, size in chunks:
-        counts[size] = counts.get(size, 0) + 1
-    return array("Q", chain.from_iterable(chunks)).tobytes(), counts
+    packed = array("Q")
+    by_bin = [0] * NFASTBINS
+    for tagged in sorted(follow_fastbins(mem, state, layout, pagemaps)):
+        index = tagged & 15
+        packed.append(tagged - index)
+        packed.append(fastbin_chunk_size(index))
+        by_bin[index] += 1
+    return packed.tobytes(), {fastbin_chunk_size(b): n for b, n in enumerate(by_bin) if n}
 
 
 def packed_pairs(data: bytes | memoryview) -> memoryview:
@@ -551,10 +554,43 @@ def merge_runs_packed(free: bytes | bytearray | memoryview, fast: bytes | memory
         if big is None:
             raise Inconsistent("two free chunks overlap", overlap)
         return big, run_below
-    free_view, fast_view = packed_pairs(free), packed_pairs(fast)
-    runs = merge_runs(list(zip(free_view[0::2], free_view[1::2])) + list(zip(fast_view[0::2], fast_view[1::2])))
-    big = [run for run in runs if run[1] - run[0] >= min_length or run[1] == top_end]
-    return big, next((end - start for start, end in runs if end == end_at), 0)
+    return _merge_runs_python(packed_pairs(free), packed_pairs(fast), min_length, top_end, end_at)
+
+
+def _merge_runs_python(free: memoryview, fast: memoryview, min_length: int, top_end: int,
+                       end_at: int) -> tuple[list[list[int]], int]:
+    """merge_runs_packed without the compiled merge: the same two-way merge of sorted pairs
+    (ordered by address, then size, as :func:`merge_runs` sorts), one run at a time."""
+    big: list[list[int]] = []
+    run_below = 0
+    start = end = None
+    i, j, n_free, n_fast = 0, 0, len(free), len(fast)
+    while True:
+        if i < n_free and (j >= n_fast or (free[i], free[i + 1]) <= (fast[j], fast[j + 1])):
+            address, size = free[i], free[i + 1]
+            i += 2
+        elif j < n_fast:
+            address, size = fast[j], fast[j + 1]
+            j += 2
+        else:
+            break
+        if end is not None and address == end:
+            end = address + size
+            continue
+        if end is not None and address < end:
+            raise Inconsistent("two free chunks overlap", address)
+        if end is not None:
+            if end == end_at:
+                run_below = end - start
+            if end - start >= min_length or end == top_end:
+                big.append([start, end])
+        start, end = address, address + size
+    if end is not None:
+        if end == end_at:
+            run_below = end - start
+        if end - start >= min_length or end == top_end:
+            big.append([start, end])
+    return big, run_below
 
 
 def count_sizes(packed: bytes | bytearray, histogram: dict, slice_pairs: int = 1 << 16) -> int:
