@@ -348,7 +348,9 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
         pagemaps = [mem.pagemap(seg.heap_start & ~(PAGE_SIZE - 1), seg.heap_start + seg.heap_size) for seg in segments]
         # The compiled walk notes the chunks that could be fastbin nodes as it goes, so that the
         # lists are then followed without reading the heap a second time (walk.fastbin_chunks).
-        candidates = bytearray() if native and walk_native.follow_fastbins() is not None else None
+        # Only with safe-linking (glibc 2.32+): without it, every small chunk whose first word is 0
+        # or a heap pointer would be a candidate.
+        candidates = bytearray() if native and layout.safe_linking and walk_native.follow_fastbins() is not None else None
         arena_range = (min(seg.heap_start for seg in segments), max(seg.heap_start + seg.heap_size for seg in segments))
         results = []
         for seg in segments:
@@ -362,7 +364,11 @@ def _walk_all(mem: TargetMemory, maps: list[Mapping], layout: Layout, syms: Symb
             results.append(walk_segment(mem, seg, tcache_keys=keys, tcache_chunks=listed, progress=seg_progress,
                                         cancel=cancel, use_native=native, fast_candidates=candidates,
                                         arena_range=arena_range, safe_linking=layout.safe_linking))
+            if results[-1].candidates_dropped:
+                candidates = None
             done_before += seg.end - seg.first_chunk
+        if any(result.candidates_dropped for result in results):
+            candidates = None
         fast_packed, fast_counts = fastbin_chunks(mem, state, layout, pagemaps, candidates)
         del candidates
         fast_view = packed_pairs(fast_packed)

@@ -83,3 +83,22 @@ def test_many_free_chunks_in_the_bins_are_the_same_for_both_loops(children, gcc)
     assert all(a.free_count > 40_000 for a in native_report.arenas)
     assert native_report.arenas == python_report.arenas
     assert native_report.pin == python_report.pin
+
+
+def test_too_many_fastbin_candidates_fall_back_to_reading_the_lists(children, gcc, monkeypatch):
+    # GIVEN a target with many fastbin chunks, and room for only a few candidates
+    from memtop.heap import walk
+
+    binary = compile_c(TARGET, name="fastbin_target", flags=("-O1", "-pthread"))
+    child = children.start([binary, "200000", "3", "3", "24"])
+    monkeypatch.setattr(walk, "MAX_CANDIDATE_BYTES", 4096)
+    read_lists = []
+    real_follow = walk.follow_fastbins
+    monkeypatch.setattr(walk, "follow_fastbins", lambda *a: read_lists.append(a) or real_follow(*a))
+    # WHEN walked with the compiled loop THEN the lists are read instead, with the same report
+    native_report = analyze(child.pid)
+    assert read_lists  # the arenas with more candidates than that read their lists
+    python_report = analyze(child.pid, native=False)
+    assert native_report.valid, native_report.reason
+    assert sum(a.fastbin_count for a in native_report.arenas) > 1000
+    assert native_report.arenas == python_report.arenas
