@@ -94,6 +94,20 @@ def driver_class():
                 self._stopped_by_us = False
                 super()._sigcont_application(*args)
 
+        def _get_terminal_size(self) -> tuple[int, int]:
+            # The size the terminal has (TIOCGWINSZ), not COLUMNS and LINES: Textual asks
+            # shutil, which prefers those variables, so a parent that exported them (GNU
+            # readline sets them in its process's environment, and children inherit them)
+            # froze memtop at that size, every resize included (seen: 80x24 in a 120x40 tmux).
+            for fd in (self._file.fileno(), self.fileno):
+                try:
+                    size = os.get_terminal_size(fd)
+                except (OSError, ValueError):
+                    continue
+                if size.columns > 0 and size.lines > 0:
+                    return size.columns, size.lines
+            return super()._get_terminal_size()
+
         def close(self) -> None:
             super().close()
             for fd in (self._wake_r, self._wake_w):

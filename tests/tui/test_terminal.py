@@ -59,6 +59,20 @@ def tmux():
     session.close()
 
 
+def test_the_size_is_the_terminals_not_stale_columns_and_lines(tmux):
+    """A parent that exported COLUMNS and LINES (GNU readline sets them in its process, and
+    children inherit them: a pytest run did) must not freeze memtop at that size."""
+    tmux.run("new", "-d", "-s", tmux.name, "-x", "120", "-y", "40", "-e", "PYTHONPATH=" + str(ROOT),
+             "-e", "COLUMNS=80", "-e", "LINES=24", f"cd {ROOT} && exec {sys.executable} -m memtop")
+    wait_until(lambda: "COMMAND" in tmux.screen() and "processes" in tmux.screen(), timeout=30)
+    assert "8 Containers" in tmux.screen()  # the whole tab bar: 120 columns, not 80
+    assert len(tmux.screen().rstrip("\n").split("\n")) == 40 and tmux.screen().split("\n")[39].strip()
+    tmux.run("resize-window", "-t", tmux.name, "-x", "100", "-y", "30")
+    wait_until(lambda: len(tmux.screen().rstrip("\n").split("\n")) == 30 and "8 Containers" in tmux.screen(),
+               timeout=10)
+    tmux.keys("q")
+
+
 def test_keys_work_and_the_idle_input_thread_sleeps(tmux):
     # Not a skip: the pinned Textual is the one the driver was read from (tests/unit/test_pins.py).
     assert driver_class() is not None, "memtop's input driver is off for this Textual: pin and KNOWN_TEXTUAL disagree"
