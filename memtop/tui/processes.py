@@ -436,6 +436,7 @@ class ProcessesTab(TabView):
                 ("Esc", "clear the filter"))
     OPENS_LAYERS = True
     TRIMS = True
+    _typing_filter = False  # between / and Enter or Esc in the filter box
 
     def compose(self) -> ComposeResult:
         self.table = ProcessTable(id="process-table")
@@ -452,8 +453,11 @@ class ProcessesTab(TabView):
         self.table.focus()
 
     def on_show(self) -> None:
-        # Coming back from another tab: the arrows (and the tab's keys) reach the table.
-        if not self.query_one("#process-filter", Input).has_focus:
+        # Coming back from another tab: the arrows (and the tab's keys) reach the table, unless
+        # the user was typing a filter (between / and Enter or Esc). Not "unless the box has the
+        # focus": while another tab was being built, Textual could leave the focus in the box
+        # (its filter kept, so displayed), and then p was typed into it instead of pausing.
+        if not self._typing_filter:
             self.focus_when_shown(self.table)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -572,6 +576,7 @@ class ProcessesTab(TabView):
     def start_filter(self) -> bool:
         box = self.query_one("#process-filter", Input)
         box.display = True
+        self._typing_filter = True
         self.focus_now(box)
         return True
 
@@ -581,6 +586,7 @@ class ProcessesTab(TabView):
         self._show_totals()
 
     def box_enter(self, box: TextBox) -> None:
+        self._typing_filter = False
         self.table.set_filter(box.value)  # now: Input.Changed comes later
         self._show_totals()
         if not box.value:
@@ -591,6 +597,7 @@ class ProcessesTab(TabView):
         self.key_escape()
 
     def key_escape(self) -> None:
+        self._typing_filter = False
         box = self.query_one("#process-filter", Input)
         if box.display:
             box.value = ""

@@ -22,7 +22,8 @@ from typing import ClassVar
 from textual import events
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import Input, TabbedContent, TabPane
+from textual.widgets import Input, TabbedContent, TabPane, Tabs
+from textual.widgets._tabbed_content import ContentTab
 
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -76,6 +77,25 @@ class TabsContent(TabbedContent):
         if focused is None or event.tab_pane not in focused.ancestors or event.tab_pane is not self.active_pane:
             event.stop()  # stale: the focus has moved on since
             event.prevent_default()
+
+    def _let_go_of_focus(self, new_pane: str) -> None:
+        """Unfocus a widget of the pane being left, now. Left focused, it blurs when its Hide
+        event arrives, and Textual then focuses a visible sibling: the Processes filter box (kept
+        displayed with its filter) took the focus, and the digit typed next went into it instead
+        of switching back (seen in tmux: `/ python Enter 2`, then 1, stayed on Layers). With no
+        focus the keys reach the app until the new tab focuses its own widget."""
+        focused = self.screen.focused
+        if focused is not None and not any(node.id == new_pane for node in focused.ancestors):
+            self.screen.set_focus(None)
+
+    def _watch_active(self, active: str) -> None:
+        self._let_go_of_focus(active)
+        super()._watch_active(active)
+
+    def _on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        # A click on a tab: TabbedContent's handler (after this one) switches the panes.
+        if self._is_associated_tabs(event.tabs) and event.tab.id is not None:
+            self._let_go_of_focus(ContentTab.sans_prefix(event.tab.id))
 
 
 class TabView(Container):
