@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from memtop.collect.collector import PROC, Collector
@@ -37,6 +37,7 @@ from memtop.tui.pressure import PressureBanner, PressureTab, stall_line
 from memtop.tui.processes import ProcessesTab
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabsContent, TabView
+from memtop.tui.widgets import KeysFooter
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class MemtopApp(App):
                     if i == 0 or not self.lazy_tabs:
                         yield self._new_view(spec)
         yield Static("", id="too-small")
-        yield Footer(compact=True)  # compact: every key that acts fits 120 columns
+        yield KeysFooter(compact=True)  # compact: every key that acts fits 120 columns
 
     def on_mount(self) -> None:
         self._check_size()

@@ -11,7 +11,7 @@ from textual import events
 from textual.binding import Binding
 from textual.css.scalar import Unit
 from textual.scroll_view import ScrollView
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
 
@@ -208,3 +208,21 @@ class CursorTable(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is not None:
             self._move_to(int(self.scroll_offset.y) + offset.y)
+
+
+class KeysFooter(Footer):
+    """Textual's footer, recomposed only when the keys it shows change. Textual's recomposes (its
+    keys, their styles) at every change of the screen's bindings, which a focus move or a tab
+    switch makes whether or not a key changed: 17 times before the first screen was up."""
+
+    _shown: tuple | None = None
+
+    def bindings_changed(self, screen) -> None:
+        shown = tuple((binding.key, binding.description, enabled, tooltip)
+                      for (_, binding, enabled, tooltip) in screen.active_bindings.values() if binding.show)
+        if shown == self._shown:
+            return
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            self._shown = shown  # Footer.bindings_changed recomposes in these conditions only
+        super().bindings_changed(screen)
+

@@ -6,6 +6,7 @@ import pytest
 
 from memtop.tui.app import TABS, tab_classes
 from memtop.tui.tab import TabView
+from memtop.tui.widgets import KeysFooter
 from memtop.tui.processes import ProcessTable
 from tests.tui.fixed import FIX, feed, fixed_app
 
@@ -38,6 +39,25 @@ async def test_only_the_processes_tab_is_built_at_start_and_the_others_when_firs
         await pilot.pause()
         assert app.active_tab() is kernel  # built once, kept
         assert sorted(view.TAB_ID for view in app.query(TabView)) == ["kernel", "processes"]
+
+
+async def test_the_footer_is_rebuilt_only_when_the_keys_it_shows_change():
+    from textual.widgets._footer import FooterKey
+
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        footer = app.query_one(KeysFooter)
+        keys = list(footer.query(FooterKey))
+        assert "t" in [k.key for k in keys]  # Processes: trim is offered
+        for _ in range(3):  # as a tick, a focus move or a tab's redraw does: the keys shown stay the same
+            app.refresh_bindings()
+            await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys and all(k.is_attached for k in keys)
+        await pilot.press("4")  # Page cache: e (evict) is offered, t is not
+        await pilot.pause()
+        shown = [k.key for k in footer.query(FooterKey)]
+        assert "e" in shown and "t" not in shown
 
 
 async def test_rows_sorted_by_rss_and_resorted_by_pid():
