@@ -10,6 +10,7 @@ app's stall log, which the PSI watcher (memtop/collect/psiwatch.py) feeds: a sta
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.console import Group
@@ -22,6 +23,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 from memtop.tui.widgets import CachedPlot, update_static
 
+from memtop.collect.parts import PSI_HISTORY
 from memtop.format import fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding
 from memtop.model.pressure import (
@@ -74,38 +76,77 @@ class PressureBanner(Static):
         self.app.query_one("#tabs").active = "tab-pressure"
 
 
+def chart_columns(series, window_s: float, columns: int) -> tuple[tuple[tuple[int, float, float | None], ...], float]:
+    """The stall series as a chart of ``columns`` columns can draw it: each column is
+    ``window_s / columns`` seconds, aligned to the clock (its bounds do not move as time passes),
+    and holds the largest reading in it (a short stall stays visible). Returns ((x, some, full),
+    ...) with x in columns before the newest one (0), and the column's width in seconds."""
+    if not series or columns < 1 or window_s <= 0:
+        return (), 0.0
+    width = window_s / columns
+    newest = math.floor(series[-1][0] / width)
+    out: dict[int, tuple[float, float | None]] = {}
+    for t, some, full in series:
+        x = math.floor(t / width) - newest
+        if x <= -columns:
+            continue
+        s0, f0 = out.get(x, (0.0, None))
+        out[x] = (max(s0, some), f0 if full is None else max(f0 or 0.0, full))
+    return tuple((x, s, f) for x, (s, f) in sorted(out.items())), width
+
+
 class PsiChart(CachedPlot):
-    """Stall ms per second of one resource over the last minutes; redrawn only on change."""
+    """Stall ms per second of one resource over the last PSI_HISTORY readings' time, a fixed
+    window filled from the right. Redrawn only when its picture changes: the readings are put in
+    the chart's columns (:func:`chart_columns`) at its vertical resolution, and a tick whose
+    picture is the same (an idle machine: every tick) draws nothing (plotext's rebuild cost ~10 ms
+    per chart on the UI thread, every tick; issue 20)."""
 
     def __init__(self, resource: str, **kw):
         super().__init__(**kw)
         self.resource = resource
         self._drawn_key = None
+        self.draws = 0  # pictures built (tests count them)
 
     def show(self, samples: tuple[PressureSample, ...], reason: str | None, live: bool = True) -> None:
-        key = (len(samples), samples[-1].time if samples else None, reason, live)
+        series = stall_series(samples, self.resource)
+        marker, full_marker = series_marker(self.app, 0), series_marker(self.app, 1)
+        # The plot's columns: the widget's less the y axis; braille draws two dots per cell.
+        width, height = self.size.width or 60, self.size.height or 10
+        columns = max(10, width - 7) * (2 if marker == "braille" else 1)
+        # A little shorter than the history's span: once the history is full, the leftmost
+        # column always holds a reading (else it would come and go as the oldest is dropped).
+        window_s = (PSI_HISTORY - 10) * getattr(self.app, "interval", 2.0)
+        points, column_s = chart_columns(series, window_s, columns)
+        if reason is not None:
+            title, picture = f"{self.resource}: no PSI", ()
+        elif len(series) < 2:
+            title = f"{self.resource}: waiting for readings" if live else f"{self.resource}: one reading (not live)"
+            picture = ()
+        else:
+            title = f"{self.resource} stall ms/s"
+            top = max(1.0, max(max(s, f or 0.0) for _, s, f in points) * 1.1)
+            levels = max(4, height * 4)  # braille: four dots per cell
+            picture = (f"{top:.2g}", tuple((x, round(s / top * levels), None if f is None else round(f / top * levels))
+                                           for x, s, f in points))
+        key = (title, picture, width, height, window_s, marker)
         if key == self._drawn_key:
             return
         self._drawn_key = key
+        self.draws += 1
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        series = stall_series(samples, self.resource)
-        if reason is not None:
-            plt.title(f"{self.resource}: no PSI")
-        elif len(series) < 2:
-            plt.title(f"{self.resource}: waiting for readings" if live else f"{self.resource}: one reading (not live)")
-        else:
-            now = series[-1][0]
-            xs = [t - now for t, _, _ in series]
-            plt.plot(xs, [s for _, s, _ in series], marker=series_marker(self.app, 0), label="some")
-            fulls = [(t - now, f) for t, _, f in series if f is not None]
-            if fulls and any(f for _, f in fulls):
-                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker=series_marker(self.app, 1), label="full")
-            top = max(max(s for _, s, _ in series), max((f for _, f in fulls), default=0))
-            plt.ylim(0, max(1.0, top * 1.1))
-            plt.title(f"{self.resource} stall ms/s")
-            plt.xticks(*ago_ticks(-xs[0], 3))
+        plt.title(title)
+        if picture:
+            plt.plot([x for x, _, _ in points], [s for _, s, _ in points], marker=marker, label="some")
+            fulls = [(x, f) for x, _, f in points if f is not None]
+            if any(f for _, f in fulls):
+                plt.plot([x for x, _ in fulls], [f for _, f in fulls], marker=full_marker, label="full")
+            plt.ylim(0, float(picture[0]))
+            plt.xlim(1 - columns, 0)
+            ticks, labels = ago_ticks(window_s, 3)
+            plt.xticks([t / column_s for t in ticks], labels)
             plt.yfrequency(2)
         self.replot()
 
