@@ -13,24 +13,57 @@ import time
 from collections import deque
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, Mapping, TypeVar
 
 from memtop.collect.collector import Job, Part, PartUnavailable
-from memtop.collect.kernel import KernelCollector
-from memtop.collect.pagecache import HeldFilesCache, VmstatSampler, process_top_files, top_cached_files
-from memtop.heap import LastValidWalks
-from memtop.model.pagecache import CachedFile, FilesView, TreeScanProgress, TreeView, VmstatView
 from memtop.model.pressure import CgroupsView, ProcessCgroups, PsiHistory
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import PartResult
-from memtop.model.tmpfs import ScanResult, TmpfsScans
 from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError
+
+# A part imports what it reads with when it first runs, not here: the first screen (Processes)
+# needs none of the heap walk, page cache, kernel or tmpfs modules (start-up, issue 20 item 3).
+if TYPE_CHECKING:
+    from memtop.collect.pagecache import HeldFilesCache
+    from memtop.heap import LastValidWalks
+    from memtop.model.pagecache import FilesView, TreeView, VmstatView
+    from memtop.model.tmpfs import ScanResult, TmpfsScans
 
 PSI_HISTORY = 300  # PSI readings kept for the charts: 10 minutes at 2 s
 VMSTAT_HISTORY = 150
 TREE_LIVE_MAX = 1000  # a directory scan this short is measured again every tick (cachestat only)
 HEAP_REFRESH_S = 5.0  # a heap walk this long after the last one, while someone looks
 ARENAS_REFRESH_S = 10.0
+
+T = TypeVar("T")
+
+
+class Shared(Generic[T]):
+    """One object for several parts, made when the first of them runs (parts may run at once on
+    two workers: made once, under a lock)."""
+
+    def __init__(self, make: Callable[[], T]):
+        self._make = make
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._make()
+            return self._value
+
+
+def _last_valid_walks():
+    from memtop.heap import LastValidWalks
+
+    return LastValidWalks()
+
+
+def _held_files(root: Path):
+    from memtop.collect.pagecache import HeldFilesCache
+
+    return HeldFilesCache(root)
 
 
 class KernelPart(Part):
@@ -40,8 +73,19 @@ class KernelPart(Part):
     name = "kernel"
 
     def __init__(self, root: Path, *, namespaces: bool = True, **collector_options):
-        self.collector = KernelCollector(root, **collector_options)
+        self.root = root
+        self.collector_options = collector_options
         self.namespaces = namespaces
+        self._collector = Shared(self._new_collector)
+
+    def _new_collector(self):
+        from memtop.collect.kernel import KernelCollector
+
+        return KernelCollector(self.root, **self.collector_options)
+
+    @property
+    def collector(self):
+        return self._collector.get()
 
     def key(self, target, params):
         return target.pid if target is not None else None
@@ -127,11 +171,17 @@ class VmstatPart(Part):
     name = "vmstat"
 
     def __init__(self, root: Path):
-        self.sampler = VmstatSampler(root, VMSTAT_HISTORY)
+        self.root = root
+        self.sampler = None
         self._lock = threading.Lock()
 
     def collect(self, job: Job) -> VmstatView:
+        from memtop.collect.pagecache import VmstatSampler
+        from memtop.model.pagecache import VmstatView
+
         with self._lock:
+            if self.sampler is None:
+                self.sampler = VmstatSampler(self.root, VMSTAT_HISTORY)
             # The tick's clock, so that rates share the processes' time base.
             self.sampler.sample(job.snapshot.system.monotonic)
             if job.one_shot and not self.sampler.history:
@@ -151,17 +201,20 @@ class ProcessFilesPart(Part):
 
     name = "process_files"
 
-    def __init__(self, held: HeldFilesCache | None = None):
+    def __init__(self, held: Shared[HeldFilesCache] | None = None):
         self.held = held
 
     def key(self, target, params):
         return target
 
     def collect(self, job: Job) -> FilesView:
+        from memtop.collect.pagecache import process_top_files
+        from memtop.model.pagecache import FilesView
+
         target = job.target
         if target is None:
             return FilesView((), "no process selected: select one on the Processes tab", None)
-        holders, age = self.held.get() if self.held is not None and not job.one_shot else (None, 0.0)
+        holders, age = self.held.get().get() if self.held is not None and not job.one_shot else (None, 0.0)
         try:
             files = process_top_files(target.pid, job.root, holders=holders)
             note = f"PID {target.pid}: {len(files)} files mapped or open" + _listed_note(age)
@@ -179,13 +232,15 @@ class SystemFilesPart(Part):
 
     name = "system_files"
 
-    def __init__(self, held: HeldFilesCache | None = None):
+    def __init__(self, held: Shared[HeldFilesCache] | None = None):
         self.held = held
 
     def collect(self, job: Job) -> FilesView:
+        from memtop.collect.pagecache import top_cached_files
+        from memtop.model.pagecache import FilesView
         from memtop.procfs.cachestat import cachestat_supported
 
-        listing, age = self.held.get() if self.held is not None and not job.one_shot else (None, 0.0)
+        listing, age = self.held.get().get() if self.held is not None and not job.one_shot else (None, 0.0)
         files, held = top_cached_files(job.root, cancel=job.cancelled, held=listing)
         note = f"{len(files)} files held by {held.processes_seen} processes" + _listed_note(age)
         if held.processes_denied:
@@ -267,6 +322,7 @@ class TreePart(Part):
         return 0.0
 
     def collect(self, job: Job) -> TreeView | None:
+        from memtop.model.pagecache import CachedFile, TreeScanProgress, TreeView
         from memtop.procfs.cachestat import file_cache_stat, own_open_files
         from memtop.procfs.treescan import TreeScanError, scan_tree
 
@@ -331,6 +387,7 @@ class TmpfsScanPart(Part):
 
     def collect(self, job: Job) -> TmpfsScans | None:
         from memtop.collect.tmpfs import ScanCancelled, scan_tree
+        from memtop.model.tmpfs import TmpfsScans
 
         key = job.params.get("mount_key")
         if key is None:
@@ -357,8 +414,12 @@ class LayersPart(Part):
 
     name = "layers"
 
-    def __init__(self, root: Path, walks: LastValidWalks | None = None):
-        self.walks = walks or LastValidWalks()
+    def __init__(self, root: Path, walks: Shared[LastValidWalks] | None = None):
+        self._walks = walks or Shared(_last_valid_walks)
+
+    @property
+    def walks(self) -> LastValidWalks:
+        return self._walks.get()
 
     def key(self, target, params):
         return target
@@ -392,8 +453,12 @@ class ArenasPart(Part):
 
     name = "arenas"
 
-    def __init__(self, root: Path, walks: LastValidWalks | None = None):
-        self.walks = walks or LastValidWalks()
+    def __init__(self, root: Path, walks: Shared[LastValidWalks] | None = None):
+        self._walks = walks or Shared(_last_valid_walks)
+
+    @property
+    def walks(self) -> LastValidWalks:
+        return self._walks.get()
 
     def key(self, target, params):
         return target
@@ -489,9 +554,9 @@ class ContainersPart(Part):
 
 def default_parts(root: Path, **options: Any) -> list[Part]:
     """Every part, as the TUI, snapshot, record and export build their Collector."""
-    walks = LastValidWalks()
+    walks = Shared(_last_valid_walks)
     containers = _SharedContainers(root)
-    held = HeldFilesCache(root)
+    held = Shared(lambda: _held_files(root))
     return [
         KernelPart(root, **options.get("kernel", {})),
         PsiPart(root),
