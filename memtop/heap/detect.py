@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from memtop.heap.elf import ElfError, ElfFile, elf_class
+from memtop.heap.elf import ElfError, ElfFile, elf_class, section_names
 from memtop.heap.memory import Mapping
 from memtop.model.heap import RuntimeInfo, RuntimeRegion
 
@@ -210,17 +211,10 @@ def _go_note(pid: int, root: Path) -> str | None:
     """Go binaries have a .note.go.buildid section (and a .go.buildinfo section)."""
     try:
         with open(f"{root}/{pid}/exe", "rb") as f:
-            head = f.read(64)
-            if elf_class(head) != 2:
-                return None
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 512 << 20:
-                return None
-            f.seek(0)
-            elf = ElfFile(f.read())
-    except (OSError, ElfError, Exception):  # noqa: BLE001 - any unreadable exe just means "not Go"
+            names = section_names(f)
+    except (OSError, ElfError, struct.error):  # an unreadable exe just means "not Go"
         return None
-    if elf.section(".note.go.buildid") or elf.section(".go.buildinfo"):
+    if ".note.go.buildid" in names or ".go.buildinfo" in names:
         return "the executable has a .note.go.buildid section"
     return None
 

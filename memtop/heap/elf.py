@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 PT_LOAD = 1
 PT_NOTE = 4
@@ -48,6 +49,34 @@ def elf_class(data: bytes) -> int | None:
     if len(data) < 5 or data[:4] != b"\x7fELF":
         return None
     return data[4]
+
+
+def section_names(f: BinaryIO, max_names: int = 1 << 20) -> set[str]:
+    """The section names of the 64-bit little-endian ELF file open as ``f``, reading only its
+    header, its section header table and the section-name table (not the whole file: a 30 MiB
+    executable cost 30 MiB of RSS per look). Raises ElfError when it is not such a file or a
+    table is out of bounds."""
+    head = f.read(64)
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        raise ElfError("not a little-endian 64-bit ELF file")
+    shoff, = struct.unpack_from("<Q", head, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+    if not shoff or shnum == 0:
+        return set()
+    if shentsize < 64 or shstrndx >= shnum:
+        raise ElfError("bad section header table")
+    f.seek(shoff)
+    table = f.read(shentsize * shnum)
+    if len(table) < shentsize * shnum:
+        raise ElfError("section header table beyond the end of the file")
+    fields = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
+    _, _, _, _, str_off, str_size = fields[shstrndx]
+    if str_size > max_names:
+        raise ElfError("section name table too large")
+    f.seek(str_off)
+    names = f.read(str_size)
+    return {names[name:names.find(b"\0", name)].decode("ascii", "replace")
+            for name, *_ in fields if name < len(names)}
 
 
 class ElfFile:
