@@ -12,9 +12,20 @@ run: setup
 	@$(VENV)/bin/memtop $(ARGS)
 
 # MEMTOP_MATRIX=1 make test: the normal suite and the kernel and glibc matrix (tests/matrix).
+# Two runs: the tests that run inside pytest (unit, parsers, Pilot and snapshots) on two workers
+# (pytest-xdist), then one at a time those that start memtop in a terminal or act on the machine
+# (tests/live: cgroups, pressure, page cache), whose waits must not share the cores with a worker.
+# With PYTEST_ARGS (e.g. -k NAME) one run may select nothing (pytest's exit status 5): that is
+# fine when the other ran tests; without them, or when neither ran a test, it fails.
+SERIAL := tests/tui/test_terminal.py tests/tui/test_terminal_keys_and_colour.py tests/live tests/matrix
 test:
 	@./scripts/setup.sh --test $(if $(filter 1,$(MEMTOP_MATRIX)),--matrix)
-	@$(PY) -m pytest -q $(PYTEST_ARGS)
+	@none=$(if $(strip $(PYTEST_ARGS)),5,none); \
+	rc1=0; $(PY) -m pytest -q -n 2 tests/unit tests/tui $(foreach t,$(SERIAL),--ignore=$(t)) $(PYTEST_ARGS) || rc1=$$?; \
+	if [ $$rc1 -ne 0 ] && [ "$$rc1" != "$$none" ]; then exit $$rc1; fi; \
+	rc2=0; $(PY) -m pytest -q $(SERIAL) $(PYTEST_ARGS) || rc2=$$?; \
+	if [ $$rc2 -ne 0 ] && [ "$$rc2" != "$$none" ]; then exit $$rc2; fi; \
+	if [ $$rc1 -eq 5 ] && [ $$rc2 -eq 5 ]; then echo "make test: no test matched PYTEST_ARGS=$(PYTEST_ARGS)" >&2; exit 5; fi
 
 # The unit and parser tests (text captured from real /proc files), under a minute (24 s here):
 # not the ones that start memtop as a command (exit codes, help and completion, headless

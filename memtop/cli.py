@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             if not sys.stdout.isatty() or not sys.stdin.isatty():
                 print("memtop: the live view needs a terminal; try `memtop snapshot`", file=sys.stderr)
                 return 2
+            # The live view never speaks TLS: asyncio's import would load libssl and libcrypto
+            # for nothing (3.3 MiB of memtop's RSS, issue 20). asyncio, http and urllib do
+            # without ssl when `import ssl` fails, as on a Python built without it.
+            sys.modules.setdefault("ssl", None)
             from memtop.tui.app import run_app  # Textual is imported only for the TUI
 
             return run_app(args)

@@ -28,9 +28,14 @@ def compile_c(source: str, *, name: str = "target", flags: tuple[str, ...] = ("-
     digest = hashlib.sha256((source + "\0".join(flags) + extra).encode()).hexdigest()[:16]
     binary = TARGET_CACHE / f"{name}-{digest}"
     if not binary.exists():
+        # make test runs two pytest workers (pytest-xdist): both may build the same binary at
+        # once, so each writes its own files and renames them into place (same content).
         src = TARGET_CACHE / f"{name}-{digest}.c"
-        src.write_text(source)
-        tmp = binary.with_suffix(".tmp")
+        mine = f".{os.getpid()}.tmp"
+        src_tmp = src.with_name(src.name + mine)
+        src_tmp.write_text(source)
+        src_tmp.rename(src)
+        tmp = binary.with_name(binary.name + mine)
         subprocess.run([compiler, *flags, "-o", str(tmp), str(src), *libs], check=True, capture_output=True, text=True)
         tmp.rename(binary)
     return binary

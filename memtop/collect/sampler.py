@@ -9,6 +9,11 @@ other processes share or unshare its pages). Rows on screen and the selected pro
 tick, or every ``idle_on_screen`` ticks when idle. Other processes: every ``stagger`` ticks, or every
 ``idle_stagger`` ticks when idle. ProcessView.rollup_current says whether the rollup was read
 after the process last changed.
+
+With ``rollup_duty`` (the TUI's), a process's rollup is also not read again sooner than
+``rollup_duty`` times what its last read cost (CPU time): a busy process of a few hundred MiB on
+screen cost 1-2 ms a read, every tick (memtop's own row among them), and each read takes its mmap
+lock. The selected process (``selected``) is read every tick whatever it costs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from memtop.procfs import process as procfs
 from memtop.procfs import system as sysfs
 
 DEFAULT_INTERVAL_S = 2.0
+# The TUI's rollup_duty: at most 1/5000 of a core per process on screen (a read of 1.3 ms: every
+# 6.5 s; of 70 µs, a small process: every tick).
+ROLLUP_DUTY = 5000.0
 HISTORY_LEN = 150  # points per process: 5 minutes at the default 2 s tick
 SYSTEM_HISTORY_LEN = 600
 
@@ -53,6 +61,7 @@ class _RollupState:
     time: float | None
     tick: int
     stat: bytes = b""  # the stat line when it was read: unchanged since means idle since
+    cost: float = 0.0  # CPU seconds the read took
 
 
 class Sampler:
@@ -67,7 +76,8 @@ class Sampler:
     idle_shortcuts = True
 
     def __init__(self, root: Path = PROC, *, stagger: int = 5, idle_stagger: int = 30, idle_on_screen: int = 5,
-                 history_len: int = HISTORY_LEN, clock=time.monotonic, wall_clock=time.time):
+                 history_len: int = HISTORY_LEN, rollup_duty: float | None = None, clock=time.monotonic,
+                 wall_clock=time.time):
         self.root = Path(root)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -76,6 +86,9 @@ class Sampler:
         self.idle_on_screen = max(1, idle_on_screen)
         self.history_len = history_len
         self.visible: frozenset[int] = frozenset()
+        self.selected: int | None = None  # read every tick, whatever rollup_duty says
+        self.rollup_duty = rollup_duty
+        self._now = 0.0  # this tick's clock (sample sets it)
         self.tick = 0
         # A captured tree (tests) has plain directories for fd: count by listing there.
         self._root_s = str(self.root)
@@ -100,6 +113,22 @@ class Sampler:
         self._sys_available: deque = deque(maxlen=SYSTEM_HISTORY_LEN)
         self._hostname = self._read_or(sysfs.read_hostname, "?")
         self._kernel = self._read_or(sysfs.read_kernel_release, "?")
+        self._first: Snapshot | None = None
+
+    def sample_first(self) -> None:
+        """Read the first tick now; the next :meth:`sample` returns it.
+
+        The live view calls it before Textual starts: read in its own thread while the screen
+        is laid out, the first tick (every process's smaps_rollup; 0.08 s with 1,000 processes)
+        took 0.2 s and more, each of its ~3,000 reads waiting for the GIL to come back from
+        the busy UI thread; first, then the layout, the first full screen comes sooner (issue
+        20, item 3: bench/compare.py --startup)."""
+        self._first = self.sample()
+
+    @property
+    def first_ready(self) -> bool:
+        """Whether :meth:`sample_first` has read a tick that :meth:`sample` has not returned yet."""
+        return self._first is not None
 
     def close(self) -> None:
         """Close the proc files held open between ticks."""
@@ -131,6 +160,10 @@ class Sampler:
         state = self._rollups.get(identity)
         if state is None:
             return True
+        if identity.pid == self.selected:
+            return state.stat != raw or self.tick - state.tick >= self.idle_on_screen
+        if self.rollup_duty and state.time is not None and self._now - state.time < self.rollup_duty * state.cost:
+            return False
         idle = state.stat == raw
         if identity.pid in self.visible:
             # On screen: every tick, unless it has been idle since (then every ``idle_on_screen``).
@@ -207,9 +240,10 @@ class Sampler:
                 state = _RollupState(None, _ZOMBIE, None, self.tick)
         elif self._want_rollup(identity, raw, all_rollups):
             try:
+                cpu0 = time.thread_time()
                 rollup = procfs.read_rollup(pid, self.root)
                 reason = None if rollup is not None else "no smaps_rollup data (exiting?)"
-                state = _RollupState(rollup, reason, now, self.tick, raw)
+                state = _RollupState(rollup, reason, now, self.tick, raw, time.thread_time() - cpu0)
             except NoSuchProcess:
                 return None
             except AccessDenied as e:
@@ -311,8 +345,11 @@ class Sampler:
 
     def sample(self, *, all_rollups: bool = False) -> Snapshot:
         """Read one tick. ``all_rollups`` reads smaps_rollup for every process (snapshot CLI)."""
+        first, self._first = self._first, None
+        if first is not None and not all_rollups:
+            return first
         cpu0 = time.thread_time()
-        now = self._clock()
+        now = self._now = self._clock()
         self.rollups_read = 0
         warnings: list[str] = []
         try:
@@ -346,6 +383,7 @@ class Sampler:
         stat_fd_get = self._stat_files.held
         dir_fd_get = self._fd_dirs.held if self._fd_dirs is not None else None
         rollups_get, visible, tick = self._rollups.get, self.visible, self.tick
+        selected, duty = self.selected, self.rollup_duty
         idle_on_screen, idle_stagger = self.idle_on_screen, self.idle_stagger
         pread, fstat = os.pread, os.fstat
         for pid in pids:
@@ -391,10 +429,13 @@ class Sampler:
                         if state is None:
                             due = True
                         elif state.stat == raw:  # idle since its rollup was read
-                            if pid in visible:
+                            if pid in visible or pid == selected:
                                 due = tick - state.tick >= idle_on_screen
                             else:
                                 due = tick - state.tick >= idle_stagger or (pid + tick) % idle_stagger == 0
+                            if (due and duty and pid != selected and state.time is not None
+                                    and now - state.time < duty * state.cost):
+                                due = False
                         else:
                             due = self._want_rollup(identity, raw, False)
                         if not due:

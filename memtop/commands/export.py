@@ -17,7 +17,6 @@ stderr), never a frozen sample.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import email.utils
 import errno
 import ipaddress
@@ -220,7 +219,11 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return weights.get("*", 0.0) > 0
 
 
-class _Connection(asyncio.Protocol):
+class _Connection:
+    """One client (an asyncio protocol: the loop calls these methods). Not a subclass of
+    asyncio.Protocol, so that importing this module does not import asyncio (and with it ssl:
+    every command's module is imported to build the parser, the TUI's included)."""
+
     def __init__(self, server: "MetricsServer"):
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -296,6 +299,9 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
             self._answer()
 
+    def eof_received(self) -> None:
+        return None  # the transport closes (asyncio.Protocol's default)
+
     def connection_lost(self, exc) -> None:
         self.closing = True
         if self.timer is not None:
@@ -325,6 +331,8 @@ class MetricsServer:
         self.app = app
         self.timeout = timeout
         self.max_connections = max_connections
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._loop_error)
         # Insertion-ordered: the first is the one that has waited longest (moved to the end
@@ -355,6 +363,8 @@ class MetricsServer:
         print(f"memtop export: http: {printable(what, limit=300)}", file=sys.stderr, flush=True)
 
     def serve_forever(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self.loop)
         server = self.loop.run_until_complete(
             self.loop.create_server(lambda: _Connection(self), sock=self.socket, backlog=LISTEN_BACKLOG))

@@ -428,6 +428,10 @@ class ContainerCollector:
         self.linger_s = linger_s
         self._membership: dict[tuple, tuple[float, ContainerId, str | None]] = {}
         self._previous: ContainersSample | None = None
+        # membership()'s last grouping: [the identities grouped, when its oldest entry expires,
+        # by_pid, memory_by_pid, group_id, their names, by_pid named]; reused while none of
+        # them changes (most ticks).
+        self._grouped: list | None = None
         self._last_seen: dict[str, tuple[float, ContainerId, str]] = {}
 
     def hierarchy(self) -> MemoryHierarchy | None:
@@ -492,14 +496,26 @@ class ContainerCollector:
         hierarchy = self.hierarchy()
         if hierarchy is None:
             return ContainersSample(now, None, unknown=MappingProxyType({"containers": self._hierarchy_error or "?"}))
-        by_pid, memory_by_pid, _groups, group_id, _memory = self._group(processes, hierarchy, now)
-        if self.names is not None:
-            named = {key: self.names.resolve(c) for key, c in group_id.items()}
-            by_pid = {pid: named.get(c.cgroup, c) for pid, c in by_pid.items()}
-        return ContainersSample(now, hierarchy.version, (), MappingProxyType(by_pid), MappingProxyType(memory_by_pid))
+        processes = tuple(processes)
+        alive = frozenset(s.identity for s in processes if not s.kernel_thread)
+        cached = self._grouped
+        if cached is None or cached[0] != alive or now >= cached[1]:
+            by_pid, memory_by_pid, _groups, group_id, _memory = self._group(processes, hierarchy, now)
+            expires = min((entry[0] for entry in self._membership.values()), default=now) + self.membership_s
+            cached = self._grouped = [alive, expires, by_pid, MappingProxyType(memory_by_pid), group_id, None, None]
+        _alive, _expires, by_pid, memory_by_pid, group_id, drawn_names, named_by_pid = cached
+        named = {key: self.names.resolve(c) for key, c in group_id.items()} if self.names is not None else None
+        if named_by_pid is None or named != drawn_names:
+            # The same mapping object while nothing changed: the Processes tab redraws its rows
+            # only when the mapping it holds is replaced.
+            named_by_pid = MappingProxyType(
+                {pid: named.get(c.cgroup, c) for pid, c in by_pid.items()} if named is not None else by_pid)
+            cached[5:] = [named, named_by_pid]
+        return ContainersSample(now, hierarchy.version, (), named_by_pid, memory_by_pid)
 
     def collect(self, processes: Iterable, *, meminfo: Mapping[str, int] | None = None) -> ContainersSample:
         """One tick: ``processes`` are ProcessSamples (memtop.model.process) of this tick."""
+        self._grouped = None  # _group below may read memberships again: membership() regroups
         now = self._clock()
         hierarchy = self.hierarchy()
         if hierarchy is None:

@@ -25,13 +25,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from memtop.collect.collector import PROC, Collector
 from memtop.collect.parts import default_parts
 from memtop.collect.psiwatch import PsiWatch
-from memtop.collect.sampler import DEFAULT_INTERVAL_S, Sampler
+from memtop.collect.sampler import DEFAULT_INTERVAL_S, ROLLUP_DUTY, Sampler
 from memtop.model.pressure import StallEvent, TriggerSpec
 from memtop.model.process import ProcessIdentity, ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.driver import TerminalLost
+from memtop.tui import ownheap
 from memtop.tui.header import MemoryHeader
 from memtop.tui.pressure import PressureBanner, PressureTab, stall_line
 from memtop.tui.processes import ProcessesTab
@@ -127,6 +128,12 @@ STALL_LOG_LINES = 50
 COALESCE_S = 10.0
 
 
+def _pane_view(pane: TabPane) -> TabView | None:
+    """The tab mounted in ``pane`` (its child): not a query of the pane's whole subtree, which
+    cost 1 ms of every tick with the Processes tab's widgets (py-spy, issue 20)."""
+    return next((child for child in pane.children if isinstance(child, TabView)), None)
+
+
 class MemtopApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "memtop"
@@ -170,7 +177,7 @@ class MemtopApp(App):
         self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
         self.collector = collector or Collector(
-            self.root, parts=default_parts(self.root), sampler=sampler or Sampler(self.root),
+            self.root, parts=default_parts(self.root), sampler=sampler or Sampler(self.root, rollup_duty=ROLLUP_DUTY),
             workers=part_workers if part_workers is not None else 2 if sample else 0,
             on_update=lambda s: self.post_message(SampleReady(s)))
         self.collector.interval_s = interval
@@ -192,6 +199,7 @@ class MemtopApp(App):
         self._wake = threading.Event()
         self._stopping = False
         self.freeze_gc_after_start = False  # run_app sets it (see _freeze_gc)
+        self.trim_own_heap_s: float | None = None  # run_app sets it: memtop/tui/ownheap.py
         self._sample = sample
         self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
         self.lost_terminal: str | None = None  # why the app exited without its terminal
@@ -221,7 +229,13 @@ class MemtopApp(App):
         self._check_size()
         self.update_wants()
         if self._sample:
-            self.run_sampler()
+            if self.sampler.first_ready:
+                # run_app read the first tick before Textual started: shown before the first
+                # paint, the first screen is the full table, not an empty one a tick later.
+                self.present(self.collector.tick())
+                self.run_sampler(wait_first=True)
+            else:
+                self.run_sampler()
         if self.replay is None:
             self._start_psi_watch()
         # Whatever the parent did with SIGHUP (nohup, `trap '' HUP`: an ignored SIGHUP is
@@ -309,18 +323,27 @@ class MemtopApp(App):
 
     # --- the sampler --------------------------------------------------------------
     @work(thread=True, exclusive=True, group="sampler", exit_on_error=False)
-    def run_sampler(self) -> None:
-        """Sample on every tick and post the sample; the UI never waits for /proc."""
+    def run_sampler(self, wait_first: bool = False) -> None:
+        """Sample on every tick and post the sample; the UI never waits for /proc. ``wait_first``:
+        the first tick is on screen already (on_mount), the next one comes an interval later."""
         worker = get_current_worker()
         # A safety net under the driver's check (Textual's own driver, for other versions, spins
         # on a dead terminal): once a tick, is the terminal memtop started on still one?
         tty_fd = next((fd for fd in (0, 1) if os.isatty(fd)), None) if not self.is_headless else None
+        trimmed = time.monotonic()
+        if wait_first:
+            self._wake.wait(self.interval)
+            self._wake.clear()
         while not worker.is_cancelled and not self._stopping:
             if tty_fd is not None and not os.isatty(tty_fd):
                 self.post_message(TerminalLost("the terminal is gone (no longer a tty)"))
                 return
             if not self.paused:
                 self.tick()
+            if self.trim_own_heap_s is not None and time.monotonic() - trimmed >= self.trim_own_heap_s:
+                trimmed = time.monotonic()
+                ownheap.forget_removed_widgets_styles()
+                ownheap.trim()
             self._wake.wait(self.interval)
             self._wake.clear()
 
@@ -388,6 +411,7 @@ class MemtopApp(App):
         if self.target is not None:
             pids.add(self.target.pid)
         self.sampler.visible = frozenset(pids)
+        self.sampler.selected = self.target.pid if self.target is not None else None
 
     # --- selection ------------------------------------------------------------------
     def select_process(self, view: ProcessView | None) -> None:
@@ -408,17 +432,16 @@ class MemtopApp(App):
         pane = tabs.active_pane
         if pane is None:
             return None
-        views = pane.query(TabView)
-        return views.first() if views else None  # None: the tab is being built
+        return _pane_view(pane)  # None: the tab is being built
 
     def _new_view(self, spec: TabSpec) -> TabView:
         return self.tab_class(spec.load())(id=f"view-{spec.id}")
 
     async def tab_view(self, pane: TabPane) -> TabView:
         """The pane's tab, built (imported and mounted) the first time it is asked for."""
-        views = pane.query(TabView)
-        if views:
-            return views.first()
+        view = _pane_view(pane)
+        if view is not None:
+            return view
         view = self._new_view(TABS_BY_PANE[pane.id])
         await pane.mount(view)
         return view
@@ -550,11 +573,16 @@ def _freeze_gc() -> None:
     """
     gc.collect()
     gc.freeze()
+    ownheap.trim()  # what start-up freed (the first tick reads every smaps_rollup)
 
 
 def run_app(args) -> int:
+    ownheap.limit_arenas()  # before the threads start (memtop/tui/ownheap.py)
+    sampler = Sampler(Path(args.proc), rollup_duty=ROLLUP_DUTY)
+    sampler.sample_first()
     app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only,
-                    psi_trigger=getattr(args, "psi_trigger", None))
+                    psi_trigger=getattr(args, "psi_trigger", None), sampler=sampler)
     app.freeze_gc_after_start = True
+    app.trim_own_heap_s = ownheap.TRIM_EVERY_S
     app.run()
     return app.return_code or 0

@@ -28,7 +28,6 @@ from memtop.model.containers import ContainerMemory, ContainersView, container_f
 from memtop.model.findings import Severity
 from memtop.model.sample import Sample
 from memtop.text import printable
-from memtop.tui.widgets import spaced_note
 from memtop.tui.tab import NOT_RECORDED, TabView
 
 # 120 columns wide with the cell padding: the use in per cent is in the detail below.
@@ -248,7 +247,7 @@ class ContainersTab(TabView):
             title.update(Text(f"Containers: {printable(result.error)}"))
             return
         if result.value is not None and result.value is not self.view:
-            self.show_view(result.value, spaced_note(result))
+            self.show_view(result.value, self.spaced_note(result))
 
     def show_view(self, view: ContainersView, spaced: str = "") -> None:
         """Draw one ContainersView (tests call this with a view read from cgroups they made);

@@ -43,7 +43,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, spaced_note, update_static
+from memtop.tui.widgets import CachedPlot, CursorTable, ago_ticks, series_marker, update_static
 
 SOURCE_PROCESS = "process"
 SOURCE_SYSTEM = "system"
@@ -398,7 +398,7 @@ class PageCacheTab(TabView):
             return  # measured for a process that is no longer the selected one
         if result.value is not None:
             self._files[self.source] = (result.value.files, result.value.note)
-            self._spaced[self.source] = spaced_note(result)
+            self._spaced[self.source] = self.spaced_note(result)
         elif result.error:
             self._files[self.source] = ((), f"cannot list files: {result.error}")
 

@@ -157,20 +157,16 @@ class CgroupTree(Static):
     COMPONENT_CLASSES = {"cgroup-tree--event", "cgroup-tree--near", "cgroup-tree--selected", "cgroup-tree--muted",
                          "cgroup-tree--header"}
 
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._drawn_key = None  # what the table shows (see show)
+
     def show(self, tree: tuple[CgroupMemory, ...], baselines: dict, selected_path: str | None, note: str) -> None:
         style = self.get_component_rich_style
         # Narrow panes drop use% first, then headroom, so the names keep some room.
         width = self.size.width or 200
         show_use, show_headroom = width >= 68, width >= 55
-        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style=style("cgroup-tree--header"))
-        table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
-        table.add_column("usage", justify="right", no_wrap=True)
-        table.add_column("limit", justify="right", no_wrap=True)
-        if show_use:
-            table.add_column("use", justify="right", no_wrap=True)
-        if show_headroom:
-            table.add_column("headroom", justify="right", no_wrap=True)
-        table.add_column("events+", overflow="fold", max_width=24)
+        rows = []
         for cg in tree:
             since = events_since(baselines.get(cg.path, {}), cg.events)
             row_style = Style()
@@ -180,14 +176,30 @@ class CgroupTree(Static):
                 row_style += style("cgroup-tree--event")
             elif cg.usage_fraction is not None and cg.usage_fraction >= NEAR_LIMIT_FRACTION:
                 row_style += style("cgroup-tree--near")
-            cells = [Text("  " * cg.depth + printable(cg.name)), fmt_bytes(cg.current),
+            cells = ["  " * cg.depth + printable(cg.name), fmt_bytes(cg.current),
                      "max" if cg.max is None and "max" not in cg.unknown else fmt_bytes(cg.max)]
             if show_use:
                 cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
             if show_headroom:
                 cells.append(fmt_bytes(cg.headroom) if cg.max is not None else "")
             cells.append(" ".join(f"{k}+{fmt_count(v)}" for k, v in since.items()))
-            table.add_row(*cells, style=row_style)
+            rows.append((tuple(cells), row_style))
+        # Every tick brings new figures, mostly the same once formatted: then nothing to draw.
+        key = (width, note, tuple(rows), style("cgroup-tree--muted"), style("cgroup-tree--header"))
+        if key == self._drawn_key:
+            return
+        self._drawn_key = key
+        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style=style("cgroup-tree--header"))
+        table.add_column("cgroup", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+        table.add_column("usage", justify="right", no_wrap=True)
+        table.add_column("limit", justify="right", no_wrap=True)
+        if show_use:
+            table.add_column("use", justify="right", no_wrap=True)
+        if show_headroom:
+            table.add_column("headroom", justify="right", no_wrap=True)
+        table.add_column("events+", overflow="fold", max_width=24)
+        for cells, row_style in rows:
+            table.add_row(Text(cells[0]), *cells[1:], style=row_style)
         out = Table.grid()
         out.add_row(Text(printable(note), style=style("cgroup-tree--muted")))
         out.add_row(table)
@@ -251,6 +263,8 @@ class PressureTab(TabView):
         self.cgroups_error: str | None = None
         self._target: ProcessIdentity | None = None
         self._drawn: tuple = ()
+        self._psi_drawn = None  # the PSI table's rows as drawn (see _show_psi)
+        self._detail_drawn = None  # what the detail pane was drawn from (see _show_detail)
 
     # Below these sizes the cgroup panes stack and the whole tab scrolls instead.
     NARROW_WIDTH = 110
@@ -376,32 +390,45 @@ class PressureTab(TabView):
         widget = self.query_one("#pressure-psi", Static)
         reason = self._no_psi_reason()
         if reason is not None:
+            self._psi_drawn = None
             widget.update(Text(f" No PSI to show: {printable(reason)}.", style=self._style("heading")))
             return
         if not self.samples:
+            self._psi_drawn = None
             widget.update(" reading /proc/pressure …")
             return
         latest = self.samples[-1]
-        table = Table(box=None, padding=(0, 1), show_edge=False, header_style=self._style("heading"))
-        table.add_column("PSI")
-        for col in ("some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s"):
-            table.add_column(col, justify="right")
+        rows = []
+        recent = list(self.samples)[-6:]
         for resource in PSI_RESOURCES:
             psi = latest.resources.get(resource)
             if psi is None:
-                table.add_row(resource, Text(f"? {printable(latest.unknown.get(resource, ''))}", style=self._style("muted")))
+                rows.append((resource, f"? {printable(latest.unknown.get(resource, ''))}"))
                 continue
-            series = stall_series(list(self.samples)[-6:], resource)
+            series = stall_series(recent, resource)
             rate = series[-1] if series else None
             full = psi.full
-            table.add_row(
+            rows.append((
                 resource,
                 f"{psi.some.avg10:.2f}%", f"{psi.some.avg60:.2f}%", f"{psi.some.avg300:.2f}%",
                 f"{rate[1]:.1f}" if rate else "?",
                 f"{full.avg10:.2f}%" if full else "?", f"{full.avg60:.2f}%" if full else "?",
                 f"{full.avg300:.2f}%" if full else "?",
                 f"{rate[2]:.1f}" if rate and rate[2] is not None else "?",
-            )
+            ))
+        key = (tuple(rows), self._style("heading"), self._style("muted"))
+        if key == self._psi_drawn:
+            return  # the same figures once formatted (an idle machine: every tick)
+        self._psi_drawn = key
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style=self._style("heading"))
+        table.add_column("PSI")
+        for col in ("some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s"):
+            table.add_column(col, justify="right")
+        for row in rows:
+            if len(row) == 2:
+                table.add_row(row[0], Text(row[1], style=self._style("muted")))
+            else:
+                table.add_row(*row)
         update_static(widget, table)
 
     def _show_charts(self) -> None:
@@ -411,10 +438,20 @@ class PressureTab(TabView):
             chart.show(samples, reason, self.psi.live if self.psi is not None else False)
 
     def _show_detail(self) -> None:
-        parts: list = []
         result = self.cgroups
         selected = result.selected if result else None
         detail = self.query_one("#pressure-detail", Static)
+        findings = self.findings()
+        key = (detail.content_size.width, self._target, self.cgroups_error, result is None,
+               None if result is None else (result.error, result.target_pid, result.selected_reason),
+               selected, self.baselines.get(selected.path) if selected is not None else None,
+               tuple(findings), self.trigger_armed,
+               tuple((e.first, e.last, e.count, e.event) for e in self.log_entries),
+               tuple(self._style(n) for n in ("heading", "muted", "event", "critical", "warning")))
+        if key == self._detail_drawn:
+            return  # nothing it shows has changed (no process selected, no stall: every tick)
+        self._detail_drawn = key
+        parts: list = []
         if result is None:
             parts.append(Text(f" cgroups: {printable(self.cgroups_error)}" if self.cgroups_error else " reading cgroups …",
                               style=self._style("muted")))
@@ -428,7 +465,6 @@ class PressureTab(TabView):
             parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {printable(result.selected_reason)}", style=self._style("muted")))
         else:
             parts.append(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
-        findings = self.findings()
         # Findings and log lines wrap under their own text, not back to column 0.
         body = Table.grid()
         body.add_column(width=1)
@@ -469,6 +505,7 @@ class PressureTab(TabView):
         tree = self.query_one(CgroupTree)
         if result is None or result.version is None:
             error = result.error if result is not None else self.cgroups_error
+            tree._drawn_key = None  # the table, when it comes back, is drawn again
             tree.update(Text(" " + (printable(error) if error else "reading cgroups …"), style=self._style("muted")))
             return
         since = "the oldest tick in the file" if self.replaying else "memtop started"

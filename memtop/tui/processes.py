@@ -31,7 +31,7 @@ from memtop.model.snapshot import Snapshot
 from memtop.text import printable
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns, trend_sentence, trend_text
 from memtop.tui.tab import TabView, TextBox
-from memtop.tui.widgets import CachedPlot, CursorTable, clock_ticks
+from memtop.tui.widgets import CachedPlot, CursorTable, clock_ticks, picture_kept, within_dot
 
 
 def _cell(text: str, width: int, align: str) -> str:
@@ -347,12 +347,9 @@ class RssChart(CachedPlot):
                       and times and m.time >= times[0])
         # Live, time only moves forward; in replay (`memtop replay`) every step is drawn exactly.
         live = getattr(self.app, "replay", None) is None
-        keep_s = min(30.0, max(20.0, (now - times[0]) / 10)) if times else 30.0
-        if live and self._drawn_key is not None and 0.0 <= now - self._drawn_at < keep_s:
+        if live and self._drawn_key is not None and picture_kept(times, self._drawn_at):
             drawn_pid, drawn_rss, step, drawn_plotted, drawn_marks = self._drawn_key
-            if (pid, plotted, marks) == (drawn_pid, drawn_plotted, drawn_marks) and (
-                rss == drawn_rss or (rss is not None and drawn_rss is not None and abs(rss - drawn_rss) <= step)
-            ):
+            if (pid, plotted, marks) == (drawn_pid, drawn_plotted, drawn_marks) and within_dot(rss, drawn_rss, step):
                 return
         known = [r for r in rss_history if r is not None]
         y_range = _y_range(known)
@@ -427,7 +424,9 @@ class ProcessesTab(TabView):
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
-                                 "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle"),
+                                 "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle; "
+                                 "a read that cost c s of CPU is not repeated sooner than 5000·c s after (a big busy "
+                                 "process: ~1/5000 of a core), except for the selected process"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s), against clock time; "
                   "redrawn when RSS moves by a step it can show, else when time moved by a tenth of the span "
                   "(20 to 30 s; the line above has every tick's figure)"),

@@ -134,6 +134,13 @@ class TabView(Container):
     def replaying(self) -> bool:
         return getattr(self.app, "replay", None) is not None
 
+    def spaced_note(self, result) -> str:
+        """widgets.spaced_note with the spacing this app's Collector applies."""
+        from memtop.tui.widgets import spaced_note
+
+        collector = getattr(self.app, "collector", None)
+        return spaced_note(result, getattr(collector, "interval_s", 2.0), getattr(collector, "part_duty", None))
+
     def parts(self) -> tuple[str, ...]:
         """The parts wanted now (a tab may want different ones as its state changes: then it
         calls ``self.app.update_wants()``)."""

@@ -24,7 +24,6 @@ from memtop.model.sample import Sample
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
-from memtop.tui.widgets import spaced_note
 
 PASS_DUTY_FACTOR = 20  # a pass costing c seconds of CPU runs at most every 20c seconds
 
@@ -424,7 +423,7 @@ class TmpfsTab(TabView):
         if self.scanning is not None:
             _, mountpoint, entries, files = self.scanning
             status.append(f"scanning {printable(mountpoint)}: {fmt_count(entries)} entries, {fmt_count(files)} files …  ")
-        spaced = spaced_note(self._report_result)
+        spaced = self.spaced_note(self._report_result)
         status.append(f"{r.processes_seen} processes, {len(r.namespaces)} mount ns, smaps {r.smaps_read} read"
                       + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else "")
                       + (f"; {spaced}" if spaced else ""), style=self._style("tmpfs--dim"))

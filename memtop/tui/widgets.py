@@ -45,16 +45,32 @@ def clock_ticks(first: float, last: float, offset: float | None, labels: int = 5
     return ticks, texts
 
 
-def spaced_note(result, tick_s: float = 2.0) -> str:
+def picture_kept(times, drawn_at: float) -> bool:
+    """Whether a chart's picture drawn at ``drawn_at`` may stand at ``times[-1]``: for a tenth of
+    the span shown, 20 s at least and 30 s at most, so that its clock axis keeps up (the RSS and
+    slab charts; in between they are redrawn only when a line moves by a dot, :func:`within_dot`)."""
+    now = times[-1] if times else 0.0
+    keep_s = min(30.0, max(20.0, (now - times[0]) / 10)) if times else 30.0
+    return 0.0 <= now - drawn_at < keep_s
+
+
+def within_dot(value, drawn, step: float) -> bool:
+    """``value`` is where the chart drew ``drawn``, give or take ``step`` (one braille dot)."""
+    return value == drawn or (value is not None and drawn is not None and abs(value - drawn) <= step)
+
+
+def spaced_note(result, tick_s: float = 2.0, duty: float | None = None) -> str:
     """When a part's runs are spaced out to keep its cost under 1 % of a core (see
-    memtop/collect/collector.py PART_DUTY): "read at 05:40:12, every ~11 s"; else "". A clock
-    time, not an age, so that a line drawn once stays true."""
+    memtop/collect/collector.py PART_DUTY; ``duty``: the Collector's own, TabView.spaced_note):
+    "read at 05:40:12, every ~11 s"; else "". A clock time, not an age, so that a line drawn once
+    stays true."""
     from memtop.collect.collector import PART_DUTY
 
-    if result is None or result.value is None or PART_DUTY * result.cpu_s <= tick_s:
+    duty = PART_DUTY if duty is None else duty
+    if result is None or result.value is None or duty * result.cpu_s <= tick_s:
         return ""
     wall = time.time() - (time.monotonic() - result.finished)
-    return f"read at {time.strftime('%H:%M:%S', time.localtime(wall))}, every ~{PART_DUTY * result.cpu_s:.0f} s"
+    return f"read at {time.strftime('%H:%M:%S', time.localtime(wall))}, every ~{duty * result.cpu_s:.0f} s"
 
 
 def ago_label(seconds: float) -> str:
@@ -121,15 +137,26 @@ def update_static(widget: Static, content) -> None:
             return
         widget.update(content)
         return
-    # Another renderable (a rich Table): its height at this width, measured by rendering it.
+    # Another renderable (a rich Table, a Group): rendered once at this width. The same lines
+    # as last time (a new Table of the same figures, every tick): no update at all, no repaint;
+    # the same height: no layout pass.
     console = widget.app.console
     try:
-        height = len(console.render_lines(content, console.options.update_width(width), pad=False))
+        lines = console.render_lines(content, console.options.update_width(width), pad=False)
     except Exception:  # noqa: BLE001 - not a rich renderable: let Textual lay it out
-        height = None
-    same = height is not None and getattr(widget, "_memtop_height", None) == (width, height)
-    widget._memtop_height = (width, height)
-    widget.update(content, layout=not same)
+        lines = None
+    last = getattr(widget, "_memtop_lines", None)
+    widget._memtop_lines = (width, lines) if lines is not None else None
+    if lines is not None and last is not None and last[0] == width:
+        if last[1] == lines:
+            # Keep the newest without a repaint: a later one (a resize) draws it, not a stale
+            # one whose text beyond this width may differ (Static's own fields: pinned Textual).
+            widget._Static__content = content
+            widget._Static__visual = None
+            return
+        widget.update(content, layout=len(last[1]) != len(lines))
+        return
+    widget.update(content)
 
 
 class CachedPlot(PlotextPlot):
@@ -225,4 +252,22 @@ class KeysFooter(Footer):
         if screen.app.app_focus and self.is_attached and screen is self.screen:
             self._shown = shown  # Footer.bindings_changed recomposes in these conditions only
         super().bindings_changed(screen)
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        self.forget_removed_keys()
+
+    def forget_removed_keys(self) -> None:
+        """Drop what the footer's watchers keep of the keys a recompose removed.
+
+        Each key Textual's Footer composes is bound to the footer's ``compact`` (``data_bind``),
+        which appends the key to the footer's watcher list; Textual prunes that list only when
+        ``compact`` changes, which it never does here. Every tab switch left its keys alive:
+        1,020 FooterKeys after 80 switches, memtop's RSS +64 MiB an hour (bench/soak.py)."""
+        watchers = getattr(self, "__watchers", None)
+        if not watchers:
+            return
+        for entries in watchers.values():
+            entries[:] = [(node, callback) for node, callback in entries
+                          if not (getattr(node, "_closing", False) or getattr(node, "_closed", False))]
 

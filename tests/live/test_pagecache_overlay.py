@@ -87,17 +87,21 @@ def _half_read(dirs: dict, name: str) -> tuple[Path, Path]:
     return merged, real
 
 
-def _agreeing(measure, real: Path, merged: Path, attempts: int = 4):
+HALF = SIZE // 2 - 2 * PAGE  # what a half read leaves cached, give or take two pages
+
+
+def _agreeing(measure, real: Path, merged: Path, attempts: int = 8):
     """memtop's reading of ``merged`` and fincore's of ``real``, taken when the cache held still
-    (another session may drop caches at any moment)."""
+    and still held the half just read (another session may drop caches, and a busy machine's
+    reclaim may evict a few just-read pages, at any moment)."""
     for _ in range(attempts):
         read_part(merged, SIZE // 2)
         first = measure()
         truth = fincore_bytes(real)
         second = measure()
-        if first.cached_bytes == second.cached_bytes:
+        if first.cached_bytes == second.cached_bytes and truth >= HALF:
             return second, truth
-    raise AssertionError(f"the page cache of {real} kept changing under the test")
+    raise AssertionError(f"the page cache of {real} kept changing (or being reclaimed) under the test")
 
 
 def test_the_overlay_is_an_overlay_and_cachestat_alone_is_blind(filled_overlay):
@@ -136,14 +140,15 @@ def test_overlay_file_cached_bytes_equal_fincore_of_the_real_file(filled_overlay
 def test_tree_scan_of_an_overlay_equals_fincore(filled_overlay):
     # GIVEN every file of the overlay half read
     pairs = {name: _half_read(filled_overlay, name) for name in FILES}
-    for _ in range(4):
+    for _ in range(8):
         for merged, _real in pairs.values():
             read_part(merged, SIZE // 2)
         # WHEN the overlay's tree is scanned (source (c)), with fincore between two scans
         first, _ = scan_tree(filled_overlay["merged"], threads=1)
         truths = {name: fincore_bytes(real) for name, (_m, real) in pairs.items()}
         second, progress = scan_tree(filled_overlay["merged"], threads=1)
-        if [f.cached_bytes for f in first] == [f.cached_bytes for f in second]:
+        if [f.cached_bytes for f in first] == [f.cached_bytes for f in second] \
+                and min(truths.values()) >= HALF:
             break
     else:
         raise AssertionError("the page cache kept changing under the test")
@@ -153,7 +158,7 @@ def test_tree_scan_of_an_overlay_equals_fincore(filled_overlay):
     for name, truth in truths.items():
         assert found[name].cached_bytes is not None, found[name]
         assert abs(found[name].cached_bytes - truth) <= PAGE, (name, found[name], truth)
-        assert found[name].cached_bytes >= SIZE // 2 - 2 * PAGE, found[name]
+        assert found[name].cached_bytes >= HALF, found[name]
 
 
 HOLDER = r"""
@@ -176,7 +181,7 @@ def test_a_process_holding_an_overlay_file_sees_its_real_pages(filled_overlay, c
     result, truth = _agreeing(measure, real, merged)
     # THEN the held overlay file is measured like fincore measures the real file
     assert abs(result.cached_bytes - truth) <= PAGE, (result, truth)
-    assert result.cached_bytes >= SIZE // 2 - 2 * PAGE
+    assert result.cached_bytes >= HALF
 
 
 PROC_HOLDER = r"""
@@ -227,7 +232,7 @@ def _link_or_none(fd: str) -> str | None:
 def test_memtop_cache_command_on_an_overlay_file(filled_overlay):
     # GIVEN a half-read lower file seen through the overlay
     merged, real = _half_read(filled_overlay, "lower_only.bin")
-    for _ in range(4):
+    for _ in range(8):
         read_part(merged, SIZE // 2)
         # WHEN `memtop cache --json` and the text output measure it by its overlay name
         done = subprocess.run([sys.executable, "-m", "memtop", "cache", "--json", str(merged)],
@@ -237,10 +242,10 @@ def test_memtop_cache_command_on_an_overlay_file(filled_overlay):
         truth = fincore_bytes(real)
         assert done.returncode == 0 and text.returncode == 0, (done.stderr, text.stderr)
         doc = json.loads(done.stdout)["files"][0]
-        if doc["cached_bytes"] == truth:
+        if doc["cached_bytes"] == truth and truth >= HALF:  # agreed, and nothing was reclaimed
             break
     # THEN the figure is fincore's on the real file, and the text says how it was counted
-    assert abs(doc["cached_bytes"] - truth) <= PAGE and truth >= SIZE // 2 - 2 * PAGE, (doc, truth)
+    assert abs(doc["cached_bytes"] - truth) <= PAGE and truth >= HALF, (doc, truth)
     if cachestat_supported():
         assert "overlayfs" in text.stdout, text.stdout
         assert "this kernel has only mincore" not in text.stdout

@@ -353,10 +353,16 @@ def test_the_smallest_bound_holds_or_nothing_is_left(tmp_path):
 
 @pytest.mark.skipif(not IS_ROOT, reason="mounts a small tmpfs")
 def test_on_a_full_disk_the_ticks_written_stay_readable_and_nothing_is_left_beside(tmp_path):
-    # GIVEN a 640 KiB file system
+    # GIVEN a file system of 640 KiB or four times a 2-second recording of this machine: it fills after
+    # about as many ticks again (a fixed size either held the first tick of 1,000 processes or
+    # took a minute to fill with 150)
+    sized = tmp_path / "sized.db"
+    assert memtop("record", sized, "--interval", "0.5", "--duration", "2", "--quiet").returncode == 0
+    size_kib = max(640, -(-4 * sized.stat().st_size // 4096) * 4)  # SQLite needs room for its -wal too
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=640k,mode=0755", "memtop-test-full", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "memtop-test-full", str(disk)],
+                   check=True)
     try:
         path = disk / "rec.db"
         # WHEN memtop records into it until it is full (a bound far larger than the disk)

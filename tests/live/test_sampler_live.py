@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from memtop.collect.sampler import Sampler
+from memtop.collect.sampler import ROLLUP_DUTY, Sampler
 from memtop.procfs import NoSuchProcess, OpenFiles
 from tests.support import IS_ROOT, compile_c, rollup_kb, run_as_user, status_kb, wait_until
 
@@ -168,6 +168,75 @@ def test_staggered_rollups_idle_processes_less_often_than_busy_ones(children, gc
     for kid in busy[1:]:
         assert len(reads[kid.pid]) >= ticks // 3 - 1, reads[kid.pid]
     assert len(reads[busy[0].pid]) == ticks and len(reads[idle[0].pid]) <= ticks // 3 + 2
+
+
+MANY_MAPPINGS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/mman.h>
+/* argv[1] mappings of one touched page each (every other page PROT_NONE, so the kernel cannot
+   merge them: smaps_rollup walks each), then busy like FAULTER: a page fault every 2 ms. */
+int main(int argc, char **argv) {
+    long n = atol(argv[1]), page = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, 2 * n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 1;
+    for (long i = 0; i < n; i++) {
+        p[2 * i * page] = 1;
+        if (mprotect(p + (2 * i + 1) * page, page, PROT_NONE) != 0) return 2;
+    }
+    printf("READY\n"); fflush(stdout);
+    for (;;) {
+        volatile char *q = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        q[0] = 1;
+        munmap((void *)q, 4096);
+        usleep(2000);
+    }
+}
+"""
+
+
+def test_a_costly_rollup_on_screen_is_read_less_often_unless_selected(children, gcc):
+    # GIVEN two busy processes on screen: one whose smaps_rollup walks 4,000 mappings, one small
+    big = children.start([compile_c(MANY_MAPPINGS, name="manymaps"), "4000"])
+    small = children.start([compile_c(FAULTER, name="faulter")])
+    now = [1000.0]
+    sampler = Sampler(rollup_duty=ROLLUP_DUTY, clock=lambda: now[0])
+    sampler.visible = frozenset({big.pid, small.pid})
+    first = sampler.sample()
+    reads: dict[int, list[tuple[float, float]]] = {}  # PID -> [(time, its cost)]
+    for kid in (big, small):
+        state = sampler._rollups[_view(first, kid.pid).sample.identity]
+        reads[kid.pid] = [(state.time, state.cost)]
+    stale_rows = 0
+    for _ in range(16):
+        now[0] += 2.0
+        time.sleep(0.03)  # both fault in between: their stat lines change
+        snapshot = sampler.sample()
+        for kid in (big, small):
+            view = _view(snapshot, kid.pid)
+            state = sampler._rollups[view.sample.identity]
+            if state.tick == snapshot.tick:
+                reads[kid.pid].append((state.time, state.cost))
+            else:  # THEN a row whose rollup was not read after its last change says so (dimmed)
+                assert not view.rollup_current
+                stale_rows += 1
+    # THEN the big one is read again only after ROLLUP_DUTY times what its last read cost
+    big_reads = reads[big.pid]
+    assert big_reads[0][1] * ROLLUP_DUTY > 2.0, f"4,000 mappings read in {big_reads[0][1]} s"
+    for (t1, cost), (t2, _) in zip(big_reads, big_reads[1:]):
+        assert t2 - t1 >= ROLLUP_DUTY * cost
+    assert len(big_reads) < 17 and stale_rows > 0
+    # AND the small one (tens of µs) every tick, as before
+    assert len(reads[small.pid]) == 17
+    # WHEN the big one is selected THEN it is read every tick, whatever it costs
+    sampler.selected = big.pid
+    for _ in range(4):
+        now[0] += 2.0
+        time.sleep(0.03)
+        snapshot = sampler.sample()
+        view = _view(snapshot, big.pid)
+        assert sampler._rollups[view.sample.identity].tick == snapshot.tick and view.rollup_current
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to drop privileges in a child")

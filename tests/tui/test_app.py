@@ -41,6 +41,56 @@ async def test_only_the_processes_tab_is_built_at_start_and_the_others_when_firs
         assert sorted(view.TAB_ID for view in app.query(TabView)) == ["kernel", "processes"]
 
 
+async def test_switching_tabs_leaves_no_footer_keys_alive():
+    """Textual's footer binds each key it composes to its own ``compact`` and forgot none of
+    them: every tab switch kept the keys it replaced (1,020 after 80 switches, +64 MiB an hour
+    in bench/soak.py). KeysFooter forgets the removed ones."""
+    import gc
+    import weakref
+
+    from textual.widgets._footer import FooterKey
+
+    app = fixed_app()
+    composed = weakref.WeakSet()  # every key the footer showed, alive or not
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        for _ in range(2):
+            for i in range(len(TABS)):
+                await pilot.press(str(i + 1))
+                await pilot.pause()
+                composed.update(app.query(FooterKey))
+        shown = len(app.query(FooterKey))
+        gc.collect()
+        # 16 switches composed about a hundred keys: those shown now are alive, the rest gone
+        assert shown >= 5 and len(composed) <= shown, (len(composed), shown)
+
+
+async def test_the_styles_of_removed_widgets_are_let_go_once_a_minute():
+    """Textual's StylesCache.get_inner_outer (an lru_cache keyed on the StylesCache) keeps the
+    caches of removed widgets; the once-a-minute trim clears it (memtop/tui/ownheap.py)."""
+    import gc
+
+    from textual._styles_cache import StylesCache
+    from textual.widget import Widget
+
+    from memtop.tui import ownheap
+
+    def removed_widgets_caches() -> int:
+        gc.collect()
+        live = {id(o._styles_cache) for o in gc.get_objects() if isinstance(o, Widget)}
+        return sum(isinstance(o, StylesCache) and id(o) not in live for o in gc.get_objects())
+
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        for key in "12341234":  # each switch replaces the footer's keys
+            await pilot.press(key)
+            await pilot.pause()
+        assert removed_widgets_caches() > 20
+        ownheap.forget_removed_widgets_styles()
+        assert removed_widgets_caches() == 0
+
+
 async def test_the_footer_is_rebuilt_only_when_the_keys_it_shows_change():
     from textual.widgets._footer import FooterKey
 
@@ -305,3 +355,40 @@ async def test_the_rss_chart_of_a_flat_process_keeps_up_with_time():
         lags = [t - d for t, d in zip(times[-60:], drawn)]
         assert all(lag <= min(30.0, max(20.0, (t - times[0]) / 10)) for t, lag in zip(times[-60:], lags))
         assert max(lags) >= 18.0 and len(set(drawn)) == 7, sorted(set(drawn))  # 2 minutes: 1000, 1002, then every 20 s
+
+
+async def test_the_first_tick_read_before_textual_starts_is_the_first_screen():
+    """Issue 20, item 3: run_app reads the first tick before Textual starts (Sampler.sample_first)
+    and on_mount shows it before the first paint; the sampler thread's next tick comes an
+    interval later. Real /proc: this test's own process is among the rows."""
+    import os
+
+    from memtop.collect.sampler import Sampler
+    from memtop.tui.app import MemtopApp
+
+    sampler = Sampler()
+    sampler.sample_first()
+    assert sampler.first_ready
+    app = MemtopApp(sampler=sampler, interval=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert not sampler.first_ready
+        assert app.sample is not None and app.sample.processes.tick == 0
+        table = app.query_one(ProcessTable)
+        assert os.getpid() in {v.pid for v in table.rows}
+        await pilot.pause()
+        assert app.sample.processes.tick == 0 and sampler.tick == 1  # no second tick yet
+        await pilot.press("q")
+
+
+def test_sample_first_is_returned_once_then_ticks_go_on():
+    from memtop.collect.sampler import Sampler
+
+    sampler = Sampler()
+    assert not sampler.first_ready
+    sampler.sample_first()
+    first = sampler._first
+    assert sampler.sample() is first and first.tick == 0
+    assert sampler.sample().tick == 1
+    sampler.sample_first()
+    assert sampler.sample(all_rollups=True).tick == 3  # `all_rollups` never takes a lighter tick
+    sampler.close()

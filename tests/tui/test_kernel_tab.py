@@ -151,3 +151,46 @@ def test_kernel_tab_looks(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(fixed_app(TREE), terminal_size=size, run_before=run_before)
+
+
+async def test_the_slab_chart_is_rebuilt_only_when_its_picture_changes():
+    """A plotext rebuild costs 20-40 ms of the UI thread: not at every read (issue 20 item 2)."""
+    from types import MappingProxyType
+
+    from memtop.tui.kernel import SlabChart
+
+    app = fixed_app(TREE)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_kernel_tab(app, pilot)
+        chart = app.query_one(SlabChart)
+        MiB = 2**20
+
+        def view(reads: int, last_a: int | None = None, step_at: int | None = None):
+            times = tuple(1000.0 + 2 * i for i in range(reads))
+            a = [140 * MiB if step_at is not None and i >= step_at else 100 * MiB for i in range(reads)]
+            if last_a is not None:
+                a[-1] = last_a
+            return replace(tab.view, slab_history_times=times,
+                           slab_history=MappingProxyType({"dentry": tuple(a), "filp": (10 * MiB,) * reads}))
+
+        # GIVEN a chart drawn from 10 reads
+        chart.show(view(10))
+        drawn = chart.draws
+        # WHEN reads come with the same figures for 16 s THEN nothing is rebuilt
+        for reads in range(11, 19):
+            chart.show(view(reads))
+        assert chart.draws == drawn
+        # WHEN a cache moves by less than a dot of the chart (1 KiB of a 90 MiB range) THEN neither
+        chart.show(view(19, last_a=100 * MiB + 1024))
+        assert chart.draws == drawn
+        # WHEN it moves by 40 MiB THEN the picture is rebuilt, once
+        chart.show(view(20, step_at=19))
+        assert chart.draws == drawn + 1
+        chart.show(view(20, step_at=19))
+        assert chart.draws == drawn + 1
+        # WHEN 30 s pass with no change THEN it is rebuilt once, so that its clock axis keeps up
+        for reads in range(21, 36):
+            chart.show(view(reads, step_at=19))
+        assert chart.draws == drawn + 2
+        await pilot.pause()
+        assert "largest caches, MiB" in str(chart.render())

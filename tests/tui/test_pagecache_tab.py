@@ -263,6 +263,14 @@ def test_pagecache_tab_looks(snap_compare, size, tmp_path: Path):
     assert snap_compare(fixed_app(root), terminal_size=size, run_before=run_before)
 
 
+async def paste(app, pilot, text: str) -> None:
+    """What a terminal sends when text is pasted (bracketed paste), to the focused widget."""
+    from textual import events
+
+    app.focused.post_message(events.Paste(text))
+    await pilot.pause()
+
+
 async def test_a_mistyped_directory_says_so_and_skipped_entries_are_named(tmp_path):
     """(c) with a directory that does not exist: "no such directory", not "done, 0 files"; a scan
     that skipped symbolic links says how many, in words (issue 19)."""
@@ -277,13 +285,17 @@ async def test_a_mistyped_directory_says_so_and_skipped_entries_are_named(tmp_pa
     app = MemtopApp(sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         app.tick()
-        await pilot.press("4", "d", *str(missing), "enter")
+        await pilot.press("4", "d")
+        await paste(app, pilot, str(missing))  # pasted, as a path usually is (typed: 10 s here)
+        await pilot.press("enter")
         app.tick()
         await pilot.pause()
         tab = app.query_one(PageCacheTab)
         source = str(tab.query_one("#pc-source").render())
         assert f"cannot scan: {missing}: no such directory" in source and "done" not in source
-        await pilot.press("d", "ctrl+u", *str(tree), "enter")
+        await pilot.press("d", "ctrl+u")
+        await paste(app, pilot, str(tree))
+        await pilot.press("enter")
         app.tick()
         await pilot.pause()
         source = str(tab.query_one("#pc-source").render())

@@ -108,6 +108,46 @@ async def test_events_since_start_are_highlighted(tmp_path):
         assert "killed 2 process(es) in cgroup /memtop-test since memtop started" in detail
 
 
+async def test_a_tick_with_the_same_figures_repaints_nothing(tmp_path):
+    """Issue 20, item 2: every tick brings new cgroup and PSI readings; when they show the same
+    once formatted, the PSI table, the tree and the detail are not rebuilt nor repainted. A
+    changed figure is drawn."""
+    root = tmp_path / "tree"
+    shutil.copytree(TREE, root)
+    app = MemtopApp(root=root / "proc", sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, root / "proc")
+        panels = {"psi": tab.query_one("#pressure-psi"), "tree": tab.query_one(CgroupTree),
+                  "detail": tab.query_one("#pressure-detail")}
+        refreshed = {name: 0 for name in panels}
+
+        def counting(name, refresh):
+            def wrapper(*args, **kw):
+                refreshed[name] += 1
+                return refresh(*args, **kw)
+            return wrapper
+
+        for name, widget in panels.items():
+            widget.refresh = counting(name, widget.refresh)
+
+        async def tick():
+            app.tick()
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        await tick()
+        assert refreshed == {"psi": 0, "tree": 0, "detail": 0}
+        # WHEN the cgroup's usage grows by 5 MiB: the tree and the detail show it
+        cg = root / "sys/fs/cgroup/memory/memtop-test"
+        usage = int((cg / "memory.usage_in_bytes").read_text())
+        (cg / "memory.usage_in_bytes").write_text(f"{usage + (5 << 20)}\n")
+        await tick()
+        assert refreshed["tree"] >= 1 and refreshed["psi"] == 0
+        assert "36.9 MiB" in text_of(tab.query_one(CgroupTree))
+        assert "36.9 MiB" in squeezed(text_of(tab.query_one("#pressure-detail")))
+
+
 async def test_a_root_without_pressure_says_why(tmp_path):
     root = tmp_path / "tree"
     shutil.copytree(TREE, root)

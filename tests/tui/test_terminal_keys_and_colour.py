@@ -56,6 +56,10 @@ def tmux():
         pytest.fail("tmux is missing: run `make test`, which installs it as root")
     session = Tmux(f"memtop-keys-{os.getpid()}")
     yield session
+    try:  # shown with a failure's report (pytest prints a passing test's output nowhere)
+        print("the terminal at the end of the test:\n" + session.screen())
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"the terminal at the end of the test: unreadable ({error})")
     session.close()
 
 
@@ -109,10 +113,10 @@ def test_keys_typed_fast_after_a_filter_and_o_on_page_cache(tmux, tmp_path):
     start(tmux, tmp_path, {})
     # / python Enter 2, sent at once: the filter is kept and 2 opens Layers (not "python2")
     tmux.keys("/", "python", "Enter", "2")
-    wait_until(lambda: "layers" in tmux.screen().lower() and ("PID " in tmux.screen() or "selected" in tmux.screen()),
-               timeout=20)
+    # Layers' own table ("of RSS"), not words the Processes tab shows too: the keys were read
+    wait_until(lambda: "of RSS" in tmux.screen() or "no process selected" in tmux.screen().lower(), timeout=20)
     tmux.keys("1")
-    wait_until(lambda: "matching 'python'" in tmux.screen(), timeout=10)
+    wait_until(lambda: "matching 'python'" in tmux.screen(), timeout=20)
     assert "python2" not in tmux.screen()
     tmux.keys("p")
     wait_until(lambda: "PAUSED" in tmux.screen(), timeout=10)

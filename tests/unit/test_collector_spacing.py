@@ -46,5 +46,7 @@ def test_an_expensive_part_is_spaced_by_its_cost_and_a_cheap_one_runs_every_tick
         # the tab says when it was read and how often; a part read every tick says nothing
         assert spaced_note(result).startswith("read at ") and ", every ~" in spaced_note(result)
         assert spaced_note(sample.result("cheap")) == ""
+        # a Collector that does not space runs out (part_duty 0: the fixed-tree TUI tests) says nothing
+        assert spaced_note(result, collector.interval_s, duty=0.0) == ""
     finally:
         collector.close()

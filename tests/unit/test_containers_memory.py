@@ -188,3 +188,24 @@ def test_findings_say_what_counts_against_the_limit_and_json_is_plain():
     # Far from the limit: nothing to say.
     below = ContainerCollector(TREE, names=False).collect(samples(TREE)).by_cgroup("/memtop-test/app")
     assert container_findings(below) == []
+
+
+def test_membership_is_reused_until_a_process_comes_or_goes_or_its_reading_expires():
+    # The Processes tab redraws its rows whenever the mapping it holds is replaced: on a quiet
+    # machine (most ticks) the same mapping comes back, and nothing is read or grouped again.
+    now = [1000.0]
+    collector = ContainerCollector(TREE, names=False, clock=lambda: now[0])
+    processes = [s for s in samples(TREE) if not s.kernel_thread]
+    first = collector.membership(processes)
+    assert first.by_pid and set(first.by_pid) <= {s.pid for s in processes}
+    now[0] += 2
+    assert collector.membership(processes).by_pid is first.by_pid
+    # a process gone: a new mapping without it
+    fewer = collector.membership(processes[1:])
+    assert fewer.by_pid is not first.by_pid and processes[0].pid not in fewer.by_pid
+    assert dict(fewer.by_pid) == {pid: c for pid, c in first.by_pid.items() if pid != processes[0].pid}
+    # the readings' age reaching membership_s: read and grouped again (the same answer here)
+    back = collector.membership(processes)
+    now[0] += collector.membership_s
+    expired = collector.membership(processes)
+    assert expired.by_pid is not back.by_pid and dict(expired.by_pid) == dict(first.by_pid)

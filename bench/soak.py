@@ -1,0 +1,122 @@
+"""memtop's own RSS over a long run with every tab visited (issue 20, item 5; run by hand).
+
+    .venv/bin/python bench/soak.py                         # 1,000 sleepers, 60 minutes
+    .venv/bin/python bench/soak.py --procs 1000 --minutes 60 --dwell 20 --every 60
+    .venv/bin/python bench/soak.py --root /tmp/memtop-at-commit   # a checkout: memtop from there
+
+Starts --procs sleepers (bench/compare.py's population) and memtop (--interval 2) in tmux at
+120x40, then shows its eight tabs in turn, --dwell seconds each, for --minutes. Every --every
+seconds it prints memtop's VmRSS and RssAnon (/proc/PID/status), its CPU over that period (% of
+one core) and the tab on screen. At the end: RSS after the first rotation of the tabs, at the
+end and its maximum, and the least-squares slope of RSS from the end of the first rotation on,
+in MiB per hour: flat means that slope is within noise (a few hundred KiB per hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.compare import Population, Tmux, Tools, _check_alive, machine_procs, proc_cpu_s, screen_full  # noqa: E402
+
+TABS = "12345678"
+
+
+def status_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB) points, in MiB per hour."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(t for t, _ in points) / n
+    my = sum(v for _, v in points) / n
+    sxx = sum((t - mx) ** 2 for t, _ in points)
+    if sxx == 0:
+        return None
+    return sum((t - mx) * (v - my) for t, v in points) / sxx * 3600
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--procs", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--dwell", type=float, default=20, help="seconds on each tab")
+    ap.add_argument("--every", type=float, default=60, help="seconds between RSS readings")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the memtop checkout to run")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="memtop-soak-"))
+    tools = Tools(tmp)
+    pop = Population()
+    tm = None
+    try:
+        pop.grow_to(args.procs)
+        tm = Tmux(tools.env)
+        tm.run([sys.executable, "-m", "memtop", "--interval", "2"], args.root)
+        t0 = time.monotonic()
+        while not screen_full("memtop", tm.capture()):
+            if time.monotonic() - t0 > 60:
+                raise SystemExit(f"memtop showed no full screen in 60 s:\n{tm.capture()}")
+            time.sleep(0.2)
+        pid = tm.pane_pid()
+        print(f"memtop {pid} from {args.root}, {machine_procs()} processes, {args.minutes:g} min, "
+              f"{args.dwell:g} s per tab, RSS every {args.every:g} s", flush=True)
+        print(f"{'min':>6} {'tab':>3} {'VmRSS MiB':>10} {'RssAnon':>8} {'CPU %':>6}", flush=True)
+        start = time.monotonic()
+        end = start + args.minutes * 60
+        next_read = start
+        next_tab = start
+        tab_i = 0
+        cpu_prev, t_prev = proc_cpu_s(pid), start
+        rotation_done_at = None
+        points: list[tuple[float, float]] = []
+        while True:
+            now = time.monotonic()
+            if now >= next_tab:
+                tm.keys(TABS[tab_i % len(TABS)])
+                tab_i += 1
+                if tab_i == len(TABS) + 1 and rotation_done_at is None:
+                    rotation_done_at = now
+                next_tab += args.dwell
+            if now >= next_read:
+                _check_alive(tm, pid, "memtop")
+                kib = status_kib(pid)
+                cpu = proc_cpu_s(pid)
+                cpu_pct = f"{100 * (cpu - cpu_prev) / (now - t_prev):6.2f}" if now - t_prev > 1 else "     -"
+                cpu_prev, t_prev = cpu, now
+                rss = kib["VmRSS"] / 1024
+                points.append((now - start, rss))
+                print(f"{(now - start) / 60:6.1f} {TABS[(tab_i - 1) % len(TABS)]:>3} {rss:10.1f} "
+                      f"{kib['RssAnon'] / 1024:8.1f} {cpu_pct}", flush=True)
+                next_read += args.every
+            if now >= end:
+                break
+            time.sleep(max(0.05, min(next_read, next_tab, end) - time.monotonic()))
+        after_rotation = [(t, v) for t, v in points if rotation_done_at is not None and t >= rotation_done_at - start]
+        slope = slope_per_hour(after_rotation)
+        first = after_rotation[0][1] if after_rotation else None
+        print(f"RSS after the first rotation {first if first is None else f'{first:.1f}'} MiB, at the end "
+              f"{points[-1][1]:.1f} MiB, max {max(v for _, v in points):.1f} MiB; slope from the first rotation on: "
+              f"{'?' if slope is None else f'{slope:+.2f}'} MiB/hour ({len(after_rotation)} readings)")
+    finally:
+        if tm is not None:
+            tm.close()
+        pop.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""update_static (memtop/tui/widgets.py): a panel rebuilt every tick repaints only when what it
+shows changed, and lays the screen out again only when its height changed (issue 20, item 2)."""
+
+from rich.table import Table
+from textual.app import App, ComposeResult
+from textual.widgets import Static
+
+from memtop.tui.widgets import update_static
+
+
+class CountingStatic(Static):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.refreshes: list[bool] = []  # layout flag of each refresh asked for
+
+    def refresh(self, *args, layout: bool = False, **kw):
+        self.refreshes.append(layout)
+        return super().refresh(*args, layout=layout, **kw)
+
+
+class One(App):
+    def compose(self) -> ComposeResult:
+        yield CountingStatic(id="panel")
+
+
+def table(*rows: tuple[str, str]) -> Table:
+    t = Table("name", "value")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+async def test_a_new_table_of_the_same_figures_is_not_repainted():
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        panel = app.query_one(CountingStatic)
+        update_static(panel, table(("a", "1")))
+        await pilot.pause()
+        panel.refreshes.clear()
+        newest = table(("a", "1"))
+        update_static(panel, newest)  # same lines: no refresh at all
+        assert panel.refreshes == []
+        assert panel.content is newest and "1" in str(panel.render_line(3).text)
+        update_static(panel, table(("a", "2")))  # changed figure, same height: repaint only
+        assert panel.refreshes == [False]
+        await pilot.pause()
+        assert "2" in panel.render_line(3).text
+        panel.refreshes.clear()
+        update_static(panel, table(("a", "2"), ("b", "3")))  # one more row: a layout pass
+        assert True in panel.refreshes
+        await pilot.pause()
+        assert "3" in panel.render_line(4).text
