@@ -32,6 +32,7 @@ from tests.containers_support import (
     hierarchy,  # noqa: F401 - a fixture
     v2_reason_here,
 )
+from tests.pagecache_support import fincore_bytes, have_fincore
 from tests.pressure_support import make_cold_file
 from tests.support import wait_until
 
@@ -113,8 +114,12 @@ def test_container_figures_are_the_kernels(hierarchy, tmp_path, shm_file):
                 # start-up dirtied in the same cgroup (seen once: 4 MiB + 4 KiB).
                 assert 4 * MiB <= entry.split["file_dirty"] <= 4 * MiB + 16 * 4096
                 # The cold file read through: clean is file LRU minus dirty, so the page or two
-                # of dirt from the children's start-up (above) comes off it.
-                assert entry.reclaim.file_clean >= 16 * MiB - 16 * 4096
+                # of dirt from the children's start-up (above) comes off it. Reclaim may have
+                # taken a few of its pages already (CI once saw 24 of 4,096 gone): what fincore
+                # still finds cached, read after the tick, is the floor.
+                cached = fincore_bytes(cold) if have_fincore() else 16 * MiB
+                assert cached >= 8 * MiB  # most of it was read in by the member, and charged to it
+                assert entry.reclaim.file_clean >= cached - 16 * 4096
             elif where == "tmpfs":
                 assert entry.split["shmem"] == 12 * MiB and entry.split["file_dirty"] == 0
             else:

@@ -63,6 +63,9 @@ def _view(snapshot, pid):
 def test_a_child_touching_64_mib(children, gcc):
     # GIVEN a child that touched 64 MiB of private anonymous memory
     child = children.start([compile_c(TOUCHER, name="toucher"), "64"])
+    # One round trip first: the child's first fgets allocates and touches stdio's input buffer
+    # after READY (CI once read VmRSS a page above what memtop had read a moment before).
+    assert child.ask("sync") == "ok"
     sampler = Sampler()
     sampler.visible = frozenset({child.pid})
     # WHEN memtop samples it
@@ -87,6 +90,7 @@ def test_two_processes_sharing_32_mib_of_dev_shm(children, gcc, tmp_path):
         binary = compile_c(SHARER, name="sharer")
         a = children.start([binary, path])
         b = children.start([binary, path])
+        assert a.ask("sync") == b.ask("sync") == "ok"  # stdin's buffer touched (see above)
         sampler = Sampler()
         sampler.visible = frozenset({a.pid, b.pid})
         snapshot = sampler.sample()
