@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from memtop.collect.collector import PROC, Collector
 from memtop.collect.parts import default_parts
 from memtop.collect.psiwatch import PsiWatch
-from memtop.collect.sampler import DEFAULT_INTERVAL_S, ROLLUP_DUTY, Sampler
+from memtop.collect.sampler import DEFAULT_INTERVAL_S, IDLE_EVERY, ROLLUP_DUTY, Sampler
 from memtop.model.pressure import StallEvent, TriggerSpec
 from memtop.model.process import ProcessIdentity, ProcessView
 from memtop.model.sample import Sample
@@ -128,6 +128,12 @@ STALL_LOG_LINES = 50
 COALESCE_S = 10.0
 
 
+def live_sampler(root: Path) -> Sampler:
+    """The live view's Sampler: costly rollups and long-idle processes off screen read less often
+    (ROLLUP_DUTY, IDLE_EVERY: memtop/collect/sampler.py)."""
+    return Sampler(root, rollup_duty=ROLLUP_DUTY, idle_every=IDLE_EVERY)
+
+
 def _pane_view(pane: TabPane) -> TabView | None:
     """The tab mounted in ``pane`` (its child): not a query of the pane's whole subtree, which
     cost 1 ms of every tick with the Processes tab's widgets (py-spy, issue 20)."""
@@ -177,7 +183,7 @@ class MemtopApp(App):
         self.psi_trigger = psi_trigger  # the Pressure tab's PSI trigger ("some 100000 1000000", "off")
         self.root = Path(root)
         self.collector = collector or Collector(
-            self.root, parts=default_parts(self.root), sampler=sampler or Sampler(self.root, rollup_duty=ROLLUP_DUTY),
+            self.root, parts=default_parts(self.root), sampler=sampler or live_sampler(self.root),
             workers=part_workers if part_workers is not None else 2 if sample else 0,
             on_update=lambda s: self.post_message(SampleReady(s)))
         self.collector.interval_s = interval
@@ -578,7 +584,7 @@ def _freeze_gc() -> None:
 
 def run_app(args) -> int:
     ownheap.limit_arenas()  # before the threads start (memtop/tui/ownheap.py)
-    sampler = Sampler(Path(args.proc), rollup_duty=ROLLUP_DUTY)
+    sampler = live_sampler(Path(args.proc))
     sampler.sample_first()
     app = MemtopApp(root=Path(args.proc), interval=args.interval, pid=args.pid, read_only=args.read_only,
                     psi_trigger=getattr(args, "psi_trigger", None), sampler=sampler)

@@ -423,6 +423,8 @@ class ProcessesTab(TabView):
     PARTS = ("container_names",)
     FIGURE_SOURCES = tuple((c.title, c.source) for c in COLUMNS) + (
         ("totals", "sums of the rows shown; '≥' where some rows are unknown"),
+        ("rows off screen", "a process off screen whose stat line and fd count have not changed for 30 s is read "
+                            "every other tick (its figures up to one tick older); on screen or selected, every tick"),
         ("dim PSS/USS/LAZYFREE", "smaps_rollup read before the process last changed (its stat line); rows on "
                                  "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle; "
                                  "a read that cost c s of CPU is not repeated sooner than 5000·c s after (a big busy "

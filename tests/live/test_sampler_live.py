@@ -7,7 +7,7 @@ import time
 import pytest
 
 from memtop.collect.sampler import ROLLUP_DUTY, Sampler
-from memtop.procfs import NoSuchProcess, OpenFiles
+from memtop.procfs import PROC, NoSuchProcess, OpenFiles
 from tests.support import IS_ROOT, compile_c, rollup_kb, run_as_user, status_kb, wait_until
 
 MiB = 2**20
@@ -292,6 +292,84 @@ def test_fd_counts_every_tick_on_screen_or_not(children, gcc):
     # THEN the next tick shows it for both: an fd leak's rate is read from this history
     for kid in (shown, hidden):
         assert _view(snapshot, kid.pid).sample.fd_count == before[kid.pid] + 7
+
+
+def test_a_long_idle_process_off_screen_is_read_every_other_tick(children, gcc):
+    # GIVEN the live view's sampler (idle_every=2) and three sleepers, one of them on screen
+    binary = compile_c(FDOPENER, name="fdopener")
+    hidden, shown, calm = (children.start([binary]) for _ in range(3))
+    sampler = Sampler(idle_every=2, idle_after=3, clock=_Clock())
+    sampler.visible = frozenset({shown.pid})
+
+    def until_skipping(kid, snapshot=None):
+        """Sample until the next tick is one that would skip ``kid`` if it is long idle."""
+        while not (kid.pid + sampler.tick) % 2:
+            snapshot = sampler.sample()
+        return snapshot
+
+    def fds(snapshot, kid):
+        return _view(snapshot, kid.pid).sample.fd_count
+
+    for _ in range(6):  # idle for longer than idle_after
+        snapshot = sampler.sample()
+    before = {kid.pid: fds(snapshot, kid) for kid in (hidden, shown, calm)}
+    # WHEN the hidden one opens 3 fds, THEN a tick that skips it still shows the last figure,
+    # the same sample object (nothing was read), and the next tick reads the new count
+    skipped_sample = _view(until_skipping(hidden, snapshot), hidden.pid).sample
+    assert hidden.ask("open 3") == "ok"
+    snapshot = sampler.sample()
+    assert fds(snapshot, hidden) == before[hidden.pid]
+    assert _view(snapshot, hidden.pid).sample is skipped_sample
+    snapshot = sampler.sample()
+    assert fds(snapshot, hidden) == before[hidden.pid] + 3 == len(os.listdir(f"/proc/{hidden.pid}/fd"))
+    # AND having changed, it is read every tick again: a tick of the skipping parity shows it
+    until_skipping(hidden)
+    assert hidden.ask("open 2") == "ok"
+    assert fds(sampler.sample(), hidden) == before[hidden.pid] + 5
+    # AND the one on screen and the selected one are read every tick, long idle or not
+    sampler.selected = calm.pid
+    for kid in (shown, calm):
+        until_skipping(kid)
+        assert kid.ask("open 1") == "ok"
+        assert fds(sampler.sample(), kid) == before[kid.pid] + 1
+    # AND the default Sampler (snapshot, export, record) reads everything every tick
+    assert Sampler().idle_every == 1
+
+
+def _last_pid() -> str:
+    return open("/proc/loadavg").read().split()[-1]
+
+
+def test_proc_is_listed_again_only_when_a_pid_was_handed_out(children, gcc, monkeypatch):
+    from memtop.procfs import process as procfs
+
+    listings = []
+    real = procfs.list_pids
+    monkeypatch.setattr(procfs, "list_pids", lambda root: listings.append(1) or real(root))  # counts, real result
+    binary = compile_c(FDOPENER, name="fdopener")
+    first = children.start([binary])
+    sampler = Sampler()
+    assert _view(sampler.sample(), first.pid) and len(listings) == 1
+    # WHEN a process starts THEN the next tick lists /proc again and shows it
+    second = children.start([binary])
+    assert _view(sampler.sample(), second.pid) and len(listings) == 2
+
+    # WHEN no PID was handed out during a tick THEN it used the last list, without listing /proc;
+    # and a process that exited meanwhile (an exit hands out no PID) is gone from rows and list
+    for _attempt in range(20):  # other work on the machine may hand out PIDs: try again
+        kid = children.start([binary])
+        assert _view(sampler.sample(), kid.pid)
+        mark, count = _last_pid(), len(listings)
+        kid.close()
+        snapshot = sampler.sample()
+        if _last_pid() == mark:
+            break
+    else:
+        pytest.skip("the machine handed out PIDs during every tick tried")
+    assert len(listings) == count
+    assert snapshot.by_pid(kid.pid) is None and kid.pid not in sampler._listed
+    assert {first.pid, second.pid} <= {v.pid for v in snapshot.processes} and first.pid in sampler._listed
+    assert set(sampler._listed) == set(real(PROC))  # what a listing now gives
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the fd directory is held open only as root")
