@@ -10,11 +10,18 @@ seconds it prints memtop's VmRSS and RssAnon (/proc/PID/status), its CPU over th
 one core) and the tab on screen. At the end: RSS after the first rotation of the tabs, at the
 end and its maximum, and the least-squares slope of RSS from the end of the first rotation on,
 in MiB per hour: flat means that slope is within noise (a few hundred KiB per hour).
+
+With --layers, each reading also asks `memtop explain --json` (read-only: /proc/PID/mem, no
+ptrace stop) where memtop's own memory is: glibc's heap in use and free-but-kept, CPython's
+obmalloc blocks in use and its free room (free blocks in used pools + unused pools), and the slope
+of each at the end: live objects that grow are a leak, free room that grows is fragmentation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +44,34 @@ def status_kib(pid: int) -> dict[str, int]:
     return out
 
 
+LAYERS = ("glibc used", "glibc free", "py used", "py free")
+
+
+def layers_mib(pid: int, root: Path) -> tuple[dict[str, float] | None, str]:
+    """memtop's own heap by layer (`memtop explain --json PID`), in MiB: glibc's live bytes and its
+    resident free room (free chunks and top), obmalloc's live bytes and its free room. (None, why)
+    when unknown (a walk that met the heap changing under it says so)."""
+    try:
+        r = subprocess.run([sys.executable, "-m", "memtop", "explain", "--json", str(pid)], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+        report = json.loads(r.stdout)
+        glibc = report["allocator"]
+        figures = report["runtime"]["report"]["figures"]
+        mib = 1 << 20
+        return {
+            "glibc used": glibc["in_use_bytes"] / mib,
+            "glibc free": (glibc["heap_split"]["free"] + glibc["heap_split"]["top"]) / mib,
+            "py used": figures["allocated_bytes"]["value"] / mib,
+            "py free": (figures["available_bytes"]["value"] + figures["free_pools_bytes"]["value"]) / mib,
+        }, ""
+    except subprocess.TimeoutExpired:
+        return None, "memtop explain took over 120 s"
+    except ValueError:
+        return None, f"memtop explain printed no JSON: {r.stderr.strip()[-200:]!r}"
+    except (KeyError, TypeError):
+        return None, f"not in memtop explain's JSON: {report.get('allocator', {}).get('reason')!r}"
+
+
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, MiB) points, in MiB per hour."""
     if len(points) < 3:
@@ -57,6 +92,7 @@ def main() -> None:
     ap.add_argument("--dwell", type=float, default=20, help="seconds on each tab")
     ap.add_argument("--every", type=float, default=60, help="seconds between RSS readings")
     ap.add_argument("--root", type=Path, default=ROOT, help="the memtop checkout to run")
+    ap.add_argument("--layers", action="store_true", help="also memtop's heap by layer (memtop explain)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="memtop-soak-"))
@@ -75,7 +111,8 @@ def main() -> None:
         pid = tm.pane_pid()
         print(f"memtop {pid} from {args.root}, {machine_procs()} processes, {args.minutes:g} min, "
               f"{args.dwell:g} s per tab, RSS every {args.every:g} s", flush=True)
-        print(f"{'min':>6} {'tab':>3} {'VmRSS MiB':>10} {'RssAnon':>8} {'CPU %':>6}", flush=True)
+        print(f"{'min':>6} {'tab':>3} {'VmRSS MiB':>10} {'RssAnon':>8} {'CPU %':>6}"
+              + "".join(f" {name:>10}" for name in LAYERS if args.layers), flush=True)
         start = time.monotonic()
         end = start + args.minutes * 60
         next_read = start
@@ -84,6 +121,7 @@ def main() -> None:
         cpu_prev, t_prev = proc_cpu_s(pid), start
         rotation_done_at = None
         points: list[tuple[float, float]] = []
+        layer_points: dict[str, list[tuple[float, float]]] = {name: [] for name in LAYERS}
         while True:
             now = time.monotonic()
             if now >= next_tab:
@@ -100,8 +138,16 @@ def main() -> None:
                 cpu_prev, t_prev = cpu, now
                 rss = kib["VmRSS"] / 1024
                 points.append((now - start, rss))
-                print(f"{(now - start) / 60:6.1f} {TABS[(tab_i - 1) % len(TABS)]:>3} {rss:10.1f} "
-                      f"{kib['RssAnon'] / 1024:8.1f} {cpu_pct}", flush=True)
+                line = (f"{(now - start) / 60:6.1f} {TABS[(tab_i - 1) % len(TABS)]:>3} {rss:10.1f} "
+                        f"{kib['RssAnon'] / 1024:8.1f} {cpu_pct}")
+                if args.layers:
+                    layers, why = layers_mib(pid, args.root)
+                    for name in LAYERS:
+                        if layers is not None:
+                            layer_points[name].append((now - start, layers[name]))
+                        line += f" {layers[name]:10.1f}" if layers is not None else f" {'?':>10}"
+                    line += f"  ({why})" if why else ""
+                print(line, flush=True)
                 next_read += args.every
             if now >= end:
                 break
@@ -112,6 +158,15 @@ def main() -> None:
         print(f"RSS after the first rotation {first if first is None else f'{first:.1f}'} MiB, at the end "
               f"{points[-1][1]:.1f} MiB, max {max(v for _, v in points):.1f} MiB; slope from the first rotation on: "
               f"{'?' if slope is None else f'{slope:+.2f}'} MiB/hour ({len(after_rotation)} readings)")
+        if args.layers and rotation_done_at is not None:
+            for name in LAYERS:
+                later = [(t, v) for t, v in layer_points[name] if t >= rotation_done_at - start]
+                if not later:
+                    print(f"  {name}: unknown at every reading")
+                    continue
+                s = slope_per_hour(later)
+                print(f"  {name}: {later[0][1]:.1f} -> {later[-1][1]:.1f} MiB, "
+                      f"{'?' if s is None else f'{s:+.2f}'} MiB/hour")
     finally:
         if tm is not None:
             tm.close()
