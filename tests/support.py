@@ -141,6 +141,13 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+def end_tmux_server(name: str, timeout: float = 10.0) -> None:
+    """End the tmux server a test started with ``tmux -L name`` and remove its socket file, which
+    kill-server leaves behind in $TMUX_TMPDIR/tmux-UID (/tmp by default)."""
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, timeout=timeout)
+    (Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / name).unlink(missing_ok=True)
+
+
 IS_ROOT = os.geteuid() == 0
 
 

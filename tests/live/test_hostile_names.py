@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import RAW_MARKERS, assert_text_is_safe, hostile_world
-from tests.support import IS_ROOT, wait_until
+from tests.support import IS_ROOT, end_tmux_server, wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.live
@@ -173,7 +173,7 @@ def tmux(tmp_path):
         pytest.fail("tmux is missing: run `make test`, which installs it as root")
     t = Tmux(f"memtop-hostile-{os.getpid()}")
     yield t
-    subprocess.run(["tmux", "-L", t.name, "kill-server"], capture_output=True, timeout=20)
+    end_tmux_server(t.name, timeout=20)
 
 
 def _run_in_tmux(tmux: Tmux, tmp_path: Path, command: str) -> Path:

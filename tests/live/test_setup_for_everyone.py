@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import IS_ROOT, wait_until
+from tests.support import IS_ROOT, end_tmux_server, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -103,19 +103,19 @@ def test_the_live_view_as_nobody(checkout):
     if not (checkout / ".venv/bin/memtop").exists():
         pytest.skip("needs the set-up checkout of the test above")
     name = f"memtop-nobody-{os.getpid()}"
-    subprocess.run(["tmux", "new", "-d", "-s", name, "-x", "120", "-y", "40",
+    subprocess.run(["tmux", "-L", name, "new", "-d", "-s", name, "-x", "120", "-y", "40",
                     " ".join([*NOBODY, str(checkout / ".venv/bin/memtop")])], check=True, timeout=10)
     try:
         def screen() -> str:
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True,
-                                  timeout=10).stdout
+            return subprocess.run(["tmux", "-L", name, "capture-pane", "-p", "-t", name], capture_output=True,
+                                  text=True, timeout=10).stdout
 
         # The header says it once the first sample is shown (it may fold the note over two lines).
         note = "not root: other users' PSS/fds are ?"
         wait_until(lambda: note in " ".join(screen().split()), timeout=60, interval=0.2)
         assert "COMMAND" in screen()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+        end_tmux_server(name)
 
 
 def test_pipx_install_for_one_user(checkout):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memtop.tui.driver import INPUT_THREAD_NAME, driver_class
-from tests.support import wait_until
+from tests.support import end_tmux_server, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -41,7 +41,7 @@ class Tmux:
                               timeout=10).stdout
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
+        end_tmux_server(self.name)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.name)
