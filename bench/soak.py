@@ -47,29 +47,37 @@ def status_kib(pid: int) -> dict[str, int]:
 LAYERS = ("glibc used", "glibc free", "py used", "py free")
 
 
-def layers_mib(pid: int, root: Path) -> tuple[dict[str, float] | None, str]:
+def layers_mib(pid: int, root: Path) -> tuple[dict[str, float | None], str]:
     """memtop's own heap by layer (`memtop explain --json PID`), in MiB: glibc's live bytes and its
-    resident free room (free chunks and top), obmalloc's live bytes and its free room. (None, why)
-    when unknown (a walk that met the heap changing under it says so)."""
+    resident free room (free chunks and top), obmalloc's live bytes and its free room. A layer
+    explain could not read is None, with why (a walk that met the heap changing under it, or no
+    obmalloc under PYTHONMALLOC=malloc)."""
+    out: dict[str, float | None] = dict.fromkeys(LAYERS)
     try:
         r = subprocess.run([sys.executable, "-m", "memtop", "explain", "--json", str(pid)], cwd=root,
                            capture_output=True, text=True, timeout=120)
-        report = json.loads(r.stdout)
-        glibc = report["allocator"]
-        figures = report["runtime"]["report"]["figures"]
-        mib = 1 << 20
-        return {
-            "glibc used": glibc["in_use_bytes"] / mib,
-            "glibc free": (glibc["heap_split"]["free"] + glibc["heap_split"]["top"]) / mib,
-            "py used": figures["allocated_bytes"]["value"] / mib,
-            "py free": (figures["available_bytes"]["value"] + figures["free_pools_bytes"]["value"]) / mib,
-        }, ""
     except subprocess.TimeoutExpired:
-        return None, "memtop explain took over 120 s"
+        return out, "memtop explain took over 120 s"
+    try:
+        report = json.loads(r.stdout)
     except ValueError:
-        return None, f"memtop explain printed no JSON: {r.stderr.strip()[-200:]!r}"
+        return out, f"memtop explain printed no JSON: {r.stderr.strip()[-200:]!r}"
+    mib = 1 << 20
+    why = []
+    glibc = report.get("allocator") or {}
+    if glibc.get("in_use_bytes") is not None and glibc.get("heap_split"):
+        out["glibc used"] = glibc["in_use_bytes"] / mib
+        out["glibc free"] = (glibc["heap_split"]["free"] + glibc["heap_split"]["top"]) / mib
+    else:
+        why.append(f"glibc: {glibc.get('reason')}")
+    runtime = (report.get("runtime") or {}).get("report") or {}
+    figures = runtime.get("figures") or {}
+    try:
+        out["py used"] = figures["allocated_bytes"]["value"] / mib
+        out["py free"] = (figures["available_bytes"]["value"] + figures["free_pools_bytes"]["value"]) / mib
     except (KeyError, TypeError):
-        return None, f"not in memtop explain's JSON: {report.get('allocator', {}).get('reason')!r}"
+        why.append(f"obmalloc: {runtime.get('reason')}")
+    return out, "; ".join(why)
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -142,10 +150,10 @@ def main() -> None:
                         f"{kib['RssAnon'] / 1024:8.1f} {cpu_pct}")
                 if args.layers:
                     layers, why = layers_mib(pid, args.root)
-                    for name in LAYERS:
-                        if layers is not None:
-                            layer_points[name].append((now - start, layers[name]))
-                        line += f" {layers[name]:10.1f}" if layers is not None else f" {'?':>10}"
+                    for name, value in layers.items():
+                        if value is not None:
+                            layer_points[name].append((now - start, value))
+                        line += f" {value:10.1f}" if value is not None else f" {'?':>10}"
                     line += f"  ({why})" if why else ""
                 print(line, flush=True)
                 next_read += args.every
