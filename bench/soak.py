@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--dwell", type=float, default=20, help="seconds on each tab")
     ap.add_argument("--every", type=float, default=60, help="seconds between RSS readings")
+    ap.add_argument("--interval", type=float, default=2.0,
+                    help="memtop's --interval: 0.5 makes an hour's ticks in 15 minutes (a quick first look)")
     ap.add_argument("--root", type=Path, default=ROOT, help="the memtop checkout to run")
     ap.add_argument("--layers", action="store_true", help="also memtop's heap by layer (memtop explain)")
     args = ap.parse_args()
@@ -110,7 +112,7 @@ def main() -> None:
     try:
         pop.grow_to(args.procs)
         tm = Tmux(tools.env)
-        tm.run([sys.executable, "-m", "memtop", "--interval", "2"], args.root)
+        tm.run([sys.executable, "-m", "memtop", "--interval", f"{args.interval:g}"], args.root)
         t0 = time.monotonic()
         while not screen_full("memtop", tm.capture()):
             if time.monotonic() - t0 > 60:
@@ -118,7 +120,7 @@ def main() -> None:
             time.sleep(0.2)
         pid = tm.pane_pid()
         print(f"memtop {pid} from {args.root}, {machine_procs()} processes, {args.minutes:g} min, "
-              f"{args.dwell:g} s per tab, RSS every {args.every:g} s", flush=True)
+              f"{args.dwell:g} s per tab, RSS every {args.every:g} s, memtop --interval {args.interval:g}", flush=True)
         print(f"{'min':>6} {'tab':>3} {'VmRSS MiB':>10} {'RssAnon':>8} {'CPU %':>6}"
               + "".join(f" {name:>10}" for name in LAYERS if args.layers), flush=True)
         start = time.monotonic()

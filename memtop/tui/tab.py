@@ -130,6 +130,13 @@ class TabView(Container):
     }
     """
 
+    def on_hide(self) -> None:
+        """Another tab is shown: drop what this one's widgets rendered (widgets.forget_rendered);
+        it repaints from the newest sample when shown again."""
+        from memtop.tui.widgets import forget_rendered
+
+        forget_rendered(self)
+
     @property
     def replaying(self) -> bool:
         return getattr(self.app, "replay", None) is not None

@@ -159,6 +159,38 @@ def update_static(widget: Static, content) -> None:
     widget.update(content)
 
 
+def forget_rendered(root) -> int:
+    """Drop the rendered lines that ``root`` and its descendants keep, while they are hidden.
+
+    Every Textual widget keeps its last lines (StylesCache, and its content's strips), a
+    DataTable up to 13,000 more (row, cell and line caches), and each Strip seven small caches of
+    its own: 8-9 MiB for the eight tabs at 1,000 processes (tracemalloc, bench/soak.py), kept for
+    as long as the tab stays hidden. Kept minutes among objects that live a tick, they hold
+    CPython's pools half-used (the free room that grew +2 MiB an hour, issue 20 item 5). A tab
+    repaints when shown again (it is shown the newest sample then), so nothing is lost but one
+    render. ``refresh()`` is Textual's public way to drop the StylesCache; the content's strips
+    (``_render_cache``, rebuilt from ``render()`` once dirty), DataTable's caches and
+    CachedPlot's picture are private fields of the pinned Textual (tests/unit/test_pins.py),
+    cleared where present. Returns how many widgets were cleared."""
+    try:
+        from textual.geometry import NULL_SIZE
+        from textual.widget import _RenderCache
+    except ImportError:  # another Textual: refresh() alone
+        _RenderCache = None
+    count = 0
+    for widget in root.walk_children(with_self=True):
+        widget.refresh()
+        if _RenderCache is not None and isinstance(getattr(widget, "_render_cache", None), _RenderCache):
+            widget._render_cache = _RenderCache(NULL_SIZE, [])
+        clear = getattr(widget, "_clear_caches", None)  # DataTable
+        if callable(clear):
+            clear()
+        if isinstance(widget, CachedPlot):
+            widget.forget_picture()
+        count += 1
+    return count
+
+
 class CachedPlot(PlotextPlot):
     """A PlotextPlot that builds its picture only when the data, the size or the theme changed.
 
@@ -176,6 +208,10 @@ class CachedPlot(PlotextPlot):
     def replot(self) -> None:
         self._generation += 1
         self.refresh()
+
+    def forget_picture(self) -> None:
+        """Drop the built picture (hidden: :func:`forget_rendered`); the next render builds it."""
+        self._cache_key = self._cached = None
 
     def render(self):
         key = (self._generation, self.size, self.app.theme)

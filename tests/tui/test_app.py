@@ -392,3 +392,40 @@ def test_sample_first_is_returned_once_then_ticks_go_on():
     sampler.sample_first()
     assert sampler.sample(all_rollups=True).tick == 3  # `all_rollups` never takes a lighter tick
     sampler.close()
+
+
+def _kept_lines(view) -> int:
+    """Rendered lines the widgets of ``view`` keep: StylesCache lines, content strips, DataTable
+    line and cell caches."""
+    from textual.widgets import DataTable
+
+    kept = 0
+    for widget in view.walk_children(with_self=True):
+        kept += len(widget._styles_cache._cache) + len(widget._render_cache.lines)
+        if isinstance(widget, DataTable):
+            kept += len(widget._line_cache) + len(widget._cell_render_cache)
+    return kept
+
+
+async def test_a_hidden_tab_keeps_no_rendered_lines_and_repaints_the_same_when_shown_again():
+    """Kept for as long as a tab stayed hidden, its rendered lines held 8-9 MiB at 1,000
+    processes among objects that live one tick (issue 20, item 5): a tab drops them when hidden
+    (widgets.forget_rendered) and paints the same screen again when shown."""
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        for key in "12345678":
+            await pilot.press(key)
+            await pilot.pause()
+            assert _kept_lines(app.active_tab()) > 0, key  # the shown tab painted its lines
+        await pilot.press("3")  # Arenas: a DataTable
+        await pilot.pause()
+        before = app.export_screenshot()
+        await pilot.press("1")
+        await pilot.pause()
+        hidden = [view for view in app.query(TabView) if view is not app.active_tab()]
+        assert len(hidden) == len(TABS) - 1
+        assert {view.TAB_ID: _kept_lines(view) for view in hidden} == {view.TAB_ID: 0 for view in hidden}
+        await pilot.press("3")
+        await pilot.pause()
+        assert app.export_screenshot() == before
