@@ -206,6 +206,9 @@ class MemtopApp(App):
         self._stopping = False
         self.freeze_gc_after_start = False  # run_app sets it (see _freeze_gc)
         self.trim_own_heap_s: float | None = None  # run_app sets it: memtop/tui/ownheap.py
+        # A tab switch let go of the hidden tab's rendered lines (TabView.on_hide): trim at the
+        # next tick rather than up to a minute later (the sampler's loop).
+        self.own_trim_due = False
         self._sample = sample
         self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
         self.lost_terminal: str | None = None  # why the app exited without its terminal
@@ -346,8 +349,9 @@ class MemtopApp(App):
                 return
             if not self.paused:
                 self.tick()
-            if self.trim_own_heap_s is not None and time.monotonic() - trimmed >= self.trim_own_heap_s:
+            if self.trim_own_heap_s is not None and (self.own_trim_due or time.monotonic() - trimmed >= self.trim_own_heap_s):
                 trimmed = time.monotonic()
+                self.own_trim_due = False
                 ownheap.forget_removed_widgets_styles()
                 ownheap.trim()
             self._wake.wait(self.interval)
@@ -458,6 +462,7 @@ class MemtopApp(App):
         if self.query_one(TabbedContent).active_pane is not event.pane:
             return  # another tab was chosen while this one was built
         view.show_target(self.target)
+        self.own_trim_due = True
         self.update_wants()
         self.refresh_tab(view)
         self.refresh_bindings()  # the footer shows the keys that act on this tab

@@ -8,7 +8,7 @@ from memtop.tui.app import TABS, tab_classes
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import KeysFooter
 from memtop.tui.processes import ProcessTable
-from tests.tui.fixed import FIX, feed, fixed_app
+from tests.tui.fixed import FIX, feed, fixed_app, show_tab
 
 
 async def test_number_keys_switch_tabs():
@@ -414,18 +414,33 @@ async def test_a_hidden_tab_keeps_no_rendered_lines_and_repaints_the_same_when_s
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
-        for key in "12345678":
-            await pilot.press(key)
+        for spec in TABS:
+            view = await show_tab(pilot, spec.id)
             await pilot.pause()
-            assert _kept_lines(app.active_tab()) > 0, key  # the shown tab painted its lines
-        await pilot.press("3")  # Arenas: a DataTable
+            assert _kept_lines(view) > 0, spec.id  # the shown tab painted its lines
+        await show_tab(pilot, "arenas")  # a DataTable
         await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
         before = app.export_screenshot()
-        await pilot.press("1")
+        await show_tab(pilot, "processes")
         await pilot.pause()
         hidden = [view for view in app.query(TabView) if view is not app.active_tab()]
         assert len(hidden) == len(TABS) - 1
         assert {view.TAB_ID: _kept_lines(view) for view in hidden} == {view.TAB_ID: 0 for view in hidden}
-        await pilot.press("3")
+        await show_tab(pilot, "arenas")
         await pilot.pause()
+        await pilot.wait_for_scheduled_animations()  # the tab bar's underline slides
         assert app.export_screenshot() == before
+
+
+async def test_a_tab_switch_asks_for_a_trim_of_memtops_own_heap_at_the_next_tick():
+    """What a hidden tab let go of (above) is free room in glibc's heap until trimmed: the
+    sampler's loop trims at its next tick after a switch, not up to a minute later (at 1,000
+    processes 70 MiB instead of 78 after visiting every tab, bench/soak.py)."""
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        app.own_trim_due = False
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.own_trim_due
