@@ -4,8 +4,8 @@
     .venv/bin/python bench/soak.py --procs 1000 --minutes 60 --dwell 20 --every 60
     .venv/bin/python bench/soak.py --root /tmp/memtop-at-commit   # a checkout: memtop from there
 
-Starts --procs sleepers (bench/compare.py's population) and memtop (--interval 2) in tmux at
-120x40, then shows its eight tabs in turn, --dwell seconds each, for --minutes. Every --every
+Starts --procs sleepers (bench/compare.py's population) and memtop (--interval, 2 s by default)
+in tmux at 120x40, then shows its eight tabs in turn, --dwell seconds each, for --minutes. Every --every
 seconds it prints memtop's VmRSS and RssAnon (/proc/PID/status), its CPU over that period (% of
 one core) and the tab on screen. At the end: RSS after the first rotation of the tabs, at the
 end and its maximum, and the least-squares slope of RSS from the end of the first rotation on,

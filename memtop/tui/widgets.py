@@ -159,25 +159,24 @@ def update_static(widget: Static, content) -> None:
     widget.update(content)
 
 
-def forget_rendered(root) -> int:
+def forget_rendered(root) -> None:
     """Drop the rendered lines that ``root`` and its descendants keep, while they are hidden.
 
     Every Textual widget keeps its last lines (StylesCache, and its content's strips), a
     DataTable up to 13,000 more (row, cell and line caches), and each Strip seven small caches of
     its own: 8-9 MiB for the eight tabs at 1,000 processes (tracemalloc, bench/soak.py), kept for
-    as long as the tab stays hidden. Kept minutes among objects that live a tick, they hold
-    CPython's pools half-used (the free room that grew +2 MiB an hour, issue 20 item 5). A tab
+    as long as the tab stays hidden, among objects that live a tick (dropped, with the trim a tab
+    switch asks for: memtop's RSS 7 MiB lower over an hour, bench/soak.py; issue 20 item 5). A tab
     repaints when shown again (it is shown the newest sample then), so nothing is lost but one
     render. ``refresh()`` is Textual's public way to drop the StylesCache; the content's strips
     (``_render_cache``, rebuilt from ``render()`` once dirty), DataTable's caches and
     CachedPlot's picture are private fields of the pinned Textual (tests/unit/test_pins.py),
-    cleared where present. Returns how many widgets were cleared."""
+    cleared where present."""
     try:
         from textual.geometry import NULL_SIZE
         from textual.widget import _RenderCache
     except ImportError:  # another Textual: refresh() alone
         _RenderCache = None
-    count = 0
     for widget in root.walk_children(with_self=True):
         widget.refresh()
         if _RenderCache is not None and isinstance(getattr(widget, "_render_cache", None), _RenderCache):
@@ -187,8 +186,6 @@ def forget_rendered(root) -> int:
             clear()
         if isinstance(widget, CachedPlot):
             widget.forget_picture()
-        count += 1
-    return count
 
 
 class CachedPlot(PlotextPlot):
