@@ -65,7 +65,7 @@ def predict(identity: ProcessIdentity, root: Path, threads: int | None, kind: st
 def run(identity: ProcessIdentity, timeout: float, root: Path, prediction, fields: dict, notes: list[str]):
     """Run the release: (status, message) as memtop.actions.trim._run returns them; ``fields``
     gets the before/after figures, ``notes`` what happened."""
-    from memtop.actions.trim import _carry, _error_text, _heap_resident, _rss_and_minflt, _same
+    from memtop.actions.trim import _error_text, _gdb_failure, _heap_resident, _rss_and_minflt, _same
     from memtop.heap import gdb
     from memtop.heap.allocator_calls import ReleaseOutcome, allocator_library, run_release
 
@@ -91,23 +91,8 @@ def run(identity: ProcessIdentity, timeout: float, root: Path, prediction, field
         from memtop.actions import rss_change_text
 
         return "ok", f"{call} done: {rss_change_text(released)}"
-    except gdb.Refused as e:
-        _carry(e, fields, notes)
-        return "refused", str(e)
-    except gdb.TargetGone as e:
-        _carry(e, fields, notes)
-        return "gone", str(e)
-    except gdb.GdbUnavailable as e:
-        _carry(e, fields, notes)
-        return "unavailable", str(e)
-    except gdb.CallFailed as e:
-        fields["interrupted"] = e.interrupted
-        fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
-        return "failed", str(e)
     except gdb.GdbError as e:
-        if not _same(identity, root):
-            return "gone", f"PID {pid} exited during the release ({e})"
-        return "failed", str(e)
+        return _gdb_failure(e, identity, root, fields, notes, "release")
     except (ProcfsError, OSError) as e:
         if not _same(identity, root):
             return "gone", f"PID {pid} exited during the release ({_error_text(e)})"

@@ -383,23 +383,8 @@ def _run(identity, timeout, root, prediction, fields, notes) -> tuple[str, str]:
         from memtop.actions import rss_change_text, trim_returned_text
 
         return "ok", f"{trim_returned_text(value)}: {rss_change_text(released)}"
-    except gdb.Refused as e:
-        _carry(e, fields, notes)
-        return "refused", str(e)
-    except gdb.TargetGone as e:
-        _carry(e, fields, notes)
-        return "gone", str(e)
-    except gdb.GdbUnavailable as e:
-        _carry(e, fields, notes)
-        return "unavailable", str(e)
-    except gdb.CallFailed as e:
-        fields["interrupted"] = e.interrupted
-        fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
-        return "failed", str(e)
     except gdb.GdbError as e:
-        if session is not None and session.exited or not _same(identity, root):
-            return "gone", f"PID {pid} exited during the trim ({e})"
-        return "failed", str(e)
+        return _gdb_failure(e, identity, root, fields, notes, "trim", session is not None and session.exited)
     except (ProcfsError, OSError) as e:
         # A /proc file the kernel refused (or a vanished one) inside the recipe. open_session
         # detaches before it lets anything through, and the call path finishes the session.
@@ -433,6 +418,26 @@ def _validate_stopped(identity: ProcessIdentity, root: Path, deadline: float, no
                           f"({report.reason}): memtop does not trim a heap it cannot validate; nothing was done")
     notes.append(f"heap walked with the process stopped: valid ({report.chunks_walked} chunks, "
                  f"{(time.monotonic() - started) * 1000:.0f} ms)")
+
+
+def _gdb_failure(error: gdb.GdbError, identity: ProcessIdentity, root: Path, fields: dict, notes: list[str],
+                 what: str, exited: bool = False) -> tuple[str, str]:
+    """(status, message) for a gdb error raised during an action on ``identity`` (the trim, an
+    allocator's release): a refusal, the target gone, no gdb, a call that failed (the figures
+    after it are read), or another gdb error (gone when the process exited, ``exited`` when gdb
+    saw it exit, else failed)."""
+    pid = identity.pid
+    if isinstance(error, (gdb.Refused, gdb.TargetGone, gdb.GdbUnavailable)):
+        _carry(error, fields, notes)
+        status = "refused" if isinstance(error, gdb.Refused) else "gone" if isinstance(error, gdb.TargetGone) else "unavailable"
+        return status, str(error)
+    if isinstance(error, gdb.CallFailed):
+        fields["interrupted"] = error.interrupted
+        fields["rss_after"], fields["minflt_after"] = _rss_and_minflt(pid, root)
+        return "failed", str(error)
+    if exited or not _same(identity, root):
+        return "gone", f"PID {pid} exited during the {what} ({error})"
+    return "failed", str(error)
 
 
 def _carry(error: gdb.GdbError, fields: dict, notes: list[str]) -> None:
