@@ -51,22 +51,29 @@ class TabSpec:
     title: str
     module: str
     name: str
+    short: str = ""  # the tab bar's label below FULL_TAB_BAR_WIDTH columns (else the title)
+
+    def label(self, number: int, short: bool = False) -> str:
+        return f"{number} {self.short if short and self.short else self.title}"
 
     def load(self) -> type[TabView]:
         return getattr(importlib.import_module(self.module), self.name)
 
 
 TABS: tuple[TabSpec, ...] = (
-    TabSpec("processes", "Processes", "memtop.tui.processes", "ProcessesTab"),
+    TabSpec("processes", "Processes", "memtop.tui.processes", "ProcessesTab", "Procs"),
     TabSpec("layers", "Layers", "memtop.tui.layers", "LayersTab"),
     TabSpec("arenas", "Arenas", "memtop.tui.arenas", "ArenasTab"),
-    TabSpec("pagecache", "Page cache", "memtop.tui.pagecache", "PageCacheTab"),
+    TabSpec("pagecache", "Page cache", "memtop.tui.pagecache", "PageCacheTab", "Cache"),
     TabSpec("kernel", "Kernel", "memtop.tui.kernel", "KernelTab"),
     TabSpec("tmpfs", "tmpfs", "memtop.tui.tmpfs", "TmpfsTab"),
-    TabSpec("pressure", "Pressure", "memtop.tui.pressure", "PressureTab"),
+    TabSpec("pressure", "Pressure", "memtop.tui.pressure", "PressureTab", "PSI"),
     TabSpec("containers", "Containers", "memtop.tui.containers", "ContainersTab"),
 )
 TABS_BY_PANE = {f"tab-{spec.id}": spec for spec in TABS}
+# Columns the tab bar needs for every full title (each label is padded by one column each side);
+# narrower, three tabs show their short labels so that all eight fit 80 columns.
+FULL_TAB_BAR_WIDTH = sum(len(spec.label(i + 1)) + 2 for i, spec in enumerate(TABS))
 
 
 def tab_classes() -> tuple[type[TabView], ...]:
@@ -204,6 +211,7 @@ class MemtopApp(App):
         self._initial_pid = pid
         self._wake = threading.Event()
         self._stopping = False
+        self._short_tab_labels = False  # the tab bar's labels (_check_size)
         self.freeze_gc_after_start = False  # run_app sets it (see _freeze_gc)
         self.trim_own_heap_s: float | None = None  # run_app sets it: memtop/tui/ownheap.py
         # A tab switch let go of the hidden tab's rendered lines (TabView.on_hide): trim at the
@@ -228,7 +236,7 @@ class MemtopApp(App):
         yield PressureBanner(id="pressure-banner")
         with TabsContent(id="tabs"):
             for i, spec in enumerate(TABS):
-                with TabPane(f"{i + 1} {spec.title}", id=f"tab-{spec.id}"):
+                with TabPane(spec.label(i + 1), id=f"tab-{spec.id}"):
                     if i == 0 or not self.lazy_tabs:
                         yield self._new_view(spec)
         yield Static("", id="too-small")
@@ -286,6 +294,12 @@ class MemtopApp(App):
         note = self.query_one("#too-small", Static)
         note.update(f"The terminal is {width}x{height}; memtop needs at least {MIN_WIDTH}x{MIN_HEIGHT}. Enlarge it, or press q.")
         self.screen.set_class(small, "-too-small")
+        short = width < FULL_TAB_BAR_WIDTH
+        if short != self._short_tab_labels:
+            self._short_tab_labels = short
+            tabs = self.query_one(TabbedContent)
+            for i, spec in enumerate(TABS):
+                tabs.get_tab(f"tab-{spec.id}").label = spec.label(i + 1, short)
 
     @property
     def sampler(self) -> Sampler:

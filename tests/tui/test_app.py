@@ -444,3 +444,23 @@ async def test_a_tab_switch_asks_for_a_trim_of_memtops_own_heap_at_the_next_tick
         await pilot.press("2")
         await pilot.pause()
         assert app.own_trim_due
+
+
+async def test_every_tab_label_fits_80_columns_and_the_full_titles_come_back_when_wider():
+    """At 80 columns the full titles need 92: the tab bar scrolled, and `8 Containers` was cut
+    off (seen in tmux). Narrower than that, Processes, Page cache and Pressure show short labels."""
+    from textual.widgets import Tabs
+
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        await show_tab(pilot, "containers")  # the last tab: a bar that scrolls scrolls here
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        bar = app.query_one(Tabs)
+        labels = [tab.label_text for tab in bar.query("Tab")]
+        assert labels == ["1 Procs", "2 Layers", "3 Arenas", "4 Cache", "5 Kernel", "6 tmpfs", "7 PSI", "8 Containers"]
+        assert bar.scroll_x == 0 and all(tab.region.right <= 80 for tab in bar.query("Tab"))
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert [tab.label_text for tab in bar.query("Tab")] == [spec.label(i + 1) for i, spec in enumerate(TABS)]
