@@ -12,7 +12,6 @@ import stat as stat_mod
 import sys
 
 from memtop.commands import CliError, positive_int
-from memtop.model.pagecache import skipped_text
 from memtop.text import json_dumps, printable
 
 NAME = "cache"
@@ -48,6 +47,7 @@ def _sort_key(name: str):
 
 def collect(paths, *, recursive: bool, limit: int, sort: str = "path"):
     """Measure the paths. Returns (stats, notes for stderr, whether any path was bad)."""
+    from memtop.model.pagecache import skipped_text
     from memtop.procfs.cachestat import file_cache_stat
     from memtop.procfs.treescan import TreeScanError, scan_tree
 

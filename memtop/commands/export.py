@@ -17,9 +17,7 @@ stderr), never a frozen sample.
 from __future__ import annotations
 
 import argparse
-import email.utils
 import errno
-import ipaddress
 import re
 import signal
 import socket
@@ -144,6 +142,8 @@ class Response:
     close: bool = False  # close the connection once sent
 
     def encode(self, head_only: bool, keep_alive: bool) -> bytes:
+        import email.utils  # here: every command's module is imported to build the parser (7 ms)
+
         lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Error')}",
                  f"Date: {email.utils.formatdate(usegmt=True)}", *(f"{k}: {v}" for k, v in self.headers),
                  f"Content-Length: {len(self.body)}"]
@@ -421,6 +421,8 @@ def _url_host(host: str) -> str:
 
 
 def is_loopback(address: str) -> bool:
+    import ipaddress
+
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:

@@ -22,7 +22,7 @@ HELP = ("under memory pressure (a PSI trigger), trim the processes holding the m
 
 
 def add_arguments(parser) -> None:
-    from memtop.guard import config as c
+    from memtop.guard import defaults as c
 
     parser.add_argument("--config", metavar="FILE",
                         help="a TOML file with the same settings (owned by root or you, writable by nobody else); "

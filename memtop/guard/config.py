@@ -46,14 +46,16 @@ from dataclasses import dataclass, field
 
 from memtop.model.pressure import TriggerSpec
 
-DEFAULT_TRIGGER = "some 100000 1000000"
-DEFAULT_MIN_RELEASE = 32 << 20
-DEFAULT_COOLDOWN_S = 300.0
-DEFAULT_MAX_STOPS_PER_MINUTE = 4
-DEFAULT_WALK_BUDGET_S = 5.0
-DEFAULT_CACHE_AGE_S = 120.0
-DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_EVICT_INTERVAL_S = 60.0
+from memtop.guard.defaults import (  # noqa: F401 (the settings' defaults, read here and by the flags' help)
+    DEFAULT_CACHE_AGE_S,
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_EVICT_INTERVAL_S,
+    DEFAULT_MAX_STOPS_PER_MINUTE,
+    DEFAULT_MIN_RELEASE,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TRIGGER,
+    DEFAULT_WALK_BUDGET_S,
+)
 MAX_CONFIG_BYTES = 1 << 20
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
