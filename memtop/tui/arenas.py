@@ -374,7 +374,7 @@ class ArenasTab(TabView):
         self._rows_key = key
         table.clear(columns=True)
         for title in columns:
-            table.add_column(title, key=title)
+            table.add_column(Text(title), key=title)
         if heap is None or not heap.valid:
             return
         styles = self._styles()

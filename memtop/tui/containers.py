@@ -49,10 +49,12 @@ def time_to_limit_text(eta) -> str:
     return "now" if eta.seconds <= 0 else fmt_duration(eta.seconds)
 
 
-def container_row(entry: ContainerMemory, eta) -> tuple[str, ...]:
+def container_row(entry: ContainerMemory, eta) -> tuple[Text, ...]:
+    """The table's cells, as Text: a DataTable's str cell is Rich markup, and a cgroup's name is
+    its owner's choice (`[i]` in it hid itself and styled the rest)."""
     split = entry.split
     kills = entry.events.get("oom_kill")
-    return (
+    return tuple(Text(cell) for cell in (
         printable(entry.container.label, 22),
         _b(entry.current),
         _b(entry.limit) if entry.limit is not None else "none",
@@ -64,7 +66,7 @@ def container_row(entry: ContainerMemory, eta) -> tuple[str, ...]:
         _b(entry.reclaim.total),
         time_to_limit_text(eta),
         str(kills) if kills is not None else UNKNOWN,
-    )
+    ))
 
 
 def detail_text(entry: ContainerMemory, oom) -> Text:
@@ -219,7 +221,7 @@ class ContainersTab(TabView):
         yield Static("", id="containers-title")
         table = ContainersTable(id="containers-table", cursor_type="row", zebra_stripes=False)
         for title, width in COLUMNS:
-            table.add_column(title, width=width, key=title)
+            table.add_column(Text(title), width=width, key=title)
         yield table
         with VerticalScroll(id="containers-body"):
             yield Static("", id="containers-detail")

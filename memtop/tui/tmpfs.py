@@ -176,7 +176,7 @@ class TmpfsTab(TabView):
             fixed = sum((w or 0) + 2 for _, w in cols)
             table.clear(columns=True)
             for title, w in cols:
-                table.add_column(title, width=w if w is not None else max(14, width - fixed - 3), key=title)
+                table.add_column(Text(title), width=w if w is not None else max(14, width - fixed - 3), key=title)
             self._shown_rows.pop(sid, None)
         return True
 

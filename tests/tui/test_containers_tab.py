@@ -125,3 +125,26 @@ async def test_processes_tab_names_each_process_container_and_filters_by_it(hier
             await pilot.pause()
             detail = text_of(app.query_one(ProcessesTab).query_one("#process-detail-line"))
             assert f"in cgroup {shown[:14]}" in detail and "\x1b" not in detail
+
+
+
+async def test_a_cgroup_name_with_rich_markup_is_shown_as_written(hierarchy):
+    """A cgroup's name is the name of a directory its owner chose, and a DataTable's str cell is
+    Rich markup: `[i]` hid itself and styled the rest of the name. Cells are Text: the name
+    is shown as written."""
+    name = f"[i]mt{time.monotonic_ns() % 10**4}"  # short: the column shows 22 characters
+    with TestCgroup(hierarchy, limit=64 * MiB, name=name) as cg:
+        holder = cg.start(HOLD_ANON, "1")
+        try:
+            app = MemtopApp(sample=False)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.press("8")
+                tab = await tick(app, pilot)
+                tab = await tick(app, pilot)
+                await pilot.pause()
+                assert tab.view.containers.by_cgroup(cg.cgroup_path) is not None
+                table = tab.query_one(ContainersTable)
+                shown = "".join(table.render_line(y).text for y in range(table.size.height))
+                assert f"cgroup {name} " in shown, shown
+        finally:
+            holder.close()
