@@ -9,7 +9,9 @@ in tmux at 120x40, then shows its eight tabs in turn, --dwell seconds each, for 
 seconds it prints memtop's VmRSS and RssAnon (/proc/PID/status), its CPU over that period (% of
 one core) and the tab on screen. At the end: RSS after the first rotation of the tabs, at the
 end and its maximum, and the least-squares slope of RSS from the end of the first rotation on,
-in MiB per hour: flat means that slope is within noise (a few hundred KiB per hour).
+in MiB per hour: flat means that slope is within noise (a few hundred KiB per hour). A run longer
+than an hour (and its first rotation) also gets the last hour's slope alone, so a warm-up is told
+apart from a steady climb.
 
 With --layers, each reading also asks `memtop explain --json` (read-only: /proc/PID/mem, no
 ptrace stop) where memtop's own memory is: glibc's heap in use and free-but-kept, CPython's
@@ -168,6 +170,11 @@ def main() -> None:
         print(f"RSS after the first rotation {first if first is None else f'{first:.1f}'} MiB, at the end "
               f"{points[-1][1]:.1f} MiB, max {max(v for _, v in points):.1f} MiB; slope from the first rotation on: "
               f"{'?' if slope is None else f'{slope:+.2f}'} MiB/hour ({len(after_rotation)} readings)")
+        last_hour = [(t, v) for t, v in points if t >= points[-1][0] - 3600]
+        if points[-1][0] >= 3600 + (rotation_done_at or start) - start + 600:  # a run well past an hour
+            s_hour = slope_per_hour(last_hour)
+            print(f"the last hour alone: {last_hour[0][1]:.1f} -> {last_hour[-1][1]:.1f} MiB, max "
+                  f"{max(v for _, v in last_hour):.1f}; slope {'?' if s_hour is None else f'{s_hour:+.2f}'} MiB/hour")
         if args.layers and rotation_done_at is not None:
             for name in LAYERS:
                 later = [(t, v) for t, v in layer_points[name] if t >= rotation_done_at - start]
