@@ -196,7 +196,6 @@ class LayersTab(TabView):
     FIGURE_SOURCES = (
         ("RSS, file-backed, anonymous, shmem, Swap", "/proc/PID/status VmRSS, RssFile, RssAnon, RssShmem, VmSwap"),
         ("PSS, Private_Dirty, LazyFree", "/proc/PID/smaps_rollup"),
-        # No square brackets here: the help screen reads these as Rich markup.
         ("brk heap, thread heaps, stacks, other anon", "/proc/PID/smaps Anonymous: per mapping (the heap mapping, the "
                                                        "walk's heaps, the stack mapping and mappings holding a thread's "
                                                        "SP from task/TID/syscall)"),

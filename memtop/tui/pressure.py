@@ -182,7 +182,7 @@ class CgroupTree(Static):
                 cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
             if show_headroom:
                 cells.append(fmt_bytes(cg.headroom) if cg.max is not None else "")
-            cells.append(" ".join(f"{k}+{fmt_count(v)}" for k, v in since.items()))
+            cells.append(" ".join(f"{printable(k)}+{fmt_count(v)}" for k, v in since.items()))
             rows.append((tuple(cells), row_style))
         # Every tick brings new figures, mostly the same once formatted: then nothing to draw.
         key = (width, note, tuple(rows), style("cgroup-tree--muted"), style("cgroup-tree--header"))
@@ -199,7 +199,8 @@ class CgroupTree(Static):
             table.add_column("headroom", justify="right", no_wrap=True)
         table.add_column("events+", overflow="fold", max_width=24)
         for cells, row_style in rows:
-            table.add_row(Text(cells[0]), *cells[1:], style=row_style)
+            # Text: a str cell is Rich markup, and a replayed file's event names are anyone's.
+            table.add_row(*(Text(cell) for cell in cells), style=row_style)
         out = Table.grid()
         out.add_row(Text(printable(note), style=style("cgroup-tree--muted")))
         out.add_row(table)

@@ -222,3 +222,28 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             await pilot.pause()
             tab = app.active_tab()
             assert isinstance(tab, PressureTab)
+
+
+
+async def test_an_event_name_that_is_rich_markup_is_shown_as_written():
+    """The kernel names memory.events' keys (and memtop reads only those it knows), but a
+    replayed file may carry any string as a key: the recording's decoder checks types, not names.
+    The events column was a str cell of a Rich Table, read as markup: `[/x]` raised MarkupError
+    and ended the app, `[i]` styled the rest. A cgroup read from the captured tree, its events
+    renamed on the way through the recording's codec, is shown as written."""
+    from dataclasses import replace
+
+    from memtop.collect.recording import codec
+    from memtop.model.pressure import CgroupMemory
+
+    app = MemtopApp(root=TREE / "proc", sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, TREE / "proc")
+        real = next(cg for cg in tab.cgroups.tree if cg.path == "/memtop-test")
+        crafted = codec.encode(replace(real, events={"[/x]": 3, "[i]odd": 2}))
+        read = codec.decode(crafted, CgroupMemory, where="crafted")  # what replay would hand the tab
+        tree = tab.query_one(CgroupTree)
+        tree.show((read,), {read.path: {"[/x]": 1, "[i]odd": 1}}, None, "replayed")
+        await pilot.pause()
+        assert "[/x]+2 [i]odd+1" in text_of(tree), text_of(tree)
+        assert app.is_running
