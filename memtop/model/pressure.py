@@ -161,6 +161,16 @@ def events_since(baseline: Mapping[str, int] | None, events: Mapping[str, int]) 
     return out
 
 
+# full avg10 from which a stall is a warning: 1% is 100 ms of every 10 s in which no task of the
+# machine (or cgroup) could run for want of memory. Below it a stall is noted (info): PSI counts
+# every reclaim a task waited on, and an idle machine shows 0.01% after a burst of page-ins.
+STALL_WARN_PERCENT = 1.0
+
+
+def stall_severity(full_avg10: float) -> Severity:
+    return Severity.WARNING if full_avg10 >= STALL_WARN_PERCENT else Severity.INFO
+
+
 def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> list[Finding]:
     """Near the limit, stalls in this cgroup, OOM kills since memtop started."""
     out: list[Finding] = []
@@ -174,10 +184,12 @@ def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> lis
             "raise the limit (memory.max / memory.limit_in_bytes) or find what grows in it",
         ))
     if cgroup.pressure is not None and cgroup.pressure.full is not None and cgroup.pressure.full.avg10 > 0:
+        full = cgroup.pressure.full.avg10
         out.append(Finding(
-            Severity.WARNING,
-            f"every task of cgroup {cgroup.path} stalled on memory {cgroup.pressure.full.avg10:.2f}% "
-            "of the last 10 s (memory.pressure full avg10)",
+            stall_severity(full),
+            f"every task of cgroup {cgroup.path} stalled on memory {full:.2f}% "
+            "of the last 10 s (memory.pressure full avg10)"
+            + ("" if full >= STALL_WARN_PERCENT else f"; brief: a warning from {STALL_WARN_PERCENT:g}%"),
             "the cgroup is reclaiming or thrashing: look at its memory.stat file/anon split",
         ))
     kills = since_start.get("oom_kill", 0)
@@ -191,15 +203,24 @@ def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> lis
 
 
 def system_findings(sample: PressureSample | None) -> list[Finding]:
-    """Reclaim stalls system-wide: memory full avg10 > 0 means all runnable tasks waited."""
+    """Reclaim stalls system-wide: memory full avg10 > 0 means all runnable tasks waited; a
+    warning from STALL_WARN_PERCENT, below it a note."""
     if sample is None:
         return []
     memory = sample.resources.get("memory")
     if memory is None or memory.full is None or memory.full.avg10 <= 0:
         return []
+    full = memory.full.avg10
+    if full < STALL_WARN_PERCENT:
+        return [Finding(
+            Severity.INFO,
+            f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s "
+            f"(/proc/pressure/memory full avg10): brief, a warning from {STALL_WARN_PERCENT:g}%",
+            "nothing to do unless it grows; the stall log below says who grew when a stall passed the trigger",
+        )]
     return [Finding(
         Severity.WARNING,
-        f"all non-idle tasks were stalled on memory {memory.full.avg10:.2f}% of the last 10 s "
+        f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s "
         "(/proc/pressure/memory full avg10): reclaim or refaults are costing real time",
         "look for a cgroup near its limit below, or a process growing in the stall log",
     )]

@@ -63,7 +63,9 @@ class PressureBanner(Static):
         self._timer = None
 
     def show_alert(self, line: str) -> None:
-        self.update(Text(f" ⚠ {printable(line)} (7)"))  # Text: a command line may hold [markup]
+        # Text: a command line may hold [markup]. "(tab 7)": where the details are (a bare "(7)"
+        # read as a count).
+        self.update(Text(f" ⚠ {printable(line)} (tab 7)"))
         self.add_class("-alert")
         if self._timer is not None:
             self._timer.stop()

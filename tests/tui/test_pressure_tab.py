@@ -214,7 +214,7 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             finally:
                 thrash.close()
             assert banner.has_class("-alert"), "no stall alert within 30 s of thrashing a 32 MiB cgroup"
-            assert "memory stall" in str(banner.content) and str(banner.content).endswith(" (7)")
+            assert "memory stall" in str(banner.content) and str(banner.content).endswith(" (tab 7)")
             assert app.stall_log and "memory stall" in stall_line(app.stall_log[-1].event)
             assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
             # Clicking the banner opens the Pressure tab, whose log lists the stall.

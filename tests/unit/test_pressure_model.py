@@ -69,8 +69,8 @@ def test_stall_line_names_time_psi_and_growers():
     assert "PID 22173 demo +260 MiB in 16 s" in line and "/min" not in line
     short = stall_line(event, short=True)
     assert "per 2 s window" not in short and short.endswith("memory stall some 12.5%: demo[22173] +260 MiB in 16 s")
-    # The banner (" ⚠ " + line + " · 7: details") fits 80 columns with the unit whole.
-    assert len(f" ⚠ {short} (7)") <= 80
+    # The banner (" ⚠ " + line + " (tab 7)") fits 80 columns with the unit whole.
+    assert len(f" ⚠ {short} (tab 7)") <= 80
     assert stall_line(event, with_time=False, who=False).endswith("(memory some avg10 12.50%, full 4.25%)")
     quiet = stall_line(StallEvent(0.0, None, None, ()))
     assert "no process's RSS was growing" in quiet
@@ -106,6 +106,7 @@ def test_full_stall_and_oom_kill_findings():
     findings = cgroup_findings(cgroup(1 * MiB, None, pressure=stalled), {"oom_kill": 2})
     texts = [f.text for f in findings]
     assert any("stalled on memory 0.50%" in t for t in texts)
+    assert next(f for f in findings if "stalled" in f.text).severity is Severity.INFO  # below 1%
     assert any("killed 2 process(es)" in t for t in texts)
     calm = PsiResource(PsiLine(5, 1, 0, 10), PsiLine(0.0, 0.1, 0, 5))
     assert cgroup_findings(cgroup(1 * MiB, None, pressure=calm), {"failcnt": 9}) == []
@@ -117,7 +118,11 @@ def test_system_full_avg10_finding():
     assert system_findings(calm) == []
     stalled = PressureSample(0, {"memory": PsiResource(PsiLine(9, 0, 0, 1), PsiLine(1.81, 0, 0, 1))})
     (finding,) = system_findings(stalled)
-    assert "1.81%" in finding.text
+    assert "1.81%" in finding.text and finding.severity is Severity.WARNING
+    # 1 ms in 10 s (an idle machine after a burst of page-ins) is noted, not a warning
+    brief = PressureSample(0, {"memory": PsiResource(PsiLine(0.02, 0, 0, 1), PsiLine(0.01, 0, 0, 1))})
+    (finding,) = system_findings(brief)
+    assert finding.severity is Severity.INFO and "0.01%" in finding.text and "a warning from 1%" in finding.text
 
 
 def test_figure_grid_never_parts_a_number_from_its_unit():
