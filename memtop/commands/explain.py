@@ -152,7 +152,7 @@ def render_text(report: LayerReport, arenas=None) -> str:
         lines.append(_row("top", heap.top_bytes, indent=4))
         lines.append(_row("mmapped chunks", heap.mmapped_bytes, f"{heap.mmapped_count} chunk(s), from mp_"))
         lines.append(_row("malloc_trim(0) would release", heap.trim_release_bytes, "of RSS, now"))
-        if heap.pin is not None:
+        if heap.pin is not None and heap.pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
             pin = heap.pin
             lines.append(f"  pin: {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
                          f"{fmt_bytes(pin.distance_below_top)} below the heap's end, {fmt_bytes(pin.pinned_bytes)} free right below it"

@@ -155,7 +155,7 @@ def heap_lines(report: LayerReport) -> Text:
                     f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {len(heap.arenas)} arena(s), "
                     f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s\n")
         pin = heap.pin
-        if pin is not None:
+        if pin is not None and pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
             text.append(f"pin: a {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
                         f"{fmt_bytes(pin.distance_below_top)} below the end of the brk heap; "
                         f"{fmt_bytes(pin.pinned_bytes)} free right below it"

@@ -69,3 +69,18 @@ def test_explain_bad_input():
         assert out.returncode == 2, (bad, out.stderr)
         assert out.stderr.startswith("usage: memtop explain") and f"invalid PID {bad}" in out.stderr
     assert "Traceback" not in gone.stderr + usage.stderr
+
+
+def test_a_pin_that_holds_nothing_is_not_shown():
+    """The busy chunk nearest the heap's end is the pin; with no free memory right below it, it
+    holds nothing back, and a `pin:` line saying `0 B free right below it` was noise (a plain
+    `sleep` showed one). The JSON keeps the pin with its 0."""
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        doc = json.loads(memtop("explain", str(child.pid), "--json").stdout)
+        assert doc["allocator"]["pin"]["pinned_bytes"] == 0
+        text = memtop("explain", str(child.pid))
+        assert text.returncode == 0 and "pin:" not in text.stdout, text.stdout
+    finally:
+        child.kill()
+        child.wait()
