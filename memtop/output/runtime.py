@@ -44,7 +44,10 @@ def runtime_lines(report: RuntimeReport, split: tuple[Layer, ...] = (), *, sourc
         lines.append(f"  ? {printable(report.reason, 400)}")
     for f in report.figures:
         value = fmt_figure(f)
-        note = printable(f.reason, 200) if f.value is None and f.reason else (printable(f.source, 200) if sources else "")
+        # An unknown's reason in the note; "not set" is the value itself (shown as such), and its
+        # note is where that was read.
+        unknown = f.value is None and f.reason and value != "not set"
+        note = printable(f.reason, 200) if unknown else (printable(f.source, 200) if sources else "")
         lines.append(f"    {printable(f.label, 40):<40} {value:>12}  {note}".rstrip())
     if report.regions:
         lines.append("    regions (address range, size, resident):")

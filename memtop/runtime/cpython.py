@@ -194,15 +194,17 @@ def read_obmalloc(target: Target, geometry: Geometry) -> ObmallocScan:
     return ObmallocScan(geometry, tuple(pools), tuple(sorted(arenas, key=lambda a: a.first_pool)), candidates, complete)
 
 
-def _pymalloc_env(target: Target) -> str | None:
+def _pymalloc_env(target: Target) -> tuple[str | None, str | None]:
+    """PYTHONMALLOC as the process was started with it: (value, None), or (None, why not):
+    "not set", or the environment could not be read (then whether it is set is unknown)."""
     try:
         raw = read_bytes(f"{target.root}/{target.pid}/environ")
-    except ProcfsError:
-        return None
+    except ProcfsError as e:
+        return None, f"/proc/PID/environ not readable: {e}"
     for item in raw.split(b"\0"):
         if item.startswith(b"PYTHONMALLOC="):
-            return item.split(b"=", 1)[1].decode("utf-8", "replace")
-    return None
+            return item.split(b"=", 1)[1].decode("utf-8", "replace"), None
+    return None, "not set"
 
 
 def cpython_report(target: Target) -> RuntimeReport:
@@ -221,7 +223,7 @@ def cpython_report(target: Target) -> RuntimeReport:
         return RuntimeReport("cpython", version, "gone", f"process {target.pid} exited", None)
     except AccessDenied as e:
         return RuntimeReport("cpython", version, "denied", e.reason, None)
-    env = _pymalloc_env(target)
+    env, env_unknown = _pymalloc_env(target)
     source = (f"obmalloc pool headers found in /proc/PID/mem ({scan.candidates:,} {geometry.pool_size >> 10} KiB-aligned "
               "resident addresses visited)")
     if not scan.arenas:
@@ -259,8 +261,7 @@ def cpython_report(target: Target) -> RuntimeReport:
         Figure("pinned_arenas", "arenas less than 1/4 used", len(pinned), "count",
                src + "arenas whose blocks in use fill under a quarter of them"),
         Figure("pinned_free_bytes", "  free room they keep", pinned_free, "bytes", "their arena size - in use"),
-        Figure("pymalloc_env", "PYTHONMALLOC", env, "text", "/proc/PID/environ (at exec)",
-               None if env is not None else "not set"),
+        Figure("pymalloc_env", "PYTHONMALLOC", env, "text", "/proc/PID/environ (at exec)", env_unknown),
     )
     regions = tuple(Region("obmalloc_arenas", "obmalloc arenas", a.first_pool, a.last_pool + geometry.pool_size - a.first_pool,
                            a.resident_bytes, "the pools of one arena (pool headers in /proc/PID/mem)")

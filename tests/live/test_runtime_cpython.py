@@ -120,3 +120,17 @@ def test_pythonmalloc_malloc_has_no_arenas_and_says_why(children, tmp_path):
     child = children.start([_debian_python(), str(script)], env={**os.environ, "PYTHONMALLOC": "malloc"})
     rr = explain(child.pid).runtime_report
     assert rr.status == "unavailable" and "PYTHONMALLOC=malloc" in rr.reason and "glibc" in rr.reason
+
+
+def test_pythonmalloc_not_set_is_said_once_with_where_it_was_read(children, tmp_path):
+    """`explain` printed `PYTHONMALLOC  not set  not set`: the value, then the same words where
+    the source belongs. Not set is a fact read from the environment, not an unknown."""
+    from memtop.output.runtime import runtime_lines
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    child = children.start([_debian_python(), str(script)], env=env)
+    rr = explain(child.pid).runtime_report
+    (line,) = [line for line in runtime_lines(rr) if "PYTHONMALLOC" in line]
+    assert line.split()[1:] == ["not", "set", "/proc/PID/environ", "(at", "exec)"], line
