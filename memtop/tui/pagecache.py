@@ -37,7 +37,7 @@ from memtop.collect.pagecache import (
     thrashing_finding,
 )
 from memtop.collect.parts import TREE_LIVE_MAX
-from memtop.format import fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
+from memtop.format import UNKNOWN, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
 from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -57,7 +57,13 @@ SOURCE_TITLES = {
 }
 
 
+def _page_rate(pages_per_s: float | None) -> str:
+    """A /proc/vmstat page counter's rate, in bytes per second."""
+    return UNKNOWN if pages_per_s is None else f"{fmt_bytes(pages_per_s * PAGE_SIZE)}/s"
+
+
 # --- columns -----------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class FileColumn:
     key: str
@@ -583,11 +589,13 @@ class PageCacheTab(TabView):
             finding_box.update(Text(f" vmstat unknown: {printable(self.vmstat_error)}"))
             return
         last = history[-1] if history else None
+        charts = self.query_one("#pc-charts").display  # else 80x24: every line must fit 80 columns
         rates = "waiting for a second read of /proc/vmstat" if last is None else (
             f"bi {fmt_bytes((last.get('pgpgin') or 0) * 1024)}/s bo {fmt_bytes((last.get('pgpgout') or 0) * 1024)}/s"
             f" majflt {fmt_rate(last.get('pgmajfault'))}"
-            f" refault file {fmt_rate(last.get('workingset_refault_file'))} anon {fmt_rate(last.get('workingset_refault_anon'))}"
-            f" act {fmt_rate(last.get('workingset_activate_file'))}")
+            # refaults and activations count pages: shown in bytes, as the verdict below them
+            f" refault file {_page_rate(last.get('workingset_refault_file'))} anon {_page_rate(last.get('workingset_refault_anon'))}"
+            + (f" act {_page_rate(last.get('workingset_activate_file'))}" if charts else ""))
         files = self._files.get(self.source, ((), ""))[0]
         finding = thrashing_finding(self.vmstat.window(THRASH_WINDOW), files, PAGE_SIZE) if history else None
         finding_box.set_class(finding is not None, "-thrashing")
@@ -595,18 +603,19 @@ class PageCacheTab(TabView):
             text = f" {printable(finding.text)}\n {printable(finding.next_step)}"
         else:
             text = f" {rates}\n no thrashing: {self._why_not_thrashing()}"
-        if not self.query_one("#pc-charts").display and len(history) >= 2:
+        if not charts and len(history) >= 2:
             # 80x24: no charts; one line of refaults as a sparkline, and the finding in short.
             series = [(r.get("workingset_refault_file") or 0.0) for r in history]
-            state = (f"THRASHING: {self._thrash_summary()} (taller terminal: details)" if finding
-                     else f"no thrashing: {self._thrash_summary()}")
+            state = (f"THRASHING: {self._thrash_summary(short=True)}" if finding
+                     else f"no thrashing: {self._thrash_summary(short=True)}")
             text = f" {rates}\n refaults {sparkline(series, 16)} {state}"
         update_static(finding_box, Text(text))
         for chart in self.query(RateChart):
             chart.show(history)
 
-    def _thrash_summary(self) -> str:
-        """The two numbers the thrashing finding is decided on (memtop/collect/pagecache.py)."""
+    def _thrash_summary(self, short: bool = False) -> str:
+        """The two numbers the thrashing finding is decided on (memtop/collect/pagecache.py);
+        ``short``: the figures alone (80x24, after "refaults" and their sparkline)."""
         window = self.vmstat.window(THRASH_WINDOW)
         refaults = [r.get("workingset_refault_file") for r in window if r.get("workingset_refault_file") is not None]
         reads = [r.get("pgpgin") for r in window if r.get("pgpgin") is not None]
@@ -615,7 +624,10 @@ class PageCacheTab(TabView):
         refault_bps = sum(refaults) / len(refaults) * PAGE_SIZE
         read_bps = sum(reads) / len(reads) * 1024 if reads else 0
         share = f", {fmt_percent(refault_bps / read_bps)} of disk reads" if read_bps else ""
-        return f"file refaults {fmt_bytes(refault_bps)}/s{share}"
+        # The line above shows the last read; this one averages the window the verdict uses.
+        if short:  # one 80-column line with the sparkline: the figures alone
+            return f"{fmt_bytes(refault_bps)}/s{share}"
+        return f"file refaults {fmt_bytes(refault_bps)}/s{share} (mean of the last {len(refaults)} reads)"
 
     def _why_not_thrashing(self) -> str:
         return (f"{self._thrash_summary()} (thrashing: >= {fmt_bytes(THRASH_MIN_REFAULT_BYTES_PER_S)}/s"

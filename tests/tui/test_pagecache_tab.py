@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import sys
@@ -215,7 +217,12 @@ async def test_thrashing_finding_and_charts_from_vmstat(proc_tree: Path):
         await feed_vmstat(app, pilot, proc_tree, 3, refault_per_tick=10, pgpgin_per_tick=1000)
         box = tab.query_one("#pc-finding")
         assert not box.has_class("-thrashing")
-        assert "no thrashing" in str(box.render())
+        calm = str(box.render())
+        assert "no thrashing" in calm
+        # AND both lines give refaults in bytes (pages per second above bytes below read as a
+        # contradiction), the verdict saying over how many reads it averaged
+        assert re.search(r"refault file [\d.]+ (B|KiB|MiB)/s anon 0 B/s act [\d.]+ (B|KiB|MiB)/s", calm), calm
+        assert re.search(r"file refaults [\d.]+ (B|KiB|MiB)/s, .* \(mean of the last \d reads\)", calm), calm
         # WHEN 5,120 file pages/tick (10 MiB/s at 2 s ticks) refault out of 12 MiB/s read
         await feed_vmstat(app, pilot, proc_tree, 5, refault_per_tick=5120, pgpgin_per_tick=24576, start=4)
         # THEN the finding is shown, in the thrashing style
