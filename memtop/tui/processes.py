@@ -145,6 +145,10 @@ class ProcessTable(CursorTable):
         self.filter_text = ""
         self.containers: Mapping[int, Any] = {}  # PID -> ContainerId (the container_names part)
         self._cursor_index = 0
+        # The process selected when a filter hid it: selected again when a filter shows it (or the
+        # filter is cleared), unless the user chose another meanwhile (_move_to outside _rebuild).
+        self._home_pid: int | None = None
+        self._rebuilding = False
         # What each on-screen line shows, by row index: a tick redraws only the lines whose
         # content changed (on an idle machine, few), not the whole table.
         self._drawn: dict[int, tuple] = {}
@@ -178,13 +182,27 @@ class ProcessTable(CursorTable):
         self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse, self.containers)
         self._fit_virtual_size()
         cursor = self.cursor_pid
+        home = next((i for i, v in enumerate(self.rows) if v.pid == self._home_pid), None)
         index = next((i for i, v in enumerate(self.rows) if v.sample.identity.pid == cursor), None)
-        if index is not None:
-            self._cursor_index = index
-            self._scroll_cursor_into_view()
-        else:
-            # The selected process went away (or was filtered out): stay at the same place.
-            self._move_to(min(self._cursor_index, len(self.rows) - 1))
+        self._rebuilding = True
+        try:
+            if home is not None:
+                # The process a filter hid is shown again: select it again.
+                self._home_pid = None
+                self._move_to(home)
+            elif index is not None:
+                self._cursor_index = index
+                self._scroll_cursor_into_view()
+            else:
+                # The selected process went away, or a filter hid it (remember it): stay at the
+                # same place.
+                if needle and cursor is not None and self._home_pid is None:
+                    self._home_pid = cursor
+                self._move_to(min(self._cursor_index, len(self.rows) - 1))
+        finally:
+            self._rebuilding = False
+        if not needle:
+            self._home_pid = None  # no filter: not coming back (the process exited)
         self._refresh_changed_lines()
 
     def _line(self, index: int, width: int) -> tuple:
@@ -234,6 +252,8 @@ class ProcessTable(CursorTable):
 
     # --- cursor ---------------------------------------------------------------
     def _move_to(self, index: int, announce: bool = True) -> None:
+        if not self._rebuilding:
+            self._home_pid = None  # the user (or the app) chose: that is the selection now
         if not self.rows:
             self._cursor_index = 0
             if self.cursor_pid is not None:

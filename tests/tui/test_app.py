@@ -153,6 +153,37 @@ async def test_filter_by_name_user_and_pid():
         assert len(table.rows) == 4
 
 
+async def test_a_filter_that_hides_the_selected_process_gives_it_back_when_cleared():
+    """Select a process, filter with no match, Esc: the cursor landed on the top row, and the
+    tabs that follow the selection (Layers, Page cache's (a)) silently switched to that process
+    (a helper's tour). The process a filter hid is selected again when it is shown again,
+    unless the user chose another meanwhile."""
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        table = app.query_one(ProcessTable)
+        table.focus()
+        home = table.rows[-1].pid  # not the top row: where a lost cursor lands
+        assert table.select_pid(home)
+        await pilot.pause()
+        await pilot.press("slash", *"[bold red]zz", "enter")
+        await pilot.pause()
+        assert table.rows == [] and app.target is None
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert table.cursor_pid == home and app.target.pid == home
+        # AND a process chosen under a filter stays chosen when it is cleared
+        await pilot.press("slash", *"a) b", "enter")
+        await pilot.pause()
+        assert {v.pid for v in table.rows} == {7335, 7337}
+        await pilot.press("down")
+        await pilot.pause()
+        chosen = table.cursor_pid
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert table.cursor_pid == chosen and app.target.pid == chosen
+
+
 async def test_selection_follows_the_process_across_refreshes(tmp_path):
     root = tmp_path / "proc"
     shutil.copytree(FIX, root)
