@@ -289,6 +289,8 @@ class LayersTab(TabView):
         else:
             title = f"PID {self.target.pid}: reading its memory layers…"
         self.query_one("#layers-title", Static).update(title)
+        # A walk's progress bar belongs to the process it walks: the next one shows its own.
+        self.query_one("#layers-progress", ProgressBar).display = False
         self.query_one(LayerBar).show([])
         for name in ("#layers-table", "#layers-heap"):
             self.query_one(name, Static).update("")

@@ -113,6 +113,8 @@ async def test_a_large_walk_shows_progress_and_keys_still_work(children, monkeyp
         # Selecting another process mid-walk cancels the big walk; only the new one is shown.
         small = children.start([compile_c(HEAP_TARGET, name="heap_target"), "inuse"])
         app.select(identity_of(small.pid))
+        # the big walk's bar went with it (left shown, it sat under the new process's title)
+        assert not progress.display
         assert await wait_for(pilot, lambda: tab.report is not None, steps=1200)
         assert tab.report.identity.pid == small.pid and tab.report.heap.valid
         assert app.sample.result("layers").key == app.target  # the big walk's result never shown
