@@ -219,4 +219,5 @@ def parse_malloc_info(text: str | bytes) -> MallocInfo:
         aspace_total=totals.get("aspace", "total"),
         aspace_mprotect=totals.get("aspace", "mprotect"),
         unknown=tuple(unknown),
+        text_bytes=len(text.encode("utf-8", "replace")),
     )

@@ -73,6 +73,7 @@ class MallocInfo:
     aspace_total: int | None
     aspace_mprotect: int | None
     unknown: tuple[str, ...] = ()
+    text_bytes: int = 0  # the XML's length: the buffer it was written to was malloc'd in the target
 
 
 # --- the anonymous-mapping census (/proc/PID/smaps) ----------------------------------------------
@@ -263,16 +264,29 @@ class MallocInfoResult:
     fetched_at: float  # monotonic
 
 
+# What memtop's calls that fetch malloc_info keep allocated in the target while it runs, beside
+# the XML's own buffer: open_memstream's two out-parameters (malloc(16)), its FILE (~500 bytes)
+# and the FILE's stdio buffer (BUFSIZ, 8 KiB), with chunk headers.
+FETCH_OVERHEAD = 16 + 1024 + 8192
+# The chunks those calls allocate, and the buffer's reallocations as the XML grows: a bucket of
+# the free-chunk histogram may be off by that many chunks for the fetch alone.
+FETCH_CHUNKS = 4
+
+
 def compare_with_malloc_info(arenas, info: MallocInfo) -> tuple[ArenaDelta, ...]:
     """Per arena (matched by position: both follow main_arena.next round the list): system bytes,
     bytes free in bins plus top (malloc_info's "rest" starts with the top chunk), fastbin bytes.
 
     malloc_info prints sizes with the flag bits (chunksize_nomask), so free totals may be over by
     one byte per chunk: that much is tolerated. The two were read at different moments, and the
-    gdb calls that fetch malloc_info allocate a little in the calling thread's arena: a busy
-    process, or that one arena, may really differ.
+    gdb calls that fetch malloc_info allocate in the calling thread's arena while it runs (16
+    bytes for open_memstream's out-parameters, the memstream FILE with its 8 KiB stdio buffer,
+    and the buffer the XML is written to: 8,641 bytes less free than the walk in a Python
+    process with 2 KiB of XML): FETCH_OVERHEAD plus the XML's length is tolerated in free + top
+    (in whichever arena that is). A busy process may still really differ.
     """
     deltas: list[ArenaDelta] = []
+    fetch = FETCH_OVERHEAD + info.text_bytes
 
     def add(index, figure, walk, mi, tolerance):
         differs = walk is None or mi is None or abs(walk - mi) > tolerance
@@ -284,7 +298,7 @@ def compare_with_malloc_info(arenas, info: MallocInfo) -> tuple[ArenaDelta, ...]
         m = info.arenas[index] if index < len(info.arenas) else None
         add(index, "system", a.system_bytes if a else None, m.system_current if m else None, PAGE_SIZE)
         add(index, "free + top", a.free_bytes + a.top_bytes if a else None, m.rest_bytes if m else None,
-            (m.rest_count or 0) if m else 0)
+            (m.rest_count or 0) + fetch if m else 0)
         add(index, "fastbins", a.fastbin_bytes if a else None, m.fast_bytes if m else None,
             (m.fast_count or 0) if m else 0)
     return tuple(deltas)

@@ -17,15 +17,21 @@ def utilization(arena) -> float | None:
     return arena.in_use_bytes / arena.system_bytes if arena.system_bytes else None
 
 
+def bucket_low(size: int) -> int:
+    """The low edge of the histogram bucket that holds ``size`` (0 below 32 bytes)."""
+    low = 0
+    for edge in HISTOGRAM_EDGES:
+        if size >= edge:
+            low = edge
+    return low
+
+
 def bucket_histogram(histogram) -> list[tuple[int, int | None, int, int]]:
     """Fold the walk's exact-size histogram ((size, count, total), ...) into power-of-two buckets:
     (low, high or None, count, total bytes), only buckets that hold something."""
     buckets: dict[int, list[int]] = {}
     for size, count, total in histogram:
-        low = 0
-        for edge in HISTOGRAM_EDGES:
-            if size >= edge:
-                low = edge
+        low = bucket_low(size)
         entry = buckets.setdefault(low, [0, 0])
         entry[0] += count
         entry[1] += total

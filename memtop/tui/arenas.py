@@ -22,12 +22,12 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
-from memtop.model.arenas import ArenaAnalysis, ArenaDelta, MallocInfo, MallocInfoResult
+from memtop.model.arenas import FETCH_CHUNKS, ArenaAnalysis, ArenaDelta, MallocInfo, MallocInfoResult
 from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.render.arenas import bucket_histogram, cap_text, census_lines, no_arenas_reason, threads_text, utilization
+from memtop.render.arenas import bucket_histogram, bucket_low, cap_text, census_lines, no_arenas_reason, threads_text, utilization
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
 
@@ -74,25 +74,56 @@ class ConfirmMallocInfo(ModalScreen[bool]):
             "y: fetch    n / Esc: cancel"))
 
 
+def _mi_groups(mi_arena, walk_lows) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
+    """malloc_info's <sizes> against the walk's buckets. A line is one bin: its chunks' smallest
+    and largest sizes (``from``, ``to``, with the flag bits) and their count and total. A large
+    bin may hold chunks of several buckets (2.16 MiB and 193 MiB in one); its chunks cannot be
+    told apart, so the buckets it spans are compared as one group. Returns the group (its first
+    bucket) of every bucket shown, and malloc_info's (count, total) per group."""
+    spans = []
+    for s in mi_arena.sizes:
+        lo, hi = bucket_low(s.from_bytes & ~7), bucket_low(s.to_bytes & ~7)
+        spans.append((min(lo, hi), max(lo, hi), s.count, s.total_bytes - s.count))
+    lows = sorted(set(walk_lows) | {lo for lo, *_ in spans} | {hi for _, hi, *_ in spans})
+    group = {low: low for low in lows}
+    merged: list[list[int]] = []  # [first, last] bucket of each group, overlapping spans joined
+    for lo, hi, *_ in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for first, last in merged:
+        for low in lows:
+            if first <= low <= last:
+                group[low] = first
+    totals: dict[int, tuple[int, int]] = {}
+    for lo, _, count, total in spans:
+        c, t = totals.get(group[lo], (0, 0))
+        totals[group[lo]] = (c + count, t + total)
+    return group, totals
+
+
 def _histogram_text(arena, mi_arena, styles) -> Text:
     """The free-chunk histogram of one arena from the walk, and malloc_info's beside it."""
     walk = bucket_histogram(arena.free_size_histogram)
-    mi_buckets = {}
+    group: dict[int, int] = {}
+    mi_groups: dict[int, tuple[int, int]] = {}
     if mi_arena is not None:
-        # malloc_info's <sizes>: one line per bin, sizes with the flag bits (chunksize_nomask)
-        folded = bucket_histogram([(s.from_bytes & ~7, s.count, s.total_bytes - s.count) for s in mi_arena.sizes])
-        mi_buckets = {low: (count, total) for low, _, count, total in folded}
+        group, mi_groups = _mi_groups(mi_arena, [low for low, *_ in walk])
     text = Text(no_wrap=True, overflow="ellipsis")
     header = f"{'bytes':>9} {'':<{BAR_WIDTH}} {'chunks':>6} {'total':>9}"
     if mi_arena is not None:
         header += f" | {'malloc_info':>18}"
     text.append(header + "\n", styles["dim"])
-    if not walk and not mi_buckets:
+    if not walk and not mi_groups:
         text.append("no free chunks\n", styles["dim"])
         return text
     biggest = max((total for *_, total in walk), default=0) or 1
-    lows = sorted({low for low, *_ in walk} | set(mi_buckets))
+    lows = sorted({low for low, *_ in walk} | set(mi_groups))
     by_low = {low: (high, count, total) for low, high, count, total in walk}
+    members: dict[int, list[int]] = {}
+    for low in lows:
+        members.setdefault(group.get(low, low), []).append(low)
     for low in lows:
         high, count, total = by_low.get(low, (low * 2 - 1 if low else 31, 0, 0))
         label = f"{_short_size(low)}+" if high is None else f"{_short_size(low)}–{_short_size(high + 1)}"
@@ -101,11 +132,19 @@ def _histogram_text(arena, mi_arena, styles) -> Text:
         text.append(f"{bar:<{BAR_WIDTH}}", styles["bar"])
         text.append(f" {fmt_count(count):>6} {fmt_bytes(total):>9}")
         if mi_arena is not None:
-            mi_count, mi_total = mi_buckets.get(low, (0, 0))
-            differs = mi_count != count
+            rows = members.get(group.get(low, low), [low])
             text.append(" | ")
-            text.append(f"{'≠' if differs else '='} {fmt_count(mi_count):>6} {fmt_bytes(mi_total):>9}",
-                        styles["differs"] if differs else styles["dim"])
+            if low != rows[0]:  # in the bin shown on the first row of its group
+                text.append(f"{'┘' if low == rows[-1] else '│':>18}", styles["dim"])
+            else:
+                mi_count, mi_total = mi_groups.get(low, (0, 0))
+                walked = sum(by_low.get(m, (None, 0, 0))[1] for m in rows)
+                # ≈: off by no more than the chunks the fetch itself allocated (FETCH_CHUNKS)
+                differs = abs(mi_count - walked) > FETCH_CHUNKS
+                sign = "≠" if differs else "=" if mi_count == walked else "≈"
+                mark = "┐" if len(rows) > 1 else ""
+                text.append(f"{sign} {fmt_count(mi_count):>6} {fmt_bytes(mi_total):>9}{mark}",
+                            styles["differs"] if differs else styles["dim"])
         text.append("\n")
     return text
 
@@ -128,7 +167,9 @@ class ArenasTab(TabView):
         ("MALLOC_ARENA_MAX, GLIBC_TUNABLES", "/proc/PID/environ (the environment the process started with)"),
         ("mmap/trim threshold, top_pad", "mp_ (struct malloc_par) read from the process"),
         ("MALLOC_ARENA_MAX=2 saving", "thread arenas' resident - their live data - the largest slack of one arena"),
-        ("histogram", "heap walk, free chunks by size; with m: malloc_info's <sizes> (flag bits removed)"),
+        ("histogram", "heap walk, free chunks by size; with m: malloc_info's <sizes> (flag bits removed); "
+                      "= the same count, ≈ off by at most the 4 chunks the fetch itself allocates, ≠ more; "
+                      "┐ ┘: one bin of malloc_info whose chunks fall in several buckets, compared as one"),
         ("MI columns", "malloc_info(3) through gdb: <system type=current>, <total type=rest> (bins + top), <total type=fast>"),
         ("census", "/proc/PID/smaps: 64 MiB-aligned rw regions with a PROT_NONE tail, stacks, other anonymous"),
     )
