@@ -95,3 +95,8 @@ def sparkline(values, width: int) -> str:
         else:
             out.append(_SPARK[min(len(_SPARK) - 1, int((v - low) / span * (len(_SPARK) - 1) + 0.5))])
     return "".join(out).rjust(width)
+
+
+def counted(n: int, word: str, many: str | None = None) -> str:
+    """``1 arena``, ``2 arenas`` (``many``: the plural when it is not ``word + "s"``)."""
+    return f"{fmt_count(n) if n >= 10_000 else n} {word if n == 1 else (many or word + 's')}"

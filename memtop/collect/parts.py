@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, Mapping, TypeVar
 
 from memtop.collect.collector import Job, Part, PartUnavailable
+from memtop.format import counted
 from memtop.model.pressure import CgroupsView, ProcessCgroups, PsiHistory
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import PartResult
@@ -242,9 +243,11 @@ class SystemFilesPart(Part):
 
         listing, age = self.held.get().get() if self.held is not None and not job.one_shot else (None, 0.0)
         files, held = top_cached_files(job.root, cancel=job.cancelled, held=listing)
-        note = f"{len(files)} files held by {held.processes_seen} processes" + _listed_note(age)
+        note = f"{counted(len(files), 'file')} held by {counted(held.processes_seen, 'process', 'processes')}" + _listed_note(age)
         if held.processes_denied:
-            note += f"; {held.processes_denied} process(es) not readable by this user (their files are not listed)"
+            # not "by this user": the kernel refuses some even to root (PID 1's fd table here)
+            note += (f"; {counted(held.processes_denied, 'process', 'processes')} whose open files could not be "
+                     "read (permission denied): their files are not listed")
         method = "cachestat(2)" if cachestat_supported() else "mmap(2)+mincore(2)"
         return FilesView(tuple(files), note, None, held.processes_seen, held.processes_denied, method)
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
+from memtop.format import counted
 from memtop.model.findings import Finding, Severity
 
 # Kinds of ContainerId.
@@ -630,7 +631,7 @@ def container_findings(entry: ContainerMemory, time_to_limit=None) -> list:
         out.append(Finding(
             Severity.WARNING,
             f"{name} grows {time_to_limit.slope_bytes_per_s / 2**20:.1f} MiB/s (least squares over "
-            f"{time_to_limit.points} points in {time_to_limit.window_s:.0f} s{r2}): at this rate it reaches its limit "
+            f"{counted(time_to_limit.points, 'point')} in {time_to_limit.window_s:.0f} s{r2}): at this rate it reaches its limit "
             f"in {time_to_limit.seconds:.0f} s",
             "reclaim starts there; an OOM kill follows when what it can free runs out",
         ))

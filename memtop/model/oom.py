@@ -43,6 +43,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
 
+from memtop.format import counted
+
 OOM_SCORE_ADJ_MIN = -1000
 OOM_SCORE_ADJ_MAX = 1000
 _EMPTY: Mapping = MappingProxyType({})
@@ -229,7 +231,7 @@ def time_to_limit(points: Sequence[tuple[float, int]], limit: int | None, *, lim
     if limit is None:
         return none(f"no limit ({limit_name} is max)")
     if len(usable) < min_points:
-        return none(f"{len(usable)} points in the last {window_s:g} s; {min_points} needed")
+        return none(f"{counted(len(usable), 'point')} in the last {window_s:g} s; {min_points} needed")
     fit = least_squares(usable)
     if fit is None:
         return none("the points share one time")

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from memtop.format import fmt_bytes, fmt_percent
+from memtop.format import counted, fmt_bytes, fmt_percent
 from memtop.model.arenas import AnonCensus, AnonRegion, ArenaAnalysis, MallocInfo, RegionClass
 from memtop.render.arenas import (  # noqa: F401 - re-exported
     bucket_histogram,
@@ -147,7 +147,7 @@ def analysis_lines(a: ArenaAnalysis) -> list[str]:
         return [none]
     cap = cap_text(a)
     if heap is not None and heap.valid:
-        lines.append(f"{threads_text(a.threads)}, {len(heap.arenas)} arenas, {cap}")
+        lines.append(f"{threads_text(a.threads)}, {counted(len(heap.arenas), 'arena')}, {cap}")
         lines.append(f"  {'#':>3} {'ARENA':<14} {'HEAPS':>5} {'SYSTEM':>9} {'IN USE':>9} {'FREE':>9} {'FAST':>8} "
                      f"{'TCACHE':>8} {'TOP':>9} {'UTIL':>5} {'RESIDENT':>9} {'THR':>3}")
         for i, ar in enumerate(heap.arenas):

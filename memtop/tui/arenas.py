@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
+from memtop.format import counted, fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.arenas import FETCH_CHUNKS, ArenaAnalysis, ArenaDelta, MallocInfo, MallocInfoResult
 from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
@@ -376,7 +376,7 @@ class ArenasTab(TabView):
             return
         if heap is not None and heap.valid:
             text.append(f"  glibc {heap.glibc_version or '?'}  ")
-            text.append(f"{threads_text(threads)}, {len(heap.arenas)} arenas, ")
+            text.append(f"{threads_text(threads)}, {counted(len(heap.arenas), 'arena')}, ")
         else:
             text.append(f"  {threads_text(threads)}, arenas ?  ")
         if a is not None:

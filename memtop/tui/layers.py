@@ -20,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
 
-from memtop.format import fmt_bytes, fmt_duration, fmt_percent
+from memtop.format import counted, fmt_bytes, fmt_duration, fmt_percent
 from memtop.model.heap import LayerReport, split_unknown_reason
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -152,7 +152,7 @@ def heap_lines(report: LayerReport) -> Text:
         text.append(" of RSS now", "bold")
         text.append(f"   glibc {heap.glibc_version}: heap {fmt_bytes(heap.system_bytes)}, in use {fmt_bytes(heap.in_use_bytes)}, "
                     f"free {fmt_bytes(heap.free_bytes + heap.fastbin_bytes)}, top {fmt_bytes(heap.top_bytes)}, "
-                    f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {len(heap.arenas)} arena(s), "
+                    f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {counted(len(heap.arenas), 'arena')}, "
                     f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s\n")
         pin = heap.pin
         if pin is not None and pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing

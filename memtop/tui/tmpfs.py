@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import ContentSwitcher, DataTable, Static, Tab, Tabs
 
-from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
+from memtop.format import counted, fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.sample import Sample
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
 from memtop.text import printable
@@ -588,7 +588,7 @@ class TmpfsTab(TabView):
                     return f" scanning {printable(mount.mountpoint)} …"
                 return f" {printable(mount.mountpoint)}: not scanned yet; r scans it (choose the mount in Mounts: m)"
             age = fmt_duration(self.clock() - self.scan_times.get(mount.key, self.clock()))
-            text = (f" {printable(scan.mountpoint)}: {fmt_count(scan.files)} files in {fmt_count(scan.directories)} dirs, "
+            text = (f" {printable(scan.mountpoint)}: {counted(scan.files, 'file')} in {counted(scan.directories, 'dir')}, "
                     f"{fmt_bytes(scan.total_allocated_bytes)} allocated of {fmt_bytes(scan.total_size_bytes)} size; "
                     f"scanned {age} ago; {'largest' if self.files_order == 'largest' else 'oldest'} "
                     f"{len(scan.largest)} shown (s: order, r: rescan)")

@@ -89,7 +89,7 @@ async def test_files_order_scan_detail_and_help():
         table = tab.query_one("#tbl-files", DataTable)
         assert [r[0] for r in cells(table)] == ["/dev/shm/cache.big", "/dev/shm/sparse.img"]
         assert cells(table)[1][1:4] == ["4.00 KiB", "1.00 GiB", "1m00s"]
-        assert "3 files in 1 dirs" in detail(app) and "scanned 12s ago" in detail(app)
+        assert "3 files in 1 dir," in detail(app) and "scanned 12s ago" in detail(app)
         await pilot.press("s")
         assert isinstance(app.screen, SortScreen)
         await pilot.press("down", "enter")
