@@ -100,3 +100,14 @@ def sparkline(values, width: int) -> str:
 def counted(n: int, word: str, many: str | None = None) -> str:
     """``1 arena``, ``2 arenas`` (``many``: the plural when it is not ``word + "s"``)."""
     return f"{fmt_count(n) if n >= 10_000 else n} {word if n == 1 else (many or word + 's')}"
+
+
+def exact_bytes(value: int) -> str:
+    """A setting's exact size (mp_'s thresholds are set, not measured): 128 KiB, 1588 KiB, 3 MiB."""
+    if value == 0:
+        return "0 B"
+    if value % (1 << 20) == 0:
+        return f"{value >> 20} MiB"
+    if value % 1024 == 0:
+        return f"{value >> 10} KiB"
+    return f"{value} B"

@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from memtop.format import counted
+from memtop.format import counted, exact_bytes
 from memtop.model.arenas import (
     AllocatorEnv,
     AnonCensus,
@@ -125,21 +125,21 @@ def tuning_state(tunables) -> TuningState | None:
         # malloc.c __libc_free: freeing an mmapped chunk larger than the threshold (and at most
         # DEFAULT_MMAP_THRESHOLD_MAX) raises mmap_threshold to its size and trim_threshold to twice that.
         notes.append(
-            f"the dynamic mmap threshold has moved from 128 KiB to {_kib(mmap_threshold)}: a freed mmapped "
+            f"the dynamic mmap threshold has moved from 128 KiB to {exact_bytes(mmap_threshold)}: a freed mmapped "
             f"chunk raised it, so allocations up to that size now come from the arenas and stay there after "
-            f"free(); trim_threshold followed it to {_kib(trim_threshold)}")
+            f"free(); trim_threshold followed it to {exact_bytes(trim_threshold)}")
     elif not dynamic:
         notes.append(
             f"the thresholds were set explicitly (mallopt or MALLOC_*_ / GLIBC_TUNABLES), which turns the "
-            f"dynamic mmap threshold off: mmap_threshold stays at {_kib(mmap_threshold)}")
+            f"dynamic mmap threshold off: mmap_threshold stays at {exact_bytes(mmap_threshold)}")
     else:
         notes.append("mmap_threshold is at its 128 KiB default and has not moved")
     if trim_threshold != 2 * mmap_threshold or not moved:
         if trim_threshold != DEFAULT_TRIM_THRESHOLD and not moved:
-            notes.append(f"trim_threshold is {_kib(trim_threshold)} (default 128 KiB): free() gives the top "
+            notes.append(f"trim_threshold is {exact_bytes(trim_threshold)} (default 128 KiB): free() gives the top "
                          "of the main heap back only once it is larger than that")
     if top_pad != DEFAULT_TOP_PAD:
-        notes.append(f"top_pad is {_kib(top_pad)} (default 128 KiB): every heap extension asks for that much extra")
+        notes.append(f"top_pad is {exact_bytes(top_pad)} (default 128 KiB): every heap extension asks for that much extra")
     return TuningState(
         mmap_threshold=mmap_threshold,
         trim_threshold=trim_threshold,
@@ -149,16 +149,6 @@ def tuning_state(tunables) -> TuningState | None:
         n_mmaps=getattr(tunables, "n_mmaps", None),
         notes=tuple(notes),
     )
-
-
-def _kib(value: int) -> str:
-    if value == 0:
-        return "0 B"
-    if value % (1 << 20) == 0:
-        return f"{value >> 20} MiB"
-    if value % 1024 == 0:
-        return f"{value >> 10} KiB"
-    return f"{value} B"
 
 
 def _mib(value: int | float) -> str:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from memtop.format import counted, fmt_bytes, fmt_percent
+from memtop.format import counted, exact_bytes, fmt_bytes, fmt_percent
 from memtop.model.arenas import AnonCensus, AnonRegion, ArenaAnalysis, MallocInfo, RegionClass
 from memtop.render.arenas import (  # noqa: F401 - re-exported
     bucket_histogram,
@@ -166,8 +166,8 @@ def analysis_lines(a: ArenaAnalysis) -> list[str]:
         lines.append(f"environment: unknown ({env.reason})")
     if a.tuning is not None:
         t = a.tuning
-        lines.append(f"tuning: mmap_threshold {fmt_bytes(t.mmap_threshold)} ({'moved' if t.threshold_moved else 'dynamic, not moved' if t.dynamic_threshold else 'fixed'}), "
-                     f"trim_threshold {fmt_bytes(t.trim_threshold)}, top_pad {fmt_bytes(t.top_pad)}")
+        lines.append(f"tuning: mmap_threshold {exact_bytes(t.mmap_threshold)} ({'moved' if t.threshold_moved else 'dynamic, not moved' if t.dynamic_threshold else 'fixed'}), "
+                     f"trim_threshold {exact_bytes(t.trim_threshold)}, top_pad {exact_bytes(t.top_pad)}")
     if a.prediction is not None and a.prediction.thread_arenas > 1:
         lines.append(f"MALLOC_ARENA_MAX=2 would save about {fmt_bytes(a.prediction.saving_bytes)} of RSS "
                      f"({a.prediction.basis})")

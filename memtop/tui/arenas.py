@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from memtop.format import counted, fmt_bytes, fmt_count, fmt_duration, fmt_percent
+from memtop.format import counted, exact_bytes, fmt_bytes, fmt_count, fmt_duration, fmt_percent
 from memtop.model.arenas import FETCH_CHUNKS, ArenaAnalysis, ArenaDelta, MallocInfo, MallocInfoResult
 from memtop.model.findings import Severity
 from memtop.model.process import ProcessIdentity
@@ -508,11 +508,12 @@ class ArenasTab(TabView):
         if a.tuning is not None:
             t = a.tuning
             text.append("\ntuning ", styles["title"])
-            text.append(f"mmap_threshold {fmt_bytes(t.mmap_threshold)}"
+            text.append(f"mmap_threshold {exact_bytes(t.mmap_threshold)}"
                         f" ({'moved' if t.threshold_moved else 'not moved' if t.dynamic_threshold else 'fixed'}),"
-                        f" trim_threshold {fmt_bytes(t.trim_threshold)}, top_pad {fmt_bytes(t.top_pad)},"
+                        f" trim_threshold {exact_bytes(t.trim_threshold)}, top_pad {exact_bytes(t.top_pad)},"
                         f" mmapped chunks {fmt_count(t.n_mmaps)}\n")
-            for note in t.notes:
+            # a moved threshold's note is already among the findings above ("Allocator tuning: …")
+            for note in t.notes[1:] if t.threshold_moved else t.notes:
                 text.append(f"  {printable(note)}\n", styles["dim"])
         text.append("\nsmaps census ", styles["title"])
         if a.census is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
+from memtop.format import exact_bytes
 from memtop.model.process import ProcessIdentity
 from memtop.tui.app import MemtopApp
 from memtop.tui.arenas import ArenasTab, ConfirmMallocInfo
@@ -163,3 +164,28 @@ async def test_live_walk_of_the_real_target(children):
         # system bytes agree (the walk was made again right after), so no arena is marked there
         assert not any(str(table.get_row_at(row)[12]).startswith("≠") for row in range(5))
         assert child.ask("ping") == "pong"  # nothing was written to the target's stdout
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not IS_ROOT, reason="the heap walk reads /proc/PID/mem: needs root (or CAP_SYS_PTRACE)")
+async def test_a_moved_mmap_threshold_is_explained_once_in_exact_sizes(children):
+    """The tour saw the moved-threshold paragraph twice on the tab (as a finding, then again
+    under tuning), its size as 1588 KiB in one and 1.55 MiB in the other."""
+    from memtop.heap.arena_advice import analyze_arenas
+    from tests.live.test_arenas_tuning import FREE_A_BIG_CHUNK, _env
+    from tests.support import python_child
+
+    child = python_child(FREE_A_BIG_CHUNK, env=_env())
+    children.append(child)
+    analysis = analyze_arenas(child.pid, census=False)
+    assert analysis.tuning is not None and analysis.tuning.threshold_moved, analysis.heap_reason
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await _activate(pilot)
+        app.target = tab.identity = ProcessIdentity(analysis.pid, analysis.start_ticks)
+        tab.show_analysis(analysis)
+        await pilot.pause()
+        notes = _text(app, "#arenas-notes")
+        assert notes.count("the dynamic mmap threshold has moved") == 1, notes
+        threshold = analysis.tuning.mmap_threshold
+        assert f"mmap_threshold {exact_bytes(threshold)} (moved)" in notes and f"to {exact_bytes(threshold)}:" in notes
