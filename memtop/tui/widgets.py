@@ -276,6 +276,27 @@ class KeysFooter(Footer):
     switch makes whether or not a key changed: 17 times before the first screen was up."""
 
     _shown: tuple | None = None
+    _narrow = False
+    # Narrower than NARROW_WIDTH these keys leave the footer (1-8, +/-, D, A), so that the keys
+    # of every tab fit 80 columns (Page cache's were cut mid-word: "D Drop cac"): the tab bar
+    # shows the digits, `?` lists every key, and the keys still work.
+    NARROW_WIDTH = 100
+    NARROW_HIDDEN = ("tab(0)", "interval(1)", "drop_caches", "actions_log")
+
+    def compose(self):
+        keys = list(super().compose())
+        if self._narrow:
+            from textual.widgets._footer import FooterKey
+
+            keys = [k for k in keys if not (isinstance(k, FooterKey) and k.action in self.NARROW_HIDDEN)]
+            self.styles.grid_size_columns = len(keys)
+        yield from keys
+
+    async def on_resize(self, event) -> None:
+        narrow = event.size.width < self.NARROW_WIDTH
+        if narrow != self._narrow:
+            self._narrow = narrow
+            await self.recompose()
 
     def bindings_changed(self, screen) -> None:
         shown = tuple((binding.key, binding.description, enabled, tooltip)

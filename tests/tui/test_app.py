@@ -495,3 +495,25 @@ async def test_every_tab_label_fits_80_columns_and_the_full_titles_come_back_whe
         await pilot.resize_terminal(120, 40)
         await pilot.pause()
         assert [tab.label_text for tab in bar.query("Tab")] == [spec.label(i + 1) for i, spec in enumerate(TABS)]
+
+
+async def test_every_tabs_footer_fits_80_columns_and_the_hidden_keys_still_work():
+    """At 80x24 the footer was cut mid-word ("D Drop cac" on Page cache): narrower than 100
+    columns 1-8, +/-, D and A leave it (the tab bar shows the digits, ? lists every key)."""
+    from textual.widgets._footer import FooterKey
+
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot)
+        for spec in TABS:
+            await show_tab(pilot, spec.id)
+            await pilot.pause()
+            keys = list(app.query(FooterKey))
+            assert keys and all(k.region.right <= 80 for k in keys), (spec.id, [(k.key, k.region) for k in keys])
+            assert not {k.action for k in keys} & {"tab(0)", "interval(1)", "drop_caches", "actions_log"}
+        before = app.interval
+        await pilot.press("plus")  # hidden, and still a key
+        assert app.interval > before
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert "tab(0)" in {k.action for k in app.query(FooterKey)}
