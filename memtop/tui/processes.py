@@ -517,6 +517,8 @@ class ProcessesTab(TabView):
         sums, known = [sum(c) for c in columns], [len(c) for c in columns]
 
         def total(i: int) -> str:
+            if not rows:
+                return fmt_bytes(0)  # nothing listed sums to nothing (a filter matching none)
             if not known[i]:
                 return fmt_bytes(None)
             return ("≥" if known[i] < len(rows) else "") + fmt_bytes(sums[i])

@@ -169,6 +169,8 @@ async def test_a_filter_that_hides_the_selected_process_gives_it_back_when_clear
         await pilot.press("slash", *"[bold red]zz", "enter")
         await pilot.pause()
         assert table.rows == [] and app.target is None
+        totals = str(app.query_one("#process-totals").render())
+        assert "RSS 0 B   PSS 0 B   USS 0 B   swap 0 B" in totals, totals  # not "?": nothing is unknown
         await pilot.press("slash", "escape")
         await pilot.pause()
         assert table.cursor_pid == home and app.target.pid == home
