@@ -30,9 +30,12 @@ def add_arguments(parser) -> None:
                         help="scan directories (symlinks are not followed; FIFOs, sockets and devices are skipped)")
     parser.add_argument("--json", action="store_true", help="print JSON: {\"files\": [...]}")
     parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, metavar="N",
-                        help=f"stop a directory scan after N files (default {DEFAULT_LIMIT})")
+                        help=f"stop a directory scan after N files (default {DEFAULT_LIMIT}); see --top")
     parser.add_argument("--sort", choices=SORT_KEYS, default="path",
                         help="order of the files of a directory scan (default path)")
+    parser.add_argument("--top", type=positive_int, default=None, metavar="N",
+                        help="show only the first N files in that order, of all scanned "
+                             "(--sort cached --top 10: the ten most cached)")
 
 
 def _sort_key(name: str):
@@ -119,6 +122,9 @@ def render_text(stats) -> str:
 
 def run(args) -> int:
     stats, notes, failed = collect(args.paths, recursive=args.recursive, limit=args.limit, sort=args.sort)
+    if args.top is not None and len(stats) > args.top:
+        notes.append(f"{args.top} of {len(stats)} files shown (--top); the total is of those shown")
+        stats = stats[:args.top]
     if args.json:
         # One write: json.dump would call write() once per token (~30 per file).
         sys.stdout.write(json_dumps({"files": [file_json(s) for s in stats]}, indent=1) + "\n")

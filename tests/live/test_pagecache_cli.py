@@ -92,3 +92,18 @@ def test_snapshot_sections(tmp_path: Path, children):
                                 "workingset_refault_anon", "workingset_activate_file"}
     assert all(v is None or v >= 0 for v in vm["rates"].values())
     assert vm["units"]["pgpgin"] == "KiB/s"
+
+
+def test_cache_top_shows_the_most_cached_of_all_scanned(tmp_path: Path):
+    """`--limit 5 --sort cached` sorted the first 5 files scanned, not the 5 most cached (a
+    helper's tour): --top keeps the first N of all files in the chosen order."""
+    sizes = {"a": 1, "b": 3, "c": 2, "d": 5, "e": 4, "f": 6}  # pages; f is dropped from the cache
+    for name, pages in sizes.items():
+        write_file(tmp_path / name, pages * PAGE)
+        read_part(tmp_path / name, pages * PAGE)
+    drop_cache(tmp_path / "f")
+    out = memtop("cache", "-r", "--sort", "cached", "--top", "2", "--json", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    paths = [Path(f["path"]).name for f in json.loads(out.stdout)["files"]]
+    assert paths == ["d", "e"], paths
+    assert "2 of 6 files shown (--top)" in out.stderr
