@@ -35,7 +35,19 @@ COLUMNS = (
     ("CONTAINER", 22), ("USED", 8), ("LIMIT", 8), ("ANON", 8), ("FILE", 8), ("SHMEM", 8),
     ("KERNEL", 8), ("PSS", 8), ("RECLAIM", 8), ("TO LIMIT", 8), ("OOM", 3),
 )
+# Narrower than NARROW_WIDTH (the full table needs ~120 columns with cell padding) the table
+# keeps these, the name in NARROW_NAME columns; the split (file, shmem, kernel) and what reclaim
+# can free stay in the highlighted container's detail below it.
+NARROW_WIDTH = 120
+NARROW_COLUMNS = ("CONTAINER", "USED", "LIMIT", "ANON", "PSS", "TO LIMIT", "OOM")
+NARROW_NAME = 16
 EVENTS_SHOWN = 8
+
+
+def columns_for(width: int) -> tuple[tuple[str, int], ...]:
+    if width >= NARROW_WIDTH:
+        return COLUMNS
+    return tuple((title, NARROW_NAME if title == "CONTAINER" else w) for title, w in COLUMNS if title in NARROW_COLUMNS)
 
 
 def _b(value: int | None) -> str:
@@ -216,13 +228,11 @@ class ContainersTab(TabView):
         super().__init__(**kw)
         self.view: ContainersView | None = None
         self._keys: list[str] = []
+        self._columns: tuple[tuple[str, int], ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="containers-title")
-        table = ContainersTable(id="containers-table", cursor_type="row", zebra_stripes=False)
-        for title, width in COLUMNS:
-            table.add_column(Text(title), width=width, key=title)
-        yield table
+        yield ContainersTable(id="containers-table", cursor_type="row", zebra_stripes=False)
         with VerticalScroll(id="containers-body"):
             yield Static("", id="containers-detail")
             yield Static("", id="containers-oom")
@@ -251,6 +261,10 @@ class ContainersTab(TabView):
         if result.value is not None and result.value is not self.view:
             self.show_view(result.value, self.spaced_note(result))
 
+    def on_resize(self, event) -> None:
+        if self.view is not None and columns_for(event.size.width) != self._columns:
+            self.show_view(self.view)
+
     def show_view(self, view: ContainersView, spaced: str = "") -> None:
         """Draw one ContainersView (tests call this with a view read from cgroups they made);
         ``spaced``: when it was read, if the readings are spaced out (:func:`spaced_note`)."""
@@ -267,19 +281,29 @@ class ContainersTab(TabView):
         table = self.query_one(ContainersTable)
         keys = [entry.container.cgroup for entry in sample.containers]
         highlighted = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
+        columns = columns_for(self.size.width or self.app.size.width)
+        if columns != self._columns:  # first, or the terminal crossed NARROW_WIDTH: rows again
+            self._columns = columns
+            table.clear(columns=True)
+            for name, width in columns:
+                table.add_column(Text(name), width=width, key=name)
+            self._keys = []
+        shown = [i for i, (name, _) in enumerate(COLUMNS) if name in dict(columns)]
         if keys != self._keys:
             table.clear()
             for entry in sample.containers:
                 eta = oom.cgroup_times.get(entry.memory_path) if oom is not None else None
-                table.add_row(*container_row(entry, eta), key=entry.container.cgroup)
+                row = container_row(entry, eta)
+                table.add_row(*(row[i] for i in shown), key=entry.container.cgroup)
             self._keys = keys
             if highlighted in keys:
                 table.move_cursor(row=keys.index(highlighted), animate=False)
         else:
             for entry in sample.containers:
                 eta = oom.cgroup_times.get(entry.memory_path) if oom is not None else None
-                for (column, _), value in zip(COLUMNS, container_row(entry, eta)):
-                    table.update_cell(entry.container.cgroup, column, value)
+                row = container_row(entry, eta)
+                for (column, _), i in zip(columns, shown):
+                    table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
         self.query_one("#containers-oom", Static).update(oom_text(oom, time.time()))
 

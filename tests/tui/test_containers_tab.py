@@ -148,3 +148,27 @@ async def test_a_cgroup_name_with_rich_markup_is_shown_as_written(hierarchy):
                 assert f"cgroup {name} " in shown, shown
         finally:
             holder.close()
+
+
+async def test_at_80_columns_the_table_fits_and_the_detail_keeps_the_rest(hierarchy):
+    """At 80x24 the table ended at KERNE (PSS, reclaim, time to limit and OOM off screen, Right
+    scrolling one character at a time; a helper's tour): narrower than 120 columns it keeps
+    container, used, limit, anon, PSS, time to limit and OOM; the detail still has the split."""
+    with TestCgroup(hierarchy, limit=64 * MiB) as cg:
+        holder = cg.start(HOLD_ANON, "8")
+        try:
+            app = MemtopApp(sample=False)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("8")
+                tab = await tick(app, pilot)
+                tab = await tick(app, pilot)
+                table = tab.query_one(ContainersTable)
+                assert [str(c.label) for c in table.columns.values()] == [
+                    "CONTAINER", "USED", "LIMIT", "ANON", "PSS", "TO LIMIT", "OOM"]
+                assert table.virtual_size.width <= table.size.width <= 80
+                assert row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"  # LIMIT, in its column
+                await pilot.resize_terminal(130, 40)
+                await pilot.pause()
+                assert len(table.columns) == 11 and row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"
+        finally:
+            holder.close()
