@@ -576,9 +576,12 @@ class ProcessesTab(TabView):
             if len(known) >= 2 and not self.query_one(RssChart).display:
                 times = history.point_times()
                 span = fmt_duration(times[-1] - times[0])
-                third = (f"\n RSS, last {span}: {sparkline(rss_history, min(40, len(rss_history)))}"
-                         f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}"
-                         f"  ΔRSS/min {trend_text(history.rss_trend())}")
+                head = f" RSS, last {span}: "
+                tail = (f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}"
+                        f"  ΔRSS/min {trend_text(history.rss_trend())}")
+                # the sparkline gives way, so the figures after it fit (80 columns cut "max" off)
+                spark = max(8, min(40, len(rss_history), width - len(head) - len(tail) - 1))
+                third = f"\n{head}{sparkline(rss_history, spark)}{tail}"
             text = f"{first}\n{second}{fd}{third}"
         if line.content != text:
             line.update(text, layout=False)

@@ -519,3 +519,17 @@ async def test_every_tabs_footer_fits_80_columns_and_the_hidden_keys_still_work(
         await pilot.resize_terminal(120, 40)
         await pilot.pause()
         assert "tab(0)" in {k.action for k in app.query(FooterKey)}
+
+
+async def test_the_rss_history_line_fits_80_columns_with_its_figures():
+    """At 80 columns a 40-character sparkline pushed `max …` and ΔRSS/min off the line (a
+    helper's tour): the sparkline gives way."""
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot, ticks=45)
+        table = app.query_one(ProcessTable)
+        assert table.select_pid(1077)
+        await pilot.pause()
+        text = str(app.query_one("#process-detail-line").render())
+        history = next(line for line in text.splitlines() if line.startswith(" RSS, last"))
+        assert len(history) <= 80 and "max " in history and "ΔRSS/min" in history, history
