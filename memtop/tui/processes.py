@@ -580,7 +580,7 @@ class ProcessesTab(TabView):
                 tail = (f"  min {fmt_bytes(min(known))}  max {fmt_bytes(max(known))}"
                         f"  ΔRSS/min {trend_text(history.rss_trend())}")
                 # the sparkline gives way, so the figures after it fit (80 columns cut "max" off)
-                spark = max(8, min(40, len(rss_history), width - len(head) - len(tail) - 1))
+                spark = min(len(rss_history), 40, max(8, width - len(head) - len(tail) - 1))
                 third = f"\n{head}{sparkline(rss_history, spark)}{tail}"
             text = f"{first}\n{second}{fd}{third}"
         if line.content != text:
