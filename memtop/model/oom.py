@@ -511,7 +511,8 @@ class OomWatch:
                 event = OomEvent(tick.time, tick.wall_time, previous.time, "unknown", "", path, kills,
                                  MappingProxyType(counters), limit=before.limit, current_before=before.current,
                                  limit_hit=MappingProxyType(limit_hit))
-                event, reports = _name_victims(event, gone, reports, used_pids, lambda b, p=path: _within(b.cgroup, p))
+                event, reports = _name_victims(event, gone, reports, used_pids, lambda b, p=path: _within(b.cgroup, p),
+                                               seen=previous.processes)
                 new.append(event)
                 explained += kills
             system_kills = _counter_delta(previous.vmstat_oom_kill, tick.vmstat_oom_kill)
@@ -527,7 +528,8 @@ class OomWatch:
                 # this one was elsewhere.
                 watched = [c for c in tick.cgroups.values() if c.oom_kill is not None]
                 event, reports = _name_victims(event, gone, reports, used_pids,
-                                               lambda b: not any(_counts_for(c, b.cgroup) for c in watched))
+                                               lambda b: not any(_counts_for(c, b.cgroup) for c in watched),
+                                               seen=previous.processes)
                 new.append(event)
         # A report no counter explained yet (it can be read a tick before the counter moves) is
         # tried again at the next tick, then dropped.
@@ -609,13 +611,17 @@ def _deepest_moved(previous: OomTick, tick: OomTick) -> list[str]:
 
 
 def _name_victims(event: OomEvent, gone: dict[int, ProcessBrief], reports: list[KernelOomReport],
-                  used_pids: set[int], inside, late: bool = False) -> tuple[OomEvent, list[KernelOomReport]]:
+                  used_pids: set[int], inside, late: bool = False,
+                  seen: Mapping[int, ProcessBrief] = _EMPTY) -> tuple[OomEvent, list[KernelOomReport]]:
+    """``seen``: the previous tick's processes. A victim the kernel log names may still be listed
+    at this tick (an OOM-killed process frees its memory before it leaves /proc: slow on a busy
+    machine); what it held is then its brief of the previous tick, not unknown."""
     victims = list(event.victims)
     named = {v.pid for v in victims}
     remaining = []
     scope, basis = event.scope, event.scope_basis
     for report in reports:
-        brief = gone.get(report.pid)
+        brief = gone.get(report.pid) or seen.get(report.pid)
         fits = (report.pid not in used_pids and len(victims) < event.kills and report.pid not in named and
                 (_within(report.task_memcg, event.cgroup or "/") if report.task_memcg is not None
                  else brief is not None and inside(brief)))

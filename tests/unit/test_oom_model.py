@@ -9,6 +9,7 @@ v1/ and v1-after/ the cgroups' files before and after it.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -347,3 +348,18 @@ def test_the_frozen_sample_and_its_json():
     [event] = data["events"]
     assert event["victims"][0]["pid"] == victim and event["victims"][0]["kernel"]["constraint"] == "CONSTRAINT_MEMCG"
     assert data["system_time_to_exhaustion"]["reason"] is not None  # two ticks: too few points
+
+
+def test_a_victim_still_listed_at_the_tick_its_kill_is_read_holds_what_it_held_at_the_tick_before():
+    """CI saw the kernel log's victim with nothing memtop had seen of it (last None): on a busy
+    machine the killed process was still in /proc (exiting, its memory being freed) at the tick
+    that read the counter and the kernel line. What it held is then its previous tick's brief."""
+    victim, first, second = captured_ticks(with_report=True)
+    exiting = replace(first.processes[victim], rss=3 * MiB, state="R")
+    second = replace(second, processes=MappingProxyType({**second.processes, victim: exiting}))
+    watch = OomWatch()
+    watch.update(first)
+    [event] = watch.update(second)
+    [v] = event.victims
+    assert v.pid == victim and v.source == "kernel log"
+    assert v.last is not None and v.last.rss == 40 * MiB
