@@ -31,6 +31,14 @@ async def tick(app, pilot) -> ContainersTab:
     return app.query_one(ContainersTab)
 
 
+async def show_containers(app, pilot) -> ContainersTab:
+    """The Containers tab, after the two ticks its figures need (the first reads, the second
+    has deltas)."""
+    await pilot.press("8")
+    await tick(app, pilot)
+    return await tick(app, pilot)
+
+
 def row_of(tab: ContainersTab, cgroup: str) -> list[str]:
     table = tab.query_one(ContainersTable)
     return [str(cell) for cell in table.get_row(cgroup)]
@@ -42,9 +50,7 @@ async def test_a_limited_cgroup_shows_the_kernels_figures(hierarchy):
         try:
             app = MemtopApp(sample=False)
             async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.press("8")
-                tab = await tick(app, pilot)
-                tab = await tick(app, pilot)
+                tab = await show_containers(app, pilot)
                 entry = tab.view.containers.by_cgroup(cg.cgroup_path)
                 assert entry is not None
                 usage = cg.usage()
@@ -138,9 +144,7 @@ async def test_a_cgroup_name_with_rich_markup_is_shown_as_written(hierarchy):
         try:
             app = MemtopApp(sample=False)
             async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.press("8")
-                tab = await tick(app, pilot)
-                tab = await tick(app, pilot)
+                tab = await show_containers(app, pilot)
                 await pilot.pause()
                 assert tab.view.containers.by_cgroup(cg.cgroup_path) is not None
                 table = tab.query_one(ContainersTable)
@@ -159,9 +163,7 @@ async def test_at_80_columns_the_table_fits_and_the_detail_keeps_the_rest(hierar
         try:
             app = MemtopApp(sample=False)
             async with app.run_test(size=(80, 24)) as pilot:
-                await pilot.press("8")
-                tab = await tick(app, pilot)
-                tab = await tick(app, pilot)
+                tab = await show_containers(app, pilot)
                 table = tab.query_one(ContainersTable)
                 assert [str(c.label) for c in table.columns.values()] == [
                     "CONTAINER", "USED", "LIMIT", "ANON", "PSS", "TO LIMIT", "OOM"]
