@@ -284,6 +284,10 @@ class KeysFooter(Footer):
     NARROW_HIDDEN = ("tab(0)", "interval(1)", "drop_caches", "actions_log")
 
     def compose(self):
+        # Decided here, from the app's size, so that the first compose is the right one: a
+        # recompose on the first Resize raced with the first screen (the 80x24 snapshots
+        # sometimes lacked the tab's keys).
+        self._narrow = self.app.size.width < self.NARROW_WIDTH
         keys = list(super().compose())
         if self._narrow:
             from textual.widgets._footer import FooterKey
