@@ -211,18 +211,13 @@ def system_findings(sample: PressureSample | None) -> list[Finding]:
     if memory is None or memory.full is None or memory.full.avg10 <= 0:
         return []
     full = memory.full.avg10
-    if full < STALL_WARN_PERCENT:
-        return [Finding(
-            Severity.INFO,
-            f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s "
-            f"(/proc/pressure/memory full avg10): brief, a warning from {STALL_WARN_PERCENT:g}%",
-            "nothing to do unless it grows; the stall log below says who grew when a stall passed the trigger",
-        )]
+    brief = full < STALL_WARN_PERCENT
     return [Finding(
-        Severity.WARNING,
-        f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s "
-        "(/proc/pressure/memory full avg10): reclaim or refaults are costing real time",
-        "look for a cgroup near its limit below, or a process growing in the stall log",
+        stall_severity(full),
+        f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s (/proc/pressure/memory full avg10)"
+        + (f": brief, a warning from {STALL_WARN_PERCENT:g}%" if brief else ": reclaim or refaults are costing real time"),
+        "nothing to do unless it grows; the stall log below says who grew when a stall passed the trigger" if brief
+        else "look for a cgroup near its limit below, or a process growing in the stall log",
     )]
 
 
