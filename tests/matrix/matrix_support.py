@@ -64,7 +64,8 @@ def kill_group(proc: subprocess.Popen) -> None:
 def boot(kernel_dir: Path, outdir: Path, command: str, *, append: tuple[str, ...] = (), timeout: float = 900,
          memory: str = "1G", cpus: int = 2) -> tuple[float, str]:
     """Boot the unpacked kernel under virtme-ng with TCG, the host's filesystem shared read-only
-    and ``outdir`` writable, run ``command`` in the guest; (seconds, vng's output).
+    and ``outdir`` writable, run ``command`` in the guest; (seconds, vng's output ending with its
+    exit status).
 
     The caller judges by the files the guest wrote into ``outdir``, not by vng's exit status
     (without udev in the guest it is not the command's). qemu and vng are killed (process group)
@@ -90,4 +91,4 @@ def boot(kernel_dir: Path, outdir: Path, command: str, *, append: tuple[str, ...
         pytest.fail(f"the guest ({images[0].name}) did not finish within {timeout:.0f} s")
     finally:
         kill_group(proc)
-    return time.monotonic() - started, output
+    return time.monotonic() - started, f"{output}[vng exit status {proc.returncode}]"
