@@ -246,8 +246,8 @@ class SystemFilesPart(Part):
         note = f"{counted(len(files), 'file')} held by {counted(held.processes_seen, 'process', 'processes')}" + _listed_note(age)
         if held.processes_denied:
             # not "by this user": the kernel refuses some even to root (PID 1's fd table here)
-            note += (f"; {counted(held.processes_denied, 'process', 'processes')} whose open files could not be "
-                     "read (permission denied): their files are not listed")
+            note += (f"; open files of {counted(held.processes_denied, 'process', 'processes')} unreadable "
+                     "(permission denied), not listed")
         method = "cachestat(2)" if cachestat_supported() else "mmap(2)+mincore(2)"
         return FilesView(tuple(files), note, None, held.processes_seen, held.processes_denied, method)
 

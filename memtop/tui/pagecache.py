@@ -236,12 +236,14 @@ class FileTable(CursorTable):
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 
 
+MIB = 1 << 20
 # (vmstat key, label, factor to the unit shown) per chart line
 CHARTS = (
     ("disk I/O MiB/s (vmstat bi/bo)", (("pgpgin", "in", 1 / 1024), ("pgpgout", "out", 1 / 1024))),
     ("major faults /s", (("pgmajfault", "majflt", 1.0),)),
-    ("refaults /s (pages)", (("workingset_refault_file", "file", 1.0), ("workingset_refault_anon", "anon", 1.0),
-                             ("workingset_activate_file", "activate", 1.0))),
+    # In MiB/s like disk I/O and the thrashing verdict (refaults against reads), not in pages.
+    ("refaults MiB/s", (("workingset_refault_file", "file", PAGE_SIZE / MIB), ("workingset_refault_anon", "anon", PAGE_SIZE / MIB),
+                        ("workingset_activate_file", "activate", PAGE_SIZE / MIB))),
 )
 
 
@@ -269,9 +271,13 @@ class RateChart(CachedPlot):
             return
         now = history[-1].time
         xs = [r.time - now for r in history]
+        top = 0.0
         for i, (vm_key, label, factor) in enumerate(self.lines):
             ys = [(r.get(vm_key) or 0.0) * factor for r in history]
+            top = max(top, *ys)
             plt.plot(xs, ys, marker=series_marker(self.app, i), label=label)
+        # Rates are never below 0: plotext's own range for an all-zero line was -1..1.
+        plt.ylim(0, top * 1.05 if top > 0 else 1)
         plt.xticks(*ago_ticks(-xs[0], 3))
         plt.yfrequency(3)
         self.replot()
@@ -289,7 +295,7 @@ class PageCacheTab(TabView):
         ("(c) files", "a walk of the directory: no symlinks followed, FIFOs/sockets/devices skipped, pseudo fs not entered"),
         ("disk I/O", "/proc/vmstat pgpgin / pgpgout (KiB, vmstat(8) bi/bo), difference per second"),
         ("major faults", "/proc/vmstat pgmajfault per second"),
-        ("refaults", "/proc/vmstat workingset_refault_file/_anon, workingset_activate_file per second"),
+        ("refaults", "/proc/vmstat workingset_refault_file/_anon, workingset_activate_file per second, x page size"),
         ("thrashing", "refaults >= 1 MiB/s and >= 25% of pgpgin over the last 5 ticks; files with recently evicted pages"),
     )
     TAB_KEYS = (
