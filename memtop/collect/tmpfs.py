@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
+from memtop.format import counted
 from memtop.model.tmpfs import (
     MEMORY_FSTYPES,
     SHMEM_FSTYPES,
@@ -597,7 +598,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
         if hugetlb:
             note += f"; {hugetlb} on huge pages left out (HugePages_*, not Shmem)"
         if processes_unreadable:
-            note += f"; {processes_unreadable} process(es) not readable: what they hold is missing"
+            note += f"; {counted(processes_unreadable, 'process', 'processes')} not readable: what they hold is missing"
         parts.append(ShmemPart(title, total, "lower bound" if lower or processes_unreadable else "measured",
                                source, note))
 
@@ -609,9 +610,9 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
     if namespaces_unread:
         what += f"; {namespaces_unread} mount namespace(s) were not readable"
     if smaps_skipped:
-        what += f"; {smaps_skipped} process(es) with shared mappings skipped by the smaps bounds"
+        what += f"; {counted(smaps_skipped, 'process', 'processes')} with shared mappings skipped by the smaps bounds"
     if processes_unreadable:
-        what += f"; memfds and shared memory of {processes_unreadable} process(es) not readable (needs root)"
+        what += f"; memfds and shared memory of {counted(processes_unreadable, 'process', 'processes')} not readable (needs root)"
     if remainder is not None and remainder < 0:
         what = ("negative: the parts exceed Shmem because tmpfs used and memfd allocated count pages "
                 "swapped out" + (f" (swap in use: {swap_used} bytes)" if swap_used else "")
@@ -698,7 +699,7 @@ def collect_report(root: Path = PROC, meminfo: Mapping[str, int] | None = None, 
     for pid in pids:
         proc.visit(pid)
     if proc.denied:
-        warnings.append(f"{len(proc.denied)} process(es) whose fd table or maps is not readable "
+        warnings.append(f"{counted(len(proc.denied), 'process', 'processes')} whose fd table or maps is not readable "
                         "(other users' processes need root): their deleted files and shared memory are missing")
 
     try:

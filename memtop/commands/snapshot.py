@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from memtop.commands import CliError, pid_arg, positive_int
-from memtop.format import fmt_bytes, fmt_count
+from memtop.format import fmt_bytes, fmt_count, counted
 from memtop.procfs import ProcfsError
 from memtop.model.snapshot import buff_cache, memory_used
 from memtop.text import json_dumps, printable
@@ -97,7 +97,7 @@ def render_text(doc: dict, top: int = 25) -> str:
     unknown = [p for p in doc["processes"] if p["pss_bytes"] is None and not p["kernel_thread"] and p["state"] != "Z"]
     if unknown:
         lines.append("")
-        lines.append(f"? = unknown: smaps_rollup unreadable for {len(unknown)} process(es), e.g. PID {unknown[0]['pid']}: "
+        lines.append(f"? = unknown: smaps_rollup unreadable for {counted(len(unknown), 'process', 'processes')}, e.g. PID {unknown[0]['pid']}: "
                      f"{printable(unknown[0]['unknown_reasons'].get('smaps_rollup'))}")
     return "\n".join(lines) + "\n"
 

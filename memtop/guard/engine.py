@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from memtop.format import fmt_bytes
+from memtop.format import fmt_bytes, counted
 from memtop.guard.config import GuardConfig
 from memtop.guard.policy import Cooldown, Ranking, StopLimit, WalkBudget, scan
 from memtop.guard.pressure import PressureReading, PressureSource, PressureSourceError
@@ -220,7 +220,7 @@ class Guard:
                 self._end_episode("the guard is stopping")
             trims = ", ".join(f"{n} {status}" for status, n in sorted(self.stats.trims.items())) or "none"
             self.log.emit("stop", f"memtop guard stopped: {self.stats.episodes} episode(s), trims: {trims}, "
-                                  f"{self.stats.evicts} evict pass(es), released {fmt_bytes(self.stats.released_bytes)}",
+                                  f"{counted(self.stats.evicts, 'evict pass', 'evict passes')}, released {fmt_bytes(self.stats.released_bytes)}",
                           episodes=self.stats.episodes, trims=self.stats.trims, evicts=self.stats.evicts,
                           released_bytes=self.stats.released_bytes)
         if not self.config.dry_run:
@@ -431,7 +431,7 @@ class Guard:
                 walked = [e for e in entries if e is not None]
                 refused = sum(e.refusal is not None for e in walked)
                 unknown = sum(e.refusal is None and e.release_bytes is None for e in walked)
-                detail = [f"{len(allowed)} allowed process(es) have that much anonymous memory",
+                detail = [f"{counted(len(allowed), 'allowed process', 'allowed processes')} {'has' if len(allowed) == 1 else 'have'} that much anonymous memory",
                           f"{len(walked)} walked"]
                 if refused:
                     detail.append(f"{refused} refused by trim")

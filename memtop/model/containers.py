@@ -637,7 +637,7 @@ def container_findings(entry: ContainerMemory, time_to_limit=None) -> list:
         ))
     kills = entry.events_delta.get("oom_kill", 0)
     if kills:
-        out.append(Finding(Severity.CRITICAL, f"the OOM killer killed {kills} process(es) in {name} since the last tick",
+        out.append(Finding(Severity.CRITICAL, f"the OOM killer killed {counted(kills, 'process', 'processes')} in {name} since the last tick",
                            "see the OOM events for the victim and what it held"))
     return out
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from memtop.format import counted
 from memtop.model.findings import Finding, Severity
 
 PSI_RESOURCES = ("memory", "io", "cpu")
@@ -196,7 +197,7 @@ def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> lis
     if kills:
         out.append(Finding(
             Severity.CRITICAL,
-            f"the OOM killer killed {kills} process(es) in cgroup {cgroup.path} since memtop started",
+            f"the OOM killer killed {counted(kills, 'process', 'processes')} in cgroup {cgroup.path} since memtop started",
             "dmesg shows which; the cgroup's limit, not the host's memory, was the cause",
         ))
     return out

@@ -9,6 +9,7 @@ Likewise slab growth is not in the snapshot.
 
 from __future__ import annotations
 
+from memtop.format import counted
 from memtop.model.kernel import (
     FD_MIN_SPAN_S,
     FD_WINDOW_S,
@@ -84,7 +85,7 @@ def kernel_json(view: KernelView) -> dict:
     if view.file_nr_reason:
         reasons["file_nr"] = view.file_nr_reason
     if view.namespaces_unreadable:
-        reasons["sockstat"] = (f"the network namespace of {view.namespaces_unreadable} process(es) could not be read "
+        reasons["sockstat"] = (f"the network namespace of {counted(view.namespaces_unreadable, 'process', 'processes')} could not be read "
                                "(another user's process needs root; some the kernel refuses even to root): "
                                "namespaces only they are in are missing")
     slab_total = sum(r.cache.total_bytes for r in view.slabs) if view.slabs is not None else None

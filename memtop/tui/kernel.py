@@ -26,7 +26,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent
+from memtop.format import fmt_bytes, fmt_count, fmt_duration, fmt_percent, counted
 from memtop.model.kernel import (
     FD_WINDOW_S,
     KERNEL_CATEGORIES,
@@ -312,7 +312,7 @@ def sockets_table(view: KernelView, width: int = 200) -> Table:
     for ns in view.namespaces:
         table.add_row(*namespace_cells(ns))
     if view.namespaces_unreadable:
-        table.caption = f"namespace of {view.namespaces_unreadable} process(es) unreadable"
+        table.caption = f"namespace of {counted(view.namespaces_unreadable, 'process', 'processes')} unreadable"
     return table
 
 

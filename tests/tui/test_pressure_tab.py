@@ -105,7 +105,7 @@ async def test_events_since_start_are_highlighted(tmp_path):
         assert "failcnt+10 oom_kill+2" in tree
         detail = squeezed(text_of(tab.query_one("#pressure-detail")))
         assert "oom_kill 3 (+2)" in detail
-        assert "killed 2 process(es) in cgroup /memtop-test since memtop started" in detail
+        assert "killed 2 processes in cgroup /memtop-test since memtop started" in detail
 
 
 async def test_a_tick_with_the_same_figures_repaints_nothing(tmp_path):

@@ -84,5 +84,5 @@ def test_unreadable_processes_make_object_parts_lower_bounds():
     rec = reconcile({"Shmem": 4 * MiB}, (), (), (), (), processes_unreadable=7)
     p = parts(rec)
     for name in ("memfd", "shared anonymous"):
-        assert p[name].quality == "lower bound" and "7 process(es) not readable" in p[name].note
+        assert p[name].quality == "lower bound" and "7 processes not readable" in p[name].note
     assert "not readable (needs root)" in p["not explained"].note
