@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+MiB = 1 << 20
 
 UNKNOWN = "?"
 

@@ -15,7 +15,7 @@ import struct
 import time
 from pathlib import Path
 
-from memtop.format import fmt_bytes, fmt_percent
+from memtop.format import MiB, fmt_bytes, fmt_percent
 from memtop.heap import analyze
 from memtop.heap.glibc import HEAP_MAX_SIZE
 from memtop.heap.memory import Mapping, TargetMemory, parse_maps_file
@@ -24,7 +24,6 @@ from memtop.model.heap import HeapReport, Layer, LayerReport, split_unknown_reas
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError, read_bytes
 from memtop.procfs.process import read_cmdline, read_rollup, read_stat, read_status
 
-MiB = 1 << 20
 _SMAPS_KEYS = {"Rss", "Pss", "Anonymous", "LazyFree", "Swap", "Private_Dirty"}
 
 

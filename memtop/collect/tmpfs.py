@@ -580,7 +580,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
     parts.append(ShmemPart(
         "SysV segments", sum(sysv_known) if sysv_known or not sysv_rss else None,
         "measured" if len(sysv_known) == len(sysv_rss) else "lower bound", "/proc/sysvipc/shm rss",
-        f"resident pages of {len(sysv)} segment(s); SHM_HUGETLB segments are in HugePages, not Shmem, "
+        f"resident pages of {counted(len(sysv), 'segment')}; SHM_HUGETLB segments are in HugePages, not Shmem, "
         "but the file does not tell them apart"))
 
     for kind, title in (("memfd", "memfd"), ("shared anon", "shared anonymous")):
@@ -608,7 +608,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
             "unmounted lazily but still open, mounts in namespaces not readable; kernel users of shmem such as GPU (DRM GEM) buffers, and shared memory "
             "in processes whose smaps was not read")
     if namespaces_unread:
-        what += f"; {namespaces_unread} mount namespace(s) were not readable"
+        what += f"; {counted(namespaces_unread, 'mount namespace')} not readable"
     if smaps_skipped:
         what += f"; {counted(smaps_skipped, 'process', 'processes')} with shared mappings skipped by the smaps bounds"
     if processes_unreadable:
@@ -631,7 +631,7 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
                   else "statvfs(2), in huge pages (meminfo HugePages_*)")
         outside_parts.append(ShmemPart(fstype, sum(known) if known else None,
                                        "measured" if len(known) == len(values) else "lower bound", source,
-                                       f"{len(values)} filesystem(s); not part of Shmem"))
+                                       f"{counted(len(values), 'filesystem')}; not part of Shmem"))
     return ShmemReconciliation(shmem, tuple(parts), remainder, tuple(outside_parts), tuple(notes))
 
 

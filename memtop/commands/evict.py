@@ -7,6 +7,7 @@ import sys
 
 from memtop.actions import unavailable_reason
 from memtop.commands import CliError
+from memtop.format import counted
 from memtop.render.evict import describe, summarize
 from memtop.text import json_safe, printable
 
@@ -57,5 +58,5 @@ def run(args) -> int:
     if results and done == len(results):
         return 0
     # A failure says so in one line on stderr, as every command does (the details are above).
-    print(f"memtop: {len(results) - done} of {len(results)} path(s) not (completely) evicted", file=sys.stderr)
+    print(f"memtop: {len(results) - done} of {counted(len(results), 'path')} not (completely) evicted", file=sys.stderr)
     return 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memtop.commands import CliError, pid_arg
-from memtop.format import fmt_bytes, fmt_duration
+from memtop.format import counted, fmt_bytes, fmt_duration
 from memtop.text import json_dumps, printable
 
 if TYPE_CHECKING:  # memtop.model.heap: 11 ms to import, and only the explain command needs it
@@ -145,12 +145,12 @@ def render_text(report: LayerReport, arenas=None) -> str:
             lines.append(f"  static executable: main_arena from its own symbol table ({heap.version_basis or 'glibc'})")
         if heap.version_tested is False:
             lines.append(f"  note: glibc {heap.glibc_version}'s layout is from the glibc source; memtop was tested on 2.36")
-        lines.append(_row("heap (system bytes)", heap.system_bytes, f"{len(heap.arenas)} arena(s)"))
+        lines.append(_row("heap (system bytes)", heap.system_bytes, counted(len(heap.arenas), "arena")))
         lines.append(_row("in use", heap.in_use_bytes, f"incl. {fmt_bytes(heap.tcache_bytes)} in tcache", indent=4))
         lines.append(_row("free, kept by glibc", heap.free_bytes + heap.fastbin_bytes,
                           f"{fmt_bytes(heap.fastbin_bytes)} of it in fastbins", indent=4))
         lines.append(_row("top", heap.top_bytes, indent=4))
-        lines.append(_row("mmapped chunks", heap.mmapped_bytes, f"{heap.mmapped_count} chunk(s), from mp_"))
+        lines.append(_row("mmapped chunks", heap.mmapped_bytes, f"{counted(heap.mmapped_count, 'chunk')}, from mp_"))
         lines.append(_row("malloc_trim(0) would release", heap.trim_release_bytes, "of RSS, now"))
         if heap.pin is not None and heap.pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
             pin = heap.pin

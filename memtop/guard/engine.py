@@ -219,7 +219,7 @@ class Guard:
             if self.episode is not None:
                 self._end_episode("the guard is stopping")
             trims = ", ".join(f"{n} {status}" for status, n in sorted(self.stats.trims.items())) or "none"
-            self.log.emit("stop", f"memtop guard stopped: {self.stats.episodes} episode(s), trims: {trims}, "
+            self.log.emit("stop", f"memtop guard stopped: {counted(self.stats.episodes, 'episode')}, trims: {trims}, "
                                   f"{counted(self.stats.evicts, 'evict pass', 'evict passes')}, released {fmt_bytes(self.stats.released_bytes)}",
                           episodes=self.stats.episodes, trims=self.stats.trims, evicts=self.stats.evicts,
                           released_bytes=self.stats.released_bytes)
@@ -322,7 +322,7 @@ class Guard:
         self.episode = None
         self._metric("pressure_active", set_to=0)
         self.log.emit("calm", f"pressure gone ({why}): episode {episode.number} lasted "
-                              f"{self.clock() - episode.started:.1f} s, {episode.actions} action(s), "
+                              f"{self.clock() - episode.started:.1f} s, {counted(episode.actions, 'action')}, "
                               f"memory stall {episode.stall_some_us / 1e6:.2f} s (some)",
                       episode=episode.number, why=why, seconds=round(self.clock() - episode.started, 3),
                       actions=episode.actions, stall_some_us=episode.stall_some_us, stall_full_us=episode.stall_full_us)
@@ -599,7 +599,7 @@ class Guard:
             self.stats.evicts += 1
             self._metric("actions", "evict", "dry_run", inc=1)
             self._metric("last_action", set_to=time.time())
-            self.log.emit("would-evict", f"dry run: would evict {len(targets)} file(s) holding "
+            self.log.emit("would-evict", f"dry run: would evict {counted(len(targets), 'file')} holding "
                                          f"{fmt_bytes(sum(known)) if known else 'an unknown amount of'} page cache",
                           files=len(targets), cached_bytes=sum(known) if known else None,
                           paths=[t.path for t in targets[:50]], skipped=skipped[:20], why=why)
@@ -627,7 +627,7 @@ class Guard:
                             "partial": sum(r.outcome == "partial" for r in results), "dropped_bytes": dropped,
                             "per_file": [r.as_json() for r in results[:200]]},
                     duration_s=duration, guard=context)
-        self.log.emit("evict", f"evicted {len(results)} file(s): dropped {fmt_bytes(dropped)} of page cache, "
+        self.log.emit("evict", f"evicted {counted(len(results), 'file')}: dropped {fmt_bytes(dropped)} of page cache, "
                                f"{sum(not r.ok for r in results)} not evicted",
                       files=len(results), dropped_bytes=dropped, failed=sum(not r.ok for r in results),
                       refused=sum(r.refused for r in results), skipped=skipped[:20],

@@ -7,11 +7,9 @@ Nothing here speaks of glibc's arenas, MALLOC_ARENA_MAX or malloc_trim: those do
 
 from __future__ import annotations
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, fmt_bytes
 from memtop.model.allocator import AllocatorReport
 from memtop.model.findings import Finding, Severity
-
-MiB = 1 << 20
 
 
 def _worth(value: int | None, rss: int | None, floor: int = 8 * MiB, share: float = 0.10) -> bool:

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memtop.format import counted
 from memtop.model.process import ProcessIdentity
 from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_text
 from memtop.procfs.process import read_stat
@@ -876,7 +877,7 @@ def open_session(identity: ProcessIdentity, *, mutex_addresses: list[int], timeo
                     session.notes.append(note)
                 remaining = deadline - time.monotonic()
                 if attempt == attempts or remaining < 0.3:
-                    raise Busy(f"{e} (tried {attempt} time(s))") from None
+                    raise Busy(f"{e} (tried {counted(attempt, 'time')})") from None
                 session.notes.append(f"attempt {attempt}: {e}; detached and retried")
                 time.sleep(min(0.1 * attempt, remaining / 2))
                 wait_for_free_mutexes(identity.pid, mutex_addresses, max(0.0, deadline - time.monotonic()), root)

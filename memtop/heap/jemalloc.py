@@ -34,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from memtop.format import counted
 from memtop.heap.allocators import LibraryImage, ReaderError, environment, open_library, thread_names
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorArena, AllocatorReport, AllocatorSetting
@@ -423,7 +424,7 @@ def settings(pid: int, root: Path, mem: TargetMemory, image: LibraryImage, maps:
     if running:
         # Enabled, whatever the options said at start (redis turns it on through mallctl).
         out = [s if s.name != "background_thread" else
-               AllocatorSetting("background_thread", "true", f"{running} thread(s) named {BACKGROUND_THREAD_NAME} run")
+               AllocatorSetting("background_thread", "true", f"{counted(running, 'thread')} named {BACKGROUND_THREAD_NAME} running")
                for s in out]
     out.append(AllocatorSetting("background_threads_running", str(running),
                                 f"threads named {BACKGROUND_THREAD_NAME} (/proc/PID/task/*/comm)"))

@@ -131,5 +131,5 @@ def process_fd_growth(sample, view: ProcessView, pid: int | None = None) -> dict
         reason = f"fd count unknown: {view.sample.fd_reason}"
     else:
         reason = (f"needs fd counts over at least {FD_MIN_SPAN_S:.0f} s (window {FD_WINDOW_S:.0f} s); "
-                  f"this snapshot has {len(history)} sample(s): watch it in the TUI's Kernel tab")
+                  f"this snapshot has {counted(len(history), 'sample')}: watch it in the TUI's Kernel tab")
     return {"fd_growth_per_min": None, "fd_growth_window_s": None, "fd_growth_reason": reason}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memtop.format import fmt_bytes
+from memtop.format import counted, fmt_bytes
 from memtop.text import printable
 
 
@@ -11,7 +11,7 @@ def summarize(results) -> str:
     in_memory = sum(1 for r in results if r.ok and r.memory_fs and r.outcome == "partial")
     count = {k: sum(r.outcome == k for r in results) for k in ("complete", "partial", "failed", "refused", "unknown")}
     count["partial"] -= in_memory
-    parts = [f"{count['complete']} of {len(results)} file(s) evicted completely"]
+    parts = [f"{count['complete']} of {counted(len(results), 'file')} evicted completely"]
     if count["partial"]:
         parts.append(f"{count['partial']} partly (pages stayed cached, see above)")
     if in_memory:

@@ -19,7 +19,7 @@ import os
 import re
 import struct
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, fmt_bytes
 from memtop.heap.elf import ElfError, ElfFile
 from memtop.heap.memory import Mapping, TargetMemory
 from memtop.model.findings import Finding, Severity
@@ -27,7 +27,6 @@ from memtop.model.runtime import Figure, Region, RuntimeReport, Unknown
 from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError, read_bytes
 from memtop.runtime import Target, list_dir_in_root, read_file_in_root
 
-MiB = 1 << 20
 MAX_EXE_BYTES = 256 << 20
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": MiB, "mb": MiB, "g": 1 << 30, "gb": 1 << 30,
           "t": 1 << 40, "tb": 1 << 40}

@@ -28,7 +28,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, fmt_bytes
 from memtop.heap.memory import TargetMemory
 from memtop.model.findings import Finding, Severity
 from memtop.model.runtime import Figure, Region, RuntimeReport, Unknown
@@ -39,7 +39,6 @@ ALIGNMENT = 16  # 64-bit, since 3.8
 SIZE_CLASSES = 32  # SMALL_REQUEST_THRESHOLD 512 / ALIGNMENT
 POOL_OVERHEAD = 48  # sizeof(struct pool_header) rounded to ALIGNMENT
 MAX_CANDIDATES = 4_000_000  # POOL_SIZE-aligned addresses visited at most (64 GiB of resident memory)
-MiB = 1 << 20
 _HEADER = struct.Struct("<QQQQIIII")
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import struct
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, fmt_bytes
 from memtop.heap.elf import ElfError, ElfFile
 from memtop.heap.memory import TargetMemory
 from memtop.model.findings import Finding, Severity
@@ -30,7 +30,6 @@ from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError
 from memtop.runtime import Target
 
 MAX_EXE_BYTES = 512 << 20
-MiB = 1 << 20
 # gcControllerState field offsets, by Go minor version (see the module doc).
 LAYOUTS = {
     (1, 19): {"gcPercent": 0, "memoryLimit": 8, "heapLive": 136, "heapMarked": 184, "heapInUse": 304,

@@ -31,7 +31,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, counted, fmt_bytes
 from memtop.heap.memory import Mapping, TargetMemory
 from memtop.model.findings import Finding, Severity
 from memtop.model.runtime import Figure, Region, RuntimeReport, Unknown
@@ -44,7 +44,6 @@ ENTRY_HEADER_SIZE = 20
 MAX_FILE_BYTES = 16 << 20  # PerfDataMemorySize is 64 KiB by default; 16 MiB is far above any setting
 MAX_ENTRIES = 100_000
 MAX_NAME = 1024
-MiB = 1 << 20
 _PERF_PATH = re.compile(r"^(/.*)/hsperfdata_([^/]+)/(\d+)(?: \(deleted\))?$")
 
 
@@ -434,7 +433,7 @@ def _advice(pid, gc_name, used, committed, resident, heap_max, meta, native, gc_
         if "full" in name.lower():
             full = c(f"sun.gc.collector.{k}.invocations")
     if gc_name == "GarbageFirst" and full:
-        out.append(Finding(Severity.INFO, f"G1 ran {full} full GC(s): concurrent marking did not keep up, or "
+        out.append(Finding(Severity.INFO, f"G1 ran {counted(full, 'full GC')}: concurrent marking did not keep up, or "
                                           "humongous objects filled the heap.",
                            "`-Xlog:gc*` says why; -XX:G1HeapRegionSize larger if humongous allocations cause them."))
     if meta is not None and meta >= 256 * MiB:

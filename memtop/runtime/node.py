@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from collections import Counter, defaultdict
 
-from memtop.format import fmt_bytes
+from memtop.format import MiB, fmt_bytes
 from memtop.heap.memory import TargetMemory
 from memtop.model.findings import Finding, Severity
 from memtop.model.runtime import Figure, Region, RuntimeReport, Unknown
@@ -35,7 +35,6 @@ from memtop.runtime import Target
 V8_PAGE = 256 << 10
 HEADER = struct.Struct("<12Q")
 MAX_CANDIDATES = 1_000_000
-MiB = 1 << 20
 # AllocationSpace in V8 11.3 (src/common/globals.h).
 SPACES = {0: "read_only_space", 1: "new_space", 2: "old_space", 3: "code_space", 4: "shared_space",
           5: "new_large_object_space", 6: "large_object_space", 7: "code_large_object_space",

@@ -27,7 +27,7 @@ from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from memtop.actions import READ_ONLY_REASON, unavailable_reason
-from memtop.format import fmt_bytes, fmt_duration, fmt_rate, sparkline
+from memtop.format import counted, fmt_bytes, fmt_duration, fmt_rate, sparkline
 from memtop.model.process import ProcessIdentity
 from memtop.text import printable
 
@@ -248,16 +248,16 @@ class TrimScreen(_ActionScreen):
                 if p.release_bytes == 0:
                     text.append("Nothing would be released: ", style="bold")
                     text.append("the heap walk finds no resident free page malloc_trim(0) could give back "
-                                f"({len(p.mutex_addresses)} arena(s)), e.g. right after a trim. Trimming now would "
+                                f"({counted(len(p.mutex_addresses), 'arena')}), e.g. right after a trim. Trimming now would "
                                 "stop the process for nothing; the default is to leave it.\n")
                 elif p.release_bytes is not None:
                     text.append("The heap walk predicts RSS will drop by ")
                     text.append(fmt_bytes(p.release_bytes), style="bold")
-                    text.append(f" ({len(p.mutex_addresses)} arena(s)).\n")
+                    text.append(f" ({counted(len(p.mutex_addresses), 'arena')}).\n")
                 else:
                     text.append(f"No prediction: {printable(p.reason)}\n")
                 text.append(f"gdb will stop the process for about {p.estimated_stop_s * 1000:.0f} ms "
-                            f"({p.threads or '?'} thread(s)) to call malloc_trim(0), after checking that no thread "
+                            f"({counted(p.threads, 'thread') if p.threads else 'threads unknown'}) to call malloc_trim(0), after checking that no thread "
                             "is inside malloc and every arena lock is free.\n")
         if self.phase == "trimming":
             text.append("\nTrimming… (gdb attached; the timeout is "
@@ -420,7 +420,7 @@ class EvictScreen(_ActionScreen):
 
         text = Text()
         if self.results is None:
-            text.append(f"posix_fadvise(POSIX_FADV_DONTNEED) on {len(self.paths)} file(s): their clean pages leave "
+            text.append(f"posix_fadvise(POSIX_FADV_DONTNEED) on {counted(len(self.paths), 'file')}: their clean pages leave "
                         "the page cache (dirty pages stay until written back):\n\n")
             shown = self.targets if self.targets is not None else [None] * len(self.paths)
             for path, target in list(zip(self.paths, shown))[:12]:
@@ -574,7 +574,8 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
         what = f"{paths[0] if paths else '?'}" + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
         partial = f", {result['partial']} partly" if result.get("partial") else ""
         refused = f" ({result['refused']} refused: changed since checked)" if result.get("refused") else ""
-        outcome = (f"{result.get('files', '?')} file(s), {result.get('failed', 0)} failed{refused}{partial}, "
+        files = result.get("files")
+        outcome = (f"{counted(files, 'file') if isinstance(files, int) else '? files'}, {result.get('failed', 0)} failed{refused}{partial}, "
                    f"dropped {fmt_bytes(result.get('dropped_bytes'))}")
     elif action == "drop-caches":
         what = f"level {target.get('level', '?')}"

@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from memtop.format import UNKNOWN, fmt_bytes, fmt_duration, fmt_percent
+from memtop.format import UNKNOWN, counted, fmt_bytes, fmt_duration, fmt_percent
 from memtop.model.containers import ContainerMemory, ContainersView, container_findings
 from memtop.model.findings import Severity
 from memtop.model.sample import Sample
@@ -166,7 +166,7 @@ def oom_text(oom, now_wall: float) -> Text:
     for e in list(oom.events)[-EVENTS_SHOWN:][::-1]:
         when = time.strftime("%H:%M:%S", time.localtime(e.wall_time))
         where = printable(e.cgroup) if e.cgroup else "system"
-        t.append(f"{when} {e.kills} kill(s) in {where} ({e.scope}): ", style="bold red")
+        t.append(f"{when} {counted(e.kills, 'kill')} in {where} ({e.scope}): ", style="bold red")
         if e.victims:
             held = []
             for v in e.victims:

@@ -37,7 +37,7 @@ from memtop.collect.pagecache import (
     thrashing_finding,
 )
 from memtop.collect.parts import TREE_LIVE_MAX
-from memtop.format import UNKNOWN, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
+from memtop.format import MiB, UNKNOWN, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
 from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -236,14 +236,13 @@ class FileTable(CursorTable):
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 
 
-MIB = 1 << 20
 # (vmstat key, label, factor to the unit shown) per chart line
 CHARTS = (
     ("disk I/O MiB/s (vmstat bi/bo)", (("pgpgin", "in", 1 / 1024), ("pgpgout", "out", 1 / 1024))),
     ("major faults /s", (("pgmajfault", "majflt", 1.0),)),
     # In MiB/s like disk I/O and the thrashing verdict (refaults against reads), not in pages.
-    ("refaults MiB/s", (("workingset_refault_file", "file", PAGE_SIZE / MIB), ("workingset_refault_anon", "anon", PAGE_SIZE / MIB),
-                        ("workingset_activate_file", "activate", PAGE_SIZE / MIB))),
+    ("refaults MiB/s", (("workingset_refault_file", "file", PAGE_SIZE / MiB), ("workingset_refault_anon", "anon", PAGE_SIZE / MiB),
+                        ("workingset_activate_file", "activate", PAGE_SIZE / MiB))),
 )
 
 

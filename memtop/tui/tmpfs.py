@@ -415,10 +415,10 @@ class TmpfsTab(TabView):
         deleted = sum(d.allocated_bytes or 0 for d in r.deleted_open)
         orphans = [s for s in r.sysv if s.orphan]
         if r.deleted_open:
-            status.append(f"{len(r.deleted_open)} deleted-but-open file(s) keep {fmt_bytes(deleted)}  ",
+            status.append(f"{counted(len(r.deleted_open), 'deleted-but-open file')} keeping {fmt_bytes(deleted)}  ",
                           style=self._style("tmpfs--warn"))
         if orphans:
-            status.append(f"{len(orphans)} orphan SysV segment(s) hold {fmt_bytes(sum(s.rss_bytes or 0 for s in orphans))}  ",
+            status.append(f"{counted(len(orphans), 'orphan SysV segment')} holding {fmt_bytes(sum(s.rss_bytes or 0 for s in orphans))}  ",
                           style=self._style("tmpfs--warn"))
         if self.scanning is not None:
             _, mountpoint, entries, files = self.scanning
@@ -596,7 +596,7 @@ class TmpfsTab(TabView):
             if scan.truncated:
                 extra.append(f"stopped at {fmt_count(scan.limit)} entries: totals are lower bounds")
             if scan.skipped_mounts:
-                extra.append(f"{scan.skipped_mounts} mount(s) below not entered")
+                extra.append(f"{counted(scan.skipped_mounts, 'mount')} below not entered")
             if scan.errors:
                 extra.append(f"{scan.errors} unreadable ({printable(scan.first_error)})")
             if mount.used_bytes is not None and not scan.truncated:

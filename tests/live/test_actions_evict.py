@@ -99,7 +99,7 @@ def test_pages_that_stay_cached_are_reported_and_make_the_exit_status_1(tmp_path
     line, summary = done.stdout.splitlines()
     assert "dropped 6.00 MiB clean" in line
     assert "2.00 MiB stayed cached for other reasons (mapped by a process" in line and "[partly evicted]" in line
-    assert summary.startswith("0 of 1 file(s) evicted completely; 1 partly")
+    assert summary.startswith("0 of 1 file evicted completely; 1 partly")
     assert file_cache_stat(path).cached_bytes == 2 * MIB  # an independent read agrees
     # and the JSON says the same
     (result,) = json.loads(memtop_cli("evict", str(path), "--json").stdout)["results"]
@@ -133,7 +133,7 @@ def test_odd_paths_each_get_a_clear_result_and_nothing_blocks(tmp_path):
     assert "a socket" in by_path[str(sock_path)]
     assert "a character device" in by_path["/dev/null"]
     assert "no such file" in by_path[str(tmp_path / "missing")]
-    assert lines[-1].startswith("1 of 7 file(s) evicted completely; 6 not evicted;")
+    assert lines[-1].startswith("1 of 7 files evicted completely; 6 not evicted;")
 
 
 def test_recursive_evicts_regular_files_only(tmp_path):

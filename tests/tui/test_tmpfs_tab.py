@@ -42,8 +42,8 @@ async def test_sections_show_the_fixed_report():
         assert mounts[3][2:5] == ["8.00 MiB", "64.0 MiB", "12%"]
         assert mounts[5][7] == "pid 25" and mounts[5][5] == "same fs as /dev"
         summary = str(app.query_one("#tmpfs-summary", Static).render())
-        assert "Shmem 80.0 MiB" in summary and "1 deleted-but-open file(s) keep 24.0 MiB" in summary
-        assert "1 orphan SysV segment(s) hold 12.0 MiB" in summary
+        assert "Shmem 80.0 MiB" in summary and "1 deleted-but-open file keeping 24.0 MiB" in summary
+        assert "1 orphan SysV segment holding 12.0 MiB" in summary
 
         await pilot.press("d")
         assert tab.section == "deleted"
