@@ -218,7 +218,7 @@ class ProcessFilesPart(Part):
         holders, age = self.held.get().get() if self.held is not None and not job.one_shot else (None, 0.0)
         try:
             files = process_top_files(target.pid, job.root, holders=holders)
-            note = f"PID {target.pid}: {len(files)} files mapped or open" + _listed_note(age)
+            note = f"PID {target.pid}: " + ("mapped or open" if files else "no files mapped or open") + _listed_note(age)
         except NoSuchProcess:
             files, note = [], f"PID {target.pid} has exited"
         except AccessDenied as e:
@@ -243,7 +243,8 @@ class SystemFilesPart(Part):
 
         listing, age = self.held.get().get() if self.held is not None and not job.one_shot else (None, 0.0)
         files, held = top_cached_files(job.root, cancel=job.cancelled, held=listing)
-        note = f"{counted(len(files), 'file')} held by {counted(held.processes_seen, 'process', 'processes')}" + _listed_note(age)
+        processes = counted(held.processes_seen, 'process', 'processes')
+        note = (f"held by {processes}" if files else f"no files open or mapped in {processes}") + _listed_note(age)
         if held.processes_denied:
             # not "by this user": the kernel refuses some even to root (PID 1's fd table here)
             note += (f"; open files of {counted(held.processes_denied, 'process', 'processes')} unreadable "

@@ -37,7 +37,7 @@ from memtop.collect.pagecache import (
     thrashing_finding,
 )
 from memtop.collect.parts import TREE_LIVE_MAX
-from memtop.format import MiB, UNKNOWN, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
+from memtop.format import MiB, UNKNOWN, counted, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
 from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
@@ -477,15 +477,18 @@ class PageCacheTab(TabView):
             note = self._tree_note()
         elif not note:
             note = "measuring…"
-        cached = sum(f.stat.cached_bytes or 0 for f in files)
-        unknown = sum(1 for f in files if f.stat.cached_bytes is None)
-        total = f"   {len(files)} files, {fmt_bytes(cached)} cached" + (f", {unknown} unknown (?)" if unknown else "")
+        total = ""
+        if files:  # an empty list's note says why (no process, gone, denied, measuring)
+            cached = sum(f.stat.cached_bytes or 0 for f in files)
+            unknown = sum(1 for f in files if f.stat.cached_bytes is None)
+            total = (f"{counted(len(files), 'file')}, {fmt_bytes(cached)} cached"
+                     + (f", {unknown} unknown (?)" if unknown else "") + "   ")
         line.append("(o switches)", "dim")
         spaced = self._spaced.get(self.source, "") if self.source != SOURCE_TREE else ""
         if spaced:
             line.append(f"   {spaced}", "dim")
         # Text, not markup: the note may hold a directory name or a reason with a path.
-        line.append("\n " + printable(note) + total)
+        line.append("\n " + total + printable(note))
         update_static(self.query_one("#pc-source", Static), line)
 
     # --- the tree scan ------------------------------------------------------------------------

@@ -207,7 +207,7 @@ def test_every_tab_in_a_real_terminal(world, tmux, tmp_path):
     tmux.keys("Enter")  # open the selected process in Layers
     wait_until(lambda: f"PID {pid} x \\e]0;PWNED-TITLE" in tmux.screen() and "malloc_trim" in tmux.screen(), timeout=30)
     # Page cache opens on (b): the files of all processes, the hostile ones among them.
-    for key, expect in (("3", "arena"), ("4", "files held by"), ("5", "slab"), ("6", "Shmem"),
+    for key, expect in (("3", "arena"), ("4", "cached   held by"), ("5", "slab"), ("6", "Shmem"),
                         ("7", "PSI"), ("1", "COMMAND")):
         tmux.keys(key)
         try:

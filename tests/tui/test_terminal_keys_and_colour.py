@@ -127,5 +127,5 @@ def test_keys_typed_fast_after_a_filter_and_o_on_page_cache(tmux, tmp_path):
     wait_until(lambda: "(b) all processes" in tmux.screen(), timeout=20)
     tmux.keys("o", "o", "o")
     # back on (b): had the focus gone into the path box at (c), the next o's would be typed there
-    wait_until(lambda: "files held by" in tmux.screen(), timeout=20)
+    wait_until(lambda: "cached   held by" in tmux.screen(), timeout=20)
     assert not re.search(r"▊\s*oo?\s", tmux.screen())
