@@ -412,11 +412,9 @@ class TmpfsScanPart(Part):
         return TmpfsScans(MappingProxyType(dict(self._scans)))
 
 
-class LayersPart(Part):
-    """The selected process, layer by layer: kernel figures, the allocator's heap (a read-only
-    walk), runtime regions and findings. Walks again every few seconds while someone looks."""
-
-    name = "layers"
+class _SelectedHeapPart(Part):
+    """A part about the selected process's heap: keyed by the process, sharing the last valid
+    walk of each heap with the other such part."""
 
     def __init__(self, root: Path, walks: Shared[LastValidWalks] | None = None):
         self._walks = walks or Shared(_last_valid_walks)
@@ -427,6 +425,13 @@ class LayersPart(Part):
 
     def key(self, target, params):
         return target
+
+
+class LayersPart(_SelectedHeapPart):
+    """The selected process, layer by layer: kernel figures, the allocator's heap (a read-only
+    walk), runtime regions and findings. Walks again every few seconds while someone looks."""
+
+    name = "layers"
 
     def interval_s(self, tick_s, last):
         return HEAP_REFRESH_S
@@ -451,21 +456,11 @@ class LayersPart(Part):
             return None
 
 
-class ArenasPart(Part):
+class ArenasPart(_SelectedHeapPart):
     """The selected process's arenas: threads, the cap, the environment, the heap walk per
     arena, the tuning state and the smaps census. Walks again while someone looks."""
 
     name = "arenas"
-
-    def __init__(self, root: Path, walks: Shared[LastValidWalks] | None = None):
-        self._walks = walks or Shared(_last_valid_walks)
-
-    @property
-    def walks(self) -> LastValidWalks:
-        return self._walks.get()
-
-    def key(self, target, params):
-        return target
 
     def interval_s(self, tick_s, last):
         # A big heap or thousands of mappings make a walk expensive: the Collector spaces the
