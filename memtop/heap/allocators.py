@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from memtop.heap.elf import ElfError, ElfFile
-from memtop.heap.memory import Mapping
+from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import COMMON_FIGURES, AllocatorReport
 from memtop.model.process import ProcessIdentity
 from memtop.procfs import AccessDenied, NoSuchProcess, ProcfsError
@@ -33,6 +33,31 @@ class ReaderError(Exception):
         self.status = status
         self.reason = reason
         super().__init__(reason)
+
+
+class Inconsistent(Exception):
+    """What a walk read did not hold together: the heap changed under it (or is not the layout
+    the reader knows)."""
+
+
+ATTEMPTS = 3  # walks of a heap that keeps changing before saying so
+
+
+def read_consistently(mem: TargetMemory, pid: int, read, *, attempts: int = ATTEMPTS, again=None):
+    """``read()`` until one run finishes without :class:`Inconsistent` or a failed memory read:
+    ``(value, None)``; after ``attempts`` runs, ``(None, the last problem)``. The process exiting
+    meanwhile raises ReaderError("gone"). ``again()`` runs before each new try (reread the maps)."""
+    problem = None
+    for attempt in range(attempts):
+        if attempt and again is not None:
+            again()
+        try:
+            return read(), None
+        except (Inconsistent, MemoryReadError) as e:
+            problem = str(e)
+            if not mem.alive():
+                raise ReaderError("gone", f"process {pid} exited during the walk") from None
+    return None, problem
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memtop.format import counted
-from memtop.heap.allocators import LibraryImage, ReaderError, environment, open_library, thread_names
+from memtop.heap.allocators import (ATTEMPTS, Inconsistent, LibraryImage, ReaderError, environment, open_library,
+                                    read_consistently, thread_names)
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorArena, AllocatorReport, AllocatorSetting
 from memtop.procfs import PAGE_SIZE
@@ -69,11 +70,6 @@ _VERSION_RE = re.compile(rb"\b(\d+)\.(\d+)\.(\d+)-(\d+)-g([0-9a-f]{40})\b")
 DEFAULTS = {"dirty_decay_ms": "10000", "muzzy_decay_ms": "0", "background_thread": "false"}  # arena_types.h, 5.3
 SETTINGS_OF_INTEREST = ("dirty_decay_ms", "muzzy_decay_ms", "background_thread", "narenas", "retain")
 BACKGROUND_THREAD_NAME = "jemalloc_bg_thd"  # src/background_thread.c pthread_setname_np
-ATTEMPTS = 3
-
-
-class Inconsistent(Exception):
-    """The extent map changed under the walk (or is not what memtop thinks it is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,23 +467,24 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
 
     with TargetMemory(pid, root) as mem:
         layout = None
-        problems = []
-        for attempt in range(ATTEMPTS):
-            try:
-                if layout is None:
-                    layout = locate(pid, mem, image, maps)
-                totals, release = walk(mem, layout, maps)
-                break
-            except (Inconsistent, MemoryReadError) as e:
-                problems.append(str(e))
-                if not mem.alive():
-                    raise ReaderError("gone", f"process {pid} exited during the walk") from None
-                maps = read_maps(pid, root)
-        else:
+
+        def walk_once():
+            nonlocal layout
+            if layout is None:
+                layout = locate(pid, mem, image, maps)
+            return walk(mem, layout, maps)
+
+        def again():
+            nonlocal maps
+            maps = read_maps(pid, root)
+
+        walked, problem = read_consistently(mem, pid, walk_once, again=again)
+        if walked is None:
             return AllocatorReport(kind="jemalloc", version=layout.version if layout else None, library=image.path,
                                    static=False, status="changing",
-                                   reason=f"the extent map changed under {ATTEMPTS} walks (last: {problems[-1]})",
+                                   reason=f"the extent map changed under {ATTEMPTS} walks (last: {problem})",
                                    method="read-only walk of jemalloc's extent map")
+        totals, release = walked
         conf = settings(pid, root, mem, image, maps)
     return build_report(image.path, layout, totals, release, conf)
 

@@ -29,7 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memtop.heap.allocators import LibraryImage, ReaderError, environment, open_library
+from memtop.heap.allocators import (ATTEMPTS, Inconsistent, LibraryImage, ReaderError, environment, open_library,
+                                    read_consistently)
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorReport, AllocatorSetting
 
@@ -46,13 +47,8 @@ STAT_NAMES = ("segments", "pages", "reserved", "committed", "reset", "page_commi
               "pages_abandoned", "threads", "normal", "huge", "large", "malloc", "segments_cache")
 MAX_SEGMENTS = 1 << 16
 MAX_LIST = 1 << 20
-ATTEMPTS = 3
 ENV_OPTIONS = ("MIMALLOC_DECOMMIT_DELAY", "MIMALLOC_RESET_DELAY", "MIMALLOC_SEGMENT_DECOMMIT_DELAY",
                "MIMALLOC_ALLOW_DECOMMIT", "MIMALLOC_EAGER_COMMIT", "MIMALLOC_PAGE_RESET", "MIMALLOC_LARGE_OS_PAGES")
-
-
-class Inconsistent(Exception):
-    pass
 
 
 def _bits(raw: bytes, offset: int) -> int:
@@ -285,19 +281,11 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
         raise ReaderError("unsupported", f"{image.path} is a mimalloc whose segments memtop does not know (it reads "
                                          "the 2.0 layout, up to 2.1.1, which has the decommit_delay options)")
     with TargetMemory(pid, root) as mem:
-        problems = []
-        for _ in range(ATTEMPTS):
-            try:
-                segments = find_segments(mem, maps)
-                totals = walk(mem, segments, maps)  # none: nothing allocated yet, or all given back
-                break
-            except (Inconsistent, MemoryReadError) as e:
-                problems.append(str(e))
-                if not mem.alive():
-                    raise ReaderError("gone", f"process {pid} exited during the walk") from None
-        else:
+        # no segments: nothing allocated yet, or all given back
+        totals, problem = read_consistently(mem, pid, lambda: walk(mem, find_segments(mem, maps), maps))
+        if totals is None:
             return AllocatorReport(kind="mimalloc", version=None, library=image.path, static=False, status="changing",
-                                   reason=f"the segments changed under {ATTEMPTS} walks (last: {problems[-1]})",
+                                   reason=f"the segments changed under {ATTEMPTS} walks (last: {problem})",
                                    method="read-only walk of mimalloc's segments")
         stats = find_stats(image, mem)
     env, _why = environment(pid, root)

@@ -30,7 +30,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from memtop.heap.allocators import LibraryImage, ReaderError, open_library
+from memtop.heap.allocators import ATTEMPTS, Inconsistent, LibraryImage, ReaderError, open_library, read_consistently
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorReport
 from memtop.procfs import PAGE_SIZE
@@ -48,12 +48,7 @@ META_SIZE = 40  # prev, next, mem, avail_mask, freed_mask, {last_idx:5, freeable
 AREA_HEADER = 24  # check, next, nslots (+ pad)
 MAX_AREAS = 1 << 16
 MAX_METAS = 4 << 20
-ATTEMPTS = 3
 _VERSION_RE = re.compile(rb"\x00(1\.\d+\.\d+)\x00")  # the dynamic linker prints it ("musl libc (x86_64)\nVersion %s")
-
-
-class Inconsistent(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,18 +272,10 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
             if len(_ctx_cache) > 64:
                 _ctx_cache.clear()
             _ctx_cache[key] = ctx
-        problems = []
-        for _ in range(ATTEMPTS):
-            try:
-                totals = walk(mem, ctx, maps)
-                break
-            except (Inconsistent, MemoryReadError) as e:
-                problems.append(str(e))
-                if not mem.alive():
-                    raise ReaderError("gone", f"process {pid} exited during the walk") from None
-        else:
+        totals, problem = read_consistently(mem, pid, lambda: walk(mem, ctx, maps))
+        if totals is None:
             return AllocatorReport(kind="musl", version=version, library=guess.library, static=guess.static,
-                                   status="changing", reason=f"the heap changed under {ATTEMPTS} walks (last: {problems[-1]})",
+                                   status="changing", reason=f"the heap changed under {ATTEMPTS} walks (last: {problem})",
                                    method="read-only walk of musl's meta areas")
     how = "read-only walk of mallocng's meta areas (ctx found by " + (
         "the __malloc_context symbol" if ctx_symbol is not None else "its shape in libc's .bss") + ")"

@@ -28,7 +28,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from memtop.heap.allocators import LibraryImage, ReaderError, environment, open_library
+from memtop.heap.allocators import (ATTEMPTS, Inconsistent, LibraryImage, ReaderError, environment, open_library,
+                                    read_consistently)
 from memtop.heap.memory import Mapping, MemoryReadError, TargetMemory
 from memtop.model.allocator import AllocatorReport, AllocatorSetting
 
@@ -51,12 +52,7 @@ SIZE_START = (0, 8, 16, 32, 48, 64, 80, 96, 112, 128)
 THREAD_HEAPS = "_ZN8tcmalloc11ThreadCache13thread_heaps_E"
 RELEASE_RATE = "_ZN62FLAG__namespace_do_not_use_directly_use_DECLARE_double_instead27FLAGS_tcmalloc_release_rateE"
 MAX_SPANS = 1 << 22
-ATTEMPTS = 3
 VERSION = b"gperftools 2.10"
-
-
-class Inconsistent(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,18 +283,10 @@ def read(pid: int, root: Path, maps: list[Mapping], guess) -> AllocatorReport:
     image = open_library(pid, maps, root, guess.library)
     with TargetMemory(pid, root) as mem:
         layout = locate(mem, image)
-        problems = []
-        for _ in range(ATTEMPTS):
-            try:
-                figures = measure(mem, layout, maps)
-                break
-            except (Inconsistent, MemoryReadError) as e:
-                problems.append(str(e))
-                if not mem.alive():
-                    raise ReaderError("gone", f"process {pid} exited during the walk") from None
-        else:
+        figures, problem = read_consistently(mem, pid, lambda: measure(mem, layout, maps))
+        if figures is None:
             return AllocatorReport(kind="tcmalloc", version="2.10", library=image.path, static=False, status="changing",
-                                   reason=f"the page heap changed under {ATTEMPTS} reads (last: {problems[-1]})",
+                                   reason=f"the page heap changed under {ATTEMPTS} reads (last: {problem})",
                                    method="read-only reading of tcmalloc's page heap and caches")
         rate = None
         if layout.release_rate is not None:
