@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from memtop.heap.memory import Mapping
 from memtop.model.runtime import Region, RuntimeReport
@@ -129,6 +131,30 @@ def is_plain_name(name: str) -> bool:
 __all__ = ["Target", "make_target", "read_runtime", "Region", "RuntimeReport"]
 
 
+class RootUnreadable(OSError):
+    """/proc/PID/root itself could not be opened (the process exited, or no access to it)."""
+
+
+@contextmanager
+def opened_in_root(target: Target, parts: list[str], last_flags: int) -> Iterator[int]:
+    """The fd of ``parts`` below /proc/PID/root (the files as the process sees them), opened one
+    component at a time with O_NOFOLLOW, the last with ``last_flags``: a symlink anywhere fails
+    with ELOOP or ENOTDIR, never followed. Every fd opened is closed on leaving."""
+    fds: list[int] = []
+    try:
+        try:
+            fds.append(os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError as e:
+            raise RootUnreadable(e.errno, e.strerror) from None
+        for i, name in enumerate(parts):
+            flags = last_flags if i == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY
+            fds.append(os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+        yield fds[-1]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def read_file_in_root(target: Target, path: str, max_bytes: int = 1 << 20) -> tuple[bytes | None, str | None]:
     """(content, why-not) of ``path`` as the process sees it (below /proc/PID/root), opened one
     component at a time with O_NOFOLLOW: a symlink anywhere is refused, never followed; a FIFO
@@ -139,31 +165,21 @@ def read_file_in_root(target: Target, path: str, max_bytes: int = 1 << 20) -> tu
     parts = [p for p in path.split("/") if p]
     if not path.startswith("/") or not parts or not all(is_plain_name(p) for p in parts):
         return None, f"{path}: not a plain absolute path"
-    fds: list[int] = []
     try:
-        fd = os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fds.append(fd)
-        for name in parts[:-1]:
-            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            fds.append(fd)
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
-        fds.append(fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, f"{path}: not a regular file"
-        # Only what the process itself could read: its command line must not make root read a
-        # file for it (group permissions are not considered: such files are refused).
-        uid = target.uids[1] if len(target.uids) > 1 else None
-        if uid is not None and uid != 0 and not (st.st_mode & 0o004 or (st.st_uid == uid and st.st_mode & 0o400)):
-            return None, f"{path}: not readable by the process's uid {uid}"
-        return os.pread(fd, max_bytes, 0), None
+        with opened_in_root(target, parts, os.O_RDONLY | os.O_NONBLOCK) as fd:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, f"{path}: not a regular file"
+            # Only what the process itself could read: its command line must not make root read a
+            # file for it (group permissions are not considered: such files are refused).
+            uid = target.uids[1] if len(target.uids) > 1 else None
+            if uid is not None and uid != 0 and not (st.st_mode & 0o004 or (st.st_uid == uid and st.st_mode & 0o400)):
+                return None, f"{path}: not readable by the process's uid {uid}"
+            return os.pread(fd, max_bytes, 0), None
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             return None, f"{path}: a symlink (or a non-directory) in the path, not followed"
         return None, f"{path}: {os.strerror(e.errno) if e.errno else e}"
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def list_dir_in_root(target: Target, path: str, limit: int = 256) -> list[str]:
@@ -171,16 +187,8 @@ def list_dir_in_root(target: Target, path: str, limit: int = 256) -> list[str]:
     parts = [p for p in path.split("/") if p]
     if not all(is_plain_name(p) for p in parts):
         return []
-    fds: list[int] = []
     try:
-        fd = os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fds.append(fd)
-        for name in parts:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            fds.append(fd)
-        return sorted(os.listdir(fd))[:limit]
+        with opened_in_root(target, parts, os.O_RDONLY | os.O_DIRECTORY) as fd:
+            return sorted(os.listdir(fd))[:limit]
     except OSError:
         return []
-    finally:
-        for fd in fds:
-            os.close(fd)

@@ -36,7 +36,7 @@ from memtop.heap.memory import Mapping, TargetMemory
 from memtop.model.findings import Finding, Severity
 from memtop.model.runtime import Figure, Region, RuntimeReport, Unknown
 from memtop.procfs import PAGE_SIZE, AccessDenied, NoSuchProcess, ProcfsError
-from memtop.runtime import Target, is_plain_name
+from memtop.runtime import RootUnreadable, Target, is_plain_name, opened_in_root
 
 MAGIC = b"\xca\xfe\xc0\xc0"
 PROLOGUE_SIZE = 32
@@ -149,38 +149,25 @@ def open_perfdata_file(target: Target, mapping: Mapping) -> tuple[bytes | None, 
     if not parts or not all(is_plain_name(p) for p in parts):
         return None, path, "an odd path"
     owner = target.uids[1] if len(target.uids) > 1 else None
-    fds: list[int] = []
     try:
-        try:
-            fd = os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            return None, path, f"cannot open /proc/{target.pid}/root ({os.strerror(e.errno)})"
-        fds.append(fd)
-        for name in parts[:-1]:
-            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            fds.append(fd)
         # O_NONBLOCK: a FIFO put in its place must not block the open.
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
-        fds.append(fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, path, "not a regular file"
-        if owner is not None and st.st_uid != owner:
-            return None, path, f"owned by uid {st.st_uid}, not by the process's uid {owner}"
-        if st.st_ino != mapping.inode or (_dev_of(mapping.dev) not in (None, st.st_dev)):
-            return None, path, "not the inode the process maps (another mount namespace or a replaced file)"
-        if st.st_size > MAX_FILE_BYTES:
-            return None, path, f"larger than {MAX_FILE_BYTES} bytes"
-        size = min(st.st_size, mapping.size)
-        data = os.pread(fd, size, 0)
-        return data, path, None
+        with opened_in_root(target, parts, os.O_RDONLY | os.O_NONBLOCK) as fd:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, path, "not a regular file"
+            if owner is not None and st.st_uid != owner:
+                return None, path, f"owned by uid {st.st_uid}, not by the process's uid {owner}"
+            if st.st_ino != mapping.inode or (_dev_of(mapping.dev) not in (None, st.st_dev)):
+                return None, path, "not the inode the process maps (another mount namespace or a replaced file)"
+            if st.st_size > MAX_FILE_BYTES:
+                return None, path, f"larger than {MAX_FILE_BYTES} bytes"
+            return os.pread(fd, min(st.st_size, mapping.size), 0), path, None
+    except RootUnreadable as e:
+        return None, path, f"cannot open /proc/{target.pid}/root ({os.strerror(e.errno)})"
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW met a symlink
             return None, path, "a symlink (or a non-directory) in its path: not followed"
         return None, path, os.strerror(e.errno) if e.errno else str(e)
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def read_perfdata(target: Target) -> tuple[PerfData | None, str, str | None]:

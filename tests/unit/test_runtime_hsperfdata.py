@@ -164,3 +164,31 @@ def test_config_files_are_read_only_if_the_process_could_read_them(tmp_path):
     assert read_file_in_root(other_user, "/tmp/secret.conf")[0] == b"shared_buffers = 1GB\n"
     os.symlink(secret, fs / "tmp" / "link.conf")
     assert "symlink" in read_file_in_root(other_user, "/tmp/link.conf")[1]
+
+
+def test_a_process_whose_root_cannot_be_opened_is_said_so(tmp_path):
+    proc, fs = _fake_root(tmp_path, 4242)
+    f = fs / "tmp" / "hsperfdata_u" / "4242"
+    f.write_bytes(CAPTURED.read_bytes())
+    gone = _target(proc, 4243, os.getuid(), [])  # no proc/4243: the process exited
+    data, _, why = open_perfdata_file(gone, _mapping_of(f, "/tmp/hsperfdata_u/4242"))
+    assert data is None and why == "cannot open /proc/4243/root (No such file or directory)"
+
+
+def test_directories_are_listed_as_the_process_sees_them_without_following_a_symlink(tmp_path):
+    from memtop.runtime import list_dir_in_root
+
+    proc, fs = _fake_root(tmp_path, 4242)
+    (fs / "etc" / "conf.d").mkdir(parents=True)
+    for name in ("b.conf", "a.conf"):
+        (fs / "etc" / "conf.d" / name).write_text("x\n")
+    target = _target(proc, 4242, os.getuid(), [])
+    assert list_dir_in_root(target, "/etc/conf.d") == ["a.conf", "b.conf"]
+    assert list_dir_in_root(target, "/etc/conf.d", limit=1) == ["a.conf"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.conf").write_text("x\n")
+    os.symlink(elsewhere, fs / "etc" / "linked.d")
+    assert list_dir_in_root(target, "/etc/linked.d") == []
+    os.symlink(elsewhere, fs / "linkdir")
+    assert list_dir_in_root(target, "/linkdir/") == []
