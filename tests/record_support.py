@@ -40,11 +40,14 @@ def start_grower(children, mib: int) -> Child:
 
 def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: int = DEFAULT_MAX_BYTES,
                       interval_s: float = 2.0, after_write=None, root: Path = PROC,
-                      pid: int | None = None) -> list[TickCapture]:
+                      pid: int | None = None, part_duty: float | None = None) -> list[TickCapture]:
     """Capture and write ``ticks`` ticks; ``before_tick(i)`` runs before tick i is read,
-    ``after_write(writer, i)`` after it is written (``pid``: as `memtop record --pid`). Returns
-    what was captured."""
+    ``after_write(writer, i)`` after it is written (``pid``: as `memtop record --pid`;
+    ``part_duty``: the Collector's, 0 for ticks taken back to back that must read a part at
+    each of its cadence's ticks however long the part's last run took). Returns what was captured."""
     recorder = Recorder(root, pid=pid)
+    if part_duty is not None:
+        recorder.collector.part_duty = part_duty
     writer = RecordWriter(path, recorder.meta(interval_s, max_bytes), max_bytes=max_bytes)
     captures = []
     try:

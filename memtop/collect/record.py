@@ -1,11 +1,12 @@
 """What ``memtop record`` stores at each tick: the Collector's sample, as one :class:`TickCapture`.
 
 The Recorder is a consumer of the Collector like the TUI: it wants the parts a recording holds
-(kernel, PSI, cgroups, each process's cgroup, vmstat, the page cache's top files, tmpfs; and,
-for ``--pid``, that process's Layers and Arenas reports) and turns each sample into what
-memtop.output.record writes. The parts run in the recorder's own thread, during the tick, so a
-tick is complete when it is written. A part read at its own cadence (tmpfs, the heap reports)
-is stored only at the ticks it was read; replay shows the latest one with its age.
+(kernel, PSI, cgroups, each process's cgroup, vmstat, the page cache's top files, tmpfs, the
+containers with their OOM watch; and, for ``--pid``, that process's Layers and Arenas reports)
+and turns each sample into what memtop.output.record writes. The parts run in the recorder's own
+thread, during the tick, so a tick is complete when it is written. A part read at its own
+cadence (tmpfs, containers, the heap reports) is stored only at the ticks it was read; replay
+shows the latest one with its age.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from memtop.collect.collector import Collector
 from memtop.collect.parts import default_parts
 from memtop.collect.sampler import Sampler
 from memtop.model.arenas import ArenaAnalysis
+from memtop.model.containers import ContainersView
 from memtop.model.heap import LayerReport
 from memtop.model.kernel import KernelView
 from memtop.model.pagecache import FilesView
@@ -35,7 +37,7 @@ from memtop.procfs import CLOCK_TICKS, PAGE_SIZE, PROC
 RECORDED_FILES = 100  # the page cache's most cached files kept per tick (as `memtop snapshot`)
 PARTS = ("kernel", "psi", "cgroups", "process_cgroups", "vmstat")  # every tick
 # Read every TAKEN_EVERY ticks only (each costs a pass over every process's files), stored then.
-TAKEN_PARTS = ("system_files", "tmpfs")
+TAKEN_PARTS = ("system_files", "tmpfs", "containers")
 TAKEN_EVERY = 15  # 30 s at the default 2 s tick
 TARGET_PARTS = ("layers", "arenas")  # `--pid`: at their own cadence (a walk every 5-10 s)
 
@@ -58,6 +60,7 @@ class TickCapture:
     tmpfs: TmpfsReport | None = None
     layers: LayerReport | None = None
     arenas: ArenaAnalysis | None = None
+    containers: ContainersView | None = None
 
 
 def capture_of(sample: Sample) -> TickCapture:
@@ -95,7 +98,8 @@ def capture_of(sample: Sample) -> TickCapture:
         cgroups.tree if cgroups is not None and cgroups.version is not None else None,
         process_cgroups.details if process_cgroups is not None else MappingProxyType({}),
         MappingProxyType(proc_cgroups), vmstat.counters if vmstat is not None else None, tuple(warnings),
-        files=files, tmpfs=fresh("tmpfs"), layers=fresh("layers"), arenas=fresh("arenas"))
+        files=files, tmpfs=fresh("tmpfs"), layers=fresh("layers"), arenas=fresh("arenas"),
+        containers=fresh("containers"))
 
 
 class Recorder:

@@ -44,10 +44,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from memtop.format import counted
 from memtop.model.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from memtop.model.oom import OomSample
+    from memtop.model.pressure import PsiResource
 
 # Kinds of ContainerId.
 HOST = "host"  # the root cgroup
@@ -519,7 +523,7 @@ class ContainerMemory:
     # The events of the cgroup that sets ``limit`` when that is an ancestor (v2 memory.events;
     # v1 failcnt, oom_kill): where a hit limit is counted.
     limit_events: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
-    pressure: object | None = None  # PsiResource (v2 memory.pressure) or None
+    pressure: PsiResource | None = None  # v2 memory.pressure
     shared: str | None = None  # why the figures are of an enclosing cgroup, when they are
     unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
@@ -579,7 +583,7 @@ class ContainersView:
     watch knows (memtop.model.oom.OomSample: kills seen, kill orders, time to each limit)."""
 
     containers: ContainersSample
-    oom: object | None = None  # OomSample
+    oom: OomSample | None = None
 
 
 # --- plain words -----------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ class KernelOomReport:
     pgtables: int | None
     oom_score_adj: int | None
     text: str  # the "Killed process" line as the kernel wrote it
-    tasks: tuple[tuple, ...] = ()
+    tasks: tuple[tuple[int, int, int, int, int, int, int, int, str], ...] = ()  # typed: recordings decode it
 
     @property
     def rss(self) -> int | None:

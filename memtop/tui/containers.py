@@ -141,8 +141,9 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
     return t
 
 
-def oom_text(oom, now_wall: float) -> Text:
-    """The system's trend and kill order, then the OOM kills of the last ten minutes."""
+def oom_text(oom, since: str = "this tab was opened") -> Text:
+    """The system's trend and kill order, then the OOM kills of the last ten minutes (``since``:
+    when the watch started, said when it saw none)."""
     t = Text()
     if oom is None:
         return t
@@ -160,7 +161,7 @@ def oom_text(oom, now_wall: float) -> Text:
     if "kernel_log" in oom.unknown:
         t.append(f"victims: {printable(oom.unknown['kernel_log'])}\n", style="dim")
     if not oom.events:
-        t.append("no OOM kill seen since this tab was opened (kept 10 minutes)\n", style="dim")
+        t.append(f"no OOM kill seen since {since} (kept 10 minutes)\n", style="dim")
         return t
     t.append("OOM kills (last 10 minutes):\n", style="bold")
     for e in list(oom.events)[-EVENTS_SHOWN:][::-1]:
@@ -305,7 +306,8 @@ class ContainersTab(TabView):
                 for (column, _), i in zip(columns, shown):
                     table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
-        self.query_one("#containers-oom", Static).update(oom_text(oom, time.time()))
+        self.query_one("#containers-oom", Static).update(oom_text(
+            oom, "the recording started" if self.replaying else "this tab was opened"))
 
     def selected(self) -> ContainerMemory | None:
         if self.view is None or not self._keys:

@@ -83,7 +83,8 @@ class ChangesReady(Message):
 
 # What of a tick each tab draws beyond the processes (decoded only for the tab shown).
 _TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"}), "pagecache": frozenset({"files"}),
-              "tmpfs": frozenset({"tmpfs"}), "layers": frozenset({"layers"}), "arenas": frozenset({"arenas"})}
+              "tmpfs": frozenset({"tmpfs"}), "layers": frozenset({"layers"}), "arenas": frozenset({"arenas"}),
+              "containers": frozenset({"containers"})}
 FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
 
 
@@ -116,7 +117,8 @@ def recorded_sample(tick: RecordedTick, target: ProcessIdentity | None) -> Sampl
             view = CgroupsView(None, None, error=pressure.cgroup_error or "cgroups not recorded")
         parts["cgroups"] = result(view)
     # Sections stored when taken: the latest at or before the tick, with the tick it was taken at.
-    for name, part in (("files", "system_files"), ("tmpfs", "tmpfs"), ("layers", "layers"), ("arenas", "arenas")):
+    for name, part in (("files", "system_files"), ("tmpfs", "tmpfs"), ("layers", "layers"), ("arenas", "arenas"),
+                       ("containers", "containers")):
         taken = tick.taken.get(name)
         if taken is None:
             continue
@@ -231,7 +233,7 @@ class ReplayApp(MemtopApp):
             taken = tick.taken.get(name)
             if taken is not None:
                 age = tick.snapshot.system.monotonic - taken[0]
-                label = {"files": "page cache", "tmpfs": "tmpfs"}.get(name, "heap")
+                label = {"files": "page cache", "tmpfs": "tmpfs", "containers": "containers"}.get(name, "heap")
                 return f"{label} read {fmt_duration(age)} before" if age >= 0.5 else ""
         return ""
 

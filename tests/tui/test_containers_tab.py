@@ -174,3 +174,63 @@ async def test_at_80_columns_the_table_fits_and_the_detail_keeps_the_rest(hierar
                 assert len(table.columns) == 11 and row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"
         finally:
             holder.close()
+
+
+async def test_a_recorded_oom_kill_is_replayed_with_its_victim(hierarchy, tmp_path):
+    """`memtop record` keeps the Containers tab (every TAKEN_EVERY ticks, with its OOM watch):
+    a kill between two of its readings is in the replay, with the victim, at the tick it was seen."""
+    from memtop.collect.record import TAKEN_EVERY
+    from memtop.output.record import RecordReader
+    from memtop.tui.replay import ReplayApp, ReplayBar
+    from tests.record_support import record_in_process
+    from tests.tui.test_record_replay import settle
+
+    path = tmp_path / "oom.db"
+    with TestCgroup(hierarchy, limit=48 * MiB) as cg:
+        grower = cg.start(GROW, "0.02")
+        try:
+            def before(i):
+                if i == 1:  # between the first reading of the containers and the next
+                    grower.proc.stdin.write(b"go\n")
+                    grower.proc.stdin.flush()
+                    deadline = time.monotonic() + 60
+                    while cg.oom_kills() < 1 and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    assert cg.oom_kills() == 1
+
+            # ticks back to back: the containers read at the first and at the TAKEN_EVERY-th, as 30 s apart
+            captures = record_in_process(path, TAKEN_EVERY + 1, before_tick=before, part_duty=0)
+        finally:
+            grower.close()
+    first, last = captures[0].containers, captures[-1].containers
+    assert first is not None and last is not None
+    assert all(c.containers is None for c in captures[1:-1])  # read every TAKEN_EVERY ticks only
+    assert not [e for e in first.oom.events if e.cgroup == cg.cgroup_path]
+    [event] = [e for e in last.oom.events if e.cgroup == cg.cgroup_path]
+    assert event.kills == 1 and [v.pid for v in event.victims] == [grower.pid]
+
+    reader = RecordReader(path)
+    app = ReplayApp(reader)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("8")
+            await settle(app, pilot)
+            tab = app.query_one(ContainersTab)
+            # the first tick: the cgroup with its limit, no kill yet
+            assert tab.view == first
+            assert "48.0 MiB" in row_of(tab, cg.cgroup_path)
+            assert "no OOM kill seen since the recording started" in text_of(tab.query_one("#containers-oom"))
+            # the last tick: the kill and its victim, as recorded
+            await pilot.press("greater_than_sign")
+            await settle(app, pilot)
+            assert tab.view == last
+            shown = text_of(tab.query_one("#containers-oom"))
+            assert f"1 kill in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
+            # a tick between two readings shows the earlier one, with its age
+            await pilot.press("comma")
+            await settle(app, pilot)
+            assert tab.view == first
+            assert "containers read" in app.query_one(ReplayBar).content.plain
+    finally:
+        reader.close()

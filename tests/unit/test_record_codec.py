@@ -193,3 +193,52 @@ def test_the_command_line_default_size_is_the_writers():
     from memtop.output import record as output
 
     assert command.DEFAULT_MAX_BYTES == output.DEFAULT_MAX_BYTES
+
+
+def test_every_field_of_a_recorded_section_has_a_type_the_reader_can_build():
+    """What the writer encodes by name (the taken sections, PSI, cgroups) must decode: a field
+    typed ``tuple``, ``object`` or ``Any`` would make every tick holding it "damaged" at replay
+    (an OOM report's tasks table was ``tuple[tuple, ...]``)."""
+    import collections.abc
+    import dataclasses
+    import enum
+    import types
+    import typing
+
+    from memtop.collect.recording.codec import MODEL_TYPES, TAKEN_SECTIONS, field_hints
+    from memtop.collect.recording.reader import TAKEN_TYPES
+
+    assert set(TAKEN_TYPES) == set(TAKEN_SECTIONS)
+    problems, seen = [], set()
+
+    def check(hint, where):
+        if hint in (int, float, str, bool, type(None), None) or hint in seen:
+            return
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            for arg in args:
+                check(arg, where)
+        elif origin is tuple and args:
+            for arg in args:
+                if arg is not Ellipsis:
+                    check(arg, f"{where}[]")
+        elif origin in (collections.abc.Mapping, dict) and args:
+            check(args[0], f"{where} key")
+            check(args[1], f"{where}[]")
+        elif isinstance(hint, type) and (dataclasses.is_dataclass(hint) or issubclass(hint, enum.Enum)):
+            if MODEL_TYPES.get(hint.__name__) is not hint:
+                problems.append(f"{where}: {hint.__name__} is not a memtop.model record")
+            seen.add(hint)
+            if dataclasses.is_dataclass(hint):
+                for name, sub in field_hints(hint).items():
+                    check(sub, f"{hint.__name__}.{name}")
+        elif isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+            seen.add(hint)
+            for name, sub in typing.get_type_hints(hint, localns=MODEL_TYPES).items():
+                check(sub, f"{hint.__name__}.{name}")
+        else:
+            problems.append(f"{where}: {hint!r}")
+
+    for name, cls in {**TAKEN_TYPES, "psi": PressureSample, "cgroups": CgroupMemory}.items():
+        check(cls, name)
+    assert not problems, problems

@@ -44,9 +44,9 @@ READABLE_VERSIONS = (1, 2)
 APPLICATION_ID = 0x6D656D74  # "memt"
 SECTIONS = ("system", "processes", "rss", "kernel", "psi", "cgroups", "vmstat")
 # Sections written only at the ticks their part was read (replay shows the latest one at or
-# before the tick, with its age): the page cache's top files, tmpfs, and the heap reports of the
-# process given to `memtop record --pid`.
-TAKEN_SECTIONS = ("files", "tmpfs", "layers", "arenas")
+# before the tick, with its age): the page cache's top files, tmpfs, the containers with the OOM
+# watch, and the heap reports of the process given to `memtop record --pid`.
+TAKEN_SECTIONS = ("files", "tmpfs", "layers", "arenas", "containers")
 TAKEN_LOOKBACK = 300  # ticks a taken section stays shown (10 minutes at 2 s)
 ZLIB_LEVEL = 6
 

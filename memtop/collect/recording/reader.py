@@ -54,13 +54,15 @@ from memtop.collect.recording.codec import (
     TAKEN_SECTIONS,
 )
 from memtop.model.arenas import ArenaAnalysis
+from memtop.model.containers import ContainersView
 from memtop.model.heap import LayerReport
 from memtop.model.pagecache import FilesView
 from memtop.model.tmpfs import TmpfsReport
 from memtop.procfs import CLOCK_TICKS
 
 # The record each taken section decodes into.
-TAKEN_TYPES = {"files": FilesView, "tmpfs": TmpfsReport, "layers": LayerReport, "arenas": ArenaAnalysis}
+TAKEN_TYPES = {"files": FilesView, "tmpfs": TmpfsReport, "layers": LayerReport, "arenas": ArenaAnalysis,
+               "containers": ContainersView}
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # What decoding a damaged section can raise: all of it becomes one RecordFileError. (Exception at
