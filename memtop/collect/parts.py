@@ -519,7 +519,8 @@ class ContainersPart(Part):
     """Every container's memory (memory.current against its limits, the split, what reclaim can
     free, the members' PSS, events) and the OOM watch: kill orders, time to each limit from the
     trend, kills seen with their victims (from the kernel log when it can be read). The watch
-    learns only while someone wants this part: its trends and events start then."""
+    learns while someone wants this part (the TUI: every tick on its tab, every OOM_WATCH_EVERY
+    ticks otherwise; memtop record every TAKEN_EVERY ticks): its trends and events start then."""
 
     name = "containers"
 

@@ -417,6 +417,7 @@ class OomWatch:
         self._limits: dict[str, int | None] = {}
         self._by_path: dict = {}
         self._by_path_tick: OomTick | None = None
+        self.started_wall: float | None = None  # the wall time of the first tick: kills are seen from then
 
     # -- trends --
     def _record_trends(self, tick: OomTick) -> None:
@@ -482,6 +483,8 @@ class OomWatch:
     def update(self, tick: OomTick) -> list[OomEvent]:
         """Compare ``tick`` with the previous one; return the events first seen now (events already
         returned may be completed later, in :attr:`events`, when their victim shows up)."""
+        if self.started_wall is None:
+            self.started_wall = tick.wall_time
         self._record_trends(tick)
         older, previous, self._older, self._previous = self._older, self._previous, self._previous, tick
         ages = {id(r): age for age, r in self._unmatched_reports}
@@ -702,6 +705,7 @@ class OomSample:
     system_order: KillOrder | None
     cgroup_orders: Mapping[str, KillOrder]
     unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    since_wall: float | None = None  # the watch's first reading: kills before it are not seen
 
 
 def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
@@ -722,7 +726,7 @@ def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
     system = watch.kill_order("system")
     return OomSample(tick.time if tick is not None else 0.0, watch.events, watch.time_to_exhaustion(),
                      MappingProxyType(times), _cut(system, order_limit) if system is not None else None,
-                     MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY)
+                     MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY, watch.started_wall)
 
 
 def _cut(order: KillOrder, limit: int | None) -> KillOrder:
@@ -770,4 +774,5 @@ def oom_json(sample: OomSample) -> dict:
         "system_kill_order": _order_json(sample.system_order) if sample.system_order is not None else None,
         "cgroup_kill_order": {path: _order_json(o) for path, o in sample.cgroup_orders.items()},
         "unknown": dict(sample.unknown),
+        "since_wall": sample.since_wall,
     }

@@ -141,9 +141,8 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
     return t
 
 
-def oom_text(oom, since: str = "this tab was opened") -> Text:
-    """The system's trend and kill order, then the OOM kills of the last ten minutes (``since``:
-    when the watch started, said when it saw none)."""
+def oom_text(oom) -> Text:
+    """The system's trend and kill order, then the OOM kills of the last ten minutes."""
     t = Text()
     if oom is None:
         return t
@@ -161,6 +160,7 @@ def oom_text(oom, since: str = "this tab was opened") -> Text:
     if "kernel_log" in oom.unknown:
         t.append(f"victims: {printable(oom.unknown['kernel_log'])}\n", style="dim")
     if not oom.events:
+        since = time.strftime("%H:%M:%S", time.localtime(oom.since_wall)) if oom.since_wall is not None else "now"
         t.append(f"no OOM kill seen since {since} (kept 10 minutes)\n", style="dim")
         return t
     t.append("OOM kills (last 10 minutes):\n", style="bold")
@@ -213,7 +213,8 @@ class ContainersTab(TabView):
         ("OOM", "v2 memory.events oom_kill; v1 memory.oom_control oom_kill"),
         ("kill order", "the kernel's oom_badness(): RSS + swap + page tables in pages, plus oom_score_adj "
                        "x totalpages / 1000 (mm/oom_kill.c), from /proc/PID/status and oom_score_adj"),
-        ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two ticks; the victim from the "
+        ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two readings (every tick while "
+                      "this tab is shown, every 15 ticks otherwise, from 30 s after start); the victim from the "
                       "kernel log (/dev/kmsg 'Killed process'), else the process that vanished"),
     )
     TAB_KEYS = (("↑ ↓", "highlight a container: its details below"),)
@@ -306,8 +307,7 @@ class ContainersTab(TabView):
                 for (column, _), i in zip(columns, shown):
                     table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
-        self.query_one("#containers-oom", Static).update(oom_text(
-            oom, "the recording started" if self.replaying else "this tab was opened"))
+        self.query_one("#containers-oom", Static).update(oom_text(oom))
 
     def selected(self) -> ContainerMemory | None:
         if self.view is None or not self._keys:

@@ -220,7 +220,8 @@ async def test_a_recorded_oom_kill_is_replayed_with_its_victim(hierarchy, tmp_pa
             # the first tick: the cgroup with its limit, no kill yet
             assert tab.view == first
             assert "48.0 MiB" in row_of(tab, cg.cgroup_path)
-            assert "no OOM kill seen since the recording started" in text_of(tab.query_one("#containers-oom"))
+            since = time.strftime("%H:%M:%S", time.localtime(first.oom.since_wall))
+            assert f"no OOM kill seen since {since}" in text_of(tab.query_one("#containers-oom"))
             # the last tick: the kill and its victim, as recorded
             await pilot.press("greater_than_sign")
             await settle(app, pilot)
@@ -234,3 +235,54 @@ async def test_a_recorded_oom_kill_is_replayed_with_its_victim(hierarchy, tmp_pa
             assert "containers read" in app.query_one(ReplayBar).content.plain
     finally:
         reader.close()
+
+
+async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
+    """The OOM watch reads every OOM_WATCH_EVERY ticks whatever tab is shown: a kill while the
+    user looks at Processes is listed, with its victim, when Containers is opened."""
+    from memtop.tui.app import OOM_WATCH_EVERY
+
+    with TestCgroup(hierarchy, limit=48 * MiB) as cg:
+        grower = cg.start(GROW, "0.02")
+        try:
+            app = MemtopApp(sample=False)
+            # Ticks back to back stand for 30 s each: the containers part is read at each of the
+            # watch's ticks however long its last run took.
+            app.collector.part_duty = 0
+            async with app.run_test(size=(120, 40)) as pilot:
+                readings = []
+
+                async def ticks(n):
+                    for _ in range(n):
+                        sample = app.tick()
+                        result = sample.result("containers")
+                        if result is not None and result.tick == sample.processes.tick:
+                            readings.append(result.tick)
+                    await pilot.pause()
+
+                await ticks(OOM_WATCH_EVERY)
+                assert app.active_tab().TAB_ID == "processes" and len(readings) == 1  # the watch's first reading
+                grower.proc.stdin.write(b"go\n")
+                grower.proc.stdin.flush()
+                deadline = time.monotonic() + 60
+                while cg.oom_kills() < 1 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert cg.oom_kills() == 1
+                await ticks(OOM_WATCH_EVERY - 1)
+                assert len(readings) == 1  # nothing read between the watch's ticks
+                await ticks(1)
+                assert len(readings) == 2
+                assert not app.query(ContainersTab)  # never shown: built when first shown
+                await pilot.press("8")
+                for _ in range(50):  # the tab is built when first shown
+                    await pilot.pause(0.05)
+                    tabs = app.query(ContainersTab)
+                    if tabs and tabs.first().view is not None:
+                        break
+                tab = app.query_one(ContainersTab)
+                [event] = [e for e in tab.view.oom.events if e.cgroup == cg.cgroup_path]
+                assert event.kills == 1 and [v.pid for v in event.victims] == [grower.pid]
+                shown = text_of(tab.query_one("#containers-oom"))
+                assert f"1 kill in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
+        finally:
+            grower.close()
