@@ -23,7 +23,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from memtop.collect.collector import PROC, Collector
-from memtop.collect.parts import default_parts
+from memtop.collect.parts import OomSentinel, default_parts
 from memtop.collect.psiwatch import PsiWatch
 from memtop.collect.sampler import DEFAULT_INTERVAL_S, IDLE_EVERY, ROLLUP_DUTY, Sampler
 from memtop.model.pressure import StallEvent, TriggerSpec
@@ -133,8 +133,6 @@ class StallLogEntry:
 
 STALL_LOG_LINES = 50
 COALESCE_S = 10.0
-# The OOM watch reads the containers every this many ticks while their tab is not shown (30 s at 2 s).
-OOM_WATCH_EVERY = 15
 
 
 def live_sampler(root: Path) -> Sampler:
@@ -220,7 +218,7 @@ class MemtopApp(App):
         # next tick rather than up to a minute later (the sampler's loop).
         self.own_trim_due = False
         self._sample = sample
-        self._ticks = 0  # ticks asked for by tick(): the OOM watch's cadence
+        self.oom_sentinel = OomSentinel(self.root)  # when the OOM watch reads on a hidden tab
         self.replay = None  # a RecordReader in `memtop replay` (memtop/tui/replay.py)
         self.lost_terminal: str | None = None  # why the app exited without its terminal
         # Tabs other than Processes are built when first shown (False: all at start; the
@@ -344,11 +342,11 @@ class MemtopApp(App):
         """One tick: the Collector samples; the sample is shown. The sampler thread calls it;
         tests call it directly (with ``sample=False`` the parts run in this thread).
 
-        Every OOM_WATCH_EVERY ticks the containers part is read whatever tab is shown: its OOM
-        watch then sees a kill (its counters moved, the kernel log names the victim) that happens
-        before the Containers tab is opened, for ~0.3 % of a core at 1,000 processes."""
-        self._ticks += 1
-        self.collector.want("oom-watch", ("containers",) if self._ticks % OOM_WATCH_EVERY == 0 else ())
+        Whatever tab is shown, the containers part is read when the OomSentinel says (a kill
+        moved /proc/vmstat's oom_kill, or a baseline is due): the OOM watch then lists a kill that
+        happened before the Containers tab was opened."""
+        if self.replay is None:
+            self.collector.want("oom-watch", ("containers",) if self.oom_sentinel.due() else ())
         sample = self.collector.tick()
         self.post_message(SampleReady(sample))
         return sample

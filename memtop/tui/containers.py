@@ -214,8 +214,9 @@ class ContainersTab(TabView):
         ("kill order", "the kernel's oom_badness(): RSS + swap + page tables in pages, plus oom_score_adj "
                        "x totalpages / 1000 (mm/oom_kill.c), from /proc/PID/status and oom_score_adj"),
         ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two readings (every tick while "
-                      "this tab is shown, every 15 ticks otherwise, from 30 s after start); the victim from the "
-                      "kernel log (/dev/kmsg 'Killed process'), else the process that vanished"),
+                      "this tab is shown; otherwise 30 s after start, every 5 minutes, and at the tick after "
+                      "/proc/vmstat oom_kill moves); the victim from the kernel log (/dev/kmsg 'Killed "
+                      "process'), else the process that vanished"),
     )
     TAB_KEYS = (("↑ ↓", "highlight a container: its details below"),)
 

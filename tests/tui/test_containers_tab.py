@@ -238,9 +238,9 @@ async def test_a_recorded_oom_kill_is_replayed_with_its_victim(hierarchy, tmp_pa
 
 
 async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
-    """The OOM watch reads every OOM_WATCH_EVERY ticks whatever tab is shown: a kill while the
-    user looks at Processes is listed, with its victim, when Containers is opened."""
-    from memtop.tui.app import OOM_WATCH_EVERY
+    """While another tab is shown the OOM watch reads once for a baseline, then not until
+    /proc/vmstat's oom_kill moves: a kill while the user looks at Processes is read at the next
+    tick and listed, with its victim, when Containers is opened."""
 
     with TestCgroup(hierarchy, limit=48 * MiB) as cg:
         grower = cg.start(GROW, "0.02")
@@ -260,18 +260,21 @@ async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
                             readings.append(result.tick)
                     await pilot.pause()
 
-                await ticks(OOM_WATCH_EVERY)
-                assert app.active_tab().TAB_ID == "processes" and len(readings) == 1  # the watch's first reading
+                first = app.oom_sentinel.first
+                await ticks(first - 1)
+                assert app.active_tab().TAB_ID == "processes" and readings == []
+                await ticks(1)
+                assert len(readings) == 1  # the watch's baseline
+                await ticks(5)
+                assert len(readings) == 1  # nothing moved: nothing read
                 grower.proc.stdin.write(b"go\n")
                 grower.proc.stdin.flush()
                 deadline = time.monotonic() + 60
                 while cg.oom_kills() < 1 and time.monotonic() < deadline:
                     time.sleep(0.1)
                 assert cg.oom_kills() == 1
-                await ticks(OOM_WATCH_EVERY - 1)
-                assert len(readings) == 1  # nothing read between the watch's ticks
                 await ticks(1)
-                assert len(readings) == 2
+                assert len(readings) == 2  # oom_kill moved: read at once
                 assert not app.query(ContainersTab)  # never shown: built when first shown
                 await pilot.press("8")
                 for _ in range(50):  # the tab is built when first shown
