@@ -289,3 +289,33 @@ async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
                 assert f"1 kill in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
         finally:
             grower.close()
+
+
+async def test_a_recorded_cgroup_name_with_rich_markup_is_replayed_as_written(hierarchy, tmp_path):
+    """A recording holds the names users chose for their cgroups: replay draws them as text too."""
+    from memtop.output.record import RecordReader
+    from memtop.tui.replay import ReplayApp
+    from tests.record_support import record_in_process
+    from tests.tui.test_record_replay import settle
+
+    name = f"[b]rc{time.monotonic_ns() % 10**4}\x1b[31m"
+    path = tmp_path / "markup.db"
+    with TestCgroup(hierarchy, limit=64 * MiB, name=name) as cg:
+        holder = cg.start(HOLD_ANON, "1")
+        try:
+            [capture] = record_in_process(path, 1)
+        finally:
+            holder.close()
+    assert capture.containers.containers.by_cgroup(cg.cgroup_path) is not None
+    reader = RecordReader(path)
+    app = ReplayApp(reader)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("8")
+            await settle(app, pilot)
+            table = app.query_one(ContainersTable)
+            shown = "".join(table.render_line(y).text for y in range(table.size.height))
+            assert f"cgroup {name[:-5]}\\e[31m" in shown and "\x1b" not in shown, shown
+    finally:
+        reader.close()
