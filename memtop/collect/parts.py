@@ -554,14 +554,14 @@ class ContainersPart(Part):
 
 
 class OomSentinel:
-    """When the OOM watch (the containers part) should read while its tab is hidden: once
-    ``first`` ticks after start (the baseline its counters are compared with), every ``every``
-    ticks after that, and at once when /proc/vmstat's oom_kill (every OOM kill, a cgroup's too,
+    """When the OOM watch (the containers part) should read while its tab is hidden: at the
+    ``first`` tick the sampler asks for (the baseline its counters are compared with; the first
+    screen is drawn before it), every ``every`` ticks after that, and at once when /proc/vmstat's oom_kill (every OOM kill, a cgroup's too,
     counts there) moved since the last tick. So a kill before the Containers tab is opened is
     listed with its victim, for the cost of reading one small file a tick: a reading of the
     containers costs ~0.1 s of CPU at 1,000 processes."""
 
-    def __init__(self, root: Path, *, first: int = 15, every: int = 150):
+    def __init__(self, root: Path, *, first: int = 1, every: int = 150):
         self.root = root
         self.first = first
         self.every = every

@@ -32,9 +32,9 @@ def pid_arg(text: str) -> int:
     try:
         pid = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a PID: invalid PID {text!r}, not an integer") from None
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r} is not an integer") from None
     if pid <= 0:
-        raise argparse.ArgumentTypeError(f"not a PID: invalid PID {pid}, PIDs are positive integers")
+        raise argparse.ArgumentTypeError(f"not a PID: {pid} (PIDs are positive integers)")
     return pid
 
 

@@ -172,8 +172,10 @@ def stall_severity(full_avg10: float) -> Severity:
     return Severity.WARNING if full_avg10 >= STALL_WARN_PERCENT else Severity.INFO
 
 
-def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> list[Finding]:
-    """Near the limit, stalls in this cgroup, OOM kills since memtop started."""
+def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int],
+                    start: str = "memtop started") -> list[Finding]:
+    """Near the limit, stalls in this cgroup, OOM kills since ``start`` (in replay: the file's
+    first tick)."""
     out: list[Finding] = []
     fraction = cgroup.usage_fraction
     if fraction is not None and fraction >= NEAR_LIMIT_FRACTION:
@@ -197,7 +199,7 @@ def cgroup_findings(cgroup: CgroupMemory, since_start: Mapping[str, int]) -> lis
     if kills:
         out.append(Finding(
             Severity.CRITICAL,
-            f"the OOM killer killed {counted(kills, 'process', 'processes')} in cgroup {cgroup.path} since memtop started",
+            f"the OOM killer killed {counted(kills, 'process', 'processes')} in cgroup {cgroup.path} since {start}",
             "dmesg shows which; the cgroup's limit, not the host's memory, was the cause",
         ))
     return out

@@ -104,7 +104,9 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
              + (f" ({kernel_parts})" if kernel_parts else "") + f"; sock {_b(split.get('sock'))}\n")
     m = entry.members
     pss_of = f" ({m.pss_known} of {len(m.pids)} known)" if m.pss_known != len(m.pids) else ""
-    t.append(f"{len(m.pids)} process{'es' if len(m.pids) != 1 else ''}: PSS {_b(m.pss)}{pss_of}, RSS {_b(m.rss)}; "
+    # no member: nothing to sum, 0 (its memory is page cache and kernel memory left behind)
+    pss, rss = (m.pss, m.rss) if m.pids else (0, 0)
+    t.append(f"{counted(len(m.pids), 'process', 'processes')}: PSS {_b(pss)}{pss_of}, RSS {_b(rss)}; "
              f"page cache charged here {_b(entry.page_cache)}\n")
     r = entry.reclaim
     t.append(f"reclaim can free before an OOM kill: clean page cache {_b(r.file_clean)}, after writeback "
@@ -213,8 +215,9 @@ class ContainersTab(TabView):
         ("OOM", "v2 memory.events oom_kill; v1 memory.oom_control oom_kill"),
         ("kill order", "the kernel's oom_badness(): RSS + swap + page tables in pages, plus oom_score_adj "
                        "x totalpages / 1000 (mm/oom_kill.c), from /proc/PID/status and oom_score_adj"),
-        ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two readings (every tick while "
-                      "this tab is shown; otherwise 30 s after start, every 5 minutes, and at the tick after "
+        ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two readings (while this tab is "
+                      "shown, at every tick or as often as 100 times the reading's CPU cost allows: the title "
+                      "says when; otherwise at the first tick, every 5 minutes, and at the tick after "
                       "/proc/vmstat oom_kill moves); the victim from the kernel log (/dev/kmsg 'Killed "
                       "process'), else the process that vanished"),
     )

@@ -447,14 +447,16 @@ class PageCacheTab(TabView):
         self.set_source(SOURCES[(index + 1) % len(SOURCES)])
 
     def set_source(self, source: str, ask: bool = False) -> None:
-        """Show ``source``'s files. The tree's path box opens with the focus only when asked
+        """Show ``source``'s files. The tree's path box opens, with the focus, only when asked
         (``d``): `o` cycles through the sources and must stay on the table, so that the next `o`
-        switches again instead of being typed into the path."""
+        switches again instead of being typed into the path; a box shown without the focus took
+        no typing (the keys went to the app), so `o` shows only the note "type a directory to
+        scan (d)"."""
         self.source = source
         self._drawn = ()
         self.table.set_files(self._files.get(source, ((), ""))[0])
         self.query_one(FileHeader).refresh()
-        self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and (self.tree_root is None or self._scanning)
+        self.query_one("#pc-tree-bar").display = source == SOURCE_TREE and self._scanning
         if source == SOURCE_TREE and self.tree_root is None and ask:
             self.action_ask_tree()
         else:

@@ -532,7 +532,8 @@ class PressureTab(TabView):
             if cg.path in seen:
                 continue
             seen.add(cg.path)
-            out.extend(cgroup_findings(cg, events_since(self.baselines.get(cg.path, {}), cg.events)))
+            out.extend(cgroup_findings(cg, events_since(self.baselines.get(cg.path, {}), cg.events),
+                                       "the oldest tick in the file" if self.replaying else "memtop started"))
         return out
 
 

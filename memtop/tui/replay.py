@@ -220,7 +220,13 @@ class ReplayApp(MemtopApp):
         taken = self._taken_age()
         if taken:
             text.append(f"  {taken}", style="bold")
-        text.append("   , . step  < > ends  c C largest change  p play", style="dim")
+        # The keys, as long as they fit (at 120 columns with a file name and an age they were cut
+        # at "largest"): the footer below has them too.
+        width = bar.size.width or self.size.width
+        for hint in ("   , . step  < > ends  c C largest change  p play", "   , . < > c C p"):
+            if text.cell_len + len(hint) <= width:
+                text.append(hint, style="dim")
+                break
         bar.update(text)
 
     def _taken_age(self) -> str:

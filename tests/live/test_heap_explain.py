@@ -63,11 +63,11 @@ def test_explain_bad_input():
     gone = memtop("explain", "99999999")
     assert gone.returncode == 1 and "no process with PID 99999999" in gone.stderr
     usage = memtop("explain", "abc")
-    assert usage.returncode == 2
+    assert usage.returncode == 2 and "not a PID: 'abc' is not an integer" in usage.stderr
     for bad in ("0", "-5"):  # invalid arguments are usage errors: exit 2 with the usage line
         out = memtop("explain", bad)
         assert out.returncode == 2, (bad, out.stderr)
-        assert out.stderr.startswith("usage: memtop explain") and f"invalid PID {bad}" in out.stderr
+        assert out.stderr.startswith("usage: memtop explain") and f"not a PID: {bad} (PIDs are positive integers)" in out.stderr
     assert "Traceback" not in gone.stderr + usage.stderr
 
 

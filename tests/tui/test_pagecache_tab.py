@@ -160,7 +160,12 @@ async def test_o_cycles_the_sources(proc_tree: Path):
         await pilot.press("o")
         assert tab.source == SOURCE_TREE
         await pilot.pause()
-        assert tab.query_one("#pc-tree-bar").display  # asks for a directory
+        # no box without the focus (what was typed went to the app): the note says to press d
+        assert not tab.query_one("#pc-tree-bar").display and app.focused is tab.query_one(FileTable)
+        assert "type a directory to scan (d)" in str(tab.query_one("#pc-source").render())
+        await pilot.press("d")
+        await pilot.pause()
+        assert tab.query_one("#pc-tree-bar").display and tab.query_one("#pc-tree-input").has_focus
         await pilot.press("escape")
         await pilot.pause()
         assert not tab.query_one("#pc-tree-bar").display

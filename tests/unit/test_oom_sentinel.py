@@ -26,6 +26,8 @@ def test_a_baseline_then_every_n_ticks_when_nothing_moves(tmp_path):
     _write(tmp_path, 3)
     sentinel = OomSentinel(tmp_path, first=15, every=150)
     assert _ticks(sentinel, 400) == [15, 165, 315]
+    _write(tmp_path, 3)
+    assert _ticks(OomSentinel(tmp_path), 301) == [1, 151, 301]  # the defaults: the first tick, then every 5 minutes at 2 s
 
 
 def test_a_kill_is_read_at_the_next_tick(tmp_path):
