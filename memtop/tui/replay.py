@@ -33,6 +33,7 @@ from memtop.tui.app import GLOBAL_KEYS, MemtopApp
 from memtop.text import printable
 from memtop.tui.screens import HelpScreen
 from memtop.tui.tab import TabView
+from memtop.model.pagecache import VmstatView
 from memtop.model.pressure import CgroupsView, PsiHistory
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import PartResult, Sample
@@ -82,7 +83,8 @@ class ChangesReady(Message):
 
 
 # What of a tick each tab draws beyond the processes (decoded only for the tab shown).
-_TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"}), "pagecache": frozenset({"files"}),
+_TAB_PARTS = {"kernel": frozenset({"kernel"}), "pressure": frozenset({"pressure"}),
+              "pagecache": frozenset({"files", "vmstat_rates"}),
               "tmpfs": frozenset({"tmpfs"}), "layers": frozenset({"layers"}), "arenas": frozenset({"arenas"}),
               "containers": frozenset({"containers"})}
 FD_TABLE_NOT_RECORDED = "fd tables are not recorded in this file (memtop record keeps each process's fd count)"
@@ -116,6 +118,8 @@ def recorded_sample(tick: RecordedTick, target: ProcessIdentity | None) -> Sampl
         else:
             view = CgroupsView(None, None, error=pressure.cgroup_error or "cgroups not recorded")
         parts["cgroups"] = result(view)
+    if tick.vmstat is not None and "vmstat_rates" in tick.parts:
+        parts["vmstat"] = result(VmstatView(tick.vmstat_rates, tick.vmstat))
     # Sections stored when taken: the latest at or before the tick, with the tick it was taken at.
     for name, part in (("files", "system_files"), ("tmpfs", "tmpfs"), ("layers", "layers"), ("arenas", "arenas"),
                        ("containers", "containers")):

@@ -142,6 +142,13 @@ async def test_recorded_tabs_show_the_file_and_the_others_say_not_recorded(grown
             assert captures[0].files is not None and all(c.files is None for c in captures[1:])
             assert app.query_one(PageCacheTab).table.files == captures[0].files.files
             assert ("page cache read" in bar_text(app)) == (age >= 0.5), (age, bar_text(app))
+            # its thrashing charts: /proc/vmstat's rates between the recorded ticks (was "not recorded")
+            page_cache = app.query_one(PageCacheTab)
+            assert page_cache.vmstat_error is None and len(page_cache.vmstat.history) == len(captures) - 1
+            first, second = captures[-2], captures[-1]
+            seconds = second.snapshot.system.monotonic - first.snapshot.system.monotonic
+            pgpgin = (second.vmstat["pgpgin"] - first.vmstat["pgpgin"]) / seconds
+            assert page_cache.vmstat.latest.rates["pgpgin"] == pytest.approx(pgpgin)
             await pilot.press("6")
             await settle(app, pilot)
             assert app.query_one(TmpfsTab).report == captures[0].tmpfs

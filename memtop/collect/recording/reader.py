@@ -56,7 +56,7 @@ from memtop.collect.recording.codec import (
 from memtop.model.arenas import ArenaAnalysis
 from memtop.model.containers import ContainersView
 from memtop.model.heap import LayerReport
-from memtop.model.pagecache import FilesView
+from memtop.model.pagecache import FilesView, VmstatRates
 from memtop.model.tmpfs import TmpfsReport
 from memtop.procfs import CLOCK_TICKS
 
@@ -70,9 +70,10 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 _DECODE_ERRORS = (sqlite3.Error, zlib.error, struct.error, ValueError, KeyError, TypeError, IndexError,
                   AttributeError, ArithmeticError, RecursionError, MemoryError)
 _SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.pagesperslab", "slabs.page_size"})
-ALL_PARTS = frozenset({"kernel", "pressure", *TAKEN_SECTIONS})
+ALL_PARTS = frozenset({"kernel", "pressure", "vmstat_rates", *TAKEN_SECTIONS})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
 REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the live tab keeps
+REPLAY_VMSTAT_TICKS = 150  # the Page cache tab's thrashing charts: as many rates as the live tab keeps
 # Times a recording may hold: seconds since the epoch that a clock can show (time.localtime
 # works up to the year 9999), monotonic and uptime seconds below a thousand years.
 MAX_WALL_TIME = 253402300799.0
@@ -120,6 +121,9 @@ class RecordedTick:
     # monotonic time of the tick it was taken at; absent when none was in the last TAKEN_LOOKBACK.
     taken: Mapping[str, tuple[int, object]] = field(default_factory=lambda: MappingProxyType({}))
     target: ProcessIdentity | None = None  # the process whose heap reports were recorded (--pid)
+    # With "vmstat_rates": /proc/vmstat's rates between consecutive recorded ticks up to this
+    # one (the Page cache tab's thrashing charts), oldest first.
+    vmstat_rates: tuple[VmstatRates, ...] = ()
 
     @property
     def wall_time(self) -> float:
@@ -283,6 +287,7 @@ class RecordReader:
         self._rss = _Lru(HISTORY_LEN + 64)
         self._slab_totals = _Lru(REPLAY_SLAB_CHART_TICKS + 16)
         self._psi = _Lru(REPLAY_PSI_TICKS + 32)
+        self._vmstat = _Lru(REPLAY_VMSTAT_TICKS + 32)
         self._baselines: tuple[int, Mapping] | None = None
         self.damaged: set[int] = set()  # ticks found damaged while reading their neighbours
 
@@ -542,6 +547,27 @@ class RecordReader:
             self._slab_totals.put(seq, found)
         return found
 
+    def _vmstat_at(self, seq: int) -> Mapping[str, int] | None:
+        found = self._vmstat.hit(seq)
+        if found is None:
+            doc = self._object(seq, "vmstat")
+            found = self._vmstat.put(seq, mapping(doc, int, where="vmstat") if doc is not None else {})
+        return found or None
+
+    def _vmstat_rates(self, index: int) -> tuple[VmstatRates, ...]:
+        """Rates between each two consecutive ticks of the last REPLAY_VMSTAT_TICKS that hold
+        /proc/vmstat (a damaged or missing one leaves a gap, as a missed live read does)."""
+        from memtop.procfs.vmstat import vmstat_rates
+
+        out = []
+        before = None
+        for j in range(max(0, index - REPLAY_VMSTAT_TICKS), index + 1):
+            counters = self._history_part(self._vmstat_at, self.seqs[j], None)
+            if counters is not None and before is not None and j - before[0] == 1:
+                out.append(vmstat_rates(before[1], counters, self.monos[j] - self.monos[before[0]], self.monos[j]))
+            before = (j, counters) if counters is not None else None
+        return tuple(out)
+
     def _psi_at(self, seq: int) -> PressureSample | None:
         found = self._psi.hit(seq)
         if found is None:
@@ -586,7 +612,8 @@ class RecordReader:
             pressure = self._pressure(index, seq, snapshot)
         vmstat = None
         if "vmstat" in present:
-            vmstat = mapping(self._object(seq, "vmstat"), int, where="vmstat")
+            vmstat = self._vmstat_at(seq)
+        rates = self._vmstat_rates(index) if "vmstat_rates" in parts and vmstat is not None else ()
         taken = {}
         for name in TAKEN_SECTIONS:
             if name not in parts:
@@ -599,7 +626,7 @@ class RecordReader:
                 taken[name] = (at, decode(self._doc(taken_seq, name), TAKEN_TYPES[name], where=name))
         return RecordedTick(index, len(self.seqs), seq, snapshot, kernel, pressure, vmstat,
                             frozenset(p for p in present if isinstance(p, str)), parts, MappingProxyType(taken),
-                            self.target)
+                            self.target, rates)
 
     def _system(self, seq: int) -> dict:
         doc = self._object(seq, "system")
