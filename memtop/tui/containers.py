@@ -167,13 +167,21 @@ def oom_text(oom) -> Text:
         return t
     t.append("OOM kills (last 10 minutes):\n", style="bold")
     for e in list(oom.events)[-EVENTS_SHOWN:][::-1]:
-        when = time.strftime("%H:%M:%S", time.localtime(e.wall_time))
+        # The reading that saw the kills (they happened since the one before); each victim the
+        # kernel log names has its own time and cgroup (a reading can see kills in two cgroups).
+        seen = time.strftime("%H:%M:%S", time.localtime(e.wall_time))
         where = printable(e.cgroup) if e.cgroup else "system"
-        t.append(f"{when} {counted(e.kills, 'kill')} in {where} ({e.scope}): ", style="bold red")
+        t.append(f"seen {seen}: {counted(e.kills, 'kill')} in {where} ({e.scope}): ", style="bold red")
         if e.victims:
             held = []
             for v in e.victims:
                 figures = []
+                k = v.kernel
+                if k is not None:
+                    killed = e.wall_time - (e.time - k.usec / 1e6)  # the kernel's clock is monotonic
+                    memcg = k.oom_memcg or k.task_memcg
+                    figures.append(f"killed {time.strftime('%H:%M:%S', time.localtime(killed))}"
+                                   + (f" in {printable(memcg)}" if memcg and memcg != e.cgroup else ""))
                 if v.kernel is not None and v.kernel.anon_rss is not None:
                     figures.append(f"anon {_b(v.kernel.anon_rss)} file {_b(v.kernel.file_rss)} "
                                    f"shmem {_b(v.kernel.shmem_rss)} (kernel)")

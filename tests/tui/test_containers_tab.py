@@ -273,6 +273,7 @@ async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
                 while cg.oom_kills() < 1 and time.monotonic() < deadline:
                     time.sleep(0.1)
                 assert cg.oom_kills() == 1
+                killed_at = time.time()
                 await ticks(1)
                 assert len(readings) == 2  # oom_kill moved: read at once
                 assert not app.query(ContainersTab)  # never shown: built when first shown
@@ -287,6 +288,11 @@ async def test_a_kill_before_the_tab_is_opened_is_listed_when_it_is(hierarchy):
                 assert event.kills == 1 and [v.pid for v in event.victims] == [grower.pid]
                 shown = text_of(tab.query_one("#containers-oom"))
                 assert f"1 kill in {cg.cgroup_path}" in shown and f"{grower.pid} " in shown
+                [victim] = event.victims
+                if victim.kernel is not None:  # named by the kernel log: its time is the kill's, not the reading's
+                    killed = event.wall_time - (event.time - victim.kernel.usec / 1e6)
+                    assert killed_at - 2 <= killed <= event.wall_time
+                    assert f"killed {time.strftime('%H:%M:%S', time.localtime(killed))}" in shown
         finally:
             grower.close()
 
