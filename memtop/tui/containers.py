@@ -229,10 +229,10 @@ class ContainersTab(TabView):
                       "/proc/vmstat oom_kill moves); the victim from the kernel log (/dev/kmsg 'Killed "
                       "process'), else the process that vanished"),
     )
-    TAB_KEYS = (("↑ ↓", "highlight a container: its details below"),)
+    TAB_KEYS = (("↑ ↓", "highlight a container: its details below the OOM watch"),)
 
     DEFAULT_CSS = """
-    ContainersTab #containers-title { height: 1; }
+    ContainersTab #containers-title { height: auto; max-height: 2; }
     ContainersTab #containers-detail { height: auto; max-height: 14; }
     ContainersTab #containers-oom { height: auto; }
     ContainersTab #containers-body { height: 1fr; }
@@ -247,9 +247,11 @@ class ContainersTab(TabView):
     def compose(self) -> ComposeResult:
         yield Static("", id="containers-title")
         yield ContainersTable(id="containers-table", cursor_type="row", zebra_stripes=False)
+        # The OOM watch first: below the detail, at 80x24 it was off screen and out of reach (the
+        # table keeps the keys); the detail's end is what a short terminal cuts.
         with VerticalScroll(id="containers-body"):
-            yield Static("", id="containers-detail")
             yield Static("", id="containers-oom")
+            yield Static("", id="containers-detail")
 
     def on_mount(self) -> None:
         # One focusable widget: when the tab hides, Textual moves the focus to a focusable
