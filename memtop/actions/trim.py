@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from memtop.actions import audit
+from memtop.format import fmt_bytes
 from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
 from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes
@@ -50,6 +51,8 @@ PROBE_MAX_WALL_S = 0.3
 
 # "Came straight back": at least this share of what was released is resident again.
 CAME_BACK_FRACTION = 0.5
+# Free bytes kept in the heap above which "nothing would be released" is said to be fragmentation.
+FRAGMENTED_FREE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,11 @@ def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> Tri
         except gdb.GdbError as e:
             refusal = str(e)  # without the arenas the lock check cannot be made: do not trim
     release = report.trim_release_bytes if report.valid else None
+    if release == 0 and report.free_bytes + report.fastbin_bytes >= FRAGMENTED_FREE_BYTES:
+        # Free memory kept, none of it a whole free page: holes between chunks in use.
+        reason = (f"the {fmt_bytes(report.free_bytes + report.fastbin_bytes)} glibc keeps free lies in holes "
+                  "between chunks in use, none spanning a whole free page (fragmentation): malloc_trim gives back "
+                  "only whole free pages; what frees it is the program releasing the chunks around them")
     validate = not report.valid  # "changing": no walk could be validated while the process ran
     if validate:
         walk = report.reason or "the heap walk was not consistent"

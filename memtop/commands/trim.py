@@ -132,8 +132,9 @@ def describe_prediction(pid: int, prediction) -> str:
         return f"cannot trim: {printable(prediction.refusal)}"
     call = getattr(prediction, "call", "malloc_trim(0)")
     if prediction.release_bytes == 0:
+        why = printable(prediction.reason) if prediction.reason else "e.g. right after a trim"
         return (f"PID {pid}: nothing would be released: the heap walk finds no resident free page for "
-                f"{call} to give back (e.g. right after a trim); trimming would stop the process for about "
+                f"{call} to give back ({why}); trimming would stop the process for about "
                 f"{prediction.estimated_stop_s * 1000:.0f} ms for nothing")
     if prediction.release_bytes is not None:
         what = f"the heap walk predicts RSS will drop by {fmt_bytes(prediction.release_bytes)}"

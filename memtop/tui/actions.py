@@ -247,8 +247,9 @@ class TrimScreen(_ActionScreen):
             else:
                 if p.release_bytes == 0:
                     text.append("Nothing would be released: ", style="bold")
+                    why = printable(p.reason) if p.reason else "e.g. right after a trim"
                     text.append("the heap walk finds no resident free page malloc_trim(0) could give back "
-                                f"({counted(len(p.mutex_addresses), 'arena')}), e.g. right after a trim. Trimming now would "
+                                f"({counted(len(p.mutex_addresses), 'arena')}): {why}. Trimming now would "
                                 "stop the process for nothing; the default is to leave it.\n")
                 elif p.release_bytes is not None:
                     text.append("The heap walk predicts RSS will drop by ")

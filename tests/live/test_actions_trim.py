@@ -366,3 +366,38 @@ def test_cli_says_plainly_when_nothing_would_be_released(children, gcc):
     first = done.stdout.splitlines()[0]
     assert "nothing would be released" in first and "predicts RSS will drop" not in first
     assert_alive_and_running(child)
+
+
+FRAGMENTED_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+/* 200,000 chunks of 1,000 bytes, every other one freed: ~98 MiB free in holes between chunks
+   in use, no whole free page among them (malloc_trim cannot give any back). */
+int main(void) {
+    enum { N = 200000 };
+    static char *keep[N];
+    for (int i = 0; i < N; i++) { keep[i] = malloc(1000); memset(keep[i], 1, 1000); }
+    for (int i = 0; i < N; i += 2) { free(keep[i]); keep[i] = NULL; }
+    printf("READY\n"); fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) { printf("pong\n"); fflush(stdout); }  /* answers a ping */
+    return 0;
+}
+"""
+
+
+def test_nothing_released_from_a_fragmented_heap_says_why(children, gcc):
+    """A new user's trial: on a heap whose free memory is all in holes, 'nothing would be
+    released (e.g. right after a trim)' gave the wrong reason; it says fragmentation now."""
+    from tests.support import compile_c
+
+    child = children.start([compile_c(FRAGMENTED_SOURCE, name="actions-fragmented")])
+    prediction = trim.predict(identity_of(child.pid))
+    assert prediction.refusal is None and prediction.release_bytes == 0
+    assert "in holes between chunks in use" in prediction.reason and "fragmentation" in prediction.reason
+    done = memtop_cli("trim", str(child.pid), "--yes", "--follow", "0")
+    first = done.stdout.splitlines()[0]
+    assert "nothing would be released" in first and "fragmentation" in first and "right after a trim" not in first
+    assert_alive_and_running(child)
