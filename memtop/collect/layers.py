@@ -394,9 +394,9 @@ def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> 
         # mimalloc's free spans and empty pages; the rest of the resident pages hold allocations.
         free = min(other.resident_bytes, other.free_kept_bytes if other.kind == "mimalloc" else
                    (other.detail("dirty_resident_bytes") or 0) + (other.detail("muzzy_resident_bytes") or 0))
-        return (Layer("in_use", "in use", other.resident_bytes - free, "resident pages not in free extents or spans",
+        return (Layer("in_use", "pages in use", other.resident_bytes - free, "resident pages not in free extents or spans",
                       parent="allocator_heap"),
-                Layer("free", "free (kept)", free, other.source_of("free_kept_bytes") or "", parent="allocator_heap"))
+                Layer("free", "free pages (kept)", free, other.source_of("free_kept_bytes") or "", parent="allocator_heap"))
     if heap is None or not heap.valid or not heap.arenas:
         return ()
     parents = {layer.key: layer.bytes for layer in anon_split}
@@ -413,9 +413,9 @@ def _heap_split(heap: HeapReport | None, anon_split: tuple[Layer, ...] = ()) -> 
         top = min(total, sum(a.top_resident_bytes or 0 for a in arenas))
         free = min(total - top, sum(a.free_resident_bytes or 0 for a in arenas))
         out += [
-            Layer("in_use", "in use", total - top - free, "resident heap pages not in top or inside free chunks",
+            Layer("in_use", "pages in use", total - top - free, "resident heap pages not in top or inside free chunks",
                   parent=parent),
-            Layer("free", "free (kept)", free, "resident whole pages inside bin and fastbin chunks", parent=parent),
+            Layer("free", "free pages (kept)", free, "resident whole pages inside bin and fastbin chunks", parent=parent),
             Layer("top", "top", top, "resident pages of the top chunk" + ("s" if len(arenas) > 1 else ""),
                   parent=parent),
         ]

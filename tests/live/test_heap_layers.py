@@ -58,7 +58,7 @@ def test_each_heap_place_is_split_under_its_own_row(children, heap_target):
     # arena's address whole.
     lines = render_text(report).splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("thread-arena heaps"))
-    assert [line.split()[0] for line in lines[at + 1:at + 4]] == ["in", "free", "top"]
+    assert [line.split()[0] for line in lines[at + 1:at + 4]] == ["pages", "free", "top"]
     assert all(line.startswith(" " * 8) and not line.startswith(" " * 9) for line in lines[at + 1:at + 4])
     assert not any("resident," in line for line in lines)
     main = report.heap.main_arena
