@@ -542,7 +542,11 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, w
     which must fit 80 columns with its figure and unit whole (the name gives way first)."""
     when = time.strftime("%H:%M:%S ", time.localtime(event.wall_time)) if with_time else ""
     if short:
-        psi = f" some {event.memory.some.avg10:.1f}%" if event.memory is not None else ""
+        # What fired, not avg10: a stall of 200 ms in 2 s is 0.0 % in a 10 s average (a new
+        # user read "stall some 0.0%" as a false alarm).
+        t = event.trigger
+        psi = (f" {t.kind} ≥{t.threshold_us / 1000:g} ms/{t.window_us / 1e6:g} s" if t is not None
+               else f" some {event.memory.some.avg10:.1f}%" if event.memory is not None else "")
         if not event.growers:
             return f"{when}memory stall{psi}; no process's RSS was growing"
         g = event.growers[0]

@@ -68,7 +68,7 @@ def test_stall_line_names_time_psi_and_growers():
     assert "some avg10 12.50%, full 4.25%" in line
     assert "PID 22173 demo +260 MiB in 16 s" in line and "/min" not in line
     short = stall_line(event, short=True)
-    assert "per 2 s window" not in short and short.endswith("memory stall some 12.5%: demo[22173] +260 MiB in 16 s")
+    assert "per 2 s window" not in short and short.endswith("memory stall some ≥200 ms/2 s: demo[22173] +260 MiB in 16 s")
     # The banner (" ⚠ " + line + " (tab 7)") fits 80 columns with the unit whole.
     assert len(f" ⚠ {short} (tab 7)") <= 80
     assert stall_line(event, with_time=False, who=False).endswith("(memory some avg10 12.50%, full 4.25%)")
