@@ -59,6 +59,17 @@ def fmt_percent(value: float | None) -> str:
     return f"{value * 100:.0f}%"
 
 
+def fmt_clock(wall_time: float | None) -> str:
+    """``14:03:27`` in local time; ``?`` for a time no clock can show (None, or a recording's
+    value out of range: time.localtime raises on those)."""
+    import time
+
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(wall_time)) if wall_time is not None else UNKNOWN
+    except (OverflowError, OSError, ValueError):
+        return UNKNOWN
+
+
 def fmt_duration(seconds: float | None) -> str:
     """Format a duration: 45s, 12m, 3h05m, 2d04h."""
     if seconds is None:

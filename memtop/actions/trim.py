@@ -19,7 +19,7 @@ from memtop.actions import audit
 from memtop.format import fmt_bytes
 from memtop.heap import analyze, gdb
 from memtop.model.process import ProcessIdentity
-from memtop.procfs import PROC, NoSuchProcess, ProcfsError, read_bytes
+from memtop.procfs import PAGE_SIZE, PROC, NoSuchProcess, ProcfsError, read_bytes
 from memtop.procfs.process import read_stat, read_status
 
 TRIM_EXPRESSION = "((int (*)(unsigned long))malloc_trim)(0)"
@@ -274,11 +274,17 @@ def predict(identity: ProcessIdentity, root: Path = PROC, *, cancel=None) -> Tri
         except gdb.GdbError as e:
             refusal = str(e)  # without the arenas the lock check cannot be made: do not trim
     release = report.trim_release_bytes if report.valid else None
-    if release == 0 and report.free_bytes + report.fastbin_bytes >= FRAGMENTED_FREE_BYTES:
-        # Free memory kept, none of it a whole free page: holes between chunks in use.
-        reason = (f"the {fmt_bytes(report.free_bytes + report.fastbin_bytes)} glibc keeps free lies in holes "
-                  "between chunks in use, none spanning a whole free page (fragmentation): malloc_trim gives back "
-                  "only whole free pages; what frees it is the program releasing the chunks around them")
+    kept = report.free_bytes + report.fastbin_bytes
+    if release == 0 and kept >= FRAGMENTED_FREE_BYTES:
+        # Free memory kept and nothing to release: either no free chunk spans a whole page (holes
+        # between chunks in use), or their whole pages are not resident any more.
+        if not any(size >= 2 * PAGE_SIZE for arena in known for size, _, _ in arena.free_size_histogram):
+            reason = (f"the {fmt_bytes(kept)} glibc keeps free lies in holes between chunks in use, none spanning "
+                      "a whole free page (fragmentation): malloc_trim gives back only whole free pages; what frees "
+                      "it is the program releasing the chunks around them")
+        else:
+            reason = (f"the whole pages inside the {fmt_bytes(kept)} glibc keeps free are not resident: given back "
+                      "already (e.g. by an earlier trim) or swapped out")
     validate = not report.valid  # "changing": no walk could be validated while the process ran
     if validate:
         walk = report.reason or "the heap walk was not consistent"

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, Mapping, TypeVar
 
-from memtop.collect.collector import Job, Part, PartUnavailable
+from memtop.collect.collector import Collector, Job, Part, PartUnavailable
 from memtop.format import counted
 from memtop.model.pressure import CgroupsView, ProcessCgroups, PsiHistory
 from memtop.model.process import ProcessIdentity
@@ -554,32 +554,51 @@ class ContainersPart(Part):
 
 
 class OomSentinel:
-    """When the OOM watch (the containers part) should read while its tab is hidden: at the
-    ``first`` tick the sampler asks for (the baseline its counters are compared with; the first
-    screen is drawn before it), every ``every`` ticks after that, and at once when /proc/vmstat's oom_kill (every OOM kill, a cgroup's too,
-    counts there) moved since the last tick. So a kill before the Containers tab is opened is
-    listed with its victim, for the cost of reading one small file a tick: a reading of the
-    containers costs ~0.1 s of CPU at 1,000 processes."""
+    """When the OOM watch (the containers part) reads while its tab is hidden: at the first tick
+    the sampler asks for (the baseline its counters are compared with; the first screen is drawn
+    before it), every ``every_s`` seconds after that, and at once when /proc/vmstat's oom_kill
+    (every OOM kill, a cgroup's too, counts there) moved since the last tick. So a kill before the
+    Containers tab is opened is listed with its victim, for the cost of one small file a tick: a
+    reading of the containers costs ~0.1 s of CPU at 1,000 processes.
 
-    def __init__(self, root: Path, *, first: int = 1, every: int = 150):
+    A reading asked for is forced past the Collector's spacing (PART_DUTY) and wanted until one
+    made from that tick's processes or a later one has arrived: a second kill soon after a
+    reading is read too, not only at the next baseline."""
+
+    PART = "containers"
+
+    def __init__(self, root: Path, *, every_s: float = 300.0):
         self.root = root
-        self.first = first
-        self.every = every
-        self._ticks = 0
+        self.every_s = every_s
         self._kills: int | None = None  # /proc/vmstat oom_kill at the last tick
+        self._asked_at: float | None = None  # monotonic time of the last reading asked for
+        self._asked_tick: int | None = None  # the tick it was asked at, until it has been read
 
-    def due(self) -> bool:
+    def _oom_kills(self) -> int | None:
         from memtop.procfs.vmstat import read_vmstat
 
-        self._ticks += 1
         try:
-            kills = read_vmstat(self.root).get("oom_kill")
-        except ProcfsError:
-            kills = None  # then only the ticks say when
+            return read_vmstat(self.root).get("oom_kill")
+        except (ProcfsError, OSError):
+            return None  # then only the time says when
+
+    def wants(self, collector: Collector, sample) -> tuple[str, ...]:
+        """After a tick: the parts the watch wants now (``(PART,)`` or nothing); a reading newly
+        due is forced on ``collector``. ``sample``: the tick's, for its time, tick number and the
+        part's latest result."""
+        snapshot = sample.processes
+        kills = self._oom_kills()
         moved = kills is not None and self._kills is not None and kills != self._kills
         self._kills = kills
-        started = self._ticks >= self.first
-        return started and (moved or (self._ticks - self.first) % self.every == 0)
+        now = snapshot.system.monotonic
+        if moved or self._asked_at is None or now - self._asked_at >= self.every_s:
+            self._asked_at, self._asked_tick = now, snapshot.tick
+            collector.refresh(self.PART)
+        elif self._asked_tick is not None:
+            result = sample.result(self.PART)
+            if result is not None and result.tick >= self._asked_tick:
+                self._asked_tick = None  # read
+        return (self.PART,) if self._asked_tick is not None else ()
 
 
 def default_parts(root: Path, **options: Any) -> list[Part]:

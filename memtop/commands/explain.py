@@ -150,7 +150,7 @@ def render_text(report: LayerReport, arenas=None) -> str:
         lines.append(_row("free, kept by glibc", heap.free_bytes + heap.fastbin_bytes,
                           f"{fmt_bytes(heap.fastbin_bytes)} of it in fastbins", indent=4))
         lines.append(_row("top", heap.top_bytes, indent=4))
-        lines.append(_row("mmapped chunks", heap.mmapped_bytes, f"{counted(heap.mmapped_count, 'chunk')}, from mp_"))
+        lines.append(_row("mmapped chunks", heap.mmapped_bytes, (f"{counted(heap.mmapped_count, 'chunk')}, from mp_" if heap.mmapped_count is not None else "from mp_")))
         lines.append(_row("malloc_trim(0) would release", heap.trim_release_bytes, "of RSS, now"))
         if heap.pin is not None and heap.pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
             pin = heap.pin

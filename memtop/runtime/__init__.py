@@ -10,8 +10,10 @@ process: the report's status and reason say what happened.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,16 +141,32 @@ class RootUnreadable(OSError):
 def opened_in_root(target: Target, parts: list[str], last_flags: int) -> Iterator[int]:
     """The fd of ``parts`` below /proc/PID/root (the files as the process sees them), opened one
     component at a time with O_NOFOLLOW, the last with ``last_flags``: a symlink anywhere fails
-    with ELOOP or ENOTDIR, never followed. Every fd opened is closed on leaving."""
+    with ELOOP or ENOTDIR, never followed. Every fd opened is closed on leaving.
+
+    Unless it must be a directory (O_DIRECTORY), the last component is first opened O_PATH and
+    opened for reading only when it is a regular file: opening a device (a watchdog arms, a tape
+    rewinds) or a FIFO (a writer waiting on it goes on) acts on it, and a command line can name
+    any path. Anything else is yielded as the O_PATH fd: fstat says what it is."""
+    if not parts:
+        raise FileNotFoundError(errno.ENOENT, "no path below the root")
     fds: list[int] = []
     try:
         try:
             fds.append(os.open(f"{target.root}/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
         except OSError as e:
             raise RootUnreadable(e.errno, e.strerror) from None
-        for i, name in enumerate(parts):
-            flags = last_flags if i == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY
-            fds.append(os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+        for name in parts[:-1]:
+            fds.append(os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+        if last_flags & os.O_DIRECTORY:
+            fds.append(os.open(parts[-1], last_flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+        else:
+            fds.append(os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]))
+            mode = os.fstat(fds[-1]).st_mode
+            if stat.S_ISLNK(mode):  # O_PATH|O_NOFOLLOW opens the link itself: refused as O_NOFOLLOW does
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            if stat.S_ISREG(mode):
+                # the same inode, reopened through our own fd table: no lookup by name again
+                fds.append(os.open(f"/proc/self/fd/{fds[-1]}", last_flags | os.O_CLOEXEC))
         yield fds[-1]
     finally:
         for fd in fds:
@@ -159,9 +177,6 @@ def read_file_in_root(target: Target, path: str, max_bytes: int = 1 << 20) -> tu
     """(content, why-not) of ``path`` as the process sees it (below /proc/PID/root), opened one
     component at a time with O_NOFOLLOW: a symlink anywhere is refused, never followed; a FIFO
     does not block (O_NONBLOCK) and is refused; at most ``max_bytes`` are read."""
-    import errno
-    import stat
-
     parts = [p for p in path.split("/") if p]
     if not path.startswith("/") or not parts or not all(is_plain_name(p) for p in parts):
         return None, f"{path}: not a plain absolute path"

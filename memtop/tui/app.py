@@ -344,10 +344,11 @@ class MemtopApp(App):
 
         Whatever tab is shown, the containers part is read when the OomSentinel says (a kill
         moved /proc/vmstat's oom_kill, or a baseline is due): the OOM watch then lists a kill that
-        happened before the Containers tab was opened."""
-        if self.replay is None:
-            self.collector.want("oom-watch", ("containers",) if self.oom_sentinel.due() else ())
+        happened before the Containers tab was opened. Asked for after the tick, a reading
+        starts from this tick's processes (with workers; at the next tick without)."""
         sample = self.collector.tick()
+        if self.replay is None:
+            self.collector.want("oom-watch", self.oom_sentinel.wants(self.collector, sample))
         self.post_message(SampleReady(sample))
         return sample
 

@@ -15,7 +15,6 @@ meanwhile, the kernel log naming the victims when memtop can read /dev/kmsg).
 
 from __future__ import annotations
 
-import time
 
 from rich.text import Text
 from textual import on
@@ -23,7 +22,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from memtop.format import UNKNOWN, counted, fmt_bytes, fmt_duration, fmt_percent
+from memtop.format import UNKNOWN, counted, fmt_bytes, fmt_clock, fmt_duration, fmt_percent
 from memtop.model.containers import ContainerMemory, ContainersView, container_findings
 from memtop.model.findings import Severity
 from memtop.model.sample import Sample
@@ -162,14 +161,14 @@ def oom_text(oom) -> Text:
     if "kernel_log" in oom.unknown:
         t.append(f"victims: {printable(oom.unknown['kernel_log'])}\n", style="dim")
     if not oom.events:
-        since = time.strftime("%H:%M:%S", time.localtime(oom.since_wall)) if oom.since_wall is not None else "now"
-        t.append(f"no OOM kill seen since {since} (kept 10 minutes)\n", style="dim")
+        # "since" the watch started would be untrue once a kill has left the 10-minute list
+        t.append(f"no OOM kill in the last 10 minutes (watching since {fmt_clock(oom.since_wall)})\n", style="dim")
         return t
     t.append("OOM kills (last 10 minutes):\n", style="bold")
     for e in list(oom.events)[-EVENTS_SHOWN:][::-1]:
         # The reading that saw the kills (they happened since the one before); each victim the
         # kernel log names has its own time and cgroup (a reading can see kills in two cgroups).
-        seen = time.strftime("%H:%M:%S", time.localtime(e.wall_time))
+        seen = fmt_clock(e.wall_time)
         where = printable(e.cgroup) if e.cgroup else "system"
         t.append(f"seen {seen}: {counted(e.kills, 'kill')} in {where} ({e.scope}): ", style="bold red")
         if e.victims:
@@ -178,15 +177,18 @@ def oom_text(oom) -> Text:
                 figures = []
                 k = v.kernel
                 if k is not None:
-                    killed = e.wall_time - (e.time - k.usec / 1e6)  # the kernel's clock is monotonic
+                    # The kernel log's clock (local_clock) runs beside CLOCK_MONOTONIC but is not
+                    # corrected: the kill is between the two readings, whatever it says.
+                    since_wall = e.wall_time - (e.time - e.since)
+                    killed = min(e.wall_time, max(since_wall, e.wall_time - (e.time - k.usec / 1e6)))
                     memcg = k.oom_memcg or k.task_memcg
-                    figures.append(f"killed {time.strftime('%H:%M:%S', time.localtime(killed))}"
+                    figures.append(f"killed ~{fmt_clock(killed)}"
                                    + (f" in {printable(memcg)}" if memcg and memcg != e.cgroup else ""))
                 if v.kernel is not None and v.kernel.anon_rss is not None:
                     figures.append(f"anon {_b(v.kernel.anon_rss)} file {_b(v.kernel.file_rss)} "
                                    f"shmem {_b(v.kernel.shmem_rss)} (kernel)")
                 if v.last is not None:
-                    figures.append(f"RSS {_b(v.last.rss)} PSS {_b(v.last.pss)} (last tick)")
+                    figures.append(f"RSS {_b(v.last.rss)} PSS {_b(v.last.pss)} (last reading)")
                 held.append(f"{v.pid} {printable(v.name, 24)} [{printable(v.source)}] " + ", ".join(figures))
             t.append("; ".join(held))
         else:

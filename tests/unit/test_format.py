@@ -22,3 +22,29 @@ def test_counted_says_one_arena_and_two_arenas():
     assert [counted(n, "arena") for n in (0, 1, 2)] == ["0 arenas", "1 arena", "2 arenas"]
     assert counted(1, "process", "processes") == "1 process" and counted(3, "process", "processes") == "3 processes"
     assert counted(12_345, "file") == "12.3k files"
+
+
+def test_a_clock_time_out_of_any_clock_is_unknown_not_a_traceback():
+    """Recorded times reach time.localtime, which raises past its range (a crafted recording's
+    Containers section gave a traceback in replay)."""
+    import time
+
+    from memtop.format import fmt_clock
+
+    assert fmt_clock(0.0) == time.strftime("%H:%M:%S", time.localtime(0.0))
+    for bad in (None, 1e17, 1.8e19, -1.8e19, float("nan")):
+        assert fmt_clock(bad) == "?", bad
+
+
+def test_the_oom_list_draws_a_crafted_recordings_times_as_unknown():
+    from types import MappingProxyType
+
+    from memtop.model.oom import OomEvent, OomSample, TimeToLimit
+    from memtop.tui.containers import oom_text
+
+    eta = TimeToLimit(None, None, None, 60.0, 0, None, None, "MemAvailable", "no points")
+    empty = OomSample(0.0, (), eta, MappingProxyType({}), None, MappingProxyType({}), since_wall=1e17)
+    assert "watching since ?" in oom_text(empty).plain
+    event = OomEvent(5.0, 1.8e19, 1.0, "cgroup", "", "/a", 1, MappingProxyType({"oom_kill": 1}))
+    assert "seen ?: 1 kill in /a" in oom_text(OomSample(0.0, (event,), eta, MappingProxyType({}), None,
+                                                         MappingProxyType({}))).plain

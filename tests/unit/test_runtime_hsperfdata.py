@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,28 @@ def test_directories_are_listed_as_the_process_sees_them_without_following_a_sym
     assert list_dir_in_root(target, "/etc/linked.d") == []
     os.symlink(elsewhere, fs / "linkdir")
     assert list_dir_in_root(target, "/linkdir/") == []
+
+
+def test_a_fifo_named_on_a_command_line_is_not_opened_for_reading(tmp_path):
+    """A command line can name any path (`--defaults-file=/srv/fifo`): opening a FIFO for reading
+    lets a writer blocked on it go on (a device's open acts on it too). It is looked at O_PATH and
+    refused before any open for reading."""
+    import subprocess
+    import sys
+
+    from memtop.runtime import read_file_in_root
+
+    proc, fs = _fake_root(tmp_path, 4242)
+    fifo = fs / "tmp" / "my.cnf"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'w').write('x'); print('opened')"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)  # the writer blocks in open() until a reader opens the FIFO
+        data, why = read_file_in_root(_target(proc, 4242, 0, []), "/tmp/my.cnf")
+        assert data is None and "not a regular file" in why
+        time.sleep(0.5)
+        assert writer.poll() is None  # still waiting: memtop never opened it for reading
+    finally:
+        writer.kill()
+        writer.wait(10)

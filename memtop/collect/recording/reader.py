@@ -53,6 +53,7 @@ from memtop.collect.recording.codec import (
     TAKEN_LOOKBACK,
     TAKEN_SECTIONS,
 )
+from memtop.collect.parts import VMSTAT_HISTORY
 from memtop.model.arenas import ArenaAnalysis
 from memtop.model.containers import ContainersView
 from memtop.model.heap import LayerReport
@@ -73,7 +74,7 @@ _SLAB_TOTAL_PARTS = frozenset({"slabs", "slabs.name", "slabs.num_slabs", "slabs.
 ALL_PARTS = frozenset({"kernel", "pressure", "vmstat_rates", *TAKEN_SECTIONS})
 REPLAY_SLAB_CHART_TICKS = 60  # the Kernel tab's chart in replay: this many ticks back
 REPLAY_PSI_TICKS = 300  # the Pressure tab's charts: as many readings as the live tab keeps
-REPLAY_VMSTAT_TICKS = 150  # the Page cache tab's thrashing charts: as many rates as the live tab keeps
+REPLAY_VMSTAT_TICKS = VMSTAT_HISTORY  # the Page cache tab's thrashing charts: as many rates as the live tab keeps
 # Times a recording may hold: seconds since the epoch that a clock can show (time.localtime
 # works up to the year 9999), monotonic and uptime seconds below a thousand years.
 MAX_WALL_TIME = 253402300799.0
@@ -563,9 +564,9 @@ class RecordReader:
         before = None
         for j in range(max(0, index - REPLAY_VMSTAT_TICKS), index + 1):
             counters = self._history_part(self._vmstat_at, self.seqs[j], None)
-            if counters is not None and before is not None and j - before[0] == 1:
-                out.append(vmstat_rates(before[1], counters, self.monos[j] - self.monos[before[0]], self.monos[j]))
-            before = (j, counters) if counters is not None else None
+            if counters is not None and before is not None:  # before: the tick just before, if it holds vmstat
+                out.append(vmstat_rates(before, counters, self.monos[j] - self.monos[j - 1], self.monos[j]))
+            before = counters
         return tuple(out)
 
     def _psi_at(self, seq: int) -> PressureSample | None:
