@@ -25,6 +25,7 @@ memtop/procfs/safefiles.py):
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -50,7 +51,7 @@ from memtop.model.containers import (
     with_name,
 )
 from memtop.model.pressure import CgroupMemory
-from memtop.procfs import PROC, AccessDenied, NoSuchProcess, ParseError, ProcfsError, read_text
+from memtop.procfs import CLOCK_TICKS, PROC, AccessDenied, NoSuchProcess, ParseError, ProcfsError, read_text
 from memtop.procfs.cgroup import (
     MemoryHierarchy,
     locate_memory_hierarchy,
@@ -59,7 +60,7 @@ from memtop.procfs.cgroup import (
     read_cgroup_memory,
 )
 from memtop.procfs.safefiles import Refused, list_beneath, read_beneath
-from memtop.procfs.system import read_meminfo
+from memtop.procfs.system import read_meminfo, read_uptime
 
 # --- which cgroup a process is in ----------------------------------------------------------------
 
@@ -407,16 +408,20 @@ def read_container_memory(hierarchy: MemoryHierarchy, container: ContainerId, me
 class ContainerCollector:
     """Groups processes by container and reads each container's memory, one tick at a time.
 
-    /proc/PID/cgroup is read once per process (by identity) and again every ``membership_s``
-    seconds (processes rarely change cgroup; ``docker exec`` and ``systemd-run --scope`` place a
-    new process, which is new anyway). A container whose processes all left (an OOM kill of its
+    /proc/PID/cgroup is read once per process (by identity), again ``membership_s`` seconds later
+    when the process is younger than twice that (a supervisor may move a process just after
+    starting it), and then every ``settled_s`` seconds:
+    processes rarely change cgroup (``docker exec`` and ``systemd-run --scope`` place a new
+    process, which is new anyway), and with 3,000 processes a re-read every 30 s was a quarter of
+    memtop's cost (issue 20). Each process's re-reads are spread (by its PID) over half to one and
+    a half times the interval, so that processes first seen together are not read again together. A container whose processes all left (an OOM kill of its
     only process) is still read for ``linger_s`` seconds while its cgroup exists, so that the
     kill's counters are seen. Not thread-safe: one thread calls :meth:`collect`.
     """
 
     def __init__(self, root: Path = PROC, *, hierarchy: MemoryHierarchy | None = None, host_root: str = "/",
-                 names: ContainerNames | None | bool = True, membership_s: float = 30.0, linger_s: float = 120.0,
-                 clock=time.monotonic):
+                 names: ContainerNames | None | bool = True, membership_s: float = 30.0, settled_s: float = 300.0,
+                 linger_s: float = 120.0, clock=time.monotonic):
         self.root = Path(root)
         self._clock = clock
         self._hierarchy = hierarchy
@@ -424,13 +429,17 @@ class ContainerCollector:
         if names is True:
             names = ContainerNames(host_root, clock=clock) if self.root == PROC else None
         self.names: ContainerNames | None = names or None
-        self.membership_s = membership_s
+        self.membership_s, self.settled_s = membership_s, settled_s
         self.linger_s = linger_s
+        # identity -> (when it is read again, its ContainerId, its memory cgroup); _due holds the
+        # same times in a heap, with the identities (an entry replaced since is skipped there).
         self._membership: dict[tuple, tuple[float, ContainerId, str | None]] = {}
+        self._due: list[tuple[float, tuple]] = []
+        self._uptime: float | None = None  # this call's /proc/uptime, read when needed (_young)
         self._previous: ContainersSample | None = None
-        # membership()'s last grouping: [the identities grouped, when its oldest entry expires,
-        # by_pid, memory_by_pid, group_id, their names, by_pid named]; reused while none of
-        # them changes (most ticks).
+        # membership()'s last grouping: [the identities grouped, by_pid, memory_by_pid, group_id,
+        # their names, by_pid named]; reused while no process comes or goes and no membership
+        # read again differs (most ticks).
         self._grouped: list | None = None
         self._last_seen: dict[str, tuple[float, ContainerId, str]] = {}
 
@@ -442,21 +451,46 @@ class ContainerCollector:
                 self._hierarchy_error = str(e)
         return self._hierarchy
 
-    def _membership_of(self, sample, version: int, now: float) -> tuple[ContainerId, str | None] | None:
-        key = sample.identity
-        cached = self._membership.get(key)
-        if cached is not None and now - cached[0] < self.membership_s:
+    def _membership_of(self, identity, version: int, now: float) -> tuple[ContainerId, str | None] | None:
+        cached = self._membership.get(identity)
+        if cached is not None and now < cached[0]:
             return cached[1], cached[2]
         try:
-            cgroups = read_process_cgroups(sample.pid, version, self.root)
+            cgroups = read_process_cgroups(identity.pid, version, self.root)
         except (NoSuchProcess, ParseError):
-            self._membership.pop(key, None)
+            self._membership.pop(identity, None)
             return None
         except AccessDenied:
             return None
         container, memory_path = name_process(cgroups)
-        self._membership[key] = (now, container, memory_path)
+        # Spread by PID: 0.5 to 1.5 times the interval (Knuth's multiplicative hash).
+        spread = 0.5 + ((identity.pid * 2654435761) % 1000) / 1000
+        due = now + spread * (self.membership_s if cached is None and self._young(identity) else self.settled_s)
+        self._membership[identity] = (due, container, memory_path)
+        heapq.heappush(self._due, (due, identity))
         return container, memory_path
+
+    def _young(self, identity) -> bool:
+        """Started less than 2 * membership_s ago (or its age unknown)."""
+        if self._uptime is None:
+            try:
+                self._uptime = read_uptime(self.root)
+            except ProcfsError:
+                return True
+        return self._uptime - identity.start_ticks / CLOCK_TICKS < 2 * self.membership_s
+
+    def _read_due(self, version: int, now: float) -> bool:
+        """Read again the memberships that are due; whether any answer differs from the last."""
+        changed = False
+        due = self._due
+        while due and due[0][0] <= now:
+            when, identity = heapq.heappop(due)
+            entry = self._membership.get(identity)
+            if entry is None or entry[0] != when:
+                continue  # gone, or read again since (its newer time is in the heap)
+            if self._membership_of(identity, version, now) != entry[1:]:
+                changed = True
+        return changed
 
     def _group(self, processes: Iterable, hierarchy: MemoryHierarchy, now: float):
         """Which container each process is in: (by_pid, memory path by pid, the processes of each
@@ -471,7 +505,7 @@ class ContainerCollector:
             if sample.kernel_thread:
                 continue
             alive.add(sample.identity)
-            found = self._membership_of(sample, hierarchy.version, now)
+            found = self._membership_of(sample.identity, hierarchy.version, now)
             if found is None:
                 continue
             container, memory_path = found
@@ -497,25 +531,26 @@ class ContainerCollector:
         if hierarchy is None:
             return ContainersSample(now, None, unknown=MappingProxyType({"containers": self._hierarchy_error or "?"}))
         processes = tuple(processes)
+        self._uptime = None  # read when a process is read for the first time (_young)
         alive = frozenset(s.identity for s in processes if not s.kernel_thread)
         cached = self._grouped
-        if cached is None or cached[0] != alive or now >= cached[1]:
+        if self._read_due(hierarchy.version, now) or cached is None or cached[0] != alive:
             by_pid, memory_by_pid, _groups, group_id, _memory = self._group(processes, hierarchy, now)
-            expires = min((entry[0] for entry in self._membership.values()), default=now) + self.membership_s
-            cached = self._grouped = [alive, expires, by_pid, MappingProxyType(memory_by_pid), group_id, None, None]
-        _alive, _expires, by_pid, memory_by_pid, group_id, drawn_names, named_by_pid = cached
+            cached = self._grouped = [alive, by_pid, MappingProxyType(memory_by_pid), group_id, None, None]
+        _alive, by_pid, memory_by_pid, group_id, drawn_names, named_by_pid = cached
         named = {key: self.names.resolve(c) for key, c in group_id.items()} if self.names is not None else None
         if named_by_pid is None or named != drawn_names:
             # The same mapping object while nothing changed: the Processes tab redraws its rows
             # only when the mapping it holds is replaced.
             named_by_pid = MappingProxyType(
                 {pid: named.get(c.cgroup, c) for pid, c in by_pid.items()} if named is not None else by_pid)
-            cached[5:] = [named, named_by_pid]
+            cached[4:] = [named, named_by_pid]
         return ContainersSample(now, hierarchy.version, (), named_by_pid, memory_by_pid)
 
     def collect(self, processes: Iterable, *, meminfo: Mapping[str, int] | None = None) -> ContainersSample:
         """One tick: ``processes`` are ProcessSamples (memtop.model.process) of this tick."""
         self._grouped = None  # _group below may read memberships again: membership() regroups
+        self._uptime = None
         now = self._clock()
         hierarchy = self.hierarchy()
         if hierarchy is None:

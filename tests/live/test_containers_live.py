@@ -292,3 +292,38 @@ def test_v2_when_the_memory_controller_is_free(hierarchy):
     if hierarchy.version == 2:
         pytest.skip("the memory controller is on v2 here: the tests above ran on v2")
     pytest.skip(v2_reason_here())
+
+
+def test_a_moved_process_is_seen_in_its_new_cgroup_on_the_membership_schedule(hierarchy):
+    # /proc/PID/cgroup is read at first sight, again 15-45 s later, then every 150-450 s (spread
+    # by PID): a real process moved between two real cgroups is seen moved no later than that,
+    # and not read in between (a fake clock; the kernel's files are real).
+    with TestCgroup(hierarchy) as a, TestCgroup(hierarchy) as b:
+        child = a.start(HOLD_ANON, "1")
+        try:
+            now = [1000.0]
+            collector = ContainerCollector(names=False, clock=lambda: now[0])
+            [sample] = [v.sample for v in Sampler().sample().processes if v.pid == child.pid]
+
+            def memory_cgroup():
+                return collector.membership([sample]).memory_path_by_pid.get(child.pid)
+
+            assert memory_cgroup() == a.cgroup_path
+            b.write("cgroup.procs", str(child.pid))
+            assert child.pid in b.pids()
+            now[0] += 14.9
+            assert memory_cgroup() == a.cgroup_path  # not read again yet: the last answer
+            now[0] += 30.2  # 45.1 s after the first read
+            assert memory_cgroup() == b.cgroup_path
+            a.write("cgroup.procs", str(child.pid))
+            now[0] += 149.9
+            assert memory_cgroup() == b.cgroup_path
+            now[0] += 300.2
+            assert memory_cgroup() == a.cgroup_path
+            # A process older than a minute when first seen (PID 1) is not read again after
+            # 15-45 s: straight to the settled interval.
+            [init] = [v.sample for v in Sampler().sample().processes if v.pid == 1]
+            collector.membership([init])
+            assert collector._membership[init.identity][0] - now[0] >= 0.5 * collector.settled_s
+        finally:
+            child.close()

@@ -190,7 +190,7 @@ def test_findings_say_what_counts_against_the_limit_and_json_is_plain():
     assert container_findings(below) == []
 
 
-def test_membership_is_reused_until_a_process_comes_or_goes_or_its_reading_expires():
+def test_membership_is_reused_until_a_process_comes_or_goes_or_a_reading_again_differs():
     # The Processes tab redraws its rows whenever the mapping it holds is replaced: on a quiet
     # machine (most ticks) the same mapping comes back, and nothing is read or grouped again.
     now = [1000.0]
@@ -204,8 +204,11 @@ def test_membership_is_reused_until_a_process_comes_or_goes_or_its_reading_expir
     fewer = collector.membership(processes[1:])
     assert fewer.by_pid is not first.by_pid and processes[0].pid not in fewer.by_pid
     assert dict(fewer.by_pid) == {pid: c for pid, c in first.by_pid.items() if pid != processes[0].pid}
-    # the readings' age reaching membership_s: read and grouped again (the same answer here)
+    # every reading due again (1.5 times membership_s at most): read again, the same answers,
+    # so the same mapping (a changed answer regroups: tests/live/test_containers_live.py)
     back = collector.membership(processes)
-    now[0] += collector.membership_s
-    expired = collector.membership(processes)
-    assert expired.by_pid is not back.by_pid and dict(expired.by_pid) == dict(first.by_pid)
+    due = [entry[0] for entry in collector._membership.values()]
+    now[0] += 1.5 * collector.membership_s
+    again = collector.membership(processes)
+    assert again.by_pid is back.by_pid and dict(again.by_pid) == dict(first.by_pid)
+    assert all(entry[0] > max(due) for entry in collector._membership.values())
