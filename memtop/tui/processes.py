@@ -11,6 +11,7 @@ import time
 from functools import lru_cache
 from typing import Any, Mapping
 from operator import itemgetter
+from bisect import bisect_left, insort
 
 from rich.segment import Segment
 from rich.style import Style
@@ -62,28 +63,116 @@ def matches(view: ProcessView, needle: str, container=None) -> bool:
     return needle_l == (s.user or "").lower() or needle_l in s.name.lower() or needle_l in label.lower()
 
 
-def sort_views(views, column: Column, reverse: bool, containers=None) -> list[ProcessView]:
-    """Sort by ``column``; unknown (None) values always go last, ties by PID.
+def _row_totals(view: ProcessView) -> tuple:
+    """What the totals line sums for one row: (RSS, PSS, USS, swap), then 1 for each known."""
+    s = view.sample
+    r = s.rollup
+    values = (s.rss_bytes, r.pss if r is not None else None, r.uss if r is not None else None, s.swap_bytes)
+    return tuple(v or 0 for v in values) + tuple(int(v is not None) for v in values)
 
-    Runs on every tick over every process: each value is computed once. ``containers``: the
-    ContainerId of each PID (the Container column's values).
+
+def _sum_totals(views) -> tuple:
+    """_row_totals summed over ``views`` (comprehensions: a call per row costs twice as much)."""
+    samples = [v.sample for v in views]
+    rollups = [s.rollup for s in samples]
+    columns = (
+        [x for x in (s.rss_bytes for s in samples) if x is not None],
+        [x for x in (r.pss for r in rollups if r is not None) if x is not None],
+        [x for x in (r.uss for r in rollups if r is not None) if x is not None],
+        [x for x in (s.swap_bytes for s in samples) if x is not None],
+    )
+    return tuple(sum(c) for c in columns) + tuple(len(c) for c in columns)
+
+
+class SortedViews:
+    """The rows in order, and their totals, kept from one tick to the next.
+
+    Every tick the table is sorted over every process; most of them are idle and their views are
+    the very objects of the last tick (the Sampler keeps them). So when the same processes come
+    in the same order with the same column, only the views that changed are taken out and put
+    back (bisect), and the totals move by their difference; otherwise everything is sorted and
+    summed again. (At 3,000 processes the full sort and sums cost ~2 ms of the UI thread a tick,
+    more with cold caches: issue 20.)
     """
-    value = column.value
-    if column.with_container:
-        of = (containers or {}).get
-        value = lambda v: column.value(v, of(v.pid))  # noqa: E731
-    sign = -1 if reverse else 1
-    known, unknown = [], []
-    for v in views:
-        x = value(v)
-        pid = v.sample.identity.pid
-        if x is None:
-            unknown.append((pid, v))
-        else:
-            known.append((x, sign * pid, v))
-    known.sort(key=_first_two, reverse=reverse)
-    unknown.sort(key=_first)
-    return [k[2] for k in known] + [u[1] for u in unknown]
+
+    def __init__(self) -> None:
+        self._how: tuple | None = None  # (column, reverse, containers) of the order kept
+        self._views: tuple = ()  # the views it was made from, in their order
+        self._known: list = []  # (value, sign * pid, view), ascending
+        self._unknown: list = []  # (pid, view) of the views whose value is None, ascending
+        self.totals: tuple = (0,) * 8  # _row_totals summed over the rows
+
+    def _changed(self, views, how) -> list[int] | None:
+        """Where ``views`` differs from the last input (indexes), or None when it must be sorted
+        anew: another column, order or containers, processes come or gone, many changes."""
+        prev = self._views
+        if self._how is None or len(views) != len(prev) or any(a is not b for a, b in zip(how, self._how)):
+            return None
+        changed = [i for i, (a, b) in enumerate(zip(views, prev)) if a is not b]
+        if len(changed) > len(views) // 8 + 8:
+            return None
+        for i in changed:
+            if views[i].sample.identity != prev[i].sample.identity:
+                return None
+        return changed
+
+    def sort(self, views, column: Column, reverse: bool, containers=None) -> list[ProcessView]:
+        views = tuple(views)
+        value = column.value
+        if column.with_container:
+            of = (containers or {}).get
+            value = lambda v: column.value(v, of(v.pid))  # noqa: E731
+        sign = -1 if reverse else 1
+        how = (column, reverse, containers)
+        changed = self._changed(views, how)
+        if changed is not None and not self._move(changed, views, value, sign):
+            changed = None
+        if changed is None:
+            known, unknown = [], []
+            for v in views:
+                x = value(v)
+                pid = v.sample.identity.pid
+                if x is None:
+                    unknown.append((pid, v))
+                else:
+                    known.append((x, sign * pid, v))
+            known.sort(key=_first_two)
+            unknown.sort(key=_first)
+            self._known, self._unknown = known, unknown
+            self.totals = _sum_totals(views)
+        self._how, self._views = how, views
+        # Keys are unique (the PID is in them): sorted in reverse is the ascending order reversed.
+        ordered = reversed(self._known) if reverse else self._known
+        return [k[2] for k in ordered] + [u[1] for u in self._unknown]
+
+    def _move(self, changed: list[int], views: tuple, value, sign: int) -> bool:
+        """Take the changed views' old entries out and put the new ones in; False if an old entry
+        is not where its value says (then the caller sorts anew)."""
+        known, unknown, prev = self._known, self._unknown, self._views
+        totals = list(self.totals)
+        for i in changed:
+            old, new = prev[i], views[i]
+            pid = old.sample.identity.pid
+            x = value(old)
+            if x is None:
+                at = bisect_left(unknown, pid, key=_first)
+                if at == len(unknown) or unknown[at][1] is not old:
+                    return False
+                del unknown[at]
+            else:
+                at = bisect_left(known, (x, sign * pid), key=_first_two)
+                if at == len(known) or known[at][2] is not old:
+                    return False
+                del known[at]
+            y = value(new)
+            if y is None:
+                insort(unknown, (pid, new), key=_first)
+            else:
+                insort(known, (y, sign * pid, new), key=_first_two)
+            for j, (a, b) in enumerate(zip(_row_totals(old), _row_totals(new))):
+                totals[j] += b - a
+        self.totals = tuple(totals)
+        return True
 
 
 _first_two = itemgetter(0, 1)
@@ -153,8 +242,14 @@ class ProcessTable(CursorTable):
         # content changed (on an idle machine, few), not the whole table.
         self._drawn: dict[int, tuple] = {}
         self._drawn_width = 0
+        self._sorted = SortedViews()
 
     # --- data -----------------------------------------------------------------
+    @property
+    def totals(self) -> tuple:
+        """The rows' (RSS, PSS, USS, swap) sums, then how many rows know each."""
+        return self._sorted.totals
+
     @property
     def all_views(self) -> tuple[ProcessView, ...]:
         return self.snapshot.processes if self.snapshot is not None else ()
@@ -179,7 +274,7 @@ class ProcessTable(CursorTable):
         needle = self.filter_text
         of = self.containers.get
         shown = [v for v in self.all_views if matches(v, needle, of(v.pid))] if needle else self.all_views
-        self.rows = sort_views(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse, self.containers)
+        self.rows = self._sorted.sort(shown, COLUMNS_BY_KEY[self.sort_key], self.sort_reverse, self.containers)
         self._fit_virtual_size()
         cursor = self.cursor_pid
         home = next((i for i, v in enumerate(self.rows) if v.pid == self._home_pid), None)
@@ -505,16 +600,8 @@ class ProcessesTab(TabView):
 
     def _show_totals(self) -> None:
         rows = self.table.rows
-        # Every tick over every row: comprehensions (a loop over 4-tuples cost 3 ms per 1,000).
-        samples = [v.sample for v in rows]
-        rollups = [r for r in (s.rollup for s in samples) if r is not None]
-        columns = (
-            [x for x in (s.rss_bytes for s in samples) if x is not None],
-            [x for x in (r.pss for r in rollups) if x is not None],
-            [x for x in (r.uss for r in rollups) if x is not None],
-            [x for x in (s.swap_bytes for s in samples) if x is not None],
-        )
-        sums, known = [sum(c) for c in columns], [len(c) for c in columns]
+        totals = self.table.totals
+        sums, known = totals[:4], totals[4:]
 
         def total(i: int) -> str:
             if not rows:
