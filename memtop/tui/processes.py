@@ -8,10 +8,10 @@ snapshot, which costs far less than updating DataTable cells (reference/facts.md
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-from typing import Any, Mapping
-from operator import itemgetter
 from bisect import bisect_left, insort
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any, Mapping
 
 from rich.segment import Segment
 from rich.style import Style
