@@ -236,6 +236,45 @@ async def test_thrashing_finding_and_charts_from_vmstat(proc_tree: Path):
         assert len(tab.vmstat.history) == 7  # a read per tick since the tab opened: 8 reads, 7 rates
 
 
+async def test_the_rate_charts_are_rebuilt_only_when_their_picture_changes(proc_tree: Path):
+    """Three plotext rebuilds at every read were most of the tab's idle cost (issue 20 item 2):
+    a chart is rebuilt when its newest rate moves by a dot of it, else every 20-30 s."""
+    from memtop.tui.pagecache import RateChart
+
+    counters = {"pgpgin": 1_000_000, "majflt": 100}
+
+    async def read(pgpgin_per_tick: int, ticks: int = 1) -> None:
+        for _ in range(ticks):  # a tick is 2 s of the fake clock
+            counters["pgpgin"] += pgpgin_per_tick
+            counters["majflt"] += 3
+            (proc_tree / "vmstat").write_text(VMSTAT_LINES.format(
+                pgpgin=counters["pgpgin"], pgpgout=500_000, majflt=counters["majflt"], refault=5000, activate=2000))
+            await feed(app, pilot)
+
+    app = fixed_app(proc_tree)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot)
+        tab = await open_tab(app, pilot)
+        disk, majflt, _refaults = app.query(RateChart)
+        # GIVEN charts drawn from steady rates (2,000 KiB read a tick)
+        await read(2000, 3)
+        drawn, majflt_drawn = disk.draws, majflt.draws
+        assert drawn >= 1 and "disk I/O" in str(disk.render())
+        # WHEN reads come with the same rates for 16 s THEN nothing is rebuilt
+        await read(2000, 8)
+        assert (disk.draws, majflt.draws) == (drawn, majflt_drawn)
+        # WHEN the reads jump to 20 times that THEN the disk chart is rebuilt, once; the major
+        # faults chart, whose rate did not move, is not
+        await read(40000)
+        assert (disk.draws, majflt.draws) == (drawn + 1, majflt_drawn)
+        # WHEN 20 s pass at that rate THEN it is rebuilt once more, so that its clock axis keeps up
+        await read(40000, 9)
+        assert disk.draws == drawn + 1
+        await read(40000)
+        assert disk.draws == drawn + 2
+        assert len(tab.vmstat.history) >= 20
+
+
 def _fixed_rows() -> tuple[CachedFile, ...]:
     def row(path, size, cached, dirty, recent, pids=(), reason=None, method="cachestat"):
         stat = FileCacheStat(path, size, cached, dirty, 0 if dirty is not None else None, 0 if cached else None,
