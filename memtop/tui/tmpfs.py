@@ -24,6 +24,7 @@ from memtop.model.sample import Sample
 from memtop.model.tmpfs import Holder, Mount, ScanResult, TmpfsReport
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import update_static
 
 PASS_DUTY_FACTOR = 20  # a pass costing c seconds of CPU runs at most every 20c seconds
 
@@ -395,8 +396,8 @@ class TmpfsTab(TabView):
         r = self.report
         summary = self.query_one("#tmpfs-summary", Static)
         if r is None:
-            summary.update(Text(f" tmpfs: {NOT_RECORDED}" if self.replaying else " reading mounts, fd tables and maps …",
-                                style=self._style("tmpfs--dim")))
+            update_static(summary, Text(f" tmpfs: {NOT_RECORDED}" if self.replaying else " reading mounts, fd tables and maps …",
+                                        style=self._style("tmpfs--dim")))
             return
         rec = r.reconciliation
         width = self.size.width or 120
@@ -427,7 +428,7 @@ class TmpfsTab(TabView):
         status.append(f"{r.processes_seen} processes, {len(r.namespaces)} mount ns, smaps {r.smaps_read} read"
                       + (f"/{r.smaps_skipped} skipped" if r.smaps_skipped else "")
                       + (f"; {spaced}" if spaced else ""), style=self._style("tmpfs--dim"))
-        summary.update(line + Text("\n") + status)
+        update_static(summary, line + Text("\n") + status)
 
     def _summary_line(self, rec, variant: str, wrap_at: int | None = None) -> Text:
         """``Shmem X = tmpfs ≥A + SysV B + …``; ``variant``: long, short (labels), nonzero (the 0 B
@@ -567,7 +568,7 @@ class TmpfsTab(TabView):
         if not self.is_mounted:
             return
         detail = self.query_one("#tmpfs-detail", Static)
-        detail.update(Text(self._detail_text()))  # every system string in it went through printable
+        update_static(detail, Text(self._detail_text()))  # every system string in it went through printable
 
     def _detail_text(self) -> str:
         r = self.report
