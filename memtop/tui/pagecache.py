@@ -270,16 +270,19 @@ class RateChart(CachedPlot):
         latest = tuple(line[-1] for line in ys) if len(history) >= 2 else ()
         size = (self.size.width, self.size.height)
         live = getattr(self.app, "replay", None) is None
+        span = times[-1] - times[0] if times else 0.0
         if live and self._drawn_key is not None and picture_kept(times, self._drawn_at):
-            drawn_latest, step, drawn_size = self._drawn_key
-            if size == drawn_size and len(latest) == len(drawn_latest) and all(
+            drawn_latest, step, drawn_size, drawn_span = self._drawn_key
+            # While the history fills (the first minutes), the span shown grows: redrawn when it
+            # has grown by a tenth, so that the picture's time axis is the window's.
+            if size == drawn_size and len(latest) == len(drawn_latest) and span <= 1.1 * drawn_span and all(
                     within_dot(a, b, step) for a, b in zip(latest, drawn_latest)):
                 return
         # Rates are never below 0: plotext's own range for an all-zero line was -1..1.
         top = max((y for line in ys for y in line), default=0.0)
         top = top * 1.05 if top > 0 else 1.0
         rows = max(1, self.size.height - 3)  # title, x axis, its labels
-        self._drawn_key, self._drawn_at = (latest, top / (4 * rows), size), times[-1] if times else 0.0
+        self._drawn_key, self._drawn_at = (latest, top / (4 * rows), size, span), times[-1] if times else 0.0
         self.draws += 1
         plt = self.plt
         plt.clear_data()

@@ -238,41 +238,57 @@ async def test_thrashing_finding_and_charts_from_vmstat(proc_tree: Path):
 
 async def test_the_rate_charts_are_rebuilt_only_when_their_picture_changes(proc_tree: Path):
     """Three plotext rebuilds at every read were most of the tab's idle cost (issue 20 item 2):
-    a chart is rebuilt when its newest rate moves by a dot of it, else every 20-30 s."""
+    a chart is rebuilt when its newest rate moves by a dot of it or the span shown grows by a
+    tenth (the first minutes), else every 20-30 s."""
+    from memtop.model.pagecache import VmstatRates
     from memtop.tui.pagecache import RateChart
 
-    counters = {"pgpgin": 1_000_000, "majflt": 100}
-
-    async def read(pgpgin_per_tick: int, ticks: int = 1) -> None:
-        for _ in range(ticks):  # a tick is 2 s of the fake clock
-            counters["pgpgin"] += pgpgin_per_tick
-            counters["majflt"] += 3
-            (proc_tree / "vmstat").write_text(VMSTAT_LINES.format(
-                pgpgin=counters["pgpgin"], pgpgout=500_000, majflt=counters["majflt"], refault=5000, activate=2000))
-            await feed(app, pilot)
+    def history(last: int, kib_per_s, length: int = 150):
+        """Rates read every 2 s up to read ``last``; ``kib_per_s(i)``: read i's pgpgin rate."""
+        return tuple(VmstatRates(2.0, MappingProxyType({"pgpgin": float(kib_per_s(i)), "pgpgout": 0.0,
+                                                        "pgmajfault": 1.5}), 1000.0 + 2 * i)
+                     for i in range(max(0, last - length + 1), last + 1))
 
     app = fixed_app(proc_tree)
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
-        tab = await open_tab(app, pilot)
+        await open_tab(app, pilot)
         disk, majflt, _refaults = app.query(RateChart)
-        # GIVEN charts drawn from steady rates (2,000 KiB read a tick)
-        await read(2000, 3)
+        steady = lambda i: 2000  # noqa: E731
+        # GIVEN a full window (150 reads) drawn
+        disk.show(history(200, steady))
+        majflt.show(history(200, steady))
         drawn, majflt_drawn = disk.draws, majflt.draws
-        assert drawn >= 1 and "disk I/O" in str(disk.render())
-        # WHEN reads come with the same rates for 16 s THEN nothing is rebuilt
-        await read(2000, 8)
+        await pilot.pause()
+        assert "disk I/O" in str(disk.render())
+        # WHEN the same rates come for 16 s THEN nothing is rebuilt
+        for last in range(201, 209):
+            disk.show(history(last, steady))
+            majflt.show(history(last, steady))
         assert (disk.draws, majflt.draws) == (drawn, majflt_drawn)
-        # WHEN the reads jump to 20 times that THEN the disk chart is rebuilt, once; the major
-        # faults chart, whose rate did not move, is not
-        await read(40000)
+        # WHEN the newest rate moves by less than a dot (1 KiB/s of ~2 MiB/s) THEN neither
+        disk.show(history(209, lambda i: 2001 if i == 209 else 2000))
+        assert disk.draws == drawn
+        # WHEN it jumps to 20 times that THEN the disk chart is rebuilt, once; the major faults
+        # chart, whose rate did not move, is not
+        jump = lambda i: 40000 if i >= 210 else 2000  # noqa: E731
+        disk.show(history(210, jump))
+        majflt.show(history(210, jump))
         assert (disk.draws, majflt.draws) == (drawn + 1, majflt_drawn)
-        # WHEN 20 s pass at that rate THEN it is rebuilt once more, so that its clock axis keeps up
-        await read(40000, 9)
+        # WHEN a tenth of the span shown passes at that rate (298 s: 29.8 s) THEN it is rebuilt
+        # once more, so that its clock axis keeps up
+        for last in range(211, 225):
+            disk.show(history(last, jump))
         assert disk.draws == drawn + 1
-        await read(40000)
+        disk.show(history(225, jump))
         assert disk.draws == drawn + 2
-        assert len(tab.vmstat.history) >= 20
+        # A history still filling: the span shown grows, and the picture follows it
+        disk.show(history(10, steady))
+        filling = disk.draws
+        disk.show(history(11, steady))
+        assert disk.draws == filling  # 20 s shown, then 22 s: not more than a tenth more
+        disk.show(history(12, steady))
+        assert disk.draws == filling + 1  # 24 s
 
 
 def _fixed_rows() -> tuple[CachedFile, ...]:
