@@ -563,7 +563,8 @@ class OomSentinel:
 
     A reading asked for is forced past the Collector's spacing (PART_DUTY) and wanted until one
     made from that tick's processes or a later one has arrived: a second kill soon after a
-    reading is read too, not only at the next baseline."""
+    reading is read too, not only at the next baseline. While the watch waits for a victim still
+    listed in /proc (no kernel log named it), the next reading is asked for as soon as one arrives."""
 
     PART = "containers"
 
@@ -591,13 +592,16 @@ class OomSentinel:
         moved = kills is not None and self._kills is not None and kills != self._kills
         self._kills = kills
         now = snapshot.system.monotonic
-        if moved or self._asked_at is None or now - self._asked_at >= self.every_s:
+        result = sample.result(self.PART)
+        if self._asked_tick is not None and result is not None and result.tick >= self._asked_tick:
+            self._asked_tick = None  # read
+        # A kill read before its victim left /proc (no kernel log to name it): read again at
+        # the next ticks, while the watch waits for it (OomWatch.pending_s), not at the baseline.
+        awaiting = (self._asked_tick is None and result is not None and result.value is not None
+                    and result.value.oom is not None and result.value.oom.awaiting_victims > 0)
+        if moved or awaiting or self._asked_at is None or now - self._asked_at >= self.every_s:
             self._asked_at, self._asked_tick = now, snapshot.tick
             collector.refresh(self.PART)
-        elif self._asked_tick is not None:
-            result = sample.result(self.PART)
-            if result is not None and result.tick >= self._asked_tick:
-                self._asked_tick = None  # read
         return (self.PART,) if self._asked_tick is not None else ()
 
 

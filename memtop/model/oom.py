@@ -401,14 +401,18 @@ class OomWatch:
     """
 
     def __init__(self, *, keep_s: float = 600.0, max_events: int = 200, window_s: float = TREND_WINDOW_S,
-                 max_points: int = 600, pending_ticks: int = 2):
+                 max_points: int = 600, pending_ticks: int = 2, pending_s: float = 10.0):
         self.keep_s = keep_s
         self.max_events = max_events
         self.window_s = window_s
         self.max_points = max_points
+        # An event lacking victims is completed for at least pending_ticks ticks and pending_s
+        # seconds: an OOM-killed process can take seconds to leave /proc on a loaded machine
+        # (seen on an emulated VM, where it was still listed 0.5 s after its cgroup's counter moved).
         self.pending_ticks = pending_ticks
+        self.pending_s = pending_s
         self._events: deque[OomEvent] = deque()
-        self._pending: list[tuple[int, OomEvent]] = []  # (ticks left, event lacking victims)
+        self._pending: list[tuple[int, float, OomEvent]] = []  # (ticks left, until, event lacking victims)
         self._unmatched_reports: list[tuple[int, KernelOomReport]] = []
         self._previous: OomTick | None = None
         self._older: OomTick | None = None  # the tick before the previous one
@@ -449,6 +453,11 @@ class OomWatch:
     @property
     def events(self) -> tuple[OomEvent, ...]:
         return tuple(self._events)
+
+    @property
+    def awaiting_victims(self) -> int:
+        """How many events still wait for their victims (a reading soon would name them)."""
+        return len(self._pending)
 
     @property
     def last_tick(self) -> OomTick | None:
@@ -540,7 +549,7 @@ class OomWatch:
         for event in new:
             self._events.append(event)
             if len(event.victims) < event.kills:
-                self._pending.append((self.pending_ticks, event))
+                self._pending.append((self.pending_ticks, event.time + self.pending_s, event))
         self._expire(tick.time)
         return new
 
@@ -548,14 +557,14 @@ class OomWatch:
                           used_pids: set[int]) -> list[KernelOomReport]:
         """Victims of earlier events that vanished (or whose kernel line arrived) only now."""
         still = []
-        for ticks_left, event in self._pending:
+        for ticks_left, until, event in self._pending:
             root = event.cgroup or "/"
             updated, reports = _name_victims(event, gone, reports, used_pids, lambda b, p=root: _within(b.cgroup, p),
                                              late=True)
             if updated is not event:
                 self._replace(event, updated)
-            if len(updated.victims) < updated.kills and ticks_left > 1:
-                still.append((ticks_left - 1, updated))
+            if len(updated.victims) < updated.kills and (ticks_left > 1 or tick.time < until):
+                still.append((ticks_left - 1, until, updated))
         self._pending = still
         return reports
 
@@ -568,7 +577,7 @@ class OomWatch:
     def _expire(self, now: float) -> None:
         while self._events and (now - self._events[0].time > self.keep_s or len(self._events) > self.max_events):
             old = self._events.popleft()
-            self._pending = [(n, e) for n, e in self._pending if e is not old]
+            self._pending = [p for p in self._pending if p[2] is not old]
 
 
 def _candidate(brief: ProcessBrief) -> OomCandidate:
@@ -706,6 +715,7 @@ class OomSample:
     cgroup_orders: Mapping[str, KillOrder]
     unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     since_wall: float | None = None  # the watch's first reading: kills before it are not seen
+    awaiting_victims: int = 0  # events still waiting for their victim to leave /proc (pending)
 
 
 def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
@@ -726,7 +736,8 @@ def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
     system = watch.kill_order("system")
     return OomSample(tick.time if tick is not None else 0.0, watch.events, watch.time_to_exhaustion(),
                      MappingProxyType(times), _cut(system, order_limit) if system is not None else None,
-                     MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY, watch.started_wall)
+                     MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY, watch.started_wall,
+                     watch.awaiting_victims)
 
 
 def _cut(order: KillOrder, limit: int | None) -> KillOrder:

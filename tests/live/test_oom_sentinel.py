@@ -81,3 +81,46 @@ def test_the_baseline_comes_again_after_its_time_without_vmstat(collector, tmp_p
     (tmp_path / "vmstat").unlink()
     (tmp_path / "vmstat").mkdir()  # unreadable: reading it fails, the time alone says when
     _until_read(collector, sentinel, readings, 3)
+
+
+def test_a_kill_read_before_its_victim_left_is_read_again_until_the_watch_stops_waiting(tmp_path):
+    # GIVEN the real containers part, whose OOM watch holds an event still waiting for its victim
+    # (its counter moved while the victim was listed, and no kernel log named it). The event is
+    # made from two ticks given to the watch; every reading after them is this machine's.
+    from memtop.model.oom import CgroupCounters, OomTick, OomWatch, ProcessBrief
+
+    parts = default_parts(PROC)
+    [containers] = [p for p in parts if p.name == "containers"]
+    containers.watch = OomWatch(pending_s=3.0)
+    collector = Collector(PROC, parts=parts, sampler=Sampler(PROC), workers=2)
+    collector.interval_s = 0.2
+    collector.part_duty = 1e9
+    try:
+        _write(tmp_path, 3)
+        sentinel = OomSentinel(tmp_path, every_s=3600)
+        readings: list[int] = []
+        _until_read(collector, sentinel, readings, 1)  # the baseline
+        assert _tick(collector, sentinel, readings) == ()
+        victim = ProcessBrief(4_000_000, 1, "grower", "/gone", 80 << 20, 80 << 20, 0, "R")
+        now = time.monotonic()
+        for t, kills in ((now - 1.0, 0), (now, 1)):
+            cgroups = {"/gone": CgroupCounters("/gone", 2, kills, oom=kills)}
+            containers.watch.update(OomTick(t, time.time(), 3, None, None, 4096, cgroups, {victim.pid: victim}))
+        assert containers.watch.awaiting_victims == 1
+        # WHEN the sentinel sees a reading whose watch still waits, THEN it asks for the next one,
+        # and so on while the watch waits (3 s here), and not after
+        _write(tmp_path, 4)  # the kill moved vmstat: one reading asked for it
+        started = time.monotonic()
+        _until_read(collector, sentinel, readings, 2)
+        while containers.watch.awaiting_victims and time.monotonic() - started < 10:
+            _tick(collector, sentinel, readings)
+            time.sleep(0.2)
+        assert containers.watch.awaiting_victims == 0
+        waited = len(readings)
+        assert waited >= 4, readings  # read again at the ticks while the event waited
+        for _ in range(8):
+            _tick(collector, sentinel, readings)
+            time.sleep(0.2)
+        assert len(readings) <= waited + 1  # at most the reading already asked for when it stopped
+    finally:
+        collector.close()

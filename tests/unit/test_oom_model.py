@@ -271,6 +271,27 @@ def test_a_victim_still_exiting_is_named_at_the_next_tick_and_events_expire():
     assert watch.events == ()  # kept for keep_s, then gone
 
 
+def test_a_victim_slow_to_leave_is_named_within_the_pending_seconds_not_after():
+    # An OOM-killed process on a loaded machine (seen on an emulated VM) was still listed two
+    # ticks of 0.5 s after its cgroup's counter moved: the event waits pending_s for it.
+    cg = lambda kills: {"/c": CgroupCounters("/c", 2, kills, oom=kills, current=90 * MiB, limit=100 * MiB)}  # noqa: E731
+    a, b = brief(50, cgroup="/c", rss=80 * MiB), brief(51, cgroup="/c")
+    for gone_at, named in ((6.0, [50]), (13.0, [])):
+        watch = OomWatch(pending_ticks=2, pending_s=10.0)
+        watch.update(tick(0.0, cg(0), [a, b]))
+        [event] = watch.update(tick(2.0, cg(1), [a, b], vmstat=6))
+        t = 2.0
+        while t + 0.5 < gone_at:
+            t += 0.5
+            watch.update(tick(t, cg(1), [a, b], vmstat=6))
+        watch.update(tick(gone_at, cg(1), [b], vmstat=6))
+        [completed] = watch.events
+        assert [v.pid for v in completed.victims] == named, gone_at
+        # Once given up, a later exit of the same process is not taken for the victim.
+        watch.update(tick(gone_at + 1, cg(1), [], vmstat=6))
+        assert [v.pid for v in watch.events[0].victims] == named
+
+
 def test_several_vanished_the_largest_is_the_likely_victim_and_a_system_kill_is_its_own_event():
     procs = [brief(60, cgroup="/c", rss=5 * MiB, score=700), brief(61, cgroup="/c", rss=50 * MiB, score=900),
              brief(70, cgroup="/other", rss=1 * MiB)]
