@@ -116,6 +116,7 @@ class Collector:
         self.part_duty = PART_DUTY
         self._clock = clock
         self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()  # held while the sampler samples: close waits for it
         self._states: dict[str, _State] = {p.name: _State(p) for p in parts}
         self._wants: dict[str, frozenset[str]] = {}
         self._target: ProcessIdentity | None = None
@@ -180,8 +181,15 @@ class Collector:
 
     # --- ticks ------------------------------------------------------------------------------------
     def tick(self, *, all_rollups: bool = False) -> Sample:
-        """Sample the processes, start the parts that are due, return the sample."""
-        snapshot = replace(self.sampler.sample(all_rollups=all_rollups), interval_s=self.interval_s)
+        """Sample the processes, start the parts that are due, return the sample. After
+        :meth:`close`, the last sample again (nothing is read: the files are closed)."""
+        with self._tick_lock:
+            if self._closed and self.latest is not None:
+                return self.latest
+            if self._closed:
+                raise RuntimeError("the collector is closed")
+            sampled = self.sampler.sample(all_rollups=all_rollups)
+        snapshot = replace(sampled, interval_s=self.interval_s)
         with self._lock:
             self._snapshot = snapshot
         self._schedule(start=snapshot.tick == 0, ticking=True)
@@ -204,19 +212,34 @@ class Collector:
         wait([f for f in futures if f is not None], timeout=timeout)
         return self._compose()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop: the runs in flight are told to stop (Job.cancelled) and waited for, the tick in
+        flight too, up to ``timeout`` seconds in all; then what they hold open is closed. What
+        is still running then is not closed under it (its files go with the process)."""
         with self._lock:
             self._closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                running = [s for s in self._states.values() if s.running]
+            if not running or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
         for state in self._states.values():
+            if state in running:
+                continue
             try:
                 state.part.close()
             except OSError:
                 pass
         close = getattr(self.sampler, "close", None)
-        if close is not None:
-            close()
+        if close is not None and self._tick_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                close()
+            finally:
+                self._tick_lock.release()
 
     # --- scheduling -------------------------------------------------------------------------------
     def _schedule(self, start: bool = False, ticking: bool = False) -> None:

@@ -299,6 +299,14 @@ class OpenFiles:
 
 
 def _close_all(fds: dict[int, int]) -> None:
-    for fd in fds.values():
-        os.close(fd)
-    fds.clear()
+    """Each fd taken out before it is closed: closed once, even if this is called again (the
+    finalizer after close) or fails half-way; a number closed twice may be another file's by then."""
+    while fds:
+        try:
+            _pid, fd = fds.popitem()
+        except KeyError:  # emptied meanwhile
+            return
+        try:
+            os.close(fd)
+        except OSError:
+            pass

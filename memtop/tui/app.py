@@ -396,6 +396,8 @@ class MemtopApp(App):
         self.exit()
 
     def on_unmount(self) -> None:
+        self._stopping = True  # the sampler thread ends after its tick in flight (close waits for it)
+        self._wake.set()
         if self._psi_watch is not None:
             self._psi_watch.stop()
         self.collector.close()
