@@ -374,7 +374,7 @@ class MemtopApp(App):
             if self.trim_own_heap_s is not None and (self.own_trim_due or time.monotonic() - trimmed >= self.trim_own_heap_s):
                 trimmed = time.monotonic()
                 self.own_trim_due = False
-                ownheap.forget_removed_widgets_styles()
+                ownheap.clear_render_caches()
                 ownheap.trim()
             self._wake.wait(self.interval)
             self._wake.clear()

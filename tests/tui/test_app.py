@@ -65,12 +65,16 @@ async def test_switching_tabs_leaves_no_footer_keys_alive():
         assert shown >= 5 and len(composed) <= shown, (len(composed), shown)
 
 
-async def test_the_styles_of_removed_widgets_are_let_go_once_a_minute():
+async def test_the_styles_of_removed_widgets_and_the_render_caches_are_let_go_once_a_minute():
     """Textual's StylesCache.get_inner_outer (an lru_cache keyed on the StylesCache) keeps the
-    caches of removed widgets; the once-a-minute trim clears it (memtop/tui/ownheap.py)."""
+    caches of removed widgets, and Textual's and Rich's other bounded caches hold what was ever
+    drawn; the once-a-minute trim clears them (memtop/tui/ownheap.py), and the screen drawn
+    afterwards is the same."""
     import gc
 
+    from rich.cells import cached_cell_len
     from textual._styles_cache import StylesCache
+    from textual.geometry import Region
     from textual.widget import Widget
 
     from memtop.tui import ownheap
@@ -87,8 +91,16 @@ async def test_the_styles_of_removed_widgets_are_let_go_once_a_minute():
             await pilot.press(key)
             await pilot.pause()
         assert removed_widgets_caches() > 20
-        ownheap.forget_removed_widgets_styles()
+        before = app.export_screenshot()
+        filled = [f for f in (cached_cell_len, Region.intersection, StylesCache.get_inner_outer)
+                  if f.cache_info().currsize > 0]
+        assert len(filled) == 3
+        dropped = ownheap.clear_render_caches()
+        assert dropped >= sum(1 for _ in filled) and all(f.cache_info().currsize == 0 for f in filled)
         assert removed_widgets_caches() == 0
+        app.screen.refresh(repaint=True, layout=True)
+        await pilot.pause()
+        assert app.export_screenshot() == before
 
 
 async def test_the_footer_is_rebuilt_only_when_the_keys_it_shows_change():
