@@ -6,11 +6,14 @@ import math
 import time
 
 from rich.cells import cell_len
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.css.scalar import Unit
 from textual.scroll_view import ScrollView
+from textual.visual import visualize
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
@@ -140,9 +143,13 @@ def update_static(widget: Static, content) -> None:
     # Another renderable (a rich Table, a Group): rendered once at this width. The same lines
     # as last time (a new Table of the same figures, every tick): no update at all, no repaint;
     # the same height: no layout pass.
-    console = widget.app.console
+    # Rendered with the options Textual renders it with, so the lines are the ones it would draw:
+    # it is then given them (_Drawn) rather than laying the content out a second time.
+    app = widget.app
+    console = app.console
     try:
-        lines = console.render_lines(content, console.options.update_width(width), pad=False)
+        lines = console.render_lines(content, app.console_options.update(highlight=False).update_width(width),
+                                     pad=False)
     except Exception:  # noqa: BLE001 - not a rich renderable: let Textual lay it out
         lines = None
     last = getattr(widget, "_memtop_lines", None)
@@ -155,8 +162,34 @@ def update_static(widget: Static, content) -> None:
             widget._Static__visual = None
             return
         widget.update(content, layout=len(last[1]) != len(lines))
-        return
-    widget.update(content)
+    else:
+        widget.update(content)
+    if lines is not None:
+        widget._Static__visual = visualize(widget, _Drawn(content, width, lines), markup=widget._render_markup)
+
+
+class _Drawn:
+    """``content`` as update_static rendered it at ``width``: Textual gets those lines back at
+    that width instead of laying the content out again (a rich Table measures every cell of
+    every column each time: about a third of the Pressure tab's UI time at ~70 processes, py-spy);
+    at another width (a resize before the next update) it is laid out anew."""
+
+    __slots__ = ("content", "width", "lines")
+
+    def __init__(self, content, width: int, lines: list) -> None:
+        self.content, self.width, self.lines = content, width, lines
+
+    def __rich_console__(self, console, options):
+        if options.max_width != self.width:
+            yield self.content
+            return
+        new_line = Segment.line()
+        for line in self.lines:
+            yield from line
+            yield new_line
+
+    def __rich_measure__(self, console, options):
+        return Measurement.get(console, options, self.content)
 
 
 def forget_rendered(root) -> None:

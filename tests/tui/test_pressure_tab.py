@@ -217,7 +217,11 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             assert "memory stall" in str(banner.content) and str(banner.content).endswith(" (tab 7)")
             assert app.stall_log and "memory stall" in stall_line(app.stall_log[-1].event)
             assert app.active_tab().TAB_ID == "processes"  # raised without visiting the tab
-            # Clicking the banner opens the Pressure tab, whose log lists the stall.
+            # Clicking the banner opens the Pressure tab, whose log lists the stall (once the
+            # banner is laid out: the layout pass after the alert comes at the next refresh).
+            deadline = time.monotonic() + 10
+            while banner.region.height == 0 and time.monotonic() < deadline:
+                await pilot.pause(0.05)
             await pilot.click(PressureBanner)
             await pilot.pause()
             tab = app.active_tab()
