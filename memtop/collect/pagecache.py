@@ -129,19 +129,24 @@ def _cached_order(cached):
 
 # Listing who holds which file reads every process's maps and fds: ~45 µs per process (49 ms at
 # 1,000 processes, bench/pagecache_held.py), while measuring the listed files' cached bytes costs
-# ~6 µs per file (12 ms for ~2,000 files). The list is kept and read again once it is older than this many times its own cost
-# (≤ 1 % of a core: every tick at ~100 processes, every ~5 s at 1,000); the bytes are measured
-# at every tick, and the note says how old the list is.
+# ~6 µs per file (12 ms for ~2,000 files). The list is kept and read again once it is older than
+# this many times its own cost (≤ 1 % of a core: every ~5 s at 1,000 processes) and at least
+# HELD_MIN_AGE_S (at ~100 processes the cost alone made it every tick: ~0.5 % of a core, a third
+# of the tab's cost, py-spy); the bytes are measured at every tick, and the note says how old the
+# list is. A file opened since the listing shows up at the next one.
 HELD_DUTY = 100.0
+HELD_MIN_AGE_S = 10.0
 
 
 class HeldFilesCache:
     """The files every process maps or holds open (:func:`held_files`), listed again when the
-    last listing is older than ``duty`` times the CPU it cost. Safe to share between threads."""
+    last listing is older than ``duty`` times the CPU it cost and than ``min_age_s``. Safe to
+    share between threads."""
 
-    def __init__(self, root: Path = PROC, duty: float = HELD_DUTY):
+    def __init__(self, root: Path = PROC, duty: float = HELD_DUTY, min_age_s: float = HELD_MIN_AGE_S):
         self.root = Path(root)
         self.duty = duty
+        self.min_age_s = min_age_s
         self._lock = threading.Lock()
         self._held: HeldFiles | None = None
         self._listed_at = 0.0
@@ -151,7 +156,7 @@ class HeldFilesCache:
         """(the listing, its age in seconds at ``now``, monotonic)."""
         with self._lock:
             now = time.monotonic() if now is None else now
-            if self._held is None or now - self._listed_at >= self.duty * self._cpu_s:
+            if self._held is None or now - self._listed_at >= max(self.duty * self._cpu_s, self.min_age_s):
                 cpu0 = time.thread_time()
                 self._held = held_files(list_pids(self.root), self.root)
                 self._cpu_s = time.thread_time() - cpu0

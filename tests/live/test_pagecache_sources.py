@@ -126,13 +126,13 @@ def test_the_shared_listing_is_kept_while_young_and_its_age_is_said(tmp_path, ch
     """GIVEN a HeldFilesCache that listed every process's files once
     WHEN a new process opens a file before the listing is due again
     THEN the kept listing (and its age) is returned, the files' bytes are still measured now,
-    and once the listing is due the new holder is found."""
+    and once the listing is due (older than its cost allows and than 10 s) the new holder is found."""
     from memtop.collect.pagecache import HeldFilesCache, process_top_files, top_cached_files
 
     first_file, second_file = write_file(tmp_path / "a.bin", 4 * PAGE), write_file(tmp_path / "b.bin", 4 * PAGE)
     deleted = [write_file(tmp_path / f"d{i}.bin", PAGE) for i in range(2)]
     first = children.start([sys.executable, "-c", CHILD, str(first_file), str(first_file), str(deleted[0])])
-    cache = HeldFilesCache(duty=1e9)  # never due by its cost: only the age decides below
+    cache = HeldFilesCache(duty=1e9, min_age_s=10.0)  # never due by its cost: only the age decides below
     held, age = cache.get(now=1000.0)
     assert age == 0.0 and str(first_file) in held.files
     second = children.start([sys.executable, "-c", CHILD, str(second_file), str(second_file), str(deleted[1])])
@@ -149,8 +149,9 @@ def test_the_shared_listing_is_kept_while_young_and_its_age_is_said(tmp_path, ch
     own = {f.path: f for f in process_top_files(second.pid, holders=kept)}
     assert own[str(second_file)].pids == (second.pid,)
 
-    cache.duty = 0.0  # due: listed again
-    fresh, age = cache.get(now=1008.0)
+    cache.duty = 0.0  # not due by its cost any more, but younger than min_age_s: kept
+    assert cache.get(now=1008.0) == (held, 8.0)
+    fresh, age = cache.get(now=1010.0)  # min_age_s (10 s) old: listed again
     assert fresh is not held and age == 0.0
     assert second.pid in fresh.files[str(second_file)][1]
     assert first.pid in fresh.files[str(first_file)][1]
