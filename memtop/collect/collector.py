@@ -227,8 +227,9 @@ class Collector:
             if not running or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
+        still = {id(s) for s in running}
         for state in self._states.values():
-            if state in running:
+            if id(state) in still:
                 continue
             try:
                 state.part.close()
