@@ -368,29 +368,47 @@ class TmpfsTab(TabView):
             "sysv": self._sysv_rows, "posix": self._posix_rows, "memfd": self._memfd_table_rows,
             "shmem": self._shmem_rows,
         }
-        for sid, rows_of in renderers.items():
-            self._fill(sid, rows_of() if self.report is not None or sid == "files" else [])
+        # Only the section on screen: the others are filled when shown (_section_activated).
+        # Filling all seven at every pass rebuilt the SysV and POSIX tables at every read (their
+        # ages tick), unseen: most of the tab's idle cost (issue 20 item 2).
+        sid = self.section
+        self._fill(sid, renderers[sid]() if self.report is not None or sid == "files" else [])
         self._render_detail()
 
     def _fill(self, sid: str, rows: list[tuple[str, tuple]]) -> None:
-        """Rebuild a small table only when its rows changed, keeping the cursor on the same key."""
+        """Show ``rows`` in a small table: nothing when they did not change, only the cells that
+        changed when the rows are the same (an age that ticks), else the table rebuilt with the
+        cursor kept on the same key."""
         signature = tuple((key, tuple(str(c) for c in cells)) for key, cells in rows)
-        if self._shown_rows.get(sid) == signature:
+        shown = self._shown_rows.get(sid)
+        if shown == signature:
             return
         self._shown_rows[sid] = signature
         table = self._table(sid)
+        if shown is not None and len(shown) == len(signature) == table.row_count and all(
+                a[0] == b[0] and len(a[1]) == len(b[1]) for a, b in zip(shown, signature)):
+            columns = list(table.columns)
+            for (key, old), (_, new), (_, cells) in zip(shown, signature, rows):
+                for column, before, after, cell in zip(columns, old, new, cells):
+                    if before != after:
+                        table.update_cell(key, column, self._cell(cell))
+            return
         current = None
         if table.row_count and 0 <= table.cursor_row < table.row_count:
             current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         table.clear()
         for key, cells in rows:
-            # Plain strings would be read as Rich markup ("[anon_shmem:x]" would vanish).
-            # printable: names, paths and mount points are other users'.
-            table.add_row(*(clip(Text(printable(c)) if isinstance(c, str) else c) for c in cells), key=key)
+            table.add_row(*(self._cell(c) for c in cells), key=key)
         if current is not None:
             keys = [k for k, _ in rows]
             if current in keys:
                 table.move_cursor(row=keys.index(current), animate=False)
+
+    @staticmethod
+    def _cell(value):
+        # Plain strings would be read as Rich markup ("[anon_shmem:x]" would vanish).
+        # printable: names, paths and mount points are other users'.
+        return clip(Text(printable(value)) if isinstance(value, str) else value)
 
     def _render_summary(self) -> None:
         r = self.report

@@ -79,6 +79,34 @@ async def test_sections_show_the_fixed_report():
         assert "…" in screen and shmem[0][4][:width - 1] + "…" in screen
 
 
+
+async def test_only_the_section_on_screen_is_filled_and_a_ticking_age_changes_its_cell_alone():
+    """Filling the seven sections at every pass rebuilt the SysV and POSIX tables at every read
+    (their ages tick), unseen (issue 20 item 2): only the section shown is filled, and a table whose
+    rows are the same gets only its changed cells."""
+    from memtop.format import fmt_duration
+
+    app = MemtopApp(sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await open_tab(pilot)
+        posix = tab.query_one("#tbl-posix", DataTable)
+        # GIVEN Mounts on screen THEN the POSIX table is not filled
+        assert tab.section == "mounts" and posix.row_count == 0
+        # WHEN POSIX is shown THEN it is
+        await pilot.press("x")
+        (row,) = cells(posix)
+        assert row[0] == "pulse-shm-1" and row[3] == fmt_duration(7200)
+        rows = list(posix.rows.values())
+        # WHEN the next pass comes a minute later THEN the age's cell changes, in the same rows
+        tab.clock = lambda: NOW + 60
+        tab.show_report(fixed_report())
+        await pilot.pause()
+        (after,) = cells(posix)
+        assert after[3] == fmt_duration(7260) != row[3] and after[:3] == row[:3]
+        assert all(a is b for a, b in zip(posix.rows.values(), rows, strict=True))
+        screen = "\n".join(str(posix.render_line(y).text) for y in range(posix.size.height))
+        assert fmt_duration(7260) in screen
+
 async def test_files_order_scan_detail_and_help():
     app = MemtopApp(sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
