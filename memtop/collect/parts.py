@@ -464,7 +464,7 @@ class ArenasPart(_SelectedHeapPart):
 
     def interval_s(self, tick_s, last):
         # A big heap or thousands of mappings make a walk expensive: the Collector spaces the
-        # walks to 100 times their CPU cost (PART_DUTY), 10 s at least.
+        # walks to PART_DUTY times their CPU cost, 10 s at least.
         return ARENAS_REFRESH_S
 
     def collect(self, job: Job):

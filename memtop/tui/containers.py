@@ -226,7 +226,7 @@ class ContainersTab(TabView):
         ("kill order", "the kernel's oom_badness(): RSS + swap + page tables in pages, plus oom_score_adj "
                        "x totalpages / 1000 (mm/oom_kill.c), from /proc/PID/status and oom_score_adj"),
         ("OOM kills", "a cgroup's oom_kill or /proc/vmstat oom_kill moved between two readings (while this tab is "
-                      "shown, at every tick or as often as 100 times the reading's CPU cost allows: the title "
+                      "shown, at every tick or as often as 200 times the reading's CPU cost allows: the title "
                       "says when; otherwise at the first tick, every 5 minutes, and at the tick after "
                       "/proc/vmstat oom_kill moves); the victim from the kernel log (/dev/kmsg 'Killed "
                       "process'), else the process that vanished"),

@@ -63,7 +63,7 @@ def within_dot(value, drawn, step: float) -> bool:
 
 
 def spaced_note(result, tick_s: float = 2.0, duty: float | None = None) -> str:
-    """When a part's runs are spaced out to keep its cost under 1 % of a core (see
+    """When a part's runs are spaced out to keep its cost under 0.5 % of a core (see
     memtop/collect/collector.py PART_DUTY; ``duty``: the Collector's own, TabView.spaced_note):
     "read at 05:40:12, every ~11 s"; else "". A clock time, not an age, so that a line drawn once
     stays true."""

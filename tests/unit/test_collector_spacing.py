@@ -1,4 +1,4 @@
-"""The Collector keeps every part under 1 % of a core: a run that cost c seconds of CPU is not
+"""The Collector keeps every part under 0.5 % of a core: a run that cost c seconds of CPU is not
 started again sooner than PART_DUTY * c after it ended, and the tab says when it was read.
 Real ticks of /proc (the Sampler), on a clock the test advances 2 s per tick; the parts burn
 real CPU time."""
@@ -29,7 +29,8 @@ class Burner(Part):
 
 def test_an_expensive_part_is_spaced_by_its_cost_and_a_cheap_one_runs_every_tick():
     clock = [1000.0]
-    expensive, cheap = Burner("expensive", 0.05), Burner("cheap", 0.001)  # 5 s apart; every tick
+    # 5 s apart; every tick
+    expensive, cheap = Burner("expensive", 5.0 / PART_DUTY), Burner("cheap", 0.2 / PART_DUTY)
     collector = Collector(PROC, parts=[expensive, cheap], sampler=Sampler(PROC, clock=lambda: clock[0]), workers=0)
     try:
         collector.want("test", {"expensive", "cheap"})
@@ -38,10 +39,10 @@ def test_an_expensive_part_is_spaced_by_its_cost_and_a_cheap_one_runs_every_tick
             sample = collector.tick()
         assert len(cheap.ticks) == 12
         gaps = [b - a for a, b in zip(expensive.ticks, expensive.ticks[1:])]
-        # each run cost ≥ 50 ms of CPU: ≥ 5 s to the next (3 ticks of 2 s), and it does run again
+        # each run cost ≥ 5 s / PART_DUTY of CPU: ≥ 5 s to the next (3 ticks of 2 s), and it does run again
         assert len(expensive.ticks) >= 3 and all(g >= 3 for g in gaps), expensive.ticks
         result = sample.result("expensive")
-        assert result.cpu_s >= 0.05
+        assert result.cpu_s >= 5.0 / PART_DUTY
         assert PART_DUTY * result.cpu_s > collector.interval_s
         # the tab says when it was read and how often; a part read every tick says nothing
         assert spaced_note(result).startswith("read at ") and ", every ~" in spaced_note(result)
