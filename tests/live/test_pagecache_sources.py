@@ -155,3 +155,23 @@ def test_the_shared_listing_is_kept_while_young_and_its_age_is_said(tmp_path, ch
     assert fresh is not held and age == 0.0
     assert second.pid in fresh.files[str(second_file)][1]
     assert first.pid in fresh.files[str(first_file)][1]
+
+
+def test_memtops_own_proc_files_are_not_listed_its_other_files_are(tmp_path):
+    """memtop's sampler holds a /proc/PID/stat per process: procfs, no page cache, and each was
+    stat'ed at every measuring run of source (b). This process stands for memtop: it holds one
+    such file and a regular file; the listing keeps the regular file (and its libraries) only."""
+    from memtop.procfs.filesources import held_files
+
+    regular = write_file(tmp_path / "held.bin", 4 * PAGE)
+    fds = [os.open(f"/proc/{os.getpid()}/stat", os.O_RDONLY), os.open(regular, os.O_RDONLY)]
+    try:
+        names = set(held_files([os.getpid()]).files)
+        assert str(regular) in names
+        assert any(name.endswith("/libc.so.6") for name in names)
+        assert not [name for name in names if name.startswith("/proc/")]
+        # the process's own listing (source (a), process_file_refs) still names it
+        assert f"/proc/{os.getpid()}/stat" in process_file_refs(os.getpid())
+    finally:
+        for fd in fds:
+            os.close(fd)
