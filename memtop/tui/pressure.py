@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.style import Style
 from rich.table import Table
@@ -21,7 +22,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
-from memtop.tui.widgets import CachedPlot, update_static
+from memtop.tui.widgets import CachedPlot, drawn_once, update_static
 
 from memtop.collect.parts import PSI_HISTORY
 from memtop.format import fmt_bytes, fmt_count, fmt_percent
@@ -268,6 +269,7 @@ class PressureTab(TabView):
         self._drawn: tuple = ()
         self._psi_drawn = None  # the PSI table's rows as drawn (see _show_psi)
         self._detail_drawn = None  # what the detail pane was drawn from (see _show_detail)
+        self._detail_body = None  # (what, laid out) of its findings and stall log
 
     # Below these sizes the cgroup panes stack and the whole tab scrolls instead.
     NARROW_WIDTH = 110
@@ -350,9 +352,16 @@ class PressureTab(TabView):
 
     def show_sample(self, sample: Sample) -> None:
         psi_result, cg_result = sample.result("psi"), sample.result("cgroups")
-        drawn = (psi_result, cg_result, self._target)
-        if drawn == self._drawn:
+        # By identity of what each part read: a result is also handed over again, marked
+        # running, while its part reads anew (another part's result composed meanwhile).
+        drawn = tuple(None if r is None else (r.value, r.error) for r in (psi_result, cg_result)) + (self._target,)
+        old = self._drawn or (object(), object(), object())
+        new_psi = not _same(drawn[0], old[0])
+        new_cgroups = not _same(drawn[1], old[1]) or drawn[2] != old[2]
+        if not (new_psi or new_cgroups):
             return  # nothing new for this tab (another part's result)
+        # The two parts' results come apart (each tick: PSI's, then the cgroups'): draw what
+        # each one feeds. The detail's findings read both.
         self._drawn = drawn
         self.psi = psi_result.value if psi_result is not None else None
         self.cgroups = cg_result.value if cg_result is not None else None
@@ -360,10 +369,12 @@ class PressureTab(TabView):
                               else NOT_RECORDED if self.replaying else None)
         if self.replaying and self.psi is None:
             self.psi = PsiHistory((), NOT_RECORDED)
-        self._show_psi()
-        self._show_charts()
+        if new_psi:
+            self._show_psi()
+            self._show_charts()
         self._show_detail()
-        self._show_tree()
+        if new_cgroups:
+            self._show_tree()
 
     def show_stalls(self) -> None:
         """The trigger's state or the stall log changed (the app keeps them)."""
@@ -423,16 +434,7 @@ class PressureTab(TabView):
         if key == self._psi_drawn:
             return  # the same figures once formatted (an idle machine: every tick)
         self._psi_drawn = key
-        table = Table(box=None, padding=(0, 1), show_edge=False, header_style=self._style("heading"))
-        table.add_column("PSI")
-        for col in ("some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s"):
-            table.add_column(col, justify="right")
-        for row in rows:
-            if len(row) == 2:
-                table.add_row(row[0], Text(row[1], style=self._style("muted")))
-            else:
-                table.add_row(*row)
-        update_static(widget, table)
+        update_static(widget, psi_table(rows, self._style("heading"), self._style("muted")))
 
     def _show_charts(self) -> None:
         reason = self._no_psi_reason()
@@ -444,13 +446,14 @@ class PressureTab(TabView):
         result = self.cgroups
         selected = result.selected if result else None
         detail = self.query_one("#pressure-detail", Static)
+        width = detail.content_size.width
         findings = self.findings()
-        key = (detail.content_size.width, self._target, self.cgroups_error, result is None,
+        styles = tuple(self._style(n) for n in ("heading", "muted", "event", "critical", "warning"))
+        body_key = (width, tuple(findings), self.trigger_armed,
+                    tuple((e.first, e.last, e.count, e.event) for e in self.log_entries), styles)
+        key = (body_key, self._target, self.cgroups_error, result is None,
                None if result is None else (result.error, result.target_pid, result.selected_reason),
-               selected, self.baselines.get(selected.path) if selected is not None else None,
-               tuple(findings), self.trigger_armed,
-               tuple((e.first, e.last, e.count, e.event) for e in self.log_entries),
-               tuple(self._style(n) for n in ("heading", "muted", "event", "critical", "warning")))
+               selected, self.baselines.get(selected.path) if selected is not None else None)
         if key == self._detail_drawn:
             return  # nothing it shows has changed (no process selected, no stall: every tick)
         self._detail_drawn = key
@@ -468,6 +471,15 @@ class PressureTab(TabView):
             parts.append(Text(f" PID {self._target.pid}: cgroup unknown: {printable(result.selected_reason)}", style=self._style("muted")))
         else:
             parts.append(cgroup_detail(self._target.pid, selected, self.baselines.get(selected.path), self._style))
+        # The findings and the stall log change far less often than the cgroup's figures above
+        # them: laid out once while they stay the same (a rich grid each, ~2 ms per redraw).
+        if self._detail_body is None or self._detail_body[0] != body_key:
+            body = self._findings_and_log(findings)
+            self._detail_body = (body_key, drawn_once(self.app, body, width) if width > 0 else body)
+        parts.append(self._detail_body[1])
+        update_static(detail, Group(*parts))
+
+    def _findings_and_log(self, findings: list[Finding]) -> Table:
         # Findings and log lines wrap under their own text, not back to column 0.
         body = Table.grid()
         body.add_column(width=1)
@@ -500,8 +512,7 @@ class PressureTab(TabView):
                                       overflow="ellipsis"))
             if not entry.event.growers:
                 body.add_row("", Text("  no process's RSS was growing", style=self._style("muted")))
-        parts.append(body)
-        update_static(detail, Group(*parts))
+        return body
 
     def _show_tree(self) -> None:
         result = self.cgroups
@@ -535,6 +546,41 @@ class PressureTab(TabView):
             out.extend(cgroup_findings(cg, events_since(self.baselines.get(cg.path, {}), cg.events),
                                        "the oldest tick in the file" if self.replaying else "memtop started"))
         return out
+
+
+PSI_COLUMNS = ("PSI", "some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s")
+
+
+def psi_table(rows: list[tuple[str, ...]], heading: Style, muted: Style) -> Text:
+    """The PSI figures as a table of fixed columns: the name left, the figures right, two
+    spaces between (a rich Table laid this out in ~5 ms at every PSI read, the tab's largest
+    cost on an idle machine; issue 20). A row of two is a resource with its unknown reason."""
+    widths = [len(c) for c in PSI_COLUMNS]
+    for row in rows:
+        widths[0] = max(widths[0], len(row[0]))
+        if len(row) == len(PSI_COLUMNS):
+            widths[1:] = [max(w, len(v)) for w, v in zip(widths[1:], row[1:])]
+
+    def line(cells) -> str:
+        return " " + cells[0].ljust(widths[0]) + "".join("  " + v.rjust(w) for v, w in zip(cells[1:], widths[1:])) + " "
+
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append(line(PSI_COLUMNS), style=heading)
+    for row in rows:
+        text.append("\n")
+        if len(row) == len(PSI_COLUMNS):
+            text.append(line(row))
+        else:
+            text.append(" " + row[0].ljust(widths[0]) + "  ")
+            text.append(row[1], style=muted)
+    return text
+
+
+def _same(a: tuple | None, b) -> bool:
+    """Two parts' (value, error) pairs: the same value object and error."""
+    if a is None or b is None or not isinstance(b, tuple):
+        return a is b
+    return a[0] is b[0] and a[1] == b[1]
 
 
 def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, who: bool = True) -> str:
@@ -588,33 +634,37 @@ class FigureGrid:
         yield figure_grid(self.items, options.max_width)
 
 
-def figure_grid(items: list[tuple[str, Text | str]], width: int) -> Table:
+def figure_grid(items: list[tuple[str, Text | str]], width: int) -> Text:
     """Label/value pairs laid out in as many pairs per row as ``width`` holds (at most 3).
 
     Every cell is no_wrap, so a number never wraps away from its unit (or its label): the pairs
-    per row drop, down to one, on a narrow pane instead.
+    per row drop, down to one, on a narrow pane instead. Lines of Text with the columns padded
+    as a rich Table.grid pads them (which took ~1 ms to lay out each grid at every redraw of the
+    Pressure tab's detail; issue 20); a line wider than ``width`` ends in an ellipsis.
     """
-    def cells(v) -> int:
-        return Text(v).cell_len if isinstance(v, str) else v.cell_len
-
+    # Text, not str: a str cell would be read as markup, and keys and values may come from a file.
+    labels = [printable(k) for k, _ in items]
+    values = [Text(printable(v)) if isinstance(v, str) else v for _, v in items]
     for per_row in (3, 2, 1):
-        label_w = [max((len(k) for k, _ in items[i::per_row]), default=0) for i in range(per_row)]
-        value_w = [max((cells(v) for _, v in items[i::per_row]), default=0) for i in range(per_row)]
         # " label value" for the first pair, "  label value" for the others.
-        total = sum(label_w) + sum(value_w) + 1 + 2 * (per_row - 1) + per_row
-        if total <= width or per_row == 1:
+        label_w = [max((cell_len(k) for k in labels[i::per_row]), default=0) + (2 if i == 0 else 3)
+                   for i in range(per_row)]
+        value_w = [max((v.cell_len for v in values[i::per_row]), default=0) for i in range(per_row)]
+        if sum(label_w) + sum(value_w) <= width or per_row == 1:
             break
-    grid = Table.grid()
-    for i in range(per_row):
-        grid.add_column(no_wrap=True, min_width=label_w[i] + (1 if i == 0 else 2) + 1)
-        grid.add_column(no_wrap=True, min_width=value_w[i], overflow="ellipsis")
+    out = Text(no_wrap=True, overflow="ellipsis")
     for start in range(0, len(items), per_row):
-        row: list = []
-        for i, (k, v) in enumerate(items[start:start + per_row]):
-            # Text, not str: a str cell is read as markup, and keys and values may come from a file.
-            row += [Text((" " if i == 0 else "  ") + printable(k) + " "), Text(printable(v)) if isinstance(v, str) else v]
-        grid.add_row(*row)
-    return grid
+        if start:
+            out.append("\n")
+        for i in range(per_row):
+            if start + i >= len(items):  # the last row's empty cells, padded as a grid pads them
+                out.append(" " * (label_w[i] + value_w[i]))
+                continue
+            label, value = labels[start + i], values[start + i]
+            out.append((" " if i == 0 else "  ") + label + " " * (label_w[i] - cell_len(label) - (1 if i == 0 else 2)))
+            out.append_text(value)
+            out.append(" " * (value_w[i] - value.cell_len))
+    return out
 
 
 def cgroup_detail(pid: int, cg: CgroupMemory, baseline: dict | None, style) -> Group:

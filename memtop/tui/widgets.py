@@ -122,12 +122,13 @@ def update_static(widget: Static, content) -> None:
     if type(old) is type(content) and old == content:
         return
     height = widget.styles.height
-    if height is not None and height.unit == Unit.CELLS:
-        widget.update(content, layout=False)
-        return
+    fixed = height is not None and height.unit == Unit.CELLS  # its height never changes
     width = widget.content_size.width
     if width <= 0:
-        widget.update(content)
+        widget.update(content, layout=not fixed)
+        return
+    if isinstance(content, (str, Text)) and fixed:
+        widget.update(content, layout=False)
         return
     if isinstance(content, (str, Text)) and isinstance(old, (str, Text)):
         new_plain = content.plain if isinstance(content, Text) else content
@@ -145,11 +146,8 @@ def update_static(widget: Static, content) -> None:
     # the same height: no layout pass.
     # Rendered with the options Textual renders it with, so the lines are the ones it would draw:
     # it is then given them (_Drawn) rather than laying the content out a second time.
-    app = widget.app
-    console = app.console
     try:
-        lines = console.render_lines(content, app.console_options.update(highlight=False).update_width(width),
-                                     pad=False)
+        lines = _render_lines(widget.app, content, width)
     except Exception:  # noqa: BLE001 - not a rich renderable: let Textual lay it out
         lines = None
     last = getattr(widget, "_memtop_lines", None)
@@ -161,11 +159,21 @@ def update_static(widget: Static, content) -> None:
             widget._Static__content = content
             widget._Static__visual = None
             return
-        widget.update(content, layout=len(last[1]) != len(lines))
+        widget.update(content, layout=not fixed and len(last[1]) != len(lines))
     else:
-        widget.update(content)
+        widget.update(content, layout=not fixed)
     if lines is not None:
         widget._Static__visual = visualize(widget, _Drawn(content, width, lines), markup=widget._render_markup)
+
+
+def _render_lines(app, content, width: int) -> list:
+    return app.console.render_lines(content, app.console_options.update(highlight=False).update_width(width), pad=False)
+
+
+def drawn_once(app, content, width: int) -> "_Drawn":
+    """``content`` laid out now at ``width``: a part of a larger renderable that is drawn again
+    and again while this part stays the same (it is not laid out again then)."""
+    return _Drawn(content, width, _render_lines(app, content, width))
 
 
 class _Drawn:

@@ -3,11 +3,14 @@ cgroup events changing on disk, without /proc/pressure, and live with a real sta
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from rich.console import Console
@@ -146,6 +149,55 @@ async def test_a_tick_with_the_same_figures_repaints_nothing(tmp_path):
         assert refreshed["tree"] >= 1 and refreshed["psi"] == 0
         assert "36.9 MiB" in text_of(tab.query_one(CgroupTree))
         assert "36.9 MiB" in squeezed(text_of(tab.query_one("#pressure-detail")))
+
+
+async def test_each_part_redraws_only_what_it_feeds(tmp_path):
+    """Issue 20, item 2: the PSI and cgroups results arrive apart, and a result is handed over
+    again (marked running) while its part reads anew. A result read again redraws nothing; a
+    new PSI reading redraws the PSI table and charts, not the cgroup tree; a new cgroup figure
+    redraws the detail's figures, not its findings and stall log (laid out once while the same)."""
+    root = tmp_path / "tree"
+    shutil.copytree(TREE, root)
+    app = MemtopApp(root=root / "proc", sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tab = await show_pressure(app, pilot, root / "proc")
+        calls = {"psi": 0, "charts": 0, "tree": 0, "findings+log": 0}
+
+        def counting(name, method):
+            def wrapper(*args, **kw):
+                calls[name] += 1
+                return method(*args, **kw)
+            return wrapper
+
+        tab._show_psi = counting("psi", tab._show_psi)
+        tab._show_charts = counting("charts", tab._show_charts)
+        tab._show_tree = counting("tree", tab._show_tree)
+        tab._findings_and_log = counting("findings+log", tab._findings_and_log)
+        sample = app.sample
+        psi, cgroups = sample.result("psi"), sample.result("cgroups")
+
+        def show(**parts):
+            tab.show_sample(replace(sample, parts=MappingProxyType({**sample.parts, **parts})))
+
+        # WHEN both results come again marked running (their parts reading anew): nothing drawn
+        show(psi=replace(psi, running=True), cgroups=replace(cgroups, running=True))
+        assert calls == {"psi": 0, "charts": 0, "tree": 0, "findings+log": 0}
+        # WHEN a new PSI reading comes alone: the PSI table and charts, not the tree
+        show(psi=replace(psi, value=copy.copy(psi.value)))
+        assert calls["psi"] == 1 and calls["charts"] == 1 and calls["tree"] == 0
+        # WHEN a figure of the selected cgroup changes (not what its findings read): the detail
+        # shows it, its findings and stall log are not laid out again
+        before = squeezed(text_of(tab.query_one("#pressure-detail")))
+        stat = root / "sys/fs/cgroup/memory/memtop-test/memory.stat"
+        stat.write_text(re.sub(r"(?m)^total_shmem \d+", f"total_shmem {7 << 20}", stat.read_text()))
+        app.tick()
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        detail = squeezed(text_of(tab.query_one("#pressure-detail")))
+        assert "shmem 0 B" in before and "shmem 7.00 MiB" in detail
+        assert calls["tree"] >= 1 and calls["findings+log"] == 0
+        assert "Findings" in detail and "(no trigger armed)" in detail
 
 
 async def test_a_root_without_pressure_says_why(tmp_path):

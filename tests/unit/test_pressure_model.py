@@ -142,3 +142,22 @@ def test_figure_grid_never_parts_a_number_from_its_unit():
             assert value in text and label in text, (width, value)  # whole, on one line
         # As many pairs per row as fit: one per row only when two do not.
         assert len(lines) == (6 if width < 50 else 3 if width < 69 else 2), (width, lines)
+
+
+def test_psi_table_lines_up_as_a_table_and_keeps_an_unknown_reason():
+    from rich.style import Style
+
+    from memtop.tui.pressure import psi_table
+
+    rows = [("memory", "12.50%", "0.00%", "0.00%", "1250.0", "0.00%", "0.00%", "0.00%", "0.0"),
+            ("io", "? no such file")]
+    heading = Style(bold=True)
+    text = psi_table(rows, heading, Style(dim=True))
+    header, memory, io_line = text.plain.split("\n")
+    assert header == " PSI     some avg10  avg60  avg300    ms/s  full avg10  avg60  avg300  ms/s "
+    # each figure ends under its heading's end (right-aligned), the name under "PSI"
+    for heading_end, value in ((header.index("some avg10") + 10, "12.50%"), (header.index("ms/s") + 4, "1250.0")):
+        assert memory.index(value) + len(value) == heading_end
+    assert io_line == " io      ? no such file"
+    # the heading's style is the header line's only
+    assert [(span.start, span.end, span.style) for span in text.spans if span.style == heading] == [(0, len(header), heading)]
