@@ -38,7 +38,13 @@ async def _show_fixed(pilot, *, malloc_info: bool = False) -> ArenasTab:
     tab.show_analysis(load_analysis())
     if malloc_info:
         tab.show_malloc_info(load_malloc_info_result(IDENTITY))
-    await pilot.pause()
+    # The footer offers r and m once it has recomposed with the new bindings, a few message
+    # rounds later (one pause was not always enough: a CI snapshot without them).
+    app.refresh_bindings()
+    for _ in range(100):
+        await pilot.pause()
+        if "r" in footer_keys(app):
+            break
     return tab
 
 
