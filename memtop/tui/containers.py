@@ -28,6 +28,7 @@ from memtop.model.findings import Severity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import update_static
 
 # 120 columns wide with the cell padding: the use in per cent is in the detail below.
 COLUMNS = (
@@ -293,9 +294,9 @@ class ContainersTab(TabView):
             title.update(Text(f"Containers: no memory cgroup hierarchy: "
                               f"{printable(sample.unknown.get('containers', UNKNOWN))}"))
         else:
-            title.update(Text(f"{len(sample.containers)} containers, pods, machines and units with processes "
-                              f"(cgroup v{sample.version}); largest first" + (f"; {spaced}" if spaced else ""),
-                              style="bold"))
+            update_static(title, Text(f"{len(sample.containers)} containers, pods, machines and units with processes "
+                                      f"(cgroup v{sample.version}); largest first" + (f"; {spaced}" if spaced else ""),
+                                      style="bold"))
         table = self.query_one(ContainersTable)
         keys = [entry.container.cgroup for entry in sample.containers]
         highlighted = self._keys[table.cursor_row] if self._keys and 0 <= table.cursor_row < len(self._keys) else None
@@ -321,9 +322,12 @@ class ContainersTab(TabView):
                 eta = oom.cgroup_times.get(entry.memory_path) if oom is not None else None
                 row = container_row(entry, eta)
                 for (column, _), i in zip(columns, shown):
-                    table.update_cell(entry.container.cgroup, column, row[i])
+                    # Only a cell that changed: each update_cell drops the whole table's
+                    # rendered lines (DataTable's caches are keyed by its update count).
+                    if table.get_cell(entry.container.cgroup, column) != row[i]:
+                        table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
-        self.query_one("#containers-oom", Static).update(oom_text(oom))
+        update_static(self.query_one("#containers-oom", Static), oom_text(oom))
 
     def selected(self) -> ContainerMemory | None:
         if self.view is None or not self._keys:
@@ -337,9 +341,9 @@ class ContainersTab(TabView):
         entry = self.selected()
         detail = self.query_one("#containers-detail", Static)
         if entry is None:
-            detail.update("")
+            update_static(detail, "")
             return
-        detail.update(detail_text(entry, self.view.oom if self.view is not None else None))
+        update_static(detail, detail_text(entry, self.view.oom if self.view is not None else None))
 
     @on(DataTable.RowHighlighted, "#containers-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -119,7 +119,8 @@ def update_static(widget: Static, content) -> None:
     narrower than the widget (no wrap). A layout pass repaints every widget on screen (charts
     included): a tab that updated its text panels every tick paid it every tick (issue 20)."""
     old = widget.content
-    if type(old) is type(content) and old == content:
+    # (Rich's Text == compares the text and its spans, not the base style.)
+    if type(old) is type(content) and old == content and (not isinstance(content, Text) or old.style == content.style):
         return
     height = widget.styles.height
     fixed = height is not None and height.unit == Unit.CELLS  # its height never changes

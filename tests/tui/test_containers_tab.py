@@ -4,6 +4,7 @@ kill in it is listed with its victim, and a hostile cgroup name reaches the scre
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 
@@ -68,6 +69,29 @@ async def test_a_limited_cgroup_shows_the_kernels_figures(hierarchy):
                 assert "of limit 64.0 MiB" in detail and "1 process:" in detail
                 assert "reclaim can free before an OOM kill" in detail and "\x1b" not in detail
                 assert f"cgroup {cg.cgroup_path}".replace("\x1b", "\\e") in detail
+        finally:
+            holder.close()
+
+
+async def test_a_view_with_the_same_figures_updates_no_cell_and_repaints_nothing(hierarchy):
+    """Issue 20, item 2: each update_cell drops the table's whole rendered picture, so only the
+    cells that changed are updated; the title, detail and OOM panels are not redrawn either."""
+    with TestCgroup(hierarchy, limit=64 * MiB, name=f"mt-same-{time.monotonic_ns()}") as cg:
+        holder = cg.start(HOLD_ANON, "8")
+        try:
+            app = MemtopApp(sample=False)
+            async with app.run_test(size=(120, 40)) as pilot:
+                tab = await show_containers(app, pilot)
+                table = tab.query_one(ContainersTable)
+                assert cg.cgroup_path in tab._keys
+                panels = [tab.query_one(f"#containers-{name}") for name in ("title", "detail", "oom")]
+                refreshed = []
+                for panel in panels:
+                    panel.refresh = lambda *a, _refresh=panel.refresh, **kw: (refreshed.append(kw), _refresh(*a, **kw))[1]
+                updates = table._update_count
+                # WHEN the same figures are shown again (a new view object, the same values)
+                tab.show_view(copy.copy(tab.view))
+                assert table._update_count == updates and refreshed == []
         finally:
             holder.close()
 

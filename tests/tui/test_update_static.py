@@ -50,3 +50,44 @@ async def test_a_new_table_of_the_same_figures_is_not_repainted():
         assert True in panel.refreshes
         await pilot.pause()
         assert "3" in panel.render_line(4).text
+
+
+async def test_the_same_text_in_another_style_is_drawn():
+    """Rich's Text == looks at the text and its spans only: a line turning muted (its base style)
+    must still be drawn."""
+    from rich.text import Text
+
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        panel = app.query_one(CountingStatic)
+        update_static(panel, Text("trigger armed"))
+        await pilot.pause()
+        panel.refreshes.clear()
+        update_static(panel, Text("trigger armed"))
+        assert panel.refreshes == []
+        update_static(panel, Text("trigger armed", style="bold"))
+        assert panel.refreshes and panel.content.style == "bold"
+
+
+class Fixed(App):
+    CSS = "#panel { height: 4; }"
+
+    def compose(self) -> ComposeResult:
+        yield CountingStatic(id="panel")
+
+
+async def test_a_fixed_height_panel_is_laid_out_once_and_never_lays_out_the_screen():
+    app = Fixed()
+    async with app.run_test(size=(60, 20)) as pilot:
+        panel = app.query_one(CountingStatic)
+        update_static(panel, table(("a", "1")))
+        await pilot.pause()
+        panel.refreshes.clear()
+        update_static(panel, table(("a", "1")))  # same lines: nothing
+        assert panel.refreshes == []
+        update_static(panel, table(("a", "2"), ("b", "3")))  # more rows, but its height is fixed
+        assert panel.refreshes == [False]
+        # Textual is handed the lines update_static laid out, not the table to lay out again
+        assert type(panel.visual._renderable).__name__ == "_Drawn"
+        await pilot.pause()
+        assert "2" in panel.render_line(3).text
