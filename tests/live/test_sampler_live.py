@@ -449,3 +449,49 @@ def python_child_growing(children):
     code = ("import sys\nkeep = []\nprint('READY', flush=True)\n"
             "for line in sys.stdin:\n    keep.append(b'x' * (1 << 20))\n    print('ok', flush=True)\n")
     return children.start([sys.executable, "-c", code])
+
+
+SHRINKER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/mman.h>
+/* Touch N MiB of private anonymous memory; on a line on stdin, unmap it. */
+int main(int argc, char **argv) {
+    size_t n = (size_t)atoi(argv[1]) << 20;
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 1;
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    printf("READY\n"); fflush(stdout);
+    char line[64];
+    if (fgets(line, sizeof line, stdin)) { munmap(p, n); printf("freed\n"); fflush(stdout); }
+    while (fgets(line, sizeof line, stdin)) {}
+    return 0;
+}
+"""
+
+
+def test_a_rollup_left_above_the_rss_is_read_again_at_once(children, gcc):
+    """The fresh-eyes report: a process that unmapped 400 MiB kept its old PSS/USS (its rollup
+    not due for a while: the spacing of costly reads) and its row showed PSS far above RSS. When
+    the RSS just read is below the last rollup's PSS or USS, the rollup is read at that tick."""
+    child = children.start([compile_c(SHRINKER, name="shrinker"), "64"])
+    now = [1000.0]
+    # Rollups spaced far apart, as for a process whose read costs much; the process off screen.
+    sampler = Sampler(rollup_duty=10**9, stagger=1000, idle_stagger=1000, clock=lambda: now[0])
+    first = sampler.sample()
+    before = _view(first, child.pid).sample
+    assert before.rollup.pss >= 64 * MiB and before.rollup.uss >= 64 * MiB
+    now[0] += 2.0
+    time.sleep(0.03)
+    sampler.sample()
+    assert sampler._rollups[before.identity].tick == first.tick  # not read again: its spacing holds
+    # WHEN it lets go of the 64 MiB
+    assert child.ask("free") == "freed"
+    now[0] += 2.0
+    snapshot = sampler.sample()
+    after = _view(snapshot, child.pid).sample
+    # THEN its rollup was read at this tick: PSS and USS below its RSS again, the row current
+    assert after.rss_bytes < 16 * MiB
+    assert after.rollup.pss <= after.rss_bytes + MiB and after.rollup.uss <= after.rss_bytes + MiB
+    assert sampler._rollups[after.identity].tick == snapshot.tick
