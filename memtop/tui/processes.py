@@ -346,6 +346,12 @@ class ProcessTable(CursorTable):
         return frozenset(v.pid for v in self.rows[top : top + self.size.height])
 
     # --- cursor ---------------------------------------------------------------
+    def keep_selection(self) -> None:
+        """The process under the cursor is the user's choice now: clearing the filter keeps it
+        (rather than going back to the one the filter hid). Nothing under it: nothing changes."""
+        if self.cursor_pid is not None and self.rows:
+            self._home_pid = None
+
     def _move_to(self, index: int, announce: bool = True) -> None:
         if not self._rebuilding:
             self._home_pid = None  # the user (or the app) chose: that is the selection now
@@ -701,6 +707,7 @@ class ProcessesTab(TabView):
     def box_enter(self, box: TextBox) -> None:
         self._typing_filter = False
         self.table.set_filter(box.value)  # now: Input.Changed comes later
+        self.table.keep_selection()  # Enter on what the filter found: that process, also once cleared
         self._show_totals()
         if not box.value:
             box.display = False

@@ -196,6 +196,15 @@ async def test_a_filter_that_hides_the_selected_process_gives_it_back_when_clear
         await pilot.press("slash", "escape")
         await pilot.pause()
         assert table.cursor_pid == chosen and app.target.pid == chosen
+        # AND a process found by a filter and taken with Enter stays selected when it is cleared
+        # (the fresh-eyes report: Esc went back to the process selected before filtering)
+        assert table.select_pid(1077)
+        await pilot.press("slash", *"7337", "enter")
+        await pilot.pause()
+        assert [v.pid for v in table.rows] == [7337] and app.target.pid == 7337
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.cursor_pid == 7337 and app.target.pid == 7337 and len(table.rows) > 1
 
 
 async def test_selection_follows_the_process_across_refreshes(tmp_path):
