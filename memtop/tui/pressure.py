@@ -168,10 +168,16 @@ class CgroupTree(Static):
         style = self.get_component_rich_style
         # Narrow panes drop use% first, then headroom, so the names keep some room.
         width = self.size.width or 200
-        show_use, show_headroom = width >= 68, width >= 55
+        sinces = [events_since(baselines.get(cg.path, {}), cg.events) for cg in tree]
+        # The events+ column takes up to 24 cells once a count moves: the names keep ~20 (they
+        # shrank to "fe-t…" when failcnt climbed), so use% and then headroom go first.
+        events = [" ".join(f"{printable(k)}+{fmt_count(v)}" for k, v in since.items()) for since in sinces]
+        events_w = min(24, max(map(len, events), default=0))
+        # usage and limit ~11 cells each with their padding, use% 6, headroom 11
+        room = width - (events_w + 2 if events_w else 0) - 20
+        show_use, show_headroom = width >= 68 and room >= 40, width >= 55 and room >= 34
         rows = []
-        for cg in tree:
-            since = events_since(baselines.get(cg.path, {}), cg.events)
+        for cg, since, events_cell in zip(tree, sinces, events):
             row_style = Style()
             if cg.path == selected_path:
                 row_style += style("cgroup-tree--selected")
@@ -185,7 +191,7 @@ class CgroupTree(Static):
                 cells.append(fmt_percent(cg.usage_fraction) if cg.max is not None else "")
             if show_headroom:
                 cells.append(fmt_bytes(cg.headroom) if cg.max is not None else "")
-            cells.append(" ".join(f"{printable(k)}+{fmt_count(v)}" for k, v in since.items()))
+            cells.append(events_cell)
             rows.append((tuple(cells), row_style))
         # Every tick brings new figures, mostly the same once formatted: then nothing to draw.
         key = (width, note, tuple(rows), style("cgroup-tree--muted"), style("cgroup-tree--header"))
@@ -259,6 +265,8 @@ class PressureTab(TabView):
     """
 
     PARTS = ("psi", "cgroups")
+    TAB_KEYS = (("↑ ↓ PgUp PgDn Home End", "scroll the cgroup detail, its findings and the stall log "
+                                           "(the whole tab when its panes are stacked)"),)
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -394,6 +402,7 @@ class PressureTab(TabView):
         if self.log_entries:
             last = self.log_entries[-1]
             text.append(f"   last stall {time.strftime('%H:%M:%S', time.localtime(last.last))}", style=self._style("critical"))
+            text.append("  (stall log: End)", style=self._style("muted"))
         return text
 
     # --- drawing ----------------------------------------------------------------------------------

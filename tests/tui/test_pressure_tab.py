@@ -106,6 +106,11 @@ async def test_events_since_start_are_highlighted(tmp_path):
         # THEN the tree and the detail show the increase, and a finding names it
         tree = text_of(tab.query_one(CgroupTree))
         assert "failcnt+10 oom_kill+2" in tree
+        # AND at the pane's own width the names keep their room (use% gives way), the events
+        # fold under themselves (the fresh-eyes report: names cut to "fe-t…" once failcnt moved)
+        widget = tab.query_one(CgroupTree)
+        shown = text_of(widget, widget.content_size.width)
+        assert "memtop-test" in shown and "failcnt+10" in shown and "oom_kill+2" in shown, shown
         detail = squeezed(text_of(tab.query_one("#pressure-detail")))
         assert "oom_kill 3 (+2)" in detail
         assert "killed 2 processes in cgroup /memtop-test since memtop started" in detail
@@ -278,6 +283,9 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             await pilot.pause()
             tab = app.active_tab()
             assert isinstance(tab, PressureTab)
+            # AND the line at its top says where the log is (below the cgroup's detail: End)
+            trigger = text_of(tab.query_one("#pressure-trigger"))
+            assert "last stall" in trigger and "(stall log: End)" in trigger, trigger
 
 
 
