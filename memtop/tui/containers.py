@@ -19,6 +19,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -232,11 +233,20 @@ class ContainersTab(TabView):
                       "/proc/vmstat oom_kill moves); the victim from the kernel log (/dev/kmsg 'Killed "
                       "process'), else the process that vanished"),
     )
-    TAB_KEYS = (("↑ ↓", "highlight a container: its details below the OOM watch"),)
+    TAB_KEYS = (("↑ ↓", "highlight a container: its details below the OOM watch"),
+                ("[ ]", "scroll the OOM watch and the details up / down (the table keeps the arrows)"))
+    # The table has the focus (its arrows and PgUp/PgDn move the highlight); the details below it
+    # scroll with [ and ], so that a long one (findings, kill order, the reasons of each
+    # unknown) is never out of reach (the fresh-eyes report: cut at the footer, End moving the
+    # table).
+    BINDINGS = [
+        Binding("right_square_bracket", "scroll_details(4)", "Details ↓", key_display="]", show=False),
+        Binding("left_square_bracket", "scroll_details(-4)", "Details ↑", key_display="[", show=False),
+    ]
 
     DEFAULT_CSS = """
     ContainersTab #containers-title { height: auto; max-height: 2; }
-    ContainersTab #containers-detail { height: auto; max-height: 14; }
+    ContainersTab #containers-detail { height: auto; }
     ContainersTab #containers-oom { height: auto; }
     ContainersTab #containers-body { height: 1fr; }
     """
@@ -328,6 +338,9 @@ class ContainersTab(TabView):
                         table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
         update_static(self.query_one("#containers-oom", Static), oom_text(oom))
+
+    def action_scroll_details(self, lines: int) -> None:
+        self.query_one("#containers-body", VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def selected(self) -> ContainerMemory | None:
         if self.view is None or not self._keys:

@@ -196,6 +196,21 @@ async def test_at_80_columns_the_table_fits_and_the_detail_keeps_the_rest(hierar
                     "CONTAINER", "USED", "LIMIT", "ANON", "PSS", "TO LIMIT", "OOM"]
                 assert table.virtual_size.width <= table.size.width <= 80
                 assert row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"  # LIMIT, in its column
+                # AND the detail's end, cut by the footer, is reached with ] (the table keeping
+                # the focus and its keys), and [ goes back
+                table.move_cursor(row=tab._keys.index(cg.cgroup_path))
+                await pilot.pause()
+                body = tab.query_one("#containers-body")
+                assert body.max_scroll_y > 0 and body.scroll_y == 0
+                for _ in range(body.max_scroll_y // 4 + 1):
+                    await pilot.press("right_square_bracket")
+                await pilot.pause()
+                assert body.scroll_y == body.max_scroll_y and app.focused is table
+                detail = tab.query_one("#containers-detail")
+                assert detail.region.bottom <= body.region.bottom  # its last line on screen
+                await pilot.press("left_square_bracket")
+                await pilot.pause()
+                assert body.scroll_y == body.max_scroll_y - 4
                 await pilot.resize_terminal(130, 40)
                 await pilot.pause()
                 assert len(table.columns) == 11 and row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"

@@ -205,6 +205,12 @@ class Walk:
             await self.press("r")
             assert self.tab.scanning is not None  # the selected mount's files are being scanned
             await settle(app, self.pilot)
+        elif tab_id == "containers" and key in ("[", "]"):
+            body, table = self.tab.query_one("#containers-body"), app.focused
+            body.scroll_to(y=0, animate=False)
+            await self.press("right_square_bracket" if key == "]" else "left_square_bracket")
+            expected = min(4, body.max_scroll_y) if key == "]" else 0
+            assert body.scroll_y == expected and app.focused is table  # the table keeps the keys
         else:
             pytest.fail(f"{tab_id}: the key {key!r} is offered, but this test has no check for it")
 
