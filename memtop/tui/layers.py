@@ -302,9 +302,17 @@ class LayersTab(TabView):
         if heap is not None and heap.status == "self":
             state = "this is memtop itself: heap not walked"
         command = printable(" ".join(report.cmdline.split()) or f"[{report.comm}]", 48)
-        self.query_one("#layers-title", Static).update(
-            Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,
-                          f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
+        title = self.query_one("#layers-title", Static)
+        if report.identity is None and self.target is not None:
+            # Its stat could not be read: the selected process is gone (as Arenas says it), not
+            # a "PID ?" (the fresh-eyes report).
+            title.update(Text.assemble((f"PID {self.target.pid} ", "bold"),
+                                       printable(report.kernel_reason or "cannot be read"),
+                                       ": its layers can no longer be read"))
+        else:
+            title.update(
+                Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,
+                              f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
         kernel_thread = heap is not None and heap.status == "kernel-thread"
         self.query_one(LayerBar).show(bar_values(report), "RSS 0 B: a kernel thread has no user address space"
                                       if kernel_thread and report.rss_bytes == 0 else "RSS unknown")

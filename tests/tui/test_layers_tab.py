@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from textual.widgets import ProgressBar, Static
 
@@ -70,6 +72,27 @@ async def test_layers_tab_shows_the_walk_of_the_selected_process(children):
         first = tab.report
         await pilot.press("r")
         assert await wait_for(pilot, lambda: tab.report is not first)
+
+
+@pytest.mark.live
+async def test_a_selected_process_that_exits_is_still_named_by_its_pid(children):
+    """The fresh-eyes report: once the process had exited the title read "PID ? [?] RSS ?"."""
+    child = children.start([sys.executable, "-c", "print('READY', flush=True); input()"])
+    app = MemtopApp(sample=False, part_workers=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.tick()
+        await pilot.press("2")
+        tab = app.query_one(LayersTab)
+        app.select(identity_of(child.pid))
+        assert await wait_for(pilot, lambda: tab.report is not None and tab.report.identity is not None)
+        # WHEN it exits and its layers are read again
+        child.close()
+        first = tab.report
+        app.collector.refresh("layers")
+        assert await wait_for(pilot, lambda: tab.report is not first)
+        await pilot.pause()
+        title = str(app.query_one("#layers-title", Static).render())
+        assert f"PID {child.pid} " in title and "no longer be read" in title and "PID ?" not in title, title
 
 
 @pytest.mark.live
