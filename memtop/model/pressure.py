@@ -220,7 +220,7 @@ def system_findings(sample: PressureSample | None) -> list[Finding]:
         f"all non-idle tasks were stalled on memory {full:.2f}% of the last 10 s (/proc/pressure/memory full avg10)"
         + (f": brief, a warning from {STALL_WARN_PERCENT:g}%" if brief else ": reclaim or refaults are costing real time"),
         "nothing to do unless it grows; the stall log below says who grew when a stall passed the trigger" if brief
-        else "look for a cgroup near its limit below, or a process growing in the stall log",
+        else "look for a cgroup near its limit in the cgroup tree, or a process growing in the stall log",
     )]
 
 

@@ -26,7 +26,7 @@ from memtop.tui.widgets import CachedPlot, drawn_once, update_static
 
 from memtop.collect.parts import PSI_HISTORY
 from memtop.format import fmt_bytes, fmt_count, fmt_percent
-from memtop.model.findings import Finding
+from memtop.model.findings import Finding, Severity
 from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
     PSI_RESOURCES,
@@ -554,8 +554,11 @@ class PressureTab(TabView):
             seen.add(cg.path)
             out.extend(cgroup_findings(cg, events_since(self.baselines.get(cg.path, {}), cg.events),
                                        "the oldest tick in the file" if self.replaying else "memtop started"))
-        return out
+        # The most severe first (a WARNING on system PSI stood above a CRITICAL cgroup at its limit)
+        return sorted(out, key=lambda f: _SEVERITY_RANK[f.severity])
 
+
+_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 PSI_COLUMNS = ("PSI", "some avg10", "avg60", "avg300", "ms/s", "full avg10", "avg60", "avg300", "ms/s")
 

@@ -63,6 +63,8 @@ async def test_tab_on_the_captured_tree():
         assert "in cgroup v1 /memtop-test" in detail
         assert "oom_kill 1" in detail and "(+" not in detail  # nothing new since start
         assert "uses 100% of its limit" in detail and "full avg10" in detail
+        # the most severe first: the cgroup at its limit above the system's PSI warning
+        assert 0 <= detail.index("CRITICAL: ") < detail.index("WARNING: "), detail
         assert "no stall since memtop started" not in detail  # no trigger armed on a captured tree
         assert "(no trigger armed)" in detail
         # The help screen lists the sources of the tab's figures.
