@@ -83,7 +83,6 @@ def _proc_is_of_this_pid_namespace() -> bool:
         return False
 
 
-
 # VmRSS (status) and smaps_rollup's figures are read apart, and the kernel's RSS counters lag by
 # a few pages per CPU: a difference below this is not a sign of an old rollup.
 _RSS_SLACK = 1 << 20

@@ -274,7 +274,7 @@ class PressureTab(TabView):
         self.cgroups: CgroupsView | None = None
         self.cgroups_error: str | None = None
         self._target: ProcessIdentity | None = None
-        self._drawn: tuple = ()
+        self._drawn: tuple | None = None  # (PSI's (value, error), the cgroups', the target) drawn
         self._psi_drawn = None  # the PSI table's rows as drawn (see _show_psi)
         self._detail_drawn = None  # what the detail pane was drawn from (see _show_detail)
         self._detail_body = None  # (what, laid out) of its findings and stall log
@@ -363,9 +363,9 @@ class PressureTab(TabView):
         # By identity of what each part read: a result is also handed over again, marked
         # running, while its part reads anew (another part's result composed meanwhile).
         drawn = tuple(None if r is None else (r.value, r.error) for r in (psi_result, cg_result)) + (self._target,)
-        old = self._drawn or (object(), object(), object())
-        new_psi = not _same(drawn[0], old[0])
-        new_cgroups = not _same(drawn[1], old[1]) or drawn[2] != old[2]
+        old = self._drawn
+        new_psi = old is None or not _same(drawn[0], old[0])
+        new_cgroups = old is None or not _same(drawn[1], old[1]) or drawn[2] != old[2]
         if not (new_psi or new_cgroups):
             return  # nothing new for this tab (another part's result)
         # The two parts' results come apart (each tick: PSI's, then the cgroups'): draw what
@@ -588,11 +588,9 @@ def psi_table(rows: list[tuple[str, ...]], heading: Style, muted: Style) -> Text
     return text
 
 
-def _same(a: tuple | None, b) -> bool:
+def _same(a: tuple | None, b: tuple | None) -> bool:
     """Two parts' (value, error) pairs: the same value object and error."""
-    if a is None or b is None or not isinstance(b, tuple):
-        return a is b
-    return a[0] is b[0] and a[1] == b[1]
+    return a is b or (a is not None and b is not None and a[0] is b[0] and a[1] == b[1])
 
 
 def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, who: bool = True) -> str:
@@ -672,8 +670,9 @@ def figure_grid(items: list[tuple[str, Text | str]], width: int) -> Text:
             if start + i >= len(items):  # the last row's empty cells, padded as a grid pads them
                 out.append(" " * (label_w[i] + value_w[i]))
                 continue
-            label, value = labels[start + i], values[start + i]
-            out.append((" " if i == 0 else "  ") + label + " " * (label_w[i] - cell_len(label) - (1 if i == 0 else 2)))
+            cell = (" " if i == 0 else "  ") + labels[start + i] + " "
+            value = values[start + i]
+            out.append(cell + " " * (label_w[i] - cell_len(cell)))
             out.append_text(value)
             out.append(" " * (value_w[i] - value.cell_len))
     return out
