@@ -19,8 +19,10 @@ def fmt_bytes(value: int | float | None, *, signed: bool = False) -> str:
     elif signed:
         sign = "+"
     size = float(value)
+    # Up a unit from 1,000 (as shown, rounded): "0.98 MiB", not "1000 KiB", so that a figure never
+    # takes four digits before its unit.
     for unit in _UNITS:
-        if size < 1024 or unit == _UNITS[-1]:
+        if size < 999.5 or unit == _UNITS[-1]:
             break
         size /= 1024
     if unit == "B":

@@ -8,6 +8,12 @@ def test_fmt_bytes_units_and_unknown():
     assert fmt_bytes(64 * 2**20) == "64.0 MiB"
     assert fmt_bytes(-2 * 2**30, signed=True) == "-2.00 GiB"
     assert fmt_bytes(5, signed=True) == "+5 B"
+    # never four digits before the unit: up a unit from 1,000 as shown
+    assert fmt_bytes(999) == "999 B"
+    assert fmt_bytes(1000) == "0.98 KiB"
+    assert fmt_bytes(999 * 1024) == "999 KiB"
+    assert fmt_bytes(int(999.6 * 1024)) == "0.98 MiB"
+    assert fmt_bytes(1023 * 2**20) == "1.00 GiB"
 
 
 def test_sparkline_scales_and_marks_unknown():
