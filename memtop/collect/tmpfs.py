@@ -586,13 +586,16 @@ def reconcile(meminfo: Mapping[str, int], mounts, sysv, objects, mappings, *,
     for kind, title in (("memfd", "memfd"), ("shared anon", "shared anonymous")):
         total, measured, lower, hugetlb = _object_bytes(kind, objects, mappings)
         if kind == "memfd":
-            what = "memfd_create(2) files"
+            what = ("memfd_create(2) file", "memfd_create(2) files")
             source = ("fstat of /proc/PID/fd/N or /proc/PID/map_files/A-B (st_blocks); "
                       "smaps Rss where neither can be read")
         else:
-            what = "MAP_SHARED|MAP_ANONYMOUS objects (\"/dev/zero (deleted)\", [anon_shmem:]), shared across fork"
+            what = ("MAP_SHARED|MAP_ANONYMOUS object", "MAP_SHARED|MAP_ANONYMOUS objects")
             source = "fstat of /proc/PID/map_files/A-B (st_blocks); smaps Rss where it cannot be read"
-        note = f"{measured} {what} sized exactly (allocated, including swapped-out pages)"
+        note = counted(measured, *what)
+        if kind != "memfd":
+            note += " (\"/dev/zero (deleted)\", [anon_shmem:], shared across fork)"
+        note += " sized exactly (allocated, including swapped-out pages)"
         if lower:
             note += f"; {lower} only from the largest Rss of one mapper (pages nobody maps are missed)"
         if hugetlb:

@@ -50,6 +50,9 @@ def test_hugetlb_objects_are_left_out_and_negative_remainder_is_explained():
     rec = reconcile({"Shmem": 4 * MiB, "SwapTotal": 8 * MiB, "SwapFree": 2 * MiB}, (), (), objects, ())
     assert parts(rec)["memfd"].bytes == 8 * MiB
     assert "huge pages left out" in parts(rec)["memfd"].note
+    # one object sized: the singular
+    assert parts(rec)["memfd"].note.startswith("1 memfd_create(2) file sized exactly")
+    assert parts(rec)["shared anonymous"].note.startswith("0 MAP_SHARED|MAP_ANONYMOUS objects (")
     assert rec.remainder_bytes == -4 * MiB
     assert "swapped out" in parts(rec)["not explained"].note
 
