@@ -96,6 +96,8 @@ def file_json(stat) -> dict:
 def render_text(stats) -> str:
     from memtop.format import fmt_bytes, fmt_percent
 
+    if not stats:  # every path refused (a directory without -r...): only the notes, no empty table
+        return ""
     lines = [f"{'CACHED':>10} {'%':>4} {'DIRTY':>10} {'RECENT-EVICT':>12} {'SIZE':>10}  PATH"]
     for s in stats:
         line = (f"{fmt_bytes(s.cached_bytes):>10} {fmt_percent(s.cached_fraction):>4} {fmt_bytes(s.dirty_bytes):>10} "

@@ -61,6 +61,9 @@ def test_cache_text_recursive_and_errors(tmp_path: Path):
     run = memtop("cache", str(tmp_path), str(tmp_path / "missing"))
     assert run.returncode == 1
     assert "add -r" in run.stderr and "no such file" in run.stdout
+    # the directory alone: its note, and no empty table before it
+    run = memtop("cache", str(tmp_path))
+    assert run.returncode == 1 and "add -r" in run.stderr and run.stdout == ""
     run = memtop("cache", "--json", str(tmp_path / "missing"))
     assert run.returncode == 1
     assert json.loads(run.stdout)["files"][0]["reason"] == "no such file"
