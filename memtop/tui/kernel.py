@@ -72,8 +72,9 @@ SLAB_COLUMNS: tuple[SlabColumn, ...] = (
                "/proc/slabinfo <objsize>: bytes per object"),
     SlabColumn("total", "TOTAL", 9, lambda r: r.cache.total_bytes, lambda r: fmt_bytes(r.cache.total_bytes),
                "<num_slabs> x <pagesperslab> x page size (slabtop's CACHE SIZE)"),
-    SlabColumn("use", "USE", 4, lambda r: r.cache.active_fraction, lambda r: fmt_percent(r.cache.active_fraction),
-               "<active_objs> / <num_objs>"),
+    SlabColumn("use", "USE", 4, lambda r: r.cache.active_fraction,
+               lambda r: "-" if r.cache.num_objs == 0 else fmt_percent(r.cache.active_fraction),
+               "<active_objs> / <num_objs>; - for an empty cache (no objects: nothing to use)"),
     SlabColumn("growth", "Δ/min", 9, lambda r: r.growth_bytes_per_min,
                lambda r: fmt_bytes(r.growth_bytes_per_min, signed=True),
                "TOTAL now minus TOTAL up to 60 s ago, per minute (needs 10 s of the tab being visible)"),
@@ -82,6 +83,7 @@ SLAB_COLUMNS: tuple[SlabColumn, ...] = (
 )
 SLAB_COLUMNS_BY_KEY = {c.key: c for c in SLAB_COLUMNS}
 NAME_MIN_WIDTH = 14
+NAME_MAX_WIDTH = 32  # slabinfo names are up to ~25 characters: a wide pane keeps the figures near them
 
 
 def sort_slabs(rows, key: str, reverse: bool) -> list[SlabRow]:
@@ -175,7 +177,7 @@ class SlabTable(CursorTable):
 
     def layout(self, width: int) -> list[tuple[SlabColumn, int]]:
         fixed = sum(c.width + 1 for c in SLAB_COLUMNS if c.width)
-        return [(c, c.width or max(NAME_MIN_WIDTH, width - fixed - 1)) for c in SLAB_COLUMNS]
+        return [(c, c.width or min(NAME_MAX_WIDTH, max(NAME_MIN_WIDTH, width - fixed - 1))) for c in SLAB_COLUMNS]
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -284,8 +286,12 @@ def categories_text(view: KernelView, width: int = 200) -> Text:
     return pack(items, width)
 
 
-def slab_title(view: KernelView) -> Text:
-    return Text(_slab_title(view))  # Text, not str: no markup
+def slab_title(view: KernelView, table: SlabTable | None = None) -> Text:
+    """The slab table's two lines above it; with a filter typed, how many caches it keeps."""
+    title = _slab_title(view)
+    if table is not None and table.filter_text and view.slabs is not None:
+        title = f"filter '{printable(table.filter_text)}': {len(table.rows)} of {len(view.slabs)} caches · " + title
+    return Text(title)  # Text, not str: no markup
 
 
 def _slab_title(view: KernelView) -> str:
@@ -475,15 +481,19 @@ class KernelTab(TabView):
             self.app.refresh_bindings()  # / and s act once there is a slab table
         width = self.size.width or 200
         update_static(self.query_one("#kernel-categories", Static), categories_text(view, width))
-        update_static(self.query_one("#kernel-slab-title", Static), slab_title(view))
-        self.query_one("#kernel-slab-title").set_class(view.slabs is None, "-unknown")
         self.table.set_rows(view.slabs, None if view.slabs is not None else
                             "run memtop as root to list the slab caches; meminfo's totals are above")
+        self._show_slab_title()
+        self.query_one("#kernel-slab-title").set_class(view.slabs is None, "-unknown")
         self.query_one(SlabHeader).refresh()
         update_static(self.query_one("#kernel-sockets", Static), sockets_table(view, width))
         self._show_fds()
         if not self.has_class("-narrow"):
             self.query_one(SlabChart).show(view)
+
+    def _show_slab_title(self) -> None:
+        if self.view is not None:
+            update_static(self.query_one("#kernel-slab-title", Static), slab_title(self.view, self.table))
 
     def _show_fds(self) -> None:
         update_static(self.query_one("#kernel-fds", Static), fds_text(self.view, self.app.target, self.app.snapshot,
@@ -508,9 +518,11 @@ class KernelTab(TabView):
     @on(Input.Changed, "#slab-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.table.set_filter(event.value)
+        self._show_slab_title()
 
     def box_enter(self, box: TextBox) -> None:
         self.table.set_filter(box.value)  # now: Input.Changed comes later
+        self._show_slab_title()
         if not box.value:
             box.display = False
         self.focus_now(self.table)
@@ -524,6 +536,7 @@ class KernelTab(TabView):
             box.value = ""
             box.display = False
             self.table.set_filter("")
+            self._show_slab_title()
             self.focus_now(self.table)
 
     def choose_sort(self) -> bool:

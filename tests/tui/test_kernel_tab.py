@@ -106,6 +106,9 @@ async def test_sort_filter_and_fd_breakdown_of_the_selected_process():
         await pilot.press("enter")
         await pilot.pause()
         assert table.rows and all("kmalloc" in r.cache.name for r in table.rows)
+        # the title says how many the filter keeps
+        title = rendered(app, "#kernel-slab-title")
+        assert f"filter 'kmalloc': {len(table.rows)} of {len(tab.view.slabs)} caches" in title
         await pilot.press("home", "down", "down")
         assert table.cursor_name == table.rows[2].cache.name
         # Select the namespaced target: at the next tick its fd table is broken down.

@@ -96,6 +96,12 @@ def test_slabinfo_empty_cache_has_unknown_use():
     line = "btrfs_delayed_node      0      0    312   13    1 : tunables    0    0    0 : slabdata      0      0      0"
     (cache,) = parse_slabinfo_file(f"slabinfo - version: 2.1\n{line}\n").caches
     assert cache.active_fraction is None and cache.total_bytes == 0
+    # the Kernel tab's USE: "-" (nothing to use), not "?" (unknown); and the name keeps to its width
+    from memtop.model.kernel import SlabRow
+    from memtop.tui.kernel import NAME_MAX_WIDTH, SLAB_COLUMNS_BY_KEY, SlabTable
+    assert SLAB_COLUMNS_BY_KEY["use"].text(SlabRow(cache, None, None)) == "-"
+    assert dict((c.key, w) for c, w in SlabTable.layout(None, 180))["name"] == NAME_MAX_WIDTH
+    assert dict((c.key, w) for c, w in SlabTable.layout(None, 60))["name"] < NAME_MAX_WIDTH
 
 
 @pytest.mark.parametrize(
