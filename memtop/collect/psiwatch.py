@@ -108,12 +108,19 @@ class PsiWatch:
         finally:
             trigger.close()
 
+    def _own_pid(self) -> int | None:
+        """memtop's PID as the /proc read sees it (another PID namespace: none)."""
+        try:
+            return int(os.readlink(f"{self.root}/self"))
+        except (OSError, ValueError):
+            return None
+
     def _event(self, spec: TriggerSpec) -> StallEvent:
         sample = self.latest()
         growers = ()
         if sample is not None:
             snapshot = sample.processes
-            growers = top_growers(snapshot.processes, snapshot.history)
+            growers = top_growers(snapshot.processes, snapshot.history, own_pid=self._own_pid())
         try:
             memory = read_system_pressure(self.root).resources.get("memory")
         except OSError:

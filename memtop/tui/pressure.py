@@ -29,6 +29,7 @@ from memtop.format import fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding, Severity
 from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
+    OWN_MARK,
     PSI_RESOURCES,
     CgroupMemory,
     CgroupsView,
@@ -606,7 +607,8 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, w
         if not event.growers:
             return f"{when}memory stall{psi}; no process's RSS was growing"
         g = event.growers[0]
-        return f"{when}memory stall{psi}: {_short_name(g.name, 12)}[{g.pid}] {_growth(g)}"
+        who = "memtop" if g.name.endswith(OWN_MARK) else f"{_short_name(g.name, 12)}[{g.pid}]"  # itself: no PID
+        return f"{when}memory stall{psi}: {who} {_growth(g)}"
     psi = ""
     if event.memory is not None:
         psi = f" (memory some avg10 {event.memory.some.avg10:.2f}%"
@@ -629,9 +631,12 @@ def _growth(g) -> str:
 
 
 def _short_name(name: str, width: int = 20) -> str:
-    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
+    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``),
+    and memtop's own mark (OWN_MARK) kept."""
+    mark = OWN_MARK if name.endswith(OWN_MARK) else ""
+    name = name.removesuffix(mark)
     first = name.split()[0] if name.split() else name
-    return printable(first.rsplit("/", 1)[-1], width)
+    return printable(first.rsplit("/", 1)[-1], width) + mark
 
 
 class FigureGrid:

@@ -1,6 +1,9 @@
-"""Findings, events since start, stall lines and growers: derived from models, no I/O."""
+"""Findings, events since start, stall lines and growers: derived from models (and the watch's own PID, from /proc/self)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from memtop.model.findings import Severity
 from memtop.model.pressure import (
@@ -74,6 +77,12 @@ def test_stall_line_names_time_psi_and_growers():
     assert stall_line(event, with_time=False, who=False).endswith("(memory some avg10 12.50%, full 4.25%)")
     quiet = stall_line(StallEvent(0.0, None, None, ()))
     assert "no process's RSS was growing" in quiet
+    # memtop itself as the grower says so, in the log and in the banner (which still fits)
+    own = StallEvent(0.0, parse_trigger_spec("some 200000 2000000"), memory,
+                     top_growers([view(22173, "demo", [10 * MiB, 270 * MiB], dt=16.0)], history_of, own_pid=22173))
+    assert "PID 22173 demo (memtop itself) +260 MiB in 16 s" in stall_line(own)
+    short = stall_line(own, short=True)
+    assert short.endswith(": memtop +260 MiB in 16 s") and len(f" ⚠ {short} (tab 7)") <= 80
 
 
 def test_events_since_start():
@@ -161,3 +170,15 @@ def test_psi_table_lines_up_as_a_table_and_keeps_an_unknown_reason():
     assert io_line == " io      ? no such file"
     # the heading's style is the header line's only
     assert [(span.start, span.end, span.style) for span in text.spans if span.style == heading] == [(0, len(header), heading)]
+
+
+def test_the_watch_knows_its_own_pid_only_in_the_live_proc():
+    from memtop.collect.psiwatch import PsiWatch
+
+    live, captured = PsiWatch(None), PsiWatch(None, root=Path(__file__).resolve().parent.parent / "fixtures")
+    try:
+        assert live._own_pid() == os.getpid()  # /proc/self, as the stall event marks memtop's row
+        assert captured._own_pid() is None  # a captured tree has no "self": no row is marked
+    finally:
+        live.stop()
+        captured.stop()
