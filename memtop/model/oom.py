@@ -193,6 +193,7 @@ def least_squares(points: Sequence[tuple[float, float]]) -> LinearFit | None:
 
 
 TREND_WINDOW_S = 60.0
+EVENTS_KEPT_S = 600.0  # the kills listed: the last 10 minutes
 TREND_MIN_POINTS = 4
 # Below this much growth over the window the line is called flat: a few pages of page-table or
 # slab churn are not a trend toward anything.
@@ -400,7 +401,7 @@ class OomWatch:
     Not thread-safe: the collector's thread calls :meth:`update`.
     """
 
-    def __init__(self, *, keep_s: float = 600.0, max_events: int = 200, window_s: float = TREND_WINDOW_S,
+    def __init__(self, *, keep_s: float = EVENTS_KEPT_S, max_events: int = 200, window_s: float = TREND_WINDOW_S,
                  max_points: int = 600, pending_ticks: int = 2, pending_s: float = 10.0):
         self.keep_s = keep_s
         self.max_events = max_events
@@ -716,6 +717,7 @@ class OomSample:
     unknown: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     since_wall: float | None = None  # the watch's first reading: kills before it are not seen
     awaiting_victims: int = 0  # events still waiting for their victim to leave /proc (pending)
+    wall: float | None = None  # the tick's wall-clock time (None: not known, e.g. from a recording)
 
 
 def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
@@ -737,7 +739,7 @@ def oom_sample(watch: OomWatch, *, order_limit: int | None = 20) -> OomSample:
     return OomSample(tick.time if tick is not None else 0.0, watch.events, watch.time_to_exhaustion(),
                      MappingProxyType(times), _cut(system, order_limit) if system is not None else None,
                      MappingProxyType(orders), tick.unknown if tick is not None else _EMPTY, watch.started_wall,
-                     watch.awaiting_victims)
+                     watch.awaiting_victims, tick.wall_time if tick is not None else None)
 
 
 def _cut(order: KillOrder, limit: int | None) -> KillOrder:

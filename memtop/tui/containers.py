@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Static
 from memtop.format import UNKNOWN, counted, fmt_bytes, fmt_clock, fmt_duration, fmt_percent
 from memtop.model.containers import ContainerMemory, ContainersView, container_findings
 from memtop.model.findings import Severity
+from memtop.model.oom import EVENTS_KEPT_S
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
@@ -163,8 +164,14 @@ def oom_text(oom) -> Text:
     if "kernel_log" in oom.unknown:
         t.append(f"victims: {printable(oom.unknown['kernel_log'])}\n", style="dim")
     if not oom.events:
-        # "since" the watch started would be untrue once a kill has left the 10-minute list
-        t.append(f"no OOM kill in the last 10 minutes (watching since {fmt_clock(oom.since_wall)})\n", style="dim")
+        # "since" the watch started would be untrue once a kill has left the 10-minute list, and
+        # "in the last 10 minutes" before the watch is 10 minutes old (a kill just before start)
+        young = oom.wall is not None and oom.since_wall is not None and oom.wall - oom.since_wall < EVENTS_KEPT_S
+        if young:
+            t.append(f"no OOM kill since {fmt_clock(oom.since_wall)}, when memtop started watching (kills before "
+                     "it are not seen)\n", style="dim")
+        else:
+            t.append(f"no OOM kill in the last 10 minutes (watching since {fmt_clock(oom.since_wall)})\n", style="dim")
         return t
     t.append("OOM kills (last 10 minutes):\n", style="bold")
     for e in list(oom.events)[-EVENTS_SHOWN:][::-1]:

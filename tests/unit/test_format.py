@@ -46,11 +46,17 @@ def test_the_oom_list_draws_a_crafted_recordings_times_as_unknown():
     from types import MappingProxyType
 
     from memtop.model.oom import OomEvent, OomSample, TimeToLimit
+    from memtop.format import fmt_clock
     from memtop.tui.containers import oom_text
 
     eta = TimeToLimit(None, None, None, 60.0, 0, None, None, "MemAvailable", "no points")
     empty = OomSample(0.0, (), eta, MappingProxyType({}), None, MappingProxyType({}), since_wall=1e17)
     assert "watching since ?" in oom_text(empty).plain
+    # a watch younger than the 10 minutes listed says since when it watches, not "the last 10 minutes"
+    young = OomSample(0.0, (), eta, MappingProxyType({}), None, MappingProxyType({}), since_wall=1000.0, wall=1300.0)
+    assert f"no OOM kill since {fmt_clock(1000.0)}, when memtop started watching" in oom_text(young).plain
+    old = OomSample(0.0, (), eta, MappingProxyType({}), None, MappingProxyType({}), since_wall=1000.0, wall=1700.0)
+    assert f"no OOM kill in the last 10 minutes (watching since {fmt_clock(1000.0)})" in oom_text(old).plain
     event = OomEvent(5.0, 1.8e19, 1.0, "cgroup", "", "/a", 1, MappingProxyType({"oom_kill": 1}))
     assert "seen ?: 1 kill in /a" in oom_text(OomSample(0.0, (event,), eta, MappingProxyType({}), None,
                                                          MappingProxyType({}))).plain
