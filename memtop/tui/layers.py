@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -26,6 +27,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
+from memtop.tui.widgets import figure_words, flow
 
 # (key, label, component class) of the bar's segments, in order.
 SEGMENTS = (
@@ -102,11 +104,10 @@ class LayerBar(Widget):
             if cells[key]:
                 text.append(glyphs[key] * cells[key], styles[key])
         text.append("\n")
-        for key, label, _ in SEGMENTS:
-            value = dict(self.values).get(key, 0)
-            if value:
-                text.append(f"{glyphs[key] if no_color else '■'} ", styles[key])
-                text.append(f"{label} {fmt_bytes(value)}  ")
+        # The legend breaks between its entries, never inside one ("mmapped 1.85" / "MiB").
+        legend = [Text.assemble((f"{glyphs[key] if no_color else '■'} ", styles[key]), f"{label} {fmt_bytes(value)}")
+                  for key, label, _ in SEGMENTS if (value := dict(self.values).get(key, 0))]
+        text.append_text(flow(legend, width, "  "))
         return text
 
 
@@ -141,35 +142,43 @@ def layer_table(report: LayerReport) -> Table:
     return table
 
 
-def heap_lines(report: LayerReport) -> Text:
+def heap_lines(report: LayerReport, width: int = 120) -> Text:
+    """What the walk says of the heap, in lines of ``width`` that break between words, never
+    between a figure and its unit."""
     heap = report.heap
-    text = Text()
+    words: list = []
     if heap is None:
-        return text
+        return Text()
+    newline = Text("\n")
     if heap.valid:
-        text.append("malloc_trim(0) would release ", "bold")
-        text.append(fmt_bytes(heap.trim_release_bytes), "bold")
-        text.append(" of RSS now", "bold")
-        text.append(f"   glibc {heap.glibc_version}: heap {fmt_bytes(heap.system_bytes)}, in use {fmt_bytes(heap.in_use_bytes)}, "
-                    f"free {fmt_bytes(heap.free_bytes + heap.fastbin_bytes)}, top {fmt_bytes(heap.top_bytes)}, "
-                    f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {counted(len(heap.arenas), 'arena')}, "
-                    f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s\n")
+        words.append(Text(f"malloc_trim(0) would release {fmt_bytes(heap.trim_release_bytes)} of RSS now", "bold"))
+        glibc = figure_words(
+            f"glibc {heap.glibc_version}: heap {fmt_bytes(heap.system_bytes)}, in use {fmt_bytes(heap.in_use_bytes)}, "
+            f"free {fmt_bytes(heap.free_bytes + heap.fastbin_bytes)}, top {fmt_bytes(heap.top_bytes)}, "
+            f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {counted(len(heap.arenas), 'arena')}, "
+            f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s")
+        words += [("   ", glibc[0]), *glibc[1:], newline]
         pin = heap.pin
         if pin is not None and pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
-            text.append(f"pin: a {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
-                        f"{fmt_bytes(pin.distance_below_top)} below the end of the brk heap; "
-                        f"{fmt_bytes(pin.pinned_bytes)} free right below it"
-                        + (f" ({fmt_bytes(pin.pinned_resident_bytes)} resident)" if pin.pinned_resident_bytes is not None else "")
-                        + " cannot go back by shrinking brk\n")
+            words += figure_words(
+                f"pin: a {'tcache ' if pin.is_tcache else ''}chunk of {fmt_bytes(pin.size)} at 0x{pin.address:x}, "
+                f"{fmt_bytes(pin.distance_below_top)} below the end of the brk heap; "
+                f"{fmt_bytes(pin.pinned_bytes)} free right below it"
+                + (f" ({fmt_bytes(pin.pinned_resident_bytes)} resident)" if pin.pinned_resident_bytes is not None else "")
+                + " cannot go back by shrinking brk")
+            words.append(newline)
     else:
-        text.append(f"allocator: {heap.allocator_kind}{' ' + heap.glibc_version if heap.glibc_version else ''}: "
-                    f"{heap.status}: {printable(heap.reason)}\n")
+        words += figure_words(f"allocator: {heap.allocator_kind}{' ' + heap.glibc_version if heap.glibc_version else ''}: "
+                              f"{heap.status}: {printable(heap.reason)}")
+        words.append(newline)
         last = heap.last_valid
         if last is not None:
-            text.append(f"last valid walk ({fmt_duration(heap.last_valid_age_s)} ago): malloc_trim(0) would have released "
-                        f"{fmt_bytes(last.trim_release_bytes)}; heap {fmt_bytes(last.system_bytes)}, "
-                        f"in use {fmt_bytes(last.in_use_bytes)}\n")
-    return text
+            words += figure_words(
+                f"last valid walk ({fmt_duration(heap.last_valid_age_s)} ago): malloc_trim(0) would have released "
+                f"{fmt_bytes(last.trim_release_bytes)}; heap {fmt_bytes(last.system_bytes)}, "
+                f"in use {fmt_bytes(last.in_use_bytes)}")
+            words.append(newline)
+    return flow(words, width)
 
 
 class FindingsView(Static):
@@ -220,6 +229,7 @@ class LayersTab(TabView):
         self.target: ProcessIdentity | None = None
         self.report: LayerReport | None = None
         self._drawn = None
+        self._laid_out_width: int | None = None  # the tab's width when the title and heap lines were laid out
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="layers-body"):
@@ -283,6 +293,16 @@ class LayersTab(TabView):
             self.app.collector.refresh("layers")
 
     # --- drawing ----------------------------------------------------------------------
+    def _text_width(self) -> int:
+        """The width the title and heap lines are laid out for (the tab's, less its padding)."""
+        return max(20, self.query_one("#layers-heap", Static).content_region.width or self.size.width or 120)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The title and heap lines were laid out for the old width: again for the new one.
+        if self.report is not None and event.size.width != self._laid_out_width:
+            self._laid_out_width = event.size.width
+            self._show(self.report)
+
     def _show_empty(self) -> None:
         if self.target is None:
             title = "No process selected: pick one in the Processes tab (Enter opens it here)."
@@ -310,12 +330,13 @@ class LayersTab(TabView):
                                        printable(report.kernel_reason or "cannot be read"),
                                        ": its layers can no longer be read"))
         else:
-            title.update(
-                Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command,
-                              f"  RSS {fmt_bytes(report.rss_bytes)}  PSS {fmt_bytes(report.pss_bytes)}  ({state})"))
+            # A narrow pane breaks the line between figures, not inside one ("PSS" / "38.0 MiB").
+            title.update(flow([Text.assemble((f"PID {report.identity.pid if report.identity else '?'} ", "bold"), command),
+                               Text(f"RSS {fmt_bytes(report.rss_bytes)}"), Text(f"PSS {fmt_bytes(report.pss_bytes)}"),
+                               Text(f"({state})")], self._text_width(), "  "))
         kernel_thread = heap is not None and heap.status == "kernel-thread"
         self.query_one(LayerBar).show(bar_values(report), "RSS 0 B: a kernel thread has no user address space"
                                       if kernel_thread and report.rss_bytes == 0 else "RSS unknown")
         self.query_one("#layers-table", Static).update(layer_table(report))
-        self.query_one("#layers-heap", Static).update(heap_lines(report))
+        self.query_one("#layers-heap", Static).update(heap_lines(report, self._text_width()))
         self.query_one(FindingsView).show(report)

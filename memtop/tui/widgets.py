@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from rich.cells import cell_len
@@ -105,6 +106,46 @@ def ago_ticks(span_s: float, labels: int = 4, at: float = 0.0) -> tuple[list[flo
 # NO_COLOR: a chart's lines cannot be told apart by colour; each gets its own marker (the legend
 # shows it). With colour, all are braille dots (the finest).
 SERIES_MARKERS = ("braille", "+", "x", "o", "*")
+
+
+# A word that is a unit (or a percent sign), with the punctuation after it: it stays with the
+# figure before it when a line is broken (figure_words).
+_UNIT_WORD = re.compile(r"(?:B|KiB|MiB|GiB|TiB|PiB|ms|s|%)[,;:.)]*")
+
+
+def figure_words(text: str, style="") -> list[Text]:
+    """``text`` as words to lay out with :func:`flow`, a figure and its unit as one word
+    ("1.85 MiB"): Rich breaks a line at any space, and cut "mmapped 1.85" from "MiB"."""
+    words: list[str] = []
+    for word in text.split(" "):
+        if words and word and _UNIT_WORD.fullmatch(word):
+            words[-1] += " " + word
+        elif word:
+            words.append(word)
+    return [Text(w, style=style) for w in words]
+
+
+def flow(items, width: int, sep: str = " ") -> Text:
+    """``items`` (Text, or (separator, Text) for another separator before that one) side by
+    side, a new line instead of the separator where the next would pass ``width``: a line
+    breaks between items, never inside one; an item wider than ``width`` gets its own line."""
+    out = Text()
+    used = 0
+    for item in items:
+        before, item = item if isinstance(item, tuple) else (sep, item)
+        if item.plain == "\n":
+            out.append("\n")
+            used = 0
+            continue
+        if used and used + cell_len(before) + item.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(before)
+            used += cell_len(before)
+        out.append_text(item)
+        used += item.cell_len
+    return out
 
 
 def series_marker(app, index: int) -> str:
