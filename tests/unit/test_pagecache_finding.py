@@ -36,6 +36,17 @@ def test_finding_names_the_reread_files():
     assert finding.text.index("/data/big.log") < finding.text.index("/data/idx")
     assert "/data/other" not in finding.text
     assert finding.next_step
+    # 310 MiB recently evicted against ~100 MiB refaulted in the window: they explain it
+    assert "other files" not in finding.text
+
+
+def test_files_that_explain_little_of_the_refaults_say_so():
+    window = [rates(2560, 12000)] * 5  # ~100 MiB refaulted over the 10 s
+    finding = thrashing_finding(window, [reread("/usr/lib/libpython.so", 16 << 10)], page_size=PAGE)
+    assert "/usr/lib/libpython.so (16.0 KiB recently evicted)" in finding.text
+    assert "The files listed hold 16.0 KiB recently evicted of ~100 MiB refaulted" in finding.text
+    assert "most of what is re-read is in other files" in finding.text
+    assert "The files listed hold 0 B" in thrashing_finding(window, [], page_size=PAGE).text
 
 
 def test_warning_when_refaults_are_a_third_of_reads():
