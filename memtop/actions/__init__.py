@@ -58,10 +58,12 @@ def rss_change_text(released: int | None) -> str:
         return f"RSS went down by {fmt_bytes(released)}"
     if released == 0:
         return "RSS did not change"
-    return f"RSS went up by {fmt_bytes(-released)} meanwhile (nothing came back to the system)"
+    return f"RSS went up by {fmt_bytes(-released)} meanwhile (the program, or gdb's attach, touched more than came back)"
 
 
 def trim_returned_text(value: str) -> str:
     """malloc_trim's return value in words (malloc(3): 1 if memory was released, else 0)."""
-    meaning = {"1": "memory was released", "0": "nothing to release"}.get(value.strip())
+    # glibc's word, which counts pages it handed back even when RSS did not fall (a page touched
+    # again, or one that was never resident): the RSS figures beside it say what came back.
+    meaning = {"1": "glibc says it released memory", "0": "glibc says nothing to release"}.get(value.strip())
     return f"malloc_trim(0) returned {value.strip()}" + (f" ({meaning})" if meaning else "")

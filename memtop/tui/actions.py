@@ -421,7 +421,7 @@ class EvictScreen(_ActionScreen):
 
         text = Text()
         if self.results is None:
-            text.append(f"posix_fadvise(POSIX_FADV_DONTNEED) on {counted(len(self.paths), 'file')}: their clean pages leave "
+            text.append(f"posix_fadvise(POSIX_FADV_DONTNEED) on {counted(len(self.paths), 'file')}: {'its' if len(self.paths) == 1 else 'their'} clean pages leave "
                         "the page cache (dirty pages stay until written back):\n\n")
             shown = self.targets if self.targets is not None else [None] * len(self.paths)
             for path, target in list(zip(self.paths, shown))[:12]:
@@ -567,7 +567,11 @@ def describe_record(record: dict) -> tuple[str, str, str, str, str]:
     action = str(record.get("action", "?"))
     if action == "trim":
         what = f"PID {target.get('pid')} {target.get('comm', '')}"
-        outcome = f"{result.get('status', '?')}: released {fmt_bytes(result.get('released_bytes'))}, stopped {result.get('stopped_ms', '?')} ms"
+        released = result.get("released_bytes")
+        # never "released -4.00 KiB": RSS grew a little meanwhile (gdb's attach, the program)
+        gave = (f"released nothing (RSS +{fmt_bytes(-released)})" if isinstance(released, int) and released < 0
+                else f"released {fmt_bytes(released)}")
+        outcome = f"{result.get('status', '?')}: {gave}, stopped {result.get('stopped_ms', '?')} ms"
         if result.get("status") != "ok":
             outcome = f"{result.get('status', '?')}: {result.get('message', '')}"
     elif action == "evict":

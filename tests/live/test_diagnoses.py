@@ -92,8 +92,8 @@ def test_rss_change_in_words():
     text = rss_change_text(-124 * 1024)
     assert text.startswith("RSS went up by 124 KiB") and "-" not in text
     assert rss_change_text(None) == "RSS after it unknown"
-    assert trim_returned_text("0") == "malloc_trim(0) returned 0 (nothing to release)"
-    assert trim_returned_text("1") == "malloc_trim(0) returned 1 (memory was released)"
+    assert trim_returned_text("0") == "malloc_trim(0) returned 0 (glibc says nothing to release)"
+    assert trim_returned_text("1") == "malloc_trim(0) returned 1 (glibc says it released memory)"
 
 
 def test_evicting_a_tmpfs_file_says_tmpfs_cannot_be_evicted(tmp_path):

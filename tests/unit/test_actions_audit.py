@@ -108,3 +108,13 @@ def test_tests_never_write_the_real_audit_log():
     real = Path(os.path.expanduser("~")) / ".local" / "state" / "memtop" / "actions.log"
     assert audit.log_path() != real
     assert os.environ["XDG_STATE_HOME"].startswith(str(Path(os.environ.get("TMPDIR", "/tmp")).resolve()))
+
+
+def test_the_log_view_never_says_released_a_negative_size():
+    from memtop.tui.actions import describe_record
+
+    grew = {"action": "trim", "target": {"pid": 7, "comm": "sleep"},
+            "result": {"status": "ok", "released_bytes": -4096, "stopped_ms": 26.0}}
+    assert describe_record(grew)[4] == "ok: released nothing (RSS +4.00 KiB), stopped 26.0 ms"
+    fell = {**grew, "result": {"status": "ok", "released_bytes": 2 * 2**20, "stopped_ms": 40.0}}
+    assert describe_record(fell)[4] == "ok: released 2.00 MiB, stopped 40.0 ms"
