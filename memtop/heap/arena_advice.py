@@ -311,7 +311,7 @@ def arena_findings(heap, cap: ArenaCap, env: AllocatorEnv, prediction: SavingPre
     arena_max = getattr(heap.tunables, "arena_max", 0) if heap.tunables is not None else 0
     cap_text = f"the cap is {cap.limit} ({cap.basis})" if cap.limit else f"the cap is unknown ({cap.basis})"
     if threads is not None:
-        findings.append(Finding(Severity.INFO, f"{counted(threads, 'thread')} share {counted(n, 'arena')}; {cap_text}."))
+        findings.append(Finding(Severity.INFO, f"{counted(threads, 'thread')} {'uses' if threads == 1 else 'share'} {counted(n, 'arena')}; {cap_text}."))
     if prediction is not None and n >= 1 + EXPLOSION_MIN_THREAD_ARENAS and not (arena_max and arena_max <= 2):
         enough = prediction.saving_bytes >= EXPLOSION_MIN_SAVING and (
             rss is None or prediction.saving_bytes >= EXPLOSION_MIN_SAVING_OF_RSS * rss)
