@@ -139,9 +139,14 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
         t.append(", ".join(f"{r.candidate.pid} {printable(r.candidate.name, 24)} ({r.points} pages"
                            + (", tied" if r.tied else "") + ")" for r in order.ranked[:3]))
         t.append("\n")
+    # The figures not known, in words ("kernel stack", not "split.kernel_stack") and one line per
+    # reason: cgroup v1 lacks a dozen files for one reason, which filled the pane line by line.
     unknown = {**entry.unknown, **entry.reclaim.unknown}
+    by_reason: dict[str, list[str]] = {}
     for key, why in sorted(unknown.items()):
-        t.append(f"{printable(key)} unknown: {printable(why)}\n", style="dim")
+        by_reason.setdefault(why, []).append(key.rsplit(".", 1)[-1].replace("_", " "))
+    for why, labels in by_reason.items():
+        t.append(f"unknown: {printable(', '.join(labels))} ({printable(why)})\n", style="dim")
     return t
 
 

@@ -69,6 +69,11 @@ async def test_a_limited_cgroup_shows_the_kernels_figures(hierarchy):
                 assert "of limit 64.0 MiB" in detail and "1 process:" in detail
                 assert "reclaim can free before an OOM kill" in detail and "\x1b" not in detail
                 assert f"cgroup {cg.cgroup_path}".replace("\x1b", "\\e") in detail
+                # AND what is unknown is said in words, one line per reason (not field by field)
+                unknown = {**entry.unknown, **entry.reclaim.unknown}
+                unknown_lines = [line for line in detail.splitlines() if line.startswith("unknown: ")]
+                assert len(unknown_lines) == len(set(unknown.values())) and "split." not in detail
+                assert all(key.rsplit(".", 1)[-1].replace("_", " ") in detail for key in unknown)
         finally:
             holder.close()
 
