@@ -25,7 +25,7 @@ from textual.widgets import Static
 from memtop.tui.widgets import CachedPlot, drawn_once, update_static
 
 from memtop.collect.parts import PSI_HISTORY
-from memtop.format import fmt_bytes, fmt_count, fmt_percent
+from memtop.format import counted, fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding, Severity
 from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
@@ -497,7 +497,11 @@ class PressureTab(TabView):
         body.add_row("", "")
         body.add_row("", Text("Findings", style=self._style("heading")))
         if not findings:
-            body.add_row("", Text("none: no cgroup ≥ 90% of its limit, no reclaim stalls, no OOM kill since start",
+            # What is true now, not since start: the stall log below keeps what passed.
+            logged = sum(entry.count for entry in self.log_entries)
+            body.add_row("", Text("none now: no cgroup ≥ 90% of its limit, no reclaim stall in the last 10 s (memory "
+                                  "full avg10 0), no OOM kill in the cgroup tree since memtop started"
+                                  + (f"; {counted(logged, 'stall')} in the stall log below" if logged else ""),
                                   style=self._style("muted")))
         for f in findings:
             body.add_row("", Text(f"{f.severity.value.upper()}: {printable(f.text)}",
@@ -607,7 +611,8 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, w
         if not event.growers:
             return f"{when}memory stall{psi}; no process's RSS was growing"
         g = event.growers[0]
-        who = "memtop" if g.name.endswith(OWN_MARK) else f"{_short_name(g.name, 12)}[{g.pid}]"  # itself: no PID
+        # name[PID] as always; memtop itself as "memtop" (two memtops may run: the PID tells them apart)
+        who = f"{'memtop' if g.name.endswith(OWN_MARK) else _short_name(g.name, 12)}[{g.pid}]"
         return f"{when}memory stall{psi}: {who} {_growth(g)}"
     psi = ""
     if event.memory is not None:

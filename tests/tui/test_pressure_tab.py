@@ -288,6 +288,16 @@ async def test_a_real_stall_raises_the_banner_on_another_tab(tmp_path):
             # AND the line at its top says where the log is (below the cgroup's detail: End)
             trigger = text_of(tab.query_one("#pressure-trigger"))
             assert "last stall" in trigger and "(stall log: End)" in trigger, trigger
+            # AND "no finding" says it is of now, and points at the stalls logged
+            from rich.console import Console
+
+            from memtop.format import counted
+
+            console = Console(width=300, record=True)
+            console.print(tab._findings_and_log([]))
+            none = console.export_text()
+            logged = sum(e.count for e in tab.log_entries)
+            assert "none now:" in none and f"; {counted(logged, 'stall')} in the stall log below" in none, none
 
 
 
