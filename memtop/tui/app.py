@@ -163,6 +163,7 @@ class MemtopApp(App):
         Binding("slash", "filter", "Filter", key_display="/", show=False),
         Binding("s", "sort", "Sort"),
         Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),  # the footer says what p does now (check_action)
         Binding("plus,equals_sign", "interval(1)", "Interval", key_display="+/-"),
         Binding("minus", "interval(-1)", "Faster", show=False),
         Binding("enter", "open_layers", "Layers", key_display="⏎"),
@@ -428,7 +429,8 @@ class MemtopApp(App):
         if self._initial_pid is not None:
             pid, self._initial_pid = self._initial_pid, None
             if not self.query_one(ProcessesTab).table.select_pid(pid):
-                self.notify(f"no process with PID {pid}{missing_pid_note}", severity="warning")
+                # Long enough to be read after the first screen has been looked at (5 s was missed).
+                self.notify(f"no process with PID {pid}{missing_pid_note}", severity="warning", timeout=20)
         self.update_visible()
         if self.freeze_gc_after_start:
             self.freeze_gc_after_start = False
@@ -504,6 +506,8 @@ class MemtopApp(App):
         if tab is None:
             return True
         live = self.replay is None
+        if action in ("pause", "resume") and live:
+            return self.paused == (action == "resume")
         if action == "filter":
             return tab.can_filter()
         if action == "sort":
@@ -551,6 +555,10 @@ class MemtopApp(App):
         self.paused = not self.paused
         self._wake.set()
         self._update_header()
+        self.refresh_bindings()  # p Pause / p Resume
+
+    def action_resume(self) -> None:
+        self.action_pause()
 
     def action_interval(self, step: int) -> None:
         steps = list(INTERVALS_S)

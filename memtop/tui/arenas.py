@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -43,6 +43,10 @@ def _short_size(value: int) -> str:
 
 COLUMNS = ("#", "ARENA", "HEAPS", "SYSTEM", "IN USE", "FREE", "FAST", "TCACHE", "TOP", "UTIL", "RESIDENT", "THR")
 MI_COLUMNS = ("MI SYSTEM", "MI FREE+TOP", "MI FAST")
+# With malloc_info's columns the table is ~145 cells wide: below this width ARENA and HEAPS give
+# way (the histogram's title names the arena), so that 120 columns show the comparison whole.
+MI_FULL_WIDTH = 150
+MI_NARROW_DROPS = ("ARENA", "HEAPS")
 
 
 class MallocInfoLoaded(Message):
@@ -225,6 +229,10 @@ class ArenasTab(TabView):
 
     def on_mount(self) -> None:
         self._render_all()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.malloc_info is not None:  # ARENA and HEAPS may give way, or come back
+            self._render_table()
 
     def on_show(self) -> None:
         # The tab's keys (r, m, arrows) work while focus is inside it: take it when shown.
@@ -409,13 +417,15 @@ class ArenasTab(TabView):
         heap = a.heap if a is not None else None
         mi = self.malloc_info.info if self.malloc_info is not None else None
         columns = COLUMNS + (MI_COLUMNS if mi is not None else ())
-        key = (id(a), id(mi))
+        narrow = mi is not None and (self.size.width or MI_FULL_WIDTH) < MI_FULL_WIDTH
+        shown = [i for i, title in enumerate(columns) if not (narrow and title in MI_NARROW_DROPS)]
+        key = (id(a), id(mi), narrow)
         if key == self._rows_key:
             return
         self._rows_key = key
         table.clear(columns=True)
-        for title in columns:
-            table.add_column(Text(title), key=title)
+        for i in shown:
+            table.add_column(Text(columns[i]), key=columns[i])
         if heap is None or not heap.valid:
             return
         styles = self._styles()
@@ -439,7 +449,7 @@ class ArenasTab(TabView):
                     value = fmt_bytes(d.malloc_info) if d is not None else "?"
                     row.append(right(("≠ " if d is None or d.differs else "") + value,
                                      styles["differs"] if d is None or d.differs else None))
-            table.add_row(*row, key=str(i))
+            table.add_row(*(row[j] for j in shown), key=str(i))
         total = [right(""), Text("all", style=styles["title"]), right(str(sum(len(x.heaps) for x in heap.arenas))),
                  right(fmt_bytes(heap.system_bytes)), right(fmt_bytes(heap.in_use_bytes)), right(fmt_bytes(heap.free_bytes)),
                  right(fmt_bytes(heap.fastbin_bytes)), right(fmt_bytes(heap.tcache_bytes)), right(fmt_bytes(heap.top_bytes)),
@@ -448,7 +458,9 @@ class ArenasTab(TabView):
                  right(str(sum(x.attached_threads for x in heap.arenas)))]
         if mi is not None:
             total += [right(fmt_bytes(mi.system_current)), right(fmt_bytes(mi.rest_bytes)), right(fmt_bytes(mi.fast_bytes))]
-        table.add_row(*total, key="all")
+        if narrow:  # the ARENA column that says "all" gave way: the # column says it
+            total[0] = Text("all", style=styles["title"])
+        table.add_row(*(total[j] for j in shown), key="all")
         if self.selected_arena < len(heap.arenas):
             table.move_cursor(row=self.selected_arena, animate=False)
 

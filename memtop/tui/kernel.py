@@ -310,11 +310,14 @@ SOCKET_COLUMNS = ("NET NS", "PROCS", "SOCK", "TCP in/or/tw/al", "TCP mem", "UDP 
 
 
 def sockets_table(view: KernelView, width: int = 200) -> Table:
-    table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold", expand=False)
+    # One space between columns (not two): at 80 columns every figure fits whole.
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_header=True, header_style="bold", expand=False)
     for i, title in enumerate(SOCKET_COLUMNS):
         last = i == len(SOCKET_COLUMNS) - 1
         table.add_column(title, justify="left" if i in (0, len(SOCKET_COLUMNS) - 1) else "right", no_wrap=True,
-                         overflow="ellipsis", min_width=None if last else (11 if i == 0 else len(title)), max_width=max(4, width - 80) if last else None)
+                         # the byte columns hold "99.9 MiB" whole (at 80 columns "1.47 M…" was cut)
+                         overflow="ellipsis", min_width=None if last else (11 if i == 0 else max(len(title), 8 if "mem" in title else 0)),
+                         max_width=max(4, width - 80) if last else None)
     for ns in view.namespaces:
         table.add_row(*namespace_cells(ns))
     if view.namespaces_unreadable:

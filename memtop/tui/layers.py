@@ -157,7 +157,7 @@ def heap_lines(report: LayerReport, width: int = 120) -> Text:
             f"free {fmt_bytes(heap.free_bytes + heap.fastbin_bytes)}, top {fmt_bytes(heap.top_bytes)}, "
             f"mmapped {fmt_bytes(heap.mmapped_bytes)}; {counted(len(heap.arenas), 'arena')}, "
             f"{heap.chunks_walked:,} chunks walked in {heap.walk_seconds:.2f} s")
-        words += [("   ", glibc[0]), *glibc[1:], newline]
+        words += [("   ", glibc[0][1]), *glibc[1:], newline]
         pin = heap.pin
         if pin is not None and pin.pinned_bytes > 0:  # a pin with nothing free below it holds nothing
             words += figure_words(

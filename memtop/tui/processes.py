@@ -179,6 +179,16 @@ _first_two = itemgetter(0, 1)
 _first = itemgetter(0)
 
 
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, ending in "…" when cut (a bare cut read as the whole)."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+# The detail's second line at its widest (every figure "1023 MiB" wide) and its longest note.
+_SECOND_LINE_WIDEST = len(" RSS 99.9 MiB  PSS 99.9 MiB  USS 99.9 MiB  Private_Dirty 99.9 MiB  LazyFree 99.9 MiB")
+_NOTE_WIDEST = len("  (smaps_rollup, 99s old, unchanged)")  # 120 columns hold both
+
 @lru_cache(maxsize=16)
 def _layout(width: int) -> tuple[tuple[Column, int], ...]:
     """The columns that fit and their widths; the command takes what is left."""
@@ -646,7 +656,8 @@ class ProcessesTab(TabView):
                 age = "fresh"
                 age_s = snapshot.rollup_age_s(view)
                 if age_s and age_s >= 1:
-                    age = f"{age_s:.0f}s old" + (", process unchanged since" if view.rollup_current else "")
+                    age = (f"{age_s:.0f}s old" if age_s < 99.5 else f"{age_s / 60:.0f}m old") + (
+                        ", unchanged" if view.rollup_current else "")  # the process: idle since the read
                 rollup = (f"PSS {fmt_bytes(r.pss)}  USS {fmt_bytes(r.uss)}  Private_Dirty {fmt_bytes(r.private_dirty)}"
                           f"  LazyFree {fmt_bytes(r.lazyfree)}")
                 note = f"  ({r.source}, {age})"
@@ -656,13 +667,15 @@ class ProcessesTab(TabView):
             name = printable(s.name, 200)
             container = self.table.containers.get(s.pid)
             where = f"   in {printable(container.label, 60)}" if container is not None and container.kind != "host" else ""
-            first = f" PID {s.pid} {name[:60]}{where}"
+            first = f" PID {s.pid} {_cut(name, 60)}{where}"
             second = f" RSS {fmt_bytes(s.rss_bytes)}  {rollup}"
             width = self.size.width or 120
-            if len(second) + len(note) <= width:
+            # Where the rollup's source and age go depends on the width alone, not on this tick's
+            # figures and age (which moved the note between the lines from tick to tick).
+            if width >= _SECOND_LINE_WIDEST + _NOTE_WIDEST:
                 second += note
-            elif note:  # narrow: the rollup's source and age go after a shorter command
-                first = f" PID {s.pid} {name[: max(12, width - len(note) - len(str(s.pid)) - 6)]}{note}"
+            elif note:  # narrow: after a shorter command
+                first = f" PID {s.pid} {_cut(name, max(12, width - len(note) - len(str(s.pid)) - 6))}{note}"
             rss_history = history.column(1)
             known = [r for r in rss_history if r is not None]
             third = f"\n {trend_sentence(history.rss_trend())}"

@@ -110,19 +110,40 @@ SERIES_MARKERS = ("braille", "+", "x", "o", "*")
 
 # A word that is a unit (or a percent sign), with the punctuation after it: it stays with the
 # figure before it when a line is broken (figure_words).
-_UNIT_WORD = re.compile(r"(?:B|KiB|MiB|GiB|TiB|PiB|ms|s|%)[,;:.)]*")
+_UNIT_WORD = re.compile(r"(?:B|KiB|MiB|GiB|TiB|PiB|ms|s|%)(?:/s)?[,;:.)]*")
+# A comparison before a figure (">= 25%"): it stays with the figure after it.
+_OPERATORS = (">=", "<=", ">", "<", "=", "≥", "≤", "≈", "~")
 
 
-def figure_words(text: str, style="") -> list[Text]:
-    """``text`` as words to lay out with :func:`flow`, a figure and its unit as one word
-    ("1.85 MiB"): Rich breaks a line at any space, and cut "mmapped 1.85" from "MiB"."""
-    words: list[str] = []
-    for word in text.split(" "):
-        if words and word and _UNIT_WORD.fullmatch(word):
-            words[-1] += " " + word
-        elif word:
-            words.append(word)
-    return [Text(w, style=style) for w in words]
+def figure_words(text: str, style="") -> list[tuple[str, Text]]:
+    """``text`` as (the spaces before it, word) to lay out with :func:`flow`, a figure and its
+    unit as one word ("1.85 MiB", ">= 25%"): Rich breaks a line at any space, and cut "mmapped
+    1.85" from "MiB". Runs of spaces are kept (a sparkline's blank start)."""
+    words: list[list[str]] = []
+    spaces = ""
+    for part in re.split(r"( +)", text):
+        if part.startswith(" "):
+            spaces = part
+        elif part:
+            if words and (_UNIT_WORD.fullmatch(part) or words[-1][1] in _OPERATORS):
+                words[-1][1] += spaces + part
+            else:
+                words.append([spaces, part])
+            spaces = ""
+    return [(before, Text(word, style=style)) for before, word in words]
+
+
+def flow_lines(text: str, width: int) -> Text:
+    """Lines of plain ``text`` (each may start with spaces, kept) laid out by :func:`flow`."""
+    items: list = []
+    for i, line in enumerate(text.split("\n")):
+        if i:
+            items.append(Text("\n"))
+        words = figure_words(line)
+        if words:  # the line's indent (a line's first separator is dropped)
+            words[0] = ("", Text(words[0][0]) + words[0][1])
+        items += words
+    return flow(items, width)
 
 
 def flow(items, width: int, sep: str = " ") -> Text:

@@ -7,7 +7,7 @@ import pytest
 from memtop.tui.app import TABS, tab_classes
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import KeysFooter
-from memtop.tui.processes import ProcessTable
+from memtop.tui.processes import ProcessTable, _cut
 from tests.tui.fixed import FIX, feed, fixed_app, show_tab
 
 
@@ -247,14 +247,22 @@ async def test_pause_and_interval_keys():
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await feed(app, pilot)
+        def footer_p() -> list[str]:
+            return [k.description for k in app.screen.query("FooterKey") if k.key == "p"]
+
+        assert footer_p() == ["Pause"]
         await pilot.press("p")
         assert app.paused
+        await pilot.pause()
+        assert footer_p() == ["Resume"]  # the footer says what p does now
         await pilot.press("plus")
         assert app.interval == 3.0
         await pilot.press("minus", "minus")
         assert app.interval == 1.0
         await pilot.press("p")
         assert not app.paused
+        await pilot.pause()
+        assert footer_p() == ["Pause"]
 
 
 async def test_help_names_the_source_of_every_column():
@@ -554,3 +562,43 @@ async def test_the_rss_history_line_fits_80_columns_with_its_figures():
         text = str(app.query_one("#process-detail-line").render())
         history = next(line for line in text.splitlines() if line.startswith(" RSS, last"))
         assert len(history) <= 80 and "max " in history and "ΔRSS/min" in history, history
+
+
+async def test_the_header_keeps_every_memory_figure_when_they_grow_to_gib():
+    """At 120 columns, with used and buff/cache in GiB, the fixed 30-cell bar cut the swap figure
+    off the header's line; the bar now gives way, down to none at 80 columns."""
+    from dataclasses import replace
+
+    from memtop.tui.header import MemoryHeader
+
+    app = fixed_app()
+    for width in (120, 80):
+        async with app.run_test(size=(width, 30)) as pilot:
+            await feed(app, pilot)
+            header = app.query_one(MemoryHeader)
+            snap = app.snapshot
+            gib = {**snap.system.meminfo, "MemTotal": 24 * 2**30, "MemFree": 1 * 2**30, "MemAvailable": 22 * 2**30,
+                   "Buffers": 100 * 2**20, "Cached": int(1.5 * 2**30), "SReclaimable": 200 * 2**20,
+                   "Shmem": 12 * 2**20, "SwapTotal": 8 * 2**30, "SwapFree": 7 * 2**30}
+            header.update(replace(snap, system=replace(snap.system, meminfo=gib)))
+            line = header._text().plain.split("\n")[1]
+            assert len(line) <= width, (width, line)
+            assert line.rstrip().endswith("swap 1.00 GiB/8.00 GiB" if width == 120 else "swap 1.00/8.00 GiB"), line
+            assert "used 2.00 GiB" in line and "avail 22.0" in line
+        app = fixed_app()
+
+
+async def test_the_detail_note_stays_on_its_line_and_a_cut_command_says_so():
+    """The rollup's source and age moved between the detail's first and second lines from tick
+    to tick (with the figures' widths), and a command cut at 60 characters had no "…"."""
+    app = fixed_app()
+    for width, line in ((120, 1), (100, 0)):
+        async with app.run_test(size=(width, 40)) as pilot:
+            await feed(app, pilot, ticks=2)
+            assert app.query_one(ProcessTable).select_pid(1077)
+            for _ in range(3):  # whatever the tick's figures, the note keeps its line
+                await feed(app, pilot)
+                lines = str(app.query_one("#process-detail-line").render()).splitlines()
+                assert "(smaps_rollup, " in lines[line] and "(smaps_rollup, " not in lines[1 - line], lines
+        app = fixed_app()
+    assert _cut("x" * 61, 60) == "x" * 59 + "…" and _cut("x" * 60, 60) == "x" * 60

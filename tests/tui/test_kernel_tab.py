@@ -197,3 +197,25 @@ async def test_the_slab_chart_is_rebuilt_only_when_its_picture_changes():
         assert chart.draws == drawn + 2
         await pilot.pause()
         assert "largest caches, MiB" in str(chart.render())
+
+
+def test_the_socket_table_keeps_each_figure_whole_at_80_columns():
+    """At 80 columns the tour saw "TCP mem 1.47 M…": a byte column holds "99.9 MiB" whole."""
+    from rich.console import Console
+
+    from memtop.model.kernel import NetNamespace, SockProtocol, Sockstat
+    from memtop.tui.kernel import sockets_table
+
+    tcp = SockProtocol("TCP", {"inuse": 1, "orphan": 0, "tw": 0, "alloc": 1}, int(1.47 * 2**20))
+    udp = SockProtocol("UDP", {"inuse": 0}, int(99.9 * 2**20))
+    ns = NetNamespace(4026531833, (1, 2), "1 init", True, Sockstat(15, (tcp, udp)))
+
+    class View:  # sockets_table reads only these two fields of a KernelView
+        namespaces = (ns,)
+        namespaces_unreadable = 0
+
+    console = Console(width=80, record=True, color_system=None)
+    console.print(sockets_table(View(), 80))
+    text = console.export_text()
+    assert "1.47 MiB" in text and "99.9 MiB" in text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from memtop.format import fmt_bytes
-from memtop.tui.widgets import figure_words, flow
+from memtop.tui.widgets import figure_words, flow, flow_lines
 
 
 def test_a_figure_keeps_its_unit_and_punctuation():
-    words = [w.plain for w in figure_words("heap 20.8 MiB, top 1.00 MiB; 6 arenas in 0.26 s (12 %)")]
+    words = [w.plain for _, w in figure_words("heap 20.8 MiB, top 1.00 MiB; 6 arenas in 0.26 s (12 %)")]
     assert words == ["heap", "20.8 MiB,", "top", "1.00 MiB;", "6", "arenas", "in", "0.26 s", "(12 %)"]
 
 
@@ -33,3 +33,12 @@ def test_no_figure_is_ever_cut_from_its_unit(values, width):
         # no line starts with a unit (cut from its figure)
         assert line.split(" ")[0] not in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "B,", "KiB,", "MiB,", "GiB,", "TiB,", "PiB,")
     assert " ".join(lines) == sentence
+
+
+def test_flow_lines_keep_indents_and_comparisons_with_their_figures():
+    text = " bi 0 B/s bo 12.0 KiB/s\n no thrashing: file refaults 8.78 KiB/s (thrashing: >= 1.00 MiB/s and >= 25%)"
+    laid = flow_lines(text, 60).plain
+    assert laid == (" bi 0 B/s bo 12.0 KiB/s\n no thrashing: file refaults 8.78 KiB/s (thrashing:\n"
+                    ">= 1.00 MiB/s and >= 25%)")
+    # runs of spaces are kept: a sparkline's blank start
+    assert flow_lines(" refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s", 80).plain == " refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s"
