@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from memtop.actions import audit
 from memtop.model.pagecache import FileCacheStat
 from memtop.procfs import memory_fs_of
-from memtop.procfs.cachestat import HELD_BY_MEMTOP, own_open_files, stat_open_fd
+from memtop.procfs.cachestat import HELD_BY_MEMTOP, NO_PAGE_CACHE, own_open_files, stat_open_fd
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0) | os.O_NOFOLLOW
 _DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -278,6 +278,10 @@ def evict_target(target: EvictTarget, *, sync: bool = False, own: frozenset[tupl
         fst = os.fstat(fd)
         ids = {"device": fst.st_dev, "inode": fst.st_ino}
         before = stat_open_fd(path, fd, fst)
+        if before.cached_bytes is None and (before.reason or "").endswith(NO_PAGE_CACHE):
+            # procfs, sysfs...: no page cache to drop; said as such, not "evicted" (and exit 1,
+            # as `memtop cache` on the same path)
+            return EvictResult(path, False, before.reason, before=before, **ids)
         synced = False
         if sync:
             try:

@@ -189,3 +189,12 @@ def test_drop_caches_refused_for_non_root_and_without_confirmation():
     assert unconfirmed.returncode == 1 and "--yes" in unconfirmed.stderr
     bad = memtop_cli("drop-caches", "4")
     assert bad.returncode == 2
+
+
+def test_a_pseudo_file_has_nothing_to_evict_and_says_so():
+    """`memtop evict /proc/self/status` said "evicted" and exited 0, while `memtop cache` on the
+    same path exits 1: procfs has no page cache to drop (second fresh-eyes tour)."""
+    done = memtop_cli("evict", "/proc/self/status", timeout=20)
+    assert done.returncode == 1
+    assert done.stdout.startswith("/proc/self/status: not evicted: procfs: a pseudo filesystem, no page cache")
+    assert "evicted;" not in done.stdout.splitlines()[0]
