@@ -69,7 +69,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-size", type=size_arg, default=DEFAULT_MAX_BYTES, metavar="SIZE",
                         help=f"bound of the file (default {DEFAULT_MAX_BYTES // 2**20}M); beyond it the oldest "
                              "ticks are dropped, like a ring")
-    parser.add_argument("--pid", type=pid_arg, default=None, metavar="PID",
+    parser.add_argument("--pid", type=pid_arg, default=argparse.SUPPRESS, metavar="PID",  # memtop --pid N record: the same
                         help="also record this process's Layers and Arenas reports (a read-only heap walk every "
                              "few seconds), for replay")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")

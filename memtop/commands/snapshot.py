@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ HELP = "one sample of the system and its processes, as text or JSON"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (schema in README)")
-    parser.add_argument("--pid", type=pid_arg, metavar="PID", help="only this process")
+    # SUPPRESS: not given here, memtop's own --pid stands (`memtop --pid N snapshot` was
+    # silently the whole machine: this default of None hid the one given before the command)
+    parser.add_argument("--pid", type=pid_arg, default=argparse.SUPPRESS, metavar="PID", help="only this process")
     parser.add_argument("--top", type=positive_int, default=25, metavar="N",
                         help="text: show the N largest processes by RSS (default 25)")
 

@@ -15,6 +15,7 @@ meanwhile, the kernel log naming the victims when memtop can read /dev/kmsg).
 
 from __future__ import annotations
 
+import re
 
 from rich.text import Text
 from textual import on
@@ -144,6 +145,8 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
     unknown = {**entry.unknown, **entry.reclaim.unknown}
     by_reason: dict[str, list[str]] = {}
     for key, why in sorted(unknown.items()):
+        # "memory.stat has no kernel_stack line", "... no percpu line": one reason
+        why = re.sub(r"memory\.stat has no \S+ lines?$", "memory.stat has no line for it", why)
         by_reason.setdefault(why, []).append(key.rsplit(".", 1)[-1].replace("_", " "))
     for why, labels in by_reason.items():
         t.append(f"unknown: {printable(', '.join(labels))} ({printable(why)})\n", style="dim")

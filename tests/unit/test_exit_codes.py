@@ -5,6 +5,7 @@ that is well formed but names no process is a failure."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -65,6 +66,10 @@ def test_snapshot():
     usage(memtop("snapshot", "--top", "0"), "snapshot")
     failure(memtop("snapshot", "--pid", NO_SUCH_PID))
     assert memtop("snapshot", "--top", "3").returncode == 0
+    # memtop's own --pid before the command is the snapshot's (it was silently ignored)
+    failure(memtop("--pid", NO_SUCH_PID, "snapshot"))
+    mine = json.loads(memtop("--pid", str(os.getpid()), "snapshot", "--json").stdout)
+    assert [p["pid"] for p in mine["processes"]] == [os.getpid()]
 
 
 def test_cache(a_file):
