@@ -560,6 +560,9 @@ class ProcessesTab(TabView):
                                  "screen are read every tick, every 5 ticks while idle; other rows every 5, or 30 idle; "
                                  "a read that cost c s of CPU is not repeated sooner than 5000·c s after (a big busy "
                                  "process: ~1/5000 of a core), except for the selected process"),
+        ("detail (source, age)", "where PSS/USS were read (smaps_rollup, or smaps summed when it fails) and how "
+                                 "long ago; 'unchanged': the process's stat line has not changed since, so they "
+                                 "still hold"),
         ("chart", "VmRSS of the selected process at each tick (last 5 minutes at 2 s), against clock time; "
                   "redrawn when RSS moves by a step it can show, else when time moved by a tenth of the span "
                   "(20 to 30 s; the line above has every tick's figure)"),
