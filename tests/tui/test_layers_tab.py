@@ -75,15 +75,21 @@ async def test_layers_tab_shows_the_walk_of_the_selected_process(children):
 
 
 @pytest.mark.live
+
+async def _layers_of(app, pilot, pid: int) -> LayersTab:
+    """The Layers tab, shown after a first tick, with ``pid`` selected."""
+    app.tick()
+    await pilot.press("2")
+    tab = app.query_one(LayersTab)
+    app.select(identity_of(pid))
+    return tab
+
 async def test_a_selected_process_that_exits_is_still_named_by_its_pid(children):
     """The fresh-eyes report: once the process had exited the title read "PID ? [?] RSS ?"."""
     child = children.start([sys.executable, "-c", "print('READY', flush=True); input()"])
     app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.tick()
-        await pilot.press("2")
-        tab = app.query_one(LayersTab)
-        app.select(identity_of(child.pid))
+        tab = await _layers_of(app, pilot, child.pid)
         assert await wait_for(pilot, lambda: tab.report is not None and tab.report.identity is not None)
         # WHEN it exits and its layers are read again
         child.close()
@@ -120,10 +126,7 @@ async def test_a_large_walk_shows_progress_and_keys_still_work(children, monkeyp
     child = children.start([compile_c(BIG_HEAP, name="heap_big")], timeout=120)
     app = MemtopApp(sample=False, part_workers=2)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.tick()
-        await pilot.press("2")
-        tab = app.query_one(LayersTab)
-        app.select(identity_of(child.pid))
+        tab = await _layers_of(app, pilot, child.pid)
         progress = app.query_one("#layers-progress", ProgressBar)
         assert await wait_for(pilot, lambda: progress.display or tab.report is not None)
         walking = app.sample.result("layers")
