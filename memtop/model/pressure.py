@@ -240,6 +240,7 @@ class Grower:
     rss: int | None
     growth_bytes: int
     span_s: float
+    own: bool = False  # memtop itself: the stall log says so
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,24 +305,21 @@ def observed_growth(history, window_s: float = GROWTH_WINDOW_S) -> tuple[int, fl
     return last_rss - first_rss, last_t - first_t
 
 
-OWN_MARK = " (memtop itself)"
-
-
 def top_growers(processes, history, count: int = 3, window_s: float = GROWTH_WINDOW_S,
                 own_pid: int | None = None) -> tuple[Grower, ...]:
     """The processes whose RSS grew most over the last ``window_s`` of their histories
     (``history``: a view's History, as Snapshot.history gives).
 
     Only growth (> 0) counts; processes younger than the window are measured over what was seen.
-    ``own_pid``: memtop's own PID, whose name is marked (OWN_MARK): a stall log that names
+    ``own_pid``: memtop's own PID, whose Grower is marked ``own``: a stall log that names
     memtop as the grower must say so.
     """
     scored = []
     for view in processes:
         growth = observed_growth(history(view), window_s)
         if growth is not None and growth[0] > 0:
-            name = view.sample.name + (OWN_MARK if view.pid == own_pid else "")
-            scored.append(Grower(view.pid, name, view.sample.rss_bytes, growth[0], growth[1]))
+            scored.append(Grower(view.pid, view.sample.name, view.sample.rss_bytes, growth[0], growth[1],
+                                 own=view.pid == own_pid))
     scored.sort(key=lambda g: (-g.growth_bytes, g.pid))
     return tuple(scored[:count])
 

@@ -29,7 +29,6 @@ from memtop.format import counted, fmt_bytes, fmt_count, fmt_percent
 from memtop.model.findings import Finding, Severity
 from memtop.model.pressure import (
     NEAR_LIMIT_FRACTION,
-    OWN_MARK,
     PSI_RESOURCES,
     CgroupMemory,
     CgroupsView,
@@ -522,7 +521,7 @@ class PressureTab(TabView):
             body.add_row("", line)
             # One grower per line, figure first: a narrow pane cuts the name, never the unit.
             for g in entry.event.growers:
-                body.add_row("", Text(f"  {_growth(g)}  PID {g.pid} {_short_name(g.name)}", no_wrap=True,
+                body.add_row("", Text(f"  {_growth(g)}  PID {g.pid} {_grower_name(g)}", no_wrap=True,
                                       overflow="ellipsis"))
             if not entry.event.growers:
                 body.add_row("", Text("  no process's RSS was growing", style=self._style("muted")))
@@ -612,7 +611,7 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, w
             return f"{when}memory stall{psi}; no process's RSS was growing"
         g = event.growers[0]
         # name[PID] as always; memtop itself as "memtop" (two memtops may run: the PID tells them apart)
-        who = f"{'memtop' if g.name.endswith(OWN_MARK) else _short_name(g.name, 12)}[{g.pid}]"
+        who = f"{'memtop' if g.own else _short_name(g.name, 12)}[{g.pid}]"
         return f"{when}memory stall{psi}: {who} {_growth(g)}"
     psi = ""
     if event.memory is not None:
@@ -624,7 +623,7 @@ def stall_line(event: StallEvent, short: bool = False, with_time: bool = True, w
     if not who:
         return f"{when}memory stall{trigger}{psi}"
     if event.growers:
-        who = ", ".join(f"PID {g.pid} {_short_name(g.name)} {_growth(g)}" for g in event.growers)
+        who = ", ".join(f"PID {g.pid} {_grower_name(g)} {_growth(g)}" for g in event.growers)
     else:
         who = "no process's RSS was growing"
     return f"{when}memory stall{trigger}{psi}; grew most: {who}"
@@ -636,12 +635,13 @@ def _growth(g) -> str:
 
 
 def _short_name(name: str, width: int = 20) -> str:
-    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``),
-    and memtop's own mark (OWN_MARK) kept."""
-    mark = OWN_MARK if name.endswith(OWN_MARK) else ""
-    name = name.removesuffix(mark)
+    """The program's base name from a command line (``/usr/bin/python3 -m x`` -> ``python3``)."""
     first = name.split()[0] if name.split() else name
-    return printable(first.rsplit("/", 1)[-1], width) + mark
+    return printable(first.rsplit("/", 1)[-1], width)
+
+
+def _grower_name(g) -> str:
+    return _short_name(g.name) + (" (memtop itself)" if g.own else "")
 
 
 class FigureGrid:
