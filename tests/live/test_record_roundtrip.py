@@ -49,6 +49,7 @@ def test_every_recorded_figure_reads_back_equal(tmp_path, children):
             assert tick.kernel.slabs == capture.kernel.slabs
             assert tick.kernel.namespaces == capture.kernel.namespaces
             assert tick.kernel.file_nr == capture.kernel.file_nr
+            assert tick.kernel.meminfo == capture.kernel.meminfo
             assert tick.kernel.categories == capture.kernel.categories
             assert tick.pressure.samples[-1] == capture.psi
             assert tick.pressure.tree == capture.cgroup_tree
@@ -70,6 +71,37 @@ def test_every_recorded_figure_reads_back_equal(tmp_path, children):
         reader.close()
     # AND the file closed cleanly: no WAL beside it
     assert not os.path.exists(f"{path}-wal")
+
+
+def test_a_kernel_view_read_at_an_earlier_tick_replays_with_its_own_meminfo(tmp_path, children):
+    # GIVEN parts spaced so far apart that the Kernel part runs at the first tick only (a busy
+    # machine spaces a costly part out the same way), and a child that grows by 32 MiB after it
+    child = start_grower(children, 16)
+    path = tmp_path / "rec.db"
+
+    def before(i):
+        if i == 1:
+            assert child.ask("grow 32").startswith("OK")
+
+    # WHEN three ticks are recorded
+    captures = record_in_process(path, 3, before_tick=before, part_duty=1e9)
+    reader = RecordReader(path)
+    try:
+        first = captures[0].kernel
+        for i, capture in enumerate(captures):
+            tick = reader.load(i)
+            # THEN each tick's Kernel view is the one read at the first tick
+            assert capture.kernel.tick == first.tick
+            # and its meminfo, slab line and categories are that tick's, as they were live,
+            # although the tick's own meminfo (the header's) has moved on by the child's growth
+            assert tick.kernel.meminfo == first.meminfo
+            assert tick.kernel.categories == first.categories
+            assert tick.snapshot.system.meminfo == capture.snapshot.system.meminfo
+        moved = captures[2].snapshot.system.meminfo["AnonPages"] - first.meminfo["AnonPages"]
+        assert moved >= 24 * MIB
+        assert reader.load(2).kernel.meminfo["AnonPages"] == first.meminfo["AnonPages"]
+    finally:
+        reader.close()
 
 
 def test_the_bound_drops_the_oldest_ticks_and_the_file_stays_under_it(tmp_path):

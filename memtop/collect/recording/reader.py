@@ -707,7 +707,9 @@ class RecordReader:
             chart = {r.cache.name: tuple(t.get(r.cache.name) for t in totals) for r in largest}
         recorder = self.meta.get("recorder_pid")
         others = [view for view in snapshot.processes if view.pid != recorder]  # its fds follow the process count
-        meminfo = snapshot.system.meminfo
+        meminfo = snapshot.system.meminfo  # read at this tick, unless the view says otherwise
+        if doc.get("meminfo") is not None:
+            meminfo = mapping(doc["meminfo"], int, where="kernel meminfo")
         return KernelView(
             tick=seq, meminfo=meminfo, categories=meminfo_categories(meminfo), slabs=slabs,
             slab_reason=scalar(doc.get("slab_reason"), str | None, "slab_reason"),

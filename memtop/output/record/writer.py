@@ -605,6 +605,10 @@ def encode_sections(capture, proc_ids: list[int]) -> tuple[dict, dict[str, bytes
             "namespaces": encode(k.namespaces), "namespaces_unreadable": k.namespaces_unreadable,
             "file_nr": encode(k.file_nr), "file_nr_reason": k.file_nr_reason,
         }
+        if k.tick != snapshot.tick:
+            # Read at an earlier tick (a spaced part): its meminfo is that tick's, which its slab
+            # figures sit beside on the Kernel tab, not this tick's.
+            docs["kernel"]["meminfo"] = dict(k.meminfo)
     if capture.psi is not None:
         docs["psi"] = encode(capture.psi)
     if capture.cgroup_tree is not None:
