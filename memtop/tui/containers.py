@@ -31,7 +31,7 @@ from memtop.model.oom import EVENTS_KEPT_S
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView
-from memtop.tui.widgets import update_static
+from memtop.tui.widgets import flow_text, update_static
 
 # 120 columns wide with the cell padding: the use in per cent is in the detail below.
 COLUMNS = (
@@ -306,8 +306,8 @@ class ContainersTab(TabView):
             self.show_view(result.value, self.spaced_note(result))
 
     def on_resize(self, event) -> None:
-        if self.view is not None and columns_for(event.size.width) != self._columns:
-            self.show_view(self.view)
+        if self.view is not None:
+            self.show_view(self.view)  # the columns may change; the panels' lines are laid out again
 
     def show_view(self, view: ContainersView, spaced: str = "") -> None:
         """Draw one ContainersView (tests call this with a view read from cgroups they made);
@@ -352,7 +352,12 @@ class ContainersTab(TabView):
                     if table.get_cell(entry.container.cgroup, column) != row[i]:
                         table.update_cell(entry.container.cgroup, column, row[i])
         self._show_detail()
-        update_static(self.query_one("#containers-oom", Static), oom_text(oom))
+        panel = self.query_one("#containers-oom", Static)
+        update_static(panel, flow_text(oom_text(oom), self._text_width(panel)))
+
+    def _text_width(self, panel: Static) -> int:
+        """The width a panel's lines are laid out to (broken between figures, never inside one)."""
+        return panel.content_region.width or self.size.width or self.app.size.width
 
     def action_scroll_details(self, lines: int) -> None:
         self.query_one("#containers-body", VerticalScroll).scroll_relative(y=lines, animate=False)
@@ -371,7 +376,8 @@ class ContainersTab(TabView):
         if entry is None:
             update_static(detail, "")
             return
-        update_static(detail, detail_text(entry, self.view.oom if self.view is not None else None))
+        update_static(detail, flow_text(detail_text(entry, self.view.oom if self.view is not None else None),
+                                        self._text_width(detail)))
 
     @on(DataTable.RowHighlighted, "#containers-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -43,7 +43,7 @@ from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
-from memtop.tui.widgets import (CachedPlot, CursorTable, clock_ticks, flow_lines, picture_kept, series_marker,
+from memtop.tui.widgets import (CachedPlot, CursorTable, clock_ticks, flow_text, picture_kept, series_marker,
                                 update_static, within_dot)
 
 SOURCE_PROCESS = "process"
@@ -601,7 +601,7 @@ class PageCacheTab(TabView):
             if s.reason:
                 figures += f"  ({printable(s.reason)})"
         holders = self._holder_names(f.pids)
-        update_static(detail, flow_lines(f" {printable(s.path)}\n {figures}" + (f"\n held by {holders}" if holders else ""),
+        update_static(detail, flow_text(f" {printable(s.path)}\n {figures}" + (f"\n held by {holders}" if holders else ""),
                                          detail.content_region.width or self.size.width or 120))
 
     def _holder_names(self, pids: tuple[int, ...]) -> str:
@@ -643,7 +643,7 @@ class PageCacheTab(TabView):
                      else f"no thrashing: {self._thrash_summary(short=True)}")
             text = f" {rates}\n refaults {sparkline(series, 16)} {state}"
         # Broken between figures, never inside one ("... and >=" / "25%)").
-        update_static(finding_box, flow_lines(text, finding_box.content_region.width or self.size.width or 120))
+        update_static(finding_box, flow_text(text, finding_box.content_region.width or self.size.width or 120))
         for chart in self.query(RateChart):
             chart.show(history)
 

@@ -115,39 +115,52 @@ _UNIT_WORD = re.compile(r"(?:B|KiB|MiB|GiB|TiB|PiB|ms|s|%)(?:/s)?[,;:.)]*")
 _OPERATORS = (">=", "<=", ">", "<", "=", "≥", "≤", "≈", "~")
 
 
+def _word_spans(line: str) -> list[tuple[str, int, int]]:
+    """(the spaces before it, start, end) of each word of ``line``, a figure and its unit as one
+    word ("1.85 MiB", ">= 25%"); runs of spaces are kept."""
+    words: list[list] = []
+    spaces = ""
+    at = 0
+    for part in re.split(r"( +)", line):
+        if part.startswith(" "):
+            spaces = part
+        elif part:
+            if words and (_UNIT_WORD.fullmatch(part) or line[words[-1][1]:words[-1][2]] in _OPERATORS):
+                words[-1][2] = at + len(part)
+            else:
+                words.append([spaces, at, at + len(part)])
+            spaces = ""
+        at += len(part)
+    return [tuple(w) for w in words]
+
+
 def figure_words(text: str, style="") -> list[tuple[str, Text]]:
     """``text`` as (the spaces before it, word) to lay out with :func:`flow`, a figure and its
     unit as one word ("1.85 MiB", ">= 25%"): Rich breaks a line at any space, and cut "mmapped
     1.85" from "MiB". Runs of spaces are kept (a sparkline's blank start)."""
-    words: list[list[str]] = []
-    spaces = ""
-    for part in re.split(r"( +)", text):
-        if part.startswith(" "):
-            spaces = part
-        elif part:
-            if words and (_UNIT_WORD.fullmatch(part) or words[-1][1] in _OPERATORS):
-                words[-1][1] += spaces + part
-            else:
-                words.append([spaces, part])
-            spaces = ""
-    return [(before, Text(word, style=style)) for before, word in words]
+    return [(before, Text(text[start:end], style=style)) for before, start, end in _word_spans(text)]
 
 
-def flow_lines(text: str, width: int) -> Text:
-    """Lines of plain ``text`` (each may start with spaces, kept) laid out by :func:`flow`."""
+def flow_text(text: Text | str, width: int) -> Text:
+    """Lines of ``text`` (each may start with spaces, kept; its styles kept) laid out by
+    :func:`flow`: broken between words, never inside a figure."""
+    if isinstance(text, str):
+        text = Text(text)
     items: list = []
-    for i, line in enumerate(text.split("\n")):
+    for i, line in enumerate(text.split("\n", allow_blank=True)):
         if i:
             items.append(Text("\n"))
-        words = figure_words(line)
-        if words:  # the line's indent (a line's first separator is dropped)
-            words[0] = ("", Text(words[0][0]) + words[0][1])
-        items += words
+        spans = _word_spans(line.plain)
+        for j, (before, start, end) in enumerate(spans):
+            if j == 0:  # the line's indent (a line's first separator is dropped)
+                items.append(("", line[start - len(before):end]))
+            else:  # the separator with its style (an underline runs on between words)
+                items.append((line[start - len(before):start], line[start:end]))
     return flow(items, width)
 
 
 def flow(items, width: int, sep: str = " ") -> Text:
-    """``items`` (Text, or (separator, Text) for another separator before that one) side by
+    """``items`` (Text, or (separator, Text) for another separator, str or Text, before that one) side by
     side, a new line instead of the separator where the next would pass ``width``: a line
     breaks between items, never inside one; an item wider than ``width`` gets its own line."""
     out = Text()
@@ -158,12 +171,13 @@ def flow(items, width: int, sep: str = " ") -> Text:
             out.append("\n")
             used = 0
             continue
-        if used and used + cell_len(before) + item.cell_len > width:
+        before_len = before.cell_len if isinstance(before, Text) else cell_len(before)
+        if used and used + before_len + item.cell_len > width:
             out.append("\n")
             used = 0
         elif used:
             out.append(before)
-            used += cell_len(before)
+            used += before_len
         out.append_text(item)
         used += item.cell_len
     return out

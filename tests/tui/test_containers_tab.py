@@ -217,14 +217,26 @@ async def test_at_80_columns_the_table_fits_and_the_detail_keeps_the_rest(hierar
                 assert body.scroll_y == body.max_scroll_y and app.focused is table
                 detail = tab.query_one("#containers-detail")
                 assert detail.region.bottom <= body.region.bottom  # its last line on screen
+                # AND its lines break between figures, never inside one ("dirty 96.0" / "KiB")
+                assert_laid_out(detail, 80)
                 await pilot.press("left_square_bracket")
                 await pilot.pause()
                 assert body.scroll_y == body.max_scroll_y - 4
                 await pilot.resize_terminal(130, 40)
                 await pilot.pause()
                 assert len(table.columns) == 11 and row_of(tab, cg.cgroup_path)[2] == "64.0 MiB"
+                # AND the panels are laid out again to the new width
+                assert_laid_out(detail, 130)
+                assert max(map(len, detail.content.plain.split("\n"))) > 80
         finally:
             holder.close()
+
+
+def assert_laid_out(panel, width: int) -> None:
+    lines = panel.content.plain.split("\n")
+    assert len(lines) > 4
+    for line in lines:
+        assert len(line) <= width and line.split(" ")[0].rstrip(",;:.)") not in ("B", "KiB", "MiB", "GiB", "%"), line
 
 
 async def test_a_recorded_oom_kill_is_replayed_with_its_victim(hierarchy, tmp_path):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from memtop.format import fmt_bytes
-from memtop.tui.widgets import figure_words, flow, flow_lines
+from memtop.tui.widgets import figure_words, flow, flow_text
 
 
 def test_a_figure_keeps_its_unit_and_punctuation():
@@ -35,10 +35,28 @@ def test_no_figure_is_ever_cut_from_its_unit(values, width):
     assert " ".join(lines) == sentence
 
 
-def test_flow_lines_keep_indents_and_comparisons_with_their_figures():
+def test_flow_text_keeps_indents_and_comparisons_with_their_figures():
     text = " bi 0 B/s bo 12.0 KiB/s\n no thrashing: file refaults 8.78 KiB/s (thrashing: >= 1.00 MiB/s and >= 25%)"
-    laid = flow_lines(text, 60).plain
+    laid = flow_text(text, 60).plain
     assert laid == (" bi 0 B/s bo 12.0 KiB/s\n no thrashing: file refaults 8.78 KiB/s (thrashing:\n"
                     ">= 1.00 MiB/s and >= 25%)")
     # runs of spaces are kept: a sparkline's blank start
-    assert flow_lines(" refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s", 80).plain == " refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s"
+    assert flow_text(" refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s", 80).plain == " refaults        ▁▁▁▁ THRASHING: 10.0 MiB/s"
+
+
+def test_flow_text_keeps_each_words_style():
+    text = Text("used ")
+    text.append("473 MiB", style="bold")
+    text.append(" of limit none; dirty 96.0 KiB)\n")
+    text.append("▲ a finding", style="bold red")
+    laid = flow_text(text, 30)
+    assert laid.plain == "used 473 MiB of limit none;\ndirty 96.0 KiB)\n▲ a finding"
+    style_at = [" ".join(str(s.style) for s in laid.spans if s.start <= i < s.end) for i in range(len(laid.plain))]
+
+    def styles_of(words):
+        at = laid.plain.index(words)
+        return set(style_at[at:at + len(words)])
+
+    assert styles_of("473 MiB") == {"bold"}
+    assert styles_of("▲ a finding") == {"bold red"}  # the spaces between its words too
+    assert styles_of("used ") == styles_of(" of limit none;") == {""}
