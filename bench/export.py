@@ -41,7 +41,8 @@ SLEEPER = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-int main(void) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); for (;;) pause(); }
+char *volatile kept;  /* with the pointer unused, gcc -O1 removed malloc and memset */
+int main(void) { char *p = malloc(1 << 20); memset(p, 1, 1 << 20); kept = p; for (;;) pause(); }
 """
 CLK = os.sysconf("SC_CLK_TCK")
 
