@@ -44,6 +44,22 @@ def _escape_char(ch: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+def cut(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, the last one "…" when it was cut (a bare cut reads as
+    the whole)."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def cell(text: str, width: int, align: str, keep_end: bool = False) -> str:
+    """``text`` as a table cell ``width`` wide, aligned (right: figures); cut with "…" at its end,
+    or at its start with ``keep_end`` (a path: its end names the file)."""
+    if len(text) > width:
+        if keep_end and width > 1:
+            return "…" + text[-(width - 1):]
+        return cut(text, width)
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
 def printable(text: str | None, limit: int | None = None) -> str:
     """``text`` with every character that could act on a terminal shown as a visible escape.
 
@@ -52,8 +68,8 @@ def printable(text: str | None, limit: int | None = None) -> str:
     """
     if not text:
         return ""
-    if limit is not None and len(text) > limit:
-        text = text[: max(0, limit - 1)] + "…"
+    if limit is not None:
+        text = cut(text, limit)
     if text.isprintable():  # the common case, in C: no control, format or separator character
         return text
     out = []

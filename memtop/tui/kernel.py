@@ -38,7 +38,7 @@ from memtop.model.kernel import (
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.text import printable
+from memtop.text import cell, printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
 from memtop.tui.widgets import (CachedPlot, CursorTable, clock_ticks, picture_kept, series_marker, update_static,
                                 within_dot)
@@ -97,12 +97,6 @@ def sort_slabs(rows, key: str, reverse: bool) -> list[SlabRow]:
     return known + unknown
 
 
-def _cell(text: str, width: int, align: str) -> str:
-    if len(text) > width:
-        return text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if align == "right" else text.ljust(width)
-
-
 class SlabHeader(Widget):
     """The slab table's title row."""
 
@@ -122,7 +116,7 @@ class SlabHeader(Widget):
             if sorted_here:
                 title += "▼" if table.sort_reverse else "▲"
             style = self.get_component_rich_style("slab-header--sorted") if sorted_here else self.rich_style
-            segments.append(Segment(_cell(title, width + (1 if sorted_here and col.width == 1 else 0), col.align) + " ", style))
+            segments.append(Segment(cell(title, width + (1 if sorted_here and col.width == 1 else 0), col.align) + " ", style))
         return Strip(segments).crop(0, self.size.width)
 
 
@@ -197,7 +191,7 @@ class SlabTable(CursorTable):
         segments = []
         for col, w in self.layout(width):
             style = growing if col.key == "growth" and (row.growth_bytes_per_min or 0) > 0 else base
-            segments.append(Segment(_cell(col.text(row), w, col.align), style))
+            segments.append(Segment(cell(col.text(row), w, col.align), style))
             segments.append(Segment(" ", base))
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 

@@ -41,7 +41,7 @@ from memtop.format import MiB, UNKNOWN, counted, fmt_bytes, fmt_count, fmt_perce
 from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
-from memtop.text import printable
+from memtop.text import cell, printable
 from memtop.tui.tab import NOT_RECORDED, TabView, TextBox
 from memtop.tui.widgets import (CachedPlot, CursorTable, clock_ticks, flow_text, picture_kept, series_marker,
                                 update_static, within_dot)
@@ -127,14 +127,6 @@ def sort_files(files, column: FileColumn, reverse: bool) -> list[CachedFile]:
     return known + unknown
 
 
-def _cell(text: str, width: int, align: str) -> str:
-    if len(text) > width:
-        if align == "left" and width > 1:  # paths: keep the end, it names the file
-            return "…" + text[-(width - 1):]
-        return text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if align == "right" else text.ljust(width)
-
-
 # --- messages from workers ------------------------------------------------------------------------
 # --- widgets -------------------------------------------------------------------------------------
 class FileHeader(Widget):
@@ -154,7 +146,7 @@ class FileHeader(Widget):
             current = col.key == self.table.sort_key
             if current:
                 title += "▼" if self.table.sort_reverse else "▲"
-            segments.append(Segment(_cell(title, width, col.align) + " ", sorted_style if current else base))
+            segments.append(Segment(cell(title, width, col.align) + " ", sorted_style if current else base))
         return Strip(segments).crop(0, self.size.width)
 
 
@@ -232,7 +224,7 @@ class FileTable(CursorTable):
         segments = []
         for col, w in self.layout(width):
             text = col.text(row)
-            segments.append(Segment(_cell(text, w, col.align), unknown if text == "?" else base))
+            segments.append(Segment(cell(text, w, col.align, keep_end=col.align == "left"), unknown if text == "?" else base))
             segments.append(Segment(" ", base))
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 

@@ -29,16 +29,10 @@ from memtop.format import fmt_bytes, fmt_duration, sparkline
 from memtop.model.process import History, ProcessView
 from memtop.model.sample import Sample
 from memtop.model.snapshot import Snapshot
-from memtop.text import printable
+from memtop.text import cell, cut, printable
 from memtop.tui.columns import COLUMNS, COLUMNS_BY_KEY, Column, fit_columns, trend_sentence, trend_text
 from memtop.tui.tab import TabView, TextBox
 from memtop.tui.widgets import CachedPlot, CursorTable, clock_ticks, picture_kept, within_dot
-
-
-def _cell(text: str, width: int, align: str) -> str:
-    if len(text) > width:
-        return text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if align == "right" else text.ljust(width)
 
 
 def short_command(command: str) -> str:
@@ -180,10 +174,6 @@ _first = itemgetter(0)
 
 
 
-def _cut(text: str, width: int) -> str:
-    """``text`` in ``width`` characters, ending in "…" when cut (a bare cut read as the whole)."""
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
-
 
 # The detail's second line at its widest (every figure "1023 MiB" wide) and its longest note.
 _SECOND_LINE_WIDEST = len(" RSS 99.9 MiB  PSS 99.9 MiB  USS 99.9 MiB  Private_Dirty 99.9 MiB  LazyFree 99.9 MiB")
@@ -216,7 +206,7 @@ class ColumnHeader(Widget):
             title = col.title
             if col.key == table.sort_key:
                 title = title + ("▼" if table.sort_reverse else "▲")
-            segments.append(Segment(_cell(title, width, col.align) + " ", sorted_style if col.key == table.sort_key else base))
+            segments.append(Segment(cell(title, width, col.align) + " ", sorted_style if col.key == table.sort_key else base))
         return Strip(segments).crop(0, self.size.width)
 
 
@@ -440,7 +430,7 @@ class ProcessTable(CursorTable):
                 seg_style = unknown_style
             elif stale and col.stale_with_rollup:
                 seg_style = stale_style
-            segments.append(Segment(_cell(text, w, col.align), seg_style))
+            segments.append(Segment(cell(text, w, col.align), seg_style))
             segments.append(Segment(" ", base))
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 
@@ -670,7 +660,7 @@ class ProcessesTab(TabView):
             name = printable(s.name, 200)
             container = self.table.containers.get(s.pid)
             where = f"   in {printable(container.label, 60)}" if container is not None and container.kind != "host" else ""
-            first = f" PID {s.pid} {_cut(name, 60)}{where}"
+            first = f" PID {s.pid} {cut(name, 60)}{where}"
             second = f" RSS {fmt_bytes(s.rss_bytes)}  {rollup}"
             width = self.size.width or 120
             # Where the rollup's source and age go depends on the width alone, not on this tick's
@@ -678,7 +668,7 @@ class ProcessesTab(TabView):
             if width >= _SECOND_LINE_WIDEST + _NOTE_WIDEST:
                 second += note
             elif note:  # narrow: after a shorter command
-                first = f" PID {s.pid} {_cut(name, max(12, width - len(note) - len(str(s.pid)) - 6))}{note}"
+                first = f" PID {s.pid} {cut(name, max(12, width - len(note) - len(str(s.pid)) - 6))}{note}"
             rss_history = history.column(1)
             known = [r for r in rss_history if r is not None]
             third = f"\n {trend_sentence(history.rss_trend())}"

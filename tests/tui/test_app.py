@@ -7,7 +7,8 @@ import pytest
 from memtop.tui.app import TABS, tab_classes
 from memtop.tui.tab import TabView
 from memtop.tui.widgets import KeysFooter
-from memtop.tui.processes import ProcessTable, _cut
+from memtop.text import cut
+from memtop.tui.processes import ProcessTable
 from tests.tui.fixed import FIX, feed, fixed_app, show_tab
 
 
@@ -601,4 +602,4 @@ async def test_the_detail_note_stays_on_its_line_and_a_cut_command_says_so():
                 lines = str(app.query_one("#process-detail-line").render()).splitlines()
                 assert "(smaps_rollup, " in lines[line] and "(smaps_rollup, " not in lines[1 - line], lines
         app = fixed_app()
-    assert _cut("x" * 61, 60) == "x" * 59 + "…" and _cut("x" * 60, 60) == "x" * 60
+    assert cut("x" * 61, 60) == "x" * 59 + "…" and cut("x" * 60, 60) == "x" * 60

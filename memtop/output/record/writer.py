@@ -37,6 +37,7 @@ from array import array
 from pathlib import Path
 
 from memtop import __version__
+from memtop.text import cut
 from memtop.model.process import ProcessIdentity
 from memtop.collect.recording.codec import (
     APPLICATION_ID,
@@ -88,9 +89,7 @@ class TickTooLarge(Exception):
 
 def cap_text(text: str | None, limit: int = CMDLINE_LIMIT) -> str | None:
     """``text`` cut to ``limit`` characters, the last one ``…`` when it was cut."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    return None if text is None else cut(text, limit)
 
 
 # --- creating the file ------------------------------------------------------------------------------
