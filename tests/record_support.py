@@ -38,6 +38,19 @@ def start_grower(children, mib: int) -> Child:
     return child
 
 
+def record_growth(children, path: Path, ticks: int, *, hold_mib: int, grow_mib: int, at: int,
+                  **kw) -> tuple[Child, list[TickCapture]]:
+    """A child holding ``hold_mib`` that grows by ``grow_mib`` before tick ``at``, recorded for
+    ``ticks`` ticks (``kw``: :func:`record_in_process`'s). Returns the child and the captures."""
+    child = start_grower(children, hold_mib)
+
+    def before(i):
+        if i == at:
+            assert child.ask(f"grow {grow_mib}").startswith("OK")
+
+    return child, record_in_process(path, ticks, before_tick=before, **kw)
+
+
 def record_in_process(path: Path, ticks: int, *, before_tick=None, max_bytes: int = DEFAULT_MAX_BYTES,
                       interval_s: float = 2.0, after_write=None, root: Path = PROC,
                       pid: int | None = None, part_duty: float | None = None) -> list[TickCapture]:

@@ -18,20 +18,14 @@ from memtop.tui.pressure import PressureTab
 from memtop.tui.processes import ProcessesTab, RssChart
 from memtop.tui.tmpfs import TmpfsTab
 from memtop.tui.replay import FD_TABLE_NOT_RECORDED, ReplayApp, ReplayBar
-from tests.record_support import MIB, comparable, record_in_process, start_grower
+from tests.record_support import MIB, comparable, record_growth, record_in_process, start_grower
 
 
 @pytest.fixture
 def grown_recording(tmp_path, children):
     """Five ticks; the child holds 40 MiB, and 24 MiB more from the fourth tick on."""
-    child = start_grower(children, 40)
     path = tmp_path / "replay.db"
-
-    def before(i):
-        if i == 3:
-            assert child.ask("grow 24").startswith("OK")
-
-    captures = record_in_process(path, 5, before_tick=before, interval_s=2.0)
+    child, captures = record_growth(children, path, 5, hold_mib=40, grow_mib=24, at=3, interval_s=2.0)
     return path, child, captures
 
 
