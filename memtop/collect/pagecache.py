@@ -15,7 +15,8 @@ from memtop.format import fmt_bytes
 from memtop.model.findings import Finding, Severity
 from memtop.model.pagecache import VMSTAT_RATE_KEYS, VmstatRates
 from memtop.procfs import PAGE_SIZE, PROC
-from memtop.procfs.filesources import HeldFiles, held_files, measure_held, process_cached_files, system_cached_files
+from memtop.procfs.filesources import (HeldFiles, held_files, holders_by_inode, measure_held, process_cached_files,
+                                       system_cached_files)
 from memtop.procfs.process import list_pids
 from memtop.procfs.vmstat import read_vmstat, vmstat_rates
 
@@ -156,6 +157,7 @@ class HeldFilesCache:
         self.min_age_s = min_age_s
         self._lock = threading.Lock()
         self._held: HeldFiles | None = None
+        self._by_inode: tuple[HeldFiles, dict] | None = None
         self._listed_at = 0.0
         self._cpu_s = 0.0
 
@@ -168,7 +170,17 @@ class HeldFilesCache:
                 self._held = held_files(list_pids(self.root), self.root)
                 self._cpu_s = time.thread_time() - cpu0
                 self._listed_at = now
+                self._by_inode = None
             return self._held, now - self._listed_at
+
+    def by_inode(self, now: float | None = None) -> tuple[dict[tuple[int, int], frozenset[int]], HeldFiles, float]:
+        """Who holds each file by (device, inode) (:func:`holders_by_inode` of the listing, made
+        once per listing), the listing and its age."""
+        held, age = self.get(now)
+        with self._lock:
+            if self._by_inode is None or self._by_inode[0] is not held:
+                self._by_inode = (held, holders_by_inode(held))
+            return self._by_inode[1], held, age
 
 
 def top_cached_files(root: Path = PROC, *, cancel=None, held: HeldFiles | None = None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, Mapping, TypeVar
@@ -310,10 +311,11 @@ class TreePart(Part):
 
     name = "tree"
 
-    def __init__(self, root: Path, limit: int | None = None):
+    def __init__(self, root: Path, limit: int | None = None, held: Shared[HeldFilesCache] | None = None):
         from memtop.procfs.treescan import DEFAULT_LIMIT
 
         self.limit = limit or DEFAULT_LIMIT
+        self.held = held
         self._scanned: dict[Hashable, TreeView] = {}
 
     def key(self, target, params):
@@ -326,7 +328,7 @@ class TreePart(Part):
         return 0.0
 
     def collect(self, job: Job) -> TreeView | None:
-        from memtop.model.pagecache import CachedFile, TreeScanProgress, TreeView
+        from memtop.model.pagecache import TreeScanProgress, TreeView
         from memtop.procfs.cachestat import file_cache_stat, own_open_files
         from memtop.procfs.treescan import TreeScanError, scan_tree
 
@@ -337,8 +339,8 @@ class TreePart(Part):
         done = self._scanned.get(key)
         if done is not None and done.progress.done and not done.progress.cancelled:
             own = own_open_files()
-            files = tuple(CachedFile(file_cache_stat(f.path, follow_symlinks=False, own=own)) for f in done.files)
-            view = TreeView(root, files, done.progress, done.error)
+            stats = [file_cache_stat(f.path, follow_symlinks=False, own=own) for f in done.files]
+            view = self._with_holders(TreeView(root, (), done.progress, done.error), stats, job)
             self._scanned = {key: view}
             return view
         cancel = threading.Event()
@@ -352,9 +354,25 @@ class TreePart(Part):
             found, final = scan_tree(root, limit=self.limit, cancel=cancel, progress=progress, progress_every=500)
         except TreeScanError as e:
             return TreeView(root, (), TreeScanProgress(root, 0, self.limit, True), str(e))
-        view = TreeView(root, tuple(CachedFile(f) for f in found), final, None)
+        view = self._with_holders(TreeView(root, (), final, None), found, job)
         self._scanned = {key: view}
         return view
+
+    def _with_holders(self, view: TreeView, stats, job: Job) -> TreeView:
+        """``view`` with its files, each with the processes that map it or hold it open (by
+        device and inode, from the listing sources (a) and (b) share)."""
+        from memtop.model.pagecache import CachedFile
+
+        if self.held is None or job.one_shot:
+            return replace(view, files=tuple(CachedFile(s) for s in stats),
+                           holders_note="who holds the files is not listed here")
+        by_inode, held, age = self.held.get().by_inode()
+        files = tuple(CachedFile(s, tuple(sorted(by_inode.get((s.device, s.inode), ())))
+                                 if s.device is not None else ()) for s in stats)
+        note = f"holders from {counted(held.processes_seen, 'process', 'processes')}" + _listed_note(age)
+        if held.processes_denied:
+            note += f"; open files of {counted(held.processes_denied, 'process', 'processes')} unreadable"
+        return replace(view, files=files, holders_note=note)
 
 
 class TmpfsPart(Part):
@@ -618,7 +636,7 @@ def default_parts(root: Path, **options: Any) -> list[Part]:
         ProcessFilesPart(held),
         SystemFilesPart(held),
         ProcessCgroupsPart(root),
-        TreePart(root),
+        TreePart(root, held=held),
         TmpfsPart(root),
         TmpfsScanPart(root),
         LayersPart(root, walks),

@@ -94,7 +94,7 @@ class CachedFile:
     """A file in a page-cache list, with who holds it (source a/b) and its residency."""
 
     stat: FileCacheStat
-    pids: tuple[int, ...] = ()  # processes that map it or hold it open (empty for a tree scan)
+    pids: tuple[int, ...] = ()  # processes that map it or hold it open
 
     @property
     def path(self) -> str:
@@ -189,6 +189,7 @@ class TreeView:
     files: tuple[CachedFile, ...]
     progress: TreeScanProgress
     error: str | None = None
+    holders_note: str = ""  # how old the listing of who holds the files is, who could not be read
 
 
 @dataclass(frozen=True, slots=True)

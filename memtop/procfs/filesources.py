@@ -158,6 +158,21 @@ def held_files(pids, root: Path = PROC) -> HeldFiles:
     return HeldFiles({k: (h.ref, frozenset(h.pids)) for k, h in holders.items()}, seen, denied)
 
 
+def holders_by_inode(held: HeldFiles) -> dict[tuple[int, int], frozenset[int]]:
+    """Who holds each file of ``held``, by (device, inode): a file found another way (a
+    directory scan) is matched whatever name each process knows it by, in any mount namespace.
+    One stat(2) of each held file (of its fd or map_files link, or its path under the holder's
+    root), never an open; a file gone since the listing is left out."""
+    out: dict[tuple[int, int], set[int]] = {}
+    for ref, pids in held.files.values():
+        try:
+            st = os.stat(ref.open_path)
+        except OSError:
+            continue
+        out.setdefault((st.st_dev, st.st_ino), set()).update(pids)
+    return {key: frozenset(pids) for key, pids in out.items()}
+
+
 def measure_held(held: HeldFiles, *, method: str = "auto", cancel=None) -> list[CachedFile]:
     """cachestat every held file once; two names of one inode are merged (pids united).
     ``cancel``: a callable; when it returns True the files measured so far are returned."""

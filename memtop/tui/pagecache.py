@@ -340,6 +340,7 @@ class PageCacheTab(TabView):
         self._spaced: dict[str, str] = {}  # source -> when a spaced-out reading was taken
         self._scan_id = 0  # which scan the Collector's tree part is asked for
         self._scan_progress: TreeScanProgress | None = None
+        self._tree_holders = ""  # the TreeView's holders_note
         self._scanning = False
         self._target: ProcessIdentity | None = None
         self._drawn: tuple = ()
@@ -413,6 +414,7 @@ class PageCacheTab(TabView):
                 self.query_one("#pc-progress", ProgressBar).update(total=progress.limit, progress=progress.files_seen)
             if result.value is not None:
                 self._files[SOURCE_TREE] = (result.value.files, result.value.error or "")
+                self._tree_holders = result.value.holders_note
             elif result.error:
                 self._files[SOURCE_TREE] = ((), result.error)
             if self._scanning and not result.running and (result.value is not None or result.error):
@@ -520,7 +522,8 @@ class PageCacheTab(TabView):
         skipped = skipped_text(p.skipped)
         state = ("cancelled" if p.cancelled else f"stopped at the limit of {p.limit} files" if p.truncated
                  else "done" if p.done else "scanning (x cancels)")
-        return f"{self.tree_root}: {state}" + (f"; skipped {skipped}" if skipped else "")
+        holders = f"; {self._tree_holders}" if self._tree_holders and p.done else ""
+        return f"{self.tree_root}: {state}" + (f"; skipped {skipped}" if skipped else "") + holders
 
     def action_ask_tree(self) -> None:
         if self.source != SOURCE_TREE:
@@ -543,6 +546,7 @@ class PageCacheTab(TabView):
     def start_scan(self, path: str) -> None:
         self.tree_root = os.path.abspath(path)
         self._scan_progress = None
+        self._tree_holders = ""
         self._scan_id += 1
         self._scanning = True
         self._files.pop(SOURCE_TREE, None)

@@ -175,3 +175,35 @@ def test_memtops_own_proc_files_are_not_listed_its_other_files_are(tmp_path):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_a_directory_scans_files_count_their_holders_by_inode(tmp_path, children):
+    """Source (c): PROCS of a scanned file is every process that maps or holds it, found by
+    device and inode (it showed "-", none, for every file of a scan). A file held under another
+    name (a hard link outside the tree) counts; a file nobody holds has none."""
+    from memtop.collect.collector import Collector
+    from memtop.collect.parts import default_parts
+    from memtop.collect.sampler import Sampler
+    from memtop.procfs import PROC
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    opened, mapped, alone = (write_file(tree / n, 4 * PAGE) for n in ("opened.bin", "mapped.bin", "alone.bin"))
+    elsewhere = tmp_path / "elsewhere.bin"
+    os.link(mapped, elsewhere)  # the child maps the tree's mapped.bin by this other name
+    deleted = write_file(tmp_path / "deleted.bin", PAGE)
+    child = children.start([sys.executable, "-c", CHILD, str(opened), str(elsewhere), str(deleted)])
+    collector = Collector(PROC, parts=default_parts(PROC), sampler=Sampler(PROC), workers=0)
+    try:
+        collector.set_params("tree", root=str(tree), scan=1)
+        collector.want("test", ("tree",))
+        scanned = collector.tick().get("tree")  # the scan, with the holders
+        measured = collector.tick().get("tree")  # a short tree is measured again at each tick
+    finally:
+        collector.close()
+    for view in (scanned, measured):
+        pids = {f.path: f.pids for f in view.files}
+        assert set(pids) == {str(opened), str(mapped), str(alone)}
+        assert child.pid in pids[str(opened)] and child.pid in pids[str(mapped)]
+        assert pids[str(alone)] == ()
+        assert view.holders_note.startswith("holders from ") and " processes" in view.holders_note
