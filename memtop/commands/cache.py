@@ -94,7 +94,8 @@ def file_json(stat) -> dict:
 
 
 def render_text(stats) -> str:
-    from memtop.format import fmt_bytes, fmt_percent
+    from memtop.format import counted, fmt_bytes, fmt_percent
+    from memtop.model.pagecache import one_per_inode
 
     if not stats:  # every path refused (a directory without -r...): only the notes, no empty table
         return ""
@@ -107,14 +108,20 @@ def render_text(stats) -> str:
         lines.append(line)
     known = [s for s in stats if s.cached_bytes is not None]
     if len(stats) > 1:
+        names = len(known)
+        known = one_per_inode(known)  # a hard link's pages counted once (vmtouch does the same)
         cached = sum(s.cached_bytes for s in known)
         size = sum(s.size_bytes or 0 for s in known)
-        total = (f"{fmt_bytes(cached):>10} {fmt_percent(cached / size if size else 0.0):>4} "
+        # (as each file's: a partly cached last page counts whole, so at most 100 %)
+        total = (f"{fmt_bytes(cached):>10} {fmt_percent(min(1.0, cached / size) if size else 0.0):>4} "
                  f"{fmt_bytes(sum(s.dirty_bytes or 0 for s in known)):>10} "
                  f"{fmt_bytes(sum(s.recently_evicted_bytes or 0 for s in known)):>12} {fmt_bytes(size):>10}  "
-                 f"total of {len(known)} files")
-        if len(known) < len(stats):
-            total += f" ({len(stats) - len(known)} unknown, marked ?)"
+                 f"total of {counted(len(known), 'file')}")
+        if names > len(known):
+            links = names - len(known)
+            total += f" (+{links} hard {'link' if links == 1 else 'links'} to them, counted once)"
+        if names < len(stats):
+            total += f" ({len(stats) - names} unknown, marked ?)"
         lines.append(total)
     # Counted by mincore(2): before Linux 6.5, or a stacked file (overlayfs) cachestat cannot see.
     for reason in sorted({s.reason for s in known if s.dirty_bytes is None and s.reason}):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 # How a residency figure was obtained.
 METHOD_CACHESTAT = "cachestat"  # cachestat(2), Linux >= 6.5: cached, dirty, writeback, evicted
@@ -126,6 +126,22 @@ _SKIPPED_NAMES = {
     "loop": ("directory seen twice", "directories seen twice"),
     "pseudo-fs": ("pseudo-filesystem directory", "pseudo-filesystem directories"),
 }
+
+
+def one_per_inode(stats: Iterable[FileCacheStat]) -> list[FileCacheStat]:
+    """``stats`` with each file once: a name that is a hard link to a file met before (same
+    device and inode) is left out, as vmtouch counts it, so that totals count its pages once.
+    A file whose inode is unknown stays."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for s in stats:
+        if s.device is not None:
+            key = (s.device, s.inode)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(s)
+    return out
 
 
 def skipped_text(skipped: Mapping[str, int]) -> str:

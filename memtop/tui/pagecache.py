@@ -38,7 +38,7 @@ from memtop.collect.pagecache import (
 )
 from memtop.collect.parts import TREE_LIVE_MAX
 from memtop.format import MiB, UNKNOWN, counted, fmt_bytes, fmt_count, fmt_percent, fmt_rate, sparkline
-from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, skipped_text
+from memtop.model.pagecache import CachedFile, TreeScanProgress, VmstatRates, VmstatView, one_per_inode, skipped_text
 from memtop.model.process import ProcessIdentity
 from memtop.model.sample import Sample
 from memtop.text import cell, printable
@@ -497,9 +497,12 @@ class PageCacheTab(TabView):
             note = "measuring…"
         total = ""
         if files:  # an empty list's note says why (no process, gone, denied, measuring)
-            cached = sum(f.stat.cached_bytes or 0 for f in files)
+            distinct = one_per_inode(f.stat for f in files)  # hard links in a tree counted once
+            cached = sum(s.cached_bytes or 0 for s in distinct)
             unknown = sum(1 for f in files if f.stat.cached_bytes is None)
-            total = (f"{counted(len(files), 'file')}, {fmt_bytes(cached)} cached"
+            links = len(files) - len(distinct)
+            total = (f"{counted(len(distinct), 'file')}, {fmt_bytes(cached)} cached"
+                     + (f" (+{links} hard {'link' if links == 1 else 'links'})" if links else "")
                      + (f", {unknown} unknown (?)" if unknown else "") + "   ")
         line.append("(o switches)", "dim")
         spaced = self._spaced.get(self.source, "") if self.source != SOURCE_TREE else ""

@@ -45,6 +45,24 @@ def test_cache_json_half_cached_file(tmp_path: Path):
     assert entry["dirty_bytes"] == 0 and entry["reason"] is None
 
 
+def test_a_hard_link_is_listed_by_name_and_counted_once_in_the_total(tmp_path: Path):
+    """vmtouch counts a file with two names once; the total counted its pages twice (a tree of
+    /usr/bin: perl and perl5.36.0), and a page-rounded total read 105 %."""
+    a = write_file(tmp_path / "a.bin", 8 * PAGE - 100)  # a partly used last page
+    os.link(a, tmp_path / "b.bin")
+    c = write_file(tmp_path / "c.bin", 4 * PAGE)
+    for path in (a, c):
+        drop_cache(path)
+        read_part(path, 8 * PAGE)
+    run = memtop("cache", "-r", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[-1] for line in lines[1:-1]] == [str(a), str(tmp_path / "b.bin"), str(c)]
+    total = lines[-1].split()
+    assert " ".join(total[:3]) == "48.0 KiB 100%"  # 8 + 4 pages: a.bin's once
+    assert lines[-1].endswith("total of 2 files (+1 hard link to them, counted once)")
+
+
 def test_cache_text_recursive_and_errors(tmp_path: Path):
     (tmp_path / "sub").mkdir()
     write_file(tmp_path / "a.bin", 4 * PAGE)

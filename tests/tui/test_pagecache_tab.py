@@ -86,6 +86,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
     for name, pages in (("a.bin", 8), ("b.bin", 2), ("sub/c.bin", 4)):
         drop_cache(write_file(tree / name, pages * PAGE))
     read_part(tree / "a.bin", 4 * PAGE)
+    os.link(tree / "b.bin", tree / "sub" / "b-link.bin")
     os.mkfifo(tree / "fifo")
     os.symlink("/etc", tree / "etc-link")
     app = fixed_app(proc_tree)
@@ -99,15 +100,18 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         tab.query_one("#pc-tree-input").value = str(tree)  # (typing 100 characters is slow in Pilot)
         await pilot.press("enter")
         await wait_scan(app, pilot, tab)
-        # THEN the three regular files are listed, the most cached first
+        # THEN the three regular files are listed by each of their names, the most cached first
         table = tab.query_one(FileTable)
         assert tab.source == SOURCE_TREE
         assert [f.path for f in table.rows][0] == str(tree / "a.bin")
-        assert {f.path for f in table.rows} == {str(tree / "a.bin"), str(tree / "b.bin"), str(tree / "sub" / "c.bin")}
+        assert {f.path for f in table.rows} == {str(tree / "a.bin"), str(tree / "b.bin"), str(tree / "sub" / "c.bin"),
+                                                str(tree / "sub" / "b-link.bin")}
         # (a.bin is first also when another session dropped the caches: ties sort by path)
         assert table.rows[0].stat.cached_bytes is not None
         note = str(tab.query_one("#pc-source").render())
         assert "done" in note and "skipped 1 FIFO, 1 symbolic link" in note
+        # AND the total counts b.bin's pages once (vmtouch does the same)
+        assert "3 files, " in note and " cached (+1 hard link)" in note
         # AND sorting by path (s, then choose PATH) orders them by name
         table.focus()
         await pilot.press("s")
@@ -123,7 +127,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         detail = str(tab.query_one("#pc-detail").render())
         assert str(tree / "a.bin") in detail and "recently evicted" in detail
         assert tab.selected_files() == [tree / "a.bin"]
-        assert len(tab.shown_files()) == 3
+        assert len(tab.shown_files()) == 4  # (E evicts every name shown)
         # WHEN e is pressed on it and the eviction confirmed (y) in the Actions screen
         await pilot.press("e")
         await pilot.pause()
@@ -148,7 +152,7 @@ async def test_tree_scan_lists_regular_files_sorted_and_skips_the_rest(tmp_path:
         # AND E offers every file shown
         await pilot.press("E")
         await pilot.pause()
-        assert app.screen.__class__.__name__ == "EvictScreen" and len(app.screen.paths) == 3
+        assert app.screen.__class__.__name__ == "EvictScreen" and len(app.screen.paths) == 4
         await pilot.press("n")
 
 
