@@ -97,6 +97,11 @@ def render_text(doc: dict, top: int = 25) -> str:
             f"{fmt_bytes(p['uss_bytes']):>9} {fmt_bytes(p['anon_bytes']):>9} {fmt_bytes(p['swap_bytes']):>9} "
             f"{fmt_count(p['threads']):>4} {fmt_count(p['fd_count']):>5}  {printable(p['cmdline'] or '[' + p['comm'] + ']', 60)}"
         )
+    total = len(doc["processes"])
+    if total > 1:  # how much of the list is shown (not with --pid: one process)
+        lines.append("")
+        lines.append(f"{len(procs)} of {counted(total, 'process', 'processes')}, largest RSS first"
+                     + (" (--top N shows more)" if len(procs) < total else ""))
     unknown = [p for p in doc["processes"] if p["pss_bytes"] is None and not p["kernel_thread"] and p["state"] != "Z"]
     if unknown:
         lines.append("")

@@ -46,3 +46,19 @@ def test_building_the_parser_imports_nothing_only_one_command_needs():
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_snapshot_says_how_much_of_the_process_list_it_shows():
+    import os
+    import re
+
+    out = memtop("snapshot", "--top", "3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["PID", "USER", "RSS"])
+    assert lines[header + 4] == ""  # three rows, then the count
+    said = re.fullmatch(r"3 of (\d+) processes, largest RSS first \(--top N shows more\)", lines[header + 5])
+    assert said and int(said.group(1)) > 3
+    # one process (--pid): nothing to count
+    one = memtop("snapshot", "--pid", str(os.getpid()))
+    assert one.returncode == 0 and " of 1 process" not in one.stdout and "largest RSS first" not in one.stdout
