@@ -84,6 +84,10 @@ def container_row(entry: ContainerMemory, eta) -> tuple[Text, ...]:
     ))
 
 
+# The reclaim line's words for its figures (detail_text)
+_RECLAIM_WORDS = {"file_clean": "clean page cache", "slab_reclaimable": "reclaimable slab", "by_swap": "by swap"}
+
+
 def detail_text(entry: ContainerMemory, oom) -> Text:
     """The highlighted container: where each figure comes from, what reclaim can free, why a
     figure is unknown, the findings and the kill order within it."""
@@ -142,12 +146,16 @@ def detail_text(entry: ContainerMemory, oom) -> Text:
         t.append("\n")
     # The figures not known, in words ("kernel stack", not "split.kernel_stack") and one line per
     # reason: cgroup v1 lacks a dozen files for one reason, which filled the pane line by line.
-    unknown = {**entry.unknown, **entry.reclaim.unknown}
+    # The reclaim line's figures by its own words ("reclaimable slab"), told apart from the
+    # kernel split's ("slab reclaimable" read the same twice).
+    unknown = [(key.rsplit(".", 1)[-1].replace("_", " "), why) for key, why in sorted(entry.unknown.items())]
+    unknown += [(_RECLAIM_WORDS.get(key, key.replace("_", " ")) + " (reclaim)", why)
+                for key, why in sorted(entry.reclaim.unknown.items())]
     by_reason: dict[str, list[str]] = {}
-    for key, why in sorted(unknown.items()):
+    for label, why in unknown:
         # "memory.stat has no kernel_stack line", "... no percpu line": one reason
         why = re.sub(r"memory\.stat has no \S+ lines?$", "memory.stat has no line for it", why)
-        by_reason.setdefault(why, []).append(key.rsplit(".", 1)[-1].replace("_", " "))
+        by_reason.setdefault(why, []).append(label)
     for why, labels in by_reason.items():
         t.append(f"unknown: {printable(', '.join(labels))} ({printable(why)})\n", style="dim")
     return t
