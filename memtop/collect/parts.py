@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, Mapping, TypeVar
@@ -340,7 +339,8 @@ class TreePart(Part):
         if done is not None and done.progress.done and not done.progress.cancelled:
             own = own_open_files()
             stats = [file_cache_stat(f.path, follow_symlinks=False, own=own) for f in done.files]
-            view = self._with_holders(TreeView(root, (), done.progress, done.error), stats, job)
+            files, note = self._with_holders(stats, job)
+            view = TreeView(root, files, done.progress, done.error, note)
             self._scanned = {key: view}
             return view
         cancel = threading.Event()
@@ -354,25 +354,25 @@ class TreePart(Part):
             found, final = scan_tree(root, limit=self.limit, cancel=cancel, progress=progress, progress_every=500)
         except TreeScanError as e:
             return TreeView(root, (), TreeScanProgress(root, 0, self.limit, True), str(e))
-        view = self._with_holders(TreeView(root, (), final, None), found, job)
+        files, note = self._with_holders(found, job)
+        view = TreeView(root, files, final, None, note)
         self._scanned = {key: view}
         return view
 
-    def _with_holders(self, view: TreeView, stats, job: Job) -> TreeView:
-        """``view`` with its files, each with the processes that map it or hold it open (by
-        device and inode, from the listing sources (a) and (b) share)."""
+    def _with_holders(self, stats, job: Job) -> tuple[tuple, str]:
+        """The files of ``stats``, each with the processes that map it or hold it open (by device
+        and inode, from the listing sources (a) and (b) share), and the note on that listing."""
         from memtop.model.pagecache import CachedFile
 
         if self.held is None or job.one_shot:
-            return replace(view, files=tuple(CachedFile(s) for s in stats),
-                           holders_note="who holds the files is not listed here")
+            return tuple(CachedFile(s) for s in stats), "who holds the files is not listed here"
         by_inode, held, age = self.held.get().by_inode()
         files = tuple(CachedFile(s, tuple(sorted(by_inode.get((s.device, s.inode), ())))
                                  if s.device is not None else ()) for s in stats)
         note = f"holders from {counted(held.processes_seen, 'process', 'processes')}" + _listed_note(age)
         if held.processes_denied:
             note += f"; open files of {counted(held.processes_denied, 'process', 'processes')} unreadable"
-        return replace(view, files=files, holders_note=note)
+        return files, note
 
 
 class TmpfsPart(Part):
